@@ -1,0 +1,86 @@
+"""What every command shares: error handling, exit codes, running async code."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+
+from luxxon_agent.errors import LuxxonError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_STARTUP_FAILURE = 3
+EXIT_INTERRUPTED = 130
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def fail(message: str, exit_code: int = EXIT_FAILURE) -> typer.Exit:
+    """Print one line to stderr and return the Exit to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(exit_code)
+
+
+def handle_errors(func: Callable[P, T]) -> Callable[P, T]:
+    """Turn any LuxxonError into one line on stderr and its exit code; never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return func(*args, **kwargs)
+        except LuxxonError as exc:
+            raise fail(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", EXIT_INTERRUPTED) from None
+
+    return wrapper
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """The one bridge from a typer command to the async implementation."""
+    return asyncio.run(coro)
+
+
+def print_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def configure_logging(verbose: bool = False, json_lines: bool = False) -> None:
+    """One logging set-up, installed by the entry point only (library code never does)."""
+    level = logging.DEBUG if verbose else logging.INFO
+    handler: logging.Handler
+    if json_lines:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_JsonFormatter())
+    else:
+        from rich.logging import RichHandler
+
+        handler = RichHandler(show_path=False, rich_tracebacks=False)
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    # third-party chatter stays at WARNING unless asked for
+    for noisy in ("aioice", "aiortc", "httpx", "httpcore", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+class _JsonFormatter(logging.Formatter):
+    """JSON lines for journald and log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["exc"] = record.exc_info[0].__name__
+        return json.dumps(entry)

@@ -1,0 +1,36 @@
+"""`luxxon-agent`: the fleet agent and its tools.
+
+Each command group is a module with `register(app)`; add a new one to
+`_COMMAND_MODULES`. Modules import only typer/rich at import time.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from luxxon_agent.cli import device, gps, stub, video
+
+app = typer.Typer(
+    name="luxxon-agent",
+    help="Luxxon fleet agent: publish video and signed position for paid sessions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_COMMAND_MODULES = (stub, gps, video, device)
+
+for _module in _COMMAND_MODULES:
+    _module.register(app)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from luxxon_agent import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,29 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+
+import pytest
+
+REQUIRE_SYSTEM_TOOLS = os.environ.get("LUXXON_REQUIRE_SYSTEM_TOOLS") == "1"
+
+
+def require_tool(name: str) -> str:
+    """Path of a system tool a test needs; skip without it, except in CI where it must exist."""
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"{name} is not installed (bash .ci/system-deps installs it)"
+    if REQUIRE_SYSTEM_TOOLS:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
