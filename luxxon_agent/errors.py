@@ -42,7 +42,8 @@ class ApiError(LuxxonError):
     """The API answered with an error envelope.
 
     `code` is the server's code (an unknown one is kept verbatim),
-    `status` the HTTP status, `detail` the optional extra text.
+    `status` the HTTP status, `detail` the optional extra text,
+    `retry_after` the server's Retry-After in seconds when it sent one.
     """
 
     def __init__(
@@ -54,8 +55,10 @@ class ApiError(LuxxonError):
         *,
         method: str | None = None,
         path: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.status = status
+        self.retry_after = retry_after
         self.code = code
         self.message = message
         self.detail = detail

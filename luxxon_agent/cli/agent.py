@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from luxxon_agent.cli import device, gps, stub, video
+from luxxon_agent.cli import device, gps, run, stub, video
 
 app = typer.Typer(
     name="luxxon-agent",
@@ -18,7 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_COMMAND_MODULES = (stub, gps, video, device)
+_COMMAND_MODULES = (stub, gps, video, device, run)
 
 for _module in _COMMAND_MODULES:
     _module.register(app)
