@@ -14,8 +14,10 @@ always holds and no fraction of a µUSDC is created or lost.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Protocol
 
 BPS_DENOMINATOR = 10_000
 
@@ -79,3 +81,77 @@ def wallclock_clean_seconds(
     if current:
         lost += (current[1] - current[0]).total_seconds()
     return max(0, total - math.ceil(lost))
+
+
+# ---- the telemetry-anchored meter (roadmap; `luxxon-agent stub --meter telemetry`) ----
+
+EARTH_RADIUS_M = 6_371_008.8
+"""Mean Earth radius (IUGG), for haversine distances."""
+MAX_SAMPLE_ACCURACY_M = 100.0
+"""A sample whose accuracy is worse than this does not count at all."""
+DEFAULT_TELEMETRY_FRESHNESS_S = 2.0
+"""How old a sample may be at the end of a second and still cover it."""
+
+
+class MeteredSample(Protocol):
+    """A validly signed sample as the meter sees it."""
+
+    @property
+    def captured_at(self) -> datetime: ...
+    @property
+    def lat(self) -> float: ...
+    @property
+    def lng(self) -> float: ...
+    @property
+    def accuracy_m(self) -> float: ...
+
+
+def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
+    """Great-circle distance in metres between two WGS-84 points (spherical Earth)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lng2 - lng1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+
+
+def telemetry_clean_seconds(
+    started_at: datetime,
+    ended_at: datetime,
+    samples: Iterable[MeteredSample],
+    geofence_center: tuple[float, float],
+    radius_m: float,
+    freshness_s: float = DEFAULT_TELEMETRY_FRESHNESS_S,
+) -> tuple[int, int]:
+    """Telemetry meter: (clean, failed) seconds of a session; clean + failed = session seconds.
+
+    Second i is [started_at + i, started_at + i + 1). It is clean when the most
+    recent counting sample captured before the second ends was captured at
+    most `freshness_s` (at least 1) seconds before that end, and lies within
+    `radius_m` of `geofence_center` (haversine). Otherwise it is failed: no
+    sample, only stale ones, or the newest one outside the geofence.
+    Samples with accuracy worse than MAX_SAMPLE_ACCURACY_M don't count.
+    The newest sample decides, so a second after leaving the geofence fails
+    even while an older in-fence sample is still fresh.
+    """
+    if freshness_s <= 0 or radius_m <= 0:
+        raise ValueError("freshness_s and radius_m must be positive")
+    total = session_seconds(started_at, ended_at)
+    window = timedelta(seconds=max(1.0, freshness_s))
+    lat0, lng0 = geofence_center
+    # at equal times the outside sample sorts last, so a tie is judged against the operator
+    timeline = sorted(
+        (s.captured_at, haversine_m(lat0, lng0, s.lat, s.lng) > radius_m)
+        for s in samples
+        if s.accuracy_m <= MAX_SAMPLE_ACCURACY_M
+    )
+    clean = 0
+    newest = -1
+    for i in range(total):
+        end = started_at + timedelta(seconds=i + 1)
+        while newest + 1 < len(timeline) and timeline[newest + 1][0] < end:
+            newest += 1
+        if newest >= 0:
+            captured_at, outside = timeline[newest]
+            if captured_at >= end - window and not outside:
+                clean += 1
+    return clean, total - clean

@@ -118,6 +118,8 @@ class Scope(StrEnum):
     SESSIONS_OPERATE = "sessions:operate"
     SESSIONS_READ = "sessions:read"
     WALLET_READ = "wallet:read"
+    SESSIONS_REQUEST = "sessions:request"
+    """Consumer side: create, dispatch, end and cancel sessions (stub; see docs/api.md)."""
 
 
 class SessionState(StrEnum):
@@ -167,6 +169,14 @@ class ErrorCode(StrEnum):
     FRAME_NOT_AVAILABLE = "FRAME_NOT_AVAILABLE"
     VIDEO_ERROR = "VIDEO_ERROR"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+    # telemetry and operator delegations (stub; see docs/telemetry.md)
+    INVALID_SIGNATURE = "INVALID_SIGNATURE"
+    UNKNOWN_SIGNER = "UNKNOWN_SIGNER"
+    DEVICE_REVOKED = "DEVICE_REVOKED"
+    DEVICE_EXPIRED = "DEVICE_EXPIRED"
+    CAPTURED_OUT_OF_SESSION = "CAPTURED_OUT_OF_SESSION"
+    CAPTURED_IN_FUTURE = "CAPTURED_IN_FUTURE"
+    INVALID_DELEGATION = "INVALID_DELEGATION"
 
 
 # ---- envelopes -----------------------------------------------------------------
@@ -418,3 +428,30 @@ class CreateSessionRequest(RequestModel):
 
 class AcceptRequest(RequestModel):
     operator_workspace_id: str | None = None
+
+
+class Operator(ApiModel):
+    """One device of a SUPPLIER workspace, authorised by a wallet-signed delegation."""
+
+    id: str
+    workspace_id: str
+    label: str
+    kind: DeviceKind
+    device_address: WalletAddress
+    issued_at: Timestamp
+    expires_at: Timestamp
+    delegation_signature: HexSignature
+    created_at: Timestamp
+    revoked_at: Timestamp | None = None
+
+
+class RegisterOperatorRequest(RequestModel):
+    """`POST /workspaces/:id/operators`: the delegation and the wallet's EIP-712 signature
+    over it (docs/telemetry-signing.md, OperatorDelegation)."""
+
+    label: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._-]+$")
+    kind: DeviceKind
+    device_address: WalletAddress
+    issued_at: Timestamp
+    expires_at: Timestamp
+    signature: HexSignature

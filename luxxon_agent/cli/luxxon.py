@@ -1,15 +1,727 @@
-"""`luxxon`: the operator's terminal tool (being built)."""
+"""`luxxon`: the operator's terminal tool (wallet, login, workspaces, API keys, sessions).
+
+Each command parses, calls the package (`luxxon_agent.identity`, `luxxon_agent.api`)
+and renders with `_render`. Only typer is imported at module level: httpx,
+pydantic models, keyring and eth_account load inside the commands that need
+them, so `luxxon --help` stays fast and imports none of aiortc, av, web3.
+Extra command groups register through `_COMMAND_MODULES`-style calls below.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+
 import typer
 
-app = typer.Typer(name="luxxon", no_args_is_help=True, add_completion=False)
+from luxxon_agent.cli import earnings, operators
+from luxxon_agent.cli._common import handle_errors, run_async
+from luxxon_agent.errors import AuthError, ConfigError
+
+if TYPE_CHECKING:
+    from luxxon_agent.api import AsyncLuxxonClient
+    from luxxon_agent.identity import Profile
+    from luxxon_agent.secret import Secret
+
+T = TypeVar("T")
+Auth = Literal["none", "cookie", "key", "any"]
+
+PRODUCTION_URL = (
+    "https://api.luxxon.dev/api/v1"  # == models.PRODUCTION_BASE_URL (not imported: --help)
+)
+PASSPHRASE_ENV = "LUXXON_WALLET_PASSPHRASE"
+
+# rich_markup_mode=None: plain click help, which skips importing rich's markdown stack (~0.2 s)
+_TYPER_OPTIONS: dict[str, Any] = {
+    "no_args_is_help": True,
+    "add_completion": False,
+    "pretty_exceptions_enable": False,
+    "rich_markup_mode": None,
+}
+
+app = typer.Typer(name="luxxon", **_TYPER_OPTIONS)
+wallet_app = typer.Typer(
+    help="The operator's wallet key (keyring or 0600 keystore).", **_TYPER_OPTIONS
+)
+workspaces_app = typer.Typer(help="Create and update workspaces.", **_TYPER_OPTIONS)
+keys_app = typer.Typer(help="Mint and revoke API keys (wallet login needed).", **_TYPER_OPTIONS)
+sessions_app = typer.Typer(help="Operate sessions with the profile's API key.", **_TYPER_OPTIONS)
+app.add_typer(wallet_app, name="wallet")
+app.add_typer(workspaces_app, name="workspaces")
+app.add_typer(keys_app, name="keys")
+app.add_typer(sessions_app, name="sessions")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+ShowUrlOpt = Annotated[
+    bool, typer.Option("--show-url", help="Print the whipUrl (a credential) in full.")
+]
+
+
+@dataclass(frozen=True)
+class Globals:
+    base_url: str | None
+    profile: str | None
+    api_key: str | None
+    json: bool
 
 
 @app.callback()
-def _root() -> None:
-    """Luxxon operator tool: wallet, workspaces, API keys, sessions, earnings."""
+def _root(
+    ctx: typer.Context,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url",
+            envvar="LUXXON_BASE_URL",
+            help=f"API base URL [default: the profile's, else {PRODUCTION_URL}]",
+            show_default=False,
+        ),
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option("--profile", envvar="LUXXON_PROFILE", help="Profile name [default: default]"),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="LUXXON_API_KEY",
+            help="API key (prefer the env var or the profile's stored key: argv is visible)",
+            show_envvar=True,
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Luxxon operator tool: wallet, login, workspaces, API keys, sessions, earnings."""
+    ctx.obj = Globals(base_url, profile, api_key, json_out)
+
+
+# ---- shared plumbing ---------------------------------------------------------------
+
+
+def _globals(ctx: typer.Context) -> Globals:
+    root = ctx.find_root()
+    obj = root.obj
+    if not isinstance(obj, Globals):
+        raise ConfigError("internal: global options were not parsed")
+    return obj
+
+
+def _as_json(ctx: typer.Context, local: bool) -> bool:
+    return local or _globals(ctx).json
+
+
+def _profile(ctx: typer.Context) -> Profile:
+    from luxxon_agent.identity import Profile
+
+    return Profile.open(_globals(ctx).profile)
+
+
+def _base_url(ctx: typer.Context, profile: Profile) -> str:
+    url = _globals(ctx).base_url or profile.base_url() or PRODUCTION_URL
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"--base-url must start with http:// or https://, got {url!r}")
+    return url.rstrip("/")
+
+
+def _passphrase(new: bool) -> Secret:
+    """The keystore passphrase: LUXXON_WALLET_PASSPHRASE, else a hidden prompt on a terminal."""
+    from luxxon_agent.secret import Secret
+
+    value = os.environ.get(PASSPHRASE_ENV)
+    if value:
+        return Secret(value)
+    if not sys.stdin.isatty():
+        raise ConfigError(f"no keyring here and no terminal: set {PASSPHRASE_ENV}")
+    value = typer.prompt("Wallet keystore passphrase", hide_input=True, confirmation_prompt=new)
+    if not value:
+        raise ConfigError("the keystore passphrase must not be empty")
+    return Secret(value)
+
+
+def _wallet(profile: Profile) -> Any:
+    from luxxon_agent.identity import WalletStore
+
+    return WalletStore(profile, _passphrase)
+
+
+def _client(ctx: typer.Context, profile: Profile, auth: Auth) -> AsyncLuxxonClient:
+    """A client for this profile, authenticated as `auth` asks:
+
+    none: public call; cookie: the wallet login; key: an API key (resolved);
+    any: an explicit key, else the wallet login, else the stored key.
+    """
+    from luxxon_agent.api import AsyncLuxxonClient
+    from luxxon_agent.identity import resolve_api_key
+
+    base_url = _base_url(ctx, profile)
+    explicit = _globals(ctx).api_key
+    api_key = None
+    cookie = None
+    if auth in ("cookie", "any") and not (auth == "any" and explicit):
+        cookie = profile.load_session(base_url)
+        if cookie is None and auth == "cookie":
+            raise AuthError(f"not logged in to {base_url}: run `luxxon login`")
+    if auth == "key" or (auth == "any" and cookie is None):
+        api_key, _ = resolve_api_key(
+            profile,
+            explicit=explicit,
+            credentials_directory=os.environ.get("CREDENTIALS_DIRECTORY"),
+        )
+    return AsyncLuxxonClient(base_url, api_key=api_key, session_cookie=cookie)
+
+
+def _call(
+    ctx: typer.Context, auth: Auth, body: Callable[[AsyncLuxxonClient, Profile], Awaitable[T]]
+) -> T:
+    """Open a client, run `body(client, profile)` on the event loop, close the client."""
+    profile = _profile(ctx)
+    client = _client(ctx, profile, auth)
+
+    async def run() -> T:
+        async with client:
+            return await body(client, profile)
+
+    return run_async(run())
+
+
+def _model(model_name: str, **values: Any) -> Any:
+    """Build a request model; a validation failure is a one-line ConfigError naming the field."""
+    from pydantic import ValidationError
+
+    from luxxon_agent import models
+
+    try:
+        return getattr(models, model_name).model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "input"
+        raise ConfigError(f"invalid {field}: {first['msg']}") from None
+
+
+def _wire(model: Any) -> dict[str, Any]:
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _render_session(session: Any, *, as_json: bool, show_url: bool, title: str) -> None:
+    """A session; its whipUrl (present while LIVE) only with --show-url, even in JSON."""
+    from luxxon_agent.cli._render import emit, redact
+
+    emit(redact(_wire(session), show_url), as_json=as_json, title=title)
+
+
+# ---- wallet -------------------------------------------------------------------------
+
+
+def _wallet_report(profile: Profile, address: str, kind: str, store: Any) -> dict[str, Any]:
+    return {
+        "profile": profile.name,
+        "address": address,
+        "store": kind,
+        "location": store.describe(kind),
+    }
+
+
+@wallet_app.command("new")
+@handle_errors
+def wallet_new(
+    ctx: typer.Context,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Overwrite the profile's wallet.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create a new wallet key and store it (keyring, else a scrypt keystore file)."""
+    from luxxon_agent.cli._render import emit
+
+    profile = _profile(ctx)
+    store = _wallet(profile)
+    address, kind = store.create(replace=replace)
+    emit(
+        _wallet_report(profile, address, kind, store),
+        as_json=_as_json(ctx, json_out),
+        title="wallet created",
+    )
+
+
+@wallet_app.command("import")
+@handle_errors
+def wallet_import(
+    ctx: typer.Context,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Overwrite the profile's wallet.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Import a private key read from stdin (or a hidden prompt); never from argv."""
+    from luxxon_agent.cli._render import emit
+    from luxxon_agent.secret import Secret
+
+    if sys.stdin.isatty():
+        text = typer.prompt("Private key (hex)", hide_input=True)
+    else:
+        text = sys.stdin.readline()
+    if not text.strip():
+        raise ConfigError("no private key on stdin")
+    profile = _profile(ctx)
+    store = _wallet(profile)
+    address, kind = store.import_key(Secret(text.strip()), replace=replace)
+    emit(
+        _wallet_report(profile, address, kind, store),
+        as_json=_as_json(ctx, json_out),
+        title="wallet imported",
+    )
+
+
+@wallet_app.command("show")
+@handle_errors
+def wallet_show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Show the profile's wallet address and where its key is stored (never the key)."""
+    from luxxon_agent.cli._render import emit
+
+    profile = _profile(ctx)
+    store = _wallet(profile)
+    address = store.address()
+    kind = store.kind()
+    if not address or not kind:
+        raise AuthError(
+            f"profile {profile.name!r} has no wallet: run `luxxon wallet new` or "
+            "`luxxon wallet import`"
+        )
+    emit(_wallet_report(profile, address, kind, store), as_json=_as_json(ctx, json_out))
+
+
+# ---- login --------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def login(
+    ctx: typer.Context,
+    workspace: Annotated[
+        str | None, typer.Option("--workspace", help="Pin the session to this workspace.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Sign in with the wallet (SIWE); the lx_session cookie is kept in the profile."""
+    from luxxon_agent.cli._render import emit
+    from luxxon_agent.identity import siwe_login
+
+    profile = _profile(ctx)
+    key = _wallet(profile).private_key()
+    base_url = _base_url(ctx, profile)
+
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+        result = await siwe_login(client, key)
+        if workspace:
+            await client.select_workspace(workspace)
+        return result, client.session_cookie
+
+    result, cookie = _call(ctx, "none", body)
+    profile.save_session(cookie, base_url)
+    profile.update_settings(baseUrl=base_url)
+    payload = _wire(result)
+    payload["baseUrl"] = base_url
+    if workspace:
+        payload["selectedWorkspaceId"] = workspace
+    emit(payload, as_json=_as_json(ctx, json_out), title="logged in")
+
+
+@app.command()
+@handle_errors
+def logout(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """End the wallet session on the server and forget the cookie."""
+    from luxxon_agent.cli._render import emit
+    from luxxon_agent.errors import ApiError
+
+    profile = _profile(ctx)
+    base_url = _base_url(ctx, profile)
+    server = "not logged in"
+    if profile.load_session(base_url) is not None:
+
+        async def body(client: AsyncLuxxonClient, profile: Profile) -> str:
+            try:
+                await client.logout()
+            except ApiError as exc:
+                if exc.status != 401:
+                    raise
+                # the server already forgot this session: only the local copy remains
+                return "session had already expired"
+            return "session ended"
+
+        server = _call(ctx, "cookie", body)
+    profile.clear_session()
+    emit({"profile": profile.name, "result": server}, as_json=_as_json(ctx, json_out))
+
+
+@app.command()
+@handle_errors
+def whoami(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Who the server thinks you are (API key or wallet session)."""
+    from luxxon_agent.cli._render import emit
+
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+        return await client.me()
+
+    emit(_wire(_call(ctx, "any", body)), as_json=_as_json(ctx, json_out))
+
+
+# ---- workspaces -----------------------------------------------------------------------
+
+
+@workspaces_app.command("create")
+@handle_errors
+def workspaces_create(
+    ctx: typer.Context,
+    slug: Annotated[str, typer.Option("--slug", help="URL name: a-z, 0-9, dashes.")],
+    name: Annotated[str, typer.Option("--name", help="Display name.")],
+    supplier: Annotated[bool, typer.Option("--supplier", help="An operator workspace.")] = False,
+    consumer: Annotated[bool, typer.Option("--consumer", help="A consumer workspace.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create a workspace owned by the wallet (signs the workspace challenge)."""
+    from luxxon_agent.cli._render import emit
+    from luxxon_agent.identity import address_of, create_workspace_signed
+    from luxxon_agent.models import Role
+
+    roles = [role for flag, role in ((supplier, Role.SUPPLIER), (consumer, Role.CONSUMER)) if flag]
+    if not roles:
+        raise ConfigError("choose a role: --supplier (operator) and/or --consumer")
+    _model(
+        "CreateWorkspaceRequest",
+        slug=slug,
+        name=name,
+        walletAddress="0x" + "0" * 40,
+        signature="0x00",
+        nonce="placeholder",
+        roles=roles,
+    )  # validates slug and name before the wallet is unlocked
+    profile = _profile(ctx)
+    key = _wallet(profile).private_key()
+
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+        return await create_workspace_signed(client, key, slug=slug, name=name, roles=roles)
+
+    workspace = _call(ctx, "none", body)
+    profile.update_settings(walletAddress=address_of(key))
+    emit(_wire(workspace), as_json=_as_json(ctx, json_out), title="workspace created")
+
+
+def _parse_coverage(text: str) -> tuple[float, float, float]:
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        lat, lng, radius = (float(part) for part in parts)
+    except ValueError:
+        raise ConfigError(
+            f"--coverage wants LAT,LNG,RADIUS_M (three numbers), got {text!r}"
+        ) from None
+    return lat, lng, radius
+
+
+@workspaces_app.command("update")
+@handle_errors
+def workspaces_update(
+    ctx: typer.Context,
+    workspace_id: Annotated[str, typer.Argument(metavar="ID", help="Workspace id.")],
+    online: Annotated[bool, typer.Option("--online", help="Available for dispatch.")] = False,
+    offline: Annotated[bool, typer.Option("--offline", help="Not available.")] = False,
+    coverage: Annotated[
+        str | None, typer.Option("--coverage", metavar="LAT,LNG,RADIUS_M", help="Service area.")
+    ] = None,
+    device_kind: Annotated[
+        str | None,
+        typer.Option("--device-kind", help="PHONE, LAPTOP, DRONE, PTZ, FIXED or OTHER."),
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="New display name.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Change availability, coverage, device kind or name (going ONLINE needs --coverage)."""
+    from luxxon_agent.cli._render import emit
+
+    if online and offline:
+        raise ConfigError("choose one of --online and --offline")
+    if online and coverage is None:
+        raise ConfigError("going ONLINE needs the full coverage: --coverage LAT,LNG,RADIUS_M")
+    values: dict[str, Any] = {}
+    if online or offline:
+        values["availabilityState"] = "ONLINE" if online else "OFFLINE"
+    if coverage is not None:
+        lat, lng, radius = _parse_coverage(coverage)
+        values.update(coverageLat=lat, coverageLng=lng, coverageRadiusMeters=radius)
+    if device_kind is not None:
+        values["deviceKind"] = device_kind.upper()
+    if name is not None:
+        values["name"] = name
+    if not values:
+        raise ConfigError(
+            "nothing to update: give --online/--offline, --coverage, --device-kind or --name"
+        )
+    request = _model("UpdateWorkspaceRequest", **values)
+
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+        if client.session_cookie is not None:
+            await client.select_workspace(workspace_id)
+        return await client.update_workspace(workspace_id, request)
+
+    emit(_wire(_call(ctx, "any", body)), as_json=_as_json(ctx, json_out), title="workspace updated")
+
+
+# ---- API keys -----------------------------------------------------------------------------
+
+
+@keys_app.command("create")
+@handle_errors
+def keys_create(
+    ctx: typer.Context,
+    workspace: Annotated[str, typer.Option("--workspace", help="Workspace id.")],
+    label: Annotated[str, typer.Option("--label", help="What the key is for.")],
+    environment: Annotated[str, typer.Option("--environment", help="TEST or LIVE.")],
+    scope: Annotated[
+        list[str],
+        typer.Option("--scope", help="sessions:operate, sessions:read, wallet:read (repeat)."),
+    ],
+    show: Annotated[bool, typer.Option("--show", help="Also print the key's plaintext.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Mint an API key and store its plaintext in the profile (keyring, else a 0600 file)."""
+    from luxxon_agent.cli._render import emit
+    from luxxon_agent.identity import ApiKeyStore
+    from luxxon_agent.secret import Secret
+
+    scopes = [item for value in scope for item in value.replace(",", " ").split()]
+    request = _model(
+        "CreateApiKeyRequest", label=label, environment=environment.upper(), scopes=scopes
+    )
+
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+        await client.select_workspace(workspace)
+        return await client.create_api_key(workspace, request)
+
+    key = _call(ctx, "cookie", body)
+    if not key.plaintext:
+        raise ConfigError("the server returned no key plaintext; the key cannot be stored")
+    profile = _profile(ctx)
+    store = ApiKeyStore(profile)
+    kind = store.save(Secret(key.plaintext))
+    payload = _wire(key)
+    payload.pop("plaintext", None)
+    payload["storedIn"] = store.describe(kind)
+    if show:
+        payload["plaintext"] = key.plaintext
+    emit(payload, as_json=_as_json(ctx, json_out), title="API key created")
+
+
+@keys_app.command("revoke")
+@handle_errors
+def keys_revoke(
+    ctx: typer.Context,
+    key_id: Annotated[str, typer.Argument(metavar="KEY_ID")],
+    workspace: Annotated[str, typer.Option("--workspace", help="Workspace id.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Revoke an API key (it keeps working for the server's grace window)."""
+    from luxxon_agent.cli._render import emit
+
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+        await client.select_workspace(workspace)
+        return await client.revoke_api_key(workspace, key_id)
+
+    key = _call(ctx, "cookie", body)
+    payload = _wire(key)
+    payload.pop("plaintext", None)
+    emit(payload, as_json=_as_json(ctx, json_out), title="API key revoked")
+
+
+# ---- sessions ---------------------------------------------------------------------------------
+
+
+SessionId = Annotated[str, typer.Argument(metavar="ID", help="Session id.")]
+
+
+@sessions_app.command("list")
+@handle_errors
+def sessions_list(
+    ctx: typer.Context,
+    state: Annotated[str | None, typer.Option("--state", help="Only this state.")] = None,
+    show_url: ShowUrlOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Sessions visible to the key's workspace, newest first."""
+    from luxxon_agent.cli._render import SESSION_COLUMNS, redact, table
+
+    wanted = None
+    if state is not None:
+        from luxxon_agent.models import SessionState
+
+        try:
+            wanted = SessionState(state.upper())
+        except ValueError:
+            choices = ", ".join(SessionState)
+            raise ConfigError(f"--state must be one of {choices}") from None
+
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+        return await client.list_sessions(wanted)
+
+    as_json = _as_json(ctx, json_out)
+    rows = redact([_wire(s) for s in _call(ctx, "key", body)], show_url)
+    table(rows, SESSION_COLUMNS, as_json=as_json, empty="no sessions")
+
+
+@sessions_app.command("show")
+@handle_errors
+def sessions_show(
+    ctx: typer.Context,
+    session_id: SessionId,
+    show_url: ShowUrlOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """One session."""
+
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+        return await client.get_session(session_id)
+
+    session = _call(ctx, "key", body)
+    _render_session(session, as_json=_as_json(ctx, json_out), show_url=show_url, title="session")
+
+
+@sessions_app.command("accept")
+@handle_errors
+def sessions_accept(
+    ctx: typer.Context,
+    session_id: SessionId,
+    operator_workspace: Annotated[
+        str | None, typer.Option("--operator-workspace", help="Accept for this workspace.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Claim a REQUESTED session (→ ASSIGNED; the workspace goes BUSY)."""
+
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+        return await client.accept(session_id, operator_workspace)
+
+    session = _call(ctx, "key", body)
+    _render_session(session, as_json=_as_json(ctx, json_out), show_url=False, title="accepted")
+
+
+@sessions_app.command("start")
+@handle_errors
+def sessions_start(
+    ctx: typer.Context,
+    session_id: SessionId,
+    show_url: ShowUrlOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """ASSIGNED → LIVE; prints the whipUrl redacted unless --show-url (or --json)."""
+    from luxxon_agent.cli._render import emit, redact
+
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+        return await client.start(session_id)
+
+    result = _call(ctx, "key", body)
+    as_json = _as_json(ctx, json_out)
+    payload = redact(_wire(result), show_url or as_json)
+    if not as_json:
+        session = payload.pop("session")
+        payload = {"id": session["id"], "state": session["state"], **payload}
+    emit(payload, as_json=as_json, title="started")
+
+
+@sessions_app.command("producer-token")
+@handle_errors
+def sessions_producer_token(
+    ctx: typer.Context,
+    session_id: SessionId,
+    show_url: ShowUrlOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """The session's whipUrl again (redacted unless --show-url or --json)."""
+    from luxxon_agent.cli._render import emit, redact
+
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+        return await client.producer_token(session_id)
+
+    as_json = _as_json(ctx, json_out)
+    emit(redact(_wire(_call(ctx, "key", body)), show_url or as_json), as_json=as_json)
+
+
+@sessions_app.command("end")
+@handle_errors
+def sessions_end(ctx: typer.Context, session_id: SessionId, json_out: JsonOpt = False) -> None:
+    """LIVE → ENDED: the server runs the meter and settles."""
+
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+        return await client.end(session_id)
+
+    session = _call(ctx, "key", body)
+    _render_session(session, as_json=_as_json(ctx, json_out), show_url=False, title="ended")
+
+
+@sessions_app.command("cancel")
+@handle_errors
+def sessions_cancel(ctx: typer.Context, session_id: SessionId, json_out: JsonOpt = False) -> None:
+    """Cancel a session that is not LIVE yet."""
+
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+        return await client.cancel(session_id)
+
+    session = _call(ctx, "key", body)
+    _render_session(session, as_json=_as_json(ctx, json_out), show_url=False, title="cancelled")
+
+
+@sessions_app.command("cancel-all")
+@handle_errors
+def sessions_cancel_all(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Cancel every ASSIGNED session of the workspace and release it (LIVE ones stay)."""
+    from luxxon_agent.cli._render import emit, message
+
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+        return await client.cancel_all_assignments()
+
+    result = _call(ctx, "key", body)
+    if _as_json(ctx, json_out):
+        emit(_wire(result), as_json=True)
+    elif result.count == 0:
+        message("nothing to cancel: no ASSIGNED sessions")
+    else:
+        noun = "session" if result.count == 1 else "sessions"
+        message(f"cancelled {result.count} {noun} (oldest first):")
+        for session_id in result.cancelled:
+            message(f"  {session_id}")
+
+
+@sessions_app.command("frame")
+@handle_errors
+def sessions_frame(
+    ctx: typer.Context,
+    session_id: SessionId,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the JPEG.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Save the latest decoded video frame as a JPEG."""
+    from luxxon_agent.cli._render import emit
+
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> bytes:
+        return await client.frame(session_id)
+
+    data = _call(ctx, "key", body)
+    try:
+        output.write_bytes(data)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {output}: {exc.strerror}") from None
+    emit(
+        {"sessionId": session_id, "path": str(output), "bytes": len(data)},
+        as_json=_as_json(ctx, json_out),
+    )
+
+
+# ---- other command groups ------------------------------------------------------------------
+
+operators.register(app)
+earnings.register(sessions_app)
 
 
 def main() -> None:

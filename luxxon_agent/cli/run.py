@@ -1,9 +1,405 @@
-"""`luxxon-agent` commands of the agent package (being built)."""
+"""`luxxon-agent run | demo | status | doctor | config check | install-service`.
+
+Each command parses, calls one function of `luxxon_agent.agent`, renders.
+Nothing heavy is imported at module level (only typer), so `--help` is fast.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+from luxxon_agent.cli._common import (
+    configure_logging,
+    handle_errors,
+    print_json,
+    run_async,
+)
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+DEFAULT_STATUS = "127.0.0.1:8765"
+DEFAULT_UNIT_PATH = Path("/etc/systemd/system/luxxon-agent.service")
+DEFAULT_SERVICE_CONFIG = Path("/etc/luxxon-agent/agent.toml")
+
+config_app = typer.Typer(help="Check the agent's configuration.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
+    app.command("run")(run)
+    app.command("demo")(demo)
+    app.command("status")(status)
+    app.command("doctor")(doctor)
+    app.command("install-service")(install_service)
+    app.add_typer(config_app, name="config")
+
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="LUXXON_AGENT_CONFIG",
+        help="Agent TOML (default /etc/luxxon-agent/agent.toml).",
+    ),
+]
+
+
+def _load(config: Path | None, overrides: dict[str, Any] | None = None) -> Any:
+    from luxxon_agent.agent import load_config
+
+    return load_config(config, os.environ, overrides)
+
+
+# ---- run ------------------------------------------------------------------------------
+
+
+@handle_errors
+def run(
+    config: ConfigOption = None,
+    base_url: str | None = typer.Option(None, help="Override [api] base_url."),
+    state_dir: Annotated[Path | None, typer.Option(help="Override [agent] state_dir.")] = None,
+    status_listen: str | None = typer.Option(
+        None, "--status-listen", help="Override [status] listen (HOST:PORT or unix:/path)."
+    ),
+    ice_loopback: bool | None = typer.Option(
+        None, "--ice-loopback/--no-ice-loopback", help="Pin WebRTC ICE to 127.0.0.1."
+    ),
+    log_format: str = typer.Option(
+        "auto", help="auto (JSON lines when stderr is not a terminal, e.g. journald), rich, json."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    """Run the fleet agent until SIGTERM/SIGINT (under systemd: Type=notify)."""
+    overrides = {
+        "api.base_url": base_url,
+        "agent.state_dir": str(state_dir) if state_dir else None,
+        "status.listen": status_listen,
+        "agent.ice_loopback": ice_loopback,
+    }
+    agent_config = _load(config, overrides)
+    if log_format not in ("auto", "rich", "json"):
+        raise typer.BadParameter("--log-format must be auto, rich or json")
+    json_lines = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+    configure_logging(verbose, json_lines=json_lines)
+    from luxxon_agent.agent.supervisor import Supervisor
+
+    code = run_async(Supervisor(agent_config, env=dict(os.environ)).serve())
+    raise typer.Exit(code)
+
+
+# ---- config check --------------------------------------------------------------------------
+
+
+@config_app.command("check")
+@handle_errors
+def config_check(
+    config: ConfigOption = None,
+    as_json: bool = typer.Option(False, "--json", help="Print the effective config as JSON."),
+) -> None:
+    """Validate the config (TOML + LUXXON_AGENT_* env); name the offending key, exit 2."""
+    agent_config = _load(config)
+    if as_json:
+        print_json(agent_config.model_dump(mode="json"))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="operators", title_justify="left")
+    for column in ("label", "kind", "position", "video", "coverage", "auto-accept"):
+        table.add_column(column)
+    for op in agent_config.operators:
+        aa = op.auto_accept
+        table.add_row(
+            op.label,
+            op.device_kind.value,
+            op.position,
+            op.video,
+            f"{op.coverage.lat:.5f},{op.coverage.lng:.5f} r={op.coverage.radius_m:.0f} m",
+            f"≥{aa.min_rate_micro_usdc} µUSDC/s ≤{aa.max_duration_seconds} s"
+            if aa.enabled
+            else "off",
+        )
+    console = Console()
+    console.print(
+        f"[green]config OK[/]: {agent_config.api.base_url}, "
+        f"state in {agent_config.agent.state_dir}, "
+        f"on_sigterm={agent_config.agent.on_sigterm.value}"
+    )
+    console.print(table)
+
+
+# ---- status ---------------------------------------------------------------------------------
+
+
+@handle_errors
+def status(
+    listen: str | None = typer.Option(
+        None, "--listen", help=f"Status endpoint (default: from --config, else {DEFAULT_STATUS})."
+    ),
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Read [status] listen here.")
+    ] = None,
+    once: bool = typer.Option(False, "--once", help="Print one snapshot and exit."),
+    as_json: bool = typer.Option(False, "--json", help="Print the raw status JSON once."),
+    metrics: bool = typer.Option(False, "--metrics", help="Print the Prometheus text once."),
+) -> None:
+    """Live dashboard of a running agent (per operator: session, video, GPS, telemetry)."""
+    import json
+
+    from luxxon_agent.agent import fetch_status
+
+    if listen is None:
+        listen = _load(config).status.listen if config else DEFAULT_STATUS
+    if metrics:
+        sys.stdout.write(run_async(fetch_status(listen, "/metrics")))
+        return
+    if as_json:
+        sys.stdout.write(run_async(fetch_status(listen)) + "\n")
+        return
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console()
+    snapshot = json.loads(run_async(fetch_status(listen)))
+    if once:
+        console.print(render_dashboard(snapshot))
+        return
+    import time
+
+    with Live(render_dashboard(snapshot), console=console, refresh_per_second=2) as live:
+        while True:  # until Ctrl-C (handle_errors turns it into exit 130)
+            time.sleep(1.0)
+            live.update(render_dashboard(json.loads(run_async(fetch_status(listen)))))
+
+
+def render_dashboard(snapshot: dict[str, Any], title: str | None = None) -> RenderableType:
+    """One table row per operator, from a status snapshot."""
+    from rich.table import Table
+
+    api = "[green]up[/]" if snapshot.get("api_ok") else "[red]down[/]"
+    table = Table(
+        title=title
+        or f"luxxon-agent {snapshot.get('state', '?')} · API {api} · "
+        f"{snapshot.get('api_base_url', '')}",
+        title_justify="left",
+        expand=False,
+    )
+    for column in (
+        "operator",
+        "state",
+        "session",
+        "video",
+        "GPS",
+        "telemetry (spooled/delivered/pending)",
+        "reconnects",
+        "earned",
+    ):
+        table.add_column(column)
+    for op in snapshot.get("operators", []):
+        state = op["availability"]
+        if op.get("session_state"):
+            state = f"[bold green]{op['session_state']}[/]"
+        elif op.get("reason"):
+            state = f"[red]OFFLINE[/] {op['reason']}"
+        video = op["video"]
+        gps = op["gps"]
+        tele = op["telemetry"]
+        live = op.get("live_seconds", 0)
+        limit = op.get("max_duration_seconds")
+        session = op.get("session_id") or "-"
+        if op.get("session_id"):
+            session += f"\n{live}s / {limit}s" if limit else f"\n{live}s"
+        gps_text = (
+            f"fix ±{gps['accuracy_m']:.1f} m"
+            if gps["fix"] and gps["accuracy_m"] is not None
+            else "fix"
+            if gps["fix"]
+            else "[red]no fix[/]"
+        )
+        table.add_row(
+            op["label"],
+            state,
+            session,
+            f"{video['state']} {video['bitrate_kbps']:.0f} kbps {video['fps']:.0f} fps",
+            gps_text,
+            f"{tele['spooled']}/{tele['delivered']}/{tele['pending']}",
+            str(video["reconnects"]),
+            f"{live}s · {op.get('earned_micro_usdc', 0) / 1e6:.6f} USDC",
+        )
+    return table
+
+
+# ---- doctor ---------------------------------------------------------------------------------
+
+
+@handle_errors
+def doctor(
+    config: ConfigOption = None,
+    as_json: bool = typer.Option(False, "--json", help="Checks as JSON."),
+    seconds: float = typer.Option(5.0, help="How long to wait for a GPS fix per operator."),
+) -> None:
+    """Check camera, GPS, clock, credentials, API, WHIP and disk; a fix for each failure."""
+    from luxxon_agent.agent.doctor import run_doctor
+
+    agent_config = _load(config)
+    checks = run_async(run_doctor(agent_config, dict(os.environ), gps_seconds=seconds))
+    failed = [c for c in checks if not c.ok]
+    if as_json:
+        print_json([c.to_dict() for c in checks])
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="luxxon-agent doctor", title_justify="left")
+        for column in ("check", "result", "detail", "fix"):
+            table.add_column(column)
+        for check in checks:
+            mark = "[green]ok[/]" if check.ok else "[red]FAIL[/]"
+            table.add_row(check.name, mark, check.detail, check.fix or "")
+        Console().print(table)
+    raise typer.Exit(1 if failed else 0)
+
+
+# ---- install-service ------------------------------------------------------------------------
+
+
+@handle_errors
+def install_service(
+    path: Annotated[Path, typer.Option(help="Where to write the unit.")] = DEFAULT_UNIT_PATH,
+    executable: str | None = typer.Option(
+        None, "--exec", help="luxxon-agent executable for ExecStart (default: this one)."
+    ),
+    config: Annotated[
+        Path, typer.Option("--config", help="Config the service runs with.")
+    ] = DEFAULT_SERVICE_CONFIG,
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing unit."),
+) -> None:
+    """Write the systemd unit (Type=notify, watchdog, credentials, hardening)."""
+    from luxxon_agent.agent.service import install_unit
+
+    exe = executable or _this_executable()
+    written = install_unit(path, executable=exe, config=config, force=force)
+    typer.echo(f"wrote {written}")
+    typer.echo("next: sudo systemctl daemon-reload && sudo systemctl enable --now luxxon-agent")
+
+
+def _this_executable() -> str:
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "luxxon-agent" and argv0.exists():
+        return str(argv0.resolve())
+    return "/usr/local/bin/luxxon-agent"
+
+
+# ---- demo -----------------------------------------------------------------------------------
+
+
+@handle_errors
+def demo(
+    seconds: int = typer.Option(20, min=3, max=600, help="How long the session is LIVE."),
+    meter: str = typer.Option("wallclock", help="The stub's meter: wallclock or telemetry."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print final session, meter and settlement as one JSON object."
+    ),
+    frame: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to save the last received frame (default: ./luxxon-demo-frame.jpg)."
+        ),
+    ] = None,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the agent's log."),
+) -> None:
+    """The whole product on loopback: stub, operator, consumer, a LIVE session, earnings."""
+    if meter not in ("wallclock", "telemetry"):
+        raise typer.BadParameter("--meter must be wallclock or telemetry", param_hint="--meter")
+    from luxxon_agent.agent.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        seconds=seconds,
+        meter=meter,
+        frame_path=(frame or Path("luxxon-demo-frame.jpg")).resolve(),
+    )
+    if as_json:
+        configure_logging(verbose, json_lines=True)
+        if not verbose:
+            import logging
+
+            logging.getLogger().setLevel(logging.ERROR)
+        result = run_async(run_demo(options))
+        print_json(result.to_json())
+        return
+    _demo_live(options, verbose)
+
+
+def _demo_live(options: Any, verbose: bool) -> None:
+    import logging
+
+    from rich.console import Console, Group
+    from rich.live import Live
+    from rich.text import Text
+
+    from luxxon_agent.agent.demo import run_demo
+
+    console = Console()
+    configure_logging(verbose)
+    if not verbose:
+        logging.getLogger().setLevel(logging.ERROR)
+    steps: list[str] = []
+    state: dict[str, Any] = {"snapshot": None}
+
+    def view() -> Any:
+        parts: list[Any] = [Text(s) for s in steps[-8:]]
+        if state["snapshot"] is not None:
+            parts.append(render_dashboard(state["snapshot"], title="agent"))
+        return Group(*parts)
+
+    with Live(view(), console=console, refresh_per_second=4, transient=False) as live:
+
+        def on_step(text: str) -> None:
+            steps.append(f"• {text}")
+            live.update(view())
+
+        def on_snapshot(snapshot: dict[str, Any]) -> None:
+            state["snapshot"] = snapshot
+            live.update(view())
+
+        result = run_async(run_demo(options, on_step=on_step, on_snapshot=on_snapshot))
+    _print_result(console, result)
+
+
+def _print_result(console: Any, result: Any) -> None:
+    from rich.table import Table
+
+    data = result.to_json()
+    session, settlement, meter = data["session"], data["settlement"], data["meter"]
+    table = Table(title="session ended", title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    rows = [
+        ("session", session["id"]),
+        ("state", session["state"]),
+        ("meter", meter["mode"]),
+        ("live seconds", str(meter["liveSeconds"])),
+        ("clean seconds", str(session.get("cleanSeconds"))),
+        ("failed seconds", str(session.get("failedSeconds"))),
+        ("rate", f"{int(session['ratePerSecondMicroUsdc'])} µUSDC/s"),
+        ("charged", f"{int(session.get('chargedMicroUsdc') or 0)} µUSDC"),
+        ("platform fee", f"{int(settlement.get('feeMicroUsdc') or 0)} µUSDC"),
+        (
+            "operator earned",
+            f"[bold green]{int(settlement.get('operatorEarnedMicroUsdc') or 0)} µUSDC[/]",
+        ),
+        ("settlement", f"{settlement['state']} {settlement.get('txHash') or ''}"),
+        ("telemetry", f"{meter['samplesDelivered']} samples delivered"),
+        ("frames at the stub", str(meter.get("framesReceived", "?"))),
+        ("last frame", data.get("framePath") or "(none received)"),
+    ]
+    for what, value in rows:
+        table.add_row(what, value)
+    console.print(table)

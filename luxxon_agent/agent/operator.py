@@ -1,0 +1,149 @@
+"""OperatorRunner: one physical device (camera + position) of the agent.
+
+It follows its position source into a `LatestFix`, knows whether it can
+serve right now (fresh fix, camera present, disk space) and, given a session,
+runs it through `SessionRun`. The workspace link decides which sessions it
+gets; the runner never talks to the intake itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from luxxon_agent.agent.config import AgentConfig, OperatorConfig
+from luxxon_agent.agent.status import OperatorStatus
+from luxxon_agent.backoff import Backoff
+from luxxon_agent.clock import Clock
+from luxxon_agent.errors import LuxxonError
+
+if TYPE_CHECKING:
+    from luxxon_agent.position import PositionSource
+
+logger = logging.getLogger(__name__)
+
+POSITION_BACKOFF = Backoff(initial=1.0, maximum=30.0)
+
+
+class OperatorRunner:
+    """Health and position of one operator; `status` is what the dashboard shows."""
+
+    def __init__(self, op: OperatorConfig, config: AgentConfig, clock: Clock) -> None:
+        from luxxon_agent.position import LatestFix
+
+        self.op = op
+        self.config = config
+        self.clock = clock
+        self.latest = LatestFix(clock=clock)
+        self.status = OperatorStatus(label=op.label, device_kind=op.device_kind.value)
+        self.session_id: str | None = None
+        """The session this operator is serving (or about to), None when free."""
+        self.state_dir = config.agent.state_dir / op.label
+        self.last_position_tick: float | None = None
+
+    def __repr__(self) -> str:
+        return f"OperatorRunner({self.op.label})"
+
+    @property
+    def label(self) -> str:
+        return self.op.label
+
+    @property
+    def free(self) -> bool:
+        return self.session_id is None
+
+    # ---- health ------------------------------------------------------------------
+
+    def unhealthy_reason(self) -> str | None:
+        """Why this operator cannot take a session now, or None when it can."""
+        if self.latest.current() is None:
+            last = self.latest.last
+            detail = getattr(last, "reason", None)
+            return f"no GPS fix ({detail})" if detail else "no GPS fix"
+        camera = camera_problem(self.op.video)
+        if camera:
+            return camera
+        return disk_problem(self.config.agent.state_dir, self.config.agent.min_free_disk_mb)
+
+    def refresh_gps_status(self) -> None:
+        fix = self.latest.current()
+        gps = self.status.gps
+        gps.fix = fix is not None
+        if fix is not None:
+            gps.lat, gps.lng, gps.accuracy_m = fix.lat, fix.lng, fix.accuracy_m
+            gps.age_s = round((self.clock.now() - fix.time).total_seconds(), 2)
+            gps.source = str(fix.source)
+        else:
+            gps.age_s = None
+
+    # ---- position ------------------------------------------------------------------
+
+    async def follow_position(self) -> None:
+        """Feed `latest` from the position source for ever, reopening it when it fails."""
+        attempt = 0
+        while True:
+            try:
+                async with _opened(self.op.position, self.clock) as source:
+                    async for report in source:
+                        self.latest.update(report)
+                        self.last_position_tick = self.clock.monotonic()
+                        attempt = 0
+                    logger.warning("%s: position source ended; reopening", self.label)
+            except LuxxonError as exc:
+                logger.warning("%s: position source: %s", self.label, exc)
+            delay = POSITION_BACKOFF.delay(attempt)
+            attempt += 1
+            await self.clock.sleep(delay)
+
+
+def _opened(url: str, clock: Clock) -> PositionSource:
+    """The source for `url`; used as `async with`, which closes it on the way out."""
+    return open_position_source(url, clock)
+
+
+def open_position_source(url: str, clock: Clock) -> PositionSource:
+    """The position package's source for `url`, or the agent's own `fixed://`."""
+    if urlsplit(url).scheme == "fixed":
+        from luxxon_agent.agent.fixed_position import FixedPositionSource
+
+        return FixedPositionSource(url, clock)
+    from luxxon_agent.position import open_source
+
+    return open_source(url, clock=clock)
+
+
+def camera_problem(video_url: str) -> str | None:
+    """A cheap presence check of a local camera (device node or file); None when fine.
+
+    A V4L2 device that is unplugged disappears from /dev/v4l/by-id and comes
+    back under the same name, so checking the path picks up a replug.
+    """
+    parts = urlsplit(video_url)
+    if parts.scheme in ("v4l2", "file"):
+        path = Path(parts.netloc + parts.path) if parts.netloc else Path(parts.path)
+        if not path.exists():
+            return f"camera down ({path} missing)"
+    return None
+
+
+def disk_problem(state_dir: Path, min_free_mb: int) -> str | None:
+    probe = state_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free_mb = shutil.disk_usage(probe).free // (1024 * 1024)
+    if free_mb < min_free_mb:
+        return f"disk full ({free_mb} MB free in {state_dir}, need {min_free_mb})"
+    return None
+
+
+async def cancel_and_wait(task: asyncio.Task) -> None:
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+            raise

@@ -1,0 +1,336 @@
+"""SessionRun: one session of one operator, from ASSIGNED (or a resumed LIVE) to the end.
+
+    ASSIGNED --start--> LIVE: publisher + sampler + uploader
+        ...poll GET /sessions/:id every poll_seconds...
+    consumer ended  -> stop video and sampling (the server meters without us)
+    maxDuration     -> stop sampling, drain the spool, DELETE the WHIP resource, POST /end
+    agent stopping  -> on_sigterm = "end": as maxDuration; "leave": DELETE the WHIP
+                       resource, stop sampling, keep the state file for the restart
+
+The state file is written before each step that a crash could interrupt, so
+a restart knows the session and resumes it (same whipUrl via producer-token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from luxxon_agent.agent.config import OnSigterm
+from luxxon_agent.agent.waiting import sleep_or_event
+from luxxon_agent.backoff import Backoff
+from luxxon_agent.errors import ApiError, LuxxonError, MediaError, TransportError
+from luxxon_agent.meter import earnings
+from luxxon_agent.models import Session, SessionState
+from luxxon_agent.secret import Secret
+
+if TYPE_CHECKING:
+    from luxxon_agent.agent.operator import OperatorRunner
+    from luxxon_agent.agent.workspace import WorkspaceLink
+    from luxxon_agent.telemetry import Sampler, Spool, Uploader
+    from luxxon_agent.video import MediaSource, Publisher
+
+logger = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT_S = 20.0
+"""Longest wait for the spool backlog to reach the API before /end goes anyway."""
+END_MARGIN_S = 0.5
+VIDEO_BACKOFF = Backoff(initial=2.0, maximum=30.0)
+"""End this much before maxDuration so the last sample lands inside the session."""
+
+
+class Outcome(StrEnum):
+    CONSUMER_ENDED = "consumer-ended"
+    MAX_DURATION = "max-duration"
+    STOPPING = "agent-stopping"
+    FAILED = "failed"
+
+
+class SessionRun:
+    def __init__(
+        self,
+        runner: OperatorRunner,
+        link: WorkspaceLink,
+        session: Session,
+        stop: asyncio.Event,
+        spool: Spool,
+        signer: object,
+    ) -> None:
+        self.runner = runner
+        self.link = link
+        self.session = session
+        self.stop = stop
+        self.spool = spool
+        self.signer = signer
+        self.client = link.client
+        self.clock = link.clock
+        self.publisher: Publisher | None = None
+        self.sampler: Sampler | None = None
+        self.uploader: Uploader | None = None
+        self.media: MediaSource | None = None
+        self.last_sampler_tick: float | None = None
+        self._video_retry_at: float | None = None
+        self._video_attempt = 0
+        self._log = f"{runner.label}/{session.id}"
+
+    def __repr__(self) -> str:
+        return f"SessionRun({self._log})"
+
+    @property
+    def label(self) -> str:
+        return self.runner.label
+
+    def _remember(self, state: str | None) -> None:
+        sid = self.session.id if state else None
+        self.link.state.set_session(self.label, sid, state, self.link.workspace_id)
+
+    async def run(self) -> Outcome:
+        status = self.runner.status
+        status.session_id = self.session.id
+        status.availability = "BUSY"
+        status.max_duration_seconds = self.session.max_duration_seconds
+        status.rate_per_second_micro_usdc = self.session.rate_per_second_micro_usdc
+        try:
+            whip = await self._go_live()
+            if whip is None:
+                return Outcome.CONSUMER_ENDED
+            await self._start_pipeline(whip)
+            outcome = await self._watch()
+            await self._finish(outcome)
+            return outcome
+        finally:
+            await self._teardown()
+
+    # ---- steps -------------------------------------------------------------------------
+
+    async def _go_live(self) -> Secret | None:
+        """Start an ASSIGNED session, or get the whipUrl of a LIVE one; None if it is over."""
+        session = self.session
+        if session.state is SessionState.ASSIGNED:
+            self._remember("ASSIGNED")
+            try:
+                started = await self.client.start(session.id)
+            except ApiError as exc:
+                if exc.code == "INVALID_STATE":
+                    fresh = await self.client.get_session(session.id)
+                    if fresh.state in (SessionState.LIVE, SessionState.PAUSED):
+                        self.session = fresh  # a start that landed before a crash
+                        return await self._go_live()
+                    logger.info("%s: not startable (%s); dropping it", self._log, fresh.state)
+                    self._remember(None)
+                    return None
+                raise
+            self.session = started.session
+            whip = Secret(started.whip_url)
+            logger.info("%s: started, LIVE", self._log)
+        else:
+            token = await self.client.producer_token(session.id)
+            whip = Secret(token.whip_url)
+            logger.info("%s: resuming LIVE session on its whipUrl", self._log)
+        self._remember("LIVE")
+        status = self.runner.status
+        status.session_state = SessionState.LIVE.value
+        started_at = self.session.started_at
+        status.session_started_at = started_at.isoformat() if started_at else None
+        return whip
+
+    async def _start_pipeline(self, whip: Secret) -> None:
+        from luxxon_agent.telemetry import Sampler, Uploader
+
+        self.uploader = Uploader(self.spool, self.client, clock=self.clock)
+        await self.uploader.start()
+        self.sampler = Sampler(
+            spool=self.spool,
+            provider=self.runner.latest,
+            signer=self.signer,
+            session_id=self.session.id,
+            chain_id=self.link.chain_id or 0,
+            clock=self.clock,
+            on_tick=self._on_tick,
+            on_sample=self.uploader.notify,
+        )
+        await self.sampler.start()
+        try:
+            await self._start_video(whip)
+        except MediaError as exc:
+            # telemetry goes on; _mind_video retries the camera with backoff
+            logger.warning("%s: cannot open video: %s", self._log, exc)
+
+    async def _start_video(self, whip: Secret) -> None:
+        from luxxon_agent.video import Publisher, open_media_source
+
+        self.media = await open_media_source(self.runner.op.video, clock=self.clock)
+        self.publisher = Publisher(
+            whip,
+            self.media,
+            refetch=self._refetch,
+            state_path=self.runner.state_dir / "whip-location.json",
+            clock=self.clock,
+        )
+        await self.publisher.start()
+
+    async def _mind_video(self) -> None:
+        """A publisher that gave up (camera gone, WHIP refused) is rebuilt, with backoff."""
+        from luxxon_agent.video import PublisherState
+
+        failed = self.media is None or (
+            self.publisher is not None and self.publisher.state is PublisherState.FAILED
+        )
+        if not failed:
+            self._video_attempt = 0
+            return
+        now = self.clock.monotonic()
+        if self._video_retry_at is None:
+            error = self.publisher.stats().last_error if self.publisher else "no media source"
+            delay = VIDEO_BACKOFF.delay(self._video_attempt)
+            logger.warning("%s: video failed (%s); retrying in %.0f s", self._log, error, delay)
+            self.runner.status.last_error = error
+            self._video_retry_at = now + delay
+            return
+        if now < self._video_retry_at:
+            return
+        self._video_retry_at = None
+        self._video_attempt += 1
+        await self._stop_video()
+        whip = await self._refetch()
+        if whip is None:
+            return
+        try:
+            await self._start_video(whip)
+        except LuxxonError as exc:
+            logger.warning("%s: cannot reopen video: %s", self._log, exc)
+
+    def _on_tick(self, _tick: object) -> None:
+        self.last_sampler_tick = self.clock.monotonic()
+
+    async def _refetch(self) -> Secret | None:
+        try:
+            token = await self.client.producer_token(self.session.id)
+        except (ApiError, TransportError) as exc:
+            logger.warning("%s: producer-token: %s", self._log, exc)
+            return None
+        return Secret(token.whip_url)
+
+    async def _watch(self) -> Outcome:
+        """Poll the session until the consumer ends it, maxDuration, or the agent stops."""
+        poll = self.link.config.agent.poll_seconds
+        while True:
+            self.refresh_status()
+            await self._mind_video()
+            deadline = self._deadline_in()
+            if deadline is not None and deadline <= 0:
+                logger.info("%s: maxDuration reached", self._log)
+                return Outcome.MAX_DURATION
+            wait = poll if deadline is None else min(poll, deadline)
+            if await sleep_or_event(self.clock, wait, self.stop):
+                return Outcome.STOPPING
+            try:
+                fresh = await self.client.get_session(self.session.id)
+            except (ApiError, TransportError) as exc:
+                # the API away (a restart, a network flip): keep publishing, ask again
+                self.link.api_health.last_error = str(exc)
+                logger.warning("%s: session poll: %s", self._log, exc)
+                continue
+            self.link.api_health.ok(self.clock.monotonic())
+            self.session = fresh
+            if fresh.state not in (SessionState.LIVE, SessionState.PAUSED):
+                logger.info("%s: session is %s (ended by the consumer)", self._log, fresh.state)
+                return Outcome.CONSUMER_ENDED
+
+    def _deadline_in(self) -> float | None:
+        started = self.session.started_at
+        if started is None:
+            return None
+        end = started + timedelta(seconds=self.session.max_duration_seconds - END_MARGIN_S)
+        return (end - self.clock.now()).total_seconds()
+
+    async def _finish(self, outcome: Outcome) -> None:
+        policy = self.link.config.on_sigterm_for(self.runner.op)
+        if outcome is Outcome.STOPPING and policy is OnSigterm.LEAVE:
+            await self._stop_video()
+            await self._stop_sampling()
+            logger.info("%s: left LIVE for the restart to resume", self._log)
+            return
+        if outcome is Outcome.CONSUMER_ENDED:
+            await self._stop_video()
+            await self._stop_sampling()
+            self._remember(None)
+            return
+        await self._stop_sampling()
+        await self._drain()
+        await self._stop_video()
+        try:
+            ended = await self.client.end(self.session.id)
+        except ApiError as exc:
+            if exc.code != "INVALID_STATE":
+                raise
+            ended = await self.client.get_session(self.session.id)
+        self.session = ended
+        self._remember(None)
+        logger.info(
+            "%s: ENDED, %s clean second(s), charged %s µUSDC",
+            self._log,
+            ended.clean_seconds,
+            ended.charged_micro_usdc,
+        )
+
+    async def _drain(self) -> None:
+        if self.uploader is None:
+            return
+        result = await self.uploader.drain(DRAIN_TIMEOUT_S, self.session.id)
+        if not result.complete:
+            logger.warning("%s: %d sample(s) still pending at /end", self._log, result.pending)
+
+    async def _stop_sampling(self) -> None:
+        if self.sampler is not None:
+            await self.sampler.stop()
+            self.sampler = None
+
+    async def _stop_video(self) -> None:
+        if self.publisher is not None:
+            await self.publisher.stop()
+            self.publisher = None
+        if self.media is not None:
+            await self.media.close()
+            self.media = None
+
+    async def _teardown(self) -> None:
+        """Whatever happened, nothing of this session keeps running."""
+        await self._stop_sampling()
+        await self._stop_video()
+        if self.uploader is not None:
+            await self.uploader.stop()
+            self.uploader = None
+
+    # ---- status ------------------------------------------------------------------------
+
+    def refresh_status(self) -> None:
+        status = self.runner.status
+        if self.publisher is not None:
+            stats = self.publisher.stats()
+            video = status.video
+            video.state = stats.state.value
+            video.bitrate_kbps = round(stats.bitrate_bps / 1000, 1)
+            video.fps = round(stats.fps, 1)
+            video.frames = stats.frames_sent
+            video.bytes_sent = stats.bytes_sent
+            video.reconnects = stats.reconnects
+        try:
+            spooled = self.spool.stats(self.session.id)
+        except LuxxonError as exc:
+            logger.warning("%s: spool stats: %s", self._log, exc)
+        else:
+            status.telemetry.spooled = spooled.spooled
+            status.telemetry.delivered = spooled.delivered
+            status.telemetry.pending = spooled.pending
+        started = self.session.started_at
+        if started is not None:
+            live = max(0, int((self.clock.now() - started).total_seconds()))
+            status.live_seconds = min(live, self.session.max_duration_seconds)
+            fee = self.link.fee_bps or 0
+            status.earned_micro_usdc = earnings(
+                status.live_seconds, self.session.rate_per_second_micro_usdc, fee
+            ).operator_earned_micro_usdc

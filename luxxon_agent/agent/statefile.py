@@ -1,0 +1,137 @@
+"""StateFile: the small on-disk memory that makes crash recovery possible.
+
+It names the current session of each operator and the heartbeat sequence of
+each workspace. Writes are atomic (temp file, fsync, rename, fsync of the
+directory), so a SIGKILL or power cut leaves either the old or the new file,
+never a torn one. No secrets are stored: a whipUrl is re-fetched with
+GET /sessions/:id/producer-token.
+
+The heartbeat sequence must stay monotone across restarts even on a box
+whose clock starts at 1970 until NTP syncs (a Raspberry Pi without RTC), so
+`next_sequence` is `max(last + 1, now_ms)` and the file keeps a reserved
+high-water mark, written ahead in blocks to spare SD cards a write every 2 s.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+SEQUENCE_RESERVE = 600_000
+"""How far ahead (in sequence units, ms) the persisted high-water mark runs."""
+
+
+@dataclass
+class OperatorRecord:
+    """What one operator was doing when the file was last written."""
+
+    session_id: str | None = None
+    state: str | None = None
+    """Session state as last seen: ASSIGNED or LIVE (anything else is cleared)."""
+    workspace_id: str | None = None
+
+
+@dataclass
+class State:
+    operators: dict[str, OperatorRecord] = field(default_factory=dict)
+    sequences: dict[str, int] = field(default_factory=dict)
+    """Workspace id -> reserved heartbeat sequence high-water mark."""
+
+
+class StateFile:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.state = self._load()
+        self._last: dict[str, int] = dict(self.state.sequences)
+
+    def _load(self) -> State:
+        try:
+            raw = json.loads(self.path.read_text("utf-8"))
+        except FileNotFoundError:
+            return State()
+        except (OSError, ValueError) as exc:
+            # a corrupt file cannot come from our atomic writes; keep it for a human
+            backup = self.path.with_suffix(".corrupt")
+            logger.error("state file %s unreadable (%s); moved to %s", self.path, exc, backup)
+            os.replace(self.path, backup)
+            return State()
+        operators = {
+            label: OperatorRecord(**{k: v for k, v in rec.items() if k in _RECORD_KEYS})
+            for label, rec in raw.get("operators", {}).items()
+        }
+        sequences = {ws: int(seq) for ws, seq in raw.get("sequences", {}).items()}
+        return State(operators=operators, sequences=sequences)
+
+    def record(self, label: str) -> OperatorRecord:
+        return self.state.operators.get(label, OperatorRecord())
+
+    def set_session(
+        self, label: str, session_id: str | None, state: str | None, workspace_id: str | None
+    ) -> None:
+        """Remember (or with None, forget) `label`'s session, durably, before acting on it."""
+        new = OperatorRecord(session_id=session_id, state=state, workspace_id=workspace_id)
+        if self.state.operators.get(label) == new:
+            return
+        self.state.operators[label] = new
+        self.save()
+
+    def next_sequence(self, workspace_id: str, now_ms: int) -> int:
+        """A heartbeat sequence larger than every one sent before, across restarts."""
+        last = self._last.get(workspace_id, 0)
+        value = max(last + 1, now_ms)
+        self._last[workspace_id] = value
+        if value >= self.state.sequences.get(workspace_id, 0):
+            self.state.sequences[workspace_id] = value + SEQUENCE_RESERVE
+            self.save()
+        return value
+
+    def skip_sequence(self, workspace_id: str, by: int) -> None:
+        """The server saw a larger sequence than ours (409): jump past it."""
+        self._last[workspace_id] = self._last.get(workspace_id, 0) + by
+
+    def save(self) -> None:
+        payload = {
+            "version": STATE_VERSION,
+            "operators": {k: asdict(v) for k, v in sorted(self.state.operators.items())},
+            "sequences": dict(sorted(self.state.sequences.items())),
+        }
+        write_atomic(self.path, json.dumps(payload, indent=2).encode("utf-8") + b"\n")
+
+
+_RECORD_KEYS = frozenset(OperatorRecord.__dataclass_fields__)
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace `path` with `data` so that readers see the old or the new file, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None

@@ -1,0 +1,433 @@
+"""Supervisor: the agent process, `startup -> run -> shutdown(timeout)`, like uvicorn's Server.
+
+- startup: state file, device key, one `OperatorRunner` per [[operators]] table,
+  one `WorkspaceLink` per API key, the status endpoint; then READY=1.
+- run: a TaskGroup with each operator's position follower, each link
+  (connect, recover from the state file, then availability / heartbeat /
+  intake), a task per session, the watchdog and the STATUS= line.
+- shutdown: SIGINT/SIGTERM only set an Event; links stop taking work, each
+  session ends or is left LIVE per `on_sigterm`, all within
+  `shutdown_timeout_seconds`, after which the stragglers are cancelled (and
+  counted in the log). A second SIGINT cancels at once.
+
+An unexpected exception in a session or a link is logged once and that part
+restarts with backoff; the process itself keeps serving the other operators.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from luxxon_agent import __version__
+from luxxon_agent.agent.config import AgentConfig
+from luxxon_agent.agent.credentials import load_device_signer, resolve_agent_key
+from luxxon_agent.agent.operator import OperatorRunner
+from luxxon_agent.agent.sdnotify import SdNotifier
+from luxxon_agent.agent.session import Outcome, SessionRun
+from luxxon_agent.agent.statefile import StateFile
+from luxxon_agent.agent.status import AgentStatus, StatusServer
+from luxxon_agent.agent.waiting import sleep_or_event
+from luxxon_agent.agent.workspace import ApiHealth, WorkspaceLink
+from luxxon_agent.backoff import Backoff
+from luxxon_agent.clock import SYSTEM_CLOCK, Clock
+from luxxon_agent.errors import AuthError, LuxxonError
+from luxxon_agent.models import Session, SessionState
+from luxxon_agent.secret import Secret
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_STARTUP_FAILURE = 3
+EXIT_AUTH = 3
+RESTART_BACKOFF = Backoff(initial=1.0, maximum=30.0)
+STATUS_TICK_S = 1.0
+
+
+@dataclass
+class _Progress:
+    """A counter and when it last moved, for the watchdog."""
+
+    value: float | None = None
+    moved_at: float | None = None
+
+    def update(self, value: float | None, now: float) -> None:
+        if value is not None and value != self.value:
+            self.value, self.moved_at = value, now
+
+
+class Supervisor:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        env: Mapping[str, str],
+        clock: Clock = SYSTEM_CLOCK,
+        notifier: SdNotifier | None = None,
+    ) -> None:
+        self.config = config
+        self.env = env
+        self.clock = clock
+        self.notifier = notifier or SdNotifier(env)
+        self.should_exit = asyncio.Event()
+        self.exit_code = EXIT_OK
+        self.api_health = ApiHealth()
+        self.operators: list[OperatorRunner] = []
+        self.links: list[WorkspaceLink] = []
+        self.runs: dict[str, SessionRun] = {}
+        self.status_server: StatusServer | None = None
+        self._spools: dict[str, Any] = {}
+        self._signer: Any = None
+        self._clients: list[Any] = []
+        self._group: asyncio.TaskGroup | None = None
+        self._session_tasks: set[asyncio.Task[None]] = set()
+        self._main_task: asyncio.Task[Any] | None = None
+        self._force = False
+        self._started_at = clock.now()
+        self._started_mono = clock.monotonic()
+        self._state: StateFile | None = None
+        self._phase = "starting"
+        self._progress: dict[str, _Progress] = {}
+
+    # ---- the public face ----------------------------------------------------------------
+
+    async def serve(self) -> int:
+        """Run until a signal (or a fatal error); returns the exit code."""
+        loop = asyncio.get_running_loop()
+        self._main_task = asyncio.current_task()
+        installed = self._capture_signals(loop)
+        try:
+            await self.startup()
+            self.notifier.ready(self.status_line())
+            logger.info(
+                "agent ready: %d operator(s) in %d workspace link(s)",
+                len(self.operators),
+                len(self.links),
+            )
+            await self._run()
+        except asyncio.CancelledError:
+            if not self._force:
+                raise
+            logger.warning("forced exit: tasks cancelled")
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self._close()
+        return self.exit_code
+
+    def request_exit(self) -> None:
+        if not self.should_exit.is_set():
+            logger.info("shutting down (Ctrl-C again to force)")
+            self.should_exit.set()
+
+    def snapshot(self) -> dict[str, Any]:
+        now = self.clock.monotonic()
+        last = self.api_health.last_ok
+        status = AgentStatus(
+            version=__version__,
+            pid=os.getpid(),
+            started_at=self._started_at.isoformat(),
+            api_base_url=self.config.api.base_url,
+            api_ok=last is not None and now - last < self.config.agent.stall_seconds,
+            api_last_ok_age_s=round(now - last, 1) if last is not None else None,
+            state=self._phase,
+            operators=[op.status for op in self.operators],
+        )
+        return status.to_dict()
+
+    def status_line(self) -> str:
+        parts = []
+        for op in self.operators:
+            s = op.status
+            if s.session_id:
+                parts.append(
+                    f"{op.label} {s.session_state or 'ASSIGNED'} {s.session_id} "
+                    f"{s.video.bitrate_kbps:.0f}kbps {s.video.fps:.0f}fps"
+                )
+            elif s.reason:
+                parts.append(f"{op.label} OFFLINE: {s.reason}")
+            else:
+                parts.append(f"{op.label} {s.availability}")
+        return "; ".join(parts)[:400] or self._phase
+
+    # ---- signals ------------------------------------------------------------------------
+
+    def _capture_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
+        installed: list[int] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # not the main thread (tests in a thread): the caller stops us
+            installed.append(sig)
+        return installed
+
+    def _on_signal(self, sig: int) -> None:
+        if sig == signal.SIGINT and self.should_exit.is_set():
+            self._force = True
+            if self._main_task is not None:
+                self._main_task.cancel()
+            return
+        logger.info("received %s", signal.Signals(sig).name)
+        self.request_exit()
+
+    # ---- startup ------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        from luxxon_agent.api import AsyncLuxxonClient
+        from luxxon_agent.telemetry import Spool
+
+        agent = self.config.agent
+        try:
+            agent.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StartupError(f"state_dir {agent.state_dir}: {exc.strerror}") from None
+        self._state = StateFile(agent.state_dir / "state.json")
+        if agent.ice_loopback:
+            from luxxon_agent.video import pin_ice_to_loopback
+
+            pin_ice_to_loopback()
+        self._signer = load_device_signer(agent.device_key_file, self.env)
+        logger.info("telemetry signed by device key %s", self._signer.address)
+        by_key: dict[Secret, list[OperatorRunner]] = {}
+        for op_config in self.config.operators:
+            runner = OperatorRunner(op_config, self.config, self.clock)
+            self.operators.append(runner)
+            self._spools[runner.label] = Spool(runner.state_dir / "telemetry.sqlite3")
+            key, origin = resolve_agent_key(
+                op_config.api_key_file or self.config.api.key_file, self.env
+            )
+            logger.info("%s: API key from %s", runner.label, origin)
+            by_key.setdefault(key, []).append(runner)
+        for key, runners in by_key.items():
+            client = AsyncLuxxonClient(
+                self.config.api.base_url, api_key=key, timeout=self.config.api.timeout_seconds
+            )
+            await client.__aenter__()
+            self._clients.append(client)
+            self.links.append(
+                WorkspaceLink(
+                    client,
+                    runners,
+                    self.config,
+                    self._state,
+                    self.clock,
+                    self.api_health,
+                    self._spawn_session,
+                )
+            )
+        if self.config.status.listen:
+            self.status_server = StatusServer(
+                self.config.status.listen, self.snapshot, self.config.status.metrics
+            )
+            await self.status_server.start()
+
+    # ---- running ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            background = [
+                group.create_task(op.follow_position(), name=f"{op.label}.position")
+                for op in self.operators
+            ]
+            background.append(group.create_task(self._tick_loop(), name="status+watchdog"))
+            links = [
+                group.create_task(self._run_link(link), name=repr(link)) for link in self.links
+            ]
+            self._phase = "running"
+            await self.should_exit.wait()
+            self._phase = "stopping"
+            self.notifier.stopping("stopping: " + self.status_line())
+            await self._wind_down(links)
+            for task in background:
+                task.cancel()
+        self._phase = "stopped"
+
+    async def _wind_down(self, links: list[asyncio.Task[None]]) -> None:
+        timeout = self.config.agent.shutdown_timeout_seconds
+        waiting = {t for t in links if not t.done()} | {
+            t for t in self._session_tasks if not t.done()
+        }
+        if not waiting:
+            return
+        done, pending = await asyncio.wait(waiting, timeout=timeout)
+        # sessions spawned while links were winding down are waited for too
+        late = {t for t in self._session_tasks if not t.done()} - pending
+        if late:
+            more_done, more_pending = await asyncio.wait(late, timeout=timeout)
+            pending |= more_pending
+        if pending:
+            logger.warning(
+                "shutdown timeout (%.0f s): cancelling %d task(s): %s",
+                timeout,
+                len(pending),
+                ", ".join(sorted(t.get_name() for t in pending)),
+            )
+            for task in pending:
+                task.cancel()
+
+    async def _run_link(self, link: WorkspaceLink) -> None:
+        attempt = 0
+        while not self.should_exit.is_set():
+            try:
+                if link.workspace_id is None:
+                    if not await link.connect(self.should_exit):
+                        return
+                    await link.recover()
+                await link.run(self.should_exit)
+                return
+            except Exception as exc:  # the supervisor's one catch-all: log once, restart
+                errors = _leaves(exc)
+                fatal = next((e for e in errors if isinstance(e, AuthError)), None)
+                if fatal is not None:
+                    logger.error("%r: %s", link, fatal)
+                    self.exit_code = EXIT_AUTH
+                    self.request_exit()
+                    return
+                for error in errors:
+                    if isinstance(error, LuxxonError):
+                        logger.error("%r failed: %s; restarting it", link, error)
+                    else:
+                        logger.error("%r crashed; restarting it", link, exc_info=error)
+            if await sleep_or_event(self.clock, RESTART_BACKOFF.delay(attempt), self.should_exit):
+                return
+            attempt += 1
+
+    def _spawn_session(
+        self, op: OperatorRunner, link: WorkspaceLink, session: Session
+    ) -> asyncio.Task[None]:
+        assert self._group is not None
+        task = self._group.create_task(
+            self._serve_session(op, link, session), name=f"{op.label}/{session.id}"
+        )
+        self._session_tasks.add(task)
+        task.add_done_callback(self._session_tasks.discard)
+        return task
+
+    async def _serve_session(
+        self, op: OperatorRunner, link: WorkspaceLink, session: Session
+    ) -> None:
+        """Run one session to its end, retrying the run (not the session) after failures."""
+        attempt = 0
+        try:
+            while True:
+                run = SessionRun(
+                    op, link, session, self.should_exit, self._spools[op.label], self._signer
+                )
+                self.runs[op.label] = run
+                try:
+                    outcome = await run.run()
+                except Exception as exc:  # logged once, then the run (not the session) retries
+                    op.status.last_error = str(exc)
+                    if isinstance(exc, LuxxonError):
+                        logger.error("%r: %s", run, exc)
+                    else:
+                        logger.error("%r crashed", run, exc_info=exc)
+                    outcome = Outcome.FAILED
+                if outcome is not Outcome.FAILED or self.should_exit.is_set():
+                    return
+                if await sleep_or_event(
+                    self.clock, RESTART_BACKOFF.delay(attempt), self.should_exit
+                ):
+                    return
+                attempt += 1
+                session = await self._still_ours(link, op.label, run.session)
+                if session is None:
+                    return
+        finally:
+            self.runs.pop(op.label, None)
+            status = op.status
+            status.session_id = status.session_state = status.session_started_at = None
+            status.video.state = "idle"
+            status.video.bitrate_kbps = status.video.fps = 0.0
+            status.sessions_served += 1
+            op.session_id = None
+            link.session_ended()
+
+    async def _still_ours(
+        self, link: WorkspaceLink, label: str, session: Session
+    ) -> Session | None:
+        """The session again if it is still ASSIGNED or LIVE, else None (and forgotten)."""
+        try:
+            fresh = await link.client.get_session(session.id)
+        except LuxxonError as exc:
+            logger.warning("session %s: %s; will retry", session.id, exc)
+            return session
+        if fresh.state in (SessionState.ASSIGNED, SessionState.LIVE, SessionState.PAUSED):
+            return fresh
+        logger.info("session %s is %s; giving it up", session.id, fresh.state)
+        if link.state.record(label).session_id == session.id:
+            link.state.set_session(label, None, None, None)
+        return None
+
+    # ---- watchdog and STATUS= --------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        interval = self.notifier.watchdog_interval
+        tick = min(STATUS_TICK_S, interval) if interval else STATUS_TICK_S
+        last_ping = self.clock.monotonic()
+        while True:
+            await self.clock.sleep(tick)
+            for run in list(self.runs.values()):
+                run.refresh_status()
+            self.notifier.status(self.status_line())
+            now = self.clock.monotonic()
+            if interval and now - last_ping >= interval * 0.9:
+                problem = self.stalled()
+                if problem is None:
+                    self.notifier.watchdog()
+                    last_ping = now
+                else:
+                    logger.warning("watchdog withheld: %s", problem)
+
+    def stalled(self) -> str | None:
+        """Why the agent is not really working (so no WATCHDOG=1), or None."""
+        now = self.clock.monotonic()
+        limit = self.config.agent.stall_seconds
+        last = self.api_health.last_ok
+        if last is None:
+            if now - self._started_mono > limit:
+                return "the API has not answered since start"
+        elif now - last > limit:
+            return f"the API has not answered for {now - last:.0f} s"
+        for label, run in list(self.runs.items()):
+            if run.publisher is None:
+                continue
+            video = self._progress.setdefault(f"{label}.video", _Progress(moved_at=now))
+            video.update(run.publisher.stats().bytes_sent, now)
+            if video.moved_at is not None and now - video.moved_at > limit:
+                return f"{label}: no video bytes sent for {now - video.moved_at:.0f} s"
+            tick = run.last_sampler_tick
+            if tick is not None and now - tick > limit:
+                return f"{label}: telemetry loop silent for {now - tick:.0f} s"
+        return None
+
+    # ---- close ----------------------------------------------------------------------------
+
+    async def _close(self) -> None:
+        if self.status_server is not None:
+            await self.status_server.stop()
+        for client in self._clients:
+            await client.aclose()
+        for spool in self._spools.values():
+            spool.close()
+        self.notifier.close()
+
+
+class StartupError(LuxxonError):
+    """The agent could not start (state directory, status port, keys)."""
+
+    exit_code = EXIT_STARTUP_FAILURE
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, or `exc` itself."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]

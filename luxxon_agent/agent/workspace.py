@@ -1,0 +1,378 @@
+"""WorkspaceLink: the operators that share one API key, hence one workspace.
+
+Availability, the location heartbeat (its sequence is per workspace) and
+the intake of sessions are workspace-level in the API, so they live here;
+each operator then serves its own session. The link:
+
+- goes ONLINE with the first healthy free operator's coverage and device kind
+  when one can serve, OFFLINE (reason logged and shown) when none can;
+- sends `POST /workspaces/:id/location` about every 2 s with a sequence that
+  stays monotone across restarts (`StateFile.next_sequence`);
+- polls `GET /sessions`: ASSIGNED sessions of this workspace go to a free,
+  healthy operator (preferring one whose coverage holds the point), REQUESTED
+  ones are accepted when an operator's auto-accept policy allows it;
+- recovers on start what the state file names (see `recover`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from luxxon_agent.agent.config import AgentConfig, AssignedOnRestart
+from luxxon_agent.agent.operator import OperatorRunner
+from luxxon_agent.agent.statefile import StateFile
+from luxxon_agent.agent.waiting import sleep_or_event
+from luxxon_agent.backoff import Backoff
+from luxxon_agent.clock import Clock
+from luxxon_agent.errors import ApiError, AuthError, LuxxonError, TransportError
+from luxxon_agent.models import (
+    AvailabilityState,
+    LocationHeartbeat,
+    Scope,
+    Session,
+    SessionState,
+    UpdateWorkspaceRequest,
+)
+
+logger = logging.getLogger(__name__)
+
+SEQUENCE_SKIP = 3_600_000
+"""How far to jump when the server already saw a larger heartbeat sequence (409)."""
+CONNECT_BACKOFF = Backoff(initial=1.0, maximum=30.0)
+REQUIRED_SCOPES = (Scope.SESSIONS_OPERATE, Scope.SESSIONS_READ)
+
+
+@dataclass
+class ApiHealth:
+    """When the API last answered, for the status view and the watchdog."""
+
+    last_ok: float | None = None
+    last_error: str | None = None
+
+    def ok(self, now: float) -> None:
+        self.last_ok = now
+        self.last_error = None
+
+
+ServeFn = Callable[[OperatorRunner, "WorkspaceLink", Session], "asyncio.Task[None]"]
+
+
+class WorkspaceLink:
+    def __init__(
+        self,
+        client: object,
+        operators: list[OperatorRunner],
+        config: AgentConfig,
+        state: StateFile,
+        clock: Clock,
+        api_health: ApiHealth,
+        serve: ServeFn,
+    ) -> None:
+        self.client = client
+        self.operators = operators
+        self.config = config
+        self.state = state
+        self.clock = clock
+        self.api_health = api_health
+        self._serve = serve
+        self.workspace_id: str | None = None
+        self.fee_bps: int | None = None
+        self.chain_id: int | None = None
+        self._sent: AvailabilityState | None = None
+        self._changed = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"WorkspaceLink({self.workspace_id or '?'}, {[o.label for o in self.operators]})"
+
+    def _ok(self) -> None:
+        self.api_health.ok(self.clock.monotonic())
+
+    def _failed(self, exc: LuxxonError) -> None:
+        self.api_health.last_error = str(exc)
+
+    def availability_changed(self) -> None:
+        """An operator's health or session changed: re-decide availability now."""
+        self._changed.set()
+
+    # ---- connect and recover ---------------------------------------------------------
+
+    async def connect(self, stop: asyncio.Event) -> bool:
+        """Learn the workspace from GET /me (retrying while the API is away); False if stopped."""
+        attempt = 0
+        while not stop.is_set():
+            try:
+                me = await self.client.me()
+                server = await self.client.config()
+            except TransportError as exc:
+                self._failed(exc)
+                logger.warning("API not reachable (%s); retrying", exc)
+            except ApiError as exc:
+                self._failed(exc)
+                if exc.status in (401, 403):
+                    raise AuthError(f"the API refused the agent's key: {exc}") from None
+                logger.warning("API error on connect: %s; retrying", exc)
+            else:
+                self._ok()
+                if me.kind != "api_key" or not me.workspace_id:
+                    raise AuthError("the agent needs an operator API key (GET /me is not a key)")
+                missing = [s.value for s in REQUIRED_SCOPES if s not in me.scopes]
+                if missing:
+                    raise AuthError(f"the API key lacks scope(s) {', '.join(missing)}")
+                self.workspace_id = me.workspace_id
+                self.fee_bps = server.fee_bps
+                self.chain_id = server.chain_id
+                for op in self.operators:
+                    op.status.workspace_id = me.workspace_id
+                logger.info("%r connected (key %s)", self, me.key_id)
+                return True
+            if await sleep_or_event(self.clock, CONNECT_BACKOFF.delay(attempt), stop):
+                return False
+            attempt += 1
+        return False
+
+    async def recover(self) -> None:
+        """Resume or clean up what the state file says each operator was doing."""
+        for op in self.operators:
+            record = self.state.record(op.label)
+            if record.session_id is None:
+                continue
+            try:
+                session = await self.client.get_session(record.session_id)
+            except ApiError as exc:
+                if exc.status == 404:
+                    logger.info(
+                        "%s: session %s is gone; forgetting it", op.label, record.session_id
+                    )
+                    self.state.set_session(op.label, None, None, None)
+                    continue
+                raise
+            self._ok()
+            if session.state in (SessionState.LIVE, SessionState.PAUSED):
+                logger.info("%s: resuming LIVE session %s", op.label, session.id)
+                self._take(op, session)
+            elif session.state is SessionState.ASSIGNED:
+                if self.config.assigned_on_restart_for(op.op) is AssignedOnRestart.START:
+                    logger.info("%s: starting ASSIGNED session %s", op.label, session.id)
+                    self._take(op, session)
+                else:
+                    logger.info("%s: cancelling ASSIGNED session %s (policy)", op.label, session.id)
+                    await self._cancel(session.id)
+                    self.state.set_session(op.label, None, None, None)
+            else:
+                logger.info(
+                    "%s: session %s is %s; cleaning up", op.label, session.id, session.state
+                )
+                self.state.set_session(op.label, None, None, None)
+        if self.config.agent.reclaim_stuck:
+            await self._reclaim()
+
+    async def _reclaim(self) -> None:
+        """Cancel ASSIGNED leftovers no operator here owns (a crash before the state write)."""
+        owned = {op.session_id for op in self.operators if op.session_id}
+        sessions = await self.client.list_sessions(SessionState.ASSIGNED)
+        self._ok()
+        leftovers = [
+            s
+            for s in sessions
+            if s.state is SessionState.ASSIGNED
+            and s.operator_workspace_id == self.workspace_id
+            and s.id not in owned
+        ]
+        if not leftovers:
+            return
+        # cancel-all would also cancel the ASSIGNED sessions we just decided to start
+        if owned & {s.id for s in sessions if s.state is SessionState.ASSIGNED}:
+            for session in leftovers:
+                await self._cancel(session.id)
+            return
+        result = await self.client.cancel_all_assignments()
+        logger.info("reclaimed stuck workspace: cancelled %d ASSIGNED session(s)", result.count)
+
+    async def _cancel(self, session_id: str) -> None:
+        try:
+            await self.client.cancel(session_id)
+        except ApiError as exc:
+            if exc.code not in ("INVALID_STATE", "SESSION_NOT_FOUND", "NOT_FOUND"):
+                raise
+            logger.info("cancel %s: %s", session_id, exc.code)
+
+    # ---- running ------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Availability, heartbeat and intake until `stop`; sessions run as their own tasks."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._availability_loop(stop), name=f"{self!r}.availability")
+            group.create_task(self._heartbeat_loop(stop), name=f"{self!r}.heartbeat")
+            group.create_task(self._intake_loop(stop), name=f"{self!r}.intake")
+
+    def _take(self, op: OperatorRunner, session: Session) -> None:
+        op.session_id = session.id
+        task = self._serve(op, self, session)
+        task.add_done_callback(lambda _t: self.availability_changed())
+        self.availability_changed()
+
+    def _desired(self) -> tuple[AvailabilityState | None, str | None, OperatorRunner | None]:
+        """What to tell the API: (state or None when BUSY is the server's call, reason, op)."""
+        reasons: list[str] = []
+        for op in self.operators:
+            reason = op.unhealthy_reason()
+            op.status.reason = reason
+            if op.free:
+                op.status.availability = "OFFLINE" if reason else "ONLINE"
+        if any(not op.free for op in self.operators):
+            return None, None, None  # the server holds us BUSY while a session is ours
+        for op in self.operators:
+            reason = op.status.reason
+            if reason is None:
+                return AvailabilityState.ONLINE, None, op
+            reasons.append(f"{op.label}: {reason}")
+        return AvailabilityState.OFFLINE, "; ".join(reasons), None
+
+    async def _availability_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self._changed.clear()
+            for op in self.operators:
+                op.refresh_gps_status()
+            desired, reason, op = self._desired()
+            if desired is not None and desired is not self._sent:
+                await self._set_availability(desired, reason, op)
+            # wakes early when told (a session ended, an operator was taken)
+            if await sleep_or_event(
+                self.clock, self.config.agent.poll_seconds, stop, self._changed
+            ):
+                break
+        await self._go_offline("agent stopping")
+
+    async def _set_availability(
+        self, desired: AvailabilityState, reason: str | None, op: OperatorRunner | None
+    ) -> None:
+        if desired is AvailabilityState.ONLINE and op is not None:
+            request = UpdateWorkspaceRequest(
+                availability_state=desired,
+                coverage_lat=op.op.coverage.lat,
+                coverage_lng=op.op.coverage.lng,
+                coverage_radius_meters=op.op.coverage.radius_m,
+                device_kind=op.op.device_kind,
+            )
+        else:
+            request = UpdateWorkspaceRequest(availability_state=desired)
+        try:
+            await self.client.update_workspace(self.workspace_id, request)
+        except (ApiError, TransportError) as exc:
+            self._failed(exc)
+            logger.warning("%r: cannot go %s: %s", self, desired.value, exc)
+            return
+        self._ok()
+        previous, self._sent = self._sent, desired
+        if desired is AvailabilityState.OFFLINE:
+            logger.warning("%r: %s -> OFFLINE: %s", self, previous, reason)
+        else:
+            logger.info("%r: %s -> %s", self, previous, desired.value)
+
+    async def _go_offline(self, reason: str) -> None:
+        """On the way out, unless a session is left LIVE for the restart (server keeps BUSY)."""
+        if any(not op.free for op in self.operators) or self._sent is None:
+            return
+        await self._set_availability(AvailabilityState.OFFLINE, reason, None)
+
+    def session_ended(self) -> None:
+        """The server released the workspace to ONLINE by itself: our view is stale."""
+        self._sent = None
+        self.availability_changed()
+
+    async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
+        while not await sleep_or_event(self.clock, self.config.agent.heartbeat_seconds, stop):
+            serving = [op for op in self.operators if not op.free]
+            if not serving and self._sent is not AvailabilityState.ONLINE:
+                continue  # the contract wants heartbeats while ONLINE (or serving)
+            await self._heartbeat(serving)
+
+    async def _heartbeat(self, serving: list[OperatorRunner]) -> None:
+        for op in serving + self.operators:
+            fix = op.latest.current()
+            if fix is not None:
+                break
+        else:
+            return
+        beat = LocationHeartbeat(
+            lat=fix.lat,
+            lng=fix.lng,
+            accuracy_meters=fix.accuracy_m if fix.accuracy_m is not None else 0.0,
+            sequence=self.state.next_sequence(
+                self.workspace_id, int(self.clock.now().timestamp() * 1000)
+            ),
+            session_id=op.session_id,
+            speed_mps=fix.speed_mps,
+        )
+        try:
+            await self.client.post_location(self.workspace_id, beat)
+        except ApiError as exc:
+            self._failed(exc)
+            if exc.status == 409:
+                logger.warning(
+                    "heartbeat sequence %d refused as stale; jumping ahead", beat.sequence
+                )
+                self.state.skip_sequence(self.workspace_id, SEQUENCE_SKIP)
+            else:
+                logger.warning("heartbeat: %s", exc)
+        except TransportError as exc:
+            self._failed(exc)
+            logger.warning("heartbeat: %s", exc)
+        else:
+            self._ok()
+
+    async def _intake_loop(self, stop: asyncio.Event) -> None:
+        while not await sleep_or_event(self.clock, self.config.agent.poll_seconds, stop):
+            if not any(op.free for op in self.operators):
+                continue
+            try:
+                sessions = await self.client.list_sessions()
+            except (ApiError, TransportError) as exc:
+                self._failed(exc)
+                logger.warning("intake: %s", exc)
+                continue
+            self._ok()
+            # oldest first: the consumer who waited longest is served first
+            for session in sorted(sessions, key=lambda s: s.created_at):
+                if stop.is_set():
+                    return
+                await self._consider(session)
+
+    async def _consider(self, session: Session) -> None:
+        if any(op.session_id == session.id for op in self.operators):
+            return
+        point = (session.requested_lat, session.requested_lng)
+        healthy = [op for op in self.operators if op.free and op.status.reason is None]
+        covering = [op for op in healthy if op.op.coverage.contains(*point)]
+        if session.state is SessionState.ASSIGNED and (
+            session.operator_workspace_id == self.workspace_id
+        ):
+            op = (covering or healthy or [None])[0]
+            if op is not None:
+                logger.info("%s: dispatched session %s", op.label, session.id)
+                self._take(op, session)
+            return
+        if session.state is not SessionState.REQUESTED:
+            return
+        for op in covering:
+            policy = op.op.auto_accept
+            if not policy.enabled:
+                continue
+            if session.rate_per_second_micro_usdc < policy.min_rate_micro_usdc:
+                continue
+            if session.max_duration_seconds > policy.max_duration_seconds:
+                continue
+            op.session_id = session.id  # claimed before the await: no double accept
+            try:
+                accepted = await self.client.accept(session.id, self.workspace_id)
+            except (ApiError, TransportError) as exc:
+                op.session_id = None
+                logger.info("%s: could not accept %s: %s", op.label, session.id, exc)
+                return
+            self._ok()
+            logger.info("%s: auto-accepted session %s", op.label, session.id)
+            self._take(op, accepted)
+            return

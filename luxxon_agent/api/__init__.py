@@ -1,0 +1,24 @@
+"""The Luxxon API client: `AsyncLuxxonClient` over every endpoint of the contract.
+
+    async with AsyncLuxxonClient(base_url, api_key=Secret(key)) as client:
+        sessions = await client.list_sessions()
+
+Envelopes are unwrapped (bare payloads accepted too), error bodies raise
+`luxxon_agent.errors.ApiError`, transport failures `RequestTimeout` /
+`NetworkError`; idempotent calls retry per `RetryPolicy`.
+"""
+
+from luxxon_agent.api._client import CONSISTENCY_HEADER, SESSION_COOKIE, AsyncLuxxonClient
+from luxxon_agent.api._envelope import unwrap
+from luxxon_agent.api._retry import DEFAULT_RETRY, NO_RETRY, RETRY_STATUSES, RetryPolicy
+
+__all__ = [
+    "AsyncLuxxonClient",
+    "CONSISTENCY_HEADER",
+    "DEFAULT_RETRY",
+    "NO_RETRY",
+    "RETRY_STATUSES",
+    "RetryPolicy",
+    "SESSION_COOKIE",
+    "unwrap",
+]

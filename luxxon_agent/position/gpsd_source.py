@@ -1,0 +1,203 @@
+"""`GpsdSource`: fixes from a gpsd daemon over its JSON protocol (`gpsd://HOST:2947`).
+
+Sends `?WATCH={"enable":true,"json":true}` and reads TPV and GST reports.
+gpsd sends a TPV after most sentences of a cycle, so reports are assembled
+per `time` like NMEA epochs: a TPV with a new time (or a quiet line) closes
+the previous one. Accuracy: the cycle's GST (sqrt(lat^2 + lon^2) of its
+standard deviations) when gpsd sent one, else TPV `eph`, else hypot(epx, epy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from luxxon_agent.backoff import Backoff
+from luxxon_agent.clock import SYSTEM_CLOCK, Clock
+from luxxon_agent.position.fix import Fix, FixQuality, NoFix, SourceKind, TimeSource
+from luxxon_agent.position.position_source import QUIET_FLUSH_S, PositionSource
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 2947
+WATCH = b'?WATCH={"enable":true,"json":true};\n'
+RECONNECT = Backoff(initial=0.2, maximum=5.0)
+CONNECT_TIMEOUT_S = 5.0
+MAX_JSON_LINE = 1 << 16
+# gpsd TPV "status": 2 DGPS, 3 RTK fixed, 4 RTK float, 6 dead reckoning, 7 surveyed, 8 simulated
+_STATUS_QUALITY = {
+    2: FixQuality.DGPS,
+    3: FixQuality.RTK_FIXED,
+    4: FixQuality.RTK_FLOAT,
+    8: FixQuality.SIMULATED,
+}
+
+
+class GpsdSource(PositionSource):
+    """A gpsd client that reconnects with backoff and reports NoFix while gpsd has none."""
+
+    kind = SourceKind.GPSD
+
+    def __init__(
+        self,
+        description: str,
+        host: str,
+        port: int = DEFAULT_PORT,
+        *,
+        backoff: Backoff = RECONNECT,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        super().__init__(description, clock)
+        self.host, self.port, self.backoff = host, port, backoff
+        self._writer: asyncio.StreamWriter | None = None
+        self._tpv: dict[str, Any] | None = None
+        self._gst: dict[str, Any] | None = None
+
+    async def _reports(self) -> AsyncIterator[Fix | NoFix]:
+        attempt = 0
+        while not self._closed:
+            try:
+                reader, self._writer = await asyncio.wait_for(
+                    asyncio.open_connection(self.host, self.port, limit=MAX_JSON_LINE),
+                    CONNECT_TIMEOUT_S,
+                )
+                self._writer.write(WATCH)
+                await self._writer.drain()
+            except (OSError, TimeoutError) as exc:
+                yield self._no_fix(f"cannot reach gpsd at {self.description}: {exc}")
+                await self._clock.sleep(self.backoff.delay(attempt))
+                attempt += 1
+                continue
+            attempt = 0
+            reason = "gpsd closed the connection"
+            while True:
+                try:
+                    line = await asyncio.wait_for(reader.readline(), QUIET_FLUSH_S)
+                except TimeoutError:
+                    report = self._flush()
+                    if report is not None:
+                        yield report
+                    continue
+                except (OSError, ValueError) as exc:  # ValueError: line over the limit
+                    reason = f"gpsd connection lost: {exc.__class__.__name__}"
+                    break
+                if not line:
+                    break
+                for report in self._feed(line):
+                    yield report
+            await self._drop_connection()
+            self.stats.reconnects += 1
+            report = self._flush()
+            if report is not None:
+                yield report
+            yield self._no_fix(reason)
+            await self._clock.sleep(self.backoff.delay(attempt))
+            attempt += 1
+
+    def _feed(self, line: bytes) -> list[Fix | NoFix]:
+        self.stats.lines += 1
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            self.stats.parse_failures += 1
+            return []
+        if not isinstance(obj, dict):
+            self.stats.parse_failures += 1
+            return []
+        cls = str(obj.get("class", ""))
+        self.stats.sentences[cls] += 1
+        if cls == "GST":
+            self._gst = obj
+            return []
+        if cls != "TPV":
+            return []
+        out: list[Fix | NoFix] = []
+        if self._tpv is not None and self._tpv.get("time") != obj.get("time"):
+            report = self._flush()
+            if report is not None:
+                out.append(report)
+        self._tpv = obj
+        return out
+
+    def _flush(self) -> Fix | NoFix | None:
+        tpv, self._tpv = self._tpv, None
+        if tpv is None:
+            return None
+        gst, self._gst = self._gst, None
+        try:
+            return self._report(tpv, gst)
+        except (TypeError, ValueError):
+            self.stats.parse_failures += 1
+            return self._no_fix("malformed TPV from gpsd")
+
+    def _report(self, tpv: dict[str, Any], gst: dict[str, Any] | None) -> Fix | NoFix:
+        now = self._clock.now()
+        mode = int(tpv.get("mode", 0))
+        lat, lon = tpv.get("lat"), tpv.get("lon")
+        if mode < 2 or lat is None or lon is None:
+            return NoFix(time=now, source=self.kind, reason=f"gpsd mode {mode} (no fix)")
+        status = int(tpv.get("status", 1))
+        if status == 6:
+            return NoFix(time=now, source=self.kind, reason="gpsd dead reckoning only")
+        stamp = tpv.get("time")
+        when = _parse_time(stamp) if isinstance(stamp, str) else None
+        accuracy = _accuracy(tpv, gst)
+        return Fix(
+            time=when or now,
+            lat=float(lat),
+            lng=float(lon),
+            accuracy_m=accuracy,
+            source=self.kind,
+            quality=_STATUS_QUALITY.get(status, FixQuality.GPS),
+            altitude_m=_opt_float(tpv.get("altMSL", tpv.get("alt"))),
+            speed_mps=_opt_float(tpv.get("speed")),
+            course_deg=_opt_float(tpv.get("track")),
+            time_source=TimeSource.RECEIVER if when else TimeSource.HOST,
+            received_at=now,
+        )
+
+    async def _drop_connection(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except OSError as exc:
+                logger.debug("%r close: %s", self, exc)
+
+    async def _release(self) -> None:
+        await self._drop_connection()
+
+
+def _accuracy(tpv: dict[str, Any], gst: dict[str, Any] | None) -> float | None:
+    if gst is not None and gst.get("time") == tpv.get("time"):
+        lat_sd, lon_sd = _opt_float(gst.get("lat")), _opt_float(gst.get("lon"))
+        if lat_sd is not None and lon_sd is not None:
+            return round(math.hypot(lat_sd, lon_sd), 3)
+    eph = _opt_float(tpv.get("eph"))
+    if eph is not None:
+        return eph
+    epx, epy = _opt_float(tpv.get("epx")), _opt_float(tpv.get("epy"))
+    if epx is not None and epy is not None:
+        return round(math.hypot(epx, epy), 3)
+    return None
+
+
+def _opt_float(value: object) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    number = float(value)  # type: ignore[arg-type]
+    return number if math.isfinite(number) else None
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None

@@ -1,0 +1,146 @@
+"""`SerialSource`: NMEA from a serial or USB receiver (`serial:///dev/ttyUSB0?baud=9600`).
+
+pyserial is blocking, so every open, read and close runs in the default
+executor; the event loop never waits on the device. Unplugging the device
+makes reads fail: the source reports `NoFix`, then reopens the same path
+with backoff until the device is back (a by-id/by-path symlink keeps the
+path stable across replugs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from luxxon_agent.backoff import Backoff
+from luxxon_agent.clock import SYSTEM_CLOCK, Clock
+from luxxon_agent.position.fix import Fix, NoFix, SourceKind
+from luxxon_agent.position.line_splitter import LineSplitter
+from luxxon_agent.position.nmea import NmeaAssembler
+from luxxon_agent.position.position_source import QUIET_FLUSH_S, PositionSource
+
+if TYPE_CHECKING:
+    import serial
+
+logger = logging.getLogger(__name__)
+
+AUTOBAUD_RATES = (9600, 4800, 38400, 115200, 19200, 57600)
+"""Tried in this order (most common receiver defaults first) when no baud is given."""
+AUTOBAUD_PROBE_S = 1.5
+"""How long each rate may take to show one checksum-valid sentence."""
+REOPEN = Backoff(initial=0.2, maximum=5.0)
+
+
+class SerialSource(PositionSource):
+    """Reads a serial NMEA receiver; detects the baud rate; survives unplug and replug."""
+
+    kind = SourceKind.SERIAL
+
+    def __init__(
+        self,
+        description: str,
+        path: str,
+        *,
+        baud: int | None = None,
+        backoff: Backoff = REOPEN,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        super().__init__(description, clock)
+        self.path, self.baud, self.backoff = path, baud, backoff
+        self.detected_baud: int | None = None
+        self._port: serial.Serial | None = None
+
+    async def _reports(self) -> AsyncIterator[Fix | NoFix]:
+        loop = asyncio.get_running_loop()
+        assembler = NmeaAssembler(
+            self.kind, reference=self._clock.now().date(), host_date=True, stats=self.stats
+        )
+        attempt = 0
+        while not self._closed:
+            port, reason = await loop.run_in_executor(None, self._open)
+            if port is None:
+                yield self._no_fix(reason)
+                await self._clock.sleep(self.backoff.delay(attempt))
+                attempt += 1
+                continue
+            self._port = port
+            logger.info("%r open at %d baud", self, port.baudrate)
+            attempt = 0
+            splitter = LineSplitter()
+            while True:
+                try:
+                    chunk = await loop.run_in_executor(None, _read_some, port)
+                except OSError as exc:  # serial.SerialException is an OSError
+                    reason = f"serial device lost: {exc.__class__.__name__}"
+                    break
+                if not chunk:
+                    for report in assembler.flush(self._clock.now()):
+                        yield report
+                    if self._closed:
+                        return
+                    continue
+                now = self._clock.now()
+                for line in splitter.feed(chunk):
+                    for report in assembler.feed_line(line, now):
+                        yield report
+            logger.warning("%r: %s; reopening", self, reason)
+            await self._close_port()
+            self.stats.reconnects += 1
+            for report in assembler.flush(self._clock.now()):
+                yield report
+            yield self._no_fix(reason)
+            await self._clock.sleep(self.backoff.delay(attempt))
+            attempt += 1
+
+    def _open(self) -> tuple[serial.Serial | None, str]:
+        """Open the port (in an executor thread); find the baud rate if not given."""
+        import serial
+
+        rates = (self.baud,) if self.baud else AUTOBAUD_RATES
+        if self.detected_baud and not self.baud:
+            rates = (self.detected_baud, *[r for r in AUTOBAUD_RATES if r != self.detected_baud])
+        for rate in rates:
+            try:
+                port = serial.Serial(self.path, rate, timeout=QUIET_FLUSH_S)
+            except (OSError, ValueError) as exc:
+                return None, f"cannot open serial device: {exc.__class__.__name__}"
+            if self.baud or _speaks_nmea(port):
+                self.detected_baud = rate
+                return port, ""
+            port.close()
+        return None, "no NMEA at any baud rate " + "/".join(str(r) for r in AUTOBAUD_RATES)
+
+    async def _close_port(self) -> None:
+        port, self._port = self._port, None
+        if port is not None:
+            await asyncio.get_running_loop().run_in_executor(None, port.close)
+
+    async def _release(self) -> None:
+        await self._close_port()
+
+
+def _read_some(port: serial.Serial) -> bytes:
+    """Whatever is waiting, or one byte within the port timeout (b"" when quiet)."""
+    data = port.read(max(1, port.in_waiting))
+    if not data and not port.is_open:
+        raise OSError("port closed")
+    return bytes(data)
+
+
+def _speaks_nmea(port: serial.Serial) -> bool:
+    """True once a checksum-valid sentence arrives at the port's current rate."""
+    probe = NmeaAssembler(SourceKind.SERIAL)
+    splitter = LineSplitter()
+    # bounded by the probe time: each read waits at most the port timeout
+    for _ in range(int(AUTOBAUD_PROBE_S / QUIET_FLUSH_S) + 1):
+        try:
+            chunk = port.read(max(1, port.in_waiting))
+        except OSError:
+            return False
+        for line in splitter.feed(chunk):
+            probe.feed_line(line)
+            if sum(probe.stats.sentences.values()) or probe.stats.parse_failures:
+                return True
+    return False

@@ -1,0 +1,114 @@
+"""create_app(StubConfig) -> FastAPI: the local Luxxon API server.
+
+Route modules are listed in ROUTE_MODULES by import path. Each exposes `router`
+(paths relative to /api/v1) and may declare `SCHEMA` (SQL run once at start);
+handlers reach the store, config and video backend through
+`luxxon_agent.stub.runtime.runtime(request)` and authenticate with the
+dependencies of `luxxon_agent.stub.auth`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from types import ModuleType
+
+from fastapi import FastAPI, Request, Response
+
+from luxxon_agent.errors import ConfigError
+from luxxon_agent.models import API_PREFIX
+from luxxon_agent.stub import metering, wallet_auth
+from luxxon_agent.stub.config import StubConfig
+from luxxon_agent.stub.http_error import install_error_handlers
+from luxxon_agent.stub.runtime import StubRuntime
+from luxxon_agent.stub.store import Store
+from luxxon_agent.stub.video import MintOnlyVideoBackend, VideoBackend
+
+logger = logging.getLogger(__name__)
+
+ROUTE_MODULES: list[str] = [
+    "luxxon_agent.stub.routes.system",
+    "luxxon_agent.stub.routes.auth",
+    "luxxon_agent.stub.routes.workspaces",
+    "luxxon_agent.stub.routes.sessions",
+    "luxxon_agent.stub.routes.wallet",
+    "luxxon_agent.stub.routes.operators",
+    "luxxon_agent.stub.routes.telemetry",
+    "luxxon_agent.stub.pages",
+]
+"""Import paths of the route modules, mounted in this order under /api/v1."""
+
+CONSISTENCY_HEADER = "X-Lx-Consistency-Token"
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _video_backend(config: StubConfig) -> VideoBackend:
+    if not config.with_video:
+        return MintOnlyVideoBackend(config.public_base_url)
+    try:
+        ingest = importlib.import_module("luxxon_agent.stub.ingest")
+    except ModuleNotFoundError as exc:
+        if exc.name != "luxxon_agent.stub.ingest":
+            raise
+        # the WHIP ingest is a separate part of the stub; without it, URLs are minted only
+        logger.warning("stub/ingest.py is not installed: video URLs are minted but not served")
+        return MintOnlyVideoBackend(config.public_base_url)
+    backend: VideoBackend = ingest.create_video_backend(config)
+    return backend
+
+
+def create_app(config: StubConfig, *, video: VideoBackend | None = None) -> FastAPI:
+    """A FastAPI app speaking the Luxxon API under /api/v1.
+
+    `video` replaces the backend `config.with_video` would choose (tests inject one).
+    The database is opened here, so the app also works without its lifespan
+    (httpx.ASGITransport); the lifespan adds the expiry sweeper and closes the store.
+    """
+    if config.meter not in metering.supported_modes():
+        raise ConfigError(f"meter {config.meter.value!r} is not available in this build")
+    modules: list[ModuleType] = [importlib.import_module(name) for name in ROUTE_MODULES]
+    schemas = [module.SCHEMA for module in modules if hasattr(module, "SCHEMA")]
+    store = Store.open(config.db_path, schemas)
+    stub = StubRuntime(config, store, video or _video_backend(config))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        wallet_auth.preload()
+        stub.start()
+        try:
+            yield
+        finally:
+            await stub.stop()
+            store.close()
+
+    app = FastAPI(
+        title="Luxxon API (local stub)",
+        version="1",
+        openapi_url=f"{API_PREFIX}/docs-json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.stub = stub
+    install_error_handlers(app)
+    for module in modules:
+        app.include_router(module.router, prefix=API_PREFIX)
+    if stub.video.router is not None:
+        app.include_router(stub.video.router)
+
+    @app.middleware("http")
+    async def consistency_token(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        if (
+            request.method in _WRITE_METHODS
+            and response.status_code < 400
+            and request.url.path.startswith(API_PREFIX)
+        ):
+            response.headers[CONSISTENCY_HEADER] = stub.consistency_token()
+        return response
+
+    return app

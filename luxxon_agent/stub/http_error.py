@@ -1,0 +1,104 @@
+"""HttpError and the handlers that turn every failure into the contract's error body."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from luxxon_agent.models import ErrorCode, format_timestamp
+
+logger = logging.getLogger(__name__)
+
+
+class HttpError(Exception):
+    """An error the API answers with: `{code, message, detail}` and `status`."""
+
+    def __init__(
+        self, status: int, code: ErrorCode | str, message: str, detail: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = str(code)
+        self.message = message
+        self.detail = detail
+
+    def response(self) -> JSONResponse:
+        return error_response(self.status, self.code, self.message, self.detail)
+
+
+def error_response(status: int, code: str, message: str, detail: str | None = None) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content={"code": code, "message": message, "detail": detail}
+    )
+
+
+def envelope(data: Any, now: datetime, *, status: int = 200, message: str = "OK") -> JSONResponse:
+    """The success body: `{statusCode, message, data, timestamp}`."""
+    return JSONResponse(
+        status_code=status,
+        content={
+            "statusCode": status,
+            "message": message,
+            "data": data,
+            "timestamp": format_timestamp(now),
+        },
+    )
+
+
+def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    """One line naming the first offending field, and the rest as detail."""
+    errors = list(exc.errors())
+    if not errors:
+        return "invalid request", None
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        return "malformed JSON body", str(first.get("ctx", {}).get("error", "")) or None
+    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    field = ".".join(loc) or "body"
+    text = f"{field}: {first.get('msg', 'invalid')}"
+    more = len(errors) - 1
+    detail = f"{more} more problem(s)" if more else None
+    return text, detail
+
+
+_STATUS_CODES = {
+    401: ErrorCode.NOT_AUTHENTICATED,
+    403: ErrorCode.NOT_AUTHORIZED,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.NOT_FOUND,
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves as `{code, message, detail}` with a matching status."""
+
+    @app.exception_handler(HttpError)
+    async def _http_error(request: Request, exc: HttpError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, detail = validation_message(exc)
+        return error_response(400, ErrorCode.INVALID_INPUT, message, detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _starlette(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, ErrorCode.INVALID_INPUT)
+        if exc.status_code == 404:
+            message = f"no such endpoint: {request.method} {request.url.path}"
+        else:
+            message = str(exc.detail)
+        return error_response(exc.status_code, code, message)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(
+            500, ErrorCode.INTERNAL_SERVER_ERROR, "internal server error", type(exc).__name__
+        )

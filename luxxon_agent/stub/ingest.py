@@ -1,0 +1,384 @@
+"""The stub's real WHIP ingest: aiortc answers, decodes, keeps stats and the latest frame.
+
+`WhipIngest` implements the stub's `VideoBackend` (stub/video.py). Each
+session's input has an unguessable whipUrl (`/whip/<token>`, the URL is the
+credential) and a whepUrl for viewers (`/whep/<token>`). A POST to the
+whipUrl answers 201 with the SDP answer and a relative `Location`
+(`/whip/<token>/<resource>`); a new POST replaces the previous peer
+connection (a crashed publisher coming back); DELETE on the resource ends it.
+
+Disconnect windows are gaps in decoded media: after the first frame, any
+stretch longer than `gap_threshold` without a frame (publisher crashed, cut
+off, replaced) is a window from the last frame before it to the first frame
+after it; a gap still open when asked is reported up to "now" (or the close).
+WHEP viewers get the latest decoded frames re-encoded by aiortc, and keep
+playing across publisher reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request, Response
+
+from luxxon_agent.clock import SYSTEM_CLOCK, Clock
+from luxxon_agent.stub.video import VideoInput
+
+if TYPE_CHECKING:
+    import av
+    from aiortc import RTCPeerConnection
+
+    from luxxon_agent.stub.config import StubConfig
+
+logger = logging.getLogger(__name__)
+
+SDP = "application/sdp"
+
+
+@dataclass(frozen=True)
+class IngestStats:
+    """Per-input numbers for tests, benchmarks and the session page."""
+
+    frames: int
+    keyframes: int
+    first_frame_at: datetime | None
+    last_frame_at: datetime | None
+    bytes_received: int
+    """Bytes on the current publisher connection's transport (RTP and RTCP)."""
+    bitrate_bps: float
+    """Over the current publisher connection, since it started sending."""
+    publishers: int
+    """How many publisher connections this input has had."""
+    width: int | None
+    height: int | None
+
+
+@dataclass
+class _Input:
+    ref: str
+    session_id: str
+    whip_token: str
+    whep_token: str
+    pc: RTCPeerConnection | None = None
+    resource: str | None = None
+    publishers: int = 0
+    frames: int = 0
+    keyframes: int = 0
+    first_frame_at: datetime | None = None
+    last_frame_at: datetime | None = None
+    connection_started: float | None = None
+    windows: list[tuple[datetime, datetime]] = field(default_factory=list)
+    closed_at: datetime | None = None
+    latest: av.VideoFrame | None = None
+    latest_jpeg: bytes | None = None
+    new_frame: asyncio.Event = field(default_factory=asyncio.Event)
+    frame_listeners: list[Any] = field(default_factory=list)
+    viewers: dict[str, RTCPeerConnection] = field(default_factory=dict)
+    consumers: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class WhipIngest:
+    """A WHIP endpoint per session input, served by `router` (mounted at the app root)."""
+
+    def __init__(
+        self,
+        public_base_url: str,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        gap_threshold: float = 2.0,
+    ) -> None:
+        self._base = public_base_url.rstrip("/")
+        self._clock = clock
+        self._gap = gap_threshold
+        self._inputs: dict[str, _Input] = {}
+        self._by_whip: dict[str, _Input] = {}
+        self._by_whep: dict[str, _Input] = {}
+        self.router = self._make_router()
+
+    # -- VideoBackend ---------------------------------------------------------------------
+
+    def create_input(self, session_id: str) -> VideoInput:
+        ref = f"vin_{secrets.token_hex(8)}"
+        entry = _Input(ref, session_id, secrets.token_urlsafe(24), secrets.token_urlsafe(24))
+        self._inputs[ref] = entry
+        self._by_whip[entry.whip_token] = entry
+        self._by_whep[entry.whep_token] = entry
+        return VideoInput(
+            ref=ref,
+            whip_url=f"{self._base}/whip/{entry.whip_token}",
+            whep_url=f"{self._base}/whep/{entry.whep_token}",
+        )
+
+    async def close_input(self, ref: str) -> None:
+        entry = self._inputs.get(ref)
+        if entry is None or entry.closed_at is not None:
+            return
+        entry.closed_at = self._clock.now()
+        self._by_whip.pop(entry.whip_token, None)
+        self._by_whep.pop(entry.whep_token, None)
+        await self._drop_publisher(entry)
+        for pc in list(entry.viewers.values()):
+            await pc.close()
+        entry.viewers.clear()
+
+    def disconnect_windows(self, ref: str) -> list[tuple[datetime, datetime]]:
+        entry = self._inputs.get(ref)
+        if entry is None:
+            return []
+        windows = list(entry.windows)
+        if entry.last_frame_at is not None:
+            end = entry.closed_at or self._clock.now()
+            if (end - entry.last_frame_at).total_seconds() > self._gap:
+                windows.append((entry.last_frame_at, end))
+        return windows
+
+    def latest_frame_jpeg(self, ref: str) -> bytes | None:
+        entry = self._inputs.get(ref)
+        if entry is None or entry.latest is None:
+            return None
+        if entry.latest_jpeg is None:
+            entry.latest_jpeg = _encode_jpeg(entry.latest)
+        return entry.latest_jpeg
+
+    # -- beyond the protocol: stats and fault injection for tests and the demo ----------
+
+    async def stats(self, ref: str) -> IngestStats | None:
+        entry = self._inputs.get(ref)
+        if entry is None:
+            return None
+        received = 0
+        if entry.pc is not None:
+            # aiortc's inbound-rtp has no byte count; the DTLS transport's (media + RTCP) does
+            for stat in (await entry.pc.getStats()).values():
+                if stat.type == "transport":
+                    received += stat.bytesReceived
+        span = (
+            self._clock.monotonic() - entry.connection_started
+            if entry.connection_started is not None
+            else 0.0
+        )
+        latest = entry.latest
+        return IngestStats(
+            frames=entry.frames,
+            keyframes=entry.keyframes,
+            first_frame_at=entry.first_frame_at,
+            last_frame_at=entry.last_frame_at,
+            bytes_received=received,
+            bitrate_bps=received * 8 / span if span > 0 else 0.0,
+            publishers=entry.publishers,
+            width=latest.width if latest is not None else None,
+            height=latest.height if latest is not None else None,
+        )
+
+    def add_frame_listener(self, ref: str, listener: Any) -> None:
+        """Call `listener(frame, received_at)` for each decoded frame (benchmarks read clocks)."""
+        self._inputs[ref].frame_listeners.append(listener)
+
+    async def drop_publisher(self, ref: str) -> None:
+        """Close the current publisher's peer connection, as a network cut would."""
+        entry = self._inputs.get(ref)
+        if entry is not None:
+            await self._drop_publisher(entry)
+
+    async def aclose(self) -> None:
+        for ref in list(self._inputs):
+            await self.close_input(ref)
+
+    # -- internals ------------------------------------------------------------------------
+
+    async def _drop_publisher(self, entry: _Input) -> None:
+        pc, entry.pc, entry.resource = entry.pc, None, None
+        entry.connection_started = None
+        if pc is not None:
+            await pc.close()
+
+    async def _publish(self, entry: _Input, offer: str) -> tuple[str, str]:
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+        # a new POST is the publisher coming back: the old connection goes
+        await self._drop_publisher(entry)
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        entry.pc = pc
+        entry.publishers += 1
+        entry.connection_started = self._clock.monotonic()
+
+        @pc.on("track")
+        def _on_track(track: Any) -> None:
+            if track.kind == "video":
+                task = asyncio.ensure_future(self._consume(entry, pc, track))
+                entry.consumers.add(task)
+                task.add_done_callback(entry.consumers.discard)
+
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        entry.resource = secrets.token_urlsafe(12)
+        return pc.localDescription.sdp, entry.resource
+
+    async def _consume(self, entry: _Input, pc: RTCPeerConnection, track: Any) -> None:
+        from aiortc.mediastreams import MediaStreamError
+
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            if entry.pc is not pc:
+                return
+            now = self._clock.now()
+            if entry.first_frame_at is None:
+                entry.first_frame_at = now
+            elif entry.last_frame_at is not None:
+                if (now - entry.last_frame_at).total_seconds() > self._gap:
+                    entry.windows.append((entry.last_frame_at, now))
+            entry.last_frame_at = now
+            entry.frames += 1
+            if frame.key_frame:
+                entry.keyframes += 1
+            entry.latest = frame
+            entry.latest_jpeg = None
+            entry.new_frame.set()
+            entry.new_frame = asyncio.Event()
+            for listener in list(entry.frame_listeners):
+                listener(frame, now)
+
+    async def _view(self, entry: _Input, offer: str) -> tuple[str, str]:
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        resource = secrets.token_urlsafe(12)
+        entry.viewers[resource] = pc
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        for transceiver in pc.getTransceivers():
+            if transceiver.kind == "video":
+                transceiver.direction = "sendonly"
+                pc.addTrack(_viewer_track(entry))
+                break
+        await pc.setLocalDescription(await pc.createAnswer())
+        return pc.localDescription.sdp, resource
+
+    def _make_router(self) -> APIRouter:
+        router = APIRouter()
+
+        def not_found() -> Response:
+            return Response(status_code=404, content="no such WHIP/WHEP endpoint",
+                            media_type="text/plain")
+
+        async def read_offer(request: Request) -> str | Response:
+            if request.headers.get("content-type", "").split(";")[0].strip() != SDP:
+                return Response(status_code=415, content="Content-Type must be application/sdp",
+                                media_type="text/plain")
+            body = (await request.body()).decode(errors="replace")
+            if "m=" not in body:
+                return Response(status_code=400, content="not an SDP offer",
+                                media_type="text/plain")
+            return body
+
+        @router.post("/whip/{token}")
+        async def whip_post(token: str, request: Request) -> Response:
+            entry = self._by_whip.get(token)
+            if entry is None:
+                return not_found()
+            offer = await read_offer(request)
+            if isinstance(offer, Response):
+                return offer
+            answer, resource = await self._publish(entry, offer)
+            return Response(
+                status_code=201, content=answer, media_type=SDP,
+                headers={"Location": f"{request.url.path}/{resource}"},
+            )
+
+        @router.delete("/whip/{token}/{resource}")
+        async def whip_delete(token: str, resource: str) -> Response:
+            entry = self._by_whip.get(token)
+            if entry is None or entry.resource != resource:
+                return not_found()
+            await self._drop_publisher(entry)
+            return Response(status_code=200)
+
+        @router.post("/whep/{token}")
+        async def whep_post(token: str, request: Request) -> Response:
+            entry = self._by_whep.get(token)
+            if entry is None:
+                return not_found()
+            offer = await read_offer(request)
+            if isinstance(offer, Response):
+                return offer
+            answer, resource = await self._view(entry, offer)
+            return Response(
+                status_code=201, content=answer, media_type=SDP,
+                headers={"Location": f"{request.url.path}/{resource}"},
+            )
+
+        @router.delete("/whep/{token}/{resource}")
+        async def whep_delete(token: str, resource: str) -> Response:
+            entry = self._by_whep.get(token)
+            pc = entry.viewers.pop(resource, None) if entry is not None else None
+            if pc is None:
+                return not_found()
+            await pc.close()
+            return Response(status_code=200)
+
+        return router
+
+
+def _encode_jpeg(frame: av.VideoFrame) -> bytes:
+    import av
+
+    codec = av.CodecContext.create("mjpeg", "w")
+    codec.width = frame.width
+    codec.height = frame.height
+    codec.pix_fmt = "yuvj420p"
+    codec.time_base = fractions.Fraction(1, 30)
+    image = frame.reformat(format="yuvj420p")
+    image.pts = 0
+    packets = codec.encode(image) + codec.encode(None)
+    return b"".join(bytes(p) for p in packets)
+
+
+def _viewer_track(entry: _Input) -> Any:
+    from aiortc.mediastreams import MediaStreamTrack
+
+    class LatestFrameTrack(MediaStreamTrack):
+        """The input's newest frames, whichever publisher connection they came from."""
+
+        kind = "video"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._start: float | None = None
+
+        async def recv(self) -> Any:
+            await entry.new_frame.wait()
+            frame = entry.latest
+            assert frame is not None
+            loop = asyncio.get_running_loop()
+            if self._start is None:
+                self._start = loop.time()
+            # viewers get their own timeline: publisher reconnects restart RTP time
+            frame.pts = int((loop.time() - self._start) * 90000)
+            frame.time_base = fractions.Fraction(1, 90000)
+            return frame
+
+    return LatestFrameTrack()
+
+
+def create_video_backend(config: StubConfig) -> WhipIngest:
+    """The stub's hook (`with_video=True`): a WhipIngest at the stub's public base URL.
+
+    A stub served on a loopback origin keeps media on loopback too
+    (`pin_ice_to_loopback`); on another origin aioice gathers the usual host
+    candidates.
+    """
+    from urllib.parse import urlsplit
+
+    from luxxon_agent.video import pin_ice_to_loopback
+
+    if urlsplit(config.public_base_url).hostname in ("127.0.0.1", "localhost", "::1"):
+        pin_ice_to_loopback()
+    return WhipIngest(config.public_base_url, clock=config.clock)

@@ -1,0 +1,205 @@
+"""The session page, `/sessions/<id>`: publish from a browser (Operate) or watch (Watch).
+
+Served at the site root like the production console's
+`https://console.luxxon.dev/sessions/<sessionId>`, not under /api/v1:
+
+    GET /sessions/{id}                  the page (?mode=operate, the default, or ?mode=watch)
+    GET /static/session/{file}          its HTML, CSS and ES modules, shipped in the package
+    GET /sessions/{id}/live.json        page data: latest telemetry position, running meter,
+                                        ingest figures (stub only, not part of the API contract)
+
+The page itself is public; everything it shows comes from the API with the
+`lx_session` cookie its SIWE login set, so the same cookie gates it. The data
+endpoint authorises exactly like `GET /api/v1/sessions/:id` (either side).
+
+The app mounts every route module under /api/v1, so this module's `router`
+carries no routes of its own: its lifespan includes `site_router` at the app
+root when the server starts (FastAPI merges an included router's lifespan
+into the app's). An app that is never started (httpx.ASGITransport) has no page.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from importlib import resources
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from luxxon_agent.meter import earnings, session_seconds
+from luxxon_agent.models import ErrorCode, SessionState, format_timestamp
+from luxxon_agent.stub.auth import SessionReader
+from luxxon_agent.stub.http_error import HttpError
+from luxxon_agent.stub.ingest import WhipIngest
+from luxxon_agent.stub.metering import MeterInput, compute_clean_seconds
+from luxxon_agent.stub.routes.sessions import LIVE_STATES, visible_session
+from luxxon_agent.stub.runtime import StubRuntime, ok, runtime
+from luxxon_agent.stub.store import parse_ts
+
+STATIC_PREFIX = "/static/session"
+_STATIC_NAME = re.compile(r"^[a-z]+\.(html|css|js)$")
+_MEDIA_TYPES = {
+    "html": "text/html; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+    "js": "text/javascript; charset=utf-8",
+}
+# Scripts and styles only from this origin (nothing from a CDN). fetch() may reach any
+# http(s) origin because a production whipUrl lives on the video provider's host.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; connect-src 'self' http: https:; media-src 'self' blob: mediastream:;"
+    " img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+site_router = APIRouter(tags=["pages"], include_in_schema=False)
+
+
+def _static_file(name: str) -> bytes:
+    return resources.files("luxxon_agent.stub").joinpath("static", name).read_bytes()
+
+
+def _page_headers() -> dict[str, str]:
+    return {
+        "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+        "Cache-Control": "no-cache",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
+
+
+@site_router.get("/sessions/{session_id}")
+async def session_page(session_id: str) -> Response:
+    """The page; the session id is read from the path by the page's script."""
+    return Response(
+        _static_file("session.html"), media_type=_MEDIA_TYPES["html"], headers=_page_headers()
+    )
+
+
+@site_router.get(STATIC_PREFIX + "/{name}")
+async def static_file(name: str) -> Response:
+    if not _STATIC_NAME.match(name):
+        raise HttpError(404, ErrorCode.NOT_FOUND, "no such file", name)
+    try:
+        body = _static_file(name)
+    except FileNotFoundError:
+        raise HttpError(404, ErrorCode.NOT_FOUND, "no such file", name) from None
+    return Response(body, media_type=_MEDIA_TYPES[name.rsplit(".", 1)[1]], headers=_page_headers())
+
+
+def _latest_position(stub: StubRuntime, session_id: str) -> dict[str, Any] | None:
+    """The newest accepted telemetry sample of the session (routes/telemetry.py stores them)."""
+    row = stub.store.one(
+        "SELECT captured_at, lat, lng, accuracy_meters, source FROM telemetry"
+        " WHERE session_id = ? ORDER BY captured_at_ms DESC LIMIT 1",
+        (session_id,),
+    )
+    if row is None:
+        return None
+    return {
+        "capturedAt": row["captured_at"],
+        "lat": row["lat"],
+        "lng": row["lng"],
+        "accuracyMeters": row["accuracy_meters"],
+        "source": row["source"],
+    }
+
+
+def _meter(stub: StubRuntime, row: sqlite3.Row) -> dict[str, Any]:
+    """The meter as `/end` would run it now (LIVE), or as it ran (ENDED)."""
+    rate = int(row["rate_per_second_micro_usdc"])
+    started = parse_ts(row["started_at"])
+    figures: dict[str, Any] = {
+        "mode": stub.config.meter.value,
+        "startedAt": row["started_at"],
+        "ratePerSecondMicroUsdc": str(rate),
+        "final": row["state"] == SessionState.ENDED.value,
+        "elapsedSeconds": 0,
+        "cleanSeconds": 0,
+        "failedSeconds": 0,
+        "chargedMicroUsdc": "0",
+    }
+    if started is None:
+        return figures
+    if figures["final"]:
+        ended = parse_ts(row["ended_at"]) or started
+        figures.update(
+            elapsedSeconds=session_seconds(started, ended),
+            cleanSeconds=row["clean_seconds"] or 0,
+            failedSeconds=row["failed_seconds"] or 0,
+            chargedMicroUsdc=str(row["charged_micro_usdc"] or 0),
+        )
+        return figures
+    if row["state"] not in LIVE_STATES:
+        return figures
+    # the meter never bills past the duration the consumer asked for (same cap as /end)
+    until = min(stub.now(), started + timedelta(seconds=row["max_duration_seconds"]))
+    result = compute_clean_seconds(
+        stub.config.meter,
+        MeterInput(
+            session_id=row["id"],
+            operator_workspace_id=row["operator_workspace_id"],
+            started_at=started,
+            ended_at=until,
+            requested_lat=row["requested_lat"],
+            requested_lng=row["requested_lng"],
+            geofence_radius_meters=row["geofence_radius_meters"],
+            disconnect_windows=stub.video.disconnect_windows(row["video_backend_ref"]),
+            telemetry_freshness_seconds=stub.config.telemetry_freshness_seconds,
+        ),
+        stub.store,
+    )
+    split = earnings(result.clean_seconds, rate, stub.config.fee_bps)
+    figures.update(
+        elapsedSeconds=session_seconds(started, until),
+        cleanSeconds=result.clean_seconds,
+        failedSeconds=result.failed_seconds,
+        chargedMicroUsdc=str(split.charged_micro_usdc),
+    )
+    return figures
+
+
+async def _ingest_figures(stub: StubRuntime, row: sqlite3.Row) -> dict[str, Any] | None:
+    if not isinstance(stub.video, WhipIngest) or not row["video_backend_ref"]:
+        return None
+    stats = await stub.video.stats(row["video_backend_ref"])
+    if stats is None:
+        return None
+    return {
+        "frames": stats.frames,
+        "bitrateBps": round(stats.bitrate_bps),
+        "width": stats.width,
+        "height": stats.height,
+        "lastFrameAt": format_timestamp(stats.last_frame_at) if stats.last_frame_at else None,
+        "publishers": stats.publishers,
+    }
+
+
+@site_router.get("/sessions/{session_id}/live.json")
+async def live(session_id: str, request: Request, found: SessionReader) -> JSONResponse:
+    """What the Watch side shows beside the video; readable by either side of the session."""
+    stub = runtime(request)
+    row = visible_session(stub, session_id, found.workspace_id)
+    return ok(
+        request,
+        {
+            "sessionId": row["id"],
+            "state": row["state"],
+            "position": _latest_position(stub, row["id"]),
+            "meter": _meter(stub, row),
+            "ingest": await _ingest_figures(stub, row),
+        },
+    )
+
+
+@asynccontextmanager
+async def _mount_site(app: FastAPI) -> AsyncIterator[None]:
+    app.include_router(site_router)
+    yield
+
+
+router = APIRouter(lifespan=_mount_site)
+"""Listed in app.ROUTE_MODULES; it only brings `site_router` to the app root at start."""

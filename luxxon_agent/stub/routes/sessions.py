@@ -1,0 +1,409 @@
+"""Sessions: the consumer's create/dispatch, the operator's accept/start/end, cancel, frames.
+
+Illegal transitions answer 409 INVALID_STATE and change nothing: every check
+runs before the one transaction that writes, and nothing awaits in between.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import timedelta
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from luxxon_agent.errors import MediaError
+from luxxon_agent.models import (
+    AcceptRequest,
+    AvailabilityState,
+    CancelAllResult,
+    CreateSessionRequest,
+    ErrorCode,
+    ProducerToken,
+    Role,
+    Scope,
+    SessionState,
+    StartResult,
+)
+from luxxon_agent.stub.auth import (
+    AnyCaller,
+    Operator,
+    Principal,
+    Requester,
+    SessionReader,
+)
+from luxxon_agent.stub.geo import haversine_meters
+from luxxon_agent.stub.http_error import HttpError
+from luxxon_agent.stub.metering import MeterInput, compute_clean_seconds
+from luxxon_agent.stub.runtime import PRE_LIVE_STATES, StubRuntime, ok, runtime
+from luxxon_agent.stub.settlement import settle
+from luxxon_agent.stub.store import parse_ts, ts
+
+router = APIRouter(tags=["sessions"])
+
+LIVE_STATES = (SessionState.LIVE.value, SessionState.PAUSED.value)
+
+
+def visible_session(stub: StubRuntime, session_id: str, workspace_id: str | None) -> sqlite3.Row:
+    """The session if the caller's workspace is its consumer or its operator; 404 otherwise,
+    whether or not it exists, so other workspaces' ids leak nothing."""
+    row = stub.store.one(
+        "SELECT * FROM sessions WHERE id = ? AND (consumer_workspace_id = ?"
+        " OR operator_workspace_id = ?)",
+        (session_id, workspace_id, workspace_id),
+    )
+    if row is None:
+        raise HttpError(404, ErrorCode.SESSION_NOT_FOUND, "no such session", session_id)
+    return row
+
+
+def invalid_state(row: sqlite3.Row, action: str) -> HttpError:
+    return HttpError(
+        409, ErrorCode.INVALID_STATE, f"cannot {action} a {row['state']} session", row["id"]
+    )
+
+
+def require_operator(row: sqlite3.Row, found: Principal) -> None:
+    if row["operator_workspace_id"] != found.workspace_id:
+        raise HttpError(
+            403, ErrorCode.NOT_AUTHORIZED, "only the session's operator workspace may do this"
+        )
+
+
+def require_side(row: sqlite3.Row, found: Principal) -> None:
+    """Either side may end or cancel: the operator with sessions:operate, the consumer
+    with sessions:request."""
+    sides = []
+    if row["operator_workspace_id"] == found.workspace_id:
+        sides.append(Scope.SESSIONS_OPERATE)
+    if row["consumer_workspace_id"] == found.workspace_id:
+        sides.append(Scope.SESSIONS_REQUEST)
+    if not any(scope in found.scopes for scope in sides):
+        needed = " or ".join(scope.value for scope in sides)
+        raise HttpError(403, ErrorCode.NOT_AUTHORIZED, f"this API key lacks the {needed} scope")
+
+
+def _session_row(stub: StubRuntime, session_id: str) -> sqlite3.Row:
+    row = stub.store.one("SELECT * FROM sessions WHERE id = ?", (session_id,))
+    if row is None:  # only called right after a write to this id
+        raise HttpError(404, ErrorCode.SESSION_NOT_FOUND, "no such session", session_id)
+    return row
+
+
+def _workspace_of(stub: StubRuntime, found: Principal) -> sqlite3.Row:
+    row = stub.store.one(
+        "SELECT * FROM workspaces WHERE id = ? AND deleted_at IS NULL", (found.workspace_id,)
+    )
+    if row is None:
+        raise HttpError(404, ErrorCode.WORKSPACE_NOT_FOUND, "no such workspace")
+    return row
+
+
+# ---- consumer side ------------------------------------------------------------------
+
+
+@router.post("/sessions", status_code=201)
+async def create_session(
+    body: CreateSessionRequest, request: Request, found: Requester
+) -> JSONResponse:
+    stub = runtime(request)
+    workspace = _workspace_of(stub, found)
+    if Role.CONSUMER.value not in json.loads(workspace["roles"]):
+        raise HttpError(403, ErrorCode.NOT_AUTHORIZED, "only CONSUMER workspaces request sessions")
+    rate = body.rate_per_second_micro_usdc or stub.config.default_rate_per_second_micro_usdc
+    radius = body.geofence_radius_meters or stub.config.default_geofence_radius_meters
+    session_id = stub.new_id("ses")
+    with stub.store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO sessions (id, consumer_workspace_id, state, max_duration_seconds,"
+            " wait_timeout_seconds, rate_per_second_micro_usdc, hold_micro_usdc, requested_lat,"
+            " requested_lng, geofence_radius_meters, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                session_id,
+                found.workspace_id,
+                SessionState.REQUESTED.value,
+                body.max_duration_seconds,
+                body.wait_timeout_seconds,
+                rate,
+                rate * body.max_duration_seconds,
+                body.lat,
+                body.lng,
+                radius,
+                ts(stub.now()),
+            ),
+        )
+    return ok(request, stub.session(_session_row(stub, session_id), found.workspace_id), status=201)
+
+
+@router.post("/sessions/{session_id}/dispatch")
+async def dispatch(session_id: str, request: Request, found: Requester) -> JSONResponse:
+    stub = runtime(request)
+    row = visible_session(stub, session_id, found.workspace_id)
+    if row["consumer_workspace_id"] != found.workspace_id:
+        raise HttpError(403, ErrorCode.NOT_AUTHORIZED, "only the consumer dispatches a session")
+    if row["state"] != SessionState.REQUESTED.value:
+        raise invalid_state(row, "dispatch")
+    suppliers = stub.store.all(
+        "SELECT * FROM workspaces WHERE availability_state = ? AND deleted_at IS NULL"
+        " AND coverage_lat IS NOT NULL AND coverage_lng IS NOT NULL"
+        " AND coverage_radius_meters IS NOT NULL"
+        " ORDER BY idle_since IS NULL, idle_since, last_offered_at IS NOT NULL, last_offered_at,"
+        " created_at, id",
+        (AvailabilityState.ONLINE.value,),
+    )
+    chosen = next(
+        (
+            ws
+            for ws in suppliers
+            if Role.SUPPLIER.value in json.loads(ws["roles"])
+            and haversine_meters(
+                row["requested_lat"], row["requested_lng"], ws["coverage_lat"], ws["coverage_lng"]
+            )
+            <= ws["coverage_radius_meters"]
+        ),
+        None,
+    )
+    if chosen is None:
+        raise HttpError(
+            503,
+            ErrorCode.NO_COVERAGE,
+            "no ONLINE supplier covers this point",
+            f"{row['requested_lat']},{row['requested_lng']}",
+        )
+    now = ts(stub.now())
+    with stub.store.transaction() as conn:
+        conn.execute(
+            "UPDATE sessions SET operator_workspace_id = ?, dispatched_at = ? WHERE id = ?",
+            (chosen["id"], now, session_id),
+        )
+        # an offer counts as work: the next dispatch prefers another idle supplier
+        conn.execute(
+            "UPDATE workspaces SET idle_since = ?, last_offered_at = ? WHERE id = ?",
+            (now, now, chosen["id"]),
+        )
+    return ok(request, stub.session(_session_row(stub, session_id), found.workspace_id))
+
+
+# ---- reads ----------------------------------------------------------------------------
+
+
+@router.get("/sessions")
+async def list_sessions(
+    request: Request, found: SessionReader, state: SessionState | None = None
+) -> JSONResponse:
+    stub = runtime(request)
+    sql = "SELECT * FROM sessions WHERE (consumer_workspace_id = ? OR operator_workspace_id = ?)"
+    params: tuple[str | None, ...] = (found.workspace_id, found.workspace_id)
+    if state is not None:
+        sql += " AND state = ?"
+        params += (state.value,)
+    rows = stub.store.all(sql + " ORDER BY created_at DESC, id DESC", params)
+    return ok(request, [stub.session(row, found.workspace_id) for row in rows])
+
+
+@router.post("/sessions/cancel-all-assignments")
+async def cancel_all_assignments(request: Request, found: Operator) -> JSONResponse:
+    """Seed, "Reclaim a stuck workspace": every ASSIGNED session of this operator workspace
+    is cancelled, the workspace goes back to ONLINE, LIVE sessions are left alone."""
+    stub = runtime(request)
+    assigned = stub.store.all(
+        "SELECT * FROM sessions WHERE operator_workspace_id = ? AND state = ?"
+        " ORDER BY created_at, id",
+        (found.workspace_id, SessionState.ASSIGNED.value),
+    )
+    with stub.store.transaction() as conn:
+        refs = stub.finish_pre_live(conn, assigned, SessionState.CANCELLED)
+        stub.release(conn, str(found.workspace_id))
+    await stub.close_inputs(refs)
+    ids = [row["id"] for row in assigned]
+    return ok(request, CancelAllResult(count=len(ids), cancelled=ids))
+
+
+@router.get("/sessions/{session_id}")
+async def get_session(session_id: str, request: Request, found: SessionReader) -> JSONResponse:
+    stub = runtime(request)
+    row = visible_session(stub, session_id, found.workspace_id)
+    return ok(request, stub.session(row, found.workspace_id))
+
+
+# ---- operator side --------------------------------------------------------------------
+
+
+@router.post("/sessions/{session_id}/accept")
+async def accept(
+    session_id: str,
+    request: Request,
+    found: Operator,
+    body: AcceptRequest | None = None,
+) -> JSONResponse:
+    stub = runtime(request)
+    if body is not None and body.operator_workspace_id not in (None, found.workspace_id):
+        raise HttpError(
+            403,
+            ErrorCode.WORKSPACE_MISMATCH,
+            "operatorWorkspaceId is not the workspace you act for",
+            body.operator_workspace_id,
+        )
+    row = visible_session(stub, session_id, found.workspace_id)
+    require_operator(row, found)
+    if row["state"] != SessionState.REQUESTED.value:
+        raise invalid_state(row, "accept")
+    workspace = _workspace_of(stub, found)
+    if workspace["availability_state"] == AvailabilityState.OFFLINE.value:
+        raise HttpError(
+            409, ErrorCode.INVALID_STATE, "workspace is OFFLINE; go ONLINE to accept", session_id
+        )
+    try:
+        video = stub.video.create_input(session_id)
+    except MediaError as exc:
+        raise HttpError(
+            502, ErrorCode.VIDEO_ERROR, "could not create the video input", str(exc)
+        ) from exc
+    now = ts(stub.now())
+    with stub.store.transaction() as conn:
+        conn.execute(
+            "UPDATE sessions SET state = ?, assigned_at = ?, video_backend_ref = ?,"
+            " whip_url = ?, whep_url = ? WHERE id = ?",
+            (
+                SessionState.ASSIGNED.value,
+                now,
+                video.ref,
+                video.whip_url,
+                video.whep_url,
+                session_id,
+            ),
+        )
+        conn.execute(
+            "UPDATE workspaces SET availability_state = ? WHERE id = ?",
+            (AvailabilityState.BUSY.value, found.workspace_id),
+        )
+    return ok(request, stub.session(_session_row(stub, session_id), found.workspace_id))
+
+
+@router.post("/sessions/{session_id}/start")
+async def start(session_id: str, request: Request, found: Operator) -> JSONResponse:
+    stub = runtime(request)
+    row = visible_session(stub, session_id, found.workspace_id)
+    require_operator(row, found)
+    if row["state"] != SessionState.ASSIGNED.value:
+        raise invalid_state(row, "start")
+    with stub.store.transaction() as conn:
+        conn.execute(
+            "UPDATE sessions SET state = ?, started_at = ? WHERE id = ?",
+            (SessionState.LIVE.value, ts(stub.now()), session_id),
+        )
+    updated = _session_row(stub, session_id)
+    return ok(
+        request,
+        StartResult(
+            session=stub.session(updated, found.workspace_id),
+            video_backend_ref=updated["video_backend_ref"],
+            whip_url=updated["whip_url"],
+            whep_url=updated["whep_url"],
+        ),
+    )
+
+
+@router.get("/sessions/{session_id}/producer-token")
+async def producer_token(session_id: str, request: Request, found: Operator) -> JSONResponse:
+    stub = runtime(request)
+    row = visible_session(stub, session_id, found.workspace_id)
+    require_operator(row, found)
+    if row["state"] not in LIVE_STATES:
+        raise invalid_state(row, "fetch the producer token of")
+    return ok(
+        request, ProducerToken(video_backend_ref=row["video_backend_ref"], whip_url=row["whip_url"])
+    )
+
+
+# ---- either side ----------------------------------------------------------------------
+
+
+@router.post("/sessions/{session_id}/end")
+async def end(session_id: str, request: Request, found: AnyCaller) -> JSONResponse:
+    stub = runtime(request)
+    row = visible_session(stub, session_id, found.workspace_id)
+    require_side(row, found)
+    if row["state"] not in LIVE_STATES:
+        raise invalid_state(row, "end")
+    now = stub.now()
+    started = parse_ts(row["started_at"])
+    assert started is not None  # every LIVE session has a startedAt
+    # the meter never bills past the duration the consumer asked for
+    metered_end = min(now, started + timedelta(seconds=row["max_duration_seconds"]))
+    operator = stub.store.one(
+        "SELECT wallet_address FROM workspaces WHERE id = ?", (row["operator_workspace_id"],)
+    )
+    assert operator is not None  # foreign key
+    result = compute_clean_seconds(
+        stub.config.meter,
+        MeterInput(
+            session_id=session_id,
+            operator_workspace_id=row["operator_workspace_id"],
+            started_at=started,
+            ended_at=metered_end,
+            requested_lat=row["requested_lat"],
+            requested_lng=row["requested_lng"],
+            geofence_radius_meters=row["geofence_radius_meters"],
+            disconnect_windows=stub.video.disconnect_windows(row["video_backend_ref"]),
+            telemetry_freshness_seconds=stub.config.telemetry_freshness_seconds,
+        ),
+        stub.store,
+    )
+    with stub.store.transaction() as conn:
+        record = settle(
+            conn,
+            session=row,
+            clean_seconds=result.clean_seconds,
+            failed_seconds=result.failed_seconds,
+            fee_bps=stub.config.fee_bps,
+            chain_id=stub.config.chain_id,
+            operator_wallet=operator["wallet_address"],
+            event_id=stub.new_id("wev"),
+            now=now,
+        )
+        conn.execute(
+            "UPDATE sessions SET state = ?, ended_at = ?, clean_seconds = ?, failed_seconds = ?,"
+            " charged_micro_usdc = ?, settlement_tx_hash = ? WHERE id = ?",
+            (
+                SessionState.ENDED.value,
+                ts(now),
+                result.clean_seconds,
+                result.failed_seconds,
+                record.charged_micro_usdc,
+                record.tx_hash,
+                session_id,
+            ),
+        )
+        stub.release_if_idle(conn, row["operator_workspace_id"])
+    await stub.close_inputs([row["video_backend_ref"]])
+    return ok(request, stub.session(_session_row(stub, session_id), found.workspace_id))
+
+
+@router.delete("/sessions/{session_id}")
+async def cancel(session_id: str, request: Request, found: AnyCaller) -> JSONResponse:
+    stub = runtime(request)
+    row = visible_session(stub, session_id, found.workspace_id)
+    require_side(row, found)
+    if row["state"] not in PRE_LIVE_STATES:
+        raise invalid_state(row, "cancel")
+    with stub.store.transaction() as conn:
+        refs = stub.finish_pre_live(conn, [row], SessionState.CANCELLED)
+        stub.release_if_idle(conn, row["operator_workspace_id"])
+    await stub.close_inputs(refs)
+    return ok(request, stub.session(_session_row(stub, session_id), found.workspace_id))
+
+
+@router.get("/sessions/{session_id}/frame", response_class=Response)
+async def frame(session_id: str, request: Request, found: SessionReader) -> Response:
+    stub = runtime(request)
+    row = visible_session(stub, session_id, found.workspace_id)
+    jpeg = None
+    if row["state"] in LIVE_STATES and row["video_backend_ref"]:
+        jpeg = stub.video.latest_frame_jpeg(row["video_backend_ref"])
+    if jpeg is None:
+        raise HttpError(
+            404, ErrorCode.FRAME_NOT_AVAILABLE, "no frame yet (the first keyframe has not arrived)"
+        )
+    return Response(content=jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})

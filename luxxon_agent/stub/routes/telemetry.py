@@ -1,0 +1,169 @@
+"""`POST /sessions/:id/telemetry`: one signed position sample, checked, then stored once.
+
+Checks, in order; the first that fails answers with its code and stores nothing:
+
+  session visible to the caller ........ 404 SESSION_NOT_FOUND
+  caller is the session's operator ..... 403 WORKSPACE_MISMATCH
+  session LIVE (or PAUSED) ............. 409 INVALID_STATE
+  startedAt ≤ capturedAt ≤ startedAt + maxDurationSeconds
+                                         422 CAPTURED_OUT_OF_SESSION
+  capturedAt ≤ now + max future skew ... 422 CAPTURED_IN_FUTURE
+  signature well-formed, canonical ..... 400 INVALID_SIGNATURE
+  signer = the workspace wallet, or a registered device key of the workspace:
+      none ............................. 403 UNKNOWN_SIGNER
+      only revoked ones ................ 403 DEVICE_REVOKED
+      delegation expired at capturedAt . 403 DEVICE_EXPIRED
+
+A sample for a (session, capturedAt) already stored answers 200 with
+`duplicate: true` when it is the same sample (a retry), 409 CONFLICT when it
+differs. A new sample answers 201.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from luxxon_agent.models import ErrorCode, TelemetryReceipt, TelemetrySample
+from luxxon_agent.stub.auth import Operator
+from luxxon_agent.stub.http_error import HttpError
+from luxxon_agent.stub.routes.sessions import LIVE_STATES, visible_session
+from luxxon_agent.stub.runtime import StubRuntime, ok, runtime
+from luxxon_agent.stub.store import parse_ts, ts
+from luxxon_agent.telemetry.eip712 import SignatureError, normalize_address
+from luxxon_agent.telemetry.signing import TelemetryPayload, recover_signer
+
+router = APIRouter(tags=["telemetry"])
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS telemetry (
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    captured_at_ms INTEGER NOT NULL,
+    captured_at TEXT NOT NULL,
+    lat REAL NOT NULL,
+    lng REAL NOT NULL,
+    accuracy_meters REAL NOT NULL,
+    source TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    signer TEXT NOT NULL,
+    operator_id TEXT,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (session_id, captured_at_ms)
+);
+"""
+
+
+def _reject(status: int, code: ErrorCode, message: str, detail: str | None = None) -> HttpError:
+    return HttpError(status, code, message, detail)
+
+
+def _authorised_signer(
+    stub: StubRuntime, workspace_id: str, signer: str, captured_at: datetime
+) -> str | None:
+    """The operator id the signer acts as (None for the wallet itself); raises when refused."""
+    wallet = stub.store.one("SELECT wallet_address FROM workspaces WHERE id = ?", (workspace_id,))
+    if wallet is not None and normalize_address(wallet["wallet_address"]) == signer:
+        return None
+    rows = stub.store.all(
+        "SELECT * FROM operators WHERE workspace_id = ? AND device_address = ?",
+        (workspace_id, signer),
+    )
+    if not rows:
+        raise _reject(
+            403,
+            ErrorCode.UNKNOWN_SIGNER,
+            "signed by neither the workspace wallet nor a registered device key",
+            signer,
+        )
+    active = [row for row in rows if row["revoked_at"] is None]
+    if not active:
+        raise _reject(403, ErrorCode.DEVICE_REVOKED, "this device key was revoked", signer)
+    valid = [row for row in active if captured_at < datetime.fromisoformat(row["expires_at"])]
+    if not valid:
+        raise _reject(
+            403,
+            ErrorCode.DEVICE_EXPIRED,
+            "the device key's delegation had expired at capturedAt",
+            signer,
+        )
+    return str(valid[0]["id"])
+
+
+@router.post("/sessions/{session_id}/telemetry")
+async def post_telemetry(
+    session_id: str, body: TelemetrySample, request: Request, found: Operator
+) -> JSONResponse:
+    stub = runtime(request)
+    row = visible_session(stub, session_id, found.workspace_id)
+    if row["operator_workspace_id"] != found.workspace_id:
+        raise _reject(
+            403, ErrorCode.WORKSPACE_MISMATCH, "only the session's operator posts telemetry"
+        )
+    if row["state"] not in LIVE_STATES:
+        state = row["state"]
+        raise _reject(409, ErrorCode.INVALID_STATE, f"telemetry needs a LIVE session, not {state}")
+    now = stub.now()
+    started = parse_ts(row["started_at"])
+    assert started is not None  # every LIVE session has a startedAt
+    captured = body.captured_at
+    latest = started + timedelta(seconds=row["max_duration_seconds"])
+    if not started <= captured <= latest:
+        raise _reject(
+            422,
+            ErrorCode.CAPTURED_OUT_OF_SESSION,
+            "capturedAt lies outside the session",
+            f"session runs from {ts(started)} for {row['max_duration_seconds']} s",
+        )
+    skew = timedelta(milliseconds=stub.config.telemetry_max_future_skew_ms)
+    if captured > now + skew:
+        raise _reject(
+            422,
+            ErrorCode.CAPTURED_IN_FUTURE,
+            "capturedAt is in the future (check the device clock)",
+            f"server time {ts(now)}, allowed skew {stub.config.telemetry_max_future_skew_ms} ms",
+        )
+    try:
+        payload = TelemetryPayload.from_sample(session_id, body)
+        signer = recover_signer(session_id, body, stub.config.chain_id)
+    except (SignatureError, ValueError) as exc:
+        raise _reject(
+            400, ErrorCode.INVALID_SIGNATURE, "the signature cannot be verified", str(exc)
+        ) from None
+    operator_id = _authorised_signer(stub, str(found.workspace_id), signer, captured)
+    existing = stub.store.one(
+        "SELECT signature FROM telemetry WHERE session_id = ? AND captured_at_ms = ?",
+        (session_id, payload.captured_at_ms),
+    )
+    if existing is not None:
+        if existing["signature"].lower() != body.signature.lower():
+            raise _reject(
+                409,
+                ErrorCode.CONFLICT,
+                "a different sample for this capturedAt is already stored",
+                ts(captured),
+            )
+        receipt = TelemetryReceipt(session_id=session_id, captured_at=captured, duplicate=True)
+        return ok(request, receipt)
+    with stub.store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO telemetry (session_id, captured_at_ms, captured_at, lat, lng,"
+            " accuracy_meters, source, signature, signer, operator_id, received_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                session_id,
+                payload.captured_at_ms,
+                ts(payload.captured_at),
+                payload.lat,
+                payload.lng,
+                payload.accuracy_m,
+                payload.source,
+                body.signature,
+                signer,
+                operator_id,
+                ts(now),
+            ),
+        )
+    receipt = TelemetryReceipt(session_id=session_id, captured_at=captured, duplicate=False)
+    return ok(request, receipt, status=201)

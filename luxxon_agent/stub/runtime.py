@@ -1,0 +1,261 @@
+"""StubRuntime: one stub's state (config, store, video backend) and the session rules
+shared by routes and the expiry sweeper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import sqlite3
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse
+
+from luxxon_agent.errors import MediaError
+from luxxon_agent.models import (
+    ApiKey,
+    AvailabilityState,
+    Session,
+    SessionState,
+    Workspace,
+    WorkspaceMembership,
+)
+from luxxon_agent.stub.config import StubConfig
+from luxxon_agent.stub.http_error import envelope
+from luxxon_agent.stub.store import Store, parse_ts, ts
+from luxxon_agent.stub.video import VideoBackend
+
+logger = logging.getLogger(__name__)
+
+ACTIVE_STATES = (SessionState.ASSIGNED.value, SessionState.LIVE.value, SessionState.PAUSED.value)
+PRE_LIVE_STATES = (SessionState.REQUESTED.value, SessionState.ASSIGNED.value)
+
+
+class StubRuntime:
+    """Held in `app.state.stub`; route modules reach it through `runtime(request)`."""
+
+    def __init__(self, config: StubConfig, store: Store, video: VideoBackend) -> None:
+        self.config = config
+        self.store = store
+        self.video = video
+        self._boot = secrets.token_hex(4)
+        self._writes = 0
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # ---- small services ---------------------------------------------------------
+
+    def now(self) -> datetime:
+        return self.config.clock.now()
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}_{self.config.rng.getrandbits(96):024x}"
+
+    def consistency_token(self) -> str:
+        """Opaque and increasing; SQLite on one node is always consistent, so reads ignore it."""
+        self._writes += 1
+        return f"lxct_{self._boot}_{self._writes}"
+
+    # ---- rows to API objects ----------------------------------------------------
+
+    def workspace(self, row: sqlite3.Row) -> Workspace:
+        return Workspace(
+            id=row["id"],
+            slug=row["slug"],
+            name=row["name"],
+            wallet_address=row["wallet_address"],
+            roles=json.loads(row["roles"]),
+            availability_state=row["availability_state"],
+            coverage_lat=row["coverage_lat"],
+            coverage_lng=row["coverage_lng"],
+            coverage_radius_meters=row["coverage_radius_meters"],
+            device_kind=row["device_kind"],
+            last_seen_at=parse_ts(row["last_seen_at"]),
+            created_at=parse_ts(row["created_at"]),
+            created_by_wallet=row["created_by_wallet"],
+            deleted_at=parse_ts(row["deleted_at"]),
+        )
+
+    def api_key(self, row: sqlite3.Row, plaintext: str | None = None) -> ApiKey:
+        return ApiKey(
+            id=row["id"],
+            workspace_id=row["workspace_id"],
+            prefix=row["prefix"],
+            label=row["label"],
+            environment=row["environment"],
+            scopes=json.loads(row["scopes"]),
+            last_used_at=parse_ts(row["last_used_at"]),
+            revoked_at=parse_ts(row["revoked_at"]),
+            grace_period_end=parse_ts(row["grace_period_end"]),
+            created_at=parse_ts(row["created_at"]),
+            created_by_wallet=row["created_by_wallet"],
+            plaintext=plaintext,
+        )
+
+    def session(self, row: sqlite3.Row, viewer_workspace_id: str | None) -> Session:
+        """The session as `viewer_workspace_id` sees it: the whipUrl only for its operator."""
+        live = row["state"] in (SessionState.LIVE.value, SessionState.PAUSED.value)
+        is_operator = viewer_workspace_id == row["operator_workspace_id"]
+        return Session(
+            id=row["id"],
+            consumer_workspace_id=row["consumer_workspace_id"],
+            operator_workspace_id=row["operator_workspace_id"],
+            state=row["state"],
+            max_duration_seconds=row["max_duration_seconds"],
+            wait_timeout_seconds=row["wait_timeout_seconds"],
+            rate_per_second_micro_usdc=row["rate_per_second_micro_usdc"],
+            hold_micro_usdc=row["hold_micro_usdc"],
+            started_at=parse_ts(row["started_at"]),
+            ended_at=parse_ts(row["ended_at"]),
+            clean_seconds=row["clean_seconds"],
+            failed_seconds=row["failed_seconds"],
+            charged_micro_usdc=row["charged_micro_usdc"],
+            settlement_tx_hash=row["settlement_tx_hash"],
+            video_backend_ref=row["video_backend_ref"] if is_operator else None,
+            created_at=parse_ts(row["created_at"]),
+            requested_lat=row["requested_lat"],
+            requested_lng=row["requested_lng"],
+            geofence_radius_meters=row["geofence_radius_meters"],
+            whip_url=row["whip_url"] if live and is_operator else None,
+            whep_url=row["whep_url"] if live else None,
+        )
+
+    def memberships(self, wallet_address: str) -> list[WorkspaceMembership]:
+        rows = self.store.all(
+            "SELECT w.* FROM workspaces w JOIN workspace_members m ON m.workspace_id = w.id"
+            " WHERE m.wallet_address = ? AND w.deleted_at IS NULL ORDER BY w.created_at, w.id",
+            (wallet_address,),
+        )
+        return [
+            WorkspaceMembership(
+                workspace_id=r["id"], slug=r["slug"], name=r["name"], roles=json.loads(r["roles"])
+            )
+            for r in rows
+        ]
+
+    # ---- session rules ----------------------------------------------------------
+
+    def release_if_idle(self, conn: sqlite3.Connection, workspace_id: str | None) -> None:
+        """BUSY → ONLINE once the workspace holds no ASSIGNED, LIVE or PAUSED session."""
+        if workspace_id is None:
+            return
+        busy = conn.execute(
+            f"SELECT 1 FROM sessions WHERE operator_workspace_id = ?"
+            f" AND state IN ({','.join('?' * len(ACTIVE_STATES))}) LIMIT 1",
+            (workspace_id, *ACTIVE_STATES),
+        ).fetchone()
+        if busy is None:
+            self.release(conn, workspace_id)
+
+    def release(self, conn: sqlite3.Connection, workspace_id: str) -> None:
+        """BUSY → ONLINE unconditionally (an OFFLINE workspace stays OFFLINE)."""
+        conn.execute(
+            "UPDATE workspaces SET availability_state = ?, idle_since = ?"
+            " WHERE id = ? AND availability_state = ?",
+            (
+                AvailabilityState.ONLINE.value,
+                ts(self.now()),
+                workspace_id,
+                AvailabilityState.BUSY.value,
+            ),
+        )
+
+    def finish_pre_live(
+        self, conn: sqlite3.Connection, rows: Iterable[sqlite3.Row], state: SessionState
+    ) -> list[str]:
+        """Move REQUESTED/ASSIGNED sessions to CANCELLED or EXPIRED; returns the video refs
+        to close once the transaction has committed."""
+        refs: list[str] = []
+        for row in rows:
+            conn.execute(
+                "UPDATE sessions SET state = ?, ended_at = ? WHERE id = ?",
+                (state.value, ts(self.now()), row["id"]),
+            )
+            if row["video_backend_ref"]:
+                refs.append(row["video_backend_ref"])
+        return refs
+
+    async def close_inputs(self, refs: Iterable[str]) -> None:
+        """Tear down video inputs after the state change committed; a failure is logged,
+        not returned, because the session's new state already stands."""
+        for ref in refs:
+            try:
+                await self.video.close_input(ref)
+            except MediaError as exc:
+                logger.warning("video input %s: close failed: %s", ref, exc)
+
+    async def sweep_once(self) -> list[str]:
+        """Expire every pre-LIVE session past createdAt + maxDurationSeconds; returns their ids."""
+        now = self.now()
+        candidates = self.store.all(
+            f"SELECT * FROM sessions WHERE state IN ({','.join('?' * len(PRE_LIVE_STATES))})"
+            " ORDER BY created_at, id",
+            PRE_LIVE_STATES,
+        )
+        due = [
+            row
+            for row in candidates
+            if parse_ts(row["created_at"]) + timedelta(seconds=row["max_duration_seconds"]) <= now
+        ]
+        if not due:
+            return []
+        with self.store.transaction() as conn:
+            refs = self.finish_pre_live(conn, due, SessionState.EXPIRED)
+            for workspace_id in {row["operator_workspace_id"] for row in due}:
+                self.release_if_idle(conn, workspace_id)
+        await self.close_inputs(refs)
+        ids = [row["id"] for row in due]
+        logger.info("expiry sweep: %d session(s) expired", len(ids))
+        return ids
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except sqlite3.Error:
+                # a locked or broken database: say so, and try again next period
+                logger.exception("expiry sweep failed")
+            await self.config.clock.sleep(self.config.sweep_interval_seconds)
+
+    # ---- lifecycle ----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the background expiry sweeper (the app's lifespan calls this)."""
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(
+                self._sweep_forever(), name="luxxon-stub-expiry-sweeper"
+            )
+
+    async def stop(self) -> None:
+        """Stop the sweeper; safe to call twice."""
+        task, self._sweeper = self._sweeper, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise
+
+
+def runtime(conn: HTTPConnection) -> StubRuntime:
+    """The StubRuntime of the app serving this request."""
+    stub: StubRuntime = conn.app.state.stub
+    return stub
+
+
+def json_data(model: Any) -> Any:
+    """A model (or list of models) in wire form, for the envelope's `data`."""
+    if isinstance(model, list):
+        return [json_data(item) for item in model]
+    return model.to_wire()
+
+
+def ok(conn: HTTPConnection, data: Any, *, status: int = 200) -> JSONResponse:
+    """The success envelope around `data` (a model, a list of models, or plain JSON)."""
+    payload = json_data(data) if hasattr(data, "to_wire") or isinstance(data, list) else data
+    return envelope(payload, runtime(conn).now(), status=status)

@@ -1,0 +1,80 @@
+"""The stub's video seam: VideoBackend, and MintOnlyVideoBackend which only mints URLs.
+
+The real WHIP ingest (stub/ingest.py) implements the same protocol. A backend
+may carry a FastAPI `router` for its own endpoints (WHIP/WHEP resources); the
+app mounts it at the root, outside /api/v1, because whipUrls are whole URLs.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+
+@dataclass(frozen=True)
+class VideoInput:
+    """One session's video input: the backend's id for it and its two URLs."""
+
+    ref: str
+    """Opaque id (the session's videoBackendRef)."""
+    whip_url: str = field(repr=False)
+    """Publish URL; it is the credential, so it is never shown in a repr or log."""
+    whep_url: str
+    """Playback URL for the consumer."""
+
+
+@runtime_checkable
+class VideoBackend(Protocol):
+    """What the API needs from a video service (Cloudflare Stream in production)."""
+
+    router: APIRouter | None
+
+    def create_input(self, session_id: str) -> VideoInput:
+        """Mint an input for `session_id`; must not block (it runs inside a request)."""
+
+    async def close_input(self, ref: str) -> None:
+        """Tear the input down; unknown or already closed refs are not an error."""
+
+    def disconnect_windows(self, ref: str) -> list[tuple[datetime, datetime]]:
+        """Periods the publisher was away while the input existed, for the wall-clock meter."""
+
+    def latest_frame_jpeg(self, ref: str) -> bytes | None:
+        """The latest decoded frame, or None before the first keyframe."""
+
+
+class MintOnlyVideoBackend:
+    """Mints unguessable URLs and nothing else: no media, never a frame, no disconnects."""
+
+    router: APIRouter | None = None
+
+    def __init__(self, public_base_url: str) -> None:
+        self._base = public_base_url.rstrip("/")
+        self._open: set[str] = set()
+        self.closed: list[str] = []
+        """Refs closed so far, in order (tests read it)."""
+
+    def create_input(self, session_id: str) -> VideoInput:
+        ref = f"vin_{secrets.token_hex(8)}"
+        token = secrets.token_urlsafe(24)
+        self._open.add(ref)
+        return VideoInput(
+            ref=ref,
+            whip_url=f"{self._base}/whip/{token}",
+            whep_url=f"{self._base}/whep/{secrets.token_urlsafe(24)}",
+        )
+
+    async def close_input(self, ref: str) -> None:
+        if ref in self._open:
+            self._open.discard(ref)
+            self.closed.append(ref)
+
+    def disconnect_windows(self, ref: str) -> list[tuple[datetime, datetime]]:
+        return []
+
+    def latest_frame_jpeg(self, ref: str) -> bytes | None:
+        return None

@@ -1,0 +1,160 @@
+"""A WHIP client (RFC 9725): POST an SDP offer, get an answer and a resource, DELETE it.
+
+aiortc has no trickle ICE, so the offer is POSTed once gathering is complete.
+ICE servers a server announces in `Link: <...>; rel="ice-server"` headers
+can only serve the *next* offer (the current one has already gathered); the
+publisher passes them on when it reconnects.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin
+
+import httpx
+
+from luxxon_agent.errors import MediaError, WhipError
+from luxxon_agent.secret import Secret, redact_url
+
+if TYPE_CHECKING:
+    from aiortc import RTCIceServer
+
+logger = logging.getLogger(__name__)
+
+SDP_CONTENT_TYPE = "application/sdp"
+DEFAULT_TIMEOUT = 10.0
+_MAX_REDIRECTS = 5
+
+
+@dataclass(frozen=True)
+class IceServer:
+    """A STUN or TURN server from a `Link` header."""
+
+    urls: str
+    username: str | None = field(default=None, repr=False)
+    credential: str | None = field(default=None, repr=False)
+
+    def to_rtc(self) -> RTCIceServer:
+        from aiortc import RTCIceServer
+
+        return RTCIceServer(urls=self.urls, username=self.username, credential=self.credential)
+
+
+@dataclass(frozen=True)
+class WhipResource:
+    """What a successful POST returns."""
+
+    answer_sdp: str = field(repr=False)
+    location: str = field(repr=False)
+    """Absolute URL of the WHIP resource (a relative Location is resolved)."""
+    etag: str | None = None
+    ice_servers: tuple[IceServer, ...] = ()
+
+
+_LINK_PART = re.compile(r'\s*<([^>]*)>\s*((?:;\s*[^;,]+=?(?:"[^"]*"|[^;,]*))*)')
+_PARAM = re.compile(r';\s*([A-Za-z0-9_-]+)\s*=\s*(?:"([^"]*)"|([^;,\s]*))')
+
+
+def parse_ice_servers(link_headers: list[str]) -> tuple[IceServer, ...]:
+    """ICE servers from any number of `Link` header values (each may hold several links)."""
+    servers: list[IceServer] = []
+    for value in link_headers:
+        for match in _LINK_PART.finditer(value):
+            url, params_text = match.group(1), match.group(2) or ""
+            params = {
+                m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3))
+                for m in _PARAM.finditer(params_text)
+            }
+            if params.get("rel", "").lower() != "ice-server":
+                continue
+            servers.append(IceServer(url, params.get("username"), params.get("credential")))
+    return tuple(servers)
+
+
+class WhipClient:
+    """Talks WHIP to one endpoint. The whipUrl and token are secrets and never logged."""
+
+    def __init__(
+        self,
+        whip_url: Secret,
+        *,
+        token: Secret | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.whip_url = whip_url
+        self._token = token
+        self._http = httpx.AsyncClient(
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"WhipClient({redact_url(self.whip_url.reveal())})"
+
+    def _headers(self, content_type: str | None = None) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if content_type:
+            headers["Content-Type"] = content_type
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token.reveal()}"
+        return headers
+
+    async def publish(self, offer_sdp: str) -> WhipResource:
+        """POST the offer; 201 gives the answer and the resource. Errors raise WhipError."""
+        url = self.whip_url.reveal()
+        headers = self._headers(SDP_CONTENT_TYPE) | {"Accept": SDP_CONTENT_TYPE}
+        for _ in range(_MAX_REDIRECTS + 1):
+            try:
+                response = await self._http.post(url, content=offer_sdp.encode(), headers=headers)
+            except httpx.HTTPError as exc:
+                raise MediaError(f"WHIP POST failed: {type(exc).__name__}") from exc
+            if response.status_code not in (307, 308) or "Location" not in response.headers:
+                break
+            # followed by hand: httpx drops Authorization on a cross-origin redirect, and
+            # WHIP load balancers redirect to another host; only a downgrade to http loses it
+            target = urljoin(url, response.headers["Location"])
+            if url.startswith("https:") and not target.startswith("https:"):
+                headers.pop("Authorization", None)
+            url = target
+        else:
+            raise MediaError("WHIP POST: too many redirects")
+        if response.status_code >= 400:
+            raise WhipError(response.status_code, response.text or response.reason_phrase)
+        if response.status_code != 201:
+            raise WhipError(
+                response.status_code, f"expected 201 Created, got {response.reason_phrase}"
+            )
+        location = response.headers.get("Location")
+        if not location:
+            raise WhipError(response.status_code, "201 without a Location header")
+        # relative to the URL that answered (after any 307/308)
+        absolute = urljoin(str(response.url), location)
+        return WhipResource(
+            answer_sdp=response.text,
+            location=absolute,
+            etag=response.headers.get("ETag"),
+            ice_servers=parse_ice_servers(response.headers.get_list("Link")),
+        )
+
+    async def delete(self, location: str) -> None:
+        """DELETE a WHIP resource; 404/410 count as already gone."""
+        try:
+            response = await self._http.delete(location, headers=self._headers())
+        except httpx.HTTPError as exc:
+            raise MediaError(f"WHIP DELETE failed: {type(exc).__name__}") from exc
+        if response.status_code >= 400 and response.status_code not in (404, 410):
+            raise WhipError(response.status_code, response.text, method="DELETE")
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> WhipClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

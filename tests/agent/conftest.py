@@ -1,0 +1,224 @@
+"""The agent's test bench: a real stub child process, real accounts, the real agent process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from luxxon_agent.agent.localstub import LocalStub
+from luxxon_agent.agent.provision import Account, create_account, new_private_key
+from luxxon_agent.agent.status import StatusEndpointError, fetch_status
+from luxxon_agent.api import AsyncLuxxonClient
+from luxxon_agent.models import CreateSessionRequest, Role, Session, SessionState
+
+LAT, LNG = 4.711, -74.072
+VIDEO = "testsrc://?size=320x240&fps=10"
+AGENT_ENTRY = "from luxxon_agent.cli.agent import main; main()"
+
+
+@pytest.fixture
+async def stub(tmp_path: Path) -> AsyncIterator[LocalStub]:
+    server = LocalStub(
+        db=tmp_path / "stub.sqlite3", data_dir=tmp_path / "stub", meter="telemetry", env=os.environ
+    )
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def operator_account(stub: LocalStub, slug: str, label: str, tmp: Path) -> Account:
+    """A SUPPLIER workspace with an API key, and a registered device key file for `label`."""
+    from luxxon_agent.agent.device_registration import register_device
+    from luxxon_agent.agent.statefile import write_atomic
+
+    account = await create_account(stub.base_url, slug, Role.SUPPLIER)
+    device = new_private_key()
+    assert await register_device(stub.base_url, account, device, label=label)
+    write_atomic(tmp / f"{slug}.device-key", device.reveal().encode())
+    assert account.api_key is not None
+    write_atomic(tmp / f"{slug}.api-key", account.api_key.reveal().encode())
+    return account
+
+
+def operator_table(label: str, slug: str, tmp: Path, position: str | None = None) -> str:
+    return f"""
+[[operators]]
+label = "{label}"
+device_kind = "LAPTOP"
+position = "{position or f"sim://?lat={LAT}&lng={LNG}&radius_m=10&speed_mps=1"}"
+video = "{VIDEO}"
+coverage = {{ lat = {LAT}, lng = {LNG}, radius_m = 500 }}
+api_key_file = "{tmp / f"{slug}.api-key"}"
+"""
+
+
+def write_config(
+    tmp: Path,
+    stub: LocalStub,
+    operators: str,
+    *,
+    device_slug: str,
+    on_sigterm: str = "end",
+    status_port: int,
+) -> Path:
+    path = tmp / "agent.toml"
+    path.write_text(
+        f"""
+[api]
+base_url = "{stub.base_url}"
+timeout_seconds = 5
+
+[agent]
+state_dir = "{tmp / "agent-state"}"
+poll_seconds = 0.5
+heartbeat_seconds = 1
+ice_loopback = true
+on_sigterm = "{on_sigterm}"
+shutdown_timeout_seconds = 15
+device_key_file = "{tmp / f"{device_slug}.device-key"}"
+
+[status]
+listen = "127.0.0.1:{status_port}"
+"""
+        + operators
+    )
+    return path
+
+
+class AgentProcess:
+    """`luxxon-agent run` as a child process, its log in a file."""
+
+    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.log = log
+        self.env = env or {}
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        env = {**os.environ, **self.env}
+        env.pop("LUXXON_API_KEY", None)
+        with self.log.open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", AGENT_ENTRY, "run", "--config", str(self.config),
+                "--log-format", "json",
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                start_new_session=True,
+            )  # fmt: skip
+
+    async def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        await self.proc.wait()
+
+    async def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait; SIGKILL (and fail) if it hangs."""
+        assert self.proc is not None
+        if self.proc.returncode is not None:
+            return self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.proc.wait()
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+            raise AssertionError(
+                f"agent ignored SIGTERM for {timeout} s; log: {self.tail()}"
+            ) from None
+
+    def tail(self, lines: int = 30) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def log_records(self) -> list[dict[str, Any]]:
+        records = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                records.append(json.loads(line))
+        return records
+
+
+@pytest.fixture
+async def agents() -> AsyncIterator[list[AgentProcess]]:
+    """Agent processes a test started; any still running are stopped (killed if stuck)."""
+    started: list[AgentProcess] = []
+    yield started
+    for agent in started:
+        print(f"--- {agent.log.name} (last lines) ---\n{agent.tail(40)}")  # shown on failure
+        if agent.proc is not None and agent.proc.returncode is None:
+            agent.proc.kill()
+            await agent.proc.wait()
+
+
+async def wait_until(
+    check: Callable[[], Any], timeout: float, what: str, every: float = 0.25
+) -> Any:
+    """Await `check()` (sync or async) until truthy; fail naming `what` after `timeout`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(every)
+
+
+async def agent_status(port: int) -> dict[str, Any] | None:
+    try:
+        return json.loads(await fetch_status(f"127.0.0.1:{port}", timeout=2))
+    except StatusEndpointError:  # not up yet, or restarting: the caller waits
+        return None
+
+
+async def operator_online(port: int, label: str) -> bool:
+    status = await agent_status(port)
+    if status is None:
+        return False
+    return any(o["label"] == label and o["availability"] == "ONLINE" for o in status["operators"])
+
+
+async def request_session(
+    consumer: AsyncLuxxonClient, seconds: int, lat: float = LAT, lng: float = LNG
+) -> Session:
+    session = await consumer.create_session(
+        CreateSessionRequest(lat=lat, lng=lng, max_duration_seconds=seconds)
+    )
+    return await consumer.dispatch(session.id)
+
+
+async def wait_state(
+    client: AsyncLuxxonClient, session_id: str, states: set[SessionState], timeout: float
+) -> Session:
+    async def check() -> Session | None:
+        session = await client.get_session(session_id)
+        return session if session.state in states else None
+
+    return await wait_until(check, timeout, f"session {session_id} in {states}")
+
+
+async def wait_frame(client: AsyncLuxxonClient, session_id: str, timeout: float) -> bytes:
+    from luxxon_agent.errors import ApiError
+
+    async def check() -> bytes | None:
+        try:
+            return await client.frame(session_id)
+        except ApiError as exc:
+            if exc.code != "FRAME_NOT_AVAILABLE":
+                raise
+            return None
+
+    return await wait_until(check, timeout, f"a video frame of {session_id}", every=0.5)

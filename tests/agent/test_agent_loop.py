@@ -1,0 +1,87 @@
+"""The agent end to end against the real stub: ONLINE -> session -> earnings, sd_notify."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from conftest import free_port
+
+from luxxon_agent.agent.localstub import LocalStub
+from luxxon_agent.agent.provision import create_account
+from luxxon_agent.api import AsyncLuxxonClient
+from luxxon_agent.models import Role, SessionState
+from luxxon_agent.telemetry import Spool
+
+from .conftest import (
+    AgentProcess,
+    operator_account,
+    operator_online,
+    operator_table,
+    request_session,
+    wait_frame,
+    wait_state,
+    wait_until,
+    write_config,
+)
+
+
+async def test_full_loop_online_session_earnings_and_sd_notify(
+    stub: LocalStub, tmp_path: Path, agents: list[AgentProcess]
+) -> None:
+    operator = await operator_account(stub, "op-one", "cam-1", tmp_path)
+    consumer = await create_account(stub.base_url, "consumer-one", Role.CONSUMER)
+    port = free_port()
+    config = write_config(
+        tmp_path,
+        stub,
+        operator_table("cam-1", "op-one", tmp_path),
+        device_slug="op-one",
+        status_port=port,
+    )
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify_path = tmp_path / "notify.sock"
+    notify.bind(str(notify_path))
+    notify.setblocking(False)
+    agent = AgentProcess(
+        config,
+        tmp_path / "agent.log",
+        env={"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "2000000"},
+    )
+    agents.append(agent)
+    await agent.start()
+    await wait_until(lambda: operator_online(port, "cam-1"), 30, "cam-1 ONLINE")
+
+    async with AsyncLuxxonClient(stub.base_url, session_cookie=consumer.session_cookie) as buyer:
+        session = await request_session(buyer, seconds=8)
+        live = await wait_state(buyer, session.id, {SessionState.LIVE}, 15)
+        assert live.operator_workspace_id == operator.workspace_id
+        frame = await wait_frame(buyer, session.id, 15)
+        assert frame[:2] == b"\xff\xd8"  # a JPEG the stub decoded from our WHIP publish
+        ended = await wait_state(buyer, session.id, {SessionState.ENDED}, 20)
+        settlement = await buyer.settlement(session.id)
+
+    # the agent ended it at maxDuration (the consumer never called /end)
+    assert ended.clean_seconds is not None and ended.clean_seconds >= 5
+    assert ended.failed_seconds is not None and ended.failed_seconds <= 2
+    assert ended.charged_micro_usdc == ended.clean_seconds * ended.rate_per_second_micro_usdc
+    assert settlement.operator_earned_micro_usdc is not None
+    assert settlement.operator_earned_micro_usdc > 0
+    await wait_until(lambda: operator_online(port, "cam-1"), 15, "cam-1 ONLINE again")
+    assert await agent.stop() == 0
+
+    with Spool(tmp_path / "agent-state" / "cam-1" / "telemetry.sqlite3") as spool:
+        stats = spool.stats(session.id)
+    assert stats.pending == 0 and stats.delivered == stats.spooled >= 6
+
+    messages = []
+    while True:
+        try:
+            messages.append(notify.recv(4096).decode())
+        except BlockingIOError:
+            break
+    notify.close()
+    assert messages[0].startswith("READY=1\nSTATUS=")
+    assert "WATCHDOG=1" in messages
+    assert any("LIVE" in m and session.id in m for m in messages if m.startswith("STATUS="))
+    assert messages[-1].startswith("STOPPING=1")

@@ -1,0 +1,277 @@
+"""The stub's /sessions/<id> page in a real Chromium: publish the fake camera, watch a publisher.
+
+Screenshots go to test-artifacts/browser/ (kept by CI as artifacts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from luxxon_agent.api import AsyncLuxxonClient
+from tests.conftest import require_tool
+
+from .conftest import ARTIFACTS, CHROMIUM_ARGS, LAT, LNG, LiveSession, Stub, live_session
+from .injected_wallet import InjectedWallet
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, BrowserContext, Page
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+async def open_page(
+    browser: Browser, wallet: InjectedWallet, url: str, **context_options: Any
+) -> tuple[BrowserContext, Page, list[str]]:
+    """A fresh context (no cookies) with the wallet injected; returns every URL requested."""
+    context = await browser.new_context(viewport={"width": 1100, "height": 700}, **context_options)
+    await wallet.install(context)
+    page = await context.new_page()
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    await page.goto(url)
+    assert not errors, errors
+    return context, page, requested
+
+
+async def text_of(page: Page, test_id: str) -> str:
+    return (await page.get_by_test_id(test_id).text_content() or "").strip()
+
+
+async def shows(page: Page, test_id: str, text: str, timeout_ms: int) -> None:
+    """Wait until the element with `data-testid=test_id` contains `text`."""
+    await page.get_by_test_id(test_id).filter(has_text=text).wait_for(timeout=timeout_ms)
+
+
+def only_this_origin(requested: list[str], base: str) -> list[str]:
+    return [url for url in requested if not url.startswith(base + "/")]
+
+
+async def test_operate_publishes_the_fake_camera_into_the_stub(
+    stub: Stub, browser: Browser
+) -> None:
+    session = await live_session(stub.base)
+    wallet = InjectedWallet(session.operator)
+    context, page, requested = await open_page(
+        browser, wallet, f"{stub.base}/sessions/{session.id}?mode=operate"
+    )
+    deletes: list[int] = []
+    page.on(
+        "response",
+        lambda r: deletes.append(r.status) if r.request.method == "DELETE" else None,
+    )
+    assert await text_of(page, "publish-state") == "idle"
+
+    # click one: SIWE with the injected wallet, producer-token, getUserMedia, WHIP
+    await page.get_by_role("button", name="Start publishing").click()
+    await shows(page, "publish-state", "publishing", 20_000)
+
+    # the page signed the stub's own SIWE message and holds the lx_session cookie
+    assert len(wallet.signed) == 1
+    assert wallet.signed[0].startswith(
+        f"{stub.base.removeprefix('http://')} wants you to sign in with your Ethereum account:\n"
+        f"{wallet.address}\n"
+    )
+    cookies = {c["name"]: c for c in await context.cookies(stub.base)}
+    assert cookies["lx_session"]["httpOnly"]
+    assert await text_of(page, "wallet") == wallet.address
+
+    # the stub decodes what Chromium sends: frames counted, and the frame endpoint has a JPEG
+    async def frames() -> int:
+        stats = await stub.ingest.stats(session.video_ref)
+        return stats.frames if stats else 0
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while await frames() < 30:
+        assert loop.time() < deadline, "the ingest decoded fewer than 30 frames in 20 s"
+        await asyncio.sleep(0.1)
+    stats = await stub.ingest.stats(session.video_ref)
+    assert stats is not None and (stats.width or 0) >= 320
+    async with AsyncLuxxonClient(
+        f"{stub.base}/api/v1", session_cookie=session.operator_cookie
+    ) as client:
+        jpeg = await client.frame(session.id)
+    assert jpeg.startswith(JPEG_MAGIC) and len(jpeg) > 2_000
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "operate-ingest-frame.jpg").write_bytes(jpeg)
+
+    # the page shows a bitrate from getStats and the session's state
+    await shows(page, "bitrate", "kbit/s", 10_000)
+    kbps = int((await text_of(page, "bitrate")).split()[0])
+    assert kbps > 50
+    await shows(page, "session-state", "LIVE", 10_000)
+    await page.screenshot(path=str(ARTIFACTS / "operate-publishing.png"))
+
+    # click two: stop, which DELETEs the WHIP resource
+    await page.get_by_role("button", name="Stop").click()
+    await shows(page, "publish-state", "idle", 10_000)
+    assert deletes == [200]
+    # nothing came from anywhere but the stub (no CDN), fake media aside
+    assert only_this_origin(requested, stub.base) == []
+    await context.close()
+
+
+async def test_camera_picker_appears_with_two_cameras(stub: Stub, browser: Browser) -> None:
+    from playwright.async_api import async_playwright
+
+    session = await live_session(stub.base)
+    wallet = InjectedWallet(session.operator)
+    # this test needs a browser whose fake device layer offers two cameras
+    async with async_playwright() as playwright:
+        two_cameras = await playwright.chromium.launch(
+            executable_path=require_tool("chromium"),
+            headless=True,
+            args=[*CHROMIUM_ARGS, "--use-fake-device-for-media-stream=device-count=2"],
+        )
+        try:
+            context, page, _ = await open_page(
+                two_cameras, wallet, f"{stub.base}/sessions/{session.id}"
+            )
+            assert await page.locator("#camera-picker").is_hidden()
+            await page.get_by_role("button", name="Start publishing").click()
+            await shows(page, "publish-state", "publishing", 20_000)
+            picker = page.locator("#camera")
+            await page.locator("#camera-picker").wait_for(state="visible", timeout=5_000)
+            assert await picker.locator("option").count() == 2
+            await page.get_by_role("button", name="Stop").click()
+            await shows(page, "publish-state", "idle", 10_000)
+            await context.close()
+        finally:
+            await two_cameras.close()
+
+
+async def test_watch_plays_what_luxxon_agent_publishes(
+    stub: Stub, browser: Browser, tmp_path: Path
+) -> None:
+    session = await live_session(stub.base)
+    publisher = start_publisher(session, tmp_path)
+    try:
+        await wait_for_ingest_frames(stub, session, 10, publisher)
+
+        # the consumer's wallet watches: same page, ?mode=watch, its own SIWE login
+        wallet = InjectedWallet(session.consumer)
+        context, page, requested = await open_page(
+            browser, wallet, f"{stub.base}/sessions/{session.id}?mode=watch"
+        )
+        await page.get_by_role("button", name="Sign in with wallet").click()
+        await shows(page, "play-state", "playing", 20_000)
+        assert len(wallet.signed) == 1
+
+        # the video element plays: its time advances and its picture is not black
+        await page.wait_for_function(
+            "() => { const v = document.getElementById('video');"
+            " return v.readyState >= 2 && v.currentTime > 0.5 && v.videoWidth > 0; }",
+            timeout=20_000,
+        )
+        first = await page.evaluate("document.getElementById('video').currentTime")
+        await page.wait_for_function(
+            f"() => document.getElementById('video').currentTime > {first} + 1.0",
+            timeout=10_000,
+        )
+        brightness = await page.evaluate(MEAN_LUMA_JS)
+        assert brightness["width"] >= 320, brightness
+        assert brightness["mean"] > 30, brightness
+        assert brightness["distinct"] > 8, brightness
+
+        # beside the video: state, meter running, ingest figures
+        assert await text_of(page, "session-state") == "LIVE"
+        await shows(page, "meter", "clean of", 10_000)
+        assert await text_of(page, "position") == "no telemetry yet"
+        await post_position(stub, session)
+        await shows(page, "position", "4.711000, -74.072000", 10_000)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "watch-playing.png"))
+        assert only_this_origin(requested, stub.base) == []
+        await context.close()
+    finally:
+        stop_publisher(publisher)
+
+
+async def post_position(stub: Stub, session: LiveSession) -> None:
+    """One telemetry sample signed (EIP-712) by the operator's wallet, as the agent sends."""
+    from luxxon_agent.telemetry import KeySigner, TelemetryPayload, sign_sample
+
+    payload = TelemetryPayload.from_reading(session.id, datetime.now(UTC), LAT, LNG, 4.0, "gps")
+    async with AsyncLuxxonClient(
+        f"{stub.base}/api/v1", session_cookie=session.operator_cookie
+    ) as client:
+        chain_id = (await client.config()).chain_id
+        signer = KeySigner(bytes(session.operator.key))
+        await client.post_telemetry(session.id, sign_sample(signer, payload, chain_id))
+
+
+MEAN_LUMA_JS = """() => {
+  const video = document.getElementById('video');
+  const canvas = document.createElement('canvas');
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  const ctx = canvas.getContext('2d');
+  ctx.drawImage(video, 0, 0);
+  const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  let sum = 0;
+  const seen = new Set();
+  for (let i = 0; i < data.length; i += 4 * 97) {
+    const luma = 0.299 * data[i] + 0.587 * data[i + 1] + 0.114 * data[i + 2];
+    sum += luma;
+    seen.add(Math.round(luma / 8));
+  }
+  return { width: canvas.width, mean: sum / (data.length / (4 * 97)), distinct: seen.size };
+}"""
+
+
+def start_publisher(session: LiveSession, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """`luxxon-agent publish` with testsrc://, the whipUrl in the environment (never argv)."""
+    env = {
+        **os.environ,
+        "LUXXON_WHIP_URL": session.whip_url.reveal(),
+        "LUXXON_ICE_LOOPBACK": "1",
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+    }
+    with (tmp_path / "publish.log").open("wb") as log:
+        return subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("luxxon-agent")),
+                "publish",
+                "--source",
+                "testsrc://?size=640x360&fps=15",
+                "--seconds",
+                "90",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+
+
+async def wait_for_ingest_frames(
+    stub: Stub, session: LiveSession, count: int, publisher: subprocess.Popen[bytes]
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while True:
+        stats = await stub.ingest.stats(session.video_ref)
+        if stats is not None and stats.frames >= count:
+            return
+        assert publisher.poll() is None, f"luxxon-agent publish exited with {publisher.returncode}"
+        assert loop.time() < deadline, "no frames from luxxon-agent publish in 30 s"
+        await asyncio.sleep(0.1)
+
+
+def stop_publisher(publisher: subprocess.Popen[bytes]) -> None:
+    if publisher.poll() is None:
+        publisher.send_signal(signal.SIGINT)
+        try:
+            publisher.wait(10)
+        except subprocess.TimeoutExpired:
+            publisher.kill()
+            publisher.wait(5)

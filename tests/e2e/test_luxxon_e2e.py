@@ -1,0 +1,329 @@
+"""End to end: the real `luxxon` commands against `luxxon-agent stub` in a subprocess.
+
+Every command runs as its own process with a private HOME/XDG tree, the keyring
+forced to the fail backend (so the 0600 file fallbacks are used), and the
+wallet passphrase from LUXXON_WALLET_PASSPHRASE. No output may contain a secret
+(API key plaintext, wallet private key, whipUrl) unless the command asked for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from eth_account import Account
+
+from tests.conftest import free_port
+
+BIN = Path(sys.executable).parent
+PASSPHRASE = "e2e wallet passphrase"
+HEAVY = ("aiortc", "av", "web3", "eth_account")
+STUB_READY_SECONDS = 30.0
+
+
+def _command(name: str, module: str) -> list[str]:
+    """The installed console script, or the same entry point through this interpreter."""
+    script = BIN / name
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", f"from {module} import main; main()"]
+
+
+LUXXON = _command("luxxon", "luxxon_agent.cli.luxxon")
+LUXXON_AGENT = _command("luxxon-agent", "luxxon_agent.cli.agent")
+
+
+@dataclass
+class Stub:
+    base_url: str
+    db_path: Path
+
+
+@pytest.fixture(scope="module")
+def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stub]:
+    root = tmp_path_factory.mktemp("stub")
+    port = free_port()
+    db_path = root / "stub.db"
+    env = {**os.environ, "HOME": str(root), "XDG_DATA_HOME": str(root / "data")}
+    log = (root / "stub.log").open("w")
+    process = subprocess.Popen(
+        [*LUXXON_AGENT, "stub", "--port", str(port), "--db", str(db_path), "--no-video"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base_url = f"http://127.0.0.1:{port}/api/v1"
+    deadline = time.monotonic() + STUB_READY_SECONDS
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(
+                    f"stub exited with {process.returncode}: {(root / 'stub.log').read_text()}"
+                )
+            try:
+                if httpx.get(f"{base_url}/health", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("stub did not answer /health in time")
+            time.sleep(0.1)
+        yield Stub(base_url, db_path)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        log.close()
+
+
+@dataclass
+class Operator:
+    """One operator's terminal: its own HOME, profile and record of everything printed."""
+
+    stub: Stub
+    home: Path
+    outputs: list[tuple[list[str], str, bool]] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("LUXXON_") and key != "CREDENTIALS_DIRECTORY"
+        }
+        env.update(
+            HOME=str(self.home),
+            XDG_CONFIG_HOME=str(self.home / "config"),
+            XDG_DATA_HOME=str(self.home / "data"),
+            PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
+            LUXXON_WALLET_PASSPHRASE=PASSPHRASE,
+            LUXXON_BASE_URL=self.stub.base_url,
+        )
+        return env
+
+    @property
+    def profile_dir(self) -> Path:
+        return self.home / "config" / "luxxon" / "profiles" / "default"
+
+    def run(
+        self, *args: str, input: str | None = None, reveals: bool = False, ok: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `luxxon ARGS`; `reveals` marks a command asked to print a secret."""
+        result = subprocess.run(
+            [*LUXXON, *args],
+            env=self.env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        self.outputs.append((list(args), result.stdout + result.stderr, reveals))
+        if ok:
+            assert result.returncode == 0, f"luxxon {' '.join(args)}: {result.stderr}"
+        return result
+
+    def json(self, *args: str, reveals: bool = False) -> dict[str, object]:
+        return json.loads(self.run("--json", *args, reveals=reveals).stdout)
+
+    def json_list(self, *args: str) -> list[dict[str, object]]:
+        return json.loads(self.run("--json", *args).stdout)
+
+    def consumer_request(self, lat: float, lng: float) -> str:
+        """`luxxon-agent stub request --dispatch`: the session id is the last word."""
+        result = subprocess.run(
+            [
+                *LUXXON_AGENT,
+                "stub",
+                "request",
+                "--lat",
+                str(lat),
+                "--lng",
+                str(lng),
+                "--duration",
+                "600",
+                "--dispatch",
+                "--base-url",
+                self.stub.base_url,
+            ],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()[-1]
+
+    def assert_no_secret_leaked(self, secrets: list[str]) -> None:
+        for args, output, reveals in self.outputs:
+            if reveals:
+                continue
+            for secret in secrets:
+                assert secret not in output, f"`luxxon {' '.join(args)}` printed a secret"
+
+    def set_up_supplier(self, slug: str, lat: float, lng: float) -> str:
+        """Login, SUPPLIER workspace, operate key, ONLINE with coverage; returns its id."""
+        login = self.run("login")
+        assert "logged in" in login.stdout
+        workspace = self.json(
+            "workspaces", "create", "--slug", slug, "--name", slug.title(), "--supplier"
+        )
+        assert workspace["roles"] == ["SUPPLIER"]
+        workspace_id = str(workspace["id"])
+        key = self.run(
+            "keys",
+            "create",
+            "--workspace",
+            workspace_id,
+            "--label",
+            "fleet",
+            "--environment",
+            "TEST",
+            "--scope",
+            "sessions:operate",
+            "--scope",
+            "sessions:read",
+            "--scope",
+            "wallet:read",
+        )
+        assert "lxxn_test_" in key.stdout  # the 20-char prefix, not the plaintext
+        assert "api-key (mode 0600)" in key.stdout
+        online = self.json(
+            "workspaces", "update", workspace_id, "--online", "--coverage", f"{lat},{lng},5000"
+        )
+        assert online["availabilityState"] == "ONLINE"
+        return workspace_id
+
+
+def stored_api_key(operator: Operator) -> str:
+    path = operator.profile_dir / "api-key"
+    assert path.stat().st_mode & 0o777 == 0o600
+    return path.read_text().strip()
+
+
+def test_operator_set_up_and_session_lifecycle(stub: Stub, tmp_path: Path) -> None:
+    op = Operator(stub, tmp_path)
+    wallet = op.json("wallet", "new")
+    assert wallet["store"] == "file"
+    keystore = json.loads((op.profile_dir / "keystore.json").read_text())
+    private_key = "0x" + bytes(Account.decrypt(keystore, PASSPHRASE)).hex()
+    assert Account.from_key(private_key).address == wallet["address"]
+
+    workspace_id = op.set_up_supplier("bogota-drones", 4.711, -74.072)
+    api_key = stored_api_key(op)
+    assert api_key.startswith("lxxn_test_")
+
+    session_id = op.consumer_request(4.711, -74.072)
+    listed = op.run("sessions", "list")
+    assert session_id in listed.stdout and "REQUESTED" in listed.stdout
+    accepted = op.run("sessions", "accept", session_id)
+    assert "ASSIGNED" in accepted.stdout
+
+    started = op.json("sessions", "start", session_id, reveals=True)
+    whip_url = str(started["whipUrl"])
+    assert started["session"]["state"] == "LIVE"  # type: ignore[index]
+    assert whip_url.startswith(stub.base_url.split("/api/")[0])
+
+    token_human = op.run("sessions", "producer-token", session_id)
+    assert "/***" in token_human.stdout and whip_url not in token_human.stdout
+    shown = op.run("sessions", "producer-token", session_id, "--show-url", reveals=True)
+    assert f"whipUrl  {whip_url}" in shown.stdout
+
+    ended = op.json("sessions", "end", session_id)
+    assert ended["state"] == "ENDED" and ended["chargedMicroUsdc"] is not None
+
+    assert "session ended" in op.run("logout").stdout
+    me = op.json("whoami")  # without the wallet session: the profile's stored API key
+    assert me["kind"] == "api_key" and me["workspaceId"] == workspace_id
+
+    op.assert_no_secret_leaked([api_key, private_key, private_key[2:], whip_url])
+
+
+def test_cancel_all_cancels_assigned_oldest_first_and_keeps_live(
+    stub: Stub, tmp_path: Path
+) -> None:
+    op = Operator(stub, tmp_path)
+    private_key = "0x" + "6a" * 32
+    result = op.run("--json", "wallet", "import", input=private_key + "\n")
+    assert json.loads(result.stdout)["address"] == Account.from_key(private_key).address
+
+    workspace_id = op.set_up_supplier("medellin-fleet", 6.2442, -75.5812)
+    api_key = stored_api_key(op)
+    # all three are dispatched while the workspace is ONLINE, then accepted (a fleet holds several)
+    first, second, third = (op.consumer_request(6.2442, -75.5812) for _ in range(3))
+    for session_id in (first, second, third):
+        assert "ASSIGNED" in op.run("sessions", "accept", session_id).stdout
+    live = op.json("sessions", "start", second, reveals=True)
+    whip_url = str(live["whipUrl"])
+
+    # the real command, in a probe that also reports what it imported
+    probe = subprocess.run(
+        [sys.executable, "-c", PROBE, "sessions", "cancel-all"],
+        env=op.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    op.outputs.append((["sessions", "cancel-all"], probe.stdout + probe.stderr, False))
+    heavy_line = [line for line in probe.stderr.splitlines() if line.startswith("HEAVY=")]
+    assert heavy_line == ["HEAVY="], probe.stderr
+    lines = probe.stdout.strip().splitlines()
+    assert lines[0] == "cancelled 2 sessions (oldest first):"
+    assert [line.strip() for line in lines[1:]] == [first, third]
+
+    states = {row["id"]: row["state"] for row in op.json_list("sessions", "list")}
+    assert states == {first: "CANCELLED", second: "LIVE", third: "CANCELLED"}
+    with sqlite3.connect(f"file:{stub.db_path}?mode=ro", uri=True) as db:
+        (state,) = db.execute(
+            "SELECT availability_state FROM workspaces WHERE id = ?", (workspace_id,)
+        ).fetchone()
+    assert state == "ONLINE"
+
+    again = op.run("sessions", "cancel-all")
+    assert again.stdout.strip() == "nothing to cancel: no ASSIGNED sessions"
+
+    shown_key = op.json(
+        "keys",
+        "create",
+        "--workspace",
+        workspace_id,
+        "--label",
+        "spare",
+        "--environment",
+        "TEST",
+        "--scope",
+        "sessions:read",
+        "--show",
+        reveals=True,
+    )
+    assert shown_key["plaintext"] == stored_api_key(op) != api_key
+
+    op.assert_no_secret_leaked([api_key, str(shown_key["plaintext"]), private_key[2:], whip_url])
+
+
+PROBE = f"""
+import sys
+sys.argv = ["luxxon", *sys.argv[1:]]
+from luxxon_agent.cli.luxxon import main
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))
+sys.stderr.write("HEAVY=" + ",".join(heavy) + "\\n")
+sys.exit(code)
+"""

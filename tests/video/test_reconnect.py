@@ -1,0 +1,211 @@
+"""The publisher comes back by itself: SIGKILL + restart, a dropped connection, 403, 404."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI, Request, Response
+
+from luxxon_agent.backoff import Backoff
+from luxxon_agent.errors import WhipError
+from luxxon_agent.secret import Secret
+from luxxon_agent.stub.ingest import WhipIngest
+from luxxon_agent.video import Publisher, PublisherState, open_media_source, pin_ice_to_loopback
+from tests.conftest import free_port
+from tests.video.conftest import serve, wait_for
+
+SMALL = "testsrc://?size=320x240&fps=15"
+FAST = Backoff(initial=0.1, maximum=0.5, jitter=0.5)
+CLI = str(Path(sys.executable).with_name("luxxon-agent"))
+
+
+async def _frames(ingest: WhipIngest, ref: str) -> int:
+    stats = await ingest.stats(ref)
+    assert stats is not None
+    return stats.frames
+
+
+async def _wait_frames(ingest: WhipIngest, ref: str, count: int, timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while await _frames(ingest, ref) < count:
+        assert loop.time() < deadline, f"fewer than {count} frames after {timeout} s"
+        await asyncio.sleep(0.05)
+
+
+async def _spawn(whip_url: str, state_home: Path) -> asyncio.subprocess.Process:
+    env = os.environ | {
+        "LUXXON_WHIP_URL": whip_url,
+        "LUXXON_ICE_LOOPBACK": "1",
+        "XDG_STATE_HOME": str(state_home),
+    }
+    # the whipUrl travels in the environment only, never in argv
+    return await asyncio.create_subprocess_exec(
+        CLI, "publish", "--source", SMALL, "--seconds", "60",
+        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_sigkilled_publisher_restarted_with_only_the_whip_url(
+    ingest_server: tuple[WhipIngest, str], tmp_path: Path
+) -> None:
+    ingest, _ = ingest_server
+    video_input = ingest.create_input("ses_kill")
+    first = await _spawn(video_input.whip_url, tmp_path)
+    second = None
+    try:
+        await _wait_frames(ingest, video_input.ref, 10, 30)
+        first.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(first.wait(), 10)
+        # the state file kept the dead process's resource for its successor
+        state_file = next((tmp_path / "luxxon-agent").glob("whip-*.json"))
+        saved = json.loads(state_file.read_text())
+        assert saved["location"].startswith(video_input.whip_url + "/")
+        assert state_file.stat().st_mode & 0o777 == 0o600
+        before = await _frames(ingest, video_input.ref)
+        second = await _spawn(video_input.whip_url, tmp_path)
+        await _wait_frames(ingest, video_input.ref, before + 15, 30)
+        stats = await ingest.stats(video_input.ref)
+        assert stats is not None and stats.publishers == 2
+        second.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(second.wait(), 15) == 0
+        # the orderly stop DELETEd its resource and cleared the state file
+        saved = json.loads(next((tmp_path / "luxxon-agent").glob("whip-*.json")).read_text())
+        assert saved["location"] is None
+        stderr = (await second.stderr.read()).decode() if second.stderr else ""
+        assert video_input.whip_url not in stderr
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+async def test_dropped_connection_is_reposted_by_the_publisher(
+    ingest_server: tuple[WhipIngest, str],
+) -> None:
+    ingest, _ = ingest_server
+    video_input = ingest.create_input("ses_drop")
+    source = await open_media_source(SMALL)
+    publisher = Publisher(
+        Secret(video_input.whip_url), source, backoff=FAST, stale_after=3.0
+    )
+    await publisher.start()
+    try:
+        await _wait_frames(ingest, video_input.ref, 10, 20)
+        await ingest.drop_publisher(video_input.ref)
+        before = await _frames(ingest, video_input.ref)
+        await _wait_frames(ingest, video_input.ref, before + 15, 20)
+        await wait_for(lambda: publisher.stats().reconnects >= 1, 5, "a reconnect")
+        stats = await ingest.stats(video_input.ref)
+        assert stats is not None and stats.publishers == 2
+    finally:
+        await publisher.stop()
+        await source.close()
+
+
+class StrictFront:
+    """A WHIP front like real servers: 403 while a resource is held, until it is DELETEd.
+
+    It forwards accepted offers to the real ingest. `gone` makes POST answer 404.
+    The first DELETE answers 503, as a flaky network would.
+    """
+
+    def __init__(self, ingest: WhipIngest, ref: str) -> None:
+        self.ingest = ingest
+        self.entry = ingest._inputs[ref]
+        self.held: str | None = "r-old"
+        self.log: list[str] = []
+        self.delete_failures = 1
+        self.router_app = FastAPI()
+
+        @self.router_app.post("/strict/{kind}")
+        async def post(kind: str, request: Request) -> Response:
+            if kind == "gone":
+                self.log.append("POST 404")
+                return Response(status_code=404, content="no such live input")
+            if kind == "bad":
+                self.log.append("POST 400")
+                return Response(status_code=400, content="malformed offer, says the server")
+            if self.held is not None:
+                self.log.append("POST 403")
+                return Response(status_code=403, content="endpoint in use")
+            answer, resource = await self.ingest._publish(
+                self.entry, (await request.body()).decode()
+            )
+            self.held = resource
+            self.log.append("POST 201")
+            return Response(status_code=201, content=answer, media_type="application/sdp",
+                            headers={"Location": f"/strict/ok/{resource}"})
+
+        @self.router_app.delete("/strict/ok/{resource}")
+        async def delete(resource: str) -> Response:
+            if self.delete_failures:
+                self.delete_failures -= 1
+                self.log.append("DELETE 503")
+                return Response(status_code=503)
+            if resource != self.held:
+                self.log.append("DELETE 404")
+                return Response(status_code=404)
+            self.held = None
+            self.log.append("DELETE 200")
+            return Response(status_code=200)
+
+
+async def test_403_until_delete_then_404_refetch_then_400_is_fatal(
+    ingest_server: tuple[WhipIngest, str], tmp_path: Path
+) -> None:
+    ingest, _ = ingest_server
+    pin_ice_to_loopback()
+    video_input = ingest.create_input("ses_strict")
+    front = StrictFront(ingest, video_input.ref)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    ok_url = Secret(f"{base}/strict/ok")
+    # a previous run died holding r-old, and left its Location in the state file
+    state = tmp_path / "whip.json"
+    import hashlib
+
+    state.write_text(json.dumps({
+        "whip_url_sha256": hashlib.sha256(ok_url.reveal().encode()).hexdigest(),
+        "location": f"{base}/strict/ok/r-old",
+    }))
+    refetched: list[int] = []
+
+    async def refetch() -> Secret | None:
+        refetched.append(1)
+        return ok_url
+
+    source = await open_media_source(SMALL)
+    async for _ in serve(front.router_app, port):
+        # 404 first: the publisher asks for the current URL and uses it
+        publisher = Publisher(
+            Secret(f"{base}/strict/gone"), source, refetch=refetch, backoff=FAST, state_path=state
+        )
+        await publisher.start()
+        try:
+            await _wait_frames(ingest, video_input.ref, 10, 20)
+        finally:
+            await publisher.stop()
+        assert refetched == [1]
+        # the orphan DELETE failed (503), so the 403 made the publisher DELETE it again
+        assert front.log[:5] == ["POST 404", "DELETE 503", "POST 403", "DELETE 200", "POST 201"]
+        assert front.log[-1] == "DELETE 200"
+        assert json.loads(state.read_text())["location"] is None
+
+        # other 4xx: one POST, a clear error, no blind retry
+        front.log.clear()
+        bad = Publisher(Secret(f"{base}/strict/bad"), source, backoff=FAST)
+        await bad.start()
+        with pytest.raises(WhipError, match="400.*malformed offer"):
+            await asyncio.wait_for(bad.wait(), 10)
+        assert front.log == ["POST 400"]
+        assert bad.state is PublisherState.FAILED
+        await bad.stop()
+    await source.close()

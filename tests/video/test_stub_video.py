@@ -1,0 +1,66 @@
+"""testsrc published to the real stub (with_video=True) after /start: GET /frame shows it."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import httpx
+
+from luxxon_agent.secret import Secret
+from luxxon_agent.stub import StubConfig, create_app
+from luxxon_agent.stub.ingest import WhipIngest
+from luxxon_agent.video import Publisher, open_media_source
+from tests.conftest import free_port
+from tests.stub.conftest import Harness, data, error
+from tests.video.conftest import serve
+
+
+def _luma_spread(jpeg: bytes) -> int:
+    import av
+
+    with av.open(io.BytesIO(jpeg)) as container:
+        frame = next(container.decode(video=0)).reformat(format="gray")
+    plane = bytes(frame.planes[0])
+    return max(plane) - min(plane)
+
+
+async def test_testsrc_to_stub_after_start_then_frame_endpoint() -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app = create_app(StubConfig(db_path=":memory:", public_base_url=base, with_video=True))
+    video = app.state.stub.video
+    assert isinstance(video, WhipIngest)
+    # API calls in process, WHIP over real HTTP to the same app
+    transport = httpx.ASGITransport(app=app)
+    harness = Harness(clock=None, video=video, app=app, transport=transport)  # type: ignore[arg-type]
+    async for _ in serve(app, port):
+        _, operator = await harness.supplier()
+        _, consumer = await harness.consumer()
+        sid = (await harness.requested(consumer))["id"]
+        data(await operator.post(f"/sessions/{sid}/accept"))
+        started = data(await operator.post(f"/sessions/{sid}/start"))
+        error(await operator.get(f"/sessions/{sid}/frame"), 404, "FRAME_NOT_AVAILABLE")
+        source = await open_media_source("testsrc://?size=320x240&fps=15")
+        publisher = Publisher(Secret(started["whipUrl"]), source)
+        await publisher.start()
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 20
+            while True:
+                response = await consumer.get(f"/sessions/{sid}/frame")
+                if response.status_code == 200:
+                    break
+                assert loop.time() < deadline, "no frame at the stub within 20 s"
+                await asyncio.sleep(0.1)
+        finally:
+            await publisher.stop()
+            await source.close()
+        assert response.headers["content-type"].startswith("image/jpeg")
+        assert _luma_spread(response.content) > 150
+        data(await operator.post(f"/sessions/{sid}/end"))
+        # the input is torn down on end: its whipUrl is no longer served
+        async with httpx.AsyncClient() as http:
+            gone = await http.post(started["whipUrl"], content=b"v=0\r\nm=video",
+                                   headers={"Content-Type": "application/sdp"})
+        assert gone.status_code == 404

@@ -1,0 +1,194 @@
+"""WHIP client, SPS parsing, burned-in clock, ingest HTTP rules and disconnect windows."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from luxxon_agent.clock import FakeClock
+from luxxon_agent.errors import MediaError, WhipError
+from luxxon_agent.secret import Secret
+from luxxon_agent.stub.ingest import WhipIngest
+from luxxon_agent.video import (
+    VideoOptions,
+    WhipClient,
+    open_media_source,
+    parse_ice_servers,
+    read_burned_clock,
+)
+from luxxon_agent.video.h264 import find_profile, parameter_sets
+from luxxon_agent.video.testsrc import TestPattern
+
+ANSWER = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+
+
+def test_link_headers_give_ice_servers_and_skip_other_rels() -> None:
+    servers = parse_ice_servers([
+        '<stun:stun.example.net>; rel="ice-server", <https://x/y>; rel="next"',
+        '<turn:turn.example.net?transport=udp>; rel="ice-server"; username="u"; '
+        'credential="p"; credential-type="password"',
+    ])
+    assert [s.urls for s in servers] == [
+        "stun:stun.example.net",
+        "turn:turn.example.net?transport=udp",
+    ]
+    assert (servers[1].username, servers[1].credential) == ("u", "p")
+    assert "'p'" not in repr(servers[1]) and "'u'" not in repr(servers[1])
+
+
+async def test_whip_post_follows_307_resolves_relative_location_and_sends_bearer() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/whip/old":
+            return httpx.Response(307, headers={"Location": "https://edge.example/whip/new"})
+        assert request.headers["content-type"] == "application/sdp"
+        assert request.headers["authorization"] == "Bearer tok"
+        assert request.content == b"offer-sdp"
+        return httpx.Response(
+            201, text=ANSWER,
+            headers=[("Location", "res/1"), ("Link", '<stun:s.example>; rel="ice-server"'),
+                     ("Content-Type", "application/sdp")],
+        )
+
+    async with WhipClient(
+        Secret("https://ingest.example/whip/old"), token=Secret("tok"),
+        transport=httpx.MockTransport(handler),
+    ) as client:
+        resource = await client.publish("offer-sdp")
+    assert [r.method for r in seen] == ["POST", "POST"]
+    assert resource.location == "https://edge.example/whip/res/1"
+    assert resource.answer_sdp == ANSWER
+    assert [s.urls for s in resource.ice_servers] == ["stun:s.example"]
+    assert "old" not in repr(client) and "tok" not in repr(client)
+
+
+@pytest.mark.parametrize(
+    ("status", "text"), [(401, "bad token"), (403, "in use"), (500, "boom"), (415, "sdp only")]
+)
+async def test_whip_errors_name_status_and_server_text(status: int, text: str) -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(status, text=text))
+    async with WhipClient(Secret("https://x.example/whip/a"), transport=transport) as client:
+        with pytest.raises(WhipError) as info:
+            await client.publish("offer")
+    assert info.value.status == status
+    assert str(info.value) == f"WHIP POST refused: HTTP {status}: {text}"
+
+
+async def test_whip_201_without_location_and_delete_of_gone_resource() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "DELETE":
+            return httpx.Response(404 if request.url.path.endswith("gone") else 500, text="x")
+        return httpx.Response(201, text=ANSWER)
+
+    async with WhipClient(
+        Secret("https://x.example/whip/a"), transport=httpx.MockTransport(handler)
+    ) as client:
+        with pytest.raises(WhipError, match="without a Location"):
+            await client.publish("offer")
+        await client.delete("https://x.example/whip/a/gone")
+        with pytest.raises(WhipError, match="DELETE refused: HTTP 500"):
+            await client.delete("https://x.example/whip/a/other")
+
+
+def test_sps_profiles_from_annexb_and_avcc() -> None:
+    cb = bytes.fromhex("00000001 6742e01f 8c8d40 00000001 68ce3c80".replace(" ", ""))
+    profile = find_profile(parameter_sets(cb))
+    assert profile is not None and profile.profile_level_id == "42e01f"
+    assert profile.passthrough_refusal() is None
+    assert profile.passthrough_refusal(max_level=30) is not None
+    avcc = bytes.fromhex("01640028ffe1000467640028" + "01000468ee3c80")
+    high = find_profile(parameter_sets(avcc))
+    assert high is not None and high.profile_idc == 100
+    assert "not Constrained Baseline" in (high.passthrough_refusal() or "")
+
+
+def test_burned_clock_reads_back_after_jpeg_roundtrip() -> None:
+    import io
+
+    import av
+
+    now = datetime(2026, 5, 13, 8, 42, 0, 123000, tzinfo=UTC)
+    frame = TestPattern(640, 360).frame(777, now)
+    assert read_burned_clock(frame) == (now, 777)
+    with av.open(io.BytesIO(), "w", format="mjpeg") as out:
+        stream = out.add_stream("mjpeg", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuvj420p"
+        encoded = b"".join(bytes(p) for p in stream.encode(frame.reformat(format="yuvj420p")))
+    with av.open(io.BytesIO(encoded), format="mjpeg") as inp:
+        decoded = next(inp.decode(video=0))
+    assert read_burned_clock(decoded) == (now, 777)
+
+
+async def test_unknown_source_schemes_and_bad_options_are_clear() -> None:
+    with pytest.raises(MediaError, match="unknown source scheme 'http'"):
+        await open_media_source("http://secret-camera/stream")
+    with pytest.raises(MediaError, match="bad size"):
+        await open_media_source("testsrc://?size=big")
+    with pytest.raises(ValueError, match="codec"):
+        VideoOptions(codec="h265")
+
+
+async def test_ingest_http_rules(ingest_server: tuple[WhipIngest, str]) -> None:
+    ingest, base = ingest_server
+    video_input = ingest.create_input("ses_http")
+    async with httpx.AsyncClient() as http:
+        unknown = await http.post(f"{base}/whip/nope", content=b"v=0",
+                                  headers={"Content-Type": "application/sdp"})
+        assert unknown.status_code == 404
+        wrong_type = await http.post(video_input.whip_url, content=b"v=0",
+                                     headers={"Content-Type": "text/plain"})
+        assert wrong_type.status_code == 415
+        missing = await http.delete(f"{video_input.whip_url}/no-such-resource")
+        assert missing.status_code == 404
+        await ingest.close_input(video_input.ref)
+        closed = await http.post(video_input.whip_url, content=b"v=0\r\nm=video",
+                                 headers={"Content-Type": "application/sdp"})
+        assert closed.status_code == 404
+
+
+async def test_disconnect_windows_are_media_gaps() -> None:
+    import av
+
+    clock = FakeClock()
+    ingest = WhipIngest("http://127.0.0.1:1", clock=clock, gap_threshold=2.0)
+    video_input = ingest.create_input("ses_gaps")
+    entry = ingest._inputs[video_input.ref]
+    frames: asyncio.Queue[av.VideoFrame] = asyncio.Queue()
+
+    class Track:
+        async def recv(self) -> av.VideoFrame:
+            return await frames.get()
+
+    marker = object()
+    entry.pc = marker  # type: ignore[assignment]
+    task = asyncio.create_task(ingest._consume(entry, marker, Track()))  # type: ignore[arg-type]
+    frame = av.VideoFrame(160, 120, "yuv420p")
+    start = clock.now()
+
+    async def deliver(after: float) -> None:
+        await clock.advance(after)
+        await frames.put(frame)
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    await deliver(0)
+    await deliver(1.0)  # a short gap is not a window
+    await deliver(5.0)  # 5 s without media: one window
+    assert ingest.disconnect_windows(video_input.ref) == [
+        (start + timedelta(seconds=1), start + timedelta(seconds=6))
+    ]
+    await clock.advance(3.0)  # an open gap counts up to now
+    assert ingest.disconnect_windows(video_input.ref)[-1] == (
+        start + timedelta(seconds=6), start + timedelta(seconds=9)
+    )
+    entry.pc = None
+    await ingest.close_input(video_input.ref)
+    await clock.advance(10.0)  # and stops at the close
+    assert ingest.disconnect_windows(video_input.ref)[-1][1] == start + timedelta(seconds=9)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
