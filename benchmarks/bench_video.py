@@ -149,7 +149,8 @@ async def publisher_case(
         stats = await ingest.stats(video_input.ref)
         assert stats is not None
         fps = (stats.frames - before) / (time.monotonic() - t0)
-        return {"cpu_pct": cpu, "rss_mb": rss, "ingest_fps": fps, "size": f"{stats.width}x{stats.height}"}
+        size = f"{stats.width}x{stats.height}"
+        return {"cpu_pct": cpu, "rss_mb": rss, "ingest_fps": fps, "size": size}
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
@@ -159,7 +160,7 @@ async def publisher_case(
 
 async def ffmpeg_case(rtsp: str, seconds: float) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
-        "ffmpeg", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", rtsp,
+        "ffmpeg", "-loglevel", "fatal", "-rtsp_transport", "tcp", "-i", rtsp,
         "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-b:v", "2500k",
         "-f", "null", "-", stdin=asyncio.subprocess.DEVNULL,
     )
@@ -207,7 +208,8 @@ async def restart_case(ingest: WhipIngest, rounds: int = 3) -> dict[str, Any]:
         first_frame.setdefault("t", time.monotonic())
 
     ingest.add_frame_listener(video_input.ref, on_frame)
-    results = []
+    results: list[float] = []
+    post_to_frame: list[float] = []
     proc = await spawn_publisher(video_input.whip_url, "testsrc://?size=1280x720&fps=30", 120)
     try:
         await wait_frames(ingest, video_input.ref, 30, 30)
@@ -216,19 +218,28 @@ async def restart_case(ingest: WhipIngest, rounds: int = 3) -> dict[str, Any]:
             await proc.wait()
             await asyncio.sleep(0.5)
             first_frame.clear()
+            posts = (await ingest.stats(video_input.ref)).publishers  # type: ignore[union-attr]
             t0 = time.monotonic()
+            t_post = None
             proc = await spawn_publisher(video_input.whip_url, "testsrc://?size=1280x720&fps=30",
                                          120)
             while "t" not in first_frame:
                 if time.monotonic() - t0 > 30:
                     raise RuntimeError("no frame 30 s after restart")
+                if t_post is None and ingest._inputs[video_input.ref].publishers > posts:
+                    t_post = time.monotonic()
                 await asyncio.sleep(0.01)
             results.append(first_frame["t"] - t0)
+            post_to_frame.append(first_frame["t"] - (t_post or first_frame["t"]))
             await asyncio.sleep(2)
     finally:
         proc.send_signal(signal.SIGTERM)
         await proc.wait()
-    return {"seconds": [round(r, 2) for r in results], "median_s": statistics.median(results)}
+    return {
+        "spawn_to_frame_s": [round(r, 2) for r in results],
+        "median_s": round(statistics.median(results), 2),
+        "post_to_frame_s": [round(r, 2) for r in post_to_frame],
+    }
 
 
 async def main(seconds: float, only: str | None) -> None:

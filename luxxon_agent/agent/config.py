@@ -210,6 +210,15 @@ class AgentConfig(_Section):
         return op.assigned_on_restart or self.agent.assigned_on_restart
 
 
+def shown_url(url: str) -> str:
+    """`url` without a password (rtsp://user:secret@cam/ -> rtsp://user:***@cam/), for display."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
 def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dp, dl = p2 - p1, math.radians(lng2 - lng1)
@@ -390,7 +399,9 @@ def _display(loc: list[str | int] | tuple[str | int, ...]) -> str:
 
 
 def _one_line(exc: ValidationError, path: Path, origins: Mapping[str, str]) -> str:
-    error = exc.errors()[0]
+    errors = exc.errors()
+    # an unknown key is usually a typo that also explains a "missing" one: name it first
+    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = [p for p in error["loc"] if isinstance(p, str | int)]
     key = _display(loc)
     message = str(error["msg"])

@@ -20,7 +20,6 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -129,9 +128,3 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     finally:
         os.close(dir_fd)
 
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text("utf-8"))
-    except (FileNotFoundError, ValueError):
-        return None

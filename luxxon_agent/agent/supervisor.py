@@ -141,14 +141,12 @@ class Supervisor:
         return status.to_dict()
 
     def status_line(self) -> str:
+        """One line for STATUS=: per operator its state and session (no churning figures)."""
         parts = []
         for op in self.operators:
             s = op.status
             if s.session_id:
-                parts.append(
-                    f"{op.label} {s.session_state or 'ASSIGNED'} {s.session_id} "
-                    f"{s.video.bitrate_kbps:.0f}kbps {s.video.fps:.0f}fps"
-                )
+                parts.append(f"{op.label} {s.session_state or 'ASSIGNED'} {s.session_id}")
             elif s.reason:
                 parts.append(f"{op.label} OFFLINE: {s.reason}")
             else:

@@ -18,7 +18,7 @@ from luxxon_agent import __version__
 from luxxon_agent.api._envelope import error_from_response, unwrap
 from luxxon_agent.api._retry import DEFAULT_RETRY, RetryPolicy
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
-from luxxon_agent.errors import ApiError, NetworkError, RequestTimeout
+from luxxon_agent.errors import ApiError, ConfigError, NetworkError, RequestTimeout
 from luxxon_agent.models import (
     AcceptRequest,
     ApiKey,
@@ -401,7 +401,7 @@ class AsyncLuxxonClient:
 def _seg(value: str) -> str:
     """One path segment; an id can never climb out of its path."""
     if not value or value in (".", ".."):
-        raise ValueError(f"not a valid id: {value!r}")
+        raise ConfigError(f"not a valid id: {value!r}")
     return quote(value, safe="")
 
 

@@ -62,9 +62,12 @@ def configure_logging(verbose: bool = False, json_lines: bool = False) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(_JsonFormatter())
     else:
+        from rich.console import Console
         from rich.logging import RichHandler
 
-        handler = RichHandler(show_path=False, rich_tracebacks=False)
+        # logs go to stderr: stdout is for results (ids, JSON) that scripts read
+        handler = RichHandler(console=Console(stderr=True), show_path=False)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # third-party chatter stays at WARNING unless asked for
     for noisy in ("aioice", "aiortc", "httpx", "httpcore", "uvicorn.access"):

@@ -1,9 +1,58 @@
-"""`luxxon` commands: earnings (being built)."""
+"""`luxxon sessions earnings ID`: what a session paid, and this machine's cross-check."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
 
+from luxxon_agent.cli._common import handle_errors
 
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+if TYPE_CHECKING:
+    from luxxon_agent.api import AsyncLuxxonClient
+    from luxxon_agent.identity import Profile
+
+
+def register(sessions_app: typer.Typer) -> None:
+    """Add `earnings` to the `luxxon sessions` group."""
+    sessions_app.command("earnings")(earnings_command)
+
+
+@handle_errors
+def earnings_command(
+    ctx: typer.Context,
+    session_id: Annotated[str, typer.Argument(help="Session id.")],
+    spool: Annotated[
+        Path | None,
+        typer.Option(
+            "--spool",
+            envvar="LUXXON_SPOOL",
+            help="The agent's telemetry spool (<state_dir>/<operator>/telemetry.sqlite3) "
+            "for a local cross-check.",
+        ),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """The server's figures (session, settlement) and, with --spool, what this
+    machine's samples say: taken, delivered, pending, seconds covered, and what the
+    telemetry-anchored meter would pay."""
+    from luxxon_agent.cli import luxxon as root
+    from luxxon_agent.cli._render import emit
+    from luxxon_agent.clock import SYSTEM_CLOCK
+    from luxxon_agent.telemetry.earnings import earnings_report
+
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+        return await earnings_report(client, session_id, spool, now=SYSTEM_CLOCK.now())
+
+    report = root._call(ctx, "key", body)
+    as_json = root._as_json(ctx, json_out)
+    if as_json:
+        emit(report, as_json=True)
+        return
+    emit(report["server"], as_json=False, title=f"session {session_id}: server")
+    if report["local"] is None:
+        where = f"spool {spool}" if spool else "no --spool given"
+        typer.echo(f"local cross-check: nothing for this session ({where})")
+    else:
+        emit(report["local"], as_json=False, title="this machine's samples")

@@ -1,9 +1,127 @@
-"""`luxxon` commands: operators (being built)."""
+"""`luxxon operators`: register, list and revoke the devices of a SUPPLIER workspace.
+
+`register` signs an EIP-712 delegation (workspace, label, device address, issue
+and expiry times) with the profile's wallet, so the device's own key
+(`luxxon-agent keygen` on the device) may sign telemetry; the wallet itself
+never goes on the device.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+from luxxon_agent.cli._common import handle_errors
+from luxxon_agent.errors import ConfigError
+
+if TYPE_CHECKING:
+    from luxxon_agent.api import AsyncLuxxonClient
+    from luxxon_agent.identity import Profile
+
+operators_app = typer.Typer(
+    help="Devices (operators) of a SUPPLIER workspace, authorised by the wallet.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+OPERATOR_COLUMNS = ("id", "label", "kind", "deviceAddress", "expiresAt", "revokedAt")
+WorkspaceOpt = Annotated[str, typer.Option("--workspace", help="Workspace id.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    """Add the `operators` group to `luxxon`."""
+    app.add_typer(operators_app, name="operators")
+
+
+@operators_app.command("register")
+@handle_errors
+def register_command(
+    ctx: typer.Context,
+    workspace: WorkspaceOpt,
+    label: Annotated[str, typer.Option("--label", help="Operator label, e.g. drone-7.")],
+    device_address: Annotated[
+        str, typer.Option("--device-address", help="The device key's address (0x...).")
+    ],
+    kind: Annotated[
+        str, typer.Option("--kind", help="PHONE, LAPTOP, DRONE, PTZ, FIXED, OTHER.")
+    ] = ("OTHER"),
+    expires_days: Annotated[
+        int, typer.Option("--expires-days", min=1, max=3650, help="Delegation lifetime.")
+    ] = 365,
+    json_out: JsonOpt = False,
+) -> None:
+    """Sign a delegation with the wallet and register the device key."""
+    from datetime import timedelta
+
+    from luxxon_agent.cli import luxxon as root
+    from luxxon_agent.cli._render import emit
+    from luxxon_agent.clock import SYSTEM_CLOCK
+    from luxxon_agent.models import DeviceKind
+    from luxxon_agent.telemetry.delegation import register_operator
+    from luxxon_agent.telemetry.eip712 import KeySigner, normalize_address
+
+    try:
+        device_kind = DeviceKind(kind.upper())
+    except ValueError:
+        raise ConfigError(f"--kind must be one of {', '.join(DeviceKind)}") from None
+    try:
+        device = normalize_address(device_address)
+    except ValueError:
+        raise ConfigError("--device-address must be 0x followed by 40 hex digits") from None
+
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+        wallet = KeySigner(root._wallet(profile).private_key())
+        config = await client.config()
+        return await register_operator(
+            client,
+            workspace_id=workspace,
+            label=label,
+            kind=device_kind,
+            device_address=device,
+            wallet=wallet,
+            chain_id=config.chain_id,
+            issued_at=SYSTEM_CLOCK.now(),
+            lifetime=timedelta(days=expires_days),
+        )
+
+    operator = root._call(ctx, "any", body)
+    emit(root._wire(operator), as_json=root._as_json(ctx, json_out), title="operator registered")
+
+
+@operators_app.command("list")
+@handle_errors
+def list_command(ctx: typer.Context, workspace: WorkspaceOpt, json_out: JsonOpt = False) -> None:
+    """The workspace's operators, oldest first (revoked ones too)."""
+    from luxxon_agent.cli import luxxon as root
+    from luxxon_agent.cli._render import table
+    from luxxon_agent.telemetry.delegation import list_operators
+
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+        return await list_operators(client, workspace)
+
+    rows = [root._wire(op) for op in root._call(ctx, "any", body)]
+    table(rows, OPERATOR_COLUMNS, as_json=root._as_json(ctx, json_out), empty="no operators")
+
+
+@operators_app.command("revoke")
+@handle_errors
+def revoke_command(
+    ctx: typer.Context,
+    workspace: WorkspaceOpt,
+    operator_id: Annotated[str, typer.Argument(help="Operator id (op_...).")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Revoke at once: the server accepts nothing more signed by that device key."""
+    from luxxon_agent.cli import luxxon as root
+    from luxxon_agent.cli._render import emit
+    from luxxon_agent.telemetry.delegation import revoke_operator
+
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+        return await revoke_operator(client, workspace, operator_id)
+
+    operator = root._call(ctx, "any", body)
+    emit(root._wire(operator), as_json=root._as_json(ctx, json_out), title="operator revoked")

@@ -109,7 +109,10 @@ def config_check(
         print_json(agent_config.model_dump(mode="json"))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
+
+    from luxxon_agent.agent.config import shown_url
 
     table = Table(title="operators", title_justify="left")
     for column in ("label", "kind", "position", "video", "coverage", "auto-accept"):
@@ -119,8 +122,8 @@ def config_check(
         table.add_row(
             op.label,
             op.device_kind.value,
-            op.position,
-            op.video,
+            escape(shown_url(op.position)),
+            escape(shown_url(op.video)),
             f"{op.coverage.lat:.5f},{op.coverage.lng:.5f} r={op.coverage.radius_m:.0f} m",
             f"≥{aa.min_rate_micro_usdc} µUSDC/s ≤{aa.max_duration_seconds} s"
             if aa.enabled
@@ -181,6 +184,7 @@ def status(
 
 def render_dashboard(snapshot: dict[str, Any], title: str | None = None) -> RenderableType:
     """One table row per operator, from a status snapshot."""
+    from rich.markup import escape
     from rich.table import Table
 
     api = "[green]up[/]" if snapshot.get("api_ok") else "[red]down[/]"
@@ -207,7 +211,7 @@ def render_dashboard(snapshot: dict[str, Any], title: str | None = None) -> Rend
         if op.get("session_state"):
             state = f"[bold green]{op['session_state']}[/]"
         elif op.get("reason"):
-            state = f"[red]OFFLINE[/] {op['reason']}"
+            state = f"[red]OFFLINE[/] {escape(op['reason'])}"
         video = op["video"]
         gps = op["gps"]
         tele = op["telemetry"]
@@ -255,6 +259,7 @@ def doctor(
         print_json([c.to_dict() for c in checks])
     else:
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table(title="luxxon-agent doctor", title_justify="left")
@@ -262,7 +267,7 @@ def doctor(
             table.add_column(column)
         for check in checks:
             mark = "[green]ok[/]" if check.ok else "[red]FAIL[/]"
-            table.add_row(check.name, mark, check.detail, check.fix or "")
+            table.add_row(escape(check.name), mark, escape(check.detail), escape(check.fix or ""))
         Console().print(table)
     raise typer.Exit(1 if failed else 0)
 

@@ -8,13 +8,14 @@ API for the session's whipUrl instead (GET /sessions/ID/producer-token).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from luxxon_agent.cli._common import configure_logging, handle_errors, print_json, run_async
+from luxxon_agent.cli._common import configure_logging, handle_errors, run_async
 from luxxon_agent.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 WHIP_URL_ENV = "LUXXON_WHIP_URL"
 WHIP_TOKEN_ENV = "LUXXON_WHIP_TOKEN"
+# same as luxxon_agent.video.LOOPBACK_ENV, repeated so --help does not import the video package
 LOOPBACK_ENV = "LUXXON_ICE_LOOPBACK"
 
 
@@ -42,9 +44,18 @@ def _read_secret(value: str | None, env: str, what: str) -> Secret | None:
     return Secret(value) if value else None
 
 
+def _require_frames(stats: PublisherStats) -> None:
+    """A smoke test that never got a frame out must not exit 0."""
+    from luxxon_agent.errors import MediaError
+
+    if stats.frames_sent == 0:
+        raise MediaError(f"no frame was published (last error: {stats.last_error or 'none'})")
+
+
 def _render(stats: PublisherStats, as_json: bool) -> None:
     if as_json:
-        print_json(stats.to_dict())
+        # one object a line, so a log shipper or `jq` can follow it
+        typer.echo(json.dumps(stats.to_dict(), default=str))
         return
     typer.echo(
         f"{stats.state.value:<12} {stats.bitrate_bps / 1000:8.0f} kbit/s {stats.fps:5.1f} fps "
@@ -189,11 +200,11 @@ async def _publish(
             )
             return
         assert url is not None
-        await publish(
+        _require_frames(await publish(
             url, source, token=bearer, seconds=seconds, options=options, audio=audio,
             state_path=state_path or default_state_path(url),
             on_stats=lambda s: _render(s, as_json), stop=stop,
-        )
+        ))
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
@@ -241,9 +252,9 @@ async def _publish_session(
             state = (await client.get_session(session)).state
             return state in (SessionState.LIVE, SessionState.PAUSED)
 
-        await publish(
+        _require_frames(await publish(
             url, source, seconds=seconds, options=options, audio=audio,
             refetch=refetch, is_live=is_live,
             state_path=state_path or default_state_path(url),
             on_stats=lambda s: _render(s, as_json), stop=stop,
-        )
+        ))

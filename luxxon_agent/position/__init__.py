@@ -18,7 +18,6 @@ from luxxon_agent.position.source_stats import SourceStats
 
 __all__ = [
     "DEFAULT_MAX_AGE_S",
-    "UERE_M",
     "Fix",
     "FixQuality",
     "LatestFix",
@@ -28,6 +27,7 @@ __all__ = [
     "SourceKind",
     "SourceStats",
     "TimeSource",
+    "UERE_M",
     "iso_utc",
     "open_source",
 ]

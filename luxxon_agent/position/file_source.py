@@ -65,7 +65,7 @@ class FileSource(PositionSource):
                     continue
                 if assembler is None:
                     assembler = NmeaAssembler(
-                        self.kind, reference=self._reference, stats=self.stats
+                        self.kind, reference=self._reference, stats=self.stats, clock=self._clock
                     )
                 for report in assembler.feed_line(line):
                     previous = await self._pace(previous, report)

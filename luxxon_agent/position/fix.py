@@ -77,7 +77,7 @@ class Fix:
     rollover_corrected: bool = False
     """True when the receiver's date was 1024 GPS weeks off and was corrected."""
     received_at: datetime | None = None
-    """Host UTC time when the epoch was completed (None for file replay)."""
+    """Host UTC time when the epoch was completed (None when the caller gave none)."""
 
     def to_json(self) -> dict[str, object]:
         """The `gps dump` line: stable keys, ISO time with milliseconds and Z."""

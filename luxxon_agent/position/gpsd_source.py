@@ -91,6 +91,8 @@ class GpsdSource(PositionSource):
                 for report in self._feed(line):
                     yield report
             await self._drop_connection()
+            if self._closed:
+                return
             self.stats.reconnects += 1
             report = self._flush()
             if report is not None:
@@ -117,7 +119,13 @@ class GpsdSource(PositionSource):
         if cls != "TPV":
             return []
         out: list[Fix | NoFix] = []
-        if self._tpv is not None and self._tpv.get("time") != obj.get("time"):
+        held = self._tpv
+        # a timeless TPV (before gpsd has a date) is superseded by the cycle's timed one
+        if (
+            held is not None
+            and held.get("time") is not None
+            and held.get("time") != obj.get("time")
+        ):
             report = self._flush()
             if report is not None:
                 out.append(report)

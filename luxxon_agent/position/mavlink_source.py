@@ -76,6 +76,7 @@ class MavlinkSource(PositionSource):
         self._boot_offset: timedelta | None = None
         self._last_position_at = 0.0
         self._global_at = -1e9
+        self._read: asyncio.Future[Any] | None = None
 
     async def _reports(self) -> AsyncIterator[Fix | NoFix]:
         loop = asyncio.get_running_loop()
@@ -92,11 +93,14 @@ class MavlinkSource(PositionSource):
             self._last_position_at = self._clock.monotonic()
             reason = "MAVLink link lost"
             while not self._closed:
+                self._read = loop.run_in_executor(None, self._receive)
                 try:
-                    msg = await loop.run_in_executor(None, self._receive)
+                    msg = await self._read
                 except OSError as exc:
                     reason = f"MAVLink link lost: {exc.__class__.__name__}"
                     break
+                if self._closed:
+                    return
                 report = self._handle(msg) if msg is not None else None
                 if report is not None:
                     self._last_position_at = self._clock.monotonic()
@@ -189,6 +193,9 @@ class MavlinkSource(PositionSource):
         )
 
     async def _drop(self) -> None:
+        # let a receive still running in the executor finish (it times out) first
+        if self._read is not None and not self._read.done():
+            await asyncio.wait([self._read], timeout=2 * QUIET_FLUSH_S + 1.0)
         conn, self._conn = self._conn, None
         if conn is not None:
             await asyncio.get_running_loop().run_in_executor(None, conn.close)

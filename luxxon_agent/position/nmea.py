@@ -1,21 +1,22 @@
 """NMEA 0183 framing, checksum gate and epoch assembly (`NmeaAssembler`).
 
-Rules (documented in docs/position.md):
+Rules (documented in docs/position.md, "NMEA rules"):
 
 - A line may hold several sentences (receivers collide); each `$`/`!` starts a
   candidate. A candidate without a valid `*hh` checksum is counted in
   `SourceStats.checksum_failures` and never reaches the parser.
-- Sentences that share a UTC time-of-day form one epoch. Sentences without a
-  time (GSA, VTG) join the open epoch. An epoch closes when a sentence with a
-  different time arrives, when the learned last sentence of a cycle arrives,
-  or on `flush()` (end of input, or a quiet line).
-- An epoch is a fix only if some sentence gave a valid position and none said
-  "no fix": RMC/GLL status V, RMC/GNS mode N, GGA quality 0 or empty, and the
-  latest GSA mode 1 all veto it.
+- Sentences that share a UTC time of day form one epoch. Sentences without a
+  time (GSA, VTG) join the open epoch, or the next one if none is open. An
+  epoch closes when a sentence with a different time arrives, or on `flush()`
+  (end of input, or the source went quiet).
+- An epoch is a fix only if some sentence gave a valid position and nothing
+  in it said "no fix": RMC/GLL status V, RMC/GLL/GNS mode N or E, GGA quality
+  0/empty/6/7, GSA mode 1, or a malformed sentence.
 - Accuracy: GST sqrt(lat_sigma^2 + lon_sigma^2) when the epoch has a GST,
-  else HDOP x UERE[quality].
+  else HDOP x UERE_M[quality].
 - Date from RMC or ZDA; without a fresh date the last one is carried and
-  advanced by a day when the time of day wraps past midnight.
+  advanced by a day when the time of day wraps past midnight; GPS week
+  rollover is repaired against a reference date.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pynmea2
 
+from luxxon_agent.clock import SYSTEM_CLOCK, Clock
 from luxxon_agent.position.fix import Fix, FixQuality, NoFix, SourceKind, TimeSource
 from luxxon_agent.position.source_stats import SourceStats
 
@@ -45,6 +47,8 @@ UERE_M: dict[FixQuality, float] = {
 """User-equivalent range error per solution type, metres (accuracy = HDOP x UERE)."""
 
 GPS_WEEK_ROLLOVER = timedelta(weeks=1024)
+ROLLOVER_MATCH_DAYS = 183
+"""A receiver date is repaired only if k x 1024 weeks later lands this close to the reference."""
 
 _CANDIDATE = re.compile(r"[$!][^$!]*")
 _FRAMED = re.compile(r"[$!]([^*]+)\*([0-9A-Fa-f]{2})\s*$")
@@ -88,9 +92,10 @@ class _Epoch:
 class NmeaAssembler:
     """Turns NMEA lines into one `Fix` or `NoFix` per receiver epoch.
 
-    `reference` is "roughly today" for GPS week-rollover repair (the host
-    clock for live receivers, a capture's dated header for a file); None
-    trusts the receiver's date as is. `host_date` allows stamping epochs
+    `reference` is "roughly today" for GPS week-rollover repair (a capture's
+    dated header for a file); live sources (`host_date=True`) use the host's
+    date at each epoch instead. Otherwise the receiver's date is trusted as is.
+    `host_date` allows stamping epochs
     that have a time of day but no receiver date yet with the host's date
     (live sources); without it such epochs report `NoFix`.
     """
@@ -102,16 +107,18 @@ class NmeaAssembler:
         reference: date | None = None,
         host_date: bool = False,
         stats: SourceStats | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.source = source
         self.stats = stats if stats is not None else SourceStats()
         self._reference = reference
+        self._clock = clock
         self._host_date = host_date
         self._epoch: _Epoch | None = None
         self._closed_tod: int | None = None
         self._date: date | None = None
         self._last_tod: int | None = None
-        self._pending_gsa = _Epoch(tod_us=-1)
+        self._pending = _Epoch(tod_us=-1)
 
     # -- input -------------------------------------------------------------
 
@@ -147,57 +154,39 @@ class NmeaAssembler:
     def _sentence(self, msg: pynmea2.NMEASentence, now: datetime | None) -> list[Fix | NoFix]:
         kind = getattr(msg, "sentence_type", "")
         if not isinstance(msg, pynmea2.TalkerSentence) or not kind:
-            return []
+            return []  # proprietary ($P...) sentences carry nothing we use
         data = list(msg.data)
-        handler = _HANDLERS.get(kind)
         try:
             tod = _parse_tod(data[_TIME_FIELD[kind]]) if kind in _TIME_FIELD else None
         except (IndexError, ValueError):
             self.stats.parse_failures += 1
             return []
         self.stats.sentences[kind] += 1
+        handler = _HANDLERS.get(kind)
         if handler is None:
-            return []
+            return []  # GSV, TXT, DPT, ...: counted, not needed for a fix
         out: list[Fix | NoFix] = []
-        if kind == "GSA":
-            self._gsa(data)
-            return out
-        if tod is None:
-            if kind in _TIME_FIELD:
-                return out  # a timed sentence with an empty time: nothing to anchor it
-            epoch = self._epoch
+        if kind not in _TIME_FIELD:
+            # GSA and VTG have no time: they belong to the open epoch, or to the
+            # next one when they open a cycle
+            epoch = self._epoch if self._epoch is not None else self._pending
+        elif tod is None:
+            return out  # a timed sentence with an empty time: nothing to anchor it
         else:
             if self._epoch is not None and self._epoch.tod_us != tod:
                 out.append(self._close(now))
             if tod == self._closed_tod and self._epoch is None:
                 return out  # late sentence of an epoch already reported
             if self._epoch is None:
-                self._epoch = self._pending_gsa
+                self._epoch, self._pending = self._pending, _Epoch(tod_us=-1)
                 self._epoch.tod_us = tod
-                self._pending_gsa = _Epoch(tod_us=-1)
             epoch = self._epoch
-        if epoch is None:
-            return out
         try:
             handler(self, epoch, data)
         except (IndexError, ValueError):
             self.stats.parse_failures += 1
             epoch.veto = epoch.veto or f"malformed {kind}"
         return out
-
-    def _gsa(self, data: list[str]) -> None:
-        # GSA has no time: it belongs to the open epoch, or to the next one
-        # when it opens a cycle. Multi-constellation receivers send one per system.
-        mode = data[1].strip() if len(data) > 1 else ""
-        try:
-            hdop = _float(data[15]) if len(data) > 15 else None
-        except ValueError:
-            hdop = None
-        target = self._epoch if self._epoch is not None else self._pending_gsa
-        if mode == "1":
-            target.veto = target.veto or "GSA mode 1 (no fix)"
-        if hdop is not None and target.hdop is None:
-            target.hdop = hdop
 
     # -- closing an epoch ------------------------------------------------------
 
@@ -211,7 +200,7 @@ class NmeaAssembler:
         if reason is None and when is None:
             reason = "no receiver date yet"
         if reason is not None or when is None or epoch.lat is None or epoch.lng is None:
-            stamp = when or now or datetime.now(UTC)
+            stamp = when or now or self._clock.now()
             return NoFix(time=stamp, source=self.source, reason=reason or "no position")
         quality = epoch.quality or FixQuality.GPS
         hdop = epoch.hdop
@@ -267,13 +256,16 @@ class NmeaAssembler:
             microseconds=epoch.tod_us
         )
         corrected = False
-        if self._reference is not None and source is TimeSource.RECEIVER:
-            # bounded: at most a few 1024-week cycles separate any receiver from today
-            for _ in range(4):
-                if (self._reference - when.date()).days <= GPS_WEEK_ROLLOVER.days // 2:
+        reference = self._reference
+        if reference is None and self._host_date and now is not None:
+            reference = now.date()
+        if reference is not None and source is TimeSource.RECEIVER:
+            # a rollover victim is a whole number of 1024-week cycles behind the truth
+            for cycles in range(1, 4):
+                shifted = when + cycles * GPS_WEEK_ROLLOVER
+                if abs((reference - shifted.date()).days) <= ROLLOVER_MATCH_DAYS:
+                    when, corrected = shifted, True
                     break
-                when += GPS_WEEK_ROLLOVER
-                corrected = True
         return when, source, corrected
 
 
@@ -376,7 +368,7 @@ def _gga(self: NmeaAssembler, epoch: _Epoch, data: list[str]) -> None:
     epoch.quality = _GGA_QUALITY[quality]
     sats = data[6].strip()
     epoch.satellites = int(sats) if sats.isdigit() else epoch.satellites
-    epoch.hdop = _float(data[7])
+    epoch.hdop = _float(data[7]) or epoch.hdop
     epoch.altitude_m = _float(data[8])
 
 
@@ -391,7 +383,7 @@ def _gns(self: NmeaAssembler, epoch: _Epoch, data: list[str]) -> None:
         epoch.quality = _MODE_QUALITY[solved[0]]
     sats = data[6].strip()
     epoch.satellites = int(sats) if sats.isdigit() else epoch.satellites
-    epoch.hdop = _float(data[7])
+    epoch.hdop = _float(data[7]) or epoch.hdop
     epoch.altitude_m = _float(data[8])
 
 
@@ -402,6 +394,15 @@ def _gll(self: NmeaAssembler, epoch: _Epoch, data: list[str]) -> None:
         epoch.veto = f"GLL status {status or 'empty'}"
         return
     _set_position(epoch, _latlng(data, 0), "GLL")
+
+
+def _gsa(self: NmeaAssembler, epoch: _Epoch, data: list[str]) -> None:
+    # multi-constellation receivers send one GSA per system; any mode 1 vetoes
+    if data[1].strip() == "1":
+        epoch.veto = epoch.veto or "GSA mode 1 (no fix)"
+    hdop = _float(data[15]) if len(data) > 15 else None
+    if hdop is not None and epoch.hdop is None:
+        epoch.hdop = hdop
 
 
 def _gst(self: NmeaAssembler, epoch: _Epoch, data: list[str]) -> None:
@@ -439,7 +440,7 @@ _HANDLERS: dict[str, Callable[[NmeaAssembler, _Epoch, list[str]], None]] = {
     "GNS": _gns,
     "GLL": _gll,
     "GST": _gst,
-    "GSA": _gga,  # routed to _gsa before handlers run; listed so GSA counts as understood
+    "GSA": _gsa,
     "VTG": _vtg,
     "ZDA": _zda,
 }

@@ -45,21 +45,30 @@ class SerialSource(PositionSource):
         *,
         baud: int | None = None,
         backoff: Backoff = REOPEN,
+        probe_s: float = AUTOBAUD_PROBE_S,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         super().__init__(description, clock)
         self.path, self.baud, self.backoff = path, baud, backoff
+        self.probe_s = probe_s
         self.detected_baud: int | None = None
         self._port: serial.Serial | None = None
+        self._read: asyncio.Future[bytes] | None = None
 
     async def _reports(self) -> AsyncIterator[Fix | NoFix]:
         loop = asyncio.get_running_loop()
-        assembler = NmeaAssembler(
-            self.kind, reference=self._clock.now().date(), host_date=True, stats=self.stats
-        )
+        assembler = NmeaAssembler(self.kind, host_date=True, stats=self.stats, clock=self._clock)
         attempt = 0
         while not self._closed:
-            port, reason = await loop.run_in_executor(None, self._open)
+            opening = loop.run_in_executor(None, self._open)
+            try:
+                port, reason = await opening
+            except asyncio.CancelledError:
+                opening.add_done_callback(_close_opened)  # the thread may still open it
+                raise
+            if port is not None and self._closed:
+                await loop.run_in_executor(None, port.close)
+                return
             if port is None:
                 yield self._no_fix(reason)
                 await self._clock.sleep(self.backoff.delay(attempt))
@@ -70,16 +79,17 @@ class SerialSource(PositionSource):
             attempt = 0
             splitter = LineSplitter()
             while True:
+                self._read = loop.run_in_executor(None, _read_some, port)
                 try:
-                    chunk = await loop.run_in_executor(None, _read_some, port)
+                    chunk = await self._read
                 except OSError as exc:  # serial.SerialException is an OSError
                     reason = f"serial device lost: {exc.__class__.__name__}"
                     break
+                if self._closed:
+                    return
                 if not chunk:
                     for report in assembler.flush(self._clock.now()):
                         yield report
-                    if self._closed:
-                        return
                     continue
                 now = self._clock.now()
                 for line in splitter.feed(chunk):
@@ -106,13 +116,17 @@ class SerialSource(PositionSource):
                 port = serial.Serial(self.path, rate, timeout=QUIET_FLUSH_S)
             except (OSError, ValueError) as exc:
                 return None, f"cannot open serial device: {exc.__class__.__name__}"
-            if self.baud or _speaks_nmea(port):
+            if self.baud or _speaks_nmea(port, self.probe_s):
                 self.detected_baud = rate
                 return port, ""
             port.close()
         return None, "no NMEA at any baud rate " + "/".join(str(r) for r in AUTOBAUD_RATES)
 
     async def _close_port(self) -> None:
+        # never close the port under a read still running in the executor
+        # (pyserial fails in odd ways then): it ends within the port timeout
+        if self._read is not None and not self._read.done():
+            await asyncio.wait([self._read], timeout=2 * QUIET_FLUSH_S + 1.0)
         port, self._port = self._port, None
         if port is not None:
             await asyncio.get_running_loop().run_in_executor(None, port.close)
@@ -121,24 +135,41 @@ class SerialSource(PositionSource):
         await self._close_port()
 
 
+def _close_opened(opening: asyncio.Future[tuple[serial.Serial | None, str]]) -> None:
+    """Close a port whose opener finished after its caller was cancelled."""
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    port, _ = opening.result()
+    if port is not None:
+        port.close()
+
+
 def _read_some(port: serial.Serial) -> bytes:
     """Whatever is waiting, or one byte within the port timeout (b"" when quiet)."""
-    data = port.read(max(1, port.in_waiting))
-    if not data and not port.is_open:
+    if not port.is_open:
         raise OSError("port closed")
-    return bytes(data)
+    return bytes(port.read(max(1, port.in_waiting)))
 
 
-def _speaks_nmea(port: serial.Serial) -> bool:
-    """True once a checksum-valid sentence arrives at the port's current rate."""
+def _speaks_nmea(port: serial.Serial, probe_s: float) -> bool:
+    """True once a checksum-valid sentence arrives at the port's current rate.
+
+    Bounded without a clock (this runs in a thread): at most `probe_s` worth
+    of bytes at this baud rate (10 bits a byte), or `probe_s` of silent reads.
+    """
     probe = NmeaAssembler(SourceKind.SERIAL)
     splitter = LineSplitter()
-    # bounded by the probe time: each read waits at most the port timeout
-    for _ in range(int(AUTOBAUD_PROBE_S / QUIET_FLUSH_S) + 1):
+    byte_budget = int(port.baudrate / 10 * probe_s) + 1
+    quiet_reads = int(probe_s / QUIET_FLUSH_S) + 1
+    while byte_budget > 0 and quiet_reads > 0:
         try:
             chunk = port.read(max(1, port.in_waiting))
         except OSError:
             return False
+        if not chunk:
+            quiet_reads -= 1
+            continue
+        byte_budget -= len(chunk)
         for line in splitter.feed(chunk):
             probe.feed_line(line)
             if sum(probe.stats.sentences.values()) or probe.stats.parse_failures:

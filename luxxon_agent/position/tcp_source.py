@@ -39,9 +39,7 @@ class TcpSource(PositionSource):
 
     async def _reports(self) -> AsyncIterator[Fix | NoFix]:
         attempt = 0
-        assembler = NmeaAssembler(
-            self.kind, reference=self._clock.now().date(), host_date=True, stats=self.stats
-        )
+        assembler = NmeaAssembler(self.kind, host_date=True, stats=self.stats, clock=self._clock)
         while not self._closed:
             try:
                 reader, self._writer = await asyncio.wait_for(
@@ -73,6 +71,8 @@ class TcpSource(PositionSource):
                     for report in assembler.feed_line(line, now):
                         yield report
             await self._drop_connection()
+            if self._closed:
+                return
             self.stats.reconnects += 1
             for report in assembler.flush(self._clock.now()):
                 yield report

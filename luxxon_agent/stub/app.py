@@ -1,7 +1,8 @@
 """create_app(StubConfig) -> FastAPI: the local Luxxon API server.
 
 Route modules are listed in ROUTE_MODULES by import path. Each exposes `router`
-(paths relative to /api/v1) and may declare `SCHEMA` (SQL run once at start);
+(paths relative to /api/v1), may expose `root_router` (mounted at the app root,
+for pages) and may declare `SCHEMA` (SQL run once at start);
 handlers reach the store, config and video backend through
 `luxxon_agent.stub.runtime.runtime(request)` and authenticate with the
 dependencies of `luxxon_agent.stub.auth`.
@@ -95,6 +96,9 @@ def create_app(config: StubConfig, *, video: VideoBackend | None = None) -> Fast
     install_error_handlers(app)
     for module in modules:
         app.include_router(module.router, prefix=API_PREFIX)
+        if hasattr(module, "root_router"):
+            # pages and other non-API paths (optional `root_router`) sit at the app root
+            app.include_router(module.root_router)
     if stub.video.router is not None:
         app.include_router(stub.video.router)
 

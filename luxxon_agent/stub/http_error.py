@@ -61,7 +61,8 @@ def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
         return "malformed JSON body", str(first.get("ctx", {}).get("error", "")) or None
     loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
     field = ".".join(loc) or "body"
-    text = f"{field}: {first.get('msg', 'invalid')}"
+    problem = " ".join(str(first.get("msg", "invalid")).split())
+    text = f"{field}: {problem}"
     more = len(errors) - 1
     detail = f"{more} more problem(s)" if more else None
     return text, detail

@@ -41,6 +41,10 @@ logger = logging.getLogger(__name__)
 SDP = "application/sdp"
 
 
+class _BadOffer(Exception):
+    """The POSTed SDP could not be used; answered with 400."""
+
+
 @dataclass(frozen=True)
 class IngestStats:
     """Per-input numbers for tests, benchmarks and the session page."""
@@ -215,8 +219,13 @@ class WhipIngest:
                 entry.consumers.add(task)
                 task.add_done_callback(entry.consumers.discard)
 
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+        except (ValueError, AssertionError) as exc:
+            # aiortc's SDP parser reports a malformed offer with asserts and ValueErrors
+            await self._drop_publisher(entry)
+            raise _BadOffer(str(exc) or "malformed SDP offer") from exc
         entry.resource = secrets.token_urlsafe(12)
         return pc.localDescription.sdp, entry.resource
 
@@ -251,15 +260,19 @@ class WhipIngest:
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            for transceiver in pc.getTransceivers():
+                if transceiver.kind == "video":
+                    transceiver.direction = "sendonly"
+                    pc.addTrack(_viewer_track(entry))
+                    break
+            await pc.setLocalDescription(await pc.createAnswer())
+        except (ValueError, AssertionError) as exc:
+            await pc.close()
+            raise _BadOffer(str(exc) or "malformed SDP offer") from exc
         resource = secrets.token_urlsafe(12)
         entry.viewers[resource] = pc
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
-        for transceiver in pc.getTransceivers():
-            if transceiver.kind == "video":
-                transceiver.direction = "sendonly"
-                pc.addTrack(_viewer_track(entry))
-                break
-        await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp, resource
 
     def _make_router(self) -> APIRouter:
@@ -287,7 +300,10 @@ class WhipIngest:
             offer = await read_offer(request)
             if isinstance(offer, Response):
                 return offer
-            answer, resource = await self._publish(entry, offer)
+            try:
+                answer, resource = await self._publish(entry, offer)
+            except _BadOffer as exc:
+                return Response(status_code=400, content=str(exc), media_type="text/plain")
             return Response(
                 status_code=201, content=answer, media_type=SDP,
                 headers={"Location": f"{request.url.path}/{resource}"},
@@ -309,7 +325,10 @@ class WhipIngest:
             offer = await read_offer(request)
             if isinstance(offer, Response):
                 return offer
-            answer, resource = await self._view(entry, offer)
+            try:
+                answer, resource = await self._view(entry, offer)
+            except _BadOffer as exc:
+                return Response(status_code=400, content=str(exc), media_type="text/plain")
             return Response(
                 status_code=201, content=answer, media_type=SDP,
                 headers={"Location": f"{request.url.path}/{resource}"},

@@ -2,7 +2,7 @@
 
 Wall-clock (production today): cleanSeconds = whole LIVE seconds minus the
 publisher's disconnect windows (luxxon_agent.meter). Telemetry-anchored (the
-roadmap) is added here by its own module: register it in `METERS`.
+roadmap) counts signed in-geofence samples; both are registered in `METERS`.
 """
 
 from __future__ import annotations

@@ -12,23 +12,19 @@ The page itself is public; everything it shows comes from the API with the
 `lx_session` cookie its SIWE login set, so the same cookie gates it. The data
 endpoint authorises exactly like `GET /api/v1/sessions/:id` (either side).
 
-The app mounts every route module under /api/v1, so this module's `router`
-carries no routes of its own: its lifespan includes `site_router` at the app
-root when the server starts (FastAPI merges an included router's lifespan
-into the app's). An app that is never started (httpx.ASGITransport) has no page.
+The app mounts each route module's `router` under /api/v1 and its optional
+`root_router` at the app root; everything here is in `root_router`.
 """
 
 from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from importlib import resources
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from luxxon_agent.meter import earnings, session_seconds
@@ -55,7 +51,7 @@ CONTENT_SECURITY_POLICY = (
     " img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 
-site_router = APIRouter(tags=["pages"], include_in_schema=False)
+root_router = APIRouter(tags=["pages"], include_in_schema=False)
 
 
 def _static_file(name: str) -> bytes:
@@ -71,7 +67,7 @@ def _page_headers() -> dict[str, str]:
     }
 
 
-@site_router.get("/sessions/{session_id}")
+@root_router.get("/sessions/{session_id}")
 async def session_page(session_id: str) -> Response:
     """The page; the session id is read from the path by the page's script."""
     return Response(
@@ -79,7 +75,7 @@ async def session_page(session_id: str) -> Response:
     )
 
 
-@site_router.get(STATIC_PREFIX + "/{name}")
+@root_router.get(STATIC_PREFIX + "/{name}")
 async def static_file(name: str) -> Response:
     if not _STATIC_NAME.match(name):
         raise HttpError(404, ErrorCode.NOT_FOUND, "no such file", name)
@@ -178,7 +174,7 @@ async def _ingest_figures(stub: StubRuntime, row: sqlite3.Row) -> dict[str, Any]
     }
 
 
-@site_router.get("/sessions/{session_id}/live.json")
+@root_router.get("/sessions/{session_id}/live.json")
 async def live(session_id: str, request: Request, found: SessionReader) -> JSONResponse:
     """What the Watch side shows beside the video; readable by either side of the session."""
     stub = runtime(request)
@@ -195,11 +191,5 @@ async def live(session_id: str, request: Request, found: SessionReader) -> JSONR
     )
 
 
-@asynccontextmanager
-async def _mount_site(app: FastAPI) -> AsyncIterator[None]:
-    app.include_router(site_router)
-    yield
-
-
-router = APIRouter(lifespan=_mount_site)
-"""Listed in app.ROUTE_MODULES; it only brings `site_router` to the app root at start."""
+router = APIRouter()
+"""Nothing under /api/v1: the page and its data are not part of the API contract."""

@@ -16,8 +16,11 @@ registered again by replaying it (the server refuses a digest it has seen).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+from urllib.parse import quote
 
+from luxxon_agent.models import DeviceKind, Operator, RegisterOperatorRequest
 from luxxon_agent.telemetry.eip712 import (
     DOMAIN_TYPE,
     KeySigner,
@@ -29,6 +32,9 @@ from luxxon_agent.telemetry.eip712 import (
     typed_data_digest,
 )
 from luxxon_agent.telemetry.signing import datetime_to_ms, ms_to_datetime
+
+if TYPE_CHECKING:
+    from luxxon_agent.api import AsyncLuxxonClient
 
 DELEGATION_DOMAIN_NAME = "Luxxon Operator Delegation"
 DELEGATION_DOMAIN_VERSION = "1"
@@ -117,3 +123,52 @@ class Delegation:
     def recover(self, signature: str, chain_id: int) -> str:
         """The address that signed this delegation (compare with the workspace wallet)."""
         return recover_address(self.digest(chain_id), signature_bytes(signature))
+
+
+# ---- the operator registry calls (`luxxon operators ...`) ---------------------------------
+# AsyncLuxxonClient has no methods for these stub endpoints yet: they go through its one
+# request path, so auth, retries, envelopes and error mapping stay the client's.
+
+
+def _operators_path(workspace_id: str) -> str:
+    return f"workspaces/{quote(workspace_id, safe='')}/operators"
+
+
+async def register_operator(
+    client: AsyncLuxxonClient,
+    *,
+    workspace_id: str,
+    label: str,
+    kind: DeviceKind,
+    device_address: str,
+    wallet: KeySigner,
+    chain_id: int,
+    issued_at: datetime,
+    lifetime: timedelta,
+) -> Operator:
+    """Sign the delegation with the workspace wallet and register the device."""
+    delegation = Delegation.create(
+        workspace_id, label, device_address, issued_at, issued_at + lifetime
+    )
+    body = RegisterOperatorRequest(
+        label=label,
+        kind=kind,
+        device_address=delegation.device_address,
+        issued_at=delegation.issued_at,
+        expires_at=delegation.expires_at,
+        signature=delegation.sign(wallet, chain_id),
+    )
+    data = await client._request("POST", _operators_path(workspace_id), body)
+    return Operator.model_validate(data)
+
+
+async def list_operators(client: AsyncLuxxonClient, workspace_id: str) -> list[Operator]:
+    data = await client._request("GET", _operators_path(workspace_id))
+    return [Operator.model_validate(item) for item in data or []]
+
+
+async def revoke_operator(
+    client: AsyncLuxxonClient, workspace_id: str, operator_id: str
+) -> Operator:
+    path = f"{_operators_path(workspace_id)}/{quote(operator_id, safe='')}/revoke"
+    return Operator.model_validate(await client._request("POST", path, idempotent=True))

@@ -14,9 +14,9 @@ from luxxon_agent.video.testsrc import read_burned_clock
 from luxxon_agent.video.whip import IceServer, WhipClient, WhipResource, parse_ice_servers
 
 __all__ = [
-    "LOOPBACK_ENV",
     "H264Profile",
     "IceServer",
+    "LOOPBACK_ENV",
     "MediaSource",
     "Publisher",
     "PublisherState",

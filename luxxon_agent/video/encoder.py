@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
 HARDWARE_H264_ENCODERS = ("h264_v4l2m2m",)
+_UNUSABLE: set[str] = set()
+"""Hardware encoders that failed to open in this process: `auto` stops trying them."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ def open_h264_encoder(
 
     names = ["libx264"]
     if options.encoder == "auto":
-        names = [*HARDWARE_H264_ENCODERS, "libx264"]
+        names = [n for n in HARDWARE_H264_ENCODERS if n not in _UNUSABLE] + ["libx264"]
     elif options.encoder != "libx264":
         names = [options.encoder]
     failures: list[str] = []
@@ -98,6 +100,8 @@ def open_h264_encoder(
             codec.open()
         except (av.FFmpegError, ValueError, OSError) as exc:
             failures.append(f"{name}: {exc}")
+            if options.encoder == "auto":
+                _UNUSABLE.add(name)
             continue
         if failures:
             logger.info("H.264 encoder %s in use (%s)", name, "; ".join(failures))

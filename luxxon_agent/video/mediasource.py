@@ -223,6 +223,7 @@ def _relay_source(player: Any, relay: Any, fps: float) -> Any:
     raw_cls = _raw_track_class()
 
     def make() -> Any:
+        # unbuffered: a slow encoder skips to the newest frame instead of falling behind
         proxy = relay.subscribe(player.video, buffered=False)
         return raw_cls(proxy.recv, fps, on_stop=proxy.stop)
 
@@ -276,7 +277,8 @@ async def _open_player_source(
                 avcc = extradata[:1] == b"\x01"
 
                 def make() -> Any:
-                    proxy = relay.subscribe(player.video, buffered=False)
+                    # buffered: a dropped packet would corrupt the picture until the next IDR
+                    proxy = relay.subscribe(player.video, buffered=True)
                     return track_cls(proxy, headers, avcc, stream_fps)
 
                 logger.info("passing H.264 %s through untouched", profile.profile_level_id)

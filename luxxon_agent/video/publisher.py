@@ -32,7 +32,7 @@ import httpx
 
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
-from luxxon_agent.errors import MediaError, WhipError
+from luxxon_agent.errors import LuxxonError, MediaError, WhipError
 from luxxon_agent.secret import Secret, redact_url
 from luxxon_agent.video.encoder import VideoOptions, make_encoding_track
 from luxxon_agent.video.mediasource import MediaSource
@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({403, 409, 429, 500, 502, 503, 504})
 GONE_STATUSES = frozenset({404, 410})
+STABLE_AFTER = 10.0
+"""Seconds a connection must have lasted for its loss to reset the backoff."""
 
 
 class PublisherState(StrEnum):
@@ -202,28 +204,31 @@ class Publisher:
             listener(state)
 
     async def _run(self) -> None:
+        outcome = PublisherState.STOPPED
         try:
             await self._delete_orphan()
             await self._loop()
         except _StopRequested:
             pass
-        except (MediaError, WhipError) as exc:
+        except LuxxonError as exc:
             self._last_error = str(exc)
-            await self._teardown()
-            self._set_state(PublisherState.FAILED)
+            outcome = PublisherState.FAILED
+            raise
+        except asyncio.CancelledError:
             raise
         except BaseException:
-            await self._teardown()
-            self._set_state(PublisherState.FAILED)
+            outcome = PublisherState.FAILED
             raise
-        await self._teardown()
-        self._set_state(PublisherState.STOPPED)
+        finally:
+            # whatever ended the loop, the resource is DELETEd and the connection closed
+            await self._teardown()
+            self._set_state(outcome)
 
     async def _loop(self) -> None:
         attempt = 0
         refetches = 0
         while not self._stop_event.is_set():
-            if self._is_live is not None and not await self._is_live():
+            if self._is_live is not None and not await self._still_live():
                 logger.info("session is no longer live; publisher stops")
                 return
             self._set_state(
@@ -235,16 +240,21 @@ class Publisher:
             except WhipError as exc:
                 self._last_error = str(exc)
                 if exc.status in GONE_STATUSES:
-                    refetches += 1
-                    if self._refetch is None or refetches > 3:
+                    if self._refetch is None or refetches >= 3:
                         raise
-                    fresh = await self._refetch()
-                    if fresh is None:
-                        raise
-                    logger.warning("whipUrl answered %d; using the re-fetched one", exc.status)
-                    await self._replace_url(fresh)
-                    await self._delete_orphan()
-                    continue
+                    try:
+                        fresh = await self._refetch()
+                    except LuxxonError as refetch_error:
+                        # the API is unreachable for now: try again after the backoff
+                        logger.warning("re-fetching the whipUrl failed: %s", refetch_error)
+                    else:
+                        if fresh is None:
+                            raise
+                        refetches += 1
+                        logger.warning("whipUrl answered %d; using the re-fetched one", exc.status)
+                        await self._replace_url(fresh)
+                        await self._delete_orphan()
+                        continue
                 if exc.status not in RETRY_STATUSES:
                     raise
                 if exc.status in (403, 409):
@@ -258,8 +268,8 @@ class Publisher:
                 self._last_error = str(exc)
                 logger.warning("publish attempt failed: %s", exc)
             else:
-                attempt = 0
                 refetches = 0
+                began = self._clock.monotonic()
                 reason = await self._watch(pc)
                 await self._teardown()
                 if reason is None:
@@ -267,9 +277,21 @@ class Publisher:
                 logger.warning("connection lost (%s); reconnecting", reason)
                 self._last_error = reason
                 self._reconnects += 1
-                continue
+                if self._clock.monotonic() - began >= STABLE_AFTER:
+                    attempt = 0
+                    continue
+                # a connection that dies young is retried with backoff, not in a tight loop
             await self._pause(self._backoff.delay(attempt, self._rng))
             attempt += 1
+
+    async def _still_live(self) -> bool:
+        assert self._is_live is not None
+        try:
+            return await self._is_live()
+        except LuxxonError as exc:
+            # not knowing is not "ended": keep publishing, the API will answer again
+            logger.warning("could not check the session state: %s", exc)
+            return True
 
     async def _pause(self, seconds: float) -> None:
         sleeper = asyncio.ensure_future(self._clock.sleep(seconds))

@@ -18,6 +18,7 @@ from luxxon_agent.agent.provision import Account, create_account, new_private_ke
 from luxxon_agent.agent.status import StatusEndpointError, fetch_status
 from luxxon_agent.api import AsyncLuxxonClient
 from luxxon_agent.models import CreateSessionRequest, Role, Session, SessionState
+from luxxon_agent.secret import Secret
 
 LAT, LNG = 4.711, -74.072
 VIDEO = "testsrc://?size=320x240&fps=10"
@@ -36,13 +37,18 @@ async def stub(tmp_path: Path) -> AsyncIterator[LocalStub]:
         await server.stop()
 
 
-async def operator_account(stub: LocalStub, slug: str, label: str, tmp: Path) -> Account:
-    """A SUPPLIER workspace with an API key, and a registered device key file for `label`."""
+async def operator_account(
+    stub: LocalStub, slug: str, label: str, tmp: Path, device: Secret | None = None
+) -> Account:
+    """A SUPPLIER workspace with an API key file, and a device key registered for `label`.
+
+    The device key file is `<tmp>/<slug>.device-key` (pass `device` to share one key).
+    """
     from luxxon_agent.agent.device_registration import register_device
     from luxxon_agent.agent.statefile import write_atomic
 
     account = await create_account(stub.base_url, slug, Role.SUPPLIER)
-    device = new_private_key()
+    device = device or new_private_key()
     assert await register_device(stub.base_url, account, device, label=label)
     write_atomic(tmp / f"{slug}.device-key", device.reveal().encode())
     assert account.api_key is not None

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import socket
+import sys
 from pathlib import Path
 
 from conftest import free_port
@@ -14,6 +18,7 @@ from luxxon_agent.models import Role, SessionState
 from luxxon_agent.telemetry import Spool
 
 from .conftest import (
+    AGENT_ENTRY,
     AgentProcess,
     operator_account,
     operator_online,
@@ -24,6 +29,17 @@ from .conftest import (
     wait_until,
     write_config,
 )
+
+
+async def agent_cli(*args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", AGENT_ENTRY, *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
 
 
 async def test_full_loop_online_session_earnings_and_sd_notify(
@@ -43,6 +59,14 @@ async def test_full_loop_online_session_earnings_and_sd_notify(
     notify_path = tmp_path / "notify.sock"
     notify.bind(str(notify_path))
     notify.setblocking(False)
+    messages: list[str] = []
+
+    async def read_notify() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            messages.append((await loop.sock_recv(notify, 4096)).decode())
+
+    reader = asyncio.create_task(read_notify())
     agent = AgentProcess(
         config,
         tmp_path / "agent.log",
@@ -58,6 +82,16 @@ async def test_full_loop_online_session_earnings_and_sd_notify(
         assert live.operator_workspace_id == operator.workspace_id
         frame = await wait_frame(buyer, session.id, 15)
         assert frame[:2] == b"\xff\xd8"  # a JPEG the stub decoded from our WHIP publish
+        listen = f"127.0.0.1:{port}"
+        shown = json.loads(await agent_cli("status", "--json", "--listen", listen))
+        cam = shown["operators"][0]
+        assert cam["session_id"] == session.id and cam["session_state"] == "LIVE"
+        assert cam["gps"]["fix"] and cam["video"]["state"] == "publishing"
+        metrics = await agent_cli("status", "--metrics", "--listen", listen)
+        assert 'luxxon_agent_live{operator="cam-1"} 1.0' in metrics
+        assert "# TYPE luxxon_agent_video_frames_total counter" in metrics
+        table = await agent_cli("status", "--once", "--listen", listen)
+        assert "cam-1" in table and session.id[:8] in table
         ended = await wait_state(buyer, session.id, {SessionState.ENDED}, 20)
         settlement = await buyer.settlement(session.id)
 
@@ -74,12 +108,8 @@ async def test_full_loop_online_session_earnings_and_sd_notify(
         stats = spool.stats(session.id)
     assert stats.pending == 0 and stats.delivered == stats.spooled >= 6
 
-    messages = []
-    while True:
-        try:
-            messages.append(notify.recv(4096).decode())
-        except BlockingIOError:
-            break
+    await asyncio.sleep(0.2)  # let the last datagram in
+    reader.cancel()
     notify.close()
     assert messages[0].startswith("READY=1\nSTATUS=")
     assert "WATCHDOG=1" in messages

@@ -388,3 +388,30 @@ async def test_ids_are_quoted_into_one_segment() -> None:
     async with make_client(handler) as client:
         await client.get_session("../admin")
     assert paths == ["/api/v1/sessions/..%2Fadmin"]
+
+
+async def test_read_timeout_on_get_is_retried() -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise httpx.ReadTimeout("read timed out", request=request)
+        return httpx.Response(200, json=envelope({"count": 0, "cancelled": []}))
+
+    clock = RecordingClock()
+    async with make_client(handler, clock) as client:
+        assert (await client.cancel_all_assignments()).count == 0
+    assert calls == 2 and len(clock.sleeps) == 1
+
+
+async def test_empty_id_is_refused_before_any_request() -> None:
+    from luxxon_agent.errors import ConfigError
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("no request may be sent")
+
+    async with make_client(handler) as client:
+        with pytest.raises(ConfigError):
+            await client.get_session("")

@@ -31,7 +31,7 @@ from tests.conftest import free_port, require_tool
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
-    from playwright.async_api import Browser
+    from playwright.async_api import Browser, Playwright
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 
@@ -62,8 +62,7 @@ class Stub:
 
 @pytest.fixture
 async def stub() -> AsyncIterator[Stub]:
-    """The stub app with the real WHIP ingest, served by uvicorn on 127.0.0.1 (lifespan on:
-    the session page is mounted by it)."""
+    """The stub app with the real WHIP ingest, served by uvicorn on 127.0.0.1."""
     pin_ice_to_loopback()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -84,18 +83,29 @@ async def stub() -> AsyncIterator[Stub]:
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    executable = require_tool("chromium")
+async def playwright() -> AsyncIterator[Playwright]:
     from playwright.async_api import async_playwright
 
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with async_playwright() as driver:
+        yield driver
+
+
+async def launch_chromium(driver: Playwright, *extra_args: str) -> Browser:
+    """Debian's Chromium, headless, with fake camera and microphone."""
+    return await driver.chromium.launch(
+        executable_path=require_tool("chromium"),
+        headless=True,
+        args=[*CHROMIUM_ARGS, *extra_args],
+    )
+
+
+@pytest.fixture
+async def browser(playwright: Playwright) -> AsyncIterator[Browser]:
+    chromium = await launch_chromium(playwright)
+    try:
+        yield chromium
+    finally:
+        await chromium.close()
 
 
 async def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:

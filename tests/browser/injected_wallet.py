@@ -18,7 +18,8 @@ BINDING = "__luxxonTestWalletSign"
 
 _PROVIDER_JS = """
 (() => {
-  const address = %(address)r;
+  // lower case, as MetaMask answers eth_requestAccounts
+  const address = %(address)r.toLowerCase();
   window.ethereum = {
     isLuxxonTestWallet: true,
     async request({ method, params }) {

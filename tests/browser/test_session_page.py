@@ -10,36 +10,61 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from luxxon_agent.api import AsyncLuxxonClient
-from tests.conftest import require_tool
+from luxxon_agent.models import Role
 
-from .conftest import ARTIFACTS, CHROMIUM_ARGS, LAT, LNG, LiveSession, Stub, live_session
+from .conftest import (
+    ARTIFACTS,
+    LAT,
+    LNG,
+    LiveSession,
+    Stub,
+    create_workspace,
+    launch_chromium,
+    live_session,
+)
 from .injected_wallet import InjectedWallet
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, BrowserContext, Page
+    from playwright.async_api import Browser, BrowserContext, Page, Playwright
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 
-async def open_page(
-    browser: Browser, wallet: InjectedWallet, url: str, **context_options: Any
-) -> tuple[BrowserContext, Page, list[str]]:
-    """A fresh context (no cookies) with the wallet injected; returns every URL requested."""
-    context = await browser.new_context(viewport={"width": 1100, "height": 700}, **context_options)
+@dataclass
+class PageRun:
+    context: BrowserContext
+    page: Page
+    requested: list[str] = field(default_factory=list)
+    """Every URL the page requested."""
+    errors: list[str] = field(default_factory=list)
+    """Uncaught exceptions in the page's scripts."""
+
+    async def finish(self, base: str) -> None:
+        """No script error, no error notice, nothing fetched but from the stub (no CDN)."""
+        assert self.errors == []
+        notice = self.page.locator("#notice")
+        assert not await notice.evaluate("e => e.classList.contains('error')"), (
+            await notice.text_content()
+        )
+        assert [url for url in self.requested if not url.startswith(base + "/")] == []
+        await self.context.close()
+
+
+async def open_page(browser: Browser, wallet: InjectedWallet, url: str) -> PageRun:
+    """A fresh context (no cookies) with the wallet injected, at `url`."""
+    context = await browser.new_context(viewport={"width": 1100, "height": 700})
     await wallet.install(context)
-    page = await context.new_page()
-    requested: list[str] = []
-    page.on("request", lambda request: requested.append(request.url))
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    await page.goto(url)
-    assert not errors, errors
-    return context, page, requested
+    run = PageRun(context, await context.new_page())
+    run.page.on("request", lambda request: run.requested.append(request.url))
+    run.page.on("pageerror", lambda error: run.errors.append(str(error)))
+    await run.page.goto(url)
+    return run
 
 
 async def text_of(page: Page, test_id: str) -> str:
@@ -51,18 +76,13 @@ async def shows(page: Page, test_id: str, text: str, timeout_ms: int) -> None:
     await page.get_by_test_id(test_id).filter(has_text=text).wait_for(timeout=timeout_ms)
 
 
-def only_this_origin(requested: list[str], base: str) -> list[str]:
-    return [url for url in requested if not url.startswith(base + "/")]
-
-
 async def test_operate_publishes_the_fake_camera_into_the_stub(
     stub: Stub, browser: Browser
 ) -> None:
     session = await live_session(stub.base)
     wallet = InjectedWallet(session.operator)
-    context, page, requested = await open_page(
-        browser, wallet, f"{stub.base}/sessions/{session.id}?mode=operate"
-    )
+    run = await open_page(browser, wallet, f"{stub.base}/sessions/{session.id}?mode=operate")
+    page = run.page
     deletes: list[int] = []
     page.on(
         "response",
@@ -80,7 +100,7 @@ async def test_operate_publishes_the_fake_camera_into_the_stub(
         f"{stub.base.removeprefix('http://')} wants you to sign in with your Ethereum account:\n"
         f"{wallet.address}\n"
     )
-    cookies = {c["name"]: c for c in await context.cookies(stub.base)}
+    cookies = {c["name"]: c for c in await run.context.cookies(stub.base)}
     assert cookies["lx_session"]["httpOnly"]
     assert await text_of(page, "wallet") == wallet.address
 
@@ -116,37 +136,39 @@ async def test_operate_publishes_the_fake_camera_into_the_stub(
     await shows(page, "publish-state", "idle", 10_000)
     assert deletes == [200]
     # nothing came from anywhere but the stub (no CDN), fake media aside
-    assert only_this_origin(requested, stub.base) == []
-    await context.close()
+    await run.finish(stub.base)
 
 
-async def test_camera_picker_appears_with_two_cameras(stub: Stub, browser: Browser) -> None:
-    from playwright.async_api import async_playwright
-
+async def test_camera_picker_appears_with_two_cameras(stub: Stub, playwright: Playwright) -> None:
     session = await live_session(stub.base)
+    # a second workspace of the same wallet: the login selects none, the page picks the operator
+    await create_workspace(stub.base, session.operator, "operator-also-consumes", Role.CONSUMER)
     wallet = InjectedWallet(session.operator)
-    # this test needs a browser whose fake device layer offers two cameras
-    async with async_playwright() as playwright:
-        two_cameras = await playwright.chromium.launch(
-            executable_path=require_tool("chromium"),
-            headless=True,
-            args=[*CHROMIUM_ARGS, "--use-fake-device-for-media-stream=device-count=2"],
+    # Chromium's fake device layer offers two cameras with this spec
+    browser = await launch_chromium(playwright, "--use-fake-device-for-media-stream=device-count=2")
+    try:
+        run = await open_page(browser, wallet, f"{stub.base}/sessions/{session.id}")
+        page = run.page
+        assert await page.locator("#camera-picker").is_hidden()
+        await page.get_by_role("button", name="Start publishing").click()
+        await shows(page, "publish-state", "publishing", 20_000)
+        await page.locator("#camera-picker").wait_for(state="visible", timeout=5_000)
+        assert await page.locator("#camera option").count() == 2
+        # switching cameras mid-publish swaps the sender's track; the publish carries on
+        second = await page.locator("#camera option").nth(1).get_attribute("value")
+        await page.locator("#camera").select_option(second)
+        await page.wait_for_function(
+            "(id) => document.getElementById('video').srcObject"
+            "?.getVideoTracks()[0]?.getSettings().deviceId === id",
+            arg=second,
+            timeout=5_000,
         )
-        try:
-            context, page, _ = await open_page(
-                two_cameras, wallet, f"{stub.base}/sessions/{session.id}"
-            )
-            assert await page.locator("#camera-picker").is_hidden()
-            await page.get_by_role("button", name="Start publishing").click()
-            await shows(page, "publish-state", "publishing", 20_000)
-            picker = page.locator("#camera")
-            await page.locator("#camera-picker").wait_for(state="visible", timeout=5_000)
-            assert await picker.locator("option").count() == 2
-            await page.get_by_role("button", name="Stop").click()
-            await shows(page, "publish-state", "idle", 10_000)
-            await context.close()
-        finally:
-            await two_cameras.close()
+        assert await text_of(page, "publish-state") == "publishing"
+        await page.get_by_role("button", name="Stop").click()
+        await shows(page, "publish-state", "idle", 10_000)
+        await run.finish(stub.base)
+    finally:
+        await browser.close()
 
 
 async def test_watch_plays_what_luxxon_agent_publishes(
@@ -159,9 +181,8 @@ async def test_watch_plays_what_luxxon_agent_publishes(
 
         # the consumer's wallet watches: same page, ?mode=watch, its own SIWE login
         wallet = InjectedWallet(session.consumer)
-        context, page, requested = await open_page(
-            browser, wallet, f"{stub.base}/sessions/{session.id}?mode=watch"
-        )
+        run = await open_page(browser, wallet, f"{stub.base}/sessions/{session.id}?mode=watch")
+        page = run.page
         await page.get_by_role("button", name="Sign in with wallet").click()
         await shows(page, "play-state", "playing", 20_000)
         assert len(wallet.signed) == 1
@@ -190,8 +211,18 @@ async def test_watch_plays_what_luxxon_agent_publishes(
         await shows(page, "position", "4.711000, -74.072000", 10_000)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(ARTIFACTS / "watch-playing.png"))
-        assert only_this_origin(requested, stub.base) == []
-        await context.close()
+
+        # the consumer ends the session: the page stops playing and shows the final meter
+        async with AsyncLuxxonClient(
+            f"{stub.base}/api/v1", session_cookie=session.consumer_cookie
+        ) as client:
+            ended = await client.end(session.id)
+        await shows(page, "play-state", "session ENDED", 10_000)
+        assert ended.clean_seconds is not None and ended.clean_seconds >= 1
+        clean = f"{ended.clean_seconds // 60:02d}:{ended.clean_seconds % 60:02d} clean of"
+        await shows(page, "meter", clean, 10_000)
+        assert await page.evaluate("document.getElementById('video').srcObject") is None
+        await run.finish(stub.base)
     finally:
         stop_publisher(publisher)
 

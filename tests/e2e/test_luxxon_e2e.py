@@ -213,18 +213,36 @@ def stored_api_key(operator: Operator) -> str:
     return path.read_text().strip()
 
 
-def test_operator_set_up_and_session_lifecycle(stub: Stub, tmp_path: Path) -> None:
-    op = Operator(stub, tmp_path)
+@dataclass
+class Supplier:
+    op: Operator
+    workspace_id: str
+    api_key: str
+    private_key: str
+
+
+@pytest.fixture(scope="module")
+def supplier(stub: Stub, tmp_path_factory: pytest.TempPathFactory) -> Supplier:
+    """The operator set-up, once per module: wallet new, login, SUPPLIER workspace, key, ONLINE."""
+    op = Operator(stub, tmp_path_factory.mktemp("operator"))
     wallet = op.json("wallet", "new")
     assert wallet["store"] == "file"
     keystore = json.loads((op.profile_dir / "keystore.json").read_text())
     private_key = "0x" + bytes(Account.decrypt(keystore, PASSPHRASE)).hex()
     assert Account.from_key(private_key).address == wallet["address"]
-
     workspace_id = op.set_up_supplier("bogota-drones", 4.711, -74.072)
     api_key = stored_api_key(op)
     assert api_key.startswith("lxxn_test_")
+    return Supplier(op, workspace_id, api_key, private_key)
 
+
+def test_operator_set_up_and_session_lifecycle(supplier: Supplier, stub: Stub) -> None:
+    op, workspace_id, api_key, private_key = (
+        supplier.op,
+        supplier.workspace_id,
+        supplier.api_key,
+        supplier.private_key,
+    )
     session_id = op.consumer_request(4.711, -74.072)
     listed = op.run("sessions", "list")
     assert session_id in listed.stdout and "REQUESTED" in listed.stdout
@@ -239,7 +257,7 @@ def test_operator_set_up_and_session_lifecycle(stub: Stub, tmp_path: Path) -> No
     token_human = op.run("sessions", "producer-token", session_id)
     assert "/***" in token_human.stdout and whip_url not in token_human.stdout
     shown = op.run("sessions", "producer-token", session_id, "--show-url", reveals=True)
-    assert f"whipUrl  {whip_url}" in shown.stdout
+    assert ["whipUrl", whip_url] in [line.split() for line in shown.stdout.splitlines()]
 
     ended = op.json("sessions", "end", session_id)
     assert ended["state"] == "ENDED" and ended["chargedMicroUsdc"] is not None
@@ -252,17 +270,13 @@ def test_operator_set_up_and_session_lifecycle(stub: Stub, tmp_path: Path) -> No
 
 
 def test_cancel_all_cancels_assigned_oldest_first_and_keeps_live(
-    stub: Stub, tmp_path: Path
+    supplier: Supplier, stub: Stub
 ) -> None:
-    op = Operator(stub, tmp_path)
-    private_key = "0x" + "6a" * 32
-    result = op.run("--json", "wallet", "import", input=private_key + "\n")
-    assert json.loads(result.stdout)["address"] == Account.from_key(private_key).address
-
-    workspace_id = op.set_up_supplier("medellin-fleet", 6.2442, -75.5812)
-    api_key = stored_api_key(op)
+    op, workspace_id, api_key = supplier.op, supplier.workspace_id, supplier.api_key
+    private_key = supplier.private_key
+    op.run("login")  # the lifecycle test logs out at its end
     # all three are dispatched while the workspace is ONLINE, then accepted (a fleet holds several)
-    first, second, third = (op.consumer_request(6.2442, -75.5812) for _ in range(3))
+    first, second, third = (op.consumer_request(4.711, -74.072) for _ in range(3))
     for session_id in (first, second, third):
         assert "ASSIGNED" in op.run("sessions", "accept", session_id).stdout
     live = op.json("sessions", "start", second, reveals=True)
@@ -284,7 +298,7 @@ def test_cancel_all_cancels_assigned_oldest_first_and_keeps_live(
     assert [line.strip() for line in lines[1:]] == [first, third]
 
     states = {row["id"]: row["state"] for row in op.json_list("sessions", "list")}
-    assert states == {first: "CANCELLED", second: "LIVE", third: "CANCELLED"}
+    assert [states[first], states[second], states[third]] == ["CANCELLED", "LIVE", "CANCELLED"]
     with sqlite3.connect(f"file:{stub.db_path}?mode=ro", uri=True) as db:
         (state,) = db.execute(
             "SELECT availability_state FROM workspaces WHERE id = ?", (workspace_id,)
@@ -310,7 +324,8 @@ def test_cancel_all_cancels_assigned_oldest_first_and_keeps_live(
     )
     assert shown_key["plaintext"] == stored_api_key(op) != api_key
 
-    op.assert_no_secret_leaked([api_key, str(shown_key["plaintext"]), private_key[2:], whip_url])
+    secrets = [api_key, str(shown_key["plaintext"]), private_key[2:], whip_url]
+    op.assert_no_secret_leaked(secrets)
 
 
 PROBE = f"""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -65,14 +66,17 @@ async def test_follow_a_sim_source_with_a_fake_clock() -> None:
     clock = FakeClock()
     source = open_source("sim://?lat=4.711&lng=-74.072&count=3", clock=clock)
     latest = LatestFix(clock=clock)
-    reports = []
-    async for report in source:
-        latest.update(report)
-        reports.append(report)
-        assert latest.current() is report
-        if len(reports) < 3:
-            clock_task_advance = clock.advance(1.0)
-            # the source sleeps 1 s on the fake clock between fixes
-            await clock_task_advance
-    assert len(reports) == 3
+    task = asyncio.create_task(latest.follow(source))
+    await clock.advance(0)  # let the source yield its first fix
+    first = latest.current()
+    assert first is not None and first.source is SourceKind.SIM
+    await clock.advance(1.0)
+    second = latest.current()
+    assert second is not None and second.time - first.time == timedelta(seconds=1)
+    assert (second.lat, second.lng) != (first.lat, first.lng)
+    await clock.advance(1.0)
+    await asyncio.wait_for(task, 2.0)  # count=3: the source ends, follow() returns
+    assert source.stats.fixes == 3
+    await clock.advance(2.5)
+    assert latest.current() is None  # nobody updated it: stale
     await source.close()

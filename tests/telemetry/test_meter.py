@@ -32,7 +32,11 @@ def at(k: float) -> datetime:
 
 def meter(samples, seconds=60, freshness=2.0, radius=200.0):
     return telemetry_clean_seconds(
-        START, START + timedelta(seconds=seconds, milliseconds=400), samples, CENTER, radius,
+        START,
+        START + timedelta(seconds=seconds, milliseconds=400),
+        samples,
+        CENTER,
+        radius,
         freshness,
     )
 

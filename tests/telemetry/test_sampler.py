@@ -72,9 +72,7 @@ async def test_ticks_on_the_second_with_honest_gaps(tmp_path):
     assert ticks.empty()
 
     held = spool.samples("ses_1")
-    assert [r.captured_at_ms for r in held] == [
-        datetime_to_ms(second(k)) for k in (1, 2, 3, 8, 12)
-    ]
+    assert [r.captured_at_ms for r in held] == [datetime_to_ms(second(k)) for k in (1, 2, 3, 8, 12)]
     lats = [r.sample().point.lat for r in held]
     assert lats == [4.7111, 4.7112, 4.7113, 4.7119, 4.711]
     assert all(recover_signer("ses_1", r.sample(), CHAIN) == DEVICE.address for r in held)

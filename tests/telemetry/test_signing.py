@@ -216,3 +216,26 @@ def test_signer_never_shows_its_key():
     assert repr(signer) == f"KeySigner({VECTOR['address']})"
     with pytest.raises(SignatureError):
         KeySigner(Secret("0x" + "00" * 32))
+
+
+def test_delegation_digest_matches_eth_account_and_recovers_the_wallet():
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+
+    from luxxon_agent.telemetry import Delegation
+
+    issued = datetime(2026, 5, 13, 8, 0, tzinfo=UTC)
+    delegation = Delegation.create(
+        "ws_1", "drone-7", VECTOR["address"].lower(), issued, issued.replace(year=2027)
+    )
+    assert delegation.device_address == VECTOR["address"]  # checksummed
+    signable = encode_typed_data(full_message=delegation.typed_data(CHAIN))
+    assert keccak(b"\x19" + signable.version + signable.header + signable.body) == (
+        delegation.digest(CHAIN)
+    )
+    wallet = KeySigner(Secret("0x" + "31" * 32))
+    signature = delegation.sign(wallet, CHAIN)
+    assert Account.recover_message(signable, signature=signature) == wallet.address
+    assert delegation.recover(signature, CHAIN) == wallet.address
+    with pytest.raises(ValueError):
+        Delegation.create("ws_1", "d", VECTOR["address"], issued, issued)

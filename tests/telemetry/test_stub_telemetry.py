@@ -20,9 +20,7 @@ def stored(live: Live) -> list[tuple]:
 
 
 async def post(live: Live, sample, sid: str | None = None):
-    return await live.operator.post(
-        f"/sessions/{sid or live.sid}/telemetry", json=sample.to_wire()
-    )
+    return await live.operator.post(f"/sessions/{sid or live.sid}/telemetry", json=sample.to_wire())
 
 
 async def refused(live: Live, sample, status: int, code: str, sid: str | None = None) -> None:
@@ -34,8 +32,11 @@ async def refused(live: Live, sample, status: int, code: str, sid: str | None = 
 async def test_device_and_wallet_signatures_are_accepted_once(live: Live):
     t = live.started_at + timedelta(seconds=0.75)
     receipt = data(await post(live, signed(live.sid, t)), 201)
-    assert receipt == {"sessionId": live.sid, "capturedAt": "2026-05-13T08:00:01.000Z",
-                       "duplicate": False}
+    assert receipt == {
+        "sessionId": live.sid,
+        "capturedAt": "2026-05-13T08:00:01.000Z",
+        "duplicate": False,
+    }
     by_wallet = signed(live.sid, t + timedelta(seconds=1), signer=wallet_signer(live.supplier))
     data(await post(live, by_wallet), 201)
     # a replay (a retry after a lost answer) succeeds as a duplicate and stores nothing
@@ -93,7 +94,11 @@ async def test_revoked_and_expired_device_keys_are_refused(live: Live):
     short = KeySigner(Secret("0x" + "55" * 32))
     data(
         await register_device(
-            live.operator, live.supplier, short, label="drone-8", issued_at=clock.now(),
+            live.operator,
+            live.supplier,
+            short,
+            label="drone-8",
+            issued_at=clock.now(),
             lifetime=timedelta(seconds=30),
         ),
         201,
@@ -102,15 +107,21 @@ async def test_revoked_and_expired_device_keys_are_refused(live: Live):
     late = live.started_at + timedelta(seconds=35)
     await refused(live, signed(live.sid, late, signer=short), 403, "DEVICE_EXPIRED")
     # what it signed while the delegation held still counts when it arrives late
-    data(await post(live, signed(live.sid, live.started_at + timedelta(seconds=5), signer=short)), 201)
+    early = live.started_at + timedelta(seconds=5)
+    data(await post(live, signed(live.sid, early, signer=short)), 201)
 
 
 async def test_capture_time_must_lie_in_the_session_and_not_ahead_of_the_clock(live: Live):
     clock = live.harness.clock
-    await refused(live, signed(live.sid, live.started_at - timedelta(seconds=1)), 422,
-                  "CAPTURED_OUT_OF_SESSION")
-    await refused(live, signed(live.sid, clock.now() + timedelta(seconds=2.5)), 422,
-                  "CAPTURED_IN_FUTURE")
+    await refused(
+        live,
+        signed(live.sid, live.started_at - timedelta(seconds=1)),
+        422,
+        "CAPTURED_OUT_OF_SESSION",
+    )
+    await refused(
+        live, signed(live.sid, clock.now() + timedelta(seconds=2.5)), 422, "CAPTURED_IN_FUTURE"
+    )
     data(await post(live, signed(live.sid, clock.now() + timedelta(seconds=1.5))), 201)
     beyond = live.started_at + timedelta(seconds=live.session["maxDurationSeconds"] + 1)
     await clock.advance(live.session["maxDurationSeconds"] + 5)
@@ -123,10 +134,10 @@ async def test_malformed_signatures_and_ended_sessions_are_refused(live: Live):
     raw = bytes.fromhex(sample.signature[2:])
     s = int.from_bytes(raw[32:64], "big")
     high_s = raw[:32] + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - raw[64]])
-    await refused(live, sample.model_copy(update={"signature": "0x" + high_s.hex()}), 400,
-                  "INVALID_SIGNATURE")
-    await refused(live, sample.model_copy(update={"signature": "0xdead"}), 400,
-                  "INVALID_SIGNATURE")
+    await refused(
+        live, sample.model_copy(update={"signature": "0x" + high_s.hex()}), 400, "INVALID_SIGNATURE"
+    )
+    await refused(live, sample.model_copy(update={"signature": "0xdead"}), 400, "INVALID_SIGNATURE")
     data(await live.operator.post(f"/sessions/{live.sid}/end"))
     await refused(live, sample, 409, "INVALID_STATE")
 
@@ -138,21 +149,28 @@ async def test_delegations_are_verified_listed_revoked_and_not_replayable(live: 
     impostor = KeySigner(Secret("0x" + "99" * 32))
     before = live.harness.snapshot()
     error(
-        await register_device(live.operator, live.supplier, device, label="d2",
-                              issued_at=clock.now(), signer=impostor),
+        await register_device(
+            live.operator, live.supplier, device, label="d2", issued_at=clock.now(), signer=impostor
+        ),
         400,
         "INVALID_DELEGATION",
     )
     error(
-        await register_device(live.operator, live.supplier, device, label="d2",
-                              issued_at=clock.now() - timedelta(days=2),
-                              lifetime=timedelta(days=1)),
+        await register_device(
+            live.operator,
+            live.supplier,
+            device,
+            label="d2",
+            issued_at=clock.now() - timedelta(days=2),
+            lifetime=timedelta(days=1),
+        ),
         400,
         "INVALID_DELEGATION",
     )
     error(
-        await register_device(live.operator, live.supplier, device, label="drone-7",
-                              issued_at=clock.now()),
+        await register_device(
+            live.operator, live.supplier, device, label="drone-7", issued_at=clock.now()
+        ),
         409,
         "CONFLICT",
     )
@@ -166,9 +184,10 @@ async def test_delegations_are_verified_listed_revoked_and_not_replayable(live: 
     assert first["deviceAddress"] == device.address and first["kind"] == "DRONE"
     data(await live.operator.post(f"/workspaces/{ws}/operators/{first['id']}/revoke"))
     again = data(await live.operator.post(f"/workspaces/{ws}/operators/{first['id']}/revoke"))
-    assert again["revokedAt"] == data(
-        await live.operator.get(f"/workspaces/{ws}/operators")
-    )[1]["revokedAt"]
+    assert (
+        again["revokedAt"]
+        == data(await live.operator.get(f"/workspaces/{ws}/operators"))[1]["revokedAt"]
+    )
     error(
         await register_device(live.operator, live.supplier, device, label="d2", issued_at=issued),
         409,
@@ -190,8 +209,12 @@ async def test_telemetry_meter_fails_exactly_the_seconds_outside_the_geofence(li
     for k in range(1, 31):
         await clock.advance(1)
         where = OUTSIDE if 11 <= k <= 20 else (4.711, -74.072)
-        data(await post(live, signed(live.sid, whole + timedelta(seconds=k), lat=where[0],
-                                     lng=where[1])), 201)
+        data(
+            await post(
+                live, signed(live.sid, whole + timedelta(seconds=k), lat=where[0], lng=where[1])
+            ),
+            201,
+        )
     await clock.advance(0.1)
     ended = data(await live.operator.post(f"/sessions/{live.sid}/end"))
     assert (ended["cleanSeconds"], ended["failedSeconds"]) == (20, 10)

@@ -102,3 +102,25 @@ async def test_whep_viewer_keeps_playing_across_publisher_reconnect(
         await publisher.stop()
         await source.close()
     assert received[-1] > received[0]
+
+
+async def test_vp8_preference_uses_aiortc_vp8(ingest_server: tuple[WhipIngest, str]) -> None:
+    from luxxon_agent.video import VideoOptions
+
+    ingest, _ = ingest_server
+    video_input = ingest.create_input("ses_vp8")
+    source = await open_media_source("testsrc://?size=320x240&fps=15")
+    publisher = Publisher(Secret(video_input.whip_url), source, options=VideoOptions(codec="vp8"))
+    await publisher.start()
+    try:
+        await wait_for(lambda: ingest.latest_frame_jpeg(video_input.ref) is not None, 20, "frame")
+        pc = ingest._inputs[video_input.ref].pc
+        assert pc is not None
+        # the offer carried VP8 only: the codec preference was applied
+        offer = pc.remoteDescription.sdp
+        assert "VP8/90000" in offer and "H264" not in offer
+    finally:
+        await publisher.stop()
+        await source.close()
+    assert publisher.stats().encoder == "aiortc-vp8"
+    assert publisher.encoders_opened == 0

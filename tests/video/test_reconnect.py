@@ -209,3 +209,32 @@ async def test_403_until_delete_then_404_refetch_then_400_is_fatal(
         assert bad.state is PublisherState.FAILED
         await bad.stop()
     await source.close()
+
+
+async def test_publisher_stops_instead_of_reconnecting_when_session_not_live(
+    ingest_server: tuple[WhipIngest, str],
+) -> None:
+    ingest, _ = ingest_server
+    video_input = ingest.create_input("ses_ended")
+    live = {"value": True}
+    checks: list[bool] = []
+
+    async def is_live() -> bool:
+        checks.append(live["value"])
+        return live["value"]
+
+    source = await open_media_source(SMALL)
+    publisher = Publisher(Secret(video_input.whip_url), source, is_live=is_live, backoff=FAST)
+    await publisher.start()
+    try:
+        await _wait_frames(ingest, video_input.ref, 5, 20)
+        live["value"] = False
+        await ingest.drop_publisher(video_input.ref)
+        await asyncio.wait_for(publisher.wait(), 15)
+    finally:
+        await publisher.stop()
+        await source.close()
+    assert checks == [True, False]
+    assert publisher.state is PublisherState.STOPPED
+    stats = await ingest.stats(video_input.ref)
+    assert stats is not None and stats.publishers == 1

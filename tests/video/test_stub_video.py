@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import sys
+from pathlib import Path
 
 import httpx
 
@@ -64,3 +67,52 @@ async def test_testsrc_to_stub_after_start_then_frame_endpoint() -> None:
             gone = await http.post(started["whipUrl"], content=b"v=0\r\nm=video",
                                    headers={"Content-Type": "application/sdp"})
         assert gone.status_code == 404
+
+
+async def test_cli_publish_by_session_id_against_the_stub(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app = create_app(StubConfig(db_path=":memory:", public_base_url=base, with_video=True))
+    video = app.state.stub.video
+    harness = Harness(clock=None, video=video, app=app,  # type: ignore[arg-type]
+                      transport=httpx.ASGITransport(app=app))
+    async for _ in serve(app, port):
+        _, operator = await harness.supplier()
+        _, consumer = await harness.consumer()
+        sid = (await harness.requested(consumer))["id"]
+        data(await operator.post(f"/sessions/{sid}/accept"))
+        started = data(await operator.post(f"/sessions/{sid}/start"))
+        api_key = operator.headers["Authorization"].removeprefix("Bearer ")
+        env = os.environ | {
+            "LUXXON_API_KEY": api_key,
+            "LUXXON_BASE_URL": f"{base}/api/v1",
+            "LUXXON_ICE_LOOPBACK": "1",
+            "XDG_STATE_HOME": str(tmp_path / "state"),
+            "XDG_CONFIG_HOME": str(tmp_path / "config"),
+            "XDG_DATA_HOME": str(tmp_path / "data"),
+        }
+        proc = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).with_name("luxxon-agent")), "publish", "--session", sid,
+            "--source", "testsrc://?size=320x240&fps=15", "--seconds", "60",
+            env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            while True:
+                stats = await video.stats(started["videoBackendRef"])
+                if stats is not None and stats.frames >= 10:
+                    break
+                assert proc.returncode is None, "the publisher exited early"
+                assert loop.time() < deadline, "no frames from `publish --session` in 30 s"
+                await asyncio.sleep(0.1)
+            # ending the session closes the input; the publisher sees the session is over
+            data(await operator.post(f"/sessions/{sid}/end"))
+            code = await asyncio.wait_for(proc.wait(), 30)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        stderr = (await proc.stderr.read()).decode() if proc.stderr else ""
+        assert code == 0, stderr[-500:]
+        assert started["whipUrl"] not in stderr and api_key not in stderr

@@ -143,6 +143,9 @@ async def test_ingest_http_rules(ingest_server: tuple[WhipIngest, str]) -> None:
         wrong_type = await http.post(video_input.whip_url, content=b"v=0",
                                      headers={"Content-Type": "text/plain"})
         assert wrong_type.status_code == 415
+        garbage = await http.post(video_input.whip_url, content=b"v=0\r\nm=video",
+                                  headers={"Content-Type": "application/sdp"})
+        assert garbage.status_code == 400
         missing = await http.delete(f"{video_input.whip_url}/no-such-resource")
         assert missing.status_code == 404
         await ingest.close_input(video_input.ref)
@@ -192,3 +195,15 @@ async def test_disconnect_windows_are_media_gaps() -> None:
     assert ingest.disconnect_windows(video_input.ref)[-1][1] == start + timedelta(seconds=9)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+def test_public_surface_matches_all() -> None:
+    import luxxon_agent.video as video
+
+    assert video.__all__ == sorted(video.__all__)
+    for name in video.__all__:
+        assert hasattr(video, name), name
+    public = {n for n in dir(video) if not n.startswith("_")}
+    modules = {"encoder", "h264", "loopback", "mediasource", "publisher",
+               "testsrc", "whip"}
+    assert public - modules - {"annotations"} == set(video.__all__)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -41,12 +42,19 @@ router = APIRouter(tags=["workspaces"])
 CREATE_WORKSPACE = "workspace"
 
 
-def workspace_row(stub: StubRuntime, workspace_id: str):  # noqa: ANN201 - sqlite3.Row
+def workspace_row(stub: StubRuntime, workspace_id: str) -> sqlite3.Row:
     row = stub.store.one(
         "SELECT * FROM workspaces WHERE id = ? AND deleted_at IS NULL", (workspace_id,)
     )
     if row is None:
         raise HttpError(404, ErrorCode.WORKSPACE_NOT_FOUND, "no such workspace", workspace_id)
+    return row
+
+
+def _key_row(stub: StubRuntime, key_id: str) -> sqlite3.Row:
+    row = stub.store.one("SELECT * FROM api_keys WHERE id = ?", (key_id,))
+    if row is None:
+        raise HttpError(404, ErrorCode.NOT_FOUND, "no such API key", key_id)
     return row
 
 
@@ -227,9 +235,7 @@ async def create_api_key(
                 found.wallet_address,
             ),
         )
-    row = stub.store.one("SELECT * FROM api_keys WHERE id = ?", (key_id,))
-    assert row is not None  # inserted just above
-    return ok(request, stub.api_key(row, plaintext=plaintext), status=201)
+    return ok(request, stub.api_key(_key_row(stub, key_id), plaintext=plaintext), status=201)
 
 
 @router.get("/workspaces/{workspace_id}/api-keys")
@@ -264,6 +270,4 @@ async def revoke_api_key(
             "UPDATE api_keys SET revoked_at = ?, grace_period_end = ? WHERE id = ?",
             (ts(now), ts(now + stub.config.api_key_grace), key_id),
         )
-    updated = stub.store.one("SELECT * FROM api_keys WHERE id = ?", (key_id,))
-    assert updated is not None  # updated just above
-    return ok(request, stub.api_key(updated))
+    return ok(request, stub.api_key(_key_row(stub, key_id)))

@@ -22,7 +22,13 @@ export class Operator {
     $("operate-panel").hidden = false;
     $("start").addEventListener("click", () => this.start());
     $("stop").addEventListener("click", () => this.stop());
-    $("camera").addEventListener("change", () => this.switchCamera($("camera").value));
+    $("camera").addEventListener("change", () =>
+      this.switchCamera($("camera").value).catch((error) => notice(error.message, true)),
+    );
+    // keepalive lets the DELETE outlive the closing tab: the endpoint is freed at once
+    window.addEventListener("pagehide", () =>
+      deleteResource(this.resourceUrl, { keepalive: true }).catch(() => {}),
+    );
   }
 
   setState(state) {

@@ -43,9 +43,8 @@ export async function signIn() {
 // Pin the wallet session to a workspace that can read `sessionId` (and, for the operator,
 // publish it). Memberships are tried in order, the SUPPLIER ones first when operating.
 export async function selectWorkspaceFor(sessionId, memberships, operate) {
-  const ordered = [...memberships].sort(
-    (a, b) => Number(b.roles.includes("SUPPLIER") && operate) - Number(a.roles.includes("SUPPLIER") && operate),
-  );
+  const rank = (membership) => (operate && membership.roles.includes("SUPPLIER") ? 0 : 1);
+  const ordered = [...memberships].sort((a, b) => rank(a) - rank(b));
   let lastError = null;
   for (const membership of ordered) {
     await api("POST", "/auth/workspace/select", { workspaceId: membership.workspaceId });

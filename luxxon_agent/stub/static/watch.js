@@ -11,30 +11,29 @@ export class Watcher {
     this.sessionId = sessionId;
     this.pc = null;
     this.resourceUrl = null;
-    this.whepUrl = null;
     this.retryAt = 0;
   }
 
   mount() {
     $("watch-panel").hidden = false;
-    window.addEventListener("pagehide", () => deleteResource(this.resourceUrl));
+    // keepalive lets the DELETE outlive the closing tab
+    window.addEventListener("pagehide", () =>
+      deleteResource(this.resourceUrl, { keepalive: true }).catch(() => {}),
+    );
   }
 
   onSession(session) {
     if (session.state === "LIVE" && session.whepUrl) {
       if (!this.pc && Date.now() >= this.retryAt) this.play(session.whepUrl);
-    } else if (this.pc) {
-      this.close();
-      show("play-state", session.state === "LIVE" ? "waiting for video" : `session ${session.state}`);
-    } else {
-      show("play-state", session.state === "LIVE" ? "waiting for video" : `session ${session.state}`);
+      return;
     }
+    if (this.pc) this.close();
+    show("play-state", session.state === "LIVE" ? "waiting for video" : `session ${session.state}`);
   }
 
   async play(whepUrl) {
     const pc = new RTCPeerConnection({ iceServers: [] });
     this.pc = pc;
-    this.whepUrl = whepUrl;
     pc.addTransceiver("video", { direction: "recvonly" });
     pc.addTransceiver("audio", { direction: "recvonly" });
     const stream = new MediaStream();
@@ -59,8 +58,10 @@ export class Watcher {
   }
 
   close(retry = false) {
-    deleteResource(this.resourceUrl).catch(() => {});
+    // best effort: the server drops a viewer whose connection closed anyway
+    deleteResource(this.resourceUrl).catch((error) => console.warn("WHEP DELETE", error));
     this.pc?.close();
+    $("video").srcObject = null;
     this.pc = null;
     this.resourceUrl = null;
     // a failed playback is tried again by the next session poll, no sooner than RETRY_MS

@@ -46,9 +46,9 @@ export async function negotiate(pc, endpointUrl) {
   return location ? new URL(location, endpointUrl).href : null;
 }
 
-export async function deleteResource(resourceUrl) {
+export async function deleteResource(resourceUrl, { keepalive = false } = {}) {
   if (!resourceUrl) return;
-  const response = await fetch(resourceUrl, { method: "DELETE" });
+  const response = await fetch(resourceUrl, { method: "DELETE", keepalive });
   if (!response.ok && response.status !== 404) {
     throw new WhipError("DELETE", response.status, await response.text());
   }

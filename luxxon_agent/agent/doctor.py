@@ -1,0 +1,244 @@
+"""`luxxon-agent doctor`: is this box ready to serve? One check per line, a fix per failure.
+
+Checks: state directory and spool disk space, device key, API reachability,
+clock offset against the server's `Date` header, credentials and their
+scopes (GET /me), WHIP reachability (the whipUrl of a session the workspace
+holds, when there is one), and per operator a GPS fix and a camera frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+from luxxon_agent.agent.config import AgentConfig, OperatorConfig, shown_url
+from luxxon_agent.errors import LuxxonError
+from luxxon_agent.models import Scope, SessionState
+from luxxon_agent.secret import Secret, redact_url
+
+MAX_CLOCK_OFFSET_S = 2.0
+"""Telemetry is dated by this clock; the server refuses samples from the future."""
+CAMERA_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+async def run_doctor(
+    config: AgentConfig, env: Mapping[str, str], *, gps_seconds: float = 5.0
+) -> list[Check]:
+    checks = [_state_dir(config), _device_key(config, env)]
+    checks += await _api_checks(config, env)
+    results = await asyncio.gather(
+        *(_gps(op, gps_seconds) for op in config.operators),
+        *(_camera(op) for op in config.operators),
+    )
+    checks += list(results)
+    return checks
+
+
+def _state_dir(config: AgentConfig) -> Check:
+    agent = config.agent
+    path = agent.state_dir
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        return Check(
+            "state dir", False, f"{path} is not writable",
+            f"create it for the agent's user: install -d -m 0700 -o luxxon-agent {path}",
+        )  # fmt: skip
+    free_mb = shutil.disk_usage(probe).free // (1024 * 1024)
+    if free_mb < agent.min_free_disk_mb:
+        return Check(
+            "spool disk space", False, f"{free_mb} MB free in {probe}",
+            f"free space (need {agent.min_free_disk_mb} MB) or move [agent] state_dir",
+        )  # fmt: skip
+    return Check("spool disk space", True, f"{free_mb} MB free in {probe}")
+
+
+def _device_key(config: AgentConfig, env: Mapping[str, str]) -> Check:
+    from luxxon_agent.agent.credentials import load_device_signer
+
+    try:
+        signer = load_device_signer(config.agent.device_key_file, env)
+    except LuxxonError as exc:
+        return Check(
+            "device key", False, str(exc),
+            "run `luxxon-agent keygen` and register it: `luxxon operators register`",
+        )  # fmt: skip
+    return Check("device key", True, f"signs as {signer.address}")
+
+
+async def _api_checks(config: AgentConfig, env: Mapping[str, str]) -> list[Check]:
+    import httpx
+
+    base = config.api.base_url
+    checks: list[Check] = []
+    try:
+        async with httpx.AsyncClient(timeout=config.api.timeout_seconds) as http:
+            sent = time.time()
+            response = await http.get(f"{base}/health")
+            received = time.time()
+    except httpx.HTTPError as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        return [
+            Check(
+                "API reachable",
+                False,
+                f"{base}: {reason}",
+                "check the network, DNS and [api] base_url; a proxy must allow HTTPS",
+            )  # fmt: skip
+        ]
+    rtt_ms = (received - sent) * 1000
+    checks.append(
+        Check("API reachable", response.status_code == 200,
+              f"{base} answered {response.status_code} in {rtt_ms:.0f} ms",
+              None if response.status_code == 200 else "is [api] base_url the /api/v1 root?")
+    )  # fmt: skip
+    checks.append(_clock(response.headers.get("date"), (sent + received) / 2))
+    for key_file in sorted(
+        {str(op.api_key_file or config.api.key_file) for op in config.operators}
+    ):
+        checks += await _credentials(config, env, None if key_file == "None" else key_file)
+    return checks
+
+
+def _clock(date_header: str | None, local: float) -> Check:
+    if not date_header:
+        return Check("clock offset", False, "the server sent no Date header", None)
+    try:
+        server = parsedate_to_datetime(date_header).timestamp()
+    except (TypeError, ValueError):
+        return Check("clock offset", False, f"unreadable Date header {date_header!r}", None)
+    offset = local - server
+    # the Date header has 1 s resolution: only beyond that does the offset mean something
+    ok = abs(offset) <= MAX_CLOCK_OFFSET_S + 1
+    return Check(
+        "clock offset", ok, f"{offset:+.1f} s against the server",
+        None if ok else "sync the clock: timedatectl set-ntp true (telemetry is dated by it)",
+    )  # fmt: skip
+
+
+async def _credentials(
+    config: AgentConfig, env: Mapping[str, str], key_file: str | None
+) -> list[Check]:
+    from pathlib import Path
+
+    from luxxon_agent.agent.credentials import resolve_agent_key
+    from luxxon_agent.api import AsyncLuxxonClient
+
+    try:
+        key, origin = resolve_agent_key(Path(key_file) if key_file else None, env)
+    except LuxxonError as exc:
+        return [Check("credentials", False, str(exc), "provide the operator API key")]
+    mint = "mint a key: luxxon keys create --scope sessions:operate --scope sessions:read"
+    async with AsyncLuxxonClient(config.api.base_url, api_key=key) as client:
+        try:
+            me = await client.me()
+        except LuxxonError as exc:
+            return [Check("credentials", False, f"key from {origin}: {exc}", mint)]
+        missing = [s.value for s in (Scope.SESSIONS_OPERATE, Scope.SESSIONS_READ)
+                   if s not in me.scopes]  # fmt: skip
+        checks = [
+            Check(
+                "credentials", not missing and me.kind == "api_key",
+                f"key from {origin}: workspace {me.workspace_id}, scopes "
+                + ", ".join(s.value for s in me.scopes),
+                f"the key lacks {', '.join(missing)}; {mint}" if missing else None,
+            )
+        ]  # fmt: skip
+        checks.append(await _whip(client))
+    return checks
+
+
+async def _whip(client: object) -> Check:
+    """Reach the WHIP endpoint of a session this workspace holds (the URL is the credential)."""
+    import httpx
+
+    sessions = await client.list_sessions()  # type: ignore[attr-defined]
+    live = [s for s in sessions if s.state in (SessionState.LIVE, SessionState.PAUSED)]
+    if not live:
+        return Check("WHIP reachable", True, "not checked: no LIVE session holds a whipUrl")
+    token = await client.producer_token(live[0].id)  # type: ignore[attr-defined]
+    url = Secret(token.whip_url)
+    shown = redact_url(url.reveal())
+    try:
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            # OPTIONS is WHIP's harmless probe (RFC 9725 §4.2); any HTTP answer means reachable
+            response = await http.options(url.reveal())
+    except httpx.HTTPError as exc:
+        return Check(
+            "WHIP reachable", False, f"{shown}: {type(exc).__name__}",
+            f"allow HTTPS to {urlsplit(url.reveal()).hostname} and UDP for WebRTC media",
+        )  # fmt: skip
+    return Check("WHIP reachable", True, f"{shown} answered {response.status_code}")
+
+
+async def _gps(op: OperatorConfig, seconds: float) -> Check:
+    from luxxon_agent.agent.operator import open_position_source
+    from luxxon_agent.clock import SYSTEM_CLOCK
+    from luxxon_agent.position import Fix, LatestFix
+
+    name = f"{op.label}: GPS fix"
+    latest = LatestFix()
+    last_reason = "no report"
+    try:
+        source = open_position_source(op.position, SYSTEM_CLOCK)
+        async with asyncio.timeout(seconds), source:
+            async for report in source:
+                latest.update(report)
+                fix = latest.current()
+                if isinstance(report, Fix) and fix is not None and fix.accuracy_m is not None:
+                    return Check(name, True, f"{fix.lat:.6f},{fix.lng:.6f} ±{fix.accuracy_m:.1f} m")
+                last_reason = getattr(report, "reason", "fix without accuracy")
+    except TimeoutError:
+        pass  # reported below with the last reason seen
+    except LuxxonError as exc:
+        last_reason = str(exc)
+    watch = f"luxxon-agent gps check '{shown_url(op.position)}'"
+    return Check(
+        name, False, f"no usable fix in {seconds:.0f} s ({last_reason})",
+        f"check antenna and sky view; watch it live: {watch}",
+    )  # fmt: skip
+
+
+async def _camera(op: OperatorConfig) -> Check:
+    from aiortc.mediastreams import MediaStreamError
+
+    from luxxon_agent.video import open_media_source
+
+    name = f"{op.label}: camera"
+    fix = (
+        "check the device (ls -l /dev/v4l/by-id/), the agent user's group 'video', "
+        f"and try: luxxon-agent publish --source '{shown_url(op.video)}'"
+    )
+    try:
+        async with asyncio.timeout(CAMERA_TIMEOUT_S):
+            source = await open_media_source(op.video)
+            try:
+                track = source.video_track()
+                frame = await track.recv()
+                track.stop()
+            finally:
+                await source.close()
+    except TimeoutError:
+        return Check(name, False, f"no frame within {CAMERA_TIMEOUT_S:.0f} s", fix)
+    except (LuxxonError, MediaStreamError) as exc:
+        return Check(name, False, str(exc) or type(exc).__name__, fix)
+    size = f"{frame.width}x{frame.height}" if hasattr(frame, "width") else "H.264 passthrough"
+    return Check(name, True, f"{source.url_kind}: first frame {size}, {source.kind}")

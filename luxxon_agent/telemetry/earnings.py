@@ -1,0 +1,162 @@
+"""`luxxon sessions earnings ID`: the server's figures and this machine's cross-check.
+
+The server's side is the session (cleanSeconds, failedSeconds, chargedMicroUsdc)
+and its settlement. The local side, when this machine's spool holds the
+session, re-runs the telemetry-anchored meter (luxxon_agent.meter) over the
+samples taken here, as the server would if it had received all of them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from luxxon_agent.errors import ApiError
+from luxxon_agent.meter import earnings, telemetry_clean_seconds
+from luxxon_agent.models import Session, Settlement
+from luxxon_agent.telemetry.spool import SampleState, Spool
+
+if TYPE_CHECKING:
+    from luxxon_agent.api import AsyncLuxxonClient
+
+
+@dataclass(frozen=True, slots=True)
+class _LocalSample:
+    captured_at: datetime
+    lat: float
+    lng: float
+    accuracy_m: float
+
+
+@dataclass(frozen=True, slots=True)
+class LocalCheck:
+    """What this machine's spool says about one session."""
+
+    samples_taken: int
+    delivered: int
+    pending: int
+    rejected: int
+    seconds_metered: int
+    """Whole seconds from startedAt to endedAt (or now, while LIVE)."""
+    seconds_covered: int
+    """Seconds the telemetry meter counts clean over the samples taken here (rejected excluded)."""
+    would_earn_micro_usdc: int
+    """What the operator earns for `seconds_covered` after the fee."""
+
+
+def local_check(
+    spool: Spool,
+    session: Session,
+    *,
+    now: datetime,
+    fee_bps: int,
+    freshness_s: float,
+    default_radius_m: float,
+) -> LocalCheck | None:
+    """The cross-check, or None when the spool holds nothing of this session."""
+    rows = spool.samples(session.id)
+    if not rows:
+        return None
+    counted = []
+    for row in rows:
+        if row.state is SampleState.REJECTED:
+            continue
+        body = json.loads(row.body)
+        counted.append(
+            _LocalSample(
+                captured_at=datetime.fromisoformat(body["capturedAt"].replace("Z", "+00:00")),
+                lat=body["point"]["lat"],
+                lng=body["point"]["lng"],
+                accuracy_m=body["accuracyMeters"],
+            )
+        )
+    covered = metered = 0
+    if session.started_at is not None:
+        end = session.ended_at or min(
+            now, session.started_at + timedelta(seconds=session.max_duration_seconds)
+        )
+        covered, failed = telemetry_clean_seconds(
+            session.started_at,
+            end,
+            counted,
+            (session.requested_lat, session.requested_lng),
+            session.geofence_radius_meters or default_radius_m,
+            freshness_s,
+        )
+        metered = covered + failed
+    stats = spool.stats(session.id)
+    split = earnings(covered, session.rate_per_second_micro_usdc, fee_bps)
+    return LocalCheck(
+        samples_taken=stats.spooled,
+        delivered=stats.delivered,
+        pending=stats.pending,
+        rejected=stats.rejected,
+        seconds_metered=metered,
+        seconds_covered=covered,
+        would_earn_micro_usdc=split.operator_earned_micro_usdc,
+    )
+
+
+DEFAULT_GEOFENCE_RADIUS_M = 200.0
+"""Used only when the server's session carries no geofenceRadiusMeters."""
+
+
+async def earnings_report(
+    client: AsyncLuxxonClient, session_id: str, spool_path: Path | None, *, now: datetime
+) -> dict[str, Any]:
+    """Server figures plus, when `spool_path` holds the session, the local cross-check."""
+    session = await client.get_session(session_id)
+    config = await client.config()
+    settlement: Settlement | None
+    try:
+        settlement = await client.settlement(session_id)
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        settlement = None
+    fee_bps = settlement.fee_bps if settlement and settlement.fee_bps is not None else None
+    fee_bps = config.fee_bps if fee_bps is None else fee_bps
+    server: dict[str, Any] = {
+        "sessionId": session.id,
+        "state": session.state.value,
+        "cleanSeconds": session.clean_seconds,
+        "failedSeconds": session.failed_seconds,
+        "ratePerSecondMicroUsdc": str(session.rate_per_second_micro_usdc),
+        "chargedMicroUsdc": _money(session.charged_micro_usdc),
+        "meter": config.meter.value,
+        "settlementState": settlement.state.value if settlement else None,
+        "feeMicroUsdc": _money(settlement.fee_micro_usdc if settlement else None),
+        "operatorEarnedMicroUsdc": _money(
+            settlement.operator_earned_micro_usdc if settlement else None
+        ),
+        "settlementTxHash": settlement.tx_hash if settlement else None,
+    }
+    report: dict[str, Any] = {"server": server, "local": None}
+    if spool_path is not None and spool_path.exists():
+        with Spool(spool_path) as spool:
+            check = local_check(
+                spool,
+                session,
+                now=now,
+                fee_bps=fee_bps,
+                freshness_s=config.telemetry_freshness_seconds,
+                default_radius_m=DEFAULT_GEOFENCE_RADIUS_M,
+            )
+        if check is not None:
+            local = {_camel(k): v for k, v in asdict(check).items()}
+            local["wouldEarnMicroUsdc"] = str(check.would_earn_micro_usdc)
+            local["spool"] = str(spool_path)
+            report["local"] = local
+    return report
+
+
+def _money(value: int | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)

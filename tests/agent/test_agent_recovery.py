@@ -1,0 +1,325 @@
+"""The agent rides through SIGKILL, a stub restart and a GPS outage, and serves two at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from functools import reduce
+from pathlib import Path
+
+import pytest
+from conftest import free_port
+
+from luxxon_agent.agent.localstub import LocalStub
+from luxxon_agent.agent.provision import create_account, new_private_key
+from luxxon_agent.api import AsyncLuxxonClient
+from luxxon_agent.models import AvailabilityState, Role, SessionState, UpdateWorkspaceRequest
+from luxxon_agent.telemetry import Spool
+
+from .conftest import (
+    LAT,
+    LNG,
+    AgentProcess,
+    agent_status,
+    operator_account,
+    operator_online,
+    operator_table,
+    request_session,
+    wait_frame,
+    wait_state,
+    wait_until,
+    write_config,
+)
+
+
+def spool_stats(tmp: Path, label: str, session_id: str):  # type: ignore[no-untyped-def]
+    with Spool(tmp / "agent-state" / label / "telemetry.sqlite3") as spool:
+        return spool.stats(session_id), spool.samples(session_id)
+
+
+async def test_sigkill_mid_live_resumes_same_session_and_whip_url(
+    stub: LocalStub, tmp_path: Path, agents: list[AgentProcess]
+) -> None:
+    operator = await operator_account(stub, "op-kill", "cam-1", tmp_path)
+    consumer = await create_account(stub.base_url, "consumer-kill", Role.CONSUMER)
+    port = free_port()
+    config = write_config(
+        tmp_path, stub, operator_table("cam-1", "op-kill", tmp_path),
+        device_slug="op-kill", status_port=port,
+    )  # fmt: skip
+    first = AgentProcess(config, tmp_path / "agent-1.log")
+    agents.append(first)
+    await first.start()
+    await wait_until(lambda: operator_online(port, "cam-1"), 30, "cam-1 ONLINE")
+    assert operator.api_key is not None
+    async with (
+        AsyncLuxxonClient(stub.base_url, session_cookie=consumer.session_cookie) as buyer,
+        AsyncLuxxonClient(stub.base_url, api_key=operator.api_key) as seller,
+    ):
+        session = await request_session(buyer, seconds=24)
+        await wait_state(buyer, session.id, {SessionState.LIVE}, 15)
+        before = await wait_frame(buyer, session.id, 15)
+        whip_before = (await seller.producer_token(session.id)).whip_url
+        await asyncio.sleep(3)
+
+        await first.kill()  # SIGKILL: no cleanup, no /end
+        killed_at = datetime.now(UTC)
+        assert (await buyer.get_session(session.id)).state is SessionState.LIVE
+
+        second = AgentProcess(config, tmp_path / "agent-2.log")
+        agents.append(second)
+        await second.start()
+
+        async def resumed() -> bool:
+            status = await agent_status(port)
+            if status is None:
+                return False
+            op = status["operators"][0]
+            return op["session_id"] == session.id and op["video"]["state"] == "publishing"
+
+        await wait_until(resumed, 20, "the restarted agent publishing the same session")
+        # frames resume: the stub decodes new pictures after the restart
+        await wait_until(
+            lambda: _frame_differs(buyer, session.id, before), 15, "a new frame after restart"
+        )
+        assert (await seller.producer_token(session.id)).whip_url == whip_before
+        ended = await wait_state(buyer, session.id, {SessionState.ENDED}, 30)
+
+    assert await second.stop() == 0
+    stats, samples = spool_stats(tmp_path, "cam-1", session.id)
+    # no telemetry second lost at /end: everything taken was delivered before it
+    assert stats.pending == 0 and stats.delivered == stats.spooled
+    assert ended.started_at is not None and ended.ended_at is not None
+    live = int((ended.ended_at - ended.started_at).total_seconds())
+    # the seconds lost are the ones the agent was dead for, and only those
+    first_after = min(
+        s.captured_at_ms for s in samples if s.captured_at_ms > killed_at.timestamp() * 1000
+    )
+    downtime = first_after / 1000 - killed_at.timestamp()
+    assert ended.failed_seconds is not None
+    assert ended.failed_seconds <= downtime + 3, (ended.failed_seconds, downtime)
+    assert ended.clean_seconds is not None and ended.clean_seconds >= live - downtime - 3
+    records = second.log_records()
+    assert any("resuming LIVE session" in r["msg"] for r in records)
+    assert not any("auto-accepted" in r["msg"] for r in records)
+
+
+async def _frame_differs(client: AsyncLuxxonClient, session_id: str, old: bytes) -> bool:
+    return (await client.frame(session_id)) != old
+
+
+async def test_stub_restart_mid_session_rides_through(
+    stub: LocalStub, tmp_path: Path, agents: list[AgentProcess]
+) -> None:
+    await operator_account(stub, "op-restart", "cam-1", tmp_path)
+    consumer = await create_account(stub.base_url, "consumer-restart", Role.CONSUMER)
+    port = free_port()
+    config = write_config(
+        tmp_path, stub, operator_table("cam-1", "op-restart", tmp_path),
+        device_slug="op-restart", status_port=port,
+    )  # fmt: skip
+    agent = AgentProcess(config, tmp_path / "agent.log")
+    agents.append(agent)
+    await agent.start()
+    await wait_until(lambda: operator_online(port, "cam-1"), 30, "cam-1 ONLINE")
+    async with AsyncLuxxonClient(stub.base_url, session_cookie=consumer.session_cookie) as buyer:
+        session = await request_session(buyer, seconds=22)
+        await wait_state(buyer, session.id, {SessionState.LIVE}, 15)
+        await wait_frame(buyer, session.id, 15)
+        await asyncio.sleep(2)
+        await stub.stop()  # the API and the WHIP ingest are gone...
+        await asyncio.sleep(3)
+        await stub.start()  # ...and back on the same port with the same database
+        assert (await buyer.get_session(session.id)).state is SessionState.LIVE
+        ended = await wait_state(buyer, session.id, {SessionState.ENDED}, 40)
+
+    stats, _ = spool_stats(tmp_path, "cam-1", session.id)
+    assert stats.pending == 0 and stats.delivered == stats.spooled
+    # the telemetry taken while the stub was down reached it later: only seconds
+    # around the restart itself can be missing
+    assert ended.clean_seconds is not None and ended.clean_seconds >= 22 - 1 - 4
+    status = await agent_status(port)
+    assert status is not None and status["operators"][0]["sessions_served"] == 1
+    assert await agent.stop() == 0
+
+
+# ---- GPS outage: NMEA over TCP that the test can silence -------------------------------------
+
+
+def _nmea(body: str) -> bytes:
+    checksum = reduce(lambda a, c: a ^ ord(c), body, 0)
+    return f"${body}*{checksum:02X}\r\n".encode()
+
+
+def _epoch(now: datetime, lat: float, lng: float) -> bytes:
+    t = now.strftime("%H%M%S.") + f"{now.microsecond // 10000:02d}"
+    ns, ew = ("N" if lat >= 0 else "S"), ("E" if lng >= 0 else "W")
+    la = f"{int(abs(lat)):02d}{(abs(lat) % 1) * 60:07.4f}"
+    lo = f"{int(abs(lng)):03d}{(abs(lng) % 1) * 60:07.4f}"
+    date = now.strftime("%d%m%y")
+    return (
+        _nmea(f"GPRMC,{t},A,{la},{ns},{lo},{ew},0.0,0.0,{date},,,A")
+        + _nmea(f"GPGGA,{t},{la},{ns},{lo},{ew},1,10,0.9,100.0,M,0.0,M,,")
+        + _nmea(f"GPGST,{t},1.0,2.0,1.5,0.0,1.8,1.6,3.0")
+    )
+
+
+class NmeaServer:
+    """A receiver on tcp://127.0.0.1:PORT sending one epoch a second, unless silenced."""
+
+    def __init__(self) -> None:
+        self.silent = False
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._closing = asyncio.Event()
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    async def _client(self, _r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        with contextlib.suppress(ConnectionError):
+            while not self._closing.is_set():
+                now = datetime.now(UTC)
+                if not self.silent:
+                    writer.write(_epoch(now, LAT, LNG))
+                    await writer.drain()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1 - now.microsecond / 1e6 + 0.05):
+                        await self._closing.wait()
+        writer.close()
+
+    async def __aenter__(self) -> NmeaServer:
+        self._server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._closing.set()
+        self._server.close()
+        await asyncio.gather(*self._handlers)
+        await self._server.wait_closed()
+
+
+@pytest.fixture
+async def nmea() -> AsyncIterator[NmeaServer]:
+    async with NmeaServer() as server:
+        yield server
+
+
+async def test_gps_gone_for_10_s_no_samples_and_session_carries_on(
+    stub: LocalStub, tmp_path: Path, agents: list[AgentProcess], nmea: NmeaServer
+) -> None:
+    await operator_account(stub, "op-gps", "cam-1", tmp_path)
+    consumer = await create_account(stub.base_url, "consumer-gps", Role.CONSUMER)
+    port = free_port()
+    table = operator_table("cam-1", "op-gps", tmp_path, position=f"tcp://127.0.0.1:{nmea.port}")
+    config = write_config(tmp_path, stub, table, device_slug="op-gps", status_port=port)
+    agent = AgentProcess(config, tmp_path / "agent.log")
+    agents.append(agent)
+    await agent.start()
+    await wait_until(lambda: operator_online(port, "cam-1"), 30, "cam-1 ONLINE on a TCP GPS")
+    async with AsyncLuxxonClient(stub.base_url, session_cookie=consumer.session_cookie) as buyer:
+        session = await request_session(buyer, seconds=24)
+        await wait_state(buyer, session.id, {SessionState.LIVE}, 15)
+        await asyncio.sleep(5)
+        nmea.silent = True
+        gone_at = datetime.now(UTC)
+        await asyncio.sleep(10)
+        assert (await buyer.get_session(session.id)).state is SessionState.LIVE
+        nmea.silent = False
+        back_at = datetime.now(UTC)
+        ended = await wait_state(buyer, session.id, {SessionState.ENDED}, 25)
+
+    stats, samples = spool_stats(tmp_path, "cam-1", session.id)
+    assert stats.pending == 0 and stats.delivered == stats.spooled
+    captured = [datetime.fromtimestamp(s.captured_at_ms / 1000, UTC) for s in samples]
+    # freshness is 2 s: after that, and until the receiver talks again, not one sample
+    blind = [t for t in captured if gone_at + timedelta(seconds=2.5) <= t < back_at]
+    assert blind == []
+    assert any(t < gone_at for t in captured) and any(t > back_at for t in captured)
+    assert ended.failed_seconds is not None and 6 <= ended.failed_seconds <= 13
+    assert ended.started_at is not None and ended.ended_at is not None
+    assert (ended.ended_at - ended.started_at).total_seconds() >= 22  # carried on to the end
+    assert await agent.stop() == 0
+
+
+async def test_two_operators_serve_two_sessions_at_once(
+    stub: LocalStub, tmp_path: Path, agents: list[AgentProcess]
+) -> None:
+    device = new_private_key()  # one box, one device key, registered in both workspaces
+    await operator_account(stub, "op-a", "cam-a", tmp_path, device)
+    await operator_account(stub, "op-b", "cam-b", tmp_path, device)
+    consumer = await create_account(stub.base_url, "consumer-two", Role.CONSUMER)
+    port = free_port()
+    tables = operator_table("cam-a", "op-a", tmp_path) + operator_table("cam-b", "op-b", tmp_path)
+    config = write_config(tmp_path, stub, tables, device_slug="op-a", status_port=port)
+    agent = AgentProcess(config, tmp_path / "agent.log")
+    agents.append(agent)
+    await agent.start()
+    for label in ("cam-a", "cam-b"):
+        await wait_until(lambda label=label: operator_online(port, label), 30, f"{label} ONLINE")
+    async with AsyncLuxxonClient(stub.base_url, session_cookie=consumer.session_cookie) as buyer:
+        first = await request_session(buyer, seconds=10)
+        second = await request_session(buyer, seconds=10)
+        assert first.operator_workspace_id != second.operator_workspace_id
+
+        async def both_live() -> bool:
+            status = await agent_status(port)
+            return status is not None and all(
+                o["session_state"] == "LIVE" and o["video"]["state"] == "publishing"
+                for o in status["operators"]
+            )
+
+        await wait_until(both_live, 20, "both operators LIVE at once")
+        await wait_frame(buyer, first.id, 10)
+        await wait_frame(buyer, second.id, 10)
+        ended = [await wait_state(buyer, s.id, {SessionState.ENDED}, 25) for s in (first, second)]
+    for session in ended:
+        assert session.clean_seconds is not None and session.clean_seconds >= 7
+    assert await agent.stop() == 0
+
+
+async def test_restart_starts_recorded_assigned_and_reclaims_leftovers(
+    stub: LocalStub, tmp_path: Path, agents: list[AgentProcess]
+) -> None:
+    from luxxon_agent.agent.statefile import StateFile
+
+    operator = await operator_account(stub, "op-stuck", "cam-1", tmp_path)
+    consumer = await create_account(stub.base_url, "consumer-stuck", Role.CONSUMER)
+    assert operator.api_key is not None
+    async with (
+        AsyncLuxxonClient(stub.base_url, session_cookie=consumer.session_cookie) as buyer,
+        AsyncLuxxonClient(stub.base_url, api_key=operator.api_key) as seller,
+    ):
+        await seller.update_workspace(
+            operator.workspace_id,
+            UpdateWorkspaceRequest(
+                availability_state=AvailabilityState.ONLINE,
+                coverage_lat=LAT, coverage_lng=LNG, coverage_radius_meters=500,
+            ),
+        )  # fmt: skip
+        ours = await request_session(buyer, seconds=6)
+        leftover = await request_session(buyer, seconds=6)
+        # a previous run accepted both, recorded one, then crashed
+        await seller.accept(ours.id, operator.workspace_id)
+        await seller.accept(leftover.id, operator.workspace_id)
+        state = StateFile(tmp_path / "agent-state" / "state.json")
+        state.set_session("cam-1", ours.id, "ASSIGNED", operator.workspace_id)
+
+        port = free_port()
+        config = write_config(
+            tmp_path, stub, operator_table("cam-1", "op-stuck", tmp_path),
+            device_slug="op-stuck", status_port=port,
+        )  # fmt: skip
+        agent = AgentProcess(config, tmp_path / "agent.log")
+        agents.append(agent)
+        await agent.start()
+        await wait_state(buyer, leftover.id, {SessionState.CANCELLED}, 20)
+        await wait_state(buyer, ours.id, {SessionState.LIVE}, 20)
+        ended = await wait_state(buyer, ours.id, {SessionState.ENDED}, 20)
+    assert ended.clean_seconds is not None and ended.clean_seconds >= 3
+    assert await agent.stop() == 0

@@ -1,0 +1,90 @@
+"""Uploader decisions against a scripted sink: order, Retry-After, final refusals, holds."""
+
+from __future__ import annotations
+
+import asyncio
+
+from luxxon_agent.backoff import Backoff
+from luxxon_agent.clock import FakeClock
+from luxxon_agent.errors import ApiError, NetworkError
+from luxxon_agent.models import TelemetryReceipt
+from luxxon_agent.telemetry import SampleState, Spool, Uploader
+from tests.telemetry.helpers import T0, seconds, signed, wait_until
+
+
+class ScriptedSink:
+    """Answers each post from a list of outcomes (an exception or None = accepted), then accepts."""
+
+    def __init__(self, script=()) -> None:
+        self.script = list(script)
+        self.calls: list[tuple[str, str]] = []
+
+    async def post_telemetry(self, session_id, sample):
+        self.calls.append((session_id, sample.to_wire()["capturedAt"]))
+        outcome = self.script.pop(0) if self.script else None
+        if outcome is not None:
+            raise outcome
+        return TelemetryReceipt(session_id=session_id, captured_at=sample.captured_at)
+
+
+def fill(spool: Spool, count: int, session_id: str = "ses") -> None:
+    for at in reversed(seconds(T0, count)):  # spooled newest first; must go out oldest first
+        spool.append(session_id, signed(session_id, at))
+
+
+async def test_oldest_first_and_retry_after_is_honoured(tmp_path):
+    clock = FakeClock(T0)
+    busy = ApiError(429, "UNAVAILABLE", "slow down", retry_after=30.0)
+    sink = ScriptedSink([None, busy])
+    with Spool(tmp_path / "s.db") as spool:
+        fill(spool, 5)
+        uploader = Uploader(
+            spool, sink, concurrency=1, backoff=Backoff(initial=0.01, jitter=0), clock=clock
+        )
+        async with uploader:
+            await wait_until(lambda: len(sink.calls) == 2, 5, "the 429")
+            await asyncio.sleep(0.05)
+            await clock.advance(29.9)
+            await asyncio.sleep(0.05)
+            assert len(sink.calls) == 2  # still waiting out Retry-After
+            await clock.advance(0.2)
+            result = await uploader.drain(timeout=5)
+        assert result.complete and result.delivered == 5
+        sent = [at for _, at in sink.calls]
+        assert sent == sorted(sent) and len(sent) == 6  # the refused one went again
+        assert sent[1] == sent[2]
+
+
+async def test_final_refusals_are_marked_and_credentials_problems_hold(tmp_path):
+    sink = ScriptedSink(
+        [
+            ApiError(403, "UNKNOWN_SIGNER", "no"),
+            ApiError(401, "REVOKED_API_KEY", "revoked"),
+            NetworkError("refused"),
+        ]
+    )
+    with Spool(tmp_path / "s.db") as spool:
+        fill(spool, 3)
+        async with Uploader(spool, sink, concurrency=1, backoff=Backoff(0.01, 0.02)) as up:
+            result = await up.drain(timeout=10)
+        assert result.complete and (result.delivered, result.rejected) == (2, 1)
+        rows = spool.samples("ses")
+        assert [(r.state, r.reason) for r in rows] == [
+            (SampleState.REJECTED, "UNKNOWN_SIGNER"),
+            (SampleState.DELIVERED, None),
+            (SampleState.DELIVERED, None),
+        ]
+        assert up.counters.failures == 2
+
+
+async def test_drain_times_out_while_the_network_is_down(tmp_path):
+    class Down:
+        async def post_telemetry(self, session_id, sample):
+            raise NetworkError("connection refused")
+
+    with Spool(tmp_path / "s.db") as spool:
+        fill(spool, 3)
+        async with Uploader(spool, Down(), backoff=Backoff(0.01, 0.05)) as up:
+            result = await up.drain(timeout=0.3)
+        assert not result.complete and result.pending == 3
+        assert spool.stats().pending == 3
