@@ -167,8 +167,6 @@ async def _demo(
             ended = await consumer_client.get_session(session.id)
             settlement = await _settlement(consumer_client, session.id)
             snapshot = supervisor.snapshot()
-            if on_snapshot is not None:
-                on_snapshot(snapshot)
     finally:
         supervisor.request_exit()
         try:

@@ -37,9 +37,11 @@ logger = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 20.0
 """Longest wait for the spool backlog to reach the API before /end goes anyway."""
-END_MARGIN_S = 0.5
+END_AFTER_S = 0.3
+"""End this long after maxDuration: the meter stops at startedAt + maxDurationSeconds
+anyway, so a late /end costs nothing, while an early one gives away the last second."""
 VIDEO_BACKOFF = Backoff(initial=2.0, maximum=30.0)
-"""End this much before maxDuration so the last sample lands inside the session."""
+"""Between rebuilds of a publisher that gave up (camera gone, WHIP refused)."""
 
 
 class Outcome(StrEnum):
@@ -244,7 +246,7 @@ class SessionRun:
         started = self.session.started_at
         if started is None:
             return None
-        end = started + timedelta(seconds=self.session.max_duration_seconds - END_MARGIN_S)
+        end = started + timedelta(seconds=self.session.max_duration_seconds + END_AFTER_S)
         return (end - self.clock.now()).total_seconds()
 
     async def _finish(self, outcome: Outcome) -> None:

@@ -243,6 +243,8 @@ class Supervisor:
             self._phase = "stopping"
             self.notifier.stopping("stopping: " + self.status_line())
             await self._wind_down(links)
+            for link in self.links:
+                await link.go_offline("agent stopped")
             for task in background:
                 task.cancel()
         self._phase = "stopped"

@@ -244,7 +244,6 @@ class WorkspaceLink:
                 self.clock, self.config.agent.poll_seconds, stop, self._changed
             ):
                 break
-        await self._go_offline("agent stopping")
 
     async def _set_availability(
         self, desired: AvailabilityState, reason: str | None, op: OperatorRunner | None
@@ -272,9 +271,13 @@ class WorkspaceLink:
         else:
             logger.info("%r: %s -> %s", self, previous, desired.value)
 
-    async def _go_offline(self, reason: str) -> None:
-        """On the way out, unless a session is left LIVE for the restart (server keeps BUSY)."""
-        if any(not op.free for op in self.operators) or self._sent is None:
+    async def go_offline(self, reason: str) -> None:
+        """On the way out, once sessions are over: no dispatch to a stopped agent.
+
+        Not while a session is left LIVE for the restart (the server keeps us BUSY).
+        """
+        held = [op for op in self.operators if self.state.record(op.label).session_id]
+        if self.workspace_id is None or held or any(not op.free for op in self.operators):
             return
         await self._set_availability(AvailabilityState.OFFLINE, reason, None)
 
@@ -293,14 +296,14 @@ class WorkspaceLink:
     async def _heartbeat(self, serving: list[OperatorRunner]) -> None:
         for op in serving + self.operators:
             fix = op.latest.current()
-            if fix is not None:
-                break
+            if fix is not None and fix.accuracy_m is not None:
+                break  # a position without an accuracy claims nothing: not sent
         else:
             return
         beat = LocationHeartbeat(
             lat=fix.lat,
             lng=fix.lng,
-            accuracy_meters=fix.accuracy_m if fix.accuracy_m is not None else 0.0,
+            accuracy_meters=fix.accuracy_m,
             sequence=self.state.next_sequence(
                 self.workspace_id, int(self.clock.now().timestamp() * 1000)
             ),

@@ -195,47 +195,35 @@ def render_dashboard(snapshot: dict[str, Any], title: str | None = None) -> Rend
         title_justify="left",
         expand=False,
     )
-    for column in (
-        "operator",
-        "state",
-        "session",
-        "video",
-        "GPS",
-        "telemetry (spooled/delivered/pending)",
-        "reconnects",
-        "earned",
-    ):
+    for column in ("operator", "state", "session", "video", "GPS", "telemetry", "earned"):
         table.add_column(column)
     for op in snapshot.get("operators", []):
         state = op["availability"]
         if op.get("session_state"):
             state = f"[bold green]{op['session_state']}[/]"
         elif op.get("reason"):
-            state = f"[red]OFFLINE[/] {escape(op['reason'])}"
-        video = op["video"]
-        gps = op["gps"]
-        tele = op["telemetry"]
+            state = f"[red]OFFLINE[/]\n{escape(op['reason'])}"
+        video, gps, tele = op["video"], op["gps"], op["telemetry"]
         live = op.get("live_seconds", 0)
         limit = op.get("max_duration_seconds")
-        session = op.get("session_id") or "-"
+        session = "-"
         if op.get("session_id"):
-            session += f"\n{live}s / {limit}s" if limit else f"\n{live}s"
-        gps_text = (
-            f"fix ±{gps['accuracy_m']:.1f} m"
-            if gps["fix"] and gps["accuracy_m"] is not None
-            else "fix"
-            if gps["fix"]
-            else "[red]no fix[/]"
-        )
+            session = f"{op['session_id']}\n{live} s of {limit} s" if limit else op["session_id"]
+        if not gps["fix"]:
+            gps_text = "[red]no fix[/]"
+        elif gps["accuracy_m"] is not None:
+            gps_text = f"fix ±{gps['accuracy_m']:.1f} m"
+        else:
+            gps_text = "fix"
         table.add_row(
             op["label"],
             state,
             session,
-            f"{video['state']} {video['bitrate_kbps']:.0f} kbps {video['fps']:.0f} fps",
+            f"{video['state']}\n{video['bitrate_kbps']:.0f} kbps {video['fps']:.0f} fps"
+            f" ↻{video['reconnects']}",
             gps_text,
-            f"{tele['spooled']}/{tele['delivered']}/{tele['pending']}",
-            str(video["reconnects"]),
-            f"{live}s · {op.get('earned_micro_usdc', 0) / 1e6:.6f} USDC",
+            f"{tele['spooled']} taken\n{tele['delivered']} sent {tele['pending']} pending",
+            f"{op.get('earned_micro_usdc', 0) / 1e6:.4f} USDC",
         )
     return table
 
@@ -375,6 +363,7 @@ def _demo_live(options: Any, verbose: bool) -> None:
             live.update(view())
 
         result = run_async(run_demo(options, on_step=on_step, on_snapshot=on_snapshot))
+    console.print()
     _print_result(console, result)
 
 
@@ -402,7 +391,7 @@ def _print_result(console: Any, result: Any) -> None:
         ),
         ("settlement", f"{settlement['state']} {settlement.get('txHash') or ''}"),
         ("telemetry", f"{meter['samplesDelivered']} samples delivered"),
-        ("frames at the stub", str(meter.get("framesReceived", "?"))),
+        ("video", f"{meter['framesSent']} frames sent, {meter['videoReconnects']} reconnects"),
         ("last frame", data.get("framePath") or "(none received)"),
     ]
     for what, value in rows:

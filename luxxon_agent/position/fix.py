@@ -16,6 +16,8 @@ class SourceKind(enum.StrEnum):
     MAVLINK = "mavlink"
     FILE = "nmea-file"
     SIM = "sim"
+    FIXED = "fixed"
+    """A surveyed position of a camera that never moves (the agent's `fixed://`)."""
 
 
 class FixQuality(enum.StrEnum):

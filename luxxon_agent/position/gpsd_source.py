@@ -20,7 +20,12 @@ from typing import Any
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
 from luxxon_agent.position.fix import Fix, FixQuality, NoFix, SourceKind, TimeSource
-from luxxon_agent.position.position_source import QUIET_FLUSH_S, PositionSource
+from luxxon_agent.position.position_source import (
+    QUIET_FLUSH_S,
+    RECONNECT_AFTER_SILENT_S,
+    PositionSource,
+    Silence,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +74,13 @@ class GpsdSource(PositionSource):
                 self._writer.write(WATCH)
                 await self._writer.drain()
             except (OSError, TimeoutError) as exc:
-                yield self._no_fix(f"cannot reach gpsd at {self.description}: {exc}")
+                why = str(exc) or type(exc).__name__
+                yield self._no_fix(f"cannot reach gpsd at {self.description}: {why}")
                 await self._clock.sleep(self.backoff.delay(attempt))
                 attempt += 1
                 continue
             attempt = 0
+            silence = Silence()
             reason = "gpsd closed the connection"
             while True:
                 try:
@@ -82,12 +89,18 @@ class GpsdSource(PositionSource):
                     report = self._flush()
                     if report is not None:
                         yield report
+                    if silence.quiet():  # gpsd up, but its receiver says nothing
+                        yield self._no_fix(silence.reason())
+                    if silence.quiet_s >= RECONNECT_AFTER_SILENT_S:
+                        reason = silence.reason()
+                        break
                     continue
                 except (OSError, ValueError) as exc:  # ValueError: line over the limit
                     reason = f"gpsd connection lost: {exc.__class__.__name__}"
                     break
                 if not line:
                     break
+                silence.heard()
                 for report in self._feed(line):
                     yield report
             await self._drop_connection()
@@ -139,14 +152,16 @@ class GpsdSource(PositionSource):
         gst, self._gst = self._gst, None
         try:
             return self._report(tpv, gst)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             self.stats.parse_failures += 1
             return self._no_fix("malformed TPV from gpsd")
 
     def _report(self, tpv: dict[str, Any], gst: dict[str, Any] | None) -> Fix | NoFix:
         now = self._clock.now()
         mode = int(tpv.get("mode", 0))
-        lat, lon = tpv.get("lat"), tpv.get("lon")
+        lat, lon = _opt_float(tpv.get("lat")), _opt_float(tpv.get("lon"))
+        if lat is not None and lon is not None and (abs(lat) > 90 or abs(lon) > 180):
+            raise ValueError("position off the globe")
         if mode < 2 or lat is None or lon is None:
             return NoFix(time=now, source=self.kind, reason=f"gpsd mode {mode} (no fix)")
         status = int(tpv.get("status", 1))
@@ -157,8 +172,8 @@ class GpsdSource(PositionSource):
         accuracy = _accuracy(tpv, gst)
         return Fix(
             time=when or now,
-            lat=float(lat),
-            lng=float(lon),
+            lat=lat,
+            lng=lon,
             accuracy_m=accuracy,
             source=self.kind,
             quality=_STATUS_QUALITY.get(status, FixQuality.GPS),
@@ -197,9 +212,12 @@ def _accuracy(tpv: dict[str, Any], gst: dict[str, Any] | None) -> float | None:
 
 
 def _opt_float(value: object) -> float | None:
-    if value is None or isinstance(value, bool):
+    """A JSON number as float; None when absent; ValueError for anything else."""
+    if value is None:
         return None
-    number = float(value)  # type: ignore[arg-type]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"not a number: {value!r}")
+    number = float(value)
     return number if math.isfinite(number) else None
 
 

@@ -26,13 +26,15 @@ from luxxon_agent.clock import SYSTEM_CLOCK, Clock
 from luxxon_agent.errors import PositionSourceError
 from luxxon_agent.position.fix import Fix, FixQuality, NoFix, SourceKind, TimeSource
 from luxxon_agent.position.nmea import UERE_M
-from luxxon_agent.position.position_source import QUIET_FLUSH_S, PositionSource
+from luxxon_agent.position.position_source import (
+    QUIET_FLUSH_S,
+    SILENT_NO_FIX_S,
+    PositionSource,
+)
 
 logger = logging.getLogger(__name__)
 
 GPS_STALE_S = 2.0
-SILENT_NO_FIX_S = 2.0
-"""Report NoFix when no position message arrived for this long."""
 REOPEN = Backoff(initial=0.2, maximum=5.0)
 _UNIX_2010_US = 1_262_304_000 * 1_000_000
 _MESSAGES = ["GPS_RAW_INT", "GLOBAL_POSITION_INT", "SYSTEM_TIME"]
@@ -101,7 +103,7 @@ class MavlinkSource(PositionSource):
                     break
                 if self._closed:
                     return
-                report = self._handle(msg) if msg is not None else None
+                report = self._handle_safely(msg) if msg is not None else None
                 if report is not None:
                     self._last_position_at = self._clock.monotonic()
                     yield report
@@ -125,6 +127,13 @@ class MavlinkSource(PositionSource):
 
     def _receive(self) -> Any:
         return self._conn.recv_match(type=_MESSAGES, blocking=True, timeout=QUIET_FLUSH_S)
+
+    def _handle_safely(self, msg: Any) -> Fix | NoFix | None:
+        try:
+            return self._handle(msg)
+        except (ValueError, OverflowError, OSError):  # absurd times/values from a bad autopilot
+            self.stats.parse_failures += 1
+            return None
 
     def _handle(self, msg: Any) -> Fix | NoFix | None:
         kind = msg.get_type()

@@ -26,6 +26,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import reduce
+from operator import xor
 
 import pynmea2
 
@@ -273,10 +275,7 @@ class NmeaAssembler:
 
 
 def _checksum(body: str) -> int:
-    value = 0
-    for char in body:
-        value ^= ord(char)
-    return value
+    return reduce(xor, body.encode("latin-1", errors="replace"), 0)
 
 
 def _parse_tod(text: str) -> int | None:

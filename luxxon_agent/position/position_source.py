@@ -15,6 +15,34 @@ logger = logging.getLogger(__name__)
 
 QUIET_FLUSH_S = 0.25
 """A receiver silent this long has finished its cycle: close the open epoch now."""
+SILENT_NO_FIX_S = 2.0
+"""A source with no data for this long reports NoFix (again every this many seconds)."""
+RECONNECT_AFTER_SILENT_S = 10.0
+"""A network source silent this long is assumed half-open and reconnected."""
+
+
+class Silence:
+    """Counts quiet reads (each QUIET_FLUSH_S long) and says when to speak up about it."""
+
+    def __init__(self) -> None:
+        self.quiet_s = 0.0
+        self._next_report_s = SILENT_NO_FIX_S
+
+    def heard(self) -> None:
+        """Data arrived."""
+        self.quiet_s = 0.0
+        self._next_report_s = SILENT_NO_FIX_S
+
+    def quiet(self) -> bool:
+        """A read timed out; True when a "no data" NoFix is due."""
+        self.quiet_s += QUIET_FLUSH_S
+        if self.quiet_s + 1e-9 < self._next_report_s:
+            return False
+        self._next_report_s += SILENT_NO_FIX_S
+        return True
+
+    def reason(self) -> str:
+        return f"no data for {self.quiet_s:.0f} s"
 
 
 class PositionSource(ABC):

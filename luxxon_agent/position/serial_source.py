@@ -19,7 +19,7 @@ from luxxon_agent.clock import SYSTEM_CLOCK, Clock
 from luxxon_agent.position.fix import Fix, NoFix, SourceKind
 from luxxon_agent.position.line_splitter import LineSplitter
 from luxxon_agent.position.nmea import NmeaAssembler
-from luxxon_agent.position.position_source import QUIET_FLUSH_S, PositionSource
+from luxxon_agent.position.position_source import QUIET_FLUSH_S, PositionSource, Silence
 
 if TYPE_CHECKING:
     import serial
@@ -78,6 +78,7 @@ class SerialSource(PositionSource):
             logger.info("%r open at %d baud", self, port.baudrate)
             attempt = 0
             splitter = LineSplitter()
+            silence = Silence()
             while True:
                 self._read = loop.run_in_executor(None, _read_some, port)
                 try:
@@ -90,7 +91,10 @@ class SerialSource(PositionSource):
                 if not chunk:
                     for report in assembler.flush(self._clock.now()):
                         yield report
+                    if silence.quiet():  # port open, receiver mute (powered off, cable)
+                        yield self._no_fix(silence.reason())
                     continue
+                silence.heard()
                 now = self._clock.now()
                 for line in splitter.feed(chunk):
                     for report in assembler.feed_line(line, now):

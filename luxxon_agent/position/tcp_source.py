@@ -11,7 +11,12 @@ from luxxon_agent.clock import SYSTEM_CLOCK, Clock
 from luxxon_agent.position.fix import Fix, NoFix, SourceKind
 from luxxon_agent.position.line_splitter import LineSplitter
 from luxxon_agent.position.nmea import NmeaAssembler
-from luxxon_agent.position.position_source import QUIET_FLUSH_S, PositionSource
+from luxxon_agent.position.position_source import (
+    QUIET_FLUSH_S,
+    RECONNECT_AFTER_SILENT_S,
+    PositionSource,
+    Silence,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +51,15 @@ class TcpSource(PositionSource):
                     asyncio.open_connection(self.host, self.port), CONNECT_TIMEOUT_S
                 )
             except (OSError, TimeoutError) as exc:
-                yield self._no_fix(f"cannot connect to {self.description}: {exc}")
+                why = str(exc) or type(exc).__name__
+                yield self._no_fix(f"cannot connect to {self.description}: {why}")
                 await self._clock.sleep(self.backoff.delay(attempt))
                 attempt += 1
                 continue
             logger.info("%r connected", self)
             attempt = 0
             splitter = LineSplitter()
+            silence = Silence()
             reason = "connection closed by peer"
             while True:
                 try:
@@ -60,12 +67,18 @@ class TcpSource(PositionSource):
                 except TimeoutError:
                     for report in assembler.flush(self._clock.now()):
                         yield report
+                    if silence.quiet():
+                        yield self._no_fix(silence.reason())
+                    if silence.quiet_s >= RECONNECT_AFTER_SILENT_S:
+                        reason = silence.reason()
+                        break
                     continue
                 except OSError as exc:
                     reason = f"connection lost: {exc}"
                     break
                 if not chunk:
                     break
+                silence.heard()
                 now = self._clock.now()
                 for line in splitter.feed(chunk):
                     for report in assembler.feed_line(line, now):

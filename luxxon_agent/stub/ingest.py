@@ -12,7 +12,10 @@ stretch longer than `gap_threshold` without a frame (publisher crashed, cut
 off, replaced) is a window from the last frame before it to the first frame
 after it; a gap still open when asked is reported up to "now" (or the close).
 WHEP viewers get the latest decoded frames re-encoded by aiortc, and keep
-playing across publisher reconnects.
+playing across publisher reconnects. Every decoded frame is stamped once, on
+arrival, on the input's own 90 kHz timeline; viewers then share it read-only.
+Non-video tracks (a publisher's microphone) are read and discarded, so
+aiortc's unbounded receive queue cannot grow.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SDP = "application/sdp"
+VIDEO_CLOCK = 90000
+"""RTP video clock rate: the time base of the ingest's frame timestamps."""
 
 
 class _BadOffer(Exception):
@@ -51,6 +56,7 @@ class IngestStats:
 
     frames: int
     keyframes: int
+    """Keyframes received, counted from the encoded frames (VP8 frame tag, H.264 IDR)."""
     first_frame_at: datetime | None
     last_frame_at: datetime | None
     bytes_received: int
@@ -80,6 +86,11 @@ class _Input:
     windows: list[tuple[datetime, datetime]] = field(default_factory=list)
     closed_at: datetime | None = None
     latest: av.VideoFrame | None = None
+    media_epoch: float | None = None
+    """Event-loop time of the first frame: zero of the input's frame timeline."""
+    last_pts: int = -1
+    keyframes_from_encoded: bool = False
+    """The current connection counts keyframes from encoded frames (_count_encoded_keyframes)."""
     latest_jpeg: bytes | None = None
     new_frame: asyncio.Event = field(default_factory=asyncio.Event)
     frame_listeners: list[Any] = field(default_factory=list)
@@ -199,6 +210,12 @@ class WhipIngest:
     async def _drop_publisher(self, entry: _Input) -> None:
         pc, entry.pc, entry.resource = entry.pc, None, None
         entry.connection_started = None
+        # every consumer belongs to the connection going away (a new one is made after this)
+        consumers, entry.consumers = entry.consumers, set()
+        for task in consumers:
+            task.cancel()
+        if consumers:
+            await asyncio.wait(consumers)
         if pc is not None:
             await pc.close()
 
@@ -215,12 +232,19 @@ class WhipIngest:
         @pc.on("track")
         def _on_track(track: Any) -> None:
             if track.kind == "video":
-                task = asyncio.ensure_future(self._consume(entry, pc, track))
-                entry.consumers.add(task)
-                task.add_done_callback(entry.consumers.discard)
+                work = self._consume(entry, pc, track)
+            else:
+                # unread, aiortc queues every decoded frame without bound (~190 KB/s of audio)
+                work = _discard(track)
+            task = asyncio.ensure_future(work)
+            entry.consumers.add(task)
+            task.add_done_callback(entry.consumers.discard)
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            # decoded frames do not always say they were keyframes (libvpx's never do), so
+            # count encoded ones; receivers exist now and start decoding once connected
+            entry.keyframes_from_encoded = _count_encoded_keyframes(pc, entry)
             await pc.setLocalDescription(await pc.createAnswer())
         except (ValueError, AssertionError) as exc:
             # aiortc's SDP parser reports a malformed offer with asserts and ValueErrors
@@ -232,6 +256,7 @@ class WhipIngest:
     async def _consume(self, entry: _Input, pc: RTCPeerConnection, track: Any) -> None:
         from aiortc.mediastreams import MediaStreamError
 
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 frame = await track.recv()
@@ -247,8 +272,17 @@ class WhipIngest:
                     entry.windows.append((entry.last_frame_at, now))
             entry.last_frame_at = now
             entry.frames += 1
-            if frame.key_frame:
+            if frame.key_frame and not entry.keyframes_from_encoded:
                 entry.keyframes += 1
+            # stamped once, before anyone else sees the frame: viewers share it read-only, and
+            # the timeline runs on across publisher reconnects (each restarts RTP time at 0)
+            if entry.media_epoch is None:
+                entry.media_epoch = loop.time()
+            entry.last_pts = max(
+                round((loop.time() - entry.media_epoch) * VIDEO_CLOCK), entry.last_pts + 1
+            )
+            frame.pts = entry.last_pts
+            frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
             entry.latest = frame
             entry.latest_jpeg = None
             entry.new_frame.set()
@@ -353,9 +387,9 @@ def _encode_jpeg(frame: av.VideoFrame) -> bytes:
     codec.width = frame.width
     codec.height = frame.height
     codec.pix_fmt = "yuvj420p"
-    codec.time_base = fractions.Fraction(1, 30)
+    codec.time_base = frame.time_base or fractions.Fraction(1, VIDEO_CLOCK)
+    # a yuvj420p frame comes back as itself: it is shared, so its pts is left alone
     image = frame.reformat(format="yuvj420p")
-    image.pts = 0
     packets = codec.encode(image) + codec.encode(None)
     return b"".join(bytes(p) for p in packets)
 
@@ -368,23 +402,69 @@ def _viewer_track(entry: _Input) -> Any:
 
         kind = "video"
 
-        def __init__(self) -> None:
-            super().__init__()
-            self._start: float | None = None
-
         async def recv(self) -> Any:
+            # the frame was stamped on arrival; it is not modified here (other viewers'
+            # encoders may be reading it in aiortc's worker threads)
             await entry.new_frame.wait()
             frame = entry.latest
             assert frame is not None
-            loop = asyncio.get_running_loop()
-            if self._start is None:
-                self._start = loop.time()
-            # viewers get their own timeline: publisher reconnects restart RTP time
-            frame.pts = int((loop.time() - self._start) * 90000)
-            frame.time_base = fractions.Fraction(1, 90000)
             return frame
 
     return LatestFrameTrack()
+
+
+async def _discard(track: Any) -> None:
+    """Read a track to its end and drop every frame."""
+    from aiortc.mediastreams import MediaStreamError
+
+    while True:
+        try:
+            await track.recv()
+        except MediaStreamError:
+            return
+
+
+def _count_encoded_keyframes(pc: RTCPeerConnection, entry: _Input) -> bool:
+    """Count keyframes in the encoded frames handed to each video receiver's decoder.
+
+    aiortc passes `(codec, encoded frame)` to its decoder thread through a queue
+    that it fills from the event loop; wrapping that queue is the one place the
+    encoded frames can be seen. It is a private attribute: when a future aiortc
+    lacks it, this returns False and decoded `key_frame` flags are counted
+    instead (right for H.264, always 0 for VP8).
+    """
+    import queue
+
+    receivers = [t.receiver for t in pc.getTransceivers() if t.kind == "video"]
+    attr = "_RTCRtpReceiver__decoder_queue"
+    if not all(isinstance(getattr(r, attr, None), queue.Queue) for r in receivers):
+        logger.warning("aiortc internals changed: keyframes are counted from decoded frames")
+        return False
+
+    class KeyframeCountingQueue(queue.Queue[Any]):
+        def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+            if item is not None and _is_keyframe(item[0].name, item[1].data):
+                entry.keyframes += 1
+            super().put(item, block, timeout)
+
+    for receiver in receivers:
+        setattr(receiver, attr, KeyframeCountingQueue())
+    return True
+
+
+def _is_keyframe(codec: str, data: bytes) -> bool:
+    """Whether an encoded (depayloaded) frame is a keyframe."""
+    if codec == "VP8":
+        # RFC 6386 9.1: bit 0 of the frame tag is 0 on a key frame
+        return bool(data) and not data[0] & 0x01
+    if codec == "H264":
+        # Annex B, as aiortc depayloads it: a keyframe carries an IDR slice (NAL type 5)
+        at = data.find(b"\x00\x00\x01")
+        while at != -1 and at + 3 < len(data):
+            if data[at + 3] & 0x1F == 5:
+                return True
+            at = data.find(b"\x00\x00\x01", at + 3)
+    return False
 
 
 def create_video_backend(config: StubConfig) -> WhipIngest:

@@ -231,7 +231,7 @@ class StubRuntime:
             )
 
     async def stop(self) -> None:
-        """Stop the sweeper; safe to call twice."""
+        """Stop the sweeper, then close the video backend's connections; safe to call twice."""
         task, self._sweeper = self._sweeper, None
         if task is not None:
             task.cancel()
@@ -240,6 +240,10 @@ class StubRuntime:
             except asyncio.CancelledError:
                 if not task.cancelled():
                     raise
+        # `aclose` is optional in the VideoBackend protocol (stub/video.py)
+        aclose = getattr(self.video, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def runtime(conn: HTTPConnection) -> StubRuntime:

@@ -3,6 +3,8 @@
 The real WHIP ingest (stub/ingest.py) implements the same protocol. A backend
 may carry a FastAPI `router` for its own endpoints (WHIP/WHEP resources); the
 app mounts it at the root, outside /api/v1, because whipUrls are whole URLs.
+A backend that holds connections may also have `async aclose()`: the stub's
+shutdown (StubRuntime.stop) awaits it when present.
 """
 
 from __future__ import annotations

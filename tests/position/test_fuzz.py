@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from luxxon_agent.position import Fix, NmeaAssembler, SourceKind, open_source
+from luxxon_agent.position import Fix, NmeaAssembler, NoFix, SourceKind, open_source
 from tests.position.nmea_util import cycle, sentence
 
 VALID_RMC = cycle("120000")[1]
@@ -99,3 +99,43 @@ def test_file_source_survives_garbage(blob: bytes) -> None:
                 await source.close()
 
     assert not any(isinstance(r, Fix) for r in asyncio.run(consume()))
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=8,
+)
+TPV_KEYS = st.sampled_from(["class", "mode", "lat", "lon", "time", "status", "eph", "epx", "epy"])
+
+
+@FUZZ
+@given(st.lists(st.dictionaries(TPV_KEYS, JSON_VALUES, max_size=6) | st.binary(max_size=80)))
+def test_gpsd_reports_never_raise_and_garbage_is_no_fix(objects: list[object]) -> None:
+    import json
+
+    from luxxon_agent.position.gpsd_source import GpsdSource
+
+    source = GpsdSource("gpsd://fuzz", "127.0.0.1")
+    for obj in objects:
+        line = obj if isinstance(obj, bytes) else json.dumps({**obj, "class": "TPV"}).encode()
+        for report in source._feed(line):
+            if isinstance(report, Fix):  # only a well-formed mode>=2 TPV may become a fix
+                assert -90 <= report.lat <= 90 and -180 <= report.lng <= 180
+    source._flush()
+
+
+def test_gpsd_malformed_tpvs_are_no_fix() -> None:
+    from luxxon_agent.position.gpsd_source import GpsdSource
+
+    good = b'"time":"2026-01-01T00:00:00.000Z"'
+    for body in (
+        b'"mode":Infinity,' + good,
+        b'"mode":3,"lat":true,"lon":2,' + good,
+        b'"mode":3,"lat":1.5,"lon":2,"eph":"x",' + good,
+        b'"mode":3,"lat":91.0,"lon":2,' + good,
+    ):
+        source = GpsdSource("gpsd://fuzz", "127.0.0.1")
+        assert source._feed(b'{"class":"TPV",' + body + b"}") == []
+        report = source._flush()
+        assert isinstance(report, NoFix) and report.reason == "malformed TPV from gpsd"

@@ -105,18 +105,18 @@ async def test_replay_keeps_the_recorded_pace_scaled_by_speed() -> None:
     clock = FakeClock()
     source = open_source(f"nmea-file://{CORPUS / 'bu353s4.log'}?speed=2", clock=clock)
     fixes: list[Fix] = []
+    first = asyncio.Event()
 
     async def consume() -> None:
         async for report in source:
             if isinstance(report, Fix):
                 fixes.append(report)
+                first.set()
 
     task = asyncio.create_task(consume())
     try:
-        for _ in range(100):  # bounded: until the first fix is out and the replay sleeps
-            await clock.advance(0)
-            if fixes:
-                break
+        await asyncio.wait_for(first.wait(), 10)  # the file is read in the executor
+        await clock.advance(0)  # the replay now sleeps on the fake clock
         assert len(fixes) == 1
         await clock.advance(0.49)  # 1 s epochs at speed 2: the next fix is 0.5 s away
         assert len(fixes) == 1

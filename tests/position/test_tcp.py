@@ -70,3 +70,37 @@ async def test_refused_connection_is_no_fix_not_an_exception() -> None:
     finally:
         await source.close()
     assert isinstance(report, NoFix) and "cannot connect" in report.reason
+
+
+async def test_a_mute_peer_is_reported_as_no_fix() -> None:
+    """Connected, but the receiver behind the socket says nothing: NoFix, not silence."""
+    accepted = asyncio.Event()
+    writers: list[asyncio.StreamWriter] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        accepted.set()
+
+    port = free_port()
+    server = await asyncio.start_server(handle, "127.0.0.1", port)
+    source = open_source(f"tcp://127.0.0.1:{port}")
+    try:
+        report = await asyncio.wait_for(anext(aiter(source)), WAIT_S)
+        assert accepted.is_set()
+        assert isinstance(report, NoFix) and report.reason == "no data for 2 s"
+    finally:
+        await source.close()
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+def test_silence_speaks_every_two_seconds() -> None:
+    from luxxon_agent.position.position_source import QUIET_FLUSH_S, Silence
+
+    silence = Silence()
+    due = [silence.quiet() for _ in range(int(5.0 / QUIET_FLUSH_S))]
+    assert [i for i, d in enumerate(due) if d] == [7, 15]  # after 2.0 s and 4.0 s of quiet
+    silence.heard()
+    assert silence.quiet_s == 0.0 and not silence.quiet()

@@ -57,6 +57,13 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self.connections = 0
 
+    async def __aenter__(self) -> TcpProxy:
+        await self.up()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.down()
+
     async def up(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
 

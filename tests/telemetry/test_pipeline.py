@@ -55,8 +55,7 @@ async def test_a_20_second_outage_loses_nothing_and_the_meter_pays_every_second(
         retries=RetryPolicy(attempts=2, backoff=FAST_BACKOFF),
     )
     pending_during_outage = 0
-    async with serve(live.harness.app, stub_port), client:
-        await proxy.up()
+    async with serve(live.harness.app, stub_port), client, proxy:
         with Spool(tmp_path / "spool.db") as spool:
             uploader = Uploader(spool, client, backoff=FAST_BACKOFF)
             sampler = Sampler(
@@ -75,6 +74,8 @@ async def test_a_20_second_outage_loses_nothing_and_the_meter_pays_every_second(
                     if k == 20:
                         await proxy.down()
                     if k == 40:
+                        # the outage must have been felt (in real time) before it ends
+                        await wait_until(lambda: uploader.counters.failures > 0, 10, "a failure")
                         pending_during_outage = spool.stats(live.sid).pending
                         await proxy.up()
                     latest.update(
@@ -92,7 +93,6 @@ async def test_a_20_second_outage_loses_nothing_and_the_meter_pays_every_second(
                 result = await uploader.drain(timeout=30, session_id=live.sid)
             assert result.complete and result.delivered == 60, result
             assert uploader.counters.failures > 0  # the outage was felt
-    await proxy.down()
     assert pending_during_outage >= 19  # the backlog built up while the stub was unreachable
     assert stored_count(live, live.sid) == 60
     await clock.advance(0.1)

@@ -129,3 +129,10 @@ def test_unopenable_path_is_a_one_line_telemetry_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(TelemetryError, match="cannot open the telemetry spool"):
         Spool(blocker / "spool.db")
+
+
+def test_public_surface_is_sorted_and_complete():
+    import luxxon_agent.telemetry as telemetry
+
+    assert telemetry.__all__ == sorted(telemetry.__all__)
+    assert all(hasattr(telemetry, name) for name in telemetry.__all__)

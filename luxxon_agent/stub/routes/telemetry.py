@@ -32,8 +32,13 @@ from luxxon_agent.stub.http_error import HttpError
 from luxxon_agent.stub.routes.sessions import LIVE_STATES, visible_session
 from luxxon_agent.stub.runtime import StubRuntime, ok, runtime
 from luxxon_agent.stub.store import parse_ts, ts
-from luxxon_agent.telemetry.eip712 import SignatureError, normalize_address
-from luxxon_agent.telemetry.signing import TelemetryPayload, recover_signer
+from luxxon_agent.telemetry.eip712 import (
+    SignatureError,
+    normalize_address,
+    recover_address,
+    signature_bytes,
+)
+from luxxon_agent.telemetry.signing import TelemetryPayload, telemetry_digest
 
 router = APIRouter(tags=["telemetry"])
 
@@ -126,7 +131,9 @@ async def post_telemetry(
         )
     try:
         payload = TelemetryPayload.from_sample(session_id, body)
-        signer = recover_signer(session_id, body, stub.config.chain_id)
+        signer = recover_address(
+            telemetry_digest(payload, stub.config.chain_id), signature_bytes(body.signature)
+        )
     except (SignatureError, ValueError) as exc:
         raise _reject(
             400, ErrorCode.INVALID_SIGNATURE, "the signature cannot be verified", str(exc)
