@@ -42,7 +42,14 @@ MAX_RETRY_AFTER = 600.0
 _RETRY_STATUSES = frozenset({401, 408, 425, 429})
 # Credentials problems are the operator's to fix, not the sample's fault: keep it pending.
 _HOLD_CODES = frozenset(
-    {"NOT_AUTHENTICATED", "INVALID_API_KEY", "REVOKED_API_KEY", "MISSING_TOKEN", "INVALID_TOKEN"}
+    {
+        "NOT_AUTHENTICATED",
+        "NOT_AUTHORIZED",
+        "INVALID_API_KEY",
+        "REVOKED_API_KEY",
+        "MISSING_TOKEN",
+        "INVALID_TOKEN",
+    }
 )
 
 
