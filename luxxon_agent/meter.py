@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from luxxon_agent.geo import haversine_meters
+
 BPS_DENOMINATOR = 10_000
 
 
@@ -85,8 +87,6 @@ def wallclock_clean_seconds(
 
 # ---- the telemetry-anchored meter (roadmap; `luxxon-agent stub --meter telemetry`) ----
 
-EARTH_RADIUS_M = 6_371_008.8
-"""Mean Earth radius (IUGG), for haversine distances."""
 MAX_SAMPLE_ACCURACY_M = 100.0
 """A sample whose accuracy is worse than this does not count at all."""
 DEFAULT_TELEMETRY_FRESHNESS_S = 2.0
@@ -106,12 +106,8 @@ class MeteredSample(Protocol):
     def accuracy_m(self) -> float: ...
 
 
-def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
-    """Great-circle distance in metres between two WGS-84 points (spherical Earth)."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lng2 - lng1)
-    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+haversine_m = haversine_meters
+"""luxxon_agent.geo.haversine_meters under the name this module's callers already import."""
 
 
 def telemetry_clean_seconds(
@@ -140,7 +136,7 @@ def telemetry_clean_seconds(
     lat0, lng0 = geofence_center
     # at equal times the outside sample sorts last, so a tie is judged against the operator
     timeline = sorted(
-        (s.captured_at, haversine_m(lat0, lng0, s.lat, s.lng) > radius_m)
+        (s.captured_at, haversine_meters(lat0, lng0, s.lat, s.lng) > radius_m)
         for s in samples
         if s.accuracy_m <= MAX_SAMPLE_ACCURACY_M
     )

@@ -18,7 +18,6 @@ environment variable when the value came from one).
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -30,14 +29,13 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from luxxon_agent.errors import ConfigError
+from luxxon_agent.geo import haversine_meters
 from luxxon_agent.models import PRODUCTION_BASE_URL, DeviceKind
 
 DEFAULT_CONFIG_PATH = Path("/etc/luxxon-agent/agent.toml")
 ENV_PREFIX = "LUXXON_AGENT_"
 ENV_CONFIG_PATH = "LUXXON_AGENT_CONFIG"
 """Names the config file; not a setting itself."""
-
-EARTH_RADIUS_M = 6_371_008.8
 
 
 class OnSigterm(StrEnum):
@@ -123,7 +121,7 @@ class Coverage(_Section):
     radius_m: float = Field(gt=0, le=1_000_000)
 
     def contains(self, lat: float, lng: float) -> bool:
-        return haversine_m(self.lat, self.lng, lat, lng) <= self.radius_m
+        return haversine_meters(self.lat, self.lng, lat, lng) <= self.radius_m
 
 
 class AutoAccept(_Section):
@@ -217,13 +215,6 @@ def shown_url(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return parts._replace(netloc=netloc).geturl()
-
-
-def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lng2 - lng1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(1.0, a)))
 
 
 def parse_fixed_url(url: str) -> FixedPosition:

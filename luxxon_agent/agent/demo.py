@@ -176,8 +176,12 @@ async def _demo(
             agent_task.cancel()
     frame_path = None
     if frame is not None:
-        write_atomic(options.frame_path, frame, mode=0o644)
-        frame_path = options.frame_path
+        try:
+            write_atomic(options.frame_path, frame, mode=0o644)
+        except OSError as exc:
+            step(f"could not save the frame to {options.frame_path}: {exc.strerror}")
+        else:
+            frame_path = options.frame_path
     op_status = snapshot["operators"][0]
     meter = await _meter(options.meter, ended, op_status, config)
     step(f"session {ended.state.value}: {ended.clean_seconds} clean second(s)")

@@ -105,7 +105,7 @@ class LocalStub:
                     while True:
                         if self._proc.returncode is not None:
                             raise StubStartError(
-                                f"the stub exited with {self._proc.returncode}; see {self.log_path}"
+                                f"the stub exited with {self._proc.returncode}: {self._last_line()}"
                             )
                         try:
                             response = await http.get(f"{self.base_url}/health")
@@ -119,6 +119,14 @@ class LocalStub:
                 raise StubStartError(
                     f"the stub did not answer within {timeout:.0f} s; see {self.log_path}"
                 ) from None
+
+    def _last_line(self) -> str:
+        """The stub's last words (its log may live in a temp dir that is about to go)."""
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return f"see {self.log_path}"
+        return lines[-1][:300] if lines else f"see {self.log_path}"
 
     async def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after `timeout`; safe to call twice."""

@@ -37,9 +37,11 @@ logger = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 20.0
 """Longest wait for the spool backlog to reach the API before /end goes anyway."""
-END_AFTER_S = 0.3
-"""End this long after maxDuration: the meter stops at startedAt + maxDurationSeconds
-anyway, so a late /end costs nothing, while an early one gives away the last second."""
+SAMPLING_STOP_S = 0.2
+"""Sampling stops this long before maxDuration: a sample dated after it is refused."""
+END_AFTER_S = 0.1
+"""/end goes no earlier than this after maxDuration: the meter stops at startedAt +
+maxDurationSeconds anyway, so a late /end costs nothing, an early one the last second."""
 VIDEO_BACKOFF = Backoff(initial=2.0, maximum=30.0)
 """Between rebuilds of a publisher that gave up (camera gone, WHIP refused)."""
 
@@ -246,7 +248,7 @@ class SessionRun:
         started = self.session.started_at
         if started is None:
             return None
-        end = started + timedelta(seconds=self.session.max_duration_seconds + END_AFTER_S)
+        end = started + timedelta(seconds=self.session.max_duration_seconds - SAMPLING_STOP_S)
         return (end - self.clock.now()).total_seconds()
 
     async def _finish(self, outcome: Outcome) -> None:
@@ -263,6 +265,9 @@ class SessionRun:
             return
         await self._stop_sampling()
         await self._drain()
+        if outcome is Outcome.MAX_DURATION:
+            until_end = (self._deadline_in() or 0.0) + SAMPLING_STOP_S + END_AFTER_S
+            await self.clock.sleep(until_end)  # the video runs to the last paid moment
         await self._stop_video()
         try:
             ended = await self.client.end(self.session.id)

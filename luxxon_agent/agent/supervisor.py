@@ -256,11 +256,11 @@ class Supervisor:
         }
         if not waiting:
             return
-        done, pending = await asyncio.wait(waiting, timeout=timeout)
+        _, pending = await asyncio.wait(waiting, timeout=timeout)
         # sessions spawned while links were winding down are waited for too
         late = {t for t in self._session_tasks if not t.done()} - pending
         if late:
-            more_done, more_pending = await asyncio.wait(late, timeout=timeout)
+            _, more_pending = await asyncio.wait(late, timeout=timeout)
             pending |= more_pending
         if pending:
             logger.warning(
@@ -276,9 +276,9 @@ class Supervisor:
         attempt = 0
         while not self.should_exit.is_set():
             try:
-                if link.workspace_id is None:
-                    if not await link.connect(self.should_exit):
-                        return
+                if link.workspace_id is None and not await link.connect(self.should_exit):
+                    return
+                if not link.recovered:  # retried after a failure, like the connect
                     await link.recover()
                 await link.run(self.should_exit)
                 return

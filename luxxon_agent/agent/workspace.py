@@ -82,6 +82,8 @@ class WorkspaceLink:
         self.fee_bps: int | None = None
         self.chain_id: int | None = None
         self._sent: AvailabilityState | None = None
+        self.recovered = False
+        """Set once `recover()` went through (the state file's sessions are handled)."""
         self._changed = asyncio.Event()
 
     def __repr__(self) -> str:
@@ -137,8 +139,8 @@ class WorkspaceLink:
         """Resume or clean up what the state file says each operator was doing."""
         for op in self.operators:
             record = self.state.record(op.label)
-            if record.session_id is None:
-                continue
+            if record.session_id is None or not op.free:
+                continue  # nothing recorded, or taken by an earlier, interrupted recover()
             try:
                 session = await self.client.get_session(record.session_id)
             except ApiError as exc:
@@ -168,6 +170,7 @@ class WorkspaceLink:
                 self.state.set_session(op.label, None, None, None)
         if self.config.agent.reclaim_stuck:
             await self._reclaim()
+        self.recovered = True
 
     async def _reclaim(self) -> None:
         """Cancel ASSIGNED leftovers no operator here owns (a crash before the state write)."""

@@ -29,7 +29,9 @@ from luxxon_agent.models import (
     Health,
     LocationHeartbeat,
     Me,
+    Operator,
     ProducerToken,
+    RegisterOperatorRequest,
     SelectWorkspaceRequest,
     ServerConfig,
     Session,
@@ -210,14 +212,30 @@ class AsyncLuxxonClient:
         path = f"workspaces/{_seg(workspace_id)}/api-keys/{_seg(key_id)}/revoke"
         return _parse(ApiKey, await self._request("POST", path, idempotent=True))
 
+    # ---- operators (device keys of a SUPPLIER workspace) --------------------------------
+
+    async def register_operator(
+        self, workspace_id: str, request: RegisterOperatorRequest
+    ) -> Operator:
+        # not retried: the server refuses a delegation digest it has seen (409)
+        data = await self._request("POST", f"workspaces/{_seg(workspace_id)}/operators", request)
+        return _parse(Operator, data)
+
+    async def list_operators(self, workspace_id: str) -> list[Operator]:
+        data = await self._request("GET", f"workspaces/{_seg(workspace_id)}/operators")
+        return _parse_list(Operator, _items(data))
+
+    async def revoke_operator(self, workspace_id: str, operator_id: str) -> Operator:
+        path = f"workspaces/{_seg(workspace_id)}/operators/{_seg(operator_id)}/revoke"
+        # revoking a revoked operator returns it unchanged: safe to retry
+        return _parse(Operator, await self._request("POST", path, idempotent=True))
+
     # ---- sessions ------------------------------------------------------------------------
 
     async def list_sessions(self, state: SessionState | None = None) -> list[Session]:
         params = {"state": state.value} if state else None
         data = await self._request("GET", "sessions", params=params)
-        if isinstance(data, dict) and isinstance(data.get("items"), list):
-            data = data["items"]
-        return _parse_list(Session, data)
+        return _parse_list(Session, _items(data))
 
     async def get_session(self, session_id: str) -> Session:
         return _parse(Session, await self._request("GET", f"sessions/{_seg(session_id)}"))
@@ -271,9 +289,7 @@ class AsyncLuxxonClient:
 
     async def wallet_events(self) -> list[WalletEvent]:
         data = await self._request("GET", "wallet/events")
-        if isinstance(data, dict) and isinstance(data.get("items"), list):
-            data = data["items"]
-        return _parse_list(WalletEvent, data)
+        return _parse_list(WalletEvent, _items(data))
 
     async def settlement(self, session_id: str) -> Settlement:
         data = await self._request("GET", f"settlements/{_seg(session_id)}")
@@ -403,6 +419,13 @@ def _seg(value: str) -> str:
     if not value or value in (".", ".."):
         raise ConfigError(f"not a valid id: {value!r}")
     return quote(value, safe="")
+
+
+def _items(data: Any) -> Any:
+    """A list payload, bare or paginated as `{items: [...]}`."""
+    if isinstance(data, dict) and isinstance(data.get("items"), list):
+        return data["items"]
+    return data
 
 
 def _name(exc: BaseException) -> str:

@@ -13,6 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 import typer
 
 from luxxon_agent.errors import LuxxonError
+from luxxon_agent.secret import install_redaction
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -68,6 +69,8 @@ def configure_logging(verbose: bool = False, json_lines: bool = False) -> None:
         # logs go to stderr: stdout is for results (ids, JSON) that scripts read
         handler = RichHandler(console=Console(stderr=True), show_path=False)
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    # every record passes the handler: the one place secrets are scrubbed from all loggers
+    install_redaction(handler)
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # third-party chatter stays at WARNING unless asked for
     for noisy in ("aioice", "aiortc", "httpx", "httpcore", "uvicorn.access"):

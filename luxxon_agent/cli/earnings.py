@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from luxxon_agent.cli._common import handle_errors
+from luxxon_agent.cli._context import JsonOpt, call, wants_json
 
 if TYPE_CHECKING:
     from luxxon_agent.api import AsyncLuxxonClient
@@ -32,12 +33,11 @@ def earnings_command(
             "for a local cross-check.",
         ),
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """The server's figures (session, settlement) and, with --spool, what this
     machine's samples say: taken, delivered, pending, seconds covered, and what the
     telemetry-anchored meter would pay."""
-    from luxxon_agent.cli import luxxon as root
     from luxxon_agent.cli._render import emit
     from luxxon_agent.clock import SYSTEM_CLOCK
     from luxxon_agent.telemetry.earnings import earnings_report
@@ -45,8 +45,8 @@ def earnings_command(
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
         return await earnings_report(client, session_id, spool, now=SYSTEM_CLOCK.now())
 
-    report = root._call(ctx, "key", body)
-    as_json = root._as_json(ctx, json_out)
+    report = call(ctx, "key", body)
+    as_json = wants_json(ctx, json_out)
     if as_json:
         emit(report, as_json=True)
         return

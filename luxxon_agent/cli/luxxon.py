@@ -4,36 +4,36 @@ Each command parses, calls the package (`luxxon_agent.identity`, `luxxon_agent.a
 and renders with `_render`. Only typer is imported at module level: httpx,
 pydantic models, keyring and eth_account load inside the commands that need
 them, so `luxxon --help` stays fast and imports none of aiortc, av, web3.
-Extra command groups register through `_COMMAND_MODULES`-style calls below.
+Plumbing shared with the other groups (profile, client, wire form) is in `_context`.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from luxxon_agent.cli import earnings, operators
-from luxxon_agent.cli._common import handle_errors, run_async
+from luxxon_agent.cli._common import handle_errors
+from luxxon_agent.cli._context import (
+    PRODUCTION_URL,
+    Globals,
+    JsonOpt,
+    call,
+    open_profile,
+    request_model,
+    resolve_base_url,
+    wallet_store,
+    wants_json,
+    wire,
+)
 from luxxon_agent.errors import AuthError, ConfigError
 
 if TYPE_CHECKING:
     from luxxon_agent.api import AsyncLuxxonClient
     from luxxon_agent.identity import Profile
-    from luxxon_agent.secret import Secret
-
-T = TypeVar("T")
-Auth = Literal["none", "cookie", "key", "any"]
-
-PRODUCTION_URL = (
-    "https://api.luxxon.dev/api/v1"  # == models.PRODUCTION_BASE_URL (not imported: --help)
-)
-PASSPHRASE_ENV = "LUXXON_WALLET_PASSPHRASE"
 
 # rich_markup_mode=None: plain click help, which skips importing rich's markdown stack (~0.2 s)
 _TYPER_OPTIONS: dict[str, Any] = {
@@ -55,18 +55,9 @@ app.add_typer(workspaces_app, name="workspaces")
 app.add_typer(keys_app, name="keys")
 app.add_typer(sessions_app, name="sessions")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 ShowUrlOpt = Annotated[
     bool, typer.Option("--show-url", help="Print the whipUrl (a credential) in full.")
 ]
-
-
-@dataclass(frozen=True)
-class Globals:
-    base_url: str | None
-    profile: str | None
-    api_key: str | None
-    json: bool
 
 
 @app.callback()
@@ -100,118 +91,14 @@ def _root(
     ctx.obj = Globals(base_url, profile, api_key, json_out)
 
 
-# ---- shared plumbing ---------------------------------------------------------------
-
-
-def _globals(ctx: typer.Context) -> Globals:
-    root = ctx.find_root()
-    obj = root.obj
-    if not isinstance(obj, Globals):
-        raise ConfigError("internal: global options were not parsed")
-    return obj
-
-
-def _as_json(ctx: typer.Context, local: bool) -> bool:
-    return local or _globals(ctx).json
-
-
-def _profile(ctx: typer.Context) -> Profile:
-    from luxxon_agent.identity import Profile
-
-    return Profile.open(_globals(ctx).profile)
-
-
-def _base_url(ctx: typer.Context, profile: Profile) -> str:
-    url = _globals(ctx).base_url or profile.base_url() or PRODUCTION_URL
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"--base-url must start with http:// or https://, got {url!r}")
-    return url.rstrip("/")
-
-
-def _passphrase(new: bool) -> Secret:
-    """The keystore passphrase: LUXXON_WALLET_PASSPHRASE, else a hidden prompt on a terminal."""
-    from luxxon_agent.secret import Secret
-
-    value = os.environ.get(PASSPHRASE_ENV)
-    if value:
-        return Secret(value)
-    if not sys.stdin.isatty():
-        raise ConfigError(f"no keyring here and no terminal: set {PASSPHRASE_ENV}")
-    value = typer.prompt("Wallet keystore passphrase", hide_input=True, confirmation_prompt=new)
-    if not value:
-        raise ConfigError("the keystore passphrase must not be empty")
-    return Secret(value)
-
-
-def _wallet(profile: Profile) -> Any:
-    from luxxon_agent.identity import WalletStore
-
-    return WalletStore(profile, _passphrase)
-
-
-def _client(ctx: typer.Context, profile: Profile, auth: Auth) -> AsyncLuxxonClient:
-    """A client for this profile, authenticated as `auth` asks:
-
-    none: public call; cookie: the wallet login; key: an API key (resolved);
-    any: an explicit key, else the wallet login, else the stored key.
-    """
-    from luxxon_agent.api import AsyncLuxxonClient
-    from luxxon_agent.identity import resolve_api_key
-
-    base_url = _base_url(ctx, profile)
-    explicit = _globals(ctx).api_key
-    api_key = None
-    cookie = None
-    if auth in ("cookie", "any") and not (auth == "any" and explicit):
-        cookie = profile.load_session(base_url)
-        if cookie is None and auth == "cookie":
-            raise AuthError(f"not logged in to {base_url}: run `luxxon login`")
-    if auth == "key" or (auth == "any" and cookie is None):
-        api_key, _ = resolve_api_key(
-            profile,
-            explicit=explicit,
-            credentials_directory=os.environ.get("CREDENTIALS_DIRECTORY"),
-        )
-    return AsyncLuxxonClient(base_url, api_key=api_key, session_cookie=cookie)
-
-
-def _call(
-    ctx: typer.Context, auth: Auth, body: Callable[[AsyncLuxxonClient, Profile], Awaitable[T]]
-) -> T:
-    """Open a client, run `body(client, profile)` on the event loop, close the client."""
-    profile = _profile(ctx)
-    client = _client(ctx, profile, auth)
-
-    async def run() -> T:
-        async with client:
-            return await body(client, profile)
-
-    return run_async(run())
-
-
-def _model(model_name: str, **values: Any) -> Any:
-    """Build a request model; a validation failure is a one-line ConfigError naming the field."""
-    from pydantic import ValidationError
-
-    from luxxon_agent import models
-
-    try:
-        return getattr(models, model_name).model_validate(values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "input"
-        raise ConfigError(f"invalid {field}: {first['msg']}") from None
-
-
-def _wire(model: Any) -> dict[str, Any]:
-    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+# ---- rendering -----------------------------------------------------------------------
 
 
 def _render_session(session: Any, *, as_json: bool, show_url: bool, title: str) -> None:
-    """A session; its whipUrl (present while LIVE) only with --show-url, even in JSON."""
+    """A session; its whipUrl (present while LIVE) only with --show-url, JSON included."""
     from luxxon_agent.cli._render import emit, redact
 
-    emit(redact(_wire(session), show_url), as_json=as_json, title=title)
+    emit(redact(wire(session), show_url), as_json=as_json, title=title)
 
 
 # ---- wallet -------------------------------------------------------------------------
@@ -238,12 +125,12 @@ def wallet_new(
     """Create a new wallet key and store it (keyring, else a scrypt keystore file)."""
     from luxxon_agent.cli._render import emit
 
-    profile = _profile(ctx)
-    store = _wallet(profile)
+    profile = open_profile(ctx)
+    store = wallet_store(profile)
     address, kind = store.create(replace=replace)
     emit(
         _wallet_report(profile, address, kind, store),
-        as_json=_as_json(ctx, json_out),
+        as_json=wants_json(ctx, json_out),
         title="wallet created",
     )
 
@@ -267,12 +154,12 @@ def wallet_import(
         text = sys.stdin.readline()
     if not text.strip():
         raise ConfigError("no private key on stdin")
-    profile = _profile(ctx)
-    store = _wallet(profile)
+    profile = open_profile(ctx)
+    store = wallet_store(profile)
     address, kind = store.import_key(Secret(text.strip()), replace=replace)
     emit(
         _wallet_report(profile, address, kind, store),
-        as_json=_as_json(ctx, json_out),
+        as_json=wants_json(ctx, json_out),
         title="wallet imported",
     )
 
@@ -283,8 +170,8 @@ def wallet_show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Show the profile's wallet address and where its key is stored (never the key)."""
     from luxxon_agent.cli._render import emit
 
-    profile = _profile(ctx)
-    store = _wallet(profile)
+    profile = open_profile(ctx)
+    store = wallet_store(profile)
     address = store.address()
     kind = store.kind()
     if not address or not kind:
@@ -292,7 +179,7 @@ def wallet_show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
             f"profile {profile.name!r} has no wallet: run `luxxon wallet new` or "
             "`luxxon wallet import`"
         )
-    emit(_wallet_report(profile, address, kind, store), as_json=_as_json(ctx, json_out))
+    emit(_wallet_report(profile, address, kind, store), as_json=wants_json(ctx, json_out))
 
 
 # ---- login --------------------------------------------------------------------------
@@ -311,9 +198,9 @@ def login(
     from luxxon_agent.cli._render import emit
     from luxxon_agent.identity import siwe_login
 
-    profile = _profile(ctx)
-    key = _wallet(profile).private_key()
-    base_url = _base_url(ctx, profile)
+    profile = open_profile(ctx)
+    key = wallet_store(profile).private_key()
+    base_url = resolve_base_url(ctx, profile)
 
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
         result = await siwe_login(client, key)
@@ -321,14 +208,14 @@ def login(
             await client.select_workspace(workspace)
         return result, client.session_cookie
 
-    result, cookie = _call(ctx, "none", body)
+    result, cookie = call(ctx, "none", body)
     profile.save_session(cookie, base_url)
     profile.update_settings(baseUrl=base_url)
-    payload = _wire(result)
+    payload = wire(result)
     payload["baseUrl"] = base_url
     if workspace:
         payload["selectedWorkspaceId"] = workspace
-    emit(payload, as_json=_as_json(ctx, json_out), title="logged in")
+    emit(payload, as_json=wants_json(ctx, json_out), title="logged in")
 
 
 @app.command()
@@ -338,8 +225,8 @@ def logout(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     from luxxon_agent.cli._render import emit
     from luxxon_agent.errors import ApiError
 
-    profile = _profile(ctx)
-    base_url = _base_url(ctx, profile)
+    profile = open_profile(ctx)
+    base_url = resolve_base_url(ctx, profile)
     server = "not logged in"
     if profile.load_session(base_url) is not None:
 
@@ -353,9 +240,9 @@ def logout(ctx: typer.Context, json_out: JsonOpt = False) -> None:
                 return "session had already expired"
             return "session ended"
 
-        server = _call(ctx, "cookie", body)
+        server = call(ctx, "cookie", body)
     profile.clear_session()
-    emit({"profile": profile.name, "result": server}, as_json=_as_json(ctx, json_out))
+    emit({"profile": profile.name, "result": server}, as_json=wants_json(ctx, json_out))
 
 
 @app.command()
@@ -367,7 +254,7 @@ def whoami(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
         return await client.me()
 
-    emit(_wire(_call(ctx, "any", body)), as_json=_as_json(ctx, json_out))
+    emit(wire(call(ctx, "any", body)), as_json=wants_json(ctx, json_out))
 
 
 # ---- workspaces -----------------------------------------------------------------------
@@ -391,7 +278,7 @@ def workspaces_create(
     roles = [role for flag, role in ((supplier, Role.SUPPLIER), (consumer, Role.CONSUMER)) if flag]
     if not roles:
         raise ConfigError("choose a role: --supplier (operator) and/or --consumer")
-    _model(
+    request_model(
         "CreateWorkspaceRequest",
         slug=slug,
         name=name,
@@ -400,15 +287,15 @@ def workspaces_create(
         nonce="placeholder",
         roles=roles,
     )  # validates slug and name before the wallet is unlocked
-    profile = _profile(ctx)
-    key = _wallet(profile).private_key()
+    profile = open_profile(ctx)
+    key = wallet_store(profile).private_key()
 
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
         return await create_workspace_signed(client, key, slug=slug, name=name, roles=roles)
 
-    workspace = _call(ctx, "none", body)
+    workspace = call(ctx, "none", body)
     profile.update_settings(walletAddress=address_of(key))
-    emit(_wire(workspace), as_json=_as_json(ctx, json_out), title="workspace created")
+    emit(wire(workspace), as_json=wants_json(ctx, json_out), title="workspace created")
 
 
 def _parse_coverage(text: str) -> tuple[float, float, float]:
@@ -439,13 +326,15 @@ def workspaces_update(
     name: Annotated[str | None, typer.Option("--name", help="New display name.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Change availability, coverage, device kind or name (going ONLINE needs --coverage)."""
+    """Change availability, coverage, device kind or name.
+
+    --online alone is enough when the server already has the workspace's coverage;
+    without one it refuses, and its error is printed as is.
+    """
     from luxxon_agent.cli._render import emit
 
     if online and offline:
         raise ConfigError("choose one of --online and --offline")
-    if online and coverage is None:
-        raise ConfigError("going ONLINE needs the full coverage: --coverage LAT,LNG,RADIUS_M")
     values: dict[str, Any] = {}
     if online or offline:
         values["availabilityState"] = "ONLINE" if online else "OFFLINE"
@@ -460,14 +349,14 @@ def workspaces_update(
         raise ConfigError(
             "nothing to update: give --online/--offline, --coverage, --device-kind or --name"
         )
-    request = _model("UpdateWorkspaceRequest", **values)
+    request = request_model("UpdateWorkspaceRequest", **values)
 
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
         if client.session_cookie is not None:
             await client.select_workspace(workspace_id)
         return await client.update_workspace(workspace_id, request)
 
-    emit(_wire(_call(ctx, "any", body)), as_json=_as_json(ctx, json_out), title="workspace updated")
+    emit(wire(call(ctx, "any", body)), as_json=wants_json(ctx, json_out), title="workspace updated")
 
 
 # ---- API keys -----------------------------------------------------------------------------
@@ -485,15 +374,28 @@ def keys_create(
         typer.Option("--scope", help="sessions:operate, sessions:read, wallet:read (repeat)."),
     ],
     show: Annotated[bool, typer.Option("--show", help="Also print the key's plaintext.")] = False,
+    no_store: Annotated[
+        bool,
+        typer.Option(
+            "--no-store",
+            help="Keep the profile's stored API key; the new one is only printed (needs --show).",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Mint an API key and store its plaintext in the profile (keyring, else a 0600 file)."""
-    from luxxon_agent.cli._render import emit
+    """Mint an API key and store it as the profile's API key, replacing the stored one.
+
+    The plaintext goes to the profile's keyring entry (else a 0600 file); the
+    output names the key it replaced. --no-store --show mints a spare key.
+    """
+    from luxxon_agent.cli._render import emit, message
     from luxxon_agent.identity import ApiKeyStore
     from luxxon_agent.secret import Secret
 
+    if no_store and not show:
+        raise ConfigError("--no-store without --show would lose the new key: add --show")
     scopes = [item for value in scope for item in value.replace(",", " ").split()]
-    request = _model(
+    request = request_model(
         "CreateApiKeyRequest", label=label, environment=environment.upper(), scopes=scopes
     )
 
@@ -501,18 +403,29 @@ def keys_create(
         await client.select_workspace(workspace)
         return await client.create_api_key(workspace, request)
 
-    key = _call(ctx, "cookie", body)
+    key = call(ctx, "cookie", body)
     if not key.plaintext:
         raise ConfigError("the server returned no key plaintext; the key cannot be stored")
-    profile = _profile(ctx)
-    store = ApiKeyStore(profile)
-    kind = store.save(Secret(key.plaintext))
-    payload = _wire(key)
+    payload = wire(key)
     payload.pop("plaintext", None)
-    payload["storedIn"] = store.describe(kind)
     if show:
         payload["plaintext"] = key.plaintext
-    emit(payload, as_json=_as_json(ctx, json_out), title="API key created")
+    profile = open_profile(ctx)
+    if no_store:
+        where, replaced = None, None
+        note = f"not stored (--no-store): profile {profile.name}'s API key is unchanged"
+    else:
+        store = ApiKeyStore(profile)
+        replaced = store.stored_prefix()
+        where = store.describe(store.save(Secret(key.plaintext)))
+        note = f"stored as profile {profile.name}'s API key in {where}"
+        if replaced is not None:
+            note += f", replacing key {replaced} (still valid until revoked)"
+    if wants_json(ctx, json_out):
+        emit({**payload, "storedIn": where, "replacedKeyPrefix": replaced}, as_json=True)
+        return
+    emit(payload, as_json=False, title="API key created")
+    message(note)
 
 
 @keys_app.command("revoke")
@@ -530,10 +443,10 @@ def keys_revoke(
         await client.select_workspace(workspace)
         return await client.revoke_api_key(workspace, key_id)
 
-    key = _call(ctx, "cookie", body)
-    payload = _wire(key)
+    key = call(ctx, "cookie", body)
+    payload = wire(key)
     payload.pop("plaintext", None)
-    emit(payload, as_json=_as_json(ctx, json_out), title="API key revoked")
+    emit(payload, as_json=wants_json(ctx, json_out), title="API key revoked")
 
 
 # ---- sessions ---------------------------------------------------------------------------------
@@ -566,8 +479,8 @@ def sessions_list(
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
         return await client.list_sessions(wanted)
 
-    as_json = _as_json(ctx, json_out)
-    rows = redact([_wire(s) for s in _call(ctx, "key", body)], show_url)
+    as_json = wants_json(ctx, json_out)
+    rows = redact([wire(s) for s in call(ctx, "key", body)], show_url)
     table(rows, SESSION_COLUMNS, as_json=as_json, empty="no sessions")
 
 
@@ -584,8 +497,8 @@ def sessions_show(
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
         return await client.get_session(session_id)
 
-    session = _call(ctx, "key", body)
-    _render_session(session, as_json=_as_json(ctx, json_out), show_url=show_url, title="session")
+    session = call(ctx, "key", body)
+    _render_session(session, as_json=wants_json(ctx, json_out), show_url=show_url, title="session")
 
 
 @sessions_app.command("accept")
@@ -603,8 +516,8 @@ def sessions_accept(
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
         return await client.accept(session_id, operator_workspace)
 
-    session = _call(ctx, "key", body)
-    _render_session(session, as_json=_as_json(ctx, json_out), show_url=False, title="accepted")
+    session = call(ctx, "key", body)
+    _render_session(session, as_json=wants_json(ctx, json_out), show_url=False, title="accepted")
 
 
 @sessions_app.command("start")
@@ -615,15 +528,15 @@ def sessions_start(
     show_url: ShowUrlOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """ASSIGNED → LIVE; prints the whipUrl redacted unless --show-url (or --json)."""
+    """ASSIGNED → LIVE; the whipUrl is printed redacted unless --show-url (JSON too)."""
     from luxxon_agent.cli._render import emit, redact
 
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
         return await client.start(session_id)
 
-    result = _call(ctx, "key", body)
-    as_json = _as_json(ctx, json_out)
-    payload = redact(_wire(result), show_url or as_json)
+    result = call(ctx, "key", body)
+    as_json = wants_json(ctx, json_out)
+    payload = redact(wire(result), show_url)
     if not as_json:
         session = payload.pop("session")
         payload = {"id": session["id"], "state": session["state"], **payload}
@@ -638,14 +551,14 @@ def sessions_producer_token(
     show_url: ShowUrlOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """The session's whipUrl again (redacted unless --show-url or --json)."""
+    """The session's whipUrl again (redacted unless --show-url, JSON too)."""
     from luxxon_agent.cli._render import emit, redact
 
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
         return await client.producer_token(session_id)
 
-    as_json = _as_json(ctx, json_out)
-    emit(redact(_wire(_call(ctx, "key", body)), show_url or as_json), as_json=as_json)
+    as_json = wants_json(ctx, json_out)
+    emit(redact(wire(call(ctx, "key", body)), show_url), as_json=as_json)
 
 
 @sessions_app.command("end")
@@ -656,8 +569,8 @@ def sessions_end(ctx: typer.Context, session_id: SessionId, json_out: JsonOpt = 
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
         return await client.end(session_id)
 
-    session = _call(ctx, "key", body)
-    _render_session(session, as_json=_as_json(ctx, json_out), show_url=False, title="ended")
+    session = call(ctx, "key", body)
+    _render_session(session, as_json=wants_json(ctx, json_out), show_url=False, title="ended")
 
 
 @sessions_app.command("cancel")
@@ -668,8 +581,8 @@ def sessions_cancel(ctx: typer.Context, session_id: SessionId, json_out: JsonOpt
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
         return await client.cancel(session_id)
 
-    session = _call(ctx, "key", body)
-    _render_session(session, as_json=_as_json(ctx, json_out), show_url=False, title="cancelled")
+    session = call(ctx, "key", body)
+    _render_session(session, as_json=wants_json(ctx, json_out), show_url=False, title="cancelled")
 
 
 @sessions_app.command("cancel-all")
@@ -681,9 +594,9 @@ def sessions_cancel_all(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
         return await client.cancel_all_assignments()
 
-    result = _call(ctx, "key", body)
-    if _as_json(ctx, json_out):
-        emit(_wire(result), as_json=True)
+    result = call(ctx, "key", body)
+    if wants_json(ctx, json_out):
+        emit(wire(result), as_json=True)
     elif result.count == 0:
         message("nothing to cancel: no ASSIGNED sessions")
     else:
@@ -707,14 +620,14 @@ def sessions_frame(
     async def body(client: AsyncLuxxonClient, profile: Profile) -> bytes:
         return await client.frame(session_id)
 
-    data = _call(ctx, "key", body)
+    data = call(ctx, "key", body)
     try:
         output.write_bytes(data)
     except OSError as exc:
         raise ConfigError(f"cannot write {output}: {exc.strerror}") from None
     emit(
         {"sessionId": session_id, "path": str(output), "bytes": len(data)},
-        as_json=_as_json(ctx, json_out),
+        as_json=wants_json(ctx, json_out),
     )
 
 

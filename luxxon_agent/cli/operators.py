@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from luxxon_agent.cli._common import handle_errors
+from luxxon_agent.cli._context import JsonOpt, call, wallet_store, wants_json, wire
 from luxxon_agent.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ operators_app = typer.Typer(
 
 OPERATOR_COLUMNS = ("id", "label", "kind", "deviceAddress", "expiresAt", "revokedAt")
 WorkspaceOpt = Annotated[str, typer.Option("--workspace", help="Workspace id.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -48,7 +48,7 @@ def register_command(
     ],
     kind: Annotated[
         str, typer.Option("--kind", help="PHONE, LAPTOP, DRONE, PTZ, FIXED, OTHER.")
-    ] = ("OTHER"),
+    ] = "OTHER",
     expires_days: Annotated[
         int, typer.Option("--expires-days", min=1, max=3650, help="Delegation lifetime.")
     ] = 365,
@@ -57,7 +57,6 @@ def register_command(
     """Sign a delegation with the wallet and register the device key."""
     from datetime import timedelta
 
-    from luxxon_agent.cli import luxxon as root
     from luxxon_agent.cli._render import emit
     from luxxon_agent.clock import SYSTEM_CLOCK
     from luxxon_agent.models import DeviceKind
@@ -74,7 +73,7 @@ def register_command(
         raise ConfigError("--device-address must be 0x followed by 40 hex digits") from None
 
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
-        wallet = KeySigner(root._wallet(profile).private_key())
+        wallet = KeySigner(wallet_store(profile).private_key())
         config = await client.config()
         return await register_operator(
             client,
@@ -88,23 +87,21 @@ def register_command(
             lifetime=timedelta(days=expires_days),
         )
 
-    operator = root._call(ctx, "any", body)
-    emit(root._wire(operator), as_json=root._as_json(ctx, json_out), title="operator registered")
+    operator = call(ctx, "any", body)
+    emit(wire(operator), as_json=wants_json(ctx, json_out), title="operator registered")
 
 
 @operators_app.command("list")
 @handle_errors
 def list_command(ctx: typer.Context, workspace: WorkspaceOpt, json_out: JsonOpt = False) -> None:
     """The workspace's operators, oldest first (revoked ones too)."""
-    from luxxon_agent.cli import luxxon as root
     from luxxon_agent.cli._render import table
-    from luxxon_agent.telemetry.delegation import list_operators
 
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
-        return await list_operators(client, workspace)
+        return await client.list_operators(workspace)
 
-    rows = [root._wire(op) for op in root._call(ctx, "any", body)]
-    table(rows, OPERATOR_COLUMNS, as_json=root._as_json(ctx, json_out), empty="no operators")
+    rows = [wire(op) for op in call(ctx, "any", body)]
+    table(rows, OPERATOR_COLUMNS, as_json=wants_json(ctx, json_out), empty="no operators")
 
 
 @operators_app.command("revoke")
@@ -116,12 +113,10 @@ def revoke_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Revoke at once: the server accepts nothing more signed by that device key."""
-    from luxxon_agent.cli import luxxon as root
     from luxxon_agent.cli._render import emit
-    from luxxon_agent.telemetry.delegation import revoke_operator
 
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
-        return await revoke_operator(client, workspace, operator_id)
+        return await client.revoke_operator(workspace, operator_id)
 
-    operator = root._call(ctx, "any", body)
-    emit(root._wire(operator), as_json=root._as_json(ctx, json_out), title="operator revoked")
+    operator = call(ctx, "any", body)
+    emit(wire(operator), as_json=wants_json(ctx, json_out), title="operator revoked")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from luxxon_agent.cli._common import configure_logging, handle_errors, print_json, run_async
+from luxxon_agent.secret import install_redaction
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8787/api/v1"
 
@@ -63,6 +65,9 @@ def serve(
         raise ConfigError(str(exc)) from None
     app = create_app(config)
     typer.echo(f"luxxon stub: {config.public_base_url}/api/v1 (db {config.db_path})", err=True)
+    # the access log writes every path, and a /whip/<token> path is a credential; the
+    # root handler already redacts, this covers a handler added to the logger itself
+    install_redaction(logging.getLogger("uvicorn.access"))
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=verbose)
 
 
@@ -80,9 +85,15 @@ def request(
         Path | None,
         typer.Option(help="Consumer wallet key file (default: in the user data dir, mode 0600)."),
     ] = None,
-    json_output: bool = typer.Option(False, "--json", help="Print the session as JSON."),
+    json_output: bool = typer.Option(
+        False, "--json", help="Print the new Session object (API wire form) as JSON."
+    ),
 ) -> None:
-    """Request a session as a consumer; prints the new session id as the last word."""
+    """Request a session as a consumer; prints the new session id as the last word.
+
+    With --json, stdout is one JSON object, the Session as the API returns it
+    (its id is the "id" field), so the output stays valid JSON.
+    """
     from luxxon_agent.stub.consumer import request_session
 
     outcome = run_async(
@@ -96,11 +107,11 @@ def request(
         )
     )
     session = outcome.session
+    if outcome.created_workspace:
+        typer.echo(f"created consumer workspace {outcome.consumer_workspace_id}", err=True)
     if json_output:
         print_json(session.to_wire())
         return
-    if outcome.created_workspace:
-        typer.echo(f"created consumer workspace {outcome.consumer_workspace_id}", err=True)
     where = f"dispatched to {session.operator_workspace_id}" if dispatch else "not dispatched"
     typer.echo(f"{session.state.value}, {where}, lat {lat} lng {lng}: {session.id}")
 

@@ -13,11 +13,25 @@ CREDENTIAL_NAME = "luxxon-api-key"
 """File name of the key inside systemd's $CREDENTIALS_DIRECTORY (LoadCredential=)."""
 
 
+API_KEY_PREFIX_LENGTH = 20
+"""A key's public prefix, as the server lists it, is its first 20 characters."""
+
+
+def api_key_prefix(key: Secret) -> str:
+    """The part of a key that may be shown: what the server calls its `prefix`."""
+    return key.reveal()[:API_KEY_PREFIX_LENGTH]
+
+
 class ApiKeyStore(SecretStore):
     """The profile's API key: keyring entry `<profile>/api-key`, or a 0600 file."""
 
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile, "api-key", "api-key")
+
+    def stored_prefix(self) -> str | None:
+        """The prefix of the key stored now (the one a `save` would replace), if any."""
+        stored = self.load()
+        return api_key_prefix(stored) if stored is not None else None
 
 
 def resolve_api_key(

@@ -13,27 +13,18 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
 from luxxon_agent.position.fix import Fix, FixQuality, NoFix, SourceKind, TimeSource
-from luxxon_agent.position.position_source import (
-    QUIET_FLUSH_S,
-    RECONNECT_AFTER_SILENT_S,
-    PositionSource,
-    Silence,
-)
+from luxxon_agent.position.tcp_source import RECONNECT, TcpSource
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 2947
 WATCH = b'?WATCH={"enable":true,"json":true};\n'
-RECONNECT = Backoff(initial=0.2, maximum=5.0)
-CONNECT_TIMEOUT_S = 5.0
-MAX_JSON_LINE = 1 << 16
 # gpsd TPV "status": 2 DGPS, 3 RTK fixed, 4 RTK float, 6 dead reckoning, 7 surveyed, 8 simulated
 _STATUS_QUALITY = {
     2: FixQuality.DGPS,
@@ -43,10 +34,14 @@ _STATUS_QUALITY = {
 }
 
 
-class GpsdSource(PositionSource):
+class GpsdSource(TcpSource):
     """A gpsd client that reconnects with backoff and reports NoFix while gpsd has none."""
 
     kind = SourceKind.GPSD
+    greeting = WATCH
+    unreachable = "cannot reach gpsd at"
+    lost_reason = "gpsd connection lost"
+    eof_reason = "gpsd closed the connection"
 
     def __init__(
         self,
@@ -57,62 +52,13 @@ class GpsdSource(PositionSource):
         backoff: Backoff = RECONNECT,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        super().__init__(description, clock)
-        self.host, self.port, self.backoff = host, port, backoff
-        self._writer: asyncio.StreamWriter | None = None
+        super().__init__(description, host, port, backoff=backoff, clock=clock)
         self._tpv: dict[str, Any] | None = None
         self._gst: dict[str, Any] | None = None
 
-    async def _reports(self) -> AsyncIterator[Fix | NoFix]:
-        attempt = 0
-        while not self._closed:
-            try:
-                reader, self._writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.host, self.port, limit=MAX_JSON_LINE),
-                    CONNECT_TIMEOUT_S,
-                )
-                self._writer.write(WATCH)
-                await self._writer.drain()
-            except (OSError, TimeoutError) as exc:
-                why = str(exc) or type(exc).__name__
-                yield self._no_fix(f"cannot reach gpsd at {self.description}: {why}")
-                await self._clock.sleep(self.backoff.delay(attempt))
-                attempt += 1
-                continue
-            attempt = 0
-            silence = Silence()
-            reason = "gpsd closed the connection"
-            while True:
-                try:
-                    line = await asyncio.wait_for(reader.readline(), QUIET_FLUSH_S)
-                except TimeoutError:
-                    report = self._flush()
-                    if report is not None:
-                        yield report
-                    if silence.quiet():  # gpsd up, but its receiver says nothing
-                        yield self._no_fix(silence.reason())
-                    if silence.quiet_s >= RECONNECT_AFTER_SILENT_S:
-                        reason = silence.reason()
-                        break
-                    continue
-                except (OSError, ValueError) as exc:  # ValueError: line over the limit
-                    reason = f"gpsd connection lost: {exc.__class__.__name__}"
-                    break
-                if not line:
-                    break
-                silence.heard()
-                for report in self._feed(line):
-                    yield report
-            await self._drop_connection()
-            if self._closed:
-                return
-            self.stats.reconnects += 1
-            report = self._flush()
-            if report is not None:
-                yield report
-            yield self._no_fix(reason)
-            await self._clock.sleep(self.backoff.delay(attempt))
-            attempt += 1
+    async def _receive(self, reader: asyncio.StreamReader) -> bytes:
+        # one JSON object a line; a line over STREAM_LIMIT raises ValueError: link lost
+        return await reader.readline()
 
     def _feed(self, line: bytes) -> list[Fix | NoFix]:
         self.stats.lines += 1
@@ -139,22 +85,20 @@ class GpsdSource(PositionSource):
             and held.get("time") is not None
             and held.get("time") != obj.get("time")
         ):
-            report = self._flush()
-            if report is not None:
-                out.append(report)
+            out.extend(self._flush())
         self._tpv = obj
         return out
 
-    def _flush(self) -> Fix | NoFix | None:
+    def _flush(self) -> list[Fix | NoFix]:
         tpv, self._tpv = self._tpv, None
         if tpv is None:
-            return None
+            return []
         gst, self._gst = self._gst, None
         try:
-            return self._report(tpv, gst)
+            return [self._report(tpv, gst)]
         except (TypeError, ValueError, OverflowError):
             self.stats.parse_failures += 1
-            return self._no_fix("malformed TPV from gpsd")
+            return [self._no_fix("malformed TPV from gpsd")]
 
     def _report(self, tpv: dict[str, Any], gst: dict[str, Any] | None) -> Fix | NoFix:
         now = self._clock.now()
@@ -183,18 +127,6 @@ class GpsdSource(PositionSource):
             time_source=TimeSource.RECEIVER if when else TimeSource.HOST,
             received_at=now,
         )
-
-    async def _drop_connection(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except OSError as exc:
-                logger.debug("%r close: %s", self, exc)
-
-    async def _release(self) -> None:
-        await self._drop_connection()
 
 
 def _accuracy(tpv: dict[str, Any], gst: dict[str, Any] | None) -> float | None:

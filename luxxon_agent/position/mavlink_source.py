@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,10 +26,11 @@ from luxxon_agent.clock import SYSTEM_CLOCK, Clock
 from luxxon_agent.errors import PositionSourceError
 from luxxon_agent.position.fix import Fix, FixQuality, NoFix, SourceKind, TimeSource
 from luxxon_agent.position.nmea import UERE_M
-from luxxon_agent.position.position_source import (
-    QUIET_FLUSH_S,
-    SILENT_NO_FIX_S,
-    PositionSource,
+from luxxon_agent.position.position_source import QUIET_FLUSH_S, SILENT_NO_FIX_S
+from luxxon_agent.position.reconnecting_source import (
+    LinkLost,
+    ReconnectingSource,
+    close_blocking,
 )
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ _FIX_QUALITY = {
 }
 
 
-class MavlinkSource(PositionSource):
+class MavlinkSource(ReconnectingSource):
     """Reads MAVLink with pymavlink (blocking, so in the executor)."""
 
     kind = SourceKind.MAVLINK
@@ -64,59 +65,48 @@ class MavlinkSource(PositionSource):
         backoff: Backoff = REOPEN,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        super().__init__(description, clock)
+        super().__init__(description, backoff, clock)
         try:
             from pymavlink import mavutil  # noqa: F401  (checked here so open_source fails early)
         except ImportError as exc:
             raise PositionSourceError(
                 "mavlink:// needs pymavlink: pip install 'luxxon-agent[mavlink]'"
             ) from exc
-        self.device, self.baud, self.backoff = device, baud, backoff
+        self.device, self.baud = device, baud
         self._conn: Any = None
         self._gps: Any = None
         self._gps_at = -1e9
         self._boot_offset: timedelta | None = None
         self._last_position_at = 0.0
         self._global_at = -1e9
-        self._read: asyncio.Future[Any] | None = None
+        self._pending: asyncio.Future[Any] | None = None
 
-    async def _reports(self) -> AsyncIterator[Fix | NoFix]:
+    async def _open(self) -> str | None:
+        try:
+            self._conn = await asyncio.get_running_loop().run_in_executor(None, self._connect)
+        except (OSError, ValueError) as exc:
+            return f"cannot open MAVLink {self.description}: {exc}"
+        return None
+
+    async def _session(self) -> AsyncGenerator[Fix | NoFix, None]:
         loop = asyncio.get_running_loop()
-        attempt = 0
+        self._last_position_at = self._clock.monotonic()
         while not self._closed:
+            # the link is passed in: _disconnect may clear self._conn before this thread runs
+            self._pending = loop.run_in_executor(None, _receive, self._conn)
             try:
-                self._conn = await loop.run_in_executor(None, self._connect)
-            except (OSError, ValueError) as exc:
-                yield self._no_fix(f"cannot open MAVLink {self.description}: {exc}")
-                await self._clock.sleep(self.backoff.delay(attempt))
-                attempt += 1
-                continue
-            attempt = 0
-            self._last_position_at = self._clock.monotonic()
-            reason = "MAVLink link lost"
-            while not self._closed:
-                self._read = loop.run_in_executor(None, self._receive)
-                try:
-                    msg = await self._read
-                except OSError as exc:
-                    reason = f"MAVLink link lost: {exc.__class__.__name__}"
-                    break
-                if self._closed:
-                    return
-                report = self._handle_safely(msg) if msg is not None else None
-                if report is not None:
-                    self._last_position_at = self._clock.monotonic()
-                    yield report
-                elif self._clock.monotonic() - self._last_position_at > SILENT_NO_FIX_S:
-                    self._last_position_at = self._clock.monotonic()
-                    yield self._no_fix("no MAVLink position message")
-            await self._drop()
+                msg = await self._pending
+            except OSError as exc:
+                raise LinkLost(f"MAVLink link lost: {exc.__class__.__name__}") from exc
             if self._closed:
                 return
-            self.stats.reconnects += 1
-            yield self._no_fix(reason)
-            await self._clock.sleep(self.backoff.delay(attempt))
-            attempt += 1
+            report = self._handle_safely(msg) if msg is not None else None
+            if report is not None:
+                self._last_position_at = self._clock.monotonic()
+                yield report
+            elif self._clock.monotonic() - self._last_position_at > SILENT_NO_FIX_S:
+                self._last_position_at = self._clock.monotonic()
+                yield self._no_fix("no MAVLink position message")
 
     def _connect(self) -> Any:
         from pymavlink import mavutil
@@ -124,9 +114,6 @@ class MavlinkSource(PositionSource):
         return mavutil.mavlink_connection(
             self.device, baud=self.baud, source_system=255, autoreconnect=False
         )
-
-    def _receive(self) -> Any:
-        return self._conn.recv_match(type=_MESSAGES, blocking=True, timeout=QUIET_FLUSH_S)
 
     def _handle_safely(self, msg: Any) -> Fix | NoFix | None:
         try:
@@ -201,13 +188,10 @@ class MavlinkSource(PositionSource):
             received_at=now,
         )
 
-    async def _drop(self) -> None:
-        # let a receive still running in the executor finish (it times out) first
-        if self._read is not None and not self._read.done():
-            await asyncio.wait([self._read], timeout=2 * QUIET_FLUSH_S + 1.0)
+    async def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            await asyncio.get_running_loop().run_in_executor(None, conn.close)
+        await close_blocking(conn, self._pending)
 
-    async def _release(self) -> None:
-        await self._drop()
+
+def _receive(conn: Any) -> Any:
+    return conn.recv_match(type=_MESSAGES, blocking=True, timeout=QUIET_FLUSH_S)

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
-from luxxon_agent.position.fix import Fix, NoFix, SourceKind
+from luxxon_agent.position.fix import SourceKind
 from luxxon_agent.position.line_splitter import LineSplitter
 from luxxon_agent.position.nmea import NmeaAssembler
-from luxxon_agent.position.position_source import QUIET_FLUSH_S, PositionSource, Silence
+from luxxon_agent.position.position_source import QUIET_FLUSH_S
+from luxxon_agent.position.reconnecting_source import close_blocking
+from luxxon_agent.position.stream_source import StreamSource
 
 if TYPE_CHECKING:
     import serial
@@ -33,10 +34,13 @@ AUTOBAUD_PROBE_S = 1.5
 REOPEN = Backoff(initial=0.2, maximum=5.0)
 
 
-class SerialSource(PositionSource):
+class SerialSource(StreamSource):
     """Reads a serial NMEA receiver; detects the baud rate; survives unplug and replug."""
 
     kind = SourceKind.SERIAL
+    lost_reason = "serial device lost"  # serial.SerialException is an OSError
+    # an open port with a mute receiver is not fixed by reopening it
+    reconnect_after_silent_s = None
 
     def __init__(
         self,
@@ -48,67 +52,31 @@ class SerialSource(PositionSource):
         probe_s: float = AUTOBAUD_PROBE_S,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        super().__init__(description, clock)
-        self.path, self.baud, self.backoff = path, baud, backoff
+        super().__init__(description, backoff, clock)
+        self.path, self.baud = path, baud
         self.probe_s = probe_s
         self.detected_baud: int | None = None
         self._port: serial.Serial | None = None
-        self._read: asyncio.Future[bytes] | None = None
+        self._pending: asyncio.Future[bytes] | None = None
 
-    async def _reports(self) -> AsyncIterator[Fix | NoFix]:
-        loop = asyncio.get_running_loop()
-        assembler = NmeaAssembler(self.kind, host_date=True, stats=self.stats, clock=self._clock)
-        attempt = 0
-        while not self._closed:
-            opening = loop.run_in_executor(None, self._open)
-            try:
-                port, reason = await opening
-            except asyncio.CancelledError:
-                opening.add_done_callback(_close_opened)  # the thread may still open it
-                raise
-            if port is not None and self._closed:
-                await loop.run_in_executor(None, port.close)
-                return
-            if port is None:
-                yield self._no_fix(reason)
-                await self._clock.sleep(self.backoff.delay(attempt))
-                attempt += 1
-                continue
-            self._port = port
-            logger.info("%r open at %d baud", self, port.baudrate)
-            attempt = 0
-            splitter = LineSplitter()
-            silence = Silence()
-            while True:
-                self._read = loop.run_in_executor(None, _read_some, port)
-                try:
-                    chunk = await self._read
-                except OSError as exc:  # serial.SerialException is an OSError
-                    reason = f"serial device lost: {exc.__class__.__name__}"
-                    break
-                if self._closed:
-                    return
-                if not chunk:
-                    for report in assembler.flush(self._clock.now()):
-                        yield report
-                    if silence.quiet():  # port open, receiver mute (powered off, cable)
-                        yield self._no_fix(silence.reason())
-                    continue
-                silence.heard()
-                now = self._clock.now()
-                for line in splitter.feed(chunk):
-                    for report in assembler.feed_line(line, now):
-                        yield report
-            logger.warning("%r: %s; reopening", self, reason)
-            await self._close_port()
-            self.stats.reconnects += 1
-            for report in assembler.flush(self._clock.now()):
-                yield report
-            yield self._no_fix(reason)
-            await self._clock.sleep(self.backoff.delay(attempt))
-            attempt += 1
+    async def _open(self) -> str | None:
+        opening = asyncio.get_running_loop().run_in_executor(None, self._open_port)
+        try:
+            self._port, reason = await opening
+        except asyncio.CancelledError:
+            opening.add_done_callback(_close_opened)  # the thread may still open it
+            raise
+        if self._port is None:
+            return reason
+        logger.info("%r open at %d baud", self, self._port.baudrate)
+        return None
 
-    def _open(self) -> tuple[serial.Serial | None, str]:
+    async def _read(self) -> bytes | None:
+        assert self._port is not None
+        self._pending = asyncio.get_running_loop().run_in_executor(None, _read_some, self._port)
+        return await self._pending or None  # b"": the port timeout passed in silence
+
+    def _open_port(self) -> tuple[serial.Serial | None, str]:
         """Open the port (in an executor thread); find the baud rate if not given."""
         import serial
 
@@ -126,17 +94,9 @@ class SerialSource(PositionSource):
             port.close()
         return None, "no NMEA at any baud rate " + "/".join(str(r) for r in AUTOBAUD_RATES)
 
-    async def _close_port(self) -> None:
-        # never close the port under a read still running in the executor
-        # (pyserial fails in odd ways then): it ends within the port timeout
-        if self._read is not None and not self._read.done():
-            await asyncio.wait([self._read], timeout=2 * QUIET_FLUSH_S + 1.0)
+    async def _disconnect(self) -> None:
         port, self._port = self._port, None
-        if port is not None:
-            await asyncio.get_running_loop().run_in_executor(None, port.close)
-
-    async def _release(self) -> None:
-        await self._close_port()
+        await close_blocking(port, self._pending)
 
 
 def _close_opened(opening: asyncio.Future[tuple[serial.Serial | None, str]]) -> None:

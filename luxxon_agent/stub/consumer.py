@@ -10,19 +10,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from luxxon_agent.errors import ApiError, ConfigError, LuxxonError
-from luxxon_agent.models import (
-    CreateSessionRequest,
-    CreateWorkspaceRequest,
-    Role,
-    Session,
-)
+from luxxon_agent.models import CreateSessionRequest, Role, Session
+from luxxon_agent.secret import Secret
 from luxxon_agent.stub.config import APP_NAME
-
-if TYPE_CHECKING:
-    from eth_account.signers.local import LocalAccount
 
 KEY_FILE = "stub-consumer.key"
 
@@ -33,28 +25,20 @@ def default_key_path() -> Path:
     return user_data_path(APP_NAME, appauthor=False) / KEY_FILE
 
 
-def load_or_create_key(path: Path) -> LocalAccount:
-    """The consumer's wallet: read the 0600 key file, or create it exclusively."""
-    from eth_account import Account
-
+def load_or_create_key(path: Path) -> Secret:
+    """The consumer's wallet key: read the 0600 key file, or create it exclusively."""
     if path.exists():
         if path.stat().st_mode & 0o077:
             raise ConfigError(f"{path} is readable by others; chmod 600 it")
-        account: LocalAccount = Account.from_key(path.read_text().strip())
-        return account
+        return Secret(path.read_text().strip())
+    from eth_account import Account
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    account = Account.create()
+    key = Secret("0x" + bytes(Account.create().key).hex())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write(account.key.hex() + "\n")
-    return account
-
-
-def _sign(account: LocalAccount, message: str) -> str:
-    from eth_account.messages import encode_defunct
-
-    signature = account.sign_message(encode_defunct(text=message)).signature.hex()
-    return signature if signature.startswith("0x") else f"0x{signature}"
+        handle.write(key.reveal() + "\n")
+    return key
 
 
 @dataclass(frozen=True)
@@ -79,26 +63,20 @@ async def request_session(
 ) -> RequestOutcome:
     """Log in as the consumer wallet, make sure it has a CONSUMER workspace, request a session."""
     from luxxon_agent.api import AsyncLuxxonClient
+    from luxxon_agent.identity import address_of, create_workspace_signed, siwe_login
 
-    account = load_or_create_key(key_path or default_key_path())
+    key = load_or_create_key(key_path or default_key_path())
     async with AsyncLuxxonClient(base_url) as client:
-        challenge = await client.wallet_challenge(account.address)
-        login = await client.wallet_login(
-            account.address, challenge.nonce, _sign(account, challenge.message)
-        )
+        login = await siwe_login(client, key)
         mine = next((m for m in login.memberships if Role.CONSUMER in m.roles), None)
         created = mine is None
         if mine is None:
-            ws_challenge = await client.workspace_challenge(account.address)
-            workspace = await client.create_workspace(
-                CreateWorkspaceRequest(
-                    slug=f"consumer-{account.address[2:12].lower()}",
-                    name="Terminal consumer",
-                    wallet_address=account.address,
-                    signature=_sign(account, ws_challenge.message),
-                    nonce=ws_challenge.nonce,
-                    roles=[Role.CONSUMER],
-                )
+            workspace = await create_workspace_signed(
+                client,
+                key,
+                slug=f"consumer-{address_of(key)[2:12].lower()}",
+                name="Terminal consumer",
+                roles=[Role.CONSUMER],
             )
             workspace_id = workspace.id
         else:

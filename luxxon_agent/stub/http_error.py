@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from luxxon_agent.models import ErrorCode, format_timestamp
+from luxxon_agent.secret import redact
 
 logger = logging.getLogger(__name__)
 
@@ -92,14 +93,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _starlette(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, ErrorCode.INVALID_INPUT)
         if exc.status_code == 404:
-            message = f"no such endpoint: {request.method} {request.url.path}"
+            # the path may be a whip/whep URL, whose token is the credential
+            message = f"no such endpoint: {request.method} {redact(request.url.path)}"
         else:
             message = str(exc.detail)
         return error_response(exc.status_code, code, message)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        logger.exception("unhandled error on %s %s", request.method, redact(request.url.path))
         return error_response(
             500, ErrorCode.INTERNAL_SERVER_ERROR, "internal server error", type(exc).__name__
         )

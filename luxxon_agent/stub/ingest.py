@@ -7,10 +7,19 @@ whipUrl answers 201 with the SDP answer and a relative `Location`
 (`/whip/<token>/<resource>`); a new POST replaces the previous peer
 connection (a crashed publisher coming back); DELETE on the resource ends it.
 
-Disconnect windows are gaps in decoded media: after the first frame, any
-stretch longer than `gap_threshold` without a frame (publisher crashed, cut
-off, replaced) is a window from the last frame before it to the first frame
-after it; a gap still open when asked is reported up to "now" (or the close).
+Disconnect windows are the stretches without decoded media longer than
+`gap_threshold`: from the input's creation to the first frame, and from any
+frame to the next (publisher crashed, cut off, replaced, never came); a gap
+still open when asked is reported up to "now" (or the close). An input that
+never gets a frame is one window from its creation on.
+
+With a store (`restore`, called by the stub at start), the ingest keeps in
+the stub's SQLite what a restart must not forget: each input's creation, the
+start of its current stretch without media (the last frame, written at most
+once a second, at each window's close and at shutdown) and every closed
+window. A restarted stub serves the same whipUrls again, and the time it was
+down falls inside a window.
+
 WHEP viewers get the latest decoded frames re-encoded by aiortc, and keep
 playing across publisher reconnects. Every decoded frame is stamped once, on
 arrival, on the input's own 90 kHz timeline; viewers then share it read-only.
@@ -24,26 +33,49 @@ import asyncio
 import fractions
 import logging
 import secrets
+import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request, Response
 
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
-from luxxon_agent.stub.video import VideoInput
+from luxxon_agent.stub.store import ts
+from luxxon_agent.stub.video import OpenInput, VideoInput
 
 if TYPE_CHECKING:
     import av
     from aiortc import RTCPeerConnection
 
     from luxxon_agent.stub.config import StubConfig
+    from luxxon_agent.stub.store import Store
 
 logger = logging.getLogger(__name__)
 
 SDP = "application/sdp"
 VIDEO_CLOCK = 90000
 """RTP video clock rate: the time base of the ingest's frame timestamps."""
+SAVE_EVERY_S = 1.0
+"""How stale the stored start of an input's quiet stretch may get while frames flow."""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS ingest_inputs (
+    ref TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    quiet_since TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ingest_windows (
+    ref TEXT NOT NULL REFERENCES ingest_inputs(ref),
+    started_at TEXT NOT NULL,
+    ended_at TEXT NOT NULL,
+    PRIMARY KEY (ref, started_at)
+);
+"""
+"""The ingest's tables in the stub's database: enough to rebuild an input after a restart."""
 
 
 class _BadOffer(Exception):
@@ -75,6 +107,11 @@ class _Input:
     session_id: str
     whip_token: str
     whep_token: str
+    created_at: datetime
+    quiet_since: datetime
+    """Start of the current stretch without media: the last frame, or the creation before one."""
+    saved_quiet_since: datetime | None = None
+    """`quiet_since` as last written to the store (None: not written)."""
     pc: RTCPeerConnection | None = None
     resource: str | None = None
     publishers: int = 0
@@ -111,6 +148,7 @@ class WhipIngest:
         self._base = public_base_url.rstrip("/")
         self._clock = clock
         self._gap = gap_threshold
+        self._store: Store | None = None
         self._inputs: dict[str, _Input] = {}
         self._by_whip: dict[str, _Input] = {}
         self._by_whep: dict[str, _Input] = {}
@@ -120,10 +158,13 @@ class WhipIngest:
 
     def create_input(self, session_id: str) -> VideoInput:
         ref = f"vin_{secrets.token_hex(8)}"
-        entry = _Input(ref, session_id, secrets.token_urlsafe(24), secrets.token_urlsafe(24))
-        self._inputs[ref] = entry
-        self._by_whip[entry.whip_token] = entry
-        self._by_whep[entry.whep_token] = entry
+        now = self._clock.now()
+        entry = _Input(
+            ref, session_id, secrets.token_urlsafe(24), secrets.token_urlsafe(24),
+            created_at=now, quiet_since=now,
+        )
+        self._register(entry)
+        self._save(entry, insert=True)
         return VideoInput(
             ref=ref,
             whip_url=f"{self._base}/whip/{entry.whip_token}",
@@ -141,16 +182,18 @@ class WhipIngest:
         for pc in list(entry.viewers.values()):
             await pc.close()
         entry.viewers.clear()
+        # at shutdown this is what the next start measures the down time from
+        if entry.saved_quiet_since != entry.quiet_since:
+            self._save(entry)
 
     def disconnect_windows(self, ref: str) -> list[tuple[datetime, datetime]]:
         entry = self._inputs.get(ref)
         if entry is None:
             return []
         windows = list(entry.windows)
-        if entry.last_frame_at is not None:
-            end = entry.closed_at or self._clock.now()
-            if (end - entry.last_frame_at).total_seconds() > self._gap:
-                windows.append((entry.last_frame_at, end))
+        end = entry.closed_at or self._clock.now()
+        if (end - entry.quiet_since).total_seconds() > self._gap:
+            windows.append((entry.quiet_since, end))
         return windows
 
     def latest_frame_jpeg(self, ref: str) -> bytes | None:
@@ -160,6 +203,47 @@ class WhipIngest:
         if entry.latest_jpeg is None:
             entry.latest_jpeg = _encode_jpeg(entry.latest)
         return entry.latest_jpeg
+
+    def restore(self, store: Store, open_inputs: Sequence[OpenInput]) -> None:
+        """Keep state in `store` from now on, and serve `open_inputs` again: their whipUrls
+        accept a new publisher, and their windows and quiet stretch continue where the
+        store left them, so the time the stub was down counts as disconnected."""
+        self._store = store
+        store.apply_schema(SCHEMA)
+        restored = 0
+        for item in open_inputs:
+            ref = item.video.ref
+            whip = _token(item.video.whip_url, "whip")
+            whep = _token(item.video.whep_url, "whep")
+            if whip is None or whep is None or ref in self._inputs:
+                logger.warning("video input %s: not an input this ingest can serve", ref)
+                continue
+            row = store.one(
+                "SELECT created_at, quiet_since FROM ingest_inputs WHERE ref = ?", (ref,)
+            )
+            if row is None:
+                # minted by a build that kept nothing: quiet since it was created
+                created = quiet = item.created_at
+            else:
+                created = datetime.fromisoformat(row["created_at"])
+                quiet = datetime.fromisoformat(row["quiet_since"])
+            entry = _Input(ref, item.session_id, whip, whep, created_at=created, quiet_since=quiet)
+            entry.windows = [
+                (datetime.fromisoformat(w["started_at"]), datetime.fromisoformat(w["ended_at"]))
+                for w in store.all(
+                    "SELECT started_at, ended_at FROM ingest_windows WHERE ref = ?"
+                    " ORDER BY started_at",
+                    (ref,),
+                )
+            ]
+            self._register(entry)
+            if row is None:
+                self._save(entry, insert=True)
+            else:
+                entry.saved_quiet_since = quiet
+            restored += 1
+        if restored:
+            logger.info("video: %d open input(s) restored", restored)
 
     # -- beyond the protocol: stats and fault injection for tests and the demo ----------
 
@@ -206,6 +290,50 @@ class WhipIngest:
             await self.close_input(ref)
 
     # -- internals ------------------------------------------------------------------------
+
+    def _register(self, entry: _Input) -> None:
+        self._inputs[entry.ref] = entry
+        self._by_whip[entry.whip_token] = entry
+        self._by_whep[entry.whep_token] = entry
+
+    def _save(
+        self,
+        entry: _Input,
+        window: tuple[datetime, datetime] | None = None,
+        *,
+        insert: bool = False,
+    ) -> None:
+        """Write the input's quiet stretch start (and a window that just closed) to the store.
+
+        A failed write costs accuracy after a restart, never the stream: it is logged and
+        retried with the next save.
+        """
+        entry.saved_quiet_since = entry.quiet_since
+        if self._store is None:
+            return
+        try:
+            with self._store.transaction() as conn:
+                if insert:
+                    conn.execute(
+                        "INSERT INTO ingest_inputs"
+                        " (ref, session_id, created_at, quiet_since) VALUES (?, ?, ?, ?)",
+                        (entry.ref, entry.session_id, ts(entry.created_at),
+                         ts(entry.quiet_since)),
+                    )
+                else:
+                    conn.execute(
+                        "UPDATE ingest_inputs SET quiet_since = ? WHERE ref = ?",
+                        (ts(entry.quiet_since), entry.ref),
+                    )
+                if window is not None:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO ingest_windows (ref, started_at, ended_at)"
+                        " VALUES (?, ?, ?)",
+                        (entry.ref, ts(window[0]), ts(window[1])),
+                    )
+        except sqlite3.Error as exc:
+            logger.warning("video input %s: could not save its disconnect state: %s",
+                           entry.ref, exc)
 
     async def _drop_publisher(self, entry: _Input) -> None:
         pc, entry.pc, entry.resource = entry.pc, None, None
@@ -267,9 +395,16 @@ class WhipIngest:
             now = self._clock.now()
             if entry.first_frame_at is None:
                 entry.first_frame_at = now
-            elif entry.last_frame_at is not None:
-                if (now - entry.last_frame_at).total_seconds() > self._gap:
-                    entry.windows.append((entry.last_frame_at, now))
+            quiet_since, entry.quiet_since = entry.quiet_since, now
+            if (now - quiet_since).total_seconds() > self._gap:
+                window = (quiet_since, now)
+                entry.windows.append(window)
+                self._save(entry, window)
+            elif (
+                entry.saved_quiet_since is None
+                or (now - entry.saved_quiet_since).total_seconds() >= SAVE_EVERY_S
+            ):
+                self._save(entry)
             entry.last_frame_at = now
             entry.frames += 1
             if frame.key_frame and not entry.keyframes_from_encoded:
@@ -378,6 +513,14 @@ class WhipIngest:
             return Response(status_code=200)
 
         return router
+
+
+def _token(url: str, kind: str) -> str | None:
+    """The token of a `…/<kind>/<token>` URL, or None for any other shape."""
+    parts = urlsplit(url).path.split("/")
+    if len(parts) >= 3 and parts[-2] == kind and parts[-1]:
+        return parts[-1]
+    return None
 
 
 def _encode_jpeg(frame: av.VideoFrame) -> bytes:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from luxxon_agent.meter import (
     DEFAULT_TELEMETRY_FRESHNESS_S,
@@ -19,7 +20,10 @@ from luxxon_agent.meter import (
     wallclock_clean_seconds,
 )
 from luxxon_agent.models import MeterMode
-from luxxon_agent.stub.store import Store
+from luxxon_agent.stub.store import Store, parse_ts
+
+if TYPE_CHECKING:
+    from luxxon_agent.stub.runtime import StubRuntime
 
 
 @dataclass(frozen=True)
@@ -98,3 +102,41 @@ def supported_modes() -> set[MeterMode]:
 def compute_clean_seconds(mode: MeterMode, inputs: MeterInput, store: Store) -> MeterResult:
     """Run the meter for `mode`; create_app refuses a mode without one, so this cannot miss."""
     return METERS[mode](inputs, store)
+
+
+@dataclass(frozen=True)
+class MeterReading:
+    """The meter over a LIVE (or PAUSED) session up to a moment."""
+
+    started_at: datetime
+    ended_at: datetime
+    """min(now, startedAt + maxDurationSeconds)."""
+    result: MeterResult
+
+
+def meter_session(stub: StubRuntime, row: sqlite3.Row, now: datetime) -> MeterReading:
+    """Meter a started session's row up to `now`: what `/end` bills and the page shows live.
+
+    The meter never bills past the duration the consumer asked for, so the end is
+    capped at startedAt + maxDurationSeconds.
+    """
+    started = parse_ts(row["started_at"])
+    if started is None:
+        raise ValueError(f"session {row['id']} has not started; there is nothing to meter")
+    ended = min(now, started + timedelta(seconds=row["max_duration_seconds"]))
+    result = compute_clean_seconds(
+        stub.config.meter,
+        MeterInput(
+            session_id=row["id"],
+            operator_workspace_id=row["operator_workspace_id"],
+            started_at=started,
+            ended_at=ended,
+            requested_lat=row["requested_lat"],
+            requested_lng=row["requested_lng"],
+            geofence_radius_meters=row["geofence_radius_meters"],
+            disconnect_windows=stub.video.disconnect_windows(row["video_backend_ref"]),
+            telemetry_freshness_seconds=stub.config.telemetry_freshness_seconds,
+        ),
+        stub.store,
+    )
+    return MeterReading(started_at=started, ended_at=ended, result=result)

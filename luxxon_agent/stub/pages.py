@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from datetime import timedelta
 from importlib import resources
 from typing import Any
 
@@ -32,7 +31,7 @@ from luxxon_agent.models import ErrorCode, SessionState, format_timestamp
 from luxxon_agent.stub.auth import SessionReader
 from luxxon_agent.stub.http_error import HttpError
 from luxxon_agent.stub.ingest import WhipIngest
-from luxxon_agent.stub.metering import MeterInput, compute_clean_seconds
+from luxxon_agent.stub.metering import meter_session
 from luxxon_agent.stub.routes.sessions import LIVE_STATES, visible_session
 from luxxon_agent.stub.runtime import StubRuntime, ok, runtime
 from luxxon_agent.stub.store import parse_ts
@@ -121,36 +120,23 @@ def _meter(stub: StubRuntime, row: sqlite3.Row) -> dict[str, Any]:
     if started is None:
         return figures
     if figures["final"]:
-        ended = parse_ts(row["ended_at"]) or started
+        clean, failed = row["clean_seconds"] or 0, row["failed_seconds"] or 0
+        # the metered seconds, capped at maxDuration like the running figure, not ended - started
         figures.update(
-            elapsedSeconds=session_seconds(started, ended),
-            cleanSeconds=row["clean_seconds"] or 0,
-            failedSeconds=row["failed_seconds"] or 0,
+            elapsedSeconds=clean + failed,
+            cleanSeconds=clean,
+            failedSeconds=failed,
             chargedMicroUsdc=str(row["charged_micro_usdc"] or 0),
         )
         return figures
     if row["state"] not in LIVE_STATES:
         return figures
-    # the meter never bills past the duration the consumer asked for (same cap as /end)
-    until = min(stub.now(), started + timedelta(seconds=row["max_duration_seconds"]))
-    result = compute_clean_seconds(
-        stub.config.meter,
-        MeterInput(
-            session_id=row["id"],
-            operator_workspace_id=row["operator_workspace_id"],
-            started_at=started,
-            ended_at=until,
-            requested_lat=row["requested_lat"],
-            requested_lng=row["requested_lng"],
-            geofence_radius_meters=row["geofence_radius_meters"],
-            disconnect_windows=stub.video.disconnect_windows(row["video_backend_ref"]),
-            telemetry_freshness_seconds=stub.config.telemetry_freshness_seconds,
-        ),
-        stub.store,
-    )
+    # the same meter, with the same maxDuration cap, as /end will run
+    reading = meter_session(stub, row, stub.now())
+    result = reading.result
     split = earnings(result.clean_seconds, rate, stub.config.fee_bps)
     figures.update(
-        elapsedSeconds=session_seconds(started, until),
+        elapsedSeconds=session_seconds(started, reading.ended_at),
         cleanSeconds=result.clean_seconds,
         failedSeconds=result.failed_seconds,
         chargedMicroUsdc=str(split.charged_micro_usdc),

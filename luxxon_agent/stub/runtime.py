@@ -28,7 +28,7 @@ from luxxon_agent.models import (
 from luxxon_agent.stub.config import StubConfig
 from luxxon_agent.stub.http_error import envelope
 from luxxon_agent.stub.store import Store, parse_ts, ts
-from luxxon_agent.stub.video import VideoBackend
+from luxxon_agent.stub.video import OpenInput, VideoBackend, VideoInput
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class StubRuntime:
         self._boot = secrets.token_hex(4)
         self._writes = 0
         self._sweeper: asyncio.Task[None] | None = None
+        self._restore_video()
 
     # ---- small services ---------------------------------------------------------
 
@@ -220,6 +221,27 @@ class StubRuntime:
                 # a locked or broken database: say so, and try again next period
                 logger.exception("expiry sweep failed")
             await self.config.clock.sleep(self.config.sweep_interval_seconds)
+
+    def _restore_video(self) -> None:
+        """Hand the backend every input the store still calls open: after a restart on the
+        same database, the whipUrls already given out must keep working."""
+        rows = self.store.all(
+            "SELECT id, video_backend_ref, whip_url, whep_url, assigned_at FROM sessions"
+            f" WHERE state IN ({','.join('?' * len(ACTIVE_STATES))})"
+            " AND video_backend_ref IS NOT NULL ORDER BY assigned_at, id",
+            ACTIVE_STATES,
+        )
+        open_inputs = [
+            OpenInput(
+                session_id=row["id"],
+                video=VideoInput(
+                    ref=row["video_backend_ref"], whip_url=row["whip_url"], whep_url=row["whep_url"]
+                ),
+                created_at=parse_ts(row["assigned_at"]) or self.now(),
+            )
+            for row in rows
+        ]
+        self.video.restore(self.store, open_inputs)
 
     # ---- lifecycle ----------------------------------------------------------------
 

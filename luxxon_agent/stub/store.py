@@ -171,6 +171,10 @@ class Store:
             raise
         self._conn.execute("COMMIT")
 
+    def apply_schema(self, sql: str) -> None:
+        """Run `CREATE … IF NOT EXISTS` statements after opening (a video backend's own tables)."""
+        self._conn.executescript(sql)
+
     def one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
         return self._conn.execute(sql, params).fetchone()
 

@@ -5,6 +5,10 @@ may carry a FastAPI `router` for its own endpoints (WHIP/WHEP resources); the
 app mounts it at the root, outside /api/v1, because whipUrls are whole URLs.
 A backend that holds connections may also have `async aclose()`: the stub's
 shutdown (StubRuntime.stop) awaits it when present.
+
+When the stub starts, StubRuntime calls `restore(store, open_inputs)` once,
+before any request, with every input whose session is not torn down: a stub
+restarted on the same database must serve the whipUrls it already handed out.
 """
 
 from __future__ import annotations
@@ -15,7 +19,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from fastapi import APIRouter
+
+    from luxxon_agent.stub.store import Store
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,16 @@ class VideoInput:
     """Publish URL; it is the credential, so it is never shown in a repr or log."""
     whep_url: str
     """Playback URL for the consumer."""
+
+
+@dataclass(frozen=True)
+class OpenInput:
+    """An input the store says is still open (its session is ASSIGNED, LIVE or PAUSED)."""
+
+    session_id: str
+    video: VideoInput
+    created_at: datetime
+    """When the input was minted (the session's assignedAt)."""
 
 
 @runtime_checkable
@@ -47,6 +65,10 @@ class VideoBackend(Protocol):
 
     def latest_frame_jpeg(self, ref: str) -> bytes | None:
         """The latest decoded frame, or None before the first keyframe."""
+
+    def restore(self, store: Store, open_inputs: Sequence[OpenInput]) -> None:
+        """Serve `open_inputs` again (same refs and URLs) after a stub restart; called once,
+        before any request. The backend may keep its own tables in `store`."""
 
 
 class MintOnlyVideoBackend:
@@ -80,3 +102,6 @@ class MintOnlyVideoBackend:
 
     def latest_frame_jpeg(self, ref: str) -> bytes | None:
         return None
+
+    def restore(self, store: Store, open_inputs: Sequence[OpenInput]) -> None:
+        self._open.update(item.video.ref for item in open_inputs)

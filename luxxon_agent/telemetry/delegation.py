@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 from luxxon_agent.models import DeviceKind, Operator, RegisterOperatorRequest
 from luxxon_agent.telemetry.eip712 import (
@@ -125,13 +124,7 @@ class Delegation:
         return recover_address(self.digest(chain_id), signature_bytes(signature))
 
 
-# ---- the operator registry calls (`luxxon operators ...`) ---------------------------------
-# AsyncLuxxonClient has no methods for these stub endpoints yet: they go through its one
-# request path, so auth, retries, envelopes and error mapping stay the client's.
-
-
-def _operators_path(workspace_id: str) -> str:
-    return f"workspaces/{quote(workspace_id, safe='')}/operators"
+# ---- registering the device (`luxxon operators register`) ----------------------------------
 
 
 async def register_operator(
@@ -150,7 +143,7 @@ async def register_operator(
     delegation = Delegation.create(
         workspace_id, label, device_address, issued_at, issued_at + lifetime
     )
-    body = RegisterOperatorRequest(
+    request = RegisterOperatorRequest(
         label=label,
         kind=kind,
         device_address=delegation.device_address,
@@ -158,17 +151,4 @@ async def register_operator(
         expires_at=delegation.expires_at,
         signature=delegation.sign(wallet, chain_id),
     )
-    data = await client._request("POST", _operators_path(workspace_id), body)
-    return Operator.model_validate(data)
-
-
-async def list_operators(client: AsyncLuxxonClient, workspace_id: str) -> list[Operator]:
-    data = await client._request("GET", _operators_path(workspace_id))
-    return [Operator.model_validate(item) for item in data or []]
-
-
-async def revoke_operator(
-    client: AsyncLuxxonClient, workspace_id: str, operator_id: str
-) -> Operator:
-    path = f"{_operators_path(workspace_id)}/{quote(operator_id, safe='')}/revoke"
-    return Operator.model_validate(await client._request("POST", path, idempotent=True))
+    return await client.register_operator(workspace_id, request)

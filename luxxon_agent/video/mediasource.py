@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
 from luxxon_agent.errors import MediaError
+from luxxon_agent.secret import strip_userinfo
 from luxxon_agent.video.h264 import (
     NAL_SPS,
     START_CODE,
@@ -36,8 +37,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SCHEMES = ("testsrc", "file", "v4l2", "rtsp", "rtsps")
-
-
+# greedy up to the authority's last "@": a camera password may hold a raw "@"
 @dataclass
 class MediaSource:
     """An opened source. Call `close()` once when the publisher is done."""
@@ -203,14 +203,13 @@ async def _open_player(
         return await asyncio.to_thread(
             MediaPlayer, target, format=fmt, options=options, decode=decode, loop=loop
         )
-    except (OSError, ValueError, AssertionError) as exc:
-        raise MediaError(f"cannot open media source: {exc}") from exc
     except Exception as exc:
         import av
 
-        if isinstance(exc, av.FFmpegError):
-            raise MediaError(f"cannot open media source: {exc}") from exc
-        raise
+        if not isinstance(exc, OSError | ValueError | AssertionError | av.FFmpegError):
+            raise
+        # `from None`: the original exception quotes the URL with its password
+        raise MediaError(f"cannot open media source: {strip_userinfo(str(exc))}") from None
 
 
 def _player_stream(player: Any) -> Any:
@@ -372,7 +371,7 @@ async def _attach_audio(source: MediaSource, audio: str) -> None:
     player = await _open_player(parts.netloc or "default", "alsa", {}, decode=True, loop=False)
     if player.audio is None:
         _stop_player(player)()
-        raise MediaError(f"no audio from {audio}")
+        raise MediaError(f"no audio from {strip_userinfo(audio)}")
     relay = MediaRelay()
     source._make_audio = lambda: relay.subscribe(player.audio, buffered=False)
     source._closers.append(_stop_player(player))

@@ -9,8 +9,10 @@ backoff and jitter. That Location is also written to `state_path`, so a
 restarted process DELETEs the orphan of the one that died.
 
 POST answers: 403/409 mean an old publisher may still hold the endpoint:
-DELETE and retry. 404/410: the URL is gone, `refetch()` asks the API for
-the current one (GET /sessions/:id/producer-token). 429 and 5xx: retry.
+DELETE and retry, with backoff, at most `max_refusals` rounds in a row
+(then the endpoint belongs to someone else: fail with WhipError). 404/410:
+the URL is gone, `refetch()` asks the API for the current one
+(GET /sessions/:id/producer-token). 429 and 5xx: retry.
 Other 4xx: stop with the error (retrying an unchanged request cannot help).
 """
 
@@ -45,6 +47,9 @@ logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({403, 409, 429, 500, 502, 503, 504})
 GONE_STATUSES = frozenset({404, 410})
+REFUSED_STATUSES = frozenset({403, 409})
+MAX_REFUSALS = 5
+"""Consecutive 403/409 DELETE-and-retry rounds before the publisher gives up."""
 STABLE_AFTER = 10.0
 """Seconds a connection must have lasted for its loss to reset the backoff."""
 
@@ -102,6 +107,7 @@ class Publisher:
         backoff: Backoff | None = None,
         stale_after: float = 5.0,
         connect_timeout: float = 15.0,
+        max_refusals: int = MAX_REFUSALS,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -118,6 +124,7 @@ class Publisher:
         self._backoff = backoff or Backoff(initial=0.5, maximum=10.0)
         self._stale_after = stale_after
         self._connect_timeout = connect_timeout
+        self._max_refusals = max_refusals
         self._clock = clock
         self._rng = rng or random.Random()
         self._transport = transport
@@ -227,6 +234,7 @@ class Publisher:
     async def _loop(self) -> None:
         attempt = 0
         refetches = 0
+        refusals = 0
         while not self._stop_event.is_set():
             if self._is_live is not None and not await self._still_live():
                 logger.info("session is no longer live; publisher stops")
@@ -257,18 +265,28 @@ class Publisher:
                         continue
                 if exc.status not in RETRY_STATUSES:
                     raise
-                if exc.status in (403, 409):
+                if exc.status in REFUSED_STATUSES:
+                    refusals += 1
+                    if refusals > self._max_refusals:
+                        raise WhipError(
+                            exc.status,
+                            f"still refused after {self._max_refusals} DELETE-and-retry rounds"
+                            f" ({' '.join(exc.text.split())[:120] or 'no reason given'})",
+                        ) from exc
                     logger.warning("WHIP POST refused (%d): deleting the last resource", exc.status)
                     await self._delete_location()
                 else:
+                    refusals = 0
                     logger.warning("WHIP POST answered %d; retrying", exc.status)
             except MediaError as exc:
                 if self._stop_event.is_set():
                     return
+                refusals = 0
                 self._last_error = str(exc)
                 logger.warning("publish attempt failed: %s", exc)
             else:
                 refetches = 0
+                refusals = 0
                 began = self._clock.monotonic()
                 reason = await self._watch(pc)
                 await self._teardown()

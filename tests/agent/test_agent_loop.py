@@ -7,8 +7,10 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from conftest import free_port
 
 from luxxon_agent.agent.localstub import LocalStub
@@ -42,8 +44,22 @@ async def agent_cli(*args: str) -> str:
     return out.decode()
 
 
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[tuple[Path, socket.socket]]:
+    """A datagram socket standing in for systemd's $NOTIFY_SOCKET."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = tmp_path / "notify.sock"
+    sock.bind(str(path))
+    sock.setblocking(False)
+    yield path, sock
+    sock.close()
+
+
 async def test_full_loop_online_session_earnings_and_sd_notify(
-    stub: LocalStub, tmp_path: Path, agents: list[AgentProcess]
+    stub: LocalStub,
+    tmp_path: Path,
+    agents: list[AgentProcess],
+    notify_socket: tuple[Path, socket.socket],
 ) -> None:
     operator = await operator_account(stub, "op-one", "cam-1", tmp_path)
     consumer = await create_account(stub.base_url, "consumer-one", Role.CONSUMER)
@@ -55,10 +71,7 @@ async def test_full_loop_online_session_earnings_and_sd_notify(
         device_slug="op-one",
         status_port=port,
     )
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify_path = tmp_path / "notify.sock"
-    notify.bind(str(notify_path))
-    notify.setblocking(False)
+    notify_path, notify = notify_socket
     messages: list[str] = []
 
     async def read_notify() -> None:
@@ -110,7 +123,6 @@ async def test_full_loop_online_session_earnings_and_sd_notify(
 
     await asyncio.sleep(0.2)  # let the last datagram in
     reader.cancel()
-    notify.close()
     assert messages[0].startswith("READY=1\nSTATUS=")
     assert "WATCHDOG=1" in messages
     assert any("LIVE" in m and session.id in m for m in messages if m.startswith("STATUS="))

@@ -13,7 +13,7 @@ import luxxon_agent.api as api
 from luxxon_agent.api import CONSISTENCY_HEADER, AsyncLuxxonClient, RetryPolicy, unwrap
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.errors import ApiError, NetworkError, RequestTimeout
-from luxxon_agent.models import SessionState, UpdateWorkspaceRequest
+from luxxon_agent.models import RegisterOperatorRequest, SessionState, UpdateWorkspaceRequest
 from luxxon_agent.secret import Secret
 
 BASE = "https://api.example.test/api/v1"
@@ -415,3 +415,51 @@ async def test_empty_id_is_refused_before_any_request() -> None:
     async with make_client(handler) as client:
         with pytest.raises(ConfigError):
             await client.get_session("")
+
+
+OPERATOR = {
+    "id": "op_1",
+    "workspaceId": "ws/o",
+    "label": "drone-7",
+    "kind": "DRONE",
+    "deviceAddress": "0x" + "ab" * 20,
+    "issuedAt": NOW,
+    "expiresAt": "2027-05-13T08:42:00.123Z",
+    "delegationSignature": "0x" + "11" * 65,
+    "createdAt": NOW,
+}
+
+
+async def test_operator_calls_paths_and_retries() -> None:
+    """Register is never retried (a replayed delegation is 409); revoke and list are."""
+    seen: list[tuple[str, str]] = []
+    unavailable = {"code": "UNAVAILABLE", "message": "later"}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.raw_path.decode()))
+        if len(seen) in (1, 2, 4):  # the register, then the first try of list and of revoke
+            return httpx.Response(503, json=unavailable)
+        if request.method == "GET":
+            return httpx.Response(200, json=envelope({"items": [OPERATOR]}))
+        return httpx.Response(200, json=envelope({**OPERATOR, "revokedAt": NOW}))
+
+    request = RegisterOperatorRequest.model_validate(
+        {key: OPERATOR[key] for key in ("label", "kind", "deviceAddress", "issuedAt", "expiresAt")}
+        | {"signature": OPERATOR["delegationSignature"]}
+    )
+    async with make_client(handler) as client:
+        with pytest.raises(ApiError) as info:
+            await client.register_operator("ws/o", request)
+        listed = await client.list_operators("ws/o")
+        revoked = await client.revoke_operator("ws/o", "op_1")
+    assert info.value.status == 503
+    assert [op.id for op in listed] == ["op_1"] and listed[0].kind.value == "DRONE"
+    assert revoked.revoked_at is not None
+    base = "/api/v1/workspaces/ws%2Fo/operators"
+    assert seen == [
+        ("POST", base),
+        ("GET", base),
+        ("GET", base),
+        ("POST", f"{base}/op_1/revoke"),
+        ("POST", f"{base}/op_1/revoke"),
+    ]

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 
 import keyring
 import pytest
-from fake_keyrings import MemoryKeyring
 from keyring.backend import KeyringBackend
 from keyring.backends import fail
+
+from tests.cli.fake_keyrings import MemoryKeyring
 
 
 @pytest.fixture

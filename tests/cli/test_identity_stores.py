@@ -10,7 +10,6 @@ import httpx
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
-from fake_keyrings import BrokenKeyring
 
 import luxxon_agent.identity as identity
 from luxxon_agent.api import AsyncLuxxonClient
@@ -25,6 +24,7 @@ from luxxon_agent.identity import (
 )
 from luxxon_agent.models import Role
 from luxxon_agent.secret import Secret
+from tests.cli.fake_keyrings import BrokenKeyring
 
 KEY = "0x" + "4c" * 32
 ADDRESS = Account.from_key(KEY).address

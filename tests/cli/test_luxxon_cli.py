@@ -41,7 +41,22 @@ def one_line_error(result, code: int | None = None) -> str:  # type: ignore[no-u
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["workspaces", "update", "ws_1", "--online"], "--coverage LAT,LNG,RADIUS_M"),
+        (
+            [
+                "keys",
+                "create",
+                "--workspace",
+                "w",
+                "--label",
+                "l",
+                "--environment",
+                "TEST",
+                "--scope",
+                "sessions:read",
+                "--no-store",
+            ],
+            "add --show",
+        ),
         (["workspaces", "update", "ws_1", "--online", "--coverage", "4.7,-74"], "three numbers"),
         (["workspaces", "update", "ws_1", "--coverage", "4.7,-74,a"], "three numbers"),
         (["workspaces", "update", "ws_1", "--coverage", "95,-74,100"], "coverageLat"),

@@ -199,7 +199,8 @@ class Operator:
             "wallet:read",
         )
         assert "lxxn_test_" in key.stdout  # the 20-char prefix, not the plaintext
-        assert "api-key (mode 0600)" in key.stdout
+        assert "stored as profile default's API key in file" in key.stdout
+        assert "api-key (mode 0600)" in key.stdout and "replacing" not in key.stdout
         online = self.json(
             "workspaces", "update", workspace_id, "--online", "--coverage", f"{lat},{lng},5000"
         )
@@ -249,10 +250,13 @@ def test_operator_set_up_and_session_lifecycle(supplier: Supplier, stub: Stub) -
     accepted = op.run("sessions", "accept", session_id)
     assert "ASSIGNED" in accepted.stdout
 
-    started = op.json("sessions", "start", session_id, reveals=True)
+    started = op.json("sessions", "start", session_id, "--show-url", reveals=True)
     whip_url = str(started["whipUrl"])
     assert started["session"]["state"] == "LIVE"  # type: ignore[index]
     assert whip_url.startswith(stub.base_url.split("/api/")[0])
+    # the rule: redacted unless --show-url, JSON included, on every command
+    token_json = op.json("sessions", "producer-token", session_id)
+    assert token_json["whipUrl"] == whip_url.split("/whip")[0] + "/***"
 
     token_human = op.run("sessions", "producer-token", session_id)
     assert "/***" in token_human.stdout and whip_url not in token_human.stdout
@@ -279,8 +283,11 @@ def test_cancel_all_cancels_assigned_oldest_first_and_keeps_live(
     first, second, third = (op.consumer_request(4.711, -74.072) for _ in range(3))
     for session_id in (first, second, third):
         assert "ASSIGNED" in op.run("sessions", "accept", session_id).stdout
-    live = op.json("sessions", "start", second, reveals=True)
-    whip_url = str(live["whipUrl"])
+    live = op.json("sessions", "start", second)
+    assert str(live["whipUrl"]).endswith("/***")
+    token = op.json("sessions", "producer-token", second, "--show-url", reveals=True)
+    whip_url = str(token["whipUrl"])
+    assert whip_url.startswith("http") and not whip_url.endswith("/***")
 
     # the real command, in a probe that also reports what it imported
     probe = subprocess.run(
@@ -319,13 +326,60 @@ def test_cancel_all_cancels_assigned_oldest_first_and_keeps_live(
         "TEST",
         "--scope",
         "sessions:read",
+        "--no-store",
         "--show",
         reveals=True,
     )
-    assert shown_key["plaintext"] == stored_api_key(op) != api_key
+    assert shown_key["plaintext"] != api_key and shown_key["storedIn"] is None
+    assert stored_api_key(op) == api_key  # a spare key leaves the operate key in place
 
     secrets = [api_key, str(shown_key["plaintext"]), private_key[2:], whip_url]
     op.assert_no_secret_leaked(secrets)
+
+
+def test_online_alone_then_key_rotation(supplier: Supplier) -> None:
+    """`--online` without --coverage, and `keys create` naming the key it replaces."""
+    op, workspace_id = supplier.op, supplier.workspace_id
+    op.run("login")
+    assert op.json("workspaces", "update", workspace_id, "--offline")["availabilityState"] == (
+        "OFFLINE"
+    )
+    online = op.json("workspaces", "update", workspace_id, "--online")  # no --coverage
+    assert online["availabilityState"] == "ONLINE"
+    assert (online["coverageLat"], online["coverageLng"]) == (4.711, -74.072)
+
+    bare = op.json("workspaces", "create", "--slug", "no-coverage", "--name", "Bare", "--supplier")
+    refused = op.run("workspaces", "update", str(bare["id"]), "--online", ok=False)
+    assert refused.returncode == 1 and refused.stdout == ""
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "going ONLINE needs coverageLat" in line
+
+    # last in the module: the profile's key is rotated (the fixture then holds the new one)
+    old_key = supplier.api_key
+    scopes = ("sessions:operate", "sessions:read", "wallet:read")
+    rotated = op.run(
+        "keys",
+        "create",
+        "--workspace",
+        workspace_id,
+        "--label",
+        "rotated",
+        "--environment",
+        "TEST",
+        *(arg for scope in scopes for arg in ("--scope", scope)),
+    )
+    new_key = stored_api_key(op)
+    assert new_key != old_key and new_key.startswith("lxxn_test_")
+    assert f"replacing key {old_key[:20]} (still valid until revoked)" in rotated.stdout
+    assert new_key not in rotated.stdout and old_key not in rotated.stdout
+    supplier.api_key = new_key
+    (new_key_id,) = [
+        line.split()[1] for line in rotated.stdout.splitlines() if line.split()[:1] == ["id"]
+    ]
+    op.run("logout")
+    me = op.json("whoami")  # without the wallet session: the stored key, now the new one
+    assert me["kind"] == "api_key" and me["keyId"] == new_key_id
+    op.assert_no_secret_leaked([old_key, new_key, supplier.private_key[2:]])
 
 
 PROBE = f"""

@@ -14,13 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from luxxon_agent.cli.agent import app
 from luxxon_agent.position import Fix, iso_utc, open_source
 from tests.position.conftest import CORPUS
 
 TOLERANCE_DEG = 1e-6
 AGENT_CLI = str(Path(sys.executable).parent / "luxxon-agent")
 LOGS = sorted(p.name for p in CORPUS.glob("*.log"))
+runner = CliRunner()
 
 
 def _load_reader():
@@ -126,18 +129,27 @@ def expected_epochs(log: str) -> list[tuple[str, float, float]]:
     return rows
 
 
-def epochs_of(fixes: list[Fix]) -> tuple[list[tuple[str, float, float]], int]:
-    """Our fixes reduced as gpsd's `--epochs` does (last per time), plus the repeat count."""
-    by_time: dict[str, tuple[str, float, float]] = {}
+Row = tuple[str, float, float]
+"""One reported fix: (ISO time as `gps dump` prints it, lat, lng)."""
+
+
+def assert_matches_gpsd(log: str, rows: list[Row]) -> None:
+    """Our fixes, reduced as gpsd's `--epochs` does (last per time), against the .chk."""
+    by_time: dict[str, Row] = {}
     repeats = 0
-    for fix in fixes:
-        key = iso_utc(fix.time)
-        repeats += key in by_time
-        by_time[key] = (key, fix.lat, fix.lng)
-    return list(by_time.values()), repeats
+    for row in rows:
+        repeats += row[0] in by_time
+        by_time[row[0]] = row
+    expected_repeats = sum(
+        d.count for d in DIFFERENCES.get(log, []) if isinstance(d, RepeatedTimes)
+    )
+    assert repeats == expected_repeats, f"{log}: {repeats} repeated times"
+    assert_same_epochs(log, list(by_time.values()))
+    # no fix is ever reported in the wrong hemisphere or outside the globe
+    assert all(-90 <= lat <= 90 and -180 <= lng <= 180 for _, lat, lng in rows)
 
 
-def assert_same_epochs(log: str, ours: list[tuple[str, float, float]]) -> None:
+def assert_same_epochs(log: str, ours: list[Row]) -> None:
     expected = expected_epochs(log)
     ours_times = sorted(row[0] for row in ours)
     assert len(ours_times) == len(set(ours_times))
@@ -168,21 +180,28 @@ def test_every_log_has_a_chk_and_the_table_names_only_real_files() -> None:
 @pytest.mark.parametrize("log", LOGS)
 async def test_log_matches_gpsd_epoch_by_epoch(log: str) -> None:
     fixes = await decode(log)
-    ours, repeats = epochs_of(fixes)
-    expected_repeats = sum(
-        d.count for d in DIFFERENCES.get(log, []) if isinstance(d, RepeatedTimes)
-    )
-    assert repeats == expected_repeats
-    assert_same_epochs(log, ours)
-    # no fix is ever reported in the wrong hemisphere or outside the globe
-    assert all(-90 <= f.lat <= 90 and -180 <= f.lng <= 180 for f in fixes)
+    assert_matches_gpsd(log, [(iso_utc(f.time), f.lat, f.lng) for f in fixes])
 
 
-@pytest.mark.parametrize(
-    "log", ["bu353s4.log", "april6_2019.log", "unicore-um621.log", "holux-gm-210.log"]
-)
-def test_cli_dump_matches_gpsd(log: str) -> None:
-    """The real `luxxon-agent gps dump` command, as a script would run it."""
+def dump_rows(stdout: str) -> list[Row]:
+    lines = [json.loads(line) for line in stdout.splitlines()]
+    for line in lines:
+        assert set(line) >= {"time", "lat", "lng", "accuracy_m", "quality", "source"}
+        assert line["source"] == "nmea-file"
+    return [(line["time"], line["lat"], line["lng"]) for line in lines]
+
+
+@pytest.mark.parametrize("log", LOGS)
+def test_gps_dump_command_matches_gpsd(log: str) -> None:
+    """The real `luxxon-agent gps dump` command for every log, in-process (no interpreter start)."""
+    result = runner.invoke(app, ["gps", "dump", f"nmea-file://{CORPUS / log}?speed=0"])
+    assert result.exit_code == 0, result.output
+    assert_matches_gpsd(log, dump_rows(result.stdout))
+
+
+@pytest.mark.parametrize("log", ["bu353s4.log", "april6_2019.log", "unicore-um621.log"])
+def test_gps_dump_executable_matches_gpsd(log: str) -> None:
+    """The installed `luxxon-agent` executable, as a script would run it, for a few logs."""
     result = subprocess.run(
         [AGENT_CLI, "gps", "dump", f"nmea-file://{CORPUS / log}?speed=0"],
         capture_output=True,
@@ -191,9 +210,4 @@ def test_cli_dump_matches_gpsd(log: str) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    lines = [json.loads(line) for line in result.stdout.splitlines()]
-    for line in lines:
-        assert set(line) >= {"time", "lat", "lng", "accuracy_m", "quality", "source"}
-        assert line["source"] == "nmea-file"
-    by_time = {line["time"]: (line["time"], line["lat"], line["lng"]) for line in lines}
-    assert_same_epochs(log, list(by_time.values()))
+    assert_matches_gpsd(log, dump_rows(result.stdout))

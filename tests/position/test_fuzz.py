@@ -137,5 +137,5 @@ def test_gpsd_malformed_tpvs_are_no_fix() -> None:
     ):
         source = GpsdSource("gpsd://fuzz", "127.0.0.1")
         assert source._feed(b'{"class":"TPV",' + body + b"}") == []
-        report = source._flush()
+        [report] = source._flush()
         assert isinstance(report, NoFix) and report.reason == "malformed TPV from gpsd"

@@ -7,6 +7,7 @@ import socket
 from typing import Any
 
 import pytest
+from pymavlink.dialects.v20 import ardupilotmega as mavlink2
 
 from luxxon_agent.position import (
     UERE_M,
@@ -18,8 +19,6 @@ from luxxon_agent.position import (
     open_source,
 )
 from tests.conftest import free_port
-
-mavlink2 = pytest.importorskip("pymavlink.dialects.v20.ardupilotmega")
 
 WAIT_S = 15.0
 BOOT_UNIX_S = 1_780_000_000.0  # the autopilot booted at this UNIX time (2026-05-28)

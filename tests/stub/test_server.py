@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -126,10 +127,19 @@ async def test_operator_lifecycle_over_real_http(
         code, out, err = await _run(env, *request_args, "60", "--base-url", base)
         assert code == 0, err
         assert "created consumer workspace" not in err
+        assert out.count("\n") == 1, out  # one line whose last word is the id
         second = out.split()[-1]
         assert second.startswith("ses_") and second != session_id
+
+        # --json: stdout is one valid JSON object, the Session in wire form
+        code, out, err = await _run(env, *request_args, "60", "--json", "--base-url", base)
+        assert code == 0, err
+        shown = json.loads(out)
+        assert shown["state"] == "REQUESTED" and shown["maxDurationSeconds"] == 60
+        third = shown["id"]
+        assert third not in (session_id, second)
 
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         states = dict(conn.execute("SELECT id, state FROM sessions").fetchall())
-    assert states == {session_id: "ENDED", second: "REQUESTED"}
+    assert states == {session_id: "ENDED", second: "REQUESTED", third: "REQUESTED"}

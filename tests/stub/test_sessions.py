@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
 from luxxon_agent.meter import earnings
-from tests.stub.conftest import Harness, data, error
+from tests.stub.conftest import BASE, Harness, data, error
 
 
 async def _setup(harness: Harness) -> tuple[Any, httpx.AsyncClient, Any, httpx.AsyncClient]:
@@ -81,14 +82,34 @@ async def test_meter_subtracts_disconnect_windows_and_caps_at_max_duration(
     data(await operator.post(f"/sessions/{sid}/accept"))
     data(await operator.post(f"/sessions/{sid}/start"))
     t0 = harness.clock.now()
-    from datetime import timedelta
-
     windows = [(t0 + timedelta(seconds=10), t0 + timedelta(seconds=20))]
     harness.video.disconnect_windows = lambda ref: windows  # type: ignore[method-assign]
     await harness.clock.advance(300)  # past maxDurationSeconds: billed only up to 100 s
     ended = data(await requester.post(f"/sessions/{sid}/end"))
     assert (ended["cleanSeconds"], ended["failedSeconds"]) == (90, 10)
     assert ended["chargedMicroUsdc"] == "90000"
+
+
+async def test_live_page_meter_matches_what_end_bills(harness: Harness) -> None:
+    """The session page's running meter and /end run one function, with the same cap."""
+    _, operator, _, requester = await _setup(harness)
+    sid = (await harness.requested(requester, duration=100))["id"]
+    data(await operator.post(f"/sessions/{sid}/accept"))
+    data(await operator.post(f"/sessions/{sid}/start"))
+    t0 = harness.clock.now()
+    windows = [(t0 + timedelta(seconds=30), t0 + timedelta(seconds=35))]
+    harness.video.disconnect_windows = lambda ref: windows  # type: ignore[method-assign]
+    await harness.clock.advance(250)
+    page = httpx.AsyncClient(transport=harness.transport, base_url=BASE, headers=requester.headers)
+    async with page:
+        running = data(await page.get(f"/sessions/{sid}/live.json"))["meter"]
+        ended = data(await requester.post(f"/sessions/{sid}/end"))
+        final = data(await page.get(f"/sessions/{sid}/live.json"))["meter"]
+    assert running["elapsedSeconds"] == 100  # capped at maxDurationSeconds, not 250
+    assert (running["cleanSeconds"], running["failedSeconds"]) == (95, 5)
+    assert (ended["cleanSeconds"], ended["failedSeconds"]) == (95, 5)
+    assert running["chargedMicroUsdc"] == ended["chargedMicroUsdc"] == "95000"
+    assert final["cleanSeconds"] == 95 and final["elapsedSeconds"] == 100
 
 
 async def test_settlement_is_not_ready_before_the_end(harness: Harness) -> None:
@@ -345,6 +366,7 @@ async def test_going_online_needs_full_coverage_and_supplier_role(harness: Harne
         "INVALID_INPUT",
     )
     assert "SUPPLIER" in body["message"]
+    assert harness.snapshot() == before
     fresh = harness.actor()
     await fresh.create_workspace("fresh", ["SUPPLIER"])
     await fresh.login()

@@ -8,7 +8,6 @@ import stat
 
 import keyring
 import pytest
-from keyring.backend import KeyringBackend
 from keyring.backends import fail
 from typer.testing import CliRunner
 
@@ -16,24 +15,8 @@ from luxxon_agent.errors import AuthError, ConfigError
 from luxxon_agent.identity.device_key import DeviceKeyStore
 from luxxon_agent.secret import Secret
 from luxxon_agent.telemetry import TelemetryPayload, recover_signer, sign_sample
+from tests.cli.fake_keyrings import MemoryKeyring
 from tests.telemetry.helpers import CHAIN, T0
-
-
-class MemoryKeyring(KeyringBackend):
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entries: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.entries.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.entries[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        self.entries.pop((service, username), None)
 
 
 @pytest.fixture

@@ -130,6 +130,10 @@ class StrictFront:
             if kind == "gone":
                 self.log.append("POST 404")
                 return Response(status_code=404, content="no such live input")
+            if kind == "taken":
+                # another publisher holds this endpoint for good: DELETE cannot free it
+                self.log.append("POST 409")
+                return Response(status_code=409, content="endpoint in use\nby another publisher")
             if kind == "bad":
                 self.log.append("POST 400")
                 return Response(status_code=400, content="malformed offer, says the server")
@@ -238,3 +242,29 @@ async def test_publisher_stops_instead_of_reconnecting_when_session_not_live(
     assert publisher.state is PublisherState.STOPPED
     stats = await ingest.stats(video_input.ref)
     assert stats is not None and stats.publishers == 1
+
+
+async def test_persistent_409_gives_up_after_bounded_delete_and_retry_rounds(
+    ingest_server: tuple[WhipIngest, str],
+) -> None:
+    ingest, _ = ingest_server
+    video_input = ingest.create_input("ses_taken")
+    front = StrictFront(ingest, video_input.ref)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    taken = f"{base}/strict/taken"
+    source = await open_media_source(SMALL)
+    async for _ in serve(front.router_app, port):
+        publisher = Publisher(Secret(taken), source, backoff=FAST)
+        await publisher.start()
+        with pytest.raises(WhipError) as failure:
+            await asyncio.wait_for(publisher.wait(), 20)
+        await publisher.stop()
+        message = str(failure.value)
+        assert failure.value.status == 409 and "\n" not in message
+        assert "HTTP 409" in message and "after 5 DELETE-and-retry rounds" in message
+        assert "endpoint in use by another publisher" in message
+        assert publisher.state is PublisherState.FAILED
+        # 5 refused rounds with backoff; the 6th 409 is final
+        assert front.log == ["POST 409"] * 6
+    await source.close()

@@ -13,10 +13,25 @@ import pytest
 from luxxon_agent.secret import Secret
 from luxxon_agent.stub.ingest import WhipIngest
 from luxxon_agent.video import Publisher, open_media_source
-from tests.conftest import free_port, require_tool
+from tests.conftest import REQUIRE_SYSTEM_TOOLS, free_port, require_tool
 from tests.video.test_reconnect import _wait_frames
 
 CAMERA = Path(__file__).with_name("rtsp_camera.py")
+
+
+def _camera_did_not_start(stderr: str, required: bool) -> None:
+    message = f"the GStreamer RTSP server did not start: {stderr.strip()[-300:]}"
+    # CI installs gir1.2-gst-rtsp-server-1.0: a server that cannot start there is a failure
+    if required:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def test_camera_that_cannot_start_fails_when_system_tools_are_required() -> None:
+    with pytest.raises(pytest.fail.Exception, match="did not start: no GstRtspServer"):
+        _camera_did_not_start("no GstRtspServer\n", required=True)
+    with pytest.raises(pytest.skip.Exception):
+        _camera_did_not_start("no GstRtspServer\n", required=False)
 
 
 async def _camera(profile: str) -> AsyncIterator[str]:
@@ -32,7 +47,7 @@ async def _camera(profile: str) -> AsyncIterator[str]:
         line = await asyncio.wait_for(proc.stdout.readline(), 15)
         if line.strip() != b"ready":
             err = (await proc.stderr.read()).decode() if proc.stderr else ""
-            pytest.skip(f"the GStreamer RTSP server did not start: {err.strip()[-300:]}")
+            _camera_did_not_start(err, REQUIRE_SYSTEM_TOOLS)
         yield f"rtsp://127.0.0.1:{port}/cam"
     finally:
         proc.kill()

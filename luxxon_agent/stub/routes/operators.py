@@ -3,8 +3,10 @@
 `POST /workspaces/:id/operators` carries an OperatorDelegation (docs/telemetry-signing.md)
 signed with the workspace wallet; the stub verifies it and, from then on, accepts
 telemetry signed by the device key until the delegation expires or is revoked.
-Any member of the workspace (its API key or a member wallet session) may register,
-list and revoke; only the wallet's signature can authorise a device.
+Registering and revoking need `sessions:operate`, listing needs `sessions:read`
+(an API key of the workspace with that scope, or a member's wallet session, which
+holds every scope); the scope is checked before anything is looked up, and only
+the wallet's signature can authorise a device.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from luxxon_agent.models import ErrorCode, Operator, RegisterOperatorRequest, Role
-from luxxon_agent.stub.auth import AnyCaller, require_member
+from luxxon_agent.stub.auth import Operator as OperateCaller
+from luxxon_agent.stub.auth import SessionReader, require_member
 from luxxon_agent.stub.http_error import HttpError
 from luxxon_agent.stub.runtime import StubRuntime, ok, runtime
 from luxxon_agent.stub.store import parse_ts, ts
@@ -79,7 +82,7 @@ def _invalid(message: str, detail: str | None = None) -> HttpError:
 
 @router.post("/workspaces/{workspace_id}/operators", status_code=201)
 async def register_operator(
-    workspace_id: str, body: RegisterOperatorRequest, request: Request, found: AnyCaller
+    workspace_id: str, body: RegisterOperatorRequest, request: Request, found: OperateCaller
 ) -> JSONResponse:
     stub = runtime(request)
     require_member(stub, found, workspace_id)
@@ -139,7 +142,7 @@ async def register_operator(
 
 
 @router.get("/workspaces/{workspace_id}/operators")
-async def list_operators(workspace_id: str, request: Request, found: AnyCaller) -> JSONResponse:
+async def list_operators(workspace_id: str, request: Request, found: SessionReader) -> JSONResponse:
     stub = runtime(request)
     require_member(stub, found, workspace_id)
     _supplier_workspace(stub, workspace_id)
@@ -151,7 +154,7 @@ async def list_operators(workspace_id: str, request: Request, found: AnyCaller) 
 
 @router.post("/workspaces/{workspace_id}/operators/{operator_id}/revoke")
 async def revoke_operator(
-    workspace_id: str, operator_id: str, request: Request, found: AnyCaller
+    workspace_id: str, operator_id: str, request: Request, found: OperateCaller
 ) -> JSONResponse:
     """Immediate: from now on nothing signed by the device key is accepted. Idempotent."""
     stub = runtime(request)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from luxxon_agent.errors import MediaError
+from luxxon_agent.geo import haversine_meters
 from luxxon_agent.models import (
     AcceptRequest,
     AvailabilityState,
@@ -33,12 +33,11 @@ from luxxon_agent.stub.auth import (
     Requester,
     SessionReader,
 )
-from luxxon_agent.stub.geo import haversine_meters
 from luxxon_agent.stub.http_error import HttpError
-from luxxon_agent.stub.metering import MeterInput, compute_clean_seconds
+from luxxon_agent.stub.metering import meter_session
 from luxxon_agent.stub.runtime import PRE_LIVE_STATES, StubRuntime, ok, runtime
 from luxxon_agent.stub.settlement import settle
-from luxxon_agent.stub.store import parse_ts, ts
+from luxxon_agent.stub.store import ts
 
 router = APIRouter(tags=["sessions"])
 
@@ -328,29 +327,11 @@ async def end(session_id: str, request: Request, found: AnyCaller) -> JSONRespon
     if row["state"] not in LIVE_STATES:
         raise invalid_state(row, "end")
     now = stub.now()
-    started = parse_ts(row["started_at"])
-    assert started is not None  # every LIVE session has a startedAt
-    # the meter never bills past the duration the consumer asked for
-    metered_end = min(now, started + timedelta(seconds=row["max_duration_seconds"]))
     operator = stub.store.one(
         "SELECT wallet_address FROM workspaces WHERE id = ?", (row["operator_workspace_id"],)
     )
     assert operator is not None  # foreign key
-    result = compute_clean_seconds(
-        stub.config.meter,
-        MeterInput(
-            session_id=session_id,
-            operator_workspace_id=row["operator_workspace_id"],
-            started_at=started,
-            ended_at=metered_end,
-            requested_lat=row["requested_lat"],
-            requested_lng=row["requested_lng"],
-            geofence_radius_meters=row["geofence_radius_meters"],
-            disconnect_windows=stub.video.disconnect_windows(row["video_backend_ref"]),
-            telemetry_freshness_seconds=stub.config.telemetry_freshness_seconds,
-        ),
-        stub.store,
-    )
+    result = meter_session(stub, row, now).result
     with stub.store.transaction() as conn:
         record = settle(
             conn,
