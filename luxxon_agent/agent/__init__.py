@@ -21,9 +21,9 @@ from luxxon_agent.agent.statefile import StateFile
 from luxxon_agent.agent.status import StatusEndpointError, fetch_status, render_metrics
 
 __all__ = [
-    "DEFAULT_CONFIG_PATH",
     "AgentConfig",
     "AssignedOnRestart",
+    "DEFAULT_CONFIG_PATH",
     "OnSigterm",
     "OperatorConfig",
     "SdNotifier",

@@ -208,15 +208,6 @@ class AgentConfig(_Section):
         return op.assigned_on_restart or self.agent.assigned_on_restart
 
 
-def shown_url(url: str) -> str:
-    """`url` without a password (rtsp://user:secret@cam/ -> rtsp://user:***@cam/), for display."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
-
-
 def parse_fixed_url(url: str) -> FixedPosition:
     """`fixed://?lat=..&lng=..&accuracy_m=..`: a surveyed, unmoving position."""
     from urllib.parse import parse_qs

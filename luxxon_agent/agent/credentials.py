@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from luxxon_agent.errors import AuthError, ConfigError
+from luxxon_agent.identity import CREDENTIAL_NAME as API_KEY_CREDENTIAL
 from luxxon_agent.secret import Secret
 
-API_KEY_CREDENTIAL = "luxxon-api-key"
 DEVICE_KEY_CREDENTIAL = "luxxon-device-key"
 
 

@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
-from luxxon_agent.agent.config import AgentConfig, OperatorConfig, shown_url
+from luxxon_agent.agent.config import AgentConfig, OperatorConfig
 from luxxon_agent.errors import LuxxonError
 from luxxon_agent.models import Scope, SessionState
-from luxxon_agent.secret import Secret, redact_url
+from luxxon_agent.secret import Secret, redact_url, strip_userinfo
 
 MAX_CLOCK_OFFSET_S = 2.0
 """Telemetry is dated by this clock; the server refuses samples from the future."""
@@ -210,7 +210,7 @@ async def _gps(op: OperatorConfig, seconds: float) -> Check:
         pass  # reported below with the last reason seen
     except LuxxonError as exc:
         last_reason = str(exc)
-    watch = f"luxxon-agent gps check '{shown_url(op.position)}'"
+    watch = f"luxxon-agent gps check '{strip_userinfo(op.position)}'"
     return Check(
         name, False, f"no usable fix in {seconds:.0f} s ({last_reason})",
         f"check antenna and sky view; watch it live: {watch}",
@@ -225,7 +225,7 @@ async def _camera(op: OperatorConfig) -> Check:
     name = f"{op.label}: camera"
     fix = (
         "check the device (ls -l /dev/v4l/by-id/), the agent user's group 'video', "
-        f"and try: luxxon-agent publish --source '{shown_url(op.video)}'"
+        f"and try: luxxon-agent publish --source '{strip_userinfo(op.video)}'"
     )
     try:
         async with asyncio.timeout(CAMERA_TIMEOUT_S):

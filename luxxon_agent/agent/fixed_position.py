@@ -8,21 +8,14 @@ clock (so the box's clock must be NTP-synced: telemetry is dated by it).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from enum import StrEnum
 
 from luxxon_agent.agent.config import parse_fixed_url
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
-from luxxon_agent.position import Fix, FixQuality, NoFix, PositionSource, TimeSource
-
-
-class FixedKind(StrEnum):
-    """The position package's SourceKind has no surveyed kind; this one fills in."""
-
-    FIXED = "fixed"
+from luxxon_agent.position import Fix, FixQuality, NoFix, PositionSource, SourceKind, TimeSource
 
 
 class FixedPositionSource(PositionSource):
-    kind = FixedKind.FIXED  # type: ignore[assignment]
+    kind = SourceKind.FIXED
 
     def __init__(self, url: str, clock: Clock = SYSTEM_CLOCK, hz: float = 1.0) -> None:
         super().__init__(url, clock)
@@ -37,7 +30,7 @@ class FixedPositionSource(PositionSource):
                 lat=self.position.lat,
                 lng=self.position.lng,
                 accuracy_m=self.position.accuracy_m,
-                source=self.kind,  # type: ignore[arg-type]
+                source=self.kind,
                 quality=FixQuality.GPS,
                 time_source=TimeSource.HOST,
                 received_at=now,

@@ -7,7 +7,6 @@ against any server speaking the contract (the stub on loopback here).
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 
 from luxxon_agent.models import CreateApiKeyRequest, Environment, Role, Scope
@@ -31,15 +30,10 @@ class Account:
 
 
 def new_private_key() -> Secret:
-    """A fresh secp256k1 key as 0x-hex (any 32 random bytes below the curve order)."""
-    while True:
-        raw = secrets.token_bytes(32)
-        value = int.from_bytes(raw, "big")
-        if 0 < value < _SECP256K1_N:
-            return Secret("0x" + raw.hex())
+    """A fresh secp256k1 key as 0x-hex (eth-account's generator, as the CLI's wallet uses)."""
+    from eth_account import Account
 
-
-_SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+    return Secret("0x" + bytes(Account.create().key).hex())
 
 
 async def create_account(base_url: str, slug: str, role: Role, *, timeout: float = 10.0) -> Account:

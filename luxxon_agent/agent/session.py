@@ -142,26 +142,37 @@ class SessionRun:
         return whip
 
     async def _start_pipeline(self, whip: Secret) -> None:
-        from luxxon_agent.telemetry import Sampler, Uploader
+        from luxxon_agent.telemetry import Uploader
 
         self.uploader = Uploader(self.spool, self.client, clock=self.clock)
         await self.uploader.start()
-        self.sampler = Sampler(
-            spool=self.spool,
-            provider=self.runner.latest,
-            signer=self.signer,
-            session_id=self.session.id,
-            chain_id=self.link.chain_id or 0,
-            clock=self.clock,
-            on_tick=self._on_tick,
-            on_sample=self.uploader.notify,
-        )
-        await self.sampler.start()
+        await self._mind_sampling()
         try:
             await self._start_video(whip)
         except MediaError as exc:
             # telemetry goes on; _mind_video retries the camera with backoff
             logger.warning("%s: cannot open video: %s", self._log, exc)
+
+    async def _mind_sampling(self) -> None:
+        """Start the sampler once the server's chain id is known: samples are signed for it."""
+        if self.sampler is not None or self.uploader is None:
+            return
+        chain_id = await self.link.chain_id()
+        if chain_id is None:
+            return  # the API could not say; asked again at the next poll
+        from luxxon_agent.telemetry import Sampler
+
+        self.sampler = Sampler(
+            spool=self.spool,
+            provider=self.runner.latest,
+            signer=self.signer,
+            session_id=self.session.id,
+            chain_id=chain_id,
+            clock=self.clock,
+            on_tick=self._on_tick,
+            on_sample=self.uploader.notify,
+        )
+        await self.sampler.start()
 
     async def _start_video(self, whip: Secret) -> None:
         from luxxon_agent.video import Publisher, open_media_source
@@ -223,6 +234,7 @@ class SessionRun:
         poll = self.link.config.agent.poll_seconds
         while True:
             self.refresh_status()
+            await self._mind_sampling()
             await self._mind_video()
             deadline = self._deadline_in()
             if deadline is not None and deadline <= 0:

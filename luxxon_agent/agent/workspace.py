@@ -32,6 +32,7 @@ from luxxon_agent.models import (
     AvailabilityState,
     LocationHeartbeat,
     Scope,
+    ServerConfig,
     Session,
     SessionState,
     UpdateWorkspaceRequest,
@@ -80,7 +81,7 @@ class WorkspaceLink:
         self._serve = serve
         self.workspace_id: str | None = None
         self.fee_bps: int | None = None
-        self.chain_id: int | None = None
+        self._chain_id: int | None = None
         self._sent: AvailabilityState | None = None
         self.recovered = False
         """Set once `recover()` went through (the state file's sessions are handled)."""
@@ -124,8 +125,7 @@ class WorkspaceLink:
                 if missing:
                     raise AuthError(f"the API key lacks scope(s) {', '.join(missing)}")
                 self.workspace_id = me.workspace_id
-                self.fee_bps = server.fee_bps
-                self.chain_id = server.chain_id
+                self._learn(server)
                 for op in self.operators:
                     op.status.workspace_id = me.workspace_id
                 logger.info("%r connected (key %s)", self, me.key_id)
@@ -134,6 +134,26 @@ class WorkspaceLink:
                 return False
             attempt += 1
         return False
+
+    def _learn(self, server: ServerConfig) -> None:
+        self.fee_bps = server.fee_bps
+        self._chain_id = server.chain_id
+
+    async def chain_id(self) -> int | None:
+        """The server's EIP-712 chain id (GET /config), fetched once per link and kept.
+
+        None while the API cannot say: the caller takes no sample yet and asks
+        again, since a sample signed for any other chain is refused by the server.
+        """
+        if self._chain_id is None:
+            try:
+                self._learn(await self.client.config())
+            except (ApiError, TransportError) as exc:
+                self._failed(exc)
+                logger.warning("GET /config: %s; telemetry waits for the chain id", exc)
+                return None
+            self._ok()
+        return self._chain_id
 
     async def recover(self) -> None:
         """Resume or clean up what the state file says each operator was doing."""

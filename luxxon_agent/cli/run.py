@@ -104,15 +104,19 @@ def config_check(
     as_json: bool = typer.Option(False, "--json", help="Print the effective config as JSON."),
 ) -> None:
     """Validate the config (TOML + LUXXON_AGENT_* env); name the offending key, exit 2."""
+    from luxxon_agent.secret import strip_userinfo
+
     agent_config = _load(config)
     if as_json:
-        print_json(agent_config.model_dump(mode="json"))
+        data = agent_config.model_dump(mode="json")
+        for op in data["operators"]:  # a camera URL may carry its password
+            for key in ("position", "video"):
+                op[key] = strip_userinfo(op[key])
+        print_json(data)
         return
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
-
-    from luxxon_agent.agent.config import shown_url
 
     table = Table(title="operators", title_justify="left")
     for column in ("label", "kind", "position", "video", "coverage", "auto-accept"):
@@ -122,8 +126,8 @@ def config_check(
         table.add_row(
             op.label,
             op.device_kind.value,
-            escape(shown_url(op.position)),
-            escape(shown_url(op.video)),
+            escape(strip_userinfo(op.position)),
+            escape(strip_userinfo(op.video)),
             f"{op.coverage.lat:.5f},{op.coverage.lng:.5f} r={op.coverage.radius_m:.0f} m",
             f"≥{aa.min_rate_micro_usdc} µUSDC/s ≤{aa.max_duration_seconds} s"
             if aa.enabled
