@@ -156,12 +156,11 @@ class OperatorConfig(_Section):
     @field_validator("position")
     @classmethod
     def _position_url(cls, value: str) -> str:
+        # the packages' own scheme lists, imported on use: both packages load slowly
+        from luxxon_agent.position.open_source import SCHEMES
+
         scheme = urlsplit(value).scheme
-        if scheme not in POSITION_SCHEMES:
-            raise ValueError(
-                f"unknown position source scheme {scheme!r}; use one of "
-                + ", ".join(sorted(POSITION_SCHEMES))
-            )
+        _check_scheme("position", scheme, (*SCHEMES, "fixed"))
         if scheme == "fixed":
             parse_fixed_url(value)
         return value
@@ -169,17 +168,17 @@ class OperatorConfig(_Section):
     @field_validator("video")
     @classmethod
     def _video_url(cls, value: str) -> str:
-        scheme = urlsplit(value).scheme
-        if scheme not in VIDEO_SCHEMES:
-            raise ValueError(
-                f"unknown video source scheme {scheme!r}; use one of "
-                + ", ".join(sorted(VIDEO_SCHEMES))
-            )
+        from luxxon_agent.video.mediasource import SCHEMES
+
+        _check_scheme("video", urlsplit(value).scheme, SCHEMES)
         return value
 
 
-POSITION_SCHEMES = frozenset({"serial", "tcp", "gpsd", "mavlink", "nmea-file", "sim", "fixed"})
-VIDEO_SCHEMES = frozenset({"testsrc", "file", "v4l2", "rtsp", "rtsps"})
+def _check_scheme(what: str, scheme: str, known: tuple[str, ...]) -> None:
+    if scheme not in known:
+        raise ValueError(
+            f"unknown {what} source scheme {scheme!r}; use one of " + ", ".join(sorted(known))
+        )
 
 
 class AgentConfig(_Section):

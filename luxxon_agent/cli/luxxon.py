@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -32,8 +32,12 @@ from luxxon_agent.cli._context import (
 from luxxon_agent.errors import AuthError, ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from luxxon_agent.api import AsyncLuxxonClient
     from luxxon_agent.identity import Profile
+
+T = TypeVar("T")
 
 # rich_markup_mode=None: plain click help, which skips importing rich's markdown stack (~0.2 s)
 _TYPER_OPTIONS: dict[str, Any] = {
@@ -94,11 +98,31 @@ def _root(
 # ---- rendering -----------------------------------------------------------------------
 
 
-def _render_session(session: Any, *, as_json: bool, show_url: bool, title: str) -> None:
-    """A session; its whipUrl (present while LIVE) only with --show-url, JSON included."""
+def _with_key(ctx: typer.Context, request: Callable[[AsyncLuxxonClient], Awaitable[T]]) -> T:
+    """Run one client call with the profile's API key."""
+
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> T:
+        return await request(client)
+
+    return call(ctx, "key", body)
+
+
+def _session_command(
+    ctx: typer.Context,
+    request: Callable[[AsyncLuxxonClient], Awaitable[Any]],
+    *,
+    json_out: bool,
+    title: str,
+    show_url: bool = False,
+) -> None:
+    """Run a call that returns a session, with the profile's API key, and render the session.
+
+    Its whipUrl (present while LIVE) is shown only with --show-url, JSON included.
+    """
     from luxxon_agent.cli._render import emit, redact
 
-    emit(redact(wire(session), show_url), as_json=as_json, title=title)
+    session = _with_key(ctx, request)
+    emit(redact(wire(session), show_url), as_json=wants_json(ctx, json_out), title=title)
 
 
 # ---- wallet -------------------------------------------------------------------------
@@ -476,11 +500,9 @@ def sessions_list(
             choices = ", ".join(SessionState)
             raise ConfigError(f"--state must be one of {choices}") from None
 
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
-        return await client.list_sessions(wanted)
-
+    sessions = _with_key(ctx, lambda client: client.list_sessions(wanted))
     as_json = wants_json(ctx, json_out)
-    rows = redact([wire(s) for s in call(ctx, "key", body)], show_url)
+    rows = redact([wire(s) for s in sessions], show_url)
     table(rows, SESSION_COLUMNS, as_json=as_json, empty="no sessions")
 
 
@@ -493,12 +515,13 @@ def sessions_show(
     json_out: JsonOpt = False,
 ) -> None:
     """One session."""
-
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
-        return await client.get_session(session_id)
-
-    session = call(ctx, "key", body)
-    _render_session(session, as_json=wants_json(ctx, json_out), show_url=show_url, title="session")
+    _session_command(
+        ctx,
+        lambda client: client.get_session(session_id),
+        json_out=json_out,
+        title="session",
+        show_url=show_url,
+    )
 
 
 @sessions_app.command("accept")
@@ -512,12 +535,12 @@ def sessions_accept(
     json_out: JsonOpt = False,
 ) -> None:
     """Claim a REQUESTED session (→ ASSIGNED; the workspace goes BUSY)."""
-
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
-        return await client.accept(session_id, operator_workspace)
-
-    session = call(ctx, "key", body)
-    _render_session(session, as_json=wants_json(ctx, json_out), show_url=False, title="accepted")
+    _session_command(
+        ctx,
+        lambda client: client.accept(session_id, operator_workspace),
+        json_out=json_out,
+        title="accepted",
+    )
 
 
 @sessions_app.command("start")
@@ -531,10 +554,7 @@ def sessions_start(
     """ASSIGNED → LIVE; the whipUrl is printed redacted unless --show-url (JSON too)."""
     from luxxon_agent.cli._render import emit, redact
 
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
-        return await client.start(session_id)
-
-    result = call(ctx, "key", body)
+    result = _with_key(ctx, lambda client: client.start(session_id))
     as_json = wants_json(ctx, json_out)
     payload = redact(wire(result), show_url)
     if not as_json:
@@ -554,35 +574,24 @@ def sessions_producer_token(
     """The session's whipUrl again (redacted unless --show-url, JSON too)."""
     from luxxon_agent.cli._render import emit, redact
 
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
-        return await client.producer_token(session_id)
-
-    as_json = wants_json(ctx, json_out)
-    emit(redact(wire(call(ctx, "key", body)), show_url), as_json=as_json)
+    token = _with_key(ctx, lambda client: client.producer_token(session_id))
+    emit(redact(wire(token), show_url), as_json=wants_json(ctx, json_out))
 
 
 @sessions_app.command("end")
 @handle_errors
 def sessions_end(ctx: typer.Context, session_id: SessionId, json_out: JsonOpt = False) -> None:
     """LIVE → ENDED: the server runs the meter and settles."""
-
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
-        return await client.end(session_id)
-
-    session = call(ctx, "key", body)
-    _render_session(session, as_json=wants_json(ctx, json_out), show_url=False, title="ended")
+    _session_command(ctx, lambda client: client.end(session_id), json_out=json_out, title="ended")
 
 
 @sessions_app.command("cancel")
 @handle_errors
 def sessions_cancel(ctx: typer.Context, session_id: SessionId, json_out: JsonOpt = False) -> None:
     """Cancel a session that is not LIVE yet."""
-
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
-        return await client.cancel(session_id)
-
-    session = call(ctx, "key", body)
-    _render_session(session, as_json=wants_json(ctx, json_out), show_url=False, title="cancelled")
+    _session_command(
+        ctx, lambda client: client.cancel(session_id), json_out=json_out, title="cancelled"
+    )
 
 
 @sessions_app.command("cancel-all")
@@ -591,10 +600,7 @@ def sessions_cancel_all(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Cancel every ASSIGNED session of the workspace and release it (LIVE ones stay)."""
     from luxxon_agent.cli._render import emit, message
 
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
-        return await client.cancel_all_assignments()
-
-    result = call(ctx, "key", body)
+    result = _with_key(ctx, lambda client: client.cancel_all_assignments())
     if wants_json(ctx, json_out):
         emit(wire(result), as_json=True)
     elif result.count == 0:
@@ -617,10 +623,7 @@ def sessions_frame(
     """Save the latest decoded video frame as a JPEG."""
     from luxxon_agent.cli._render import emit
 
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> bytes:
-        return await client.frame(session_id)
-
-    data = call(ctx, "key", body)
+    data = _with_key(ctx, lambda client: client.frame(session_id))
     try:
         output.write_bytes(data)
     except OSError as exc:

@@ -34,7 +34,7 @@ import fractions
 import logging
 import secrets
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -451,32 +451,33 @@ class WhipIngest:
             return Response(status_code=404, content="no such WHIP/WHEP endpoint",
                             media_type="text/plain")
 
-        async def read_offer(request: Request) -> str | Response:
+        async def answer_offer(
+            entry: _Input | None,
+            request: Request,
+            negotiate: Callable[[_Input, str], Awaitable[tuple[str, str]]],
+        ) -> Response:
+            """WHIP and WHEP alike: 201 with `negotiate`'s SDP answer and its resource."""
+            if entry is None:
+                return not_found()
             if request.headers.get("content-type", "").split(";")[0].strip() != SDP:
                 return Response(status_code=415, content="Content-Type must be application/sdp",
                                 media_type="text/plain")
-            body = (await request.body()).decode(errors="replace")
-            if "m=" not in body:
+            offer = (await request.body()).decode(errors="replace")
+            if "m=" not in offer:
                 return Response(status_code=400, content="not an SDP offer",
                                 media_type="text/plain")
-            return body
-
-        @router.post("/whip/{token}")
-        async def whip_post(token: str, request: Request) -> Response:
-            entry = self._by_whip.get(token)
-            if entry is None:
-                return not_found()
-            offer = await read_offer(request)
-            if isinstance(offer, Response):
-                return offer
             try:
-                answer, resource = await self._publish(entry, offer)
+                answer, resource = await negotiate(entry, offer)
             except _BadOffer as exc:
                 return Response(status_code=400, content=str(exc), media_type="text/plain")
             return Response(
                 status_code=201, content=answer, media_type=SDP,
                 headers={"Location": f"{request.url.path}/{resource}"},
             )
+
+        @router.post("/whip/{token}")
+        async def whip_post(token: str, request: Request) -> Response:
+            return await answer_offer(self._by_whip.get(token), request, self._publish)
 
         @router.delete("/whip/{token}/{resource}")
         async def whip_delete(token: str, resource: str) -> Response:
@@ -488,20 +489,7 @@ class WhipIngest:
 
         @router.post("/whep/{token}")
         async def whep_post(token: str, request: Request) -> Response:
-            entry = self._by_whep.get(token)
-            if entry is None:
-                return not_found()
-            offer = await read_offer(request)
-            if isinstance(offer, Response):
-                return offer
-            try:
-                answer, resource = await self._view(entry, offer)
-            except _BadOffer as exc:
-                return Response(status_code=400, content=str(exc), media_type="text/plain")
-            return Response(
-                status_code=201, content=answer, media_type=SDP,
-                headers={"Location": f"{request.url.path}/{resource}"},
-            )
+            return await answer_offer(self._by_whep.get(token), request, self._view)
 
         @router.delete("/whep/{token}/{resource}")
         async def whep_delete(token: str, resource: str) -> Response:

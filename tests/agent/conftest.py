@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from luxxon_agent.agent.localstub import LocalStub
 from luxxon_agent.agent.provision import Account, create_account, new_private_key
@@ -25,12 +28,50 @@ VIDEO = "testsrc://?size=320x240&fps=10"
 AGENT_ENTRY = "from luxxon_agent.cli.agent import main; main()"
 
 
+@dataclass(frozen=True)
+class Area:
+    """Where one test's operators cover and its consumer asks: its own part of the map."""
+
+    lat: float
+    lng: float
+
+
+_areas = itertools.count()
+
+
 @pytest.fixture
-async def stub(tmp_path: Path) -> AsyncIterator[LocalStub]:
+def area() -> Area:
+    """A point ~5.5 km from every other test's, beyond each 500 m coverage.
+
+    The stub is shared by the tests, and its dispatch offers a session to any
+    ONLINE workspace covering the point: a test's session must not go to the
+    workspace of an earlier test (one that crashed on purpose stays ONLINE).
+    """
+    return Area(LAT + 0.05 * next(_areas), LNG)
+
+
+async def _started_stub(root: Path) -> LocalStub:
     server = LocalStub(
-        db=tmp_path / "stub.sqlite3", data_dir=tmp_path / "stub", meter="telemetry", env=os.environ
+        db=root / "stub.sqlite3", data_dir=root / "stub", meter="telemetry", env=os.environ
     )
     await server.start()
+    return server
+
+
+@pytest_asyncio.fixture(scope="package", loop_scope="package")
+async def stub(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStub]:
+    """One stub for the tests that leave it running (each with its own accounts and `area`)."""
+    server = await _started_stub(tmp_path_factory.mktemp("shared-stub"))
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def own_stub(tmp_path: Path) -> AsyncIterator[LocalStub]:
+    """A stub of this test's own, for a test that stops and restarts it."""
+    server = await _started_stub(tmp_path)
     try:
         yield server
     finally:
@@ -56,14 +97,17 @@ async def operator_account(
     return account
 
 
-def operator_table(label: str, slug: str, tmp: Path, position: str | None = None) -> str:
+def operator_table(
+    label: str, slug: str, tmp: Path, area: Area, position: str | None = None
+) -> str:
+    sim = f"sim://?lat={area.lat}&lng={area.lng}&radius_m=10&speed_mps=1"
     return f"""
 [[operators]]
 label = "{label}"
 device_kind = "LAPTOP"
-position = "{position or f"sim://?lat={LAT}&lng={LNG}&radius_m=10&speed_mps=1"}"
+position = "{position or sim}"
 video = "{VIDEO}"
-coverage = {{ lat = {LAT}, lng = {LNG}, radius_m = 500 }}
+coverage = {{ lat = {area.lat}, lng = {area.lng}, radius_m = 500 }}
 api_key_file = "{tmp / f"{slug}.api-key"}"
 """
 
@@ -154,12 +198,26 @@ class AgentProcess:
         return records
 
 
+class Agents:
+    """The agent processes a test starts; the fixture kills any still running at its end."""
+
+    def __init__(self) -> None:
+        self.started: list[AgentProcess] = []
+
+    async def start(
+        self, config: Path, log: Path, env: dict[str, str] | None = None
+    ) -> AgentProcess:
+        agent = AgentProcess(config, log, env)
+        self.started.append(agent)
+        await agent.start()
+        return agent
+
+
 @pytest.fixture
-async def agents() -> AsyncIterator[list[AgentProcess]]:
-    """Agent processes a test started; any still running are stopped (killed if stuck)."""
-    started: list[AgentProcess] = []
-    yield started
-    for agent in started:
+async def agents() -> AsyncIterator[Agents]:
+    fleet = Agents()
+    yield fleet
+    for agent in fleet.started:
         print(f"--- {agent.log.name} (last lines) ---\n{agent.tail(40)}")  # shown on failure
         if agent.proc is not None and agent.proc.returncode is None:
             agent.proc.kill()
@@ -197,13 +255,27 @@ async def operator_online(port: int, label: str) -> bool:
     return any(o["label"] == label and o["availability"] == "ONLINE" for o in status["operators"])
 
 
-async def request_session(
-    consumer: AsyncLuxxonClient, seconds: int, lat: float = LAT, lng: float = LNG
-) -> Session:
+async def request_session(consumer: AsyncLuxxonClient, seconds: int, area: Area) -> Session:
     session = await consumer.create_session(
-        CreateSessionRequest(lat=lat, lng=lng, max_duration_seconds=seconds)
+        CreateSessionRequest(lat=area.lat, lng=area.lng, max_duration_seconds=seconds)
     )
     return await consumer.dispatch(session.id)
+
+
+async def telemetry_delivered(port: int, label: str) -> int:
+    """How many samples of its session the operator has delivered (0 while unknown)."""
+    status = await agent_status(port)
+    if status is None:
+        return 0
+    op = next(o for o in status["operators"] if o["label"] == label)
+    return int(op["telemetry"]["delivered"])
+
+
+async def wait_delivered(port: int, label: str, count: int, timeout: float) -> None:
+    async def enough() -> bool:
+        return await telemetry_delivered(port, label) >= count
+
+    await wait_until(enough, timeout, f"{label} to deliver {count} telemetry sample(s)")
 
 
 async def wait_state(

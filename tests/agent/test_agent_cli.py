@@ -15,10 +15,12 @@ from conftest import free_port
 from luxxon_agent.agent.localstub import LocalStub
 from luxxon_agent.agent.service import render_unit
 from luxxon_agent.meter import earnings
+from luxxon_agent.telemetry import Spool
 
 from .conftest import (
     AGENT_ENTRY,
     VIDEO,
+    Area,
     operator_account,
     operator_table,
     wait_until,
@@ -38,27 +40,42 @@ def agent_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     )
 
 
-def test_config_check_examples_and_errors(tmp_path: Path) -> None:
-    for example in ("drone.toml", "fixed-camera.toml", "laptop.toml"):
-        done = agent_cli("config", "check", "--config", str(EXAMPLES / example))
+async def test_config_check_examples_and_errors(tmp_path: Path) -> None:
+    broken = tmp_path / "agent.toml"
+    broken.write_text((EXAMPLES / "laptop.toml").read_text().replace("label =", "lable ="))
+    camera = tmp_path / "camera.toml"
+    camera.write_text(
+        (EXAMPLES / "laptop.toml")
+        .read_text()
+        .replace(
+            'video = "testsrc://?size=1280x720&fps=30"', 'video = "rtsp://admin:hunter2@cam/s"'
+        )
+    )
+    negative = {"LUXXON_AGENT_OPERATORS_0_COVERAGE_RADIUS_M": "-5"}
+    check = ("config", "check", "--config")
+    # independent processes: run side by side
+    *examples, bad, typo, effective = await asyncio.gather(
+        *(
+            asyncio.to_thread(agent_cli, *check, str(EXAMPLES / name))
+            for name in ("drone.toml", "fixed-camera.toml", "laptop.toml")
+        ),
+        asyncio.to_thread(agent_cli, *check, str(EXAMPLES / "drone.toml"), env=negative),
+        asyncio.to_thread(agent_cli, *check, str(broken)),
+        asyncio.to_thread(agent_cli, "config", "check", "--json", "--config", str(camera)),
+    )
+    for done in examples:
         assert done.returncode == 0, done.stderr
         assert "config OK" in done.stdout
-    bad = agent_cli(
-        "config", "check", "--config", str(EXAMPLES / "drone.toml"),
-        env={"LUXXON_AGENT_OPERATORS_0_COVERAGE_RADIUS_M": "-5"},
-    )  # fmt: skip
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
         "error: operators[0].coverage.radius_m: Input should be greater than 0 "
         "(from environment variable LUXXON_AGENT_OPERATORS_0_COVERAGE_RADIUS_M)"
     ]
-    broken = tmp_path / "agent.toml"
-    broken.write_text((EXAMPLES / "laptop.toml").read_text().replace("label =", "lable ="))
-    done = agent_cli("config", "check", "--config", str(broken))
-    assert done.returncode == 2
-    assert "operators[0].lable: unknown key" in done.stderr
-    effective = agent_cli("config", "check", "--json", "--config", str(EXAMPLES / "laptop.toml"))
-    assert json.loads(effective.stdout)["operators"][0]["label"] == "laptop"
+    assert typo.returncode == 2
+    assert "operators[0].lable: unknown key" in typo.stderr
+    shown = json.loads(effective.stdout)["operators"][0]
+    assert shown["label"] == "laptop"
+    assert shown["video"] == "rtsp://***@cam/s"  # the camera's password is not printed
 
 
 def test_install_service_writes_unit_and_refuses_overwrite(tmp_path: Path) -> None:
@@ -117,12 +134,16 @@ async def test_demo_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
 
-        def live_spool() -> bool:
-            return any(temp.glob("luxxon-demo-*/agent/demo-cam/telemetry.sqlite3"))
+        def sampled() -> bool:
+            """The demo's session is LIVE and its telemetry under way."""
+            spools = list(temp.glob("luxxon-demo-*/agent/demo-cam/telemetry.sqlite3"))
+            if not spools:
+                return False
+            with Spool(spools[0]) as spool:
+                return spool.stats().spooled >= 2
 
-        await wait_until(live_spool, 40, "the demo's session to go LIVE")
+        await wait_until(sampled, 40, "the demo's session to go LIVE and sample")
         demo_dir = next(temp.glob("luxxon-demo-*"))
-        await asyncio.sleep(2)
         proc.send_signal(signal.SIGINT)
         async with asyncio.timeout(40):
             _, stderr = await proc.communicate()
@@ -140,10 +161,12 @@ async def test_demo_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
     assert leftover.stdout.strip() == ""
 
 
-async def test_doctor_passes_on_a_good_box_and_names_fixes(stub: LocalStub, tmp_path: Path) -> None:
+async def test_doctor_passes_on_a_good_box_and_names_fixes(
+    stub: LocalStub, tmp_path: Path, area: Area
+) -> None:
     await operator_account(stub, "op-doc", "cam-1", tmp_path)
     good = write_config(
-        tmp_path, stub, operator_table("cam-1", "op-doc", tmp_path),
+        tmp_path, stub, operator_table("cam-1", "op-doc", tmp_path, area),
         device_slug="op-doc", status_port=free_port(),
     )  # fmt: skip
     done = await asyncio.to_thread(agent_cli, "doctor", "--json", "--config", str(good))
@@ -154,7 +177,7 @@ async def test_doctor_passes_on_a_good_box_and_names_fixes(stub: LocalStub, tmp_
     assert checks["cam-1: GPS fix"]["ok"] and checks["cam-1: camera"]["ok"]
 
     dead_gps = f"tcp://127.0.0.1:{free_port()}"
-    bad_table = operator_table("cam-1", "op-doc", tmp_path, position=dead_gps).replace(
+    bad_table = operator_table("cam-1", "op-doc", tmp_path, area, position=dead_gps).replace(
         VIDEO, "v4l2:///dev/v4l/by-id/usb-missing-camera-video-index0"
     )
     bad = write_config(tmp_path, stub, bad_table, device_slug="op-doc", status_port=free_port())

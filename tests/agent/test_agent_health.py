@@ -15,7 +15,8 @@ from luxxon_agent.models import Role
 
 from .conftest import (
     VIDEO,
-    AgentProcess,
+    Agents,
+    Area,
     agent_status,
     operator_account,
     operator_online,
@@ -27,17 +28,15 @@ from .conftest import (
 
 
 async def test_camera_unplugged_goes_offline_and_comes_back(
-    stub: LocalStub, tmp_path: Path, agents: list[AgentProcess]
+    stub: LocalStub, tmp_path: Path, agents: Agents, area: Area
 ) -> None:
     await operator_account(stub, "op-cam", "cam-1", tmp_path)
     consumer = await create_account(stub.base_url, "consumer-cam", Role.CONSUMER)
     camera = tmp_path / "dev" / "v4l" / "by-id" / "usb-Test_Camera-video-index0"
-    table = operator_table("cam-1", "op-cam", tmp_path).replace(VIDEO, f"v4l2://{camera}")
+    table = operator_table("cam-1", "op-cam", tmp_path, area).replace(VIDEO, f"v4l2://{camera}")
     port = free_port()
     config = write_config(tmp_path, stub, table, device_slug="op-cam", status_port=port)
-    agent = AgentProcess(config, tmp_path / "agent.log")
-    agents.append(agent)
-    await agent.start()
+    agent = await agents.start(config, tmp_path / "agent.log")
 
     async def offline_reason() -> str | None:
         status = await agent_status(port)
@@ -50,7 +49,7 @@ async def test_camera_unplugged_goes_offline_and_comes_back(
     assert reason == f"camera down ({camera} missing)"
     async with AsyncLuxxonClient(stub.base_url, session_cookie=consumer.session_cookie) as buyer:
         with pytest.raises(ApiError) as info:  # OFFLINE at the API too: nobody to dispatch to
-            await request_session(buyer, seconds=10)
+            await request_session(buyer, seconds=10, area=area)
         assert info.value.code == "NO_COVERAGE"
     camera.parent.mkdir(parents=True)
     camera.touch()  # replugged under its stable name

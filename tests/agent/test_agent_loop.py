@@ -17,11 +17,13 @@ from luxxon_agent.agent.localstub import LocalStub
 from luxxon_agent.agent.provision import create_account
 from luxxon_agent.api import AsyncLuxxonClient
 from luxxon_agent.models import Role, SessionState
-from luxxon_agent.telemetry import Spool
+from luxxon_agent.secret import Secret
+from luxxon_agent.telemetry import KeySigner, Spool, recover_signer
 
 from .conftest import (
     AGENT_ENTRY,
-    AgentProcess,
+    Agents,
+    Area,
     operator_account,
     operator_online,
     operator_table,
@@ -58,8 +60,9 @@ def notify_socket(tmp_path: Path) -> Iterator[tuple[Path, socket.socket]]:
 async def test_full_loop_online_session_earnings_and_sd_notify(
     stub: LocalStub,
     tmp_path: Path,
-    agents: list[AgentProcess],
+    agents: Agents,
     notify_socket: tuple[Path, socket.socket],
+    area: Area,
 ) -> None:
     operator = await operator_account(stub, "op-one", "cam-1", tmp_path)
     consumer = await create_account(stub.base_url, "consumer-one", Role.CONSUMER)
@@ -67,7 +70,7 @@ async def test_full_loop_online_session_earnings_and_sd_notify(
     config = write_config(
         tmp_path,
         stub,
-        operator_table("cam-1", "op-one", tmp_path),
+        operator_table("cam-1", "op-one", tmp_path, area),
         device_slug="op-one",
         status_port=port,
     )
@@ -80,17 +83,16 @@ async def test_full_loop_online_session_earnings_and_sd_notify(
             messages.append((await loop.sock_recv(notify, 4096)).decode())
 
     reader = asyncio.create_task(read_notify())
-    agent = AgentProcess(
+    agent = await agents.start(
         config,
         tmp_path / "agent.log",
         env={"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "2000000"},
     )
-    agents.append(agent)
-    await agent.start()
     await wait_until(lambda: operator_online(port, "cam-1"), 30, "cam-1 ONLINE")
 
     async with AsyncLuxxonClient(stub.base_url, session_cookie=consumer.session_cookie) as buyer:
-        session = await request_session(buyer, seconds=8)
+        server = await buyer.config()
+        session = await request_session(buyer, seconds=8, area=area)
         live = await wait_state(buyer, session.id, {SessionState.LIVE}, 15)
         assert live.operator_workspace_id == operator.workspace_id
         frame = await wait_frame(buyer, session.id, 15)
@@ -119,11 +121,17 @@ async def test_full_loop_online_session_earnings_and_sd_notify(
 
     with Spool(tmp_path / "agent-state" / "cam-1" / "telemetry.sqlite3") as spool:
         stats = spool.stats(session.id)
+        samples = [s.sample() for s in spool.samples(session.id)]
     assert stats.pending == 0 and stats.delivered == stats.spooled >= 6
+    # signed by the device key for the chain the server named in GET /config
+    device = KeySigner(Secret((tmp_path / "op-one.device-key").read_text().strip())).address
+    assert {recover_signer(session.id, s, server.chain_id) for s in samples} == {device}
 
-    await asyncio.sleep(0.2)  # let the last datagram in
+    # the agent exited, so STOPPING=1 was sent; the reader task may still have it queued
+    await wait_until(
+        lambda: bool(messages) and messages[-1].startswith("STOPPING=1"), 5, "STOPPING=1"
+    )
     reader.cancel()
     assert messages[0].startswith("READY=1\nSTATUS=")
     assert "WATCHDOG=1" in messages
     assert any("LIVE" in m and session.id in m for m in messages if m.startswith("STATUS="))
-    assert messages[-1].startswith("STOPPING=1")

@@ -16,18 +16,20 @@ from conftest import free_port
 from luxxon_agent.agent.localstub import LocalStub
 from luxxon_agent.agent.provision import create_account, new_private_key
 from luxxon_agent.api import AsyncLuxxonClient
+from luxxon_agent.errors import ApiError
 from luxxon_agent.models import AvailabilityState, Role, SessionState, UpdateWorkspaceRequest
 from luxxon_agent.telemetry import Spool
 
 from .conftest import (
-    LAT,
-    LNG,
-    AgentProcess,
+    Agents,
+    Area,
     agent_status,
     operator_account,
     operator_online,
     operator_table,
     request_session,
+    telemetry_delivered,
+    wait_delivered,
     wait_frame,
     wait_state,
     wait_until,
@@ -41,14 +43,14 @@ def spool_stats(tmp: Path, label: str, session_id: str):  # type: ignore[no-unty
 
 
 async def test_sigkill_mid_live_resumes_same_session_and_whip_url(
-    stub: LocalStub, tmp_path: Path, agents: list[AgentProcess]
+    stub: LocalStub, tmp_path: Path, agents: Agents, area: Area
 ) -> None:
     """SIGKILL, restart, then SIGTERM with on_sigterm = "leave", restart again: one session."""
     operator = await operator_account(stub, "op-kill", "cam-1", tmp_path)
     consumer = await create_account(stub.base_url, "consumer-kill", Role.CONSUMER)
     port = free_port()
     config = write_config(
-        tmp_path, stub, operator_table("cam-1", "op-kill", tmp_path),
+        tmp_path, stub, operator_table("cam-1", "op-kill", tmp_path, area),
         device_slug="op-kill", status_port=port, on_sigterm="leave",
     )  # fmt: skip
 
@@ -59,39 +61,34 @@ async def test_sigkill_mid_live_resumes_same_session_and_whip_url(
         op = status["operators"][0]
         return op["session_id"] == session_id and op["video"]["state"] == "publishing"
 
-    first = AgentProcess(config, tmp_path / "agent-1.log")
-    agents.append(first)
-    await first.start()
+    first = await agents.start(config, tmp_path / "agent-1.log")
     await wait_until(lambda: operator_online(port, "cam-1"), 30, "cam-1 ONLINE")
     assert operator.api_key is not None
     async with (
         AsyncLuxxonClient(stub.base_url, session_cookie=consumer.session_cookie) as buyer,
         AsyncLuxxonClient(stub.base_url, api_key=operator.api_key) as seller,
     ):
-        session = await request_session(buyer, seconds=25)
+        session = await request_session(buyer, seconds=18, area=area)  # room for 3 agents in turn
         await wait_state(buyer, session.id, {SessionState.LIVE}, 15)
         before = await wait_frame(buyer, session.id, 15)
         whip_before = (await seller.producer_token(session.id)).whip_url
-        await asyncio.sleep(3)
+        await wait_delivered(port, "cam-1", 2, 10)  # killed with telemetry under way
 
         await first.kill()  # SIGKILL: no cleanup, no /end
         assert (await buyer.get_session(session.id)).state is SessionState.LIVE
-        second = AgentProcess(config, tmp_path / "agent-2.log")
-        agents.append(second)
-        await second.start()
+        second = await agents.start(config, tmp_path / "agent-2.log")
         await wait_until(lambda: resumed(session.id), 20, "the restarted agent publishing")
         # frames resume: the stub decodes new pictures after the restart
         await wait_until(
-            lambda: _frame_differs(buyer, session.id, before), 15, "a new frame after restart"
+            lambda: _new_frame(buyer, session.id, before), 15, "a new frame after restart"
         )
         assert (await seller.producer_token(session.id)).whip_url == whip_before
 
-        await asyncio.sleep(2)
+        # the second agent samples and delivers too before it is told to leave
+        await wait_delivered(port, "cam-1", await telemetry_delivered(port, "cam-1") + 2, 10)
         assert await second.stop() == 0  # SIGTERM with on_sigterm = "leave"
         assert (await buyer.get_session(session.id)).state is SessionState.LIVE
-        third = AgentProcess(config, tmp_path / "agent-3.log")
-        agents.append(third)
-        await third.start()
+        third = await agents.start(config, tmp_path / "agent-3.log")
         await wait_until(lambda: resumed(session.id), 20, "the third agent publishing")
         assert (await seller.producer_token(session.id)).whip_url == whip_before
         ended = await wait_state(buyer, session.id, {SessionState.ENDED}, 30)
@@ -114,43 +111,71 @@ async def test_sigkill_mid_live_resumes_same_session_and_whip_url(
     assert not any("auto-accepted" in r["msg"] for r in records)
 
 
-async def _frame_differs(client: AsyncLuxxonClient, session_id: str, old: bytes) -> bool:
-    return (await client.frame(session_id)) != old
+async def _new_frame(client: AsyncLuxxonClient, session_id: str, old: bytes) -> bool:
+    """The stub holds a frame, and not `old` (the test pattern's clock moves)."""
+    try:
+        return (await client.frame(session_id)) != old
+    except ApiError as exc:
+        if exc.code != "FRAME_NOT_AVAILABLE":
+            raise
+        return False  # a restarted stub has none until the publisher is back
 
 
-async def test_stub_restart_mid_session_rides_through(
-    stub: LocalStub, tmp_path: Path, agents: list[AgentProcess]
+RESTART_SESSION_S = 20
+"""The stub-restart session: long enough for the outage and the publisher's reconnect."""
+
+
+async def test_stub_restart_mid_session_rides_through_and_video_resumes(
+    own_stub: LocalStub, tmp_path: Path, agents: Agents, area: Area
 ) -> None:
-    await operator_account(stub, "op-restart", "cam-1", tmp_path)
+    stub = own_stub  # restarted below: not the stub the other tests share
+    operator = await operator_account(stub, "op-restart", "cam-1", tmp_path)
+    assert operator.api_key is not None
     consumer = await create_account(stub.base_url, "consumer-restart", Role.CONSUMER)
     port = free_port()
     config = write_config(
-        tmp_path, stub, operator_table("cam-1", "op-restart", tmp_path),
+        tmp_path, stub, operator_table("cam-1", "op-restart", tmp_path, area),
         device_slug="op-restart", status_port=port,
     )  # fmt: skip
-    agent = AgentProcess(config, tmp_path / "agent.log")
-    agents.append(agent)
-    await agent.start()
+    agent = await agents.start(config, tmp_path / "agent.log")
     await wait_until(lambda: operator_online(port, "cam-1"), 30, "cam-1 ONLINE")
-    async with AsyncLuxxonClient(stub.base_url, session_cookie=consumer.session_cookie) as buyer:
-        session = await request_session(buyer, seconds=18)
+    async with (
+        AsyncLuxxonClient(stub.base_url, session_cookie=consumer.session_cookie) as buyer,
+        AsyncLuxxonClient(stub.base_url, api_key=operator.api_key) as seller,
+    ):
+        session = await request_session(buyer, seconds=RESTART_SESSION_S, area=area)
         await wait_state(buyer, session.id, {SessionState.LIVE}, 15)
-        await wait_frame(buyer, session.id, 15)
-        await asyncio.sleep(2)
+        before = await wait_frame(buyer, session.id, 15)
+        whip_before = (await seller.producer_token(session.id)).whip_url
+        await wait_delivered(port, "cam-1", 2, 10)
         await stub.stop()  # the API and the WHIP ingest are gone...
-        await asyncio.sleep(3)
+
+        async def piling_up() -> bool:
+            status = await agent_status(port)
+            return status is not None and status["operators"][0]["telemetry"]["pending"] >= 2
+
+        # the outage lasts until the agent has spooled samples it cannot deliver
+        await wait_until(piling_up, 10, "samples spooled while the stub is down")
         await stub.start()  # ...and back on the same port with the same database
         assert (await buyer.get_session(session.id)).state is SessionState.LIVE
+        # the restarted stub took the publisher back on the whipUrl it had: new pictures
+        await wait_until(
+            lambda: _new_frame(buyer, session.id, before), 20, "frames after the stub restart"
+        )
+        assert (await seller.producer_token(session.id)).whip_url == whip_before
         ended = await wait_state(buyer, session.id, {SessionState.ENDED}, 40)
 
     stats, _ = spool_stats(tmp_path, "cam-1", session.id)
     assert stats.pending == 0 and stats.delivered == stats.spooled
     # the telemetry taken while the stub was down reached it later: only seconds
     # around the restart itself can be missing
-    assert ended.clean_seconds is not None and ended.clean_seconds >= 18 - 1 - 4
+    assert ended.clean_seconds is not None and ended.clean_seconds >= RESTART_SESSION_S - 1 - 4
     status = await agent_status(port)
     assert status is not None and status["operators"][0]["sessions_served"] == 1
+    assert status["operators"][0]["video"]["reconnects"] >= 1
     assert await agent.stop() == 0
+    # the whipUrl never answered 404: the publisher reconnected to the same one
+    assert not any("re-fetched" in r["msg"] for r in agent.log_records())
 
 
 # ---- GPS outage: NMEA over TCP that the test can silence -------------------------------------
@@ -177,7 +202,8 @@ def _epoch(now: datetime, lat: float, lng: float) -> bytes:
 class NmeaServer:
     """A receiver on tcp://127.0.0.1:PORT sending one epoch a second, unless silenced."""
 
-    def __init__(self) -> None:
+    def __init__(self, area: Area) -> None:
+        self.area = area
         self.silent = False
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -192,7 +218,7 @@ class NmeaServer:
             while not self._closing.is_set():
                 now = datetime.now(UTC)
                 if not self.silent:
-                    writer.write(_epoch(now, LAT, LNG))
+                    writer.write(_epoch(now, self.area.lat, self.area.lng))
                     await writer.drain()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(1 - now.microsecond / 1e6 + 0.05):
@@ -213,29 +239,29 @@ class NmeaServer:
 
 
 @pytest.fixture
-async def nmea() -> AsyncIterator[NmeaServer]:
-    async with NmeaServer() as server:
+async def nmea(area: Area) -> AsyncIterator[NmeaServer]:
+    async with NmeaServer(area) as server:
         yield server
 
 
 async def test_gps_gone_for_10_s_no_samples_and_session_carries_on(
-    stub: LocalStub, tmp_path: Path, agents: list[AgentProcess], nmea: NmeaServer
+    stub: LocalStub, tmp_path: Path, agents: Agents, nmea: NmeaServer, area: Area
 ) -> None:
     await operator_account(stub, "op-gps", "cam-1", tmp_path)
     consumer = await create_account(stub.base_url, "consumer-gps", Role.CONSUMER)
     port = free_port()
-    table = operator_table("cam-1", "op-gps", tmp_path, position=f"tcp://127.0.0.1:{nmea.port}")
+    gps = f"tcp://127.0.0.1:{nmea.port}"
+    table = operator_table("cam-1", "op-gps", tmp_path, area, position=gps)
     config = write_config(tmp_path, stub, table, device_slug="op-gps", status_port=port)
-    agent = AgentProcess(config, tmp_path / "agent.log")
-    agents.append(agent)
-    await agent.start()
+    agent = await agents.start(config, tmp_path / "agent.log")
     await wait_until(lambda: operator_online(port, "cam-1"), 30, "cam-1 ONLINE on a TCP GPS")
     async with AsyncLuxxonClient(stub.base_url, session_cookie=consumer.session_cookie) as buyer:
-        session = await request_session(buyer, seconds=20)
+        session = await request_session(buyer, seconds=20, area=area)
         await wait_state(buyer, session.id, {SessionState.LIVE}, 15)
-        await asyncio.sleep(4)
+        await wait_delivered(port, "cam-1", 3, 10)  # sampling from the receiver
         nmea.silent = True
         gone_at = datetime.now(UTC)
+        # real time must pass: the receiver says nothing for 10 s
         await asyncio.sleep(10)
         assert (await buyer.get_session(session.id)).state is SessionState.LIVE
         nmea.silent = False
@@ -256,7 +282,7 @@ async def test_gps_gone_for_10_s_no_samples_and_session_carries_on(
 
 
 async def test_two_operators_serve_two_sessions_at_once(
-    stub: LocalStub, tmp_path: Path, agents: list[AgentProcess]
+    stub: LocalStub, tmp_path: Path, agents: Agents, area: Area
 ) -> None:
     """Two at once; then SIGTERM with on_sigterm = "end" ends both, paid up to now."""
     device = new_private_key()  # one box, one device key, registered in both workspaces
@@ -264,16 +290,16 @@ async def test_two_operators_serve_two_sessions_at_once(
     await operator_account(stub, "op-b", "cam-b", tmp_path, device)
     consumer = await create_account(stub.base_url, "consumer-two", Role.CONSUMER)
     port = free_port()
-    tables = operator_table("cam-a", "op-a", tmp_path) + operator_table("cam-b", "op-b", tmp_path)
+    tables = operator_table("cam-a", "op-a", tmp_path, area) + operator_table(
+        "cam-b", "op-b", tmp_path, area
+    )
     config = write_config(tmp_path, stub, tables, device_slug="op-a", status_port=port)
-    agent = AgentProcess(config, tmp_path / "agent.log")
-    agents.append(agent)
-    await agent.start()
+    agent = await agents.start(config, tmp_path / "agent.log")
     for label in ("cam-a", "cam-b"):
         await wait_until(lambda label=label: operator_online(port, label), 30, f"{label} ONLINE")
     async with AsyncLuxxonClient(stub.base_url, session_cookie=consumer.session_cookie) as buyer:
-        first = await request_session(buyer, seconds=120)
-        second = await request_session(buyer, seconds=120)
+        first = await request_session(buyer, seconds=120, area=area)
+        second = await request_session(buyer, seconds=120, area=area)
         assert first.operator_workspace_id != second.operator_workspace_id
 
         async def both_live() -> bool:
@@ -286,7 +312,8 @@ async def test_two_operators_serve_two_sessions_at_once(
         await wait_until(both_live, 20, "both operators LIVE at once")
         await wait_frame(buyer, first.id, 10)
         await wait_frame(buyer, second.id, 10)
-        await asyncio.sleep(3)
+        for label in ("cam-a", "cam-b"):  # some paid seconds on each before SIGTERM
+            await wait_delivered(port, label, 4, 10)
         assert await agent.stop() == 0  # SIGTERM, on_sigterm = "end"
         ended = [await buyer.get_session(s.id) for s in (first, second)]
     for session in ended:
@@ -302,7 +329,7 @@ async def test_two_operators_serve_two_sessions_at_once(
 
 
 async def test_restart_starts_recorded_assigned_and_reclaims_leftovers(
-    stub: LocalStub, tmp_path: Path, agents: list[AgentProcess]
+    stub: LocalStub, tmp_path: Path, agents: Agents, area: Area
 ) -> None:
     from luxxon_agent.agent.statefile import StateFile
 
@@ -317,11 +344,11 @@ async def test_restart_starts_recorded_assigned_and_reclaims_leftovers(
             operator.workspace_id,
             UpdateWorkspaceRequest(
                 availability_state=AvailabilityState.ONLINE,
-                coverage_lat=LAT, coverage_lng=LNG, coverage_radius_meters=500,
+                coverage_lat=area.lat, coverage_lng=area.lng, coverage_radius_meters=500,
             ),
         )  # fmt: skip
-        ours = await request_session(buyer, seconds=6)
-        leftover = await request_session(buyer, seconds=6)
+        ours = await request_session(buyer, seconds=6, area=area)
+        leftover = await request_session(buyer, seconds=6, area=area)
         # a previous run accepted both, recorded one, then crashed
         await seller.accept(ours.id, operator.workspace_id)
         await seller.accept(leftover.id, operator.workspace_id)
@@ -330,12 +357,10 @@ async def test_restart_starts_recorded_assigned_and_reclaims_leftovers(
 
         port = free_port()
         config = write_config(
-            tmp_path, stub, operator_table("cam-1", "op-stuck", tmp_path),
+            tmp_path, stub, operator_table("cam-1", "op-stuck", tmp_path, area),
             device_slug="op-stuck", status_port=port,
         )  # fmt: skip
-        agent = AgentProcess(config, tmp_path / "agent.log")
-        agents.append(agent)
-        await agent.start()
+        agent = await agents.start(config, tmp_path / "agent.log")
         await wait_state(buyer, leftover.id, {SessionState.CANCELLED}, 20)
         await wait_state(buyer, ours.id, {SessionState.LIVE}, 20)
         ended = await wait_state(buyer, ours.id, {SessionState.ENDED}, 20)

@@ -6,14 +6,12 @@ stand in for the camera and microphone (a moving test pattern and a beep).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import uvicorn
 
 from luxxon_agent.models import (
     AvailabilityState,
@@ -28,6 +26,7 @@ from luxxon_agent.stub import StubConfig, create_app
 from luxxon_agent.stub.ingest import WhipIngest
 from luxxon_agent.video import pin_ice_to_loopback
 from tests.conftest import free_port, require_tool
+from tests.support import serve
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -68,18 +67,11 @@ async def stub() -> AsyncIterator[Stub]:
     base = f"http://127.0.0.1:{port}"
     ingest = WhipIngest(base)
     app = create_app(StubConfig(db_path=":memory:", public_base_url=base), video=ingest)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    await wait_for(lambda: server.started or task.done(), 10, "uvicorn to start")
-    assert not task.done(), "uvicorn exited at start"
-    try:
-        yield Stub(base, ingest)
-    finally:
-        await ingest.aclose()
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    async with serve(app, port, lifespan="on"):
+        try:
+            yield Stub(base, ingest)
+        finally:
+            await ingest.aclose()
 
 
 @pytest.fixture
@@ -106,16 +98,6 @@ async def browser(playwright: Playwright) -> AsyncIterator[Browser]:
         yield chromium
     finally:
         await chromium.close()
-
-
-async def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    """Poll a cheap condition on the event loop until true, bounded by `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def sign_text(account: LocalAccount, message: str) -> str:

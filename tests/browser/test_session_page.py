@@ -5,7 +5,6 @@ Screenshots go to test-artifacts/browser/ (kept by CI as artifacts).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from luxxon_agent.api import AsyncLuxxonClient
 from luxxon_agent.models import Role
+from tests.support import wait_frames
 
 from .conftest import (
     ARTIFACTS,
@@ -105,15 +105,7 @@ async def test_operate_publishes_the_fake_camera_into_the_stub(
     assert await text_of(page, "wallet") == wallet.address
 
     # the stub decodes what Chromium sends: frames counted, and the frame endpoint has a JPEG
-    async def frames() -> int:
-        stats = await stub.ingest.stats(session.video_ref)
-        return stats.frames if stats else 0
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 20
-    while await frames() < 30:
-        assert loop.time() < deadline, "the ingest decoded fewer than 30 frames in 20 s"
-        await asyncio.sleep(0.1)
+    await wait_frames(stub.ingest, session.video_ref, 30, 20)
     stats = await stub.ingest.stats(session.video_ref)
     assert stats is not None and (stats.width or 0) >= 320
     async with AsyncLuxxonClient(
@@ -287,15 +279,10 @@ def start_publisher(session: LiveSession, tmp_path: Path) -> subprocess.Popen[by
 async def wait_for_ingest_frames(
     stub: Stub, session: LiveSession, count: int, publisher: subprocess.Popen[bytes]
 ) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    while True:
-        stats = await stub.ingest.stats(session.video_ref)
-        if stats is not None and stats.frames >= count:
-            return
+    def running() -> None:
         assert publisher.poll() is None, f"luxxon-agent publish exited with {publisher.returncode}"
-        assert loop.time() < deadline, "no frames from luxxon-agent publish in 30 s"
-        await asyncio.sleep(0.1)
+
+    await wait_frames(stub.ingest, session.video_ref, count, 30, alive=running)
 
 
 def stop_publisher(publisher: subprocess.Popen[bytes]) -> None:

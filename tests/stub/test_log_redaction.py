@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import httpx
-import pytest
 
 from luxxon_agent.secret import RedactingFilter, install_redaction, redact
 from tests.conftest import free_port
+from tests.support import wait_healthy
 
 LUXXON_AGENT = str(Path(sys.executable).with_name("luxxon-agent"))
 STARTUP_TIMEOUT = 30.0
@@ -103,21 +103,6 @@ def test_install_redaction_adds_one_filter() -> None:
             logger.removeFilter(found)
 
 
-async def _wait_healthy(base: str, proc: asyncio.subprocess.Process) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + STARTUP_TIMEOUT
-    async with httpx.AsyncClient() as client:
-        while loop.time() < deadline:
-            assert proc.returncode is None, "stub exited during startup"
-            try:
-                if (await client.get(f"{base}/api/v1/health")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass  # not listening yet
-            await asyncio.sleep(0.1)
-    pytest.fail(f"stub did not answer /health within {STARTUP_TIMEOUT} s")
-
-
 async def test_verbose_stub_never_prints_a_whip_token(tmp_path: Path) -> None:
     port = free_port()
     whip_token = secrets.token_urlsafe(24)
@@ -137,7 +122,7 @@ async def test_verbose_stub_never_prints_a_whip_token(tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        await _wait_healthy(base, proc)
+        await wait_healthy(f"{base}/api/v1/health", proc, STARTUP_TIMEOUT)
         async with httpx.AsyncClient(base_url=base) as http:
             offer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
             headers = {"Content-Type": "application/sdp"}

@@ -18,6 +18,7 @@ from eth_account import Account
 
 from tests.conftest import free_port
 from tests.stub.conftest import Actor, data
+from tests.support import wait_healthy
 
 LUXXON_AGENT = str(Path(sys.executable).with_name("luxxon-agent"))
 STARTUP_TIMEOUT = 30.0
@@ -34,21 +35,6 @@ async def _run(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
-
-
-async def _wait_healthy(base: str, proc: asyncio.subprocess.Process) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + STARTUP_TIMEOUT
-    async with httpx.AsyncClient() as client:
-        while loop.time() < deadline:
-            assert proc.returncode is None, "stub exited during startup"
-            try:
-                if (await client.get(f"{base}/health")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass  # not listening yet
-            await asyncio.sleep(0.1)
-    pytest.fail(f"stub did not answer /health within {STARTUP_TIMEOUT} s")
 
 
 @pytest.fixture
@@ -70,7 +56,7 @@ async def server(tmp_path: Path) -> AsyncIterator[tuple[str, dict[str, str], Pat
     )
     base = f"http://127.0.0.1:{port}/api/v1"
     try:
-        await _wait_healthy(base, proc)
+        await wait_healthy(f"{base}/health", proc, STARTUP_TIMEOUT)
         yield base, env, db
     finally:
         if proc.returncode is None:

@@ -14,8 +14,9 @@ from luxxon_agent.meter import earnings
 from luxxon_agent.telemetry import Spool
 from tests.conftest import free_port
 from tests.stub.conftest import data
+from tests.support import serve
 from tests.telemetry.conftest import Live
-from tests.telemetry.helpers import serve, signed
+from tests.telemetry.helpers import signed
 
 
 async def run(env: dict[str, str], *args: str, stdin: str | None = None) -> str:

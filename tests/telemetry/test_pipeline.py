@@ -24,8 +24,9 @@ from luxxon_agent.secret import Secret
 from luxxon_agent.telemetry import Sampler, Spool, TickOutcome, Uploader
 from tests.conftest import free_port
 from tests.stub.conftest import data
+from tests.support import serve, wait_for
 from tests.telemetry.conftest import Live
-from tests.telemetry.helpers import CHAIN, DEVICE, TcpProxy, serve, signed, wait_until
+from tests.telemetry.helpers import CHAIN, DEVICE, TcpProxy, signed
 
 FAST_BACKOFF = Backoff(initial=0.05, maximum=0.3)
 
@@ -75,7 +76,9 @@ async def test_a_20_second_outage_loses_nothing_and_the_meter_pays_every_second(
                         await proxy.down()
                     if k == 40:
                         # the outage must have been felt (in real time) before it ends
-                        await wait_until(lambda: uploader.counters.failures > 0, 10, "a failure")
+                        await wait_for(
+                            lambda: uploader.counters.failures > 0, 10, "a failure", interval=0.01
+                        )
                         pending_during_outage = spool.stats(live.sid).pending
                         await proxy.up()
                     latest.update(
@@ -162,7 +165,9 @@ async def test_sigkill_mid_drain_then_restart_loses_and_duplicates_nothing(live:
     async with serve(live.harness.app, port):
         first = start_uploader(spool_path, base, key)
         try:
-            await wait_until(lambda: stored_count(live, live.sid) >= 100, 30, "100 deliveries")
+            await wait_for(
+                lambda: stored_count(live, live.sid) >= 100, 30, "100 deliveries", interval=0.01
+            )
             first.send_signal(signal.SIGKILL)
             killed_at = stored_count(live, live.sid)
         finally:

@@ -9,7 +9,8 @@ from luxxon_agent.clock import FakeClock
 from luxxon_agent.errors import ApiError, NetworkError
 from luxxon_agent.models import TelemetryReceipt
 from luxxon_agent.telemetry import SampleState, Spool, Uploader
-from tests.telemetry.helpers import T0, seconds, signed, wait_until
+from tests.support import wait_for
+from tests.telemetry.helpers import T0, seconds, signed
 
 
 class ScriptedSink:
@@ -42,7 +43,7 @@ async def test_oldest_first_and_retry_after_is_honoured(tmp_path):
             spool, sink, concurrency=1, backoff=Backoff(initial=0.01, jitter=0), clock=clock
         )
         async with uploader:
-            await wait_until(lambda: len(sink.calls) == 2, 5, "the 429")
+            await wait_for(lambda: len(sink.calls) == 2, 5, "the 429", interval=0.01)
             await asyncio.sleep(0.05)
             await clock.advance(29.9)
             await asyncio.sleep(0.05)

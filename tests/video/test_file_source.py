@@ -10,7 +10,7 @@ from luxxon_agent.secret import Secret
 from luxxon_agent.stub.ingest import WhipIngest
 from luxxon_agent.video import Publisher, open_media_source
 from tests.conftest import require_tool
-from tests.video.test_reconnect import _wait_frames
+from tests.support import wait_frames
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ async def test_looping_mp4_reaches_ingest(
     await publisher.start()
     try:
         # a 1 s clip at 15 fps: 25 frames means it looped
-        await _wait_frames(ingest, video_input.ref, 25, 20)
+        await wait_frames(ingest, video_input.ref, 25, 20)
     finally:
         await publisher.stop()
         await source.close()

@@ -29,7 +29,7 @@ from luxxon_agent.stub.ingest import WhipIngest
 from luxxon_agent.video import Publisher, PublisherState, open_media_source, pin_ice_to_loopback
 from tests.conftest import free_port
 from tests.stub.conftest import API, BASE, START, Harness, data
-from tests.video.conftest import serve, wait_for
+from tests.support import serve, wait_for
 
 GAP = 2.0
 """WhipIngest's default gap threshold, which the stub uses."""
@@ -164,7 +164,7 @@ async def real_stub(db: Path, port: int) -> AsyncIterator[Any]:
     app = create_app(StubConfig(db_path=db, public_base_url=f"http://127.0.0.1:{port}",
                                 with_video=True))
     try:
-        async for _ in serve(app, port):
+        async with serve(app, port):
             yield app
     finally:
         await app.state.stub.stop()

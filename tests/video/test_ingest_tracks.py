@@ -8,7 +8,7 @@ from typing import Any
 from luxxon_agent.secret import Secret
 from luxxon_agent.stub.ingest import WhipIngest
 from luxxon_agent.video import Publisher, VideoOptions, open_media_source
-from tests.video.conftest import wait_for
+from tests.support import wait_for
 
 
 async def _audio_packets(pc: Any) -> int:

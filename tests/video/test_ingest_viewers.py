@@ -12,7 +12,7 @@ from luxxon_agent.stub import StubConfig, create_app
 from luxxon_agent.stub.ingest import WhipIngest
 from luxxon_agent.video import Publisher, open_media_source
 from tests.conftest import free_port
-from tests.video.conftest import serve, wait_for
+from tests.support import serve, wait_for
 
 
 async def _viewer(whep_url: str, pts: list[int]) -> Any:
@@ -80,7 +80,7 @@ async def test_stopping_the_stub_closes_publisher_and_viewer_connections() -> No
     app = create_app(StubConfig(db_path=":memory:", public_base_url=base, with_video=True))
     ingest = app.state.stub.video
     assert isinstance(ingest, WhipIngest)
-    async for _ in serve(app, port):
+    async with serve(app, port):
         await _publish_view_then_stop(app, ingest)
 
 

@@ -8,7 +8,7 @@ import io
 from luxxon_agent.secret import Secret
 from luxxon_agent.stub.ingest import WhipIngest
 from luxxon_agent.video import Publisher, PublisherState, open_media_source, read_burned_clock
-from tests.video.conftest import wait_for
+from tests.support import wait_for
 
 
 def _luma_spread(jpeg: bytes) -> int:

@@ -18,25 +18,11 @@ from luxxon_agent.secret import Secret
 from luxxon_agent.stub.ingest import WhipIngest
 from luxxon_agent.video import Publisher, PublisherState, open_media_source, pin_ice_to_loopback
 from tests.conftest import free_port
-from tests.video.conftest import serve, wait_for
+from tests.support import frame_count, serve, wait_for, wait_frames
 
 SMALL = "testsrc://?size=320x240&fps=15"
 FAST = Backoff(initial=0.1, maximum=0.5, jitter=0.5)
 CLI = str(Path(sys.executable).with_name("luxxon-agent"))
-
-
-async def _frames(ingest: WhipIngest, ref: str) -> int:
-    stats = await ingest.stats(ref)
-    assert stats is not None
-    return stats.frames
-
-
-async def _wait_frames(ingest: WhipIngest, ref: str, count: int, timeout: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while await _frames(ingest, ref) < count:
-        assert loop.time() < deadline, f"fewer than {count} frames after {timeout} s"
-        await asyncio.sleep(0.05)
 
 
 async def _spawn(whip_url: str, state_home: Path) -> asyncio.subprocess.Process:
@@ -60,7 +46,7 @@ async def test_sigkilled_publisher_restarted_with_only_the_whip_url(
     first = await _spawn(video_input.whip_url, tmp_path)
     second = None
     try:
-        await _wait_frames(ingest, video_input.ref, 10, 30)
+        await wait_frames(ingest, video_input.ref, 10, 30)
         first.send_signal(signal.SIGKILL)
         await asyncio.wait_for(first.wait(), 10)
         # the state file kept the dead process's resource for its successor
@@ -68,9 +54,9 @@ async def test_sigkilled_publisher_restarted_with_only_the_whip_url(
         saved = json.loads(state_file.read_text())
         assert saved["location"].startswith(video_input.whip_url + "/")
         assert state_file.stat().st_mode & 0o777 == 0o600
-        before = await _frames(ingest, video_input.ref)
+        before = await frame_count(ingest, video_input.ref)
         second = await _spawn(video_input.whip_url, tmp_path)
-        await _wait_frames(ingest, video_input.ref, before + 15, 30)
+        await wait_frames(ingest, video_input.ref, before + 15, 30)
         stats = await ingest.stats(video_input.ref)
         assert stats is not None and stats.publishers == 2
         second.send_signal(signal.SIGTERM)
@@ -98,10 +84,10 @@ async def test_dropped_connection_is_reposted_by_the_publisher(
     )
     await publisher.start()
     try:
-        await _wait_frames(ingest, video_input.ref, 10, 20)
+        await wait_frames(ingest, video_input.ref, 10, 20)
         await ingest.drop_publisher(video_input.ref)
-        before = await _frames(ingest, video_input.ref)
-        await _wait_frames(ingest, video_input.ref, before + 15, 20)
+        before = await frame_count(ingest, video_input.ref)
+        await wait_frames(ingest, video_input.ref, before + 15, 20)
         await wait_for(lambda: publisher.stats().reconnects >= 1, 5, "a reconnect")
         stats = await ingest.stats(video_input.ref)
         assert stats is not None and stats.publishers == 2
@@ -187,14 +173,14 @@ async def test_403_until_delete_then_404_refetch_then_400_is_fatal(
         return ok_url
 
     source = await open_media_source(SMALL)
-    async for _ in serve(front.router_app, port):
+    async with serve(front.router_app, port):
         # 404 first: the publisher asks for the current URL and uses it
         publisher = Publisher(
             Secret(f"{base}/strict/gone"), source, refetch=refetch, backoff=FAST, state_path=state
         )
         await publisher.start()
         try:
-            await _wait_frames(ingest, video_input.ref, 10, 20)
+            await wait_frames(ingest, video_input.ref, 10, 20)
         finally:
             await publisher.stop()
         assert refetched == [1]
@@ -231,7 +217,7 @@ async def test_publisher_stops_instead_of_reconnecting_when_session_not_live(
     publisher = Publisher(Secret(video_input.whip_url), source, is_live=is_live, backoff=FAST)
     await publisher.start()
     try:
-        await _wait_frames(ingest, video_input.ref, 5, 20)
+        await wait_frames(ingest, video_input.ref, 5, 20)
         live["value"] = False
         await ingest.drop_publisher(video_input.ref)
         await asyncio.wait_for(publisher.wait(), 15)
@@ -254,7 +240,7 @@ async def test_persistent_409_gives_up_after_bounded_delete_and_retry_rounds(
     base = f"http://127.0.0.1:{port}"
     taken = f"{base}/strict/taken"
     source = await open_media_source(SMALL)
-    async for _ in serve(front.router_app, port):
+    async with serve(front.router_app, port):
         publisher = Publisher(Secret(taken), source, backoff=FAST)
         await publisher.start()
         with pytest.raises(WhipError) as failure:

@@ -14,7 +14,7 @@ from luxxon_agent.secret import Secret
 from luxxon_agent.stub.ingest import WhipIngest
 from luxxon_agent.video import Publisher, open_media_source
 from tests.conftest import REQUIRE_SYSTEM_TOOLS, free_port, require_tool
-from tests.video.test_reconnect import _wait_frames
+from tests.support import wait_frames
 
 CAMERA = Path(__file__).with_name("rtsp_camera.py")
 
@@ -93,7 +93,7 @@ async def test_rtsp_h264_passthrough_reaches_ingest_without_encoding(
     publisher = Publisher(Secret(video_input.whip_url), source)
     await publisher.start()
     try:
-        await _wait_frames(ingest, video_input.ref, 20, 30)
+        await wait_frames(ingest, video_input.ref, 20, 30)
     finally:
         await publisher.stop()
         await source.close()
@@ -117,7 +117,7 @@ async def test_rtsp_high_profile_is_transcoded_and_says_why(
     publisher = Publisher(Secret(video_input.whip_url), source)
     await publisher.start()
     try:
-        await _wait_frames(ingest, video_input.ref, 10, 30)
+        await wait_frames(ingest, video_input.ref, 10, 30)
     finally:
         await publisher.stop()
         await source.close()

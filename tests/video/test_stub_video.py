@@ -16,7 +16,7 @@ from luxxon_agent.stub.ingest import WhipIngest
 from luxxon_agent.video import Publisher, open_media_source
 from tests.conftest import free_port
 from tests.stub.conftest import Harness, data, error
-from tests.video.conftest import serve
+from tests.support import serve, wait_for, wait_frames
 
 
 def _luma_spread(jpeg: bytes) -> int:
@@ -37,7 +37,7 @@ async def test_testsrc_to_stub_after_start_then_frame_endpoint() -> None:
     # API calls in process, WHIP over real HTTP to the same app
     transport = httpx.ASGITransport(app=app)
     harness = Harness(clock=None, video=video, app=app, transport=transport)  # type: ignore[arg-type]
-    async for _ in serve(app, port):
+    async with serve(app, port):
         _, operator = await harness.supplier()
         _, consumer = await harness.consumer()
         sid = (await harness.requested(consumer))["id"]
@@ -47,18 +47,18 @@ async def test_testsrc_to_stub_after_start_then_frame_endpoint() -> None:
         source = await open_media_source("testsrc://?size=320x240&fps=15")
         publisher = Publisher(Secret(started["whipUrl"]), source)
         await publisher.start()
+        responses: list[httpx.Response] = []
+
+        async def frame_served() -> bool:
+            responses.append(await consumer.get(f"/sessions/{sid}/frame"))
+            return responses[-1].status_code == 200
+
         try:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 20
-            while True:
-                response = await consumer.get(f"/sessions/{sid}/frame")
-                if response.status_code == 200:
-                    break
-                assert loop.time() < deadline, "no frame at the stub within 20 s"
-                await asyncio.sleep(0.1)
+            await wait_for(frame_served, 20, "a frame at the stub", interval=0.1)
         finally:
             await publisher.stop()
             await source.close()
+        response = responses[-1]
         assert response.headers["content-type"].startswith("image/jpeg")
         assert _luma_spread(response.content) > 150
         data(await operator.post(f"/sessions/{sid}/end"))
@@ -76,7 +76,7 @@ async def test_cli_publish_by_session_id_against_the_stub(tmp_path: Path) -> Non
     video = app.state.stub.video
     harness = Harness(clock=None, video=video, app=app,  # type: ignore[arg-type]
                       transport=httpx.ASGITransport(app=app))
-    async for _ in serve(app, port):
+    async with serve(app, port):
         _, operator = await harness.supplier()
         _, consumer = await harness.consumer()
         sid = (await harness.requested(consumer))["id"]
@@ -96,16 +96,11 @@ async def test_cli_publish_by_session_id_against_the_stub(tmp_path: Path) -> Non
             "--source", "testsrc://?size=320x240&fps=15", "--seconds", "60",
             env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )
+        def running() -> None:
+            assert proc.returncode is None, "the publisher exited early"
+
         try:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 30
-            while True:
-                stats = await video.stats(started["videoBackendRef"])
-                if stats is not None and stats.frames >= 10:
-                    break
-                assert proc.returncode is None, "the publisher exited early"
-                assert loop.time() < deadline, "no frames from `publish --session` in 30 s"
-                await asyncio.sleep(0.1)
+            await wait_frames(video, started["videoBackendRef"], 10, 30, alive=running)
             # ending the session closes the input; the publisher sees the session is over
             data(await operator.post(f"/sessions/{sid}/end"))
             code = await asyncio.wait_for(proc.wait(), 30)
