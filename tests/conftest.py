@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 
 import pytest
+
+from luxxon_agent.agent.localstub import free_port
+
+__all__ = ["REQUIRE_SYSTEM_TOOLS", "free_port", "require_tool"]
 
 REQUIRE_SYSTEM_TOOLS = os.environ.get("LUXXON_REQUIRE_SYSTEM_TOOLS") == "1"
 
@@ -20,10 +23,3 @@ def require_tool(name: str) -> str:
     if REQUIRE_SYSTEM_TOOLS:
         pytest.fail(message)
     pytest.skip(message)
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
 from luxxon_agent.errors import PositionSourceError
 from luxxon_agent.position.position_source import PositionSource
+from luxxon_agent.secret import strip_userinfo
 
 SCHEMES = ("serial", "tcp", "gpsd", "mavlink", "nmea-file", "sim")
 
@@ -25,7 +26,7 @@ def open_source(url: str, *, clock: Clock = SYSTEM_CLOCK) -> PositionSource:
 
     Raises PositionSourceError (one line, credentials redacted) for a bad URL.
     """
-    shown = _without_userinfo(url)
+    shown = strip_userinfo(url)
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in SCHEMES:
         choices = ", ".join(f"{s}://" for s in SCHEMES)
@@ -88,15 +89,6 @@ def _build(
     from luxxon_agent.position.tcp_source import TcpSource
 
     return TcpSource(shown, host, port, clock=clock)
-
-
-def _without_userinfo(url: str) -> str:
-    """The URL fit for logs: a `user:password@` part (tcp/gpsd relays) becomes `***@`."""
-    scheme, sep, rest = url.partition("://")
-    authority, slash, tail = rest.partition("/")
-    if "@" in authority:
-        authority = "***@" + authority.rsplit("@", 1)[1]
-    return f"{scheme}{sep}{authority}{slash}{tail}"
 
 
 def _host_port(target: str, default_port: int | None) -> tuple[str, int]:

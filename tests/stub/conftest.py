@@ -52,12 +52,14 @@ class Actor:
     http: httpx.AsyncClient
     workspace_id: str | None = None
 
-    async def login(self) -> dict[str, Any]:
-        challenge = data(
-            await self.http.post(
-                "/auth/wallet/challenge", json={"walletAddress": self.account.address}
-            )
+    async def challenge(self, kind: str = "auth/wallet") -> dict[str, Any]:
+        """A fresh SIWE challenge: `kind` "auth/wallet" to log in, "workspaces" to create one."""
+        return data(
+            await self.http.post(f"/{kind}/challenge", json={"walletAddress": self.account.address})
         )
+
+    async def login(self) -> dict[str, Any]:
+        challenge = await self.challenge()
         return data(
             await self.http.post(
                 "/auth/wallet/login",
@@ -70,11 +72,7 @@ class Actor:
         )
 
     async def create_workspace(self, slug: str, roles: list[str]) -> dict[str, Any]:
-        challenge = data(
-            await self.http.post(
-                "/workspaces/challenge", json={"walletAddress": self.account.address}
-            )
-        )
+        challenge = await self.challenge("workspaces")
         workspace = data(
             await self.http.post(
                 "/workspaces",

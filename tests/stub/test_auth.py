@@ -7,10 +7,33 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
+import httpx
 from eth_account import Account
 
 from tests.stub.conftest import Harness, data, error, sign
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+
+async def _login(
+    http: httpx.AsyncClient,
+    address: str,
+    challenge: dict[str, Any],
+    signer: LocalAccount,
+    message: str | None = None,
+) -> httpx.Response:
+    """POST a SIWE login for `address` with the challenge's nonce, signed by `signer`.
+
+    `message` is what `signer` signs instead of the challenge's message (a forgery).
+    """
+    signature = sign(signer, challenge["message"] if message is None else message)
+    return await http.post(
+        "/auth/wallet/login",
+        json={"walletAddress": address, "nonce": challenge["nonce"], "signature": signature},
+    )
 
 
 async def test_siwe_login_sets_a_hardened_cookie_and_selects_the_only_workspace(
@@ -18,22 +41,11 @@ async def test_siwe_login_sets_a_hardened_cookie_and_selects_the_only_workspace(
 ) -> None:
     actor = harness.actor()
     workspace = await actor.create_workspace("acme-drones", ["SUPPLIER"])
-    challenge = data(
-        await actor.http.post(
-            "/auth/wallet/challenge", json={"walletAddress": actor.account.address}
-        )
-    )
+    challenge = await actor.challenge()
     assert f"Nonce: {challenge['nonce']}" in challenge["message"]
     assert challenge["message"].startswith("stub.test wants you to sign in with your Ethereum")
     assert "Chain ID: 8453" in challenge["message"]
-    response = await actor.http.post(
-        "/auth/wallet/login",
-        json={
-            "walletAddress": actor.account.address.lower(),
-            "nonce": challenge["nonce"],
-            "signature": sign(actor.account, challenge["message"]),
-        },
-    )
+    response = await _login(actor.http, actor.account.address.lower(), challenge, actor.account)
     result = data(response)
     assert result["selectedWorkspaceId"] == workspace["id"]
     assert [m["workspaceId"] for m in result["memberships"]] == [workspace["id"]]
@@ -49,44 +61,22 @@ async def test_siwe_login_sets_a_hardened_cookie_and_selects_the_only_workspace(
 
 async def test_wrong_siwe_signature_is_refused_and_changes_nothing(harness: Harness) -> None:
     actor, intruder = harness.actor(), Account.create()
-    challenge = data(
-        await actor.http.post(
-            "/auth/wallet/challenge", json={"walletAddress": actor.account.address}
-        )
-    )
+    challenge = await actor.challenge()
     before = harness.snapshot()
-    response = await actor.http.post(
-        "/auth/wallet/login",
-        json={
-            "walletAddress": actor.account.address,
-            "nonce": challenge["nonce"],
-            "signature": sign(intruder, challenge["message"]),
-        },
-    )
+    response = await _login(actor.http, actor.account.address, challenge, intruder)
     error(response, 401, "INVALID_TOKEN")
     assert "lx_session" not in response.cookies
     assert harness.snapshot() == before
     # a signature over a different message (another domain) is just as wrong
     forged = challenge["message"].replace("stub.test", "evil.test")
-    response = await actor.http.post(
-        "/auth/wallet/login",
-        json={
-            "walletAddress": actor.account.address,
-            "nonce": challenge["nonce"],
-            "signature": sign(actor.account, forged),
-        },
-    )
+    response = await _login(actor.http, actor.account.address, challenge, actor.account, forged)
     error(response, 401, "INVALID_TOKEN")
     assert harness.snapshot() == before
 
 
 async def test_replayed_nonce_is_refused_and_changes_nothing(harness: Harness) -> None:
     actor = harness.actor()
-    challenge = data(
-        await actor.http.post(
-            "/auth/wallet/challenge", json={"walletAddress": actor.account.address}
-        )
-    )
+    challenge = await actor.challenge()
     body = {
         "walletAddress": actor.account.address,
         "nonce": challenge["nonce"],
@@ -101,41 +91,19 @@ async def test_replayed_nonce_is_refused_and_changes_nothing(harness: Harness) -
 
 async def test_expired_nonce_is_refused_and_changes_nothing(harness: Harness) -> None:
     actor = harness.actor()
-    challenge = data(
-        await actor.http.post(
-            "/auth/wallet/challenge", json={"walletAddress": actor.account.address}
-        )
-    )
+    challenge = await actor.challenge()
     await harness.clock.advance(5 * 60)  # nonce TTL
     before = harness.snapshot()
-    response = await actor.http.post(
-        "/auth/wallet/login",
-        json={
-            "walletAddress": actor.account.address,
-            "nonce": challenge["nonce"],
-            "signature": sign(actor.account, challenge["message"]),
-        },
-    )
+    response = await _login(actor.http, actor.account.address, challenge, actor.account)
     assert error(response, 401, "INVALID_TOKEN")["message"].startswith("nonce expired")
     assert harness.snapshot() == before
 
 
 async def test_nonce_of_another_wallet_is_refused(harness: Harness) -> None:
     alice, mallory = harness.actor(), harness.actor()
-    challenge = data(
-        await alice.http.post(
-            "/auth/wallet/challenge", json={"walletAddress": alice.account.address}
-        )
-    )
+    challenge = await alice.challenge()
     before = harness.snapshot()
-    response = await mallory.http.post(
-        "/auth/wallet/login",
-        json={
-            "walletAddress": mallory.account.address,
-            "nonce": challenge["nonce"],
-            "signature": sign(mallory.account, challenge["message"]),
-        },
-    )
+    response = await _login(mallory.http, mallory.account.address, challenge, mallory.account)
     error(response, 401, "INVALID_TOKEN")
     assert harness.snapshot() == before
 
@@ -158,11 +126,7 @@ async def test_logout_revokes_the_cookie_and_expiry_ends_it(harness: Harness) ->
 
 async def test_workspace_creation_needs_the_wallets_signature(harness: Harness) -> None:
     actor, intruder = harness.actor(), Account.create()
-    challenge = data(
-        await actor.http.post(
-            "/workspaces/challenge", json={"walletAddress": actor.account.address}
-        )
-    )
+    challenge = await actor.challenge("workspaces")
     body = {
         "slug": "acme",
         "name": "Acme",
@@ -175,11 +139,7 @@ async def test_workspace_creation_needs_the_wallets_signature(harness: Harness) 
     error(await actor.http.post("/workspaces", json=body), 401, "INVALID_TOKEN")
     assert harness.snapshot() == before
     # a login nonce does not create a workspace either
-    login = data(
-        await actor.http.post(
-            "/auth/wallet/challenge", json={"walletAddress": actor.account.address}
-        )
-    )
+    login = await actor.challenge()
     before = harness.snapshot()
     body |= {"nonce": login["nonce"], "signature": sign(actor.account, login["message"])}
     error(await actor.http.post("/workspaces", json=body), 401, "INVALID_TOKEN")
@@ -189,11 +149,7 @@ async def test_workspace_creation_needs_the_wallets_signature(harness: Harness) 
     assert created["roles"] == ["SUPPLIER"] and created["availabilityState"] == "OFFLINE"
     assert created["createdByWallet"] == actor.account.address
     # the slug is now taken
-    again = data(
-        await actor.http.post(
-            "/workspaces/challenge", json={"walletAddress": actor.account.address}
-        )
-    )
+    again = await actor.challenge("workspaces")
     before = harness.snapshot()
     body |= {"nonce": again["nonce"], "signature": sign(actor.account, again["message"])}
     error(await actor.http.post("/workspaces", json=body), 409, "CONFLICT")
