@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import ModuleType
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from luxxon_agent.errors import ConfigError
 from luxxon_agent.models import API_PREFIX
@@ -102,17 +104,35 @@ def create_app(config: StubConfig, *, video: VideoBackend | None = None) -> Fast
     if stub.video.router is not None:
         app.include_router(stub.video.router)
 
-    @app.middleware("http")
-    async def consistency_token(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        if (
-            request.method in _WRITE_METHODS
-            and response.status_code < 400
-            and request.url.path.startswith(API_PREFIX)
-        ):
-            response.headers[CONSISTENCY_HEADER] = stub.consistency_token()
-        return response
-
+    app.add_middleware(_ConsistencyTokenMiddleware, stub=stub)
     return app
+
+
+class _ConsistencyTokenMiddleware:
+    """Adds X-Lx-Consistency-Token to successful API writes.
+
+    Plain ASGI rather than `@app.middleware("http")`: Starlette's
+    BaseHTTPMiddleware costs a task and a memory stream per request, which
+    showed up as a large share of the telemetry drain's CPU.
+    """
+
+    def __init__(self, app: ASGIApp, stub: StubRuntime) -> None:
+        self.app = app
+        self.stub = stub
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in _WRITE_METHODS
+            or not scope["path"].startswith(API_PREFIX)
+        ):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_token(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] < 400:
+                headers = MutableHeaders(scope=message)
+                headers[CONSISTENCY_HEADER] = self.stub.consistency_token()
+            await send(message)
+
+        await self.app(scope, receive, send_with_token)

@@ -167,8 +167,10 @@ async def require_wallet_session(found: Annotated[Principal, Depends(principal)]
     return found
 
 
-def require_member(stub: StubRuntime, found: Principal, workspace_id: str) -> None:
-    """The caller acts for `workspace_id`: its key's workspace, or a member wallet."""
+def member_runtime(request: Request, found: Principal, workspace_id: str) -> StubRuntime:
+    """The app's StubRuntime, once the caller is shown to act for `workspace_id`: its key's
+    workspace, or a member wallet."""
+    stub = runtime(request)
     if found.kind == "api_key":
         allowed = found.workspace_id == workspace_id
     else:
@@ -184,6 +186,7 @@ def require_member(stub: StubRuntime, found: Principal, workspace_id: str) -> No
         raise HttpError(
             403, ErrorCode.WORKSPACE_MISMATCH, "you do not act for this workspace", workspace_id
         )
+    return stub
 
 
 AnyCaller = Annotated[Principal, Depends(principal)]

@@ -38,25 +38,16 @@ def one_line_error(result, code: int | None = None) -> str:  # type: ignore[no-u
     return lines[0]
 
 
+def _keys_create(environment: str, scope: str, *extra: str) -> list[str]:
+    """`luxxon keys create` args for workspace w, label l."""
+    args = ["keys", "create", "--workspace", "w", "--label", "l", "--environment", environment]
+    return [*args, "--scope", scope, *extra]
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (
-            [
-                "keys",
-                "create",
-                "--workspace",
-                "w",
-                "--label",
-                "l",
-                "--environment",
-                "TEST",
-                "--scope",
-                "sessions:read",
-                "--no-store",
-            ],
-            "add --show",
-        ),
+        (_keys_create("TEST", "sessions:read", "--no-store"), "add --show"),
         (["workspaces", "update", "ws_1", "--online", "--coverage", "4.7,-74"], "three numbers"),
         (["workspaces", "update", "ws_1", "--coverage", "4.7,-74,a"], "three numbers"),
         (["workspaces", "update", "ws_1", "--coverage", "95,-74,100"], "coverageLat"),
@@ -65,36 +56,8 @@ def one_line_error(result, code: int | None = None) -> str:  # type: ignore[no-u
         (["workspaces", "update", "ws_1", "--device-kind", "boat"], "deviceKind"),
         (["workspaces", "create", "--slug", "acme", "--name", "Acme"], "--supplier"),
         (["workspaces", "create", "--slug", "Bad Slug", "--name", "A", "--supplier"], "slug"),
-        (
-            [
-                "keys",
-                "create",
-                "--workspace",
-                "w",
-                "--label",
-                "l",
-                "--environment",
-                "PROD",
-                "--scope",
-                "sessions:read",
-            ],
-            "environment",
-        ),
-        (
-            [
-                "keys",
-                "create",
-                "--workspace",
-                "w",
-                "--label",
-                "l",
-                "--environment",
-                "TEST",
-                "--scope",
-                "root",
-            ],
-            "scopes",
-        ),
+        (_keys_create("PROD", "sessions:read"), "environment"),
+        (_keys_create("TEST", "root"), "scopes"),
         (["sessions", "list", "--state", "BORED"], "--state must be one of"),
         (["sessions", "cancel-all"], "no API key"),
         (["--base-url", "ftp://x", "--api-key", "k", "sessions", "list"], "--base-url"),

@@ -31,6 +31,15 @@ def _registration(harness: Harness, actor: Actor, label: str) -> dict[str, Any]:
     }
 
 
+async def _register(
+    harness: Harness, client: httpx.AsyncClient, actor: Actor, label: str
+) -> httpx.Response:
+    """POST a registration of DEVICE as operator `label` of the actor's workspace."""
+    return await client.post(
+        f"/workspaces/{actor.workspace_id}/operators", json=_registration(harness, actor, label)
+    )
+
+
 async def _key_client(harness: Harness, actor: Actor, scopes: list[str]) -> httpx.AsyncClient:
     return harness.client((await actor.mint_key(scopes))["plaintext"])
 
@@ -38,21 +47,10 @@ async def _key_client(harness: Harness, actor: Actor, scopes: list[str]) -> http
 async def test_wallet_read_key_can_neither_list_register_nor_revoke(harness: Harness) -> None:
     supplier, operator = await harness.supplier()
     ws = supplier.workspace_id
-    registered = data(
-        await operator.post(
-            f"/workspaces/{ws}/operators", json=_registration(harness, supplier, "a")
-        ),
-        201,
-    )
+    registered = data(await _register(harness, operator, supplier, "a"), 201)
     reader = await _key_client(harness, supplier, ["wallet:read"])
     before = harness.snapshot()
-    body = error(
-        await reader.post(
-            f"/workspaces/{ws}/operators", json=_registration(harness, supplier, "b")
-        ),
-        403,
-        "NOT_AUTHORIZED",
-    )
+    body = error(await _register(harness, reader, supplier, "b"), 403, "NOT_AUTHORIZED")
     assert "sessions:operate" in body["message"]
     error(
         await reader.post(f"/workspaces/{ws}/operators/{registered['id']}/revoke"),
@@ -70,24 +68,13 @@ async def test_wallet_read_key_can_neither_list_register_nor_revoke(harness: Har
 async def test_sessions_read_lists_but_cannot_change(harness: Harness) -> None:
     supplier, operator = await harness.supplier()
     ws = supplier.workspace_id
-    registered = data(
-        await operator.post(
-            f"/workspaces/{ws}/operators", json=_registration(harness, supplier, "a")
-        ),
-        201,
-    )
+    registered = data(await _register(harness, operator, supplier, "a"), 201)
     reader = await _key_client(harness, supplier, ["sessions:read"])
     assert [o["id"] for o in data(await reader.get(f"/workspaces/{ws}/operators"))] == [
         registered["id"]
     ]
     before = harness.snapshot()
-    error(
-        await reader.post(
-            f"/workspaces/{ws}/operators", json=_registration(harness, supplier, "b")
-        ),
-        403,
-        "NOT_AUTHORIZED",
-    )
+    error(await _register(harness, reader, supplier, "b"), 403, "NOT_AUTHORIZED")
     error(
         await reader.post(f"/workspaces/{ws}/operators/{registered['id']}/revoke"),
         403,
@@ -100,12 +87,7 @@ async def test_sessions_operate_registers_and_revokes_but_does_not_list(harness:
     supplier, _ = await harness.supplier()
     ws = supplier.workspace_id
     operate = await _key_client(harness, supplier, ["sessions:operate"])
-    registered = data(
-        await operate.post(
-            f"/workspaces/{ws}/operators", json=_registration(harness, supplier, "a")
-        ),
-        201,
-    )
+    registered = data(await _register(harness, operate, supplier, "a"), 201)
     revoked = data(await operate.post(f"/workspaces/{ws}/operators/{registered['id']}/revoke"))
     assert revoked["revokedAt"] is not None
     error(await operate.get(f"/workspaces/{ws}/operators"), 403, "NOT_AUTHORIZED")
@@ -114,12 +96,7 @@ async def test_sessions_operate_registers_and_revokes_but_does_not_list(harness:
 async def test_member_wallet_session_holds_every_scope(harness: Harness) -> None:
     supplier, _ = await harness.supplier()
     ws = supplier.workspace_id
-    registered = data(
-        await supplier.http.post(
-            f"/workspaces/{ws}/operators", json=_registration(harness, supplier, "a")
-        ),
-        201,
-    )
+    registered = data(await _register(harness, supplier.http, supplier, "a"), 201)
     assert [o["id"] for o in data(await supplier.http.get(f"/workspaces/{ws}/operators"))] == [
         registered["id"]
     ]
@@ -132,12 +109,6 @@ async def test_another_workspace_with_every_scope_is_refused(harness: Harness) -
     ws = supplier.workspace_id
     before = harness.snapshot()
     for client in (rival.http, rival_operator):
-        error(
-            await client.post(
-                f"/workspaces/{ws}/operators", json=_registration(harness, supplier, "x")
-            ),
-            403,
-            "WORKSPACE_MISMATCH",
-        )
+        error(await _register(harness, client, supplier, "x"), 403, "WORKSPACE_MISMATCH")
         error(await client.get(f"/workspaces/{ws}/operators"), 403, "WORKSPACE_MISMATCH")
     assert harness.snapshot() == before

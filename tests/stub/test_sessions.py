@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from luxxon_agent.meter import earnings
-from tests.stub.conftest import BASE, Harness, data, error
+from tests.stub.conftest import BASE, Actor, Harness, data, error
 
 
 async def _setup(harness: Harness) -> tuple[Any, httpx.AsyncClient, Any, httpx.AsyncClient]:
@@ -353,32 +353,28 @@ async def test_going_online_needs_full_coverage_and_supplier_role(harness: Harne
             f"/workspaces/{supplier.workspace_id}", json={"availabilityState": "OFFLINE"}
         )
     )
-    consumer = harness.actor()
-    await consumer.create_workspace("viewer", ["CONSUMER"])
-    await consumer.login()
-    before = harness.snapshot()
-    body = error(
-        await consumer.http.patch(
-            f"/workspaces/{consumer.workspace_id}",
-            json={"availabilityState": "ONLINE", "coverageLat": 1, "coverageLng": 2},
-        ),
-        400,
-        "INVALID_INPUT",
-    )
+
+    async def online_without_radius(slug: str, role: str) -> tuple[Actor, dict[str, Any]]:
+        """A new logged-in workspace asks to go ONLINE with no radius: its 400 body."""
+        actor = harness.actor()
+        await actor.create_workspace(slug, [role])
+        await actor.login()
+        before = harness.snapshot()
+        body = error(
+            await actor.http.patch(
+                f"/workspaces/{actor.workspace_id}",
+                json={"availabilityState": "ONLINE", "coverageLat": 1, "coverageLng": 2},
+            ),
+            400,
+            "INVALID_INPUT",
+        )
+        assert harness.snapshot() == before
+        return actor, body
+
+    _, body = await online_without_radius("viewer", "CONSUMER")
     assert "SUPPLIER" in body["message"]
-    assert harness.snapshot() == before
-    fresh = harness.actor()
-    await fresh.create_workspace("fresh", ["SUPPLIER"])
-    await fresh.login()
+    fresh, body = await online_without_radius("fresh", "SUPPLIER")
     before = harness.snapshot()
-    body = error(
-        await fresh.http.patch(
-            f"/workspaces/{fresh.workspace_id}",
-            json={"availabilityState": "ONLINE", "coverageLat": 1, "coverageLng": 2},
-        ),
-        400,
-        "INVALID_INPUT",
-    )
     assert body["message"] == "availabilityState: going ONLINE needs coverageRadiusMeters"
     error(
         await fresh.http.patch(

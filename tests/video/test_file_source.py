@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from luxxon_agent.secret import Secret
 from luxxon_agent.stub.ingest import WhipIngest
-from luxxon_agent.video import Publisher, open_media_source
+from luxxon_agent.video import open_media_source
 from tests.conftest import require_tool
 from tests.support import wait_frames
+from tests.video.conftest import publishing
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +37,7 @@ async def test_looping_mp4_reaches_ingest(
     url = f"file://{clip}?loop=1" + ("&passthrough=1" if passthrough else "")
     source = await open_media_source(url)
     assert source.kind == ("h264" if passthrough else "raw")
-    publisher = Publisher(Secret(video_input.whip_url), source)
-    await publisher.start()
-    try:
+    async with publishing(video_input.whip_url, source) as publisher:
         # a 1 s clip at 15 fps: 25 frames means it looped
         await wait_frames(ingest, video_input.ref, 25, 20)
-    finally:
-        await publisher.stop()
-        await source.close()
     assert publisher.encoders_opened == (0 if passthrough else 1)

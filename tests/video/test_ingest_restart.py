@@ -87,11 +87,8 @@ async def test_restart_restores_the_input_and_counts_the_down_time(tmp_path: Pat
     app, ingest, transport = fake_clock_stub(db, clock)
     harness = Harness(clock=clock, video=ingest, app=app,  # type: ignore[arg-type]
                       transport=transport)
-    _, operator = await harness.supplier()
-    _, consumer = await harness.consumer()
-    sid = (await harness.requested(consumer))["id"]
-    data(await operator.post(f"/sessions/{sid}/accept"))
-    started = data(await operator.post(f"/sessions/{sid}/start"))
+    operator, consumer, started = await harness.live()
+    sid = started["session"]["id"]
     ref = started["videoBackendRef"]
     track, task = feed(ingest, ref)
     await frames(clock, track, 1, 0.5)  # first frame 0.5 s after the input was made: no window
@@ -131,11 +128,8 @@ async def test_a_crash_loses_at_most_a_second_of_the_last_media_time(tmp_path: P
     app, ingest, transport = fake_clock_stub(db, clock)
     harness = Harness(clock=clock, video=ingest, app=app,  # type: ignore[arg-type]
                       transport=transport)
-    _, operator = await harness.supplier()
-    _, consumer = await harness.consumer()
-    sid = (await harness.requested(consumer))["id"]
-    data(await operator.post(f"/sessions/{sid}/accept"))
-    ref = data(await operator.post(f"/sessions/{sid}/start"))["videoBackendRef"]
+    _, consumer, started = await harness.live()
+    sid, ref = started["session"]["id"], started["videoBackendRef"]
     track, task = feed(ingest, ref)
     await frames(clock, track, 1, 0.1)
     await frames(clock, track, 10, 0.3)  # the last frame at 3.1 s
@@ -190,11 +184,8 @@ async def test_publisher_comes_back_to_a_restarted_stub_and_the_outage_is_not_bi
             assert isinstance(ingest, WhipIngest)
             harness = Harness(clock=None, video=ingest, app=app,  # type: ignore[arg-type]
                               transport=httpx.ASGITransport(app=app))
-            _, operator = await harness.supplier()
-            _, consumer = await harness.consumer()
-            sid = (await harness.requested(consumer))["id"]
-            data(await operator.post(f"/sessions/{sid}/accept"))
-            started = data(await operator.post(f"/sessions/{sid}/start"))
+            _, consumer, started = await harness.live()
+            sid = started["session"]["id"]
             ref = started["videoBackendRef"]
             ingest.add_frame_listener(ref, on_frame)
             # media starts more than the gap after the input was made: surely a window

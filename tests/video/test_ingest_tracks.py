@@ -9,6 +9,7 @@ from luxxon_agent.secret import Secret
 from luxxon_agent.stub.ingest import WhipIngest
 from luxxon_agent.video import Publisher, VideoOptions, open_media_source
 from tests.support import wait_for
+from tests.video.conftest import publishing
 
 
 async def _audio_packets(pc: Any) -> int:
@@ -60,14 +61,9 @@ async def test_vp8_publish_counts_keyframes(ingest_server: tuple[WhipIngest, str
     ingest, _ = ingest_server
     video_input = ingest.create_input("ses_vp8_keyframes")
     source = await open_media_source("testsrc://?size=320x240&fps=15")
-    publisher = Publisher(Secret(video_input.whip_url), source, options=VideoOptions(codec="vp8"))
-    await publisher.start()
-    try:
+    async with publishing(video_input.whip_url, source, options=VideoOptions(codec="vp8")):
         entry = ingest._inputs[video_input.ref]
         await wait_for(lambda: entry.frames >= 15, 20, "VP8 frames")
-    finally:
-        await publisher.stop()
-        await source.close()
     stats = await ingest.stats(video_input.ref)
     assert stats is not None
     # libvpx decodes without key_frame flags; the count comes from the encoded frames.
@@ -79,16 +75,10 @@ async def test_h264_keyframes_are_counted_once(ingest_server: tuple[WhipIngest, 
     ingest, _ = ingest_server
     video_input = ingest.create_input("ses_h264_keyframes")
     source = await open_media_source("testsrc://?size=320x240&fps=15")
-    publisher = Publisher(
-        Secret(video_input.whip_url), source, options=VideoOptions(keyframe_interval=1.0)
-    )
-    await publisher.start()
-    try:
+    options = VideoOptions(keyframe_interval=1.0)
+    async with publishing(video_input.whip_url, source, options=options):
         entry = ingest._inputs[video_input.ref]
         await wait_for(lambda: entry.frames >= 45, 20, "three seconds of H.264 frames")
-    finally:
-        await publisher.stop()
-        await source.close()
     stats = await ingest.stats(video_input.ref)
     assert stats is not None
     # one IDR a second at 15 fps (a PLI may add one), each counted once

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
-
-import httpx
 
 from luxxon_agent.secret import Secret
 from luxxon_agent.stub import StubConfig, create_app
@@ -13,35 +10,12 @@ from luxxon_agent.stub.ingest import WhipIngest
 from luxxon_agent.video import Publisher, open_media_source
 from tests.conftest import free_port
 from tests.support import serve, wait_for
+from tests.video.conftest import whep_viewer
 
 
 async def _viewer(whep_url: str, pts: list[int]) -> Any:
     """A WHEP viewer that appends each received frame's pts to `pts`; returns its connection."""
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-    from aiortc.mediastreams import MediaStreamError
-
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-
-    @pc.on("track")
-    def _on_track(track: Any) -> None:
-        async def pull() -> None:
-            while True:
-                try:
-                    frame = await track.recv()
-                except MediaStreamError:
-                    return
-                pts.append(frame.pts)
-
-        asyncio.ensure_future(pull())
-
-    pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    async with httpx.AsyncClient() as http:
-        answer = await http.post(whep_url, content=pc.localDescription.sdp.encode(),
-                                 headers={"Content-Type": "application/sdp"})
-    assert answer.status_code == 201, answer.text
-    await pc.setRemoteDescription(RTCSessionDescription(answer.text, "answer"))
-    return pc
+    return await whep_viewer(whep_url, lambda frame: pts.append(frame.pts))
 
 
 async def test_two_whep_viewers_each_get_increasing_timestamps(

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import io
+from typing import Any
 
 from luxxon_agent.secret import Secret
 from luxxon_agent.stub.ingest import WhipIngest
 from luxxon_agent.video import Publisher, PublisherState, open_media_source, read_burned_clock
 from tests.support import wait_for
-
-
-def _luma_spread(jpeg: bytes) -> int:
-    import av
-
-    with av.open(io.BytesIO(jpeg)) as container:
-        frame = next(container.decode(video=0)).reformat(format="gray")
-    data = bytes(frame.planes[0])
-    return max(data) - min(data)
+from tests.video.conftest import luma_spread, whep_viewer
 
 
 async def test_testsrc_reaches_ingest_and_frame_shows_pattern(
@@ -45,7 +36,7 @@ async def test_testsrc_reaches_ingest_and_frame_shows_pattern(
     assert len(counters) >= 8 and counters == sorted(counters)
     jpeg = ingest.latest_frame_jpeg(video_input.ref)
     assert jpeg is not None and jpeg[:2] == b"\xff\xd8"
-    assert _luma_spread(jpeg) > 150
+    assert luma_spread(jpeg) > 150
     pstats = publisher.stats()
     assert pstats.state is PublisherState.STOPPED
     assert pstats.frames_sent >= 10 and pstats.bytes_sent > 0
@@ -55,50 +46,29 @@ async def test_testsrc_reaches_ingest_and_frame_shows_pattern(
 async def test_whep_viewer_keeps_playing_across_publisher_reconnect(
     ingest_server: tuple[WhipIngest, str],
 ) -> None:
-    import httpx
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-
     ingest, _ = ingest_server
     video_input = ingest.create_input("ses_whep")
     source = await open_media_source("testsrc://?size=320x240&fps=15")
     publisher = Publisher(Secret(video_input.whip_url), source)
-    viewer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    viewer = None
     received: list[int] = []
 
-    @viewer.on("track")
-    def _on_track(track: object) -> None:
-        async def pull() -> None:
-            from aiortc.mediastreams import MediaStreamError
-
-            while True:
-                try:
-                    frame = await track.recv()  # type: ignore[attr-defined]
-                except MediaStreamError:
-                    return
-                clock = read_burned_clock(frame)
-                if clock is not None:
-                    received.append(clock[1])
-
-        asyncio.ensure_future(pull())
+    def on_frame(frame: Any) -> None:
+        clock = read_burned_clock(frame)
+        if clock is not None:
+            received.append(clock[1])
 
     await publisher.start()
     try:
         await wait_for(lambda: ingest.latest_frame_jpeg(video_input.ref) is not None, 20, "frame")
-        viewer.addTransceiver("video", direction="recvonly")
-        await viewer.setLocalDescription(await viewer.createOffer())
-        async with httpx.AsyncClient() as http:
-            answer = await http.post(
-                video_input.whep_url, content=viewer.localDescription.sdp.encode(),
-                headers={"Content-Type": "application/sdp"},
-            )
-        assert answer.status_code == 201 and answer.headers["Location"]
-        await viewer.setRemoteDescription(RTCSessionDescription(answer.text, "answer"))
+        viewer = await whep_viewer(video_input.whep_url, on_frame)
         await wait_for(lambda: len(received) >= 5, 20, "frames at the viewer")
         await ingest.drop_publisher(video_input.ref)
         seen = len(received)
         await wait_for(lambda: len(received) >= seen + 10, 25, "frames after the reconnect")
     finally:
-        await viewer.close()
+        if viewer is not None:
+            await viewer.close()
         await publisher.stop()
         await source.close()
     assert received[-1] > received[0]

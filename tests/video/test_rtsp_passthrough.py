@@ -10,11 +10,11 @@ from typing import Any
 import av
 import pytest
 
-from luxxon_agent.secret import Secret
 from luxxon_agent.stub.ingest import WhipIngest
-from luxxon_agent.video import Publisher, open_media_source
+from luxxon_agent.video import open_media_source
 from tests.conftest import REQUIRE_SYSTEM_TOOLS, free_port, require_tool
 from tests.support import wait_frames
+from tests.video.conftest import publishing
 
 CAMERA = Path(__file__).with_name("rtsp_camera.py")
 
@@ -90,13 +90,8 @@ async def test_rtsp_h264_passthrough_reaches_ingest_without_encoding(
     source = await open_media_source(baseline_camera)
     assert source.kind == "h264" and source.profile is not None
     assert source.profile.constrained_baseline
-    publisher = Publisher(Secret(video_input.whip_url), source)
-    await publisher.start()
-    try:
+    async with publishing(video_input.whip_url, source) as publisher:
         await wait_frames(ingest, video_input.ref, 20, 30)
-    finally:
-        await publisher.stop()
-        await source.close()
     stats = await ingest.stats(video_input.ref)
     assert stats is not None and (stats.width, stats.height) == (640, 360)
     assert stats.keyframes >= 1
@@ -114,11 +109,6 @@ async def test_rtsp_high_profile_is_transcoded_and_says_why(
     assert source.kind == "raw"
     assert source.transcode_reason is not None and "Constrained" in source.transcode_reason
     assert sum("transcoding instead of passthrough" in r.message for r in caplog.records) == 1
-    publisher = Publisher(Secret(video_input.whip_url), source)
-    await publisher.start()
-    try:
+    async with publishing(video_input.whip_url, source) as publisher:
         await wait_frames(ingest, video_input.ref, 10, 30)
-    finally:
-        await publisher.stop()
-        await source.close()
     assert publisher.encoders_opened == 1

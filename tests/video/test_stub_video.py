@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import sys
 from pathlib import Path
@@ -17,15 +16,7 @@ from luxxon_agent.video import Publisher, open_media_source
 from tests.conftest import free_port
 from tests.stub.conftest import Harness, data, error
 from tests.support import serve, wait_for, wait_frames
-
-
-def _luma_spread(jpeg: bytes) -> int:
-    import av
-
-    with av.open(io.BytesIO(jpeg)) as container:
-        frame = next(container.decode(video=0)).reformat(format="gray")
-    plane = bytes(frame.planes[0])
-    return max(plane) - min(plane)
+from tests.video.conftest import luma_spread
 
 
 async def test_testsrc_to_stub_after_start_then_frame_endpoint() -> None:
@@ -38,11 +29,8 @@ async def test_testsrc_to_stub_after_start_then_frame_endpoint() -> None:
     transport = httpx.ASGITransport(app=app)
     harness = Harness(clock=None, video=video, app=app, transport=transport)  # type: ignore[arg-type]
     async with serve(app, port):
-        _, operator = await harness.supplier()
-        _, consumer = await harness.consumer()
-        sid = (await harness.requested(consumer))["id"]
-        data(await operator.post(f"/sessions/{sid}/accept"))
-        started = data(await operator.post(f"/sessions/{sid}/start"))
+        operator, consumer, started = await harness.live()
+        sid = started["session"]["id"]
         error(await operator.get(f"/sessions/{sid}/frame"), 404, "FRAME_NOT_AVAILABLE")
         source = await open_media_source("testsrc://?size=320x240&fps=15")
         publisher = Publisher(Secret(started["whipUrl"]), source)
@@ -60,7 +48,7 @@ async def test_testsrc_to_stub_after_start_then_frame_endpoint() -> None:
             await source.close()
         response = responses[-1]
         assert response.headers["content-type"].startswith("image/jpeg")
-        assert _luma_spread(response.content) > 150
+        assert luma_spread(response.content) > 150
         data(await operator.post(f"/sessions/{sid}/end"))
         # the input is torn down on end: its whipUrl is no longer served
         async with httpx.AsyncClient() as http:
@@ -77,11 +65,8 @@ async def test_cli_publish_by_session_id_against_the_stub(tmp_path: Path) -> Non
     harness = Harness(clock=None, video=video, app=app,  # type: ignore[arg-type]
                       transport=httpx.ASGITransport(app=app))
     async with serve(app, port):
-        _, operator = await harness.supplier()
-        _, consumer = await harness.consumer()
-        sid = (await harness.requested(consumer))["id"]
-        data(await operator.post(f"/sessions/{sid}/accept"))
-        started = data(await operator.post(f"/sessions/{sid}/start"))
+        operator, _, started = await harness.live()
+        sid = started["session"]["id"]
         api_key = operator.headers["Authorization"].removeprefix("Bearer ")
         env = os.environ | {
             "LUXXON_API_KEY": api_key,

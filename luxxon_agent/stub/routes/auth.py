@@ -23,7 +23,7 @@ from luxxon_agent.stub.auth import (
     AnyCaller,
     Principal,
     WalletSession,
-    require_member,
+    member_runtime,
     token_hash,
 )
 from luxxon_agent.stub.config import StubConfig
@@ -147,8 +147,7 @@ async def select_workspace(
     request: Request,
     found: WalletSession,
 ) -> JSONResponse:
-    stub = runtime(request)
-    require_member(stub, found, body.workspace_id)
+    stub = member_runtime(request, found, body.workspace_id)
     with stub.store.transaction() as conn:
         conn.execute(
             "UPDATE wallet_sessions SET selected_workspace_id = ? WHERE token_hash = ?",

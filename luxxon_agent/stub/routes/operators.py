@@ -19,9 +19,9 @@ from fastapi.responses import JSONResponse
 
 from luxxon_agent.models import ErrorCode, Operator, RegisterOperatorRequest, Role
 from luxxon_agent.stub.auth import Operator as OperateCaller
-from luxxon_agent.stub.auth import SessionReader, require_member
+from luxxon_agent.stub.auth import SessionReader, member_runtime
 from luxxon_agent.stub.http_error import HttpError
-from luxxon_agent.stub.runtime import StubRuntime, ok, runtime
+from luxxon_agent.stub.runtime import StubRuntime, ok
 from luxxon_agent.stub.store import parse_ts, ts
 from luxxon_agent.telemetry.delegation import Delegation
 from luxxon_agent.telemetry.eip712 import SignatureError, normalize_address
@@ -76,6 +76,12 @@ def _supplier_workspace(stub: StubRuntime, workspace_id: str) -> sqlite3.Row:
     return row
 
 
+def _operator_row(stub: StubRuntime, operator_id: str) -> sqlite3.Row:
+    row = stub.store.one("SELECT * FROM operators WHERE id = ?", (operator_id,))
+    assert row is not None  # only called right after a write to this id
+    return row
+
+
 def _invalid(message: str, detail: str | None = None) -> HttpError:
     return HttpError(400, ErrorCode.INVALID_DELEGATION, message, detail)
 
@@ -84,8 +90,7 @@ def _invalid(message: str, detail: str | None = None) -> HttpError:
 async def register_operator(
     workspace_id: str, body: RegisterOperatorRequest, request: Request, found: OperateCaller
 ) -> JSONResponse:
-    stub = runtime(request)
-    require_member(stub, found, workspace_id)
+    stub = member_runtime(request, found, workspace_id)
     workspace = _supplier_workspace(stub, workspace_id)
     try:
         delegation = Delegation.create(
@@ -136,15 +141,12 @@ async def register_operator(
                 ts(stub.now()),
             ),
         )
-    row = stub.store.one("SELECT * FROM operators WHERE id = ?", (operator_id,))
-    assert row is not None  # just inserted
-    return ok(request, operator_model(row), status=201)
+    return ok(request, operator_model(_operator_row(stub, operator_id)), status=201)
 
 
 @router.get("/workspaces/{workspace_id}/operators")
 async def list_operators(workspace_id: str, request: Request, found: SessionReader) -> JSONResponse:
-    stub = runtime(request)
-    require_member(stub, found, workspace_id)
+    stub = member_runtime(request, found, workspace_id)
     _supplier_workspace(stub, workspace_id)
     rows = stub.store.all(
         "SELECT * FROM operators WHERE workspace_id = ? ORDER BY created_at, id", (workspace_id,)
@@ -157,8 +159,7 @@ async def revoke_operator(
     workspace_id: str, operator_id: str, request: Request, found: OperateCaller
 ) -> JSONResponse:
     """Immediate: from now on nothing signed by the device key is accepted. Idempotent."""
-    stub = runtime(request)
-    require_member(stub, found, workspace_id)
+    stub = member_runtime(request, found, workspace_id)
     row = stub.store.one(
         "SELECT * FROM operators WHERE id = ? AND workspace_id = ?", (operator_id, workspace_id)
     )
@@ -169,6 +170,5 @@ async def revoke_operator(
             conn.execute(
                 "UPDATE operators SET revoked_at = ? WHERE id = ?", (ts(stub.now()), operator_id)
             )
-        row = stub.store.one("SELECT * FROM operators WHERE id = ?", (operator_id,))
-        assert row is not None
+        row = _operator_row(stub, operator_id)
     return ok(request, operator_model(row))

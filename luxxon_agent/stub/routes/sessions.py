@@ -90,6 +90,14 @@ def _session_row(stub: StubRuntime, session_id: str) -> sqlite3.Row:
     return row
 
 
+def _session_ok(
+    request: Request, stub: StubRuntime, session_id: str, found: Principal, status: int = 200
+) -> JSONResponse:
+    """The session as written just now, as the caller's side sees it."""
+    session = stub.session(_session_row(stub, session_id), found.workspace_id)
+    return ok(request, session, status=status)
+
+
 def _workspace_of(stub: StubRuntime, found: Principal) -> sqlite3.Row:
     row = stub.store.one(
         "SELECT * FROM workspaces WHERE id = ? AND deleted_at IS NULL", (found.workspace_id,)
@@ -132,7 +140,7 @@ async def create_session(
                 ts(stub.now()),
             ),
         )
-    return ok(request, stub.session(_session_row(stub, session_id), found.workspace_id), status=201)
+    return _session_ok(request, stub, session_id, found, status=201)
 
 
 @router.post("/sessions/{session_id}/dispatch")
@@ -181,7 +189,7 @@ async def dispatch(session_id: str, request: Request, found: Requester) -> JSONR
             "UPDATE workspaces SET idle_since = ?, last_offered_at = ? WHERE id = ?",
             (now, now, chosen["id"]),
         )
-    return ok(request, stub.session(_session_row(stub, session_id), found.workspace_id))
+    return _session_ok(request, stub, session_id, found)
 
 
 # ---- reads ----------------------------------------------------------------------------
@@ -277,7 +285,7 @@ async def accept(
             "UPDATE workspaces SET availability_state = ? WHERE id = ?",
             (AvailabilityState.BUSY.value, found.workspace_id),
         )
-    return ok(request, stub.session(_session_row(stub, session_id), found.workspace_id))
+    return _session_ok(request, stub, session_id, found)
 
 
 @router.post("/sessions/{session_id}/start")
@@ -359,7 +367,7 @@ async def end(session_id: str, request: Request, found: AnyCaller) -> JSONRespon
         )
         stub.release_if_idle(conn, row["operator_workspace_id"])
     await stub.close_inputs([row["video_backend_ref"]])
-    return ok(request, stub.session(_session_row(stub, session_id), found.workspace_id))
+    return _session_ok(request, stub, session_id, found)
 
 
 @router.delete("/sessions/{session_id}")
@@ -373,7 +381,7 @@ async def cancel(session_id: str, request: Request, found: AnyCaller) -> JSONRes
         refs = stub.finish_pre_live(conn, [row], SessionState.CANCELLED)
         stub.release_if_idle(conn, row["operator_workspace_id"])
     await stub.close_inputs(refs)
-    return ok(request, stub.session(_session_row(stub, session_id), found.workspace_id))
+    return _session_ok(request, stub, session_id, found)
 
 
 @router.get("/sessions/{session_id}/frame", response_class=Response)

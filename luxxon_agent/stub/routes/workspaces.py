@@ -23,8 +23,8 @@ from luxxon_agent.stub.auth import (
     Operator,
     SessionReader,
     WalletSession,
+    member_runtime,
     new_api_key,
-    require_member,
     token_hash,
 )
 from luxxon_agent.stub.http_error import HttpError
@@ -49,6 +49,12 @@ def workspace_row(stub: StubRuntime, workspace_id: str) -> sqlite3.Row:
     if row is None:
         raise HttpError(404, ErrorCode.WORKSPACE_NOT_FOUND, "no such workspace", workspace_id)
     return row
+
+
+def _workspace_ok(
+    request: Request, stub: StubRuntime, workspace_id: str, status: int = 200
+) -> JSONResponse:
+    return ok(request, stub.workspace(workspace_row(stub, workspace_id)), status=status)
 
 
 def _key_row(stub: StubRuntime, key_id: str) -> sqlite3.Row:
@@ -96,14 +102,13 @@ async def create_workspace(body: CreateWorkspaceRequest, request: Request) -> JS
             "INSERT INTO workspace_members (workspace_id, wallet_address) VALUES (?, ?)",
             (workspace_id, address),
         )
-    return ok(request, stub.workspace(workspace_row(stub, workspace_id)), status=201)
+    return _workspace_ok(request, stub, workspace_id, status=201)
 
 
 @router.get("/workspaces/{workspace_id}")
 async def get_workspace(workspace_id: str, request: Request, found: SessionReader) -> JSONResponse:
-    stub = runtime(request)
-    require_member(stub, found, workspace_id)
-    return ok(request, stub.workspace(workspace_row(stub, workspace_id)))
+    stub = member_runtime(request, found, workspace_id)
+    return _workspace_ok(request, stub, workspace_id)
 
 
 @router.patch("/workspaces/{workspace_id}")
@@ -113,8 +118,7 @@ async def update_workspace(
     request: Request,
     found: Operator,
 ) -> JSONResponse:
-    stub = runtime(request)
-    require_member(stub, found, workspace_id)
+    stub = member_runtime(request, found, workspace_id)
     row = workspace_row(stub, workspace_id)
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     merged = {key: row[key] for key in row.keys()} | {
@@ -170,7 +174,7 @@ async def update_workspace(
                 workspace_id,
             ),
         )
-    return ok(request, stub.workspace(workspace_row(stub, workspace_id)))
+    return _workspace_ok(request, stub, workspace_id)
 
 
 @router.post("/workspaces/{workspace_id}/location")
@@ -180,8 +184,7 @@ async def post_location(
     request: Request,
     found: Operator,
 ) -> JSONResponse:
-    stub = runtime(request)
-    require_member(stub, found, workspace_id)
+    stub = member_runtime(request, found, workspace_id)
     row = workspace_row(stub, workspace_id)
     last = row["last_sequence"]
     if last is not None and body.sequence <= last:
@@ -204,7 +207,7 @@ async def post_location(
             " last_sequence = ? WHERE id = ?",
             (ts(stub.now()), body.lat, body.lng, body.sequence, workspace_id),
         )
-    return ok(request, stub.workspace(workspace_row(stub, workspace_id)))
+    return _workspace_ok(request, stub, workspace_id)
 
 
 @router.post("/workspaces/{workspace_id}/api-keys", status_code=201)
@@ -214,8 +217,7 @@ async def create_api_key(
     request: Request,
     found: WalletSession,
 ) -> JSONResponse:
-    stub = runtime(request)
-    require_member(stub, found, workspace_id)
+    stub = member_runtime(request, found, workspace_id)
     plaintext = new_api_key(body.environment)
     key_id = stub.new_id("key")
     scopes = sorted({scope.value for scope in body.scopes})
@@ -240,8 +242,7 @@ async def create_api_key(
 
 @router.get("/workspaces/{workspace_id}/api-keys")
 async def list_api_keys(workspace_id: str, request: Request, found: WalletSession) -> JSONResponse:
-    stub = runtime(request)
-    require_member(stub, found, workspace_id)
+    stub = member_runtime(request, found, workspace_id)
     rows = stub.store.all(
         "SELECT * FROM api_keys WHERE workspace_id = ? ORDER BY created_at, id", (workspace_id,)
     )
@@ -255,8 +256,7 @@ async def revoke_api_key(
     request: Request,
     found: WalletSession,
 ) -> JSONResponse:
-    stub = runtime(request)
-    require_member(stub, found, workspace_id)
+    stub = member_runtime(request, found, workspace_id)
     row = stub.store.one(
         "SELECT * FROM api_keys WHERE id = ? AND workspace_id = ?", (key_id, workspace_id)
     )
