@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import pytest
@@ -53,8 +53,9 @@ async def wait_for(
     what: str,
     *,
     interval: float = 0.05,
-) -> None:
-    """Poll a cheap condition (plain or async) until true, bounded by `timeout` seconds.
+) -> Any:
+    """Poll a cheap condition (plain or async) until truthy, bounded by `timeout` seconds;
+    return its value.
 
     The predicate may itself assert (a publisher that must keep running): that fails at once.
     """
@@ -65,7 +66,7 @@ async def wait_for(
         if inspect.isawaitable(result):
             result = await result
         if result:
-            return
+            return result
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(interval)

@@ -18,6 +18,7 @@ environment variable when the value came from one).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Mapping
@@ -88,8 +89,9 @@ class AgentSection(_Section):
     """On start, cancel ASSIGNED leftovers nobody here owns (cancel-all-assignments)."""
     assigned_on_restart: AssignedOnRestart = AssignedOnRestart.START
     stall_seconds: float = Field(default=30.0, gt=0, le=600)
-    """WATCHDOG=1 stops when the API, the telemetry loop or a LIVE publish made no
-    progress for this long, so systemd restarts a process that is alive but stuck."""
+    """WATCHDOG=1 stops when the telemetry loop, the spool or a publishing video made
+    no progress for this long, so systemd restarts a process that is alive but stuck
+    (an unreachable API is not a stall)."""
     min_free_disk_mb: int = Field(default=50, ge=0)
     """Below this free space in state_dir the agent goes OFFLINE (disk full)."""
     ice_loopback: bool = False
@@ -112,6 +114,9 @@ class StatusSection(_Section):
         host, sep, port = value.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) < 65536 or not host:
             raise ValueError("must be HOST:PORT (e.g. 127.0.0.1:8765) or unix:/path")
+        if not _is_loopback(host.strip("[]")):
+            # the endpoint has no authentication: it must not be reachable from the network
+            raise ValueError(f"{host} is not a loopback address; use 127.0.0.1, ::1 or unix:/path")
         return value
 
 
@@ -172,6 +177,15 @@ class OperatorConfig(_Section):
 
         _check_scheme("video", urlsplit(value).scheme, SCHEMES)
         return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # another host name: it could resolve to anything
 
 
 def _check_scheme(what: str, scheme: str, known: tuple[str, ...]) -> None:

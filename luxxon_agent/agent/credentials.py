@@ -9,6 +9,12 @@ Device key (signs telemetry; never the workspace wallet):
 1. the file named by `[agent] device_key_file` (64 hex digits);
 2. `$CREDENTIALS_DIRECTORY/luxxon-device-key`;
 3. the identity package's device key store (`luxxon-agent keygen`).
+
+A keystore encrypted with a passphrase (`keygen --passphrase-file`) is opened
+with, first found wins:
+1. `$CREDENTIALS_DIRECTORY/luxxon-device-key-passphrase` (systemd
+   `LoadCredential=`: the passphrase never enters the environment);
+2. `$LUXXON_DEVICE_KEY_PASSPHRASE` (interactive and development use).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from luxxon_agent.identity import CREDENTIAL_NAME as API_KEY_CREDENTIAL
 from luxxon_agent.secret import Secret
 
 DEVICE_KEY_CREDENTIAL = "luxxon-device-key"
+PASSPHRASE_CREDENTIAL = "luxxon-device-key-passphrase"
 
 
 def resolve_agent_key(key_file: Path | None, env: Mapping[str, str]) -> tuple[Secret, str]:
@@ -47,13 +54,13 @@ def load_device_signer(key_file: Path | None, env: Mapping[str, str]) -> Any:
     """A `telemetry.KeySigner` for the device key (see module doc for the order).
 
     A key file holds either 64 hex digits or an eth-account keystore (what
-    `luxxon-agent keygen` writes), decrypted with `$LUXXON_DEVICE_KEY_PASSPHRASE`.
+    `luxxon-agent keygen` writes), decrypted with the passphrase of
+    `device_key_passphrase` when it has one.
     """
     from luxxon_agent.identity.device_key import DeviceKeyStore
     from luxxon_agent.telemetry import KeySigner, SignatureError
 
-    passphrase_text = env.get("LUXXON_DEVICE_KEY_PASSPHRASE")
-    passphrase = Secret(passphrase_text) if passphrase_text else None
+    passphrase = device_key_passphrase(env)
     path: Path | None = key_file
     trusted = False
     creds = env.get("CREDENTIALS_DIRECTORY")
@@ -78,6 +85,17 @@ def load_device_signer(key_file: Path | None, env: Mapping[str, str]) -> Any:
         return KeySigner(Secret(text))
     except SignatureError as exc:
         raise ConfigError(f"{path}: not a device key ({exc})") from None
+
+
+def device_key_passphrase(env: Mapping[str, str]) -> Secret | None:
+    """The device keystore's passphrase, if any (see module doc for the order)."""
+    creds = env.get("CREDENTIALS_DIRECTORY")
+    if creds:
+        path = Path(creds) / PASSPHRASE_CREDENTIAL
+        if path.exists():
+            return Secret(_read_secret(path, "device key passphrase", trusted=True))
+    text = env.get("LUXXON_DEVICE_KEY_PASSPHRASE")
+    return Secret(text) if text else None
 
 
 def _read_secret(path: Path, what: str, *, trusted: bool = False) -> str:

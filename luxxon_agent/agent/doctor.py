@@ -2,8 +2,10 @@
 
 Checks: state directory and spool disk space, device key, API reachability,
 clock offset against the server's `Date` header, credentials and their
-scopes (GET /me), WHIP reachability (the whipUrl of a session the workspace
-holds, when there is one), and per operator a GPS fix and a camera frame.
+scopes (GET /me), the device key's delegation on the server (registered, not
+revoked or expired; a warning within `DELEGATION_WARN_DAYS` of expiry), WHIP
+reachability (the whipUrl of a session the workspace holds, when there is
+one), and per operator a GPS fix and a camera frame.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
@@ -22,6 +25,8 @@ from luxxon_agent.errors import LuxxonError
 from luxxon_agent.models import Scope, SessionState
 from luxxon_agent.secret import Secret, redact_url, strip_userinfo
 
+DELEGATION_WARN_DAYS = 30
+"""Warn this long before the device's delegation expires: renewing needs the wallet."""
 MAX_CLOCK_OFFSET_S = 2.0
 """Telemetry is dated by this clock; the server refuses samples from the future."""
 CAMERA_TIMEOUT_S = 10.0
@@ -33,6 +38,8 @@ class Check:
     ok: bool
     detail: str
     fix: str | None = None
+    warning: bool = False
+    """Passes, but needs attention soon (shown as "warn"; the exit code stays 0)."""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -41,8 +48,9 @@ class Check:
 async def run_doctor(
     config: AgentConfig, env: Mapping[str, str], *, gps_seconds: float = 5.0
 ) -> list[Check]:
-    checks = [_state_dir(config), _device_key(config, env)]
-    checks += await _api_checks(config, env)
+    key_check, device_address = _device_key(config, env)
+    checks = [_state_dir(config), key_check]
+    checks += await _api_checks(config, env, device_address)
     results = await asyncio.gather(
         *(_gps(op, gps_seconds) for op in config.operators),
         *(_camera(op) for op in config.operators),
@@ -71,7 +79,7 @@ def _state_dir(config: AgentConfig) -> Check:
     return Check("spool disk space", True, f"{free_mb} MB free in {probe}")
 
 
-def _device_key(config: AgentConfig, env: Mapping[str, str]) -> Check:
+def _device_key(config: AgentConfig, env: Mapping[str, str]) -> tuple[Check, str | None]:
     from luxxon_agent.agent.credentials import load_device_signer
 
     try:
@@ -80,11 +88,13 @@ def _device_key(config: AgentConfig, env: Mapping[str, str]) -> Check:
         return Check(
             "device key", False, str(exc),
             "run `luxxon-agent keygen` and register it: `luxxon operators register`",
-        )  # fmt: skip
-    return Check("device key", True, f"signs as {signer.address}")
+        ), None  # fmt: skip
+    return Check("device key", True, f"signs as {signer.address}"), signer.address
 
 
-async def _api_checks(config: AgentConfig, env: Mapping[str, str]) -> list[Check]:
+async def _api_checks(
+    config: AgentConfig, env: Mapping[str, str], device_address: str | None
+) -> list[Check]:
     import httpx
 
     base = config.api.base_url
@@ -114,7 +124,9 @@ async def _api_checks(config: AgentConfig, env: Mapping[str, str]) -> list[Check
     for key_file in sorted(
         {str(op.api_key_file or config.api.key_file) for op in config.operators}
     ):
-        checks += await _credentials(config, env, None if key_file == "None" else key_file)
+        checks += await _credentials(
+            config, env, None if key_file == "None" else key_file, device_address
+        )
     return checks
 
 
@@ -135,7 +147,7 @@ def _clock(date_header: str | None, local: float) -> Check:
 
 
 async def _credentials(
-    config: AgentConfig, env: Mapping[str, str], key_file: str | None
+    config: AgentConfig, env: Mapping[str, str], key_file: str | None, device_address: str | None
 ) -> list[Check]:
     from pathlib import Path
 
@@ -162,8 +174,50 @@ async def _credentials(
                 f"the key lacks {', '.join(missing)}; {mint}" if missing else None,
             )
         ]  # fmt: skip
+        if me.workspace_id:
+            checks.append(await _delegation(client, me.workspace_id, device_address))
         checks.append(await _whip(client))
     return checks
+
+
+async def _delegation(client: object, workspace_id: str, address: str | None) -> Check:
+    """The device key is registered in the workspace, neither revoked nor expired."""
+    name = "device delegation"
+    if address is None:
+        return Check(name, False, "no device key to look up", "see the device key check")
+    register = (
+        "from the operator's computer: "
+        f"luxxon operators register --label LABEL --device-address {address}"
+    )
+    try:
+        operators = await client.list_operators(workspace_id)  # type: ignore[attr-defined]
+    except LuxxonError as exc:
+        return Check(name, False, f"GET /workspaces/{workspace_id}/operators: {exc}", None)
+    mine = [o for o in operators if o.device_address.lower() == address.lower()]
+    if not mine:
+        return Check(
+            name, False, f"{address} is not registered in workspace {workspace_id}: "
+            "the server refuses its telemetry", register,
+        )  # fmt: skip
+    now = datetime.now(UTC)
+    valid = [o for o in mine if o.revoked_at is None and o.expires_at > now]
+    if not valid:
+        last = max(mine, key=lambda o: o.expires_at)
+        why = (
+            f"revoked {last.revoked_at:%Y-%m-%d}"
+            if last.revoked_at is not None
+            else f"expired {last.expires_at:%Y-%m-%d}"
+        )
+        return Check(
+            name, False, f"{last.label}: delegation {why}; the server refuses its telemetry",
+            register,
+        )  # fmt: skip
+    best = max(valid, key=lambda o: o.expires_at)
+    left = best.expires_at - now
+    detail = f"{best.label}: valid until {best.expires_at:%Y-%m-%d} ({left.days} days)"
+    if left < timedelta(days=DELEGATION_WARN_DAYS):
+        return Check(name, True, detail, f"renew it before it expires: {register}", warning=True)
+    return Check(name, True, detail)
 
 
 async def _whip(client: object) -> Check:

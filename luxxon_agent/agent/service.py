@@ -14,6 +14,9 @@ from luxxon_agent.errors import ConfigError
 
 DEFAULT_EXECUTABLE = "/usr/local/bin/luxxon-agent"
 DEFAULT_CONFIG = Path("/etc/luxxon-agent/agent.toml")
+PASSPHRASE_CREDENTIAL = (
+    "luxxon-device-key-passphrase:/etc/luxxon-agent/credentials/luxxon-device-key-passphrase"
+)
 
 UNIT_TEMPLATE = """\
 # systemd unit for the Luxxon fleet agent.
@@ -22,12 +25,20 @@ UNIT_TEMPLATE = """\
 #   sudo usermod -aG video,dialout luxxon-agent          # cameras and serial GPS
 #   sudo install -d -m 0700 /etc/luxxon-agent/credentials
 #   sudo install -m 0600 api-key.txt /etc/luxxon-agent/credentials/luxxon-api-key
-#   sudo install -m 0600 device-key.txt /etc/luxxon-agent/credentials/luxxon-device-key
+#   # the device key: keygen writes a keystore JSON (mode 0600) straight into place
+#   # and prints its address, which the operator registers (`luxxon operators register`)
+#   sudo luxxon-agent keygen --key-file /etc/luxxon-agent/credentials/luxxon-device-key
 #   sudo luxxon-agent install-service && sudo systemctl enable --now luxxon-agent
 #
+# The agent reads both from $CREDENTIALS_DIRECTORY (LoadCredential= below). A
+# keystore encrypted with `keygen --passphrase-file F` needs F installed as
+# /etc/luxxon-agent/credentials/luxxon-device-key-passphrase and the commented
+# LoadCredential= line enabled (systemd refuses to start on a missing file).
+#
 # The agent speaks sd_notify: READY=1 once up, STATUS= with one line per
-# operator, WATCHDOG=1 only while the API answers, telemetry ticks and a LIVE
-# publish moves bytes; a process that is alive but stuck is restarted.
+# operator, WATCHDOG=1 while its own work moves (telemetry ticks into the
+# spool, a publishing video sends frames); an unreachable API is no reason to
+# restart, a process that is alive but stuck is restarted.
 
 [Unit]
 Description=Luxxon fleet agent (live video + signed telemetry)
@@ -41,9 +52,13 @@ NotifyAccess=main
 ExecStart={executable} run --config {config}
 Restart=always
 RestartSec=2
+# exit 3: the API refused the key, or the configuration/startup is wrong; a
+# restart every 2 s would not fix it (see `journalctl -u luxxon-agent`)
+RestartPreventExitStatus=3
 WatchdogSec=30
-TimeoutStopSec=30
-# SIGTERM: the agent DELETEs its WHIP resources and ends (or leaves) LIVE sessions
+# SIGTERM: the agent DELETEs its WHIP resources and ends (or leaves) LIVE
+# sessions: shutdown_timeout_seconds (10) + drain (60) + /end (20) = 90 s at most
+TimeoutStopSec=100
 KillSignal=SIGTERM
 KillMode=mixed
 
@@ -52,12 +67,16 @@ Group=luxxon-agent
 SupplementaryGroups=video dialout
 StateDirectory=luxxon-agent
 StateDirectoryMode=0700
+# /run/luxxon-agent: for `[status] listen = "unix:/run/luxxon-agent/status.sock"`
+RuntimeDirectory=luxxon-agent
+RuntimeDirectoryMode=0700
 ConfigurationDirectory=luxxon-agent
 Environment=LUXXON_AGENT_AGENT_STATE_DIR=/var/lib/luxxon-agent
 # Secrets never in the unit or the environment: systemd hands them over in
 # $CREDENTIALS_DIRECTORY, readable by this service only.
 LoadCredential=luxxon-api-key:/etc/luxxon-agent/credentials/luxxon-api-key
 LoadCredential=luxxon-device-key:/etc/luxxon-agent/credentials/luxxon-device-key
+#LoadCredential={passphrase_credential}
 
 # Hardening: the agent needs the network, its state dir, cameras and serial ports.
 NoNewPrivileges=yes
@@ -82,13 +101,20 @@ AmbientCapabilities=
 SystemCallArchitectures=native
 SystemCallFilter=@system-service
 UMask=0077
-# cameras (V4L2) and serial GPS receivers; everything else in /dev is hidden
+# cameras and serial GPS receivers; everything else in /dev is hidden.
+# video4linux: /dev/video* and /dev/v4l-subdev*; media + dma_heap: what
+# libcamera (Raspberry Pi CSI cameras) opens besides; ttyUSB/ttyACM: USB GPS;
+# ttyAMA/ttyS: UART GPS (Pi, x86); ttyTHS: Jetson UARTs.
 PrivateDevices=no
 DevicePolicy=closed
 DeviceAllow=char-video4linux rw
+DeviceAllow=char-media rw
+DeviceAllow=char-dma_heap rw
 DeviceAllow=char-ttyUSB rw
 DeviceAllow=char-ttyACM rw
 DeviceAllow=char-ttyAMA rw
+DeviceAllow=char-ttyS rw
+DeviceAllow=char-ttyTHS rw
 
 [Install]
 WantedBy=multi-user.target
@@ -99,7 +125,9 @@ def render_unit(executable: str = DEFAULT_EXECUTABLE, config: Path = DEFAULT_CON
     for value in (executable, str(config)):
         if any(c.isspace() for c in value) or "%" in value:
             raise ConfigError(f"{value!r}: paths with spaces or % need quoting; use another path")
-    return UNIT_TEMPLATE.format(executable=executable, config=config)
+    return UNIT_TEMPLATE.format(
+        executable=executable, config=config, passphrase_credential=PASSPHRASE_CREDENTIAL
+    )
 
 
 def install_unit(path: Path, *, executable: str, config: Path, force: bool = False) -> Path:

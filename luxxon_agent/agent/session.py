@@ -9,6 +9,14 @@
 
 The state file is written before each step that a crash could interrupt, so
 a restart knows the session and resumes it (same whipUrl via producer-token).
+A LIVE session's record carries startedAt, maxDurationSeconds and the chain id,
+so a restart while the API is unreachable samples into the spool at once and
+reconciles (session state, producer token, video, upload) when the API is back.
+
+Before /end the spool is drained for as long as it makes progress (more samples
+delivered within `DRAIN_PROGRESS_WINDOW_S`), at most `DRAIN_MAX_S` (on SIGTERM
+`SHUTDOWN_DRAIN_MAX_S`). A late /end costs the operator nothing: the stub's meter
+(stub/metering.py `meter_session`) ends at min(now, startedAt + maxDurationSeconds).
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import asyncio
 import logging
 from datetime import timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from luxxon_agent.agent.config import OnSigterm
 from luxxon_agent.agent.waiting import sleep_or_event
@@ -30,13 +38,21 @@ from luxxon_agent.secret import Secret
 if TYPE_CHECKING:
     from luxxon_agent.agent.operator import OperatorRunner
     from luxxon_agent.agent.workspace import WorkspaceLink
-    from luxxon_agent.telemetry import Sampler, Spool, Uploader
+    from luxxon_agent.clock import Clock
+    from luxxon_agent.telemetry import DrainResult, Sampler, Spool, Tick, Uploader
     from luxxon_agent.video import MediaSource, Publisher
 
 logger = logging.getLogger(__name__)
 
-DRAIN_TIMEOUT_S = 20.0
-"""Longest wait for the spool backlog to reach the API before /end goes anyway."""
+DRAIN_PROGRESS_WINDOW_S = 20.0
+"""The drain before /end goes on while each such window delivers at least one sample."""
+DRAIN_MAX_S = 600.0
+"""Overall bound on the drain before /end at maxDuration (a 10-minute backlog at 1 Hz
+uploads in well under that; an API that takes nothing stops it after one window)."""
+SHUTDOWN_DRAIN_MAX_S = 60.0
+"""Bound on the drain before /end when the agent stops with on_sigterm = "end"."""
+END_BUDGET_S = 20.0
+"""Stopping the video and POST /end after the drain (the client's own timeout and retries)."""
 SAMPLING_STOP_S = 0.2
 """Sampling stops this long before maxDuration: a sample dated after it is refused."""
 END_AFTER_S = 0.1
@@ -76,8 +92,11 @@ class SessionRun:
         self.uploader: Uploader | None = None
         self.media: MediaSource | None = None
         self.last_sampler_tick: float | None = None
+        self.last_spool_write: float | None = None
+        """When a tick last wrote (or had nothing to write) without a spool error."""
         self._video_retry_at: float | None = None
         self._video_attempt = 0
+        self._workspace_id = link.workspace_id or link.state.record(runner.label).workspace_id
         self._log = f"{runner.label}/{session.id}"
 
     def __repr__(self) -> str:
@@ -89,7 +108,15 @@ class SessionRun:
 
     def _remember(self, state: str | None) -> None:
         sid = self.session.id if state else None
-        self.link.state.set_session(self.label, sid, state, self.link.workspace_id)
+        snapshot: dict[str, Any] | None = None
+        if state == "LIVE":
+            snapshot = self.session.to_wire()
+            snapshot.pop("whipUrl", None)  # a credential: re-fetched with producer-token
+            snapshot.pop("whepUrl", None)
+        workspace = self.link.workspace_id or self._workspace_id
+        self.link.state.set_session(
+            self.label, sid, state, workspace, session=snapshot, chain_id=self.link.known_chain_id
+        )
 
     async def run(self) -> Outcome:
         status = self.runner.status
@@ -98,8 +125,11 @@ class SessionRun:
         status.max_duration_seconds = self.session.max_duration_seconds
         status.rate_per_second_micro_usdc = self.session.rate_per_second_micro_usdc
         try:
-            whip = await self._go_live()
-            if whip is None:
+            if self.session.state is SessionState.LIVE and self.session.started_at is not None:
+                # a resumed LIVE session: sampling first, whatever the API says (or doesn't)
+                await self._start_telemetry()
+            live, whip = await self._go_live()
+            if not live:
                 return Outcome.CONSUMER_ENDED
             await self._start_pipeline(whip)
             outcome = await self._watch()
@@ -110,8 +140,13 @@ class SessionRun:
 
     # ---- steps -------------------------------------------------------------------------
 
-    async def _go_live(self) -> Secret | None:
-        """Start an ASSIGNED session, or get the whipUrl of a LIVE one; None if it is over."""
+    async def _go_live(self) -> tuple[bool, Secret | None]:
+        """Start an ASSIGNED session, or resume a LIVE one: (still live, its whipUrl).
+
+        The whipUrl is None when a LIVE session is resumed while the API is
+        unreachable: telemetry goes on into the spool and `_mind_video` fetches
+        the whipUrl once the API answers again.
+        """
         session = self.session
         if session.state is SessionState.ASSIGNED:
             self._remember("ASSIGNED")
@@ -125,28 +160,64 @@ class SessionRun:
                         return await self._go_live()
                     logger.info("%s: not startable (%s); dropping it", self._log, fresh.state)
                     self._remember(None)
-                    return None
+                    return False, None
                 raise
             self.session = started.session
-            whip = Secret(started.whip_url)
+            whip: Secret | None = Secret(started.whip_url)
             logger.info("%s: started, LIVE", self._log)
         else:
-            token = await self.client.producer_token(session.id)
-            whip = Secret(token.whip_url)
-            logger.info("%s: resuming LIVE session on its whipUrl", self._log)
+            try:
+                whip = await self._resume_whip()
+            except _SessionGone as gone:
+                logger.info("%s: session is %s; dropping it", self._log, gone)
+                self._remember(None)
+                return False, None
+            except TransportError as exc:
+                if session.started_at is None:
+                    raise
+                self.link.api_health.last_error = str(exc)
+                logger.warning(
+                    "%s: API unreachable (%s); resuming offline: sampling into the spool, "
+                    "video and upload when the API is back",
+                    self._log,
+                    exc,
+                )
+                whip = None
+            else:
+                self.link.api_health.ok(self.clock.monotonic())
+                logger.info("%s: resuming LIVE session on its whipUrl", self._log)
         self._remember("LIVE")
         status = self.runner.status
         status.session_state = SessionState.LIVE.value
         started_at = self.session.started_at
         status.session_started_at = started_at.isoformat() if started_at else None
-        return whip
+        return True, whip
 
-    async def _start_pipeline(self, whip: Secret) -> None:
+    async def _resume_whip(self) -> Secret:
+        """The whipUrl of a session to resume; `_SessionGone` if it is over or unknown."""
+        try:
+            fresh = await self.client.get_session(self.session.id)
+        except ApiError as exc:
+            if exc.status == 404:
+                raise _SessionGone("gone (404)") from None
+            raise
+        if fresh.state not in (SessionState.LIVE, SessionState.PAUSED):
+            raise _SessionGone(fresh.state.value)
+        self.session = fresh
+        return Secret((await self.client.producer_token(fresh.id)).whip_url)
+
+    async def _start_telemetry(self) -> None:
         from luxxon_agent.telemetry import Uploader
 
-        self.uploader = Uploader(self.spool, self.client, clock=self.clock)
-        await self.uploader.start()
+        if self.uploader is None:
+            self.uploader = Uploader(self.spool, self.client, clock=self.clock)
+            await self.uploader.start()
         await self._mind_sampling()
+
+    async def _start_pipeline(self, whip: Secret | None) -> None:
+        await self._start_telemetry()
+        if whip is None:
+            return  # offline resume: _mind_video opens it once producer-token answers
         try:
             await self._start_video(whip)
         except MediaError as exc:
@@ -157,6 +228,9 @@ class SessionRun:
         """Start the sampler once the server's chain id is known: samples are signed for it."""
         if self.sampler is not None or self.uploader is None:
             return
+        deadline = self._deadline_in()
+        if deadline is not None and deadline <= 0:
+            return  # a sample dated past maxDuration would only be refused
         chain_id = await self.link.chain_id()
         if chain_id is None:
             return  # the API could not say; asked again at the next poll
@@ -212,14 +286,21 @@ class SessionRun:
         await self._stop_video()
         whip = await self._refetch()
         if whip is None:
+            # the API is away (or refuses): ask again soon rather than after a long backoff
+            self._video_attempt = min(self._video_attempt, 1)
             return
         try:
             await self._start_video(whip)
         except LuxxonError as exc:
             logger.warning("%s: cannot reopen video: %s", self._log, exc)
 
-    def _on_tick(self, _tick: object) -> None:
-        self.last_sampler_tick = self.clock.monotonic()
+    def _on_tick(self, tick: Tick) -> None:
+        from luxxon_agent.telemetry import TickOutcome
+
+        now = self.clock.monotonic()
+        self.last_sampler_tick = now
+        if tick.outcome is not TickOutcome.SPOOL_ERROR:
+            self.last_spool_write = now
 
     async def _refetch(self) -> Secret | None:
         try:
@@ -276,7 +357,7 @@ class SessionRun:
             self._remember(None)
             return
         await self._stop_sampling()
-        await self._drain()
+        await self._drain(SHUTDOWN_DRAIN_MAX_S if outcome is Outcome.STOPPING else DRAIN_MAX_S)
         if outcome is Outcome.MAX_DURATION:
             until_end = (self._deadline_in() or 0.0) + SAMPLING_STOP_S + END_AFTER_S
             await self.clock.sleep(until_end)  # the video runs to the last paid moment
@@ -296,10 +377,12 @@ class SessionRun:
             ended.charged_micro_usdc,
         )
 
-    async def _drain(self) -> None:
+    async def _drain(self, bound: float) -> None:
         if self.uploader is None:
             return
-        result = await self.uploader.drain(DRAIN_TIMEOUT_S, self.session.id)
+        result = await drain_while_progressing(
+            self.uploader, self.session.id, self.clock, DRAIN_PROGRESS_WINDOW_S, bound
+        )
         if not result.complete:
             logger.warning("%s: %d sample(s) still pending at /end", self._log, result.pending)
 
@@ -353,3 +436,21 @@ class SessionRun:
             status.earned_micro_usdc = earnings(
                 status.live_seconds, self.session.rate_per_second_micro_usdc, fee
             ).operator_earned_micro_usdc
+
+
+class _SessionGone(LuxxonError):
+    """A session to resume is over (its state) or unknown to the server."""
+
+
+async def drain_while_progressing(
+    uploader: Uploader, session_id: str, clock: Clock, window: float, bound: float
+) -> DrainResult:
+    """Drain `session_id`'s backlog while each `window` delivers more, for at most `bound` s."""
+    deadline = clock.monotonic() + bound
+    delivered = (await uploader.drain(0.0, session_id)).delivered
+    while True:
+        left = deadline - clock.monotonic()
+        result = await uploader.drain(max(0.0, min(window, left)), session_id)
+        if result.complete or left <= window or result.delivered <= delivered:
+            return result
+        delivered = result.delivered

@@ -1,10 +1,13 @@
 """StateFile: the small on-disk memory that makes crash recovery possible.
 
 It names the current session of each operator and the heartbeat sequence of
-each workspace. Writes are atomic (temp file, fsync, rename, fsync of the
-directory), so a SIGKILL or power cut leaves either the old or the new file,
-never a torn one. No secrets are stored: a whipUrl is re-fetched with
-GET /sessions/:id/producer-token.
+each workspace. For a LIVE session it also keeps what resuming it needs
+without the API (`session`: the session as last seen, minus its URLs, and
+`chain_id`, the EIP-712 chain the samples are signed for), so a restart
+during a network outage samples into the spool at once. Writes are atomic
+(temp file, fsync, rename, fsync of the directory), so a SIGKILL or power cut
+leaves either the old or the new file, never a torn one. No secrets are
+stored: a whipUrl is re-fetched with GET /sessions/:id/producer-token.
 
 The heartbeat sequence must stay monotone across restarts even on a box
 whose clock starts at 1970 until NTP syncs (a Raspberry Pi without RTC), so
@@ -20,6 +23,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +40,20 @@ class OperatorRecord:
     state: str | None = None
     """Session state as last seen: ASSIGNED or LIVE (anything else is cleared)."""
     workspace_id: str | None = None
+    session: dict[str, Any] | None = None
+    """The session as last seen (`Session.model_dump(mode="json")`, no whip/whep URL):
+    id, startedAt, maxDurationSeconds, requested point and geofence, for an offline resume."""
+    chain_id: int | None = None
+    """The server's EIP-712 chain id the session's samples are signed for."""
+
+    def resumable(self) -> bool:
+        """Enough is known to sample a LIVE session before the API answers."""
+        return (
+            self.state == "LIVE"
+            and self.session is not None
+            and self.session.get("startedAt") is not None
+            and self.chain_id is not None
+        )
 
 
 @dataclass
@@ -73,10 +91,23 @@ class StateFile:
         return self.state.operators.get(label, OperatorRecord())
 
     def set_session(
-        self, label: str, session_id: str | None, state: str | None, workspace_id: str | None
+        self,
+        label: str,
+        session_id: str | None,
+        state: str | None,
+        workspace_id: str | None,
+        *,
+        session: dict[str, Any] | None = None,
+        chain_id: int | None = None,
     ) -> None:
         """Remember (or with None, forget) `label`'s session, durably, before acting on it."""
-        new = OperatorRecord(session_id=session_id, state=state, workspace_id=workspace_id)
+        new = OperatorRecord(
+            session_id=session_id,
+            state=state,
+            workspace_id=workspace_id,
+            session=session if session_id else None,
+            chain_id=chain_id if session_id else None,
+        )
         if self.state.operators.get(label) == new:
             return
         self.state.operators[label] = new

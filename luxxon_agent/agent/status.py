@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from luxxon_agent.errors import LuxxonError
+from luxxon_agent.secret import redact, strip_userinfo
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,16 @@ class AgentStatus:
     operators: list[OperatorStatus] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The JSON body; the endpoint is unauthenticated, so URLs and errors are redacted."""
+        data = asdict(self)
+        data["api_base_url"] = strip_userinfo(self.api_base_url)
+        for op in data["operators"]:
+            for key in ("reason", "last_error"):
+                if op.get(key):
+                    op[key] = redact(op[key])
+            if op.get("gps", {}).get("source"):
+                op["gps"]["source"] = redact(op["gps"]["source"])
+        return data
 
 
 def render_metrics(status: dict[str, Any]) -> str:

@@ -3,12 +3,14 @@
 - startup: state file, device key, one `OperatorRunner` per [[operators]] table,
   one `WorkspaceLink` per API key, the status endpoint; then READY=1.
 - run: a TaskGroup with each operator's position follower, each link
-  (connect, recover from the state file, then availability / heartbeat /
-  intake), a task per session, the watchdog and the STATUS= line.
+  (resume from the state file what needs no API, connect, recover the rest,
+  then availability / heartbeat / intake), a task per session, the watchdog
+  (`stalled`: local work only, an API outage is not a stall) and STATUS=.
 - shutdown: SIGINT/SIGTERM only set an Event; links stop taking work, each
-  session ends or is left LIVE per `on_sigterm`, all within
-  `shutdown_timeout_seconds`, after which the stragglers are cancelled (and
-  counted in the log). A second SIGINT cancels at once.
+  session ends or is left LIVE per `on_sigterm`. Links get
+  `shutdown_timeout_seconds`; a session that ends gets that plus its drain and
+  /end budget (`shutdown_budget_seconds`), after which the stragglers are
+  cancelled (and counted in the log). A second SIGINT cancels at once.
 
 An unexpected exception in a session or a link is logged once and that part
 restarts with backoff; the process itself keeps serving the other operators.
@@ -25,18 +27,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from luxxon_agent import __version__
-from luxxon_agent.agent.config import AgentConfig
+from luxxon_agent.agent.config import AgentConfig, OnSigterm
 from luxxon_agent.agent.credentials import load_device_signer, resolve_agent_key
 from luxxon_agent.agent.operator import OperatorRunner
 from luxxon_agent.agent.sdnotify import SdNotifier
-from luxxon_agent.agent.session import Outcome, SessionRun
+from luxxon_agent.agent.session import (
+    END_BUDGET_S,
+    SHUTDOWN_DRAIN_MAX_S,
+    Outcome,
+    SessionRun,
+)
 from luxxon_agent.agent.statefile import StateFile
 from luxxon_agent.agent.status import AgentStatus, StatusServer
 from luxxon_agent.agent.waiting import sleep_or_event
 from luxxon_agent.agent.workspace import ApiHealth, WorkspaceLink
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
-from luxxon_agent.errors import AuthError, LuxxonError
+from luxxon_agent.errors import ApiError, AuthError, LuxxonError
 from luxxon_agent.models import Session, SessionState
 from luxxon_agent.secret import Secret
 
@@ -250,22 +257,20 @@ class Supervisor:
         self._phase = "stopped"
 
     async def _wind_down(self, links: list[asyncio.Task[None]]) -> None:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         timeout = self.config.agent.shutdown_timeout_seconds
-        waiting = {t for t in links if not t.done()} | {
-            t for t in self._session_tasks if not t.done()
-        }
-        if not waiting:
-            return
-        _, pending = await asyncio.wait(waiting, timeout=timeout)
-        # sessions spawned while links were winding down are waited for too
-        late = {t for t in self._session_tasks if not t.done()} - pending
-        if late:
-            _, more_pending = await asyncio.wait(late, timeout=timeout)
-            pending |= more_pending
+        pending = await _wait_for({t for t in links if not t.done()}, timeout)
+        budget = shutdown_budget_seconds(self.config)
+        for _ in range(2):  # sessions spawned while the links wound down are waited for too
+            sessions = {t for t in self._session_tasks if not t.done()} - pending
+            if not sessions:
+                break
+            pending |= await _wait_for(sessions, max(0.0, budget - (loop.time() - began)))
         if pending:
             logger.warning(
-                "shutdown timeout (%.0f s): cancelling %d task(s): %s",
-                timeout,
+                "shutdown budget (%.0f s) spent: cancelling %d task(s): %s",
+                budget,
                 len(pending),
                 ", ".join(sorted(t.get_name() for t in pending)),
             )
@@ -273,6 +278,7 @@ class Supervisor:
                 task.cancel()
 
     async def _run_link(self, link: WorkspaceLink) -> None:
+        link.resume_offline()  # before connect(): the API may be unreachable for a while
         attempt = 0
         while not self.should_exit.is_set():
             try:
@@ -356,12 +362,22 @@ class Supervisor:
         """The session again if it is still ASSIGNED or LIVE, else None (and forgotten)."""
         try:
             fresh = await link.client.get_session(session.id)
+        except ApiError as exc:
+            if exc.status != 404:
+                logger.warning("session %s: %s; will retry", session.id, exc)
+                return session
+            fresh = None
         except LuxxonError as exc:
             logger.warning("session %s: %s; will retry", session.id, exc)
             return session
-        if fresh.state in (SessionState.ASSIGNED, SessionState.LIVE, SessionState.PAUSED):
+        if fresh is not None and fresh.state in (
+            SessionState.ASSIGNED,
+            SessionState.LIVE,
+            SessionState.PAUSED,
+        ):
             return fresh
-        logger.info("session %s is %s; giving it up", session.id, fresh.state)
+        state = fresh.state if fresh is not None else "unknown to the server"
+        logger.info("session %s is %s; giving it up", session.id, state)
         if link.state.record(label).session_id == session.id:
             link.state.set_session(label, None, None, None)
         return None
@@ -387,25 +403,36 @@ class Supervisor:
                     logger.warning("watchdog withheld: %s", problem)
 
     def stalled(self) -> str | None:
-        """Why the agent is not really working (so no WATCHDOG=1), or None."""
+        """Why the process itself is stuck (so no WATCHDOG=1), or None.
+
+        An unreachable API is not a stall: a restart would not bring it back,
+        and the agent goes on sampling into the spool and reconnecting the
+        video meanwhile. Only local work counts: the sampler ticking, the spool
+        taking its writes, a publishing video's frames advancing (a video that
+        is connecting or reconnecting is waiting on the network, not stuck).
+        The event loop itself is covered by this check running at all.
+        """
+        if not self.runs:
+            return None
+        from luxxon_agent.video import PublisherState
+
         now = self.clock.monotonic()
         limit = self.config.agent.stall_seconds
-        last = self.api_health.last_ok
-        if last is None:
-            if now - self._started_mono > limit:
-                return "the API has not answered since start"
-        elif now - last > limit:
-            return f"the API has not answered for {now - last:.0f} s"
         for label, run in list(self.runs.items()):
-            if run.publisher is None:
-                continue
             video = self._progress.setdefault(f"{label}.video", _Progress(moved_at=now))
-            video.update(run.publisher.stats().bytes_sent, now)
-            if video.moved_at is not None and now - video.moved_at > limit:
-                return f"{label}: no video bytes sent for {now - video.moved_at:.0f} s"
+            publisher = run.publisher
+            if publisher is None or publisher.state is not PublisherState.PUBLISHING:
+                video.moved_at = now  # nothing that should move right now
+            else:
+                video.update(publisher.stats().frames_sent, now)
+                if video.moved_at is not None and now - video.moved_at > limit:
+                    return f"{label}: no video frames sent for {now - video.moved_at:.0f} s"
             tick = run.last_sampler_tick
             if tick is not None and now - tick > limit:
                 return f"{label}: telemetry loop silent for {now - tick:.0f} s"
+            written = run.last_spool_write
+            if tick is not None and written is not None and now - written > limit:
+                return f"{label}: the spool refused writes for {now - written:.0f} s"
         return None
 
     # ---- close ----------------------------------------------------------------------------
@@ -424,6 +451,22 @@ class StartupError(LuxxonError):
     """The agent could not start (state directory, status port, keys)."""
 
     exit_code = EXIT_STARTUP_FAILURE
+
+
+def shutdown_budget_seconds(config: AgentConfig) -> float:
+    """How long a SIGTERM may take: `shutdown_timeout_seconds`, plus the drain and /end
+    of sessions that end on SIGTERM. The unit's TimeoutStopSec must exceed it."""
+    ends = any(config.on_sigterm_for(op) is OnSigterm.END for op in config.operators)
+    extra = SHUTDOWN_DRAIN_MAX_S + END_BUDGET_S if ends else 0.0
+    return config.agent.shutdown_timeout_seconds + extra
+
+
+async def _wait_for(tasks: set[asyncio.Task[None]], timeout: float) -> set[asyncio.Task[None]]:
+    """The tasks still pending after `timeout` seconds."""
+    if not tasks:
+        return set()
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    return pending
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:

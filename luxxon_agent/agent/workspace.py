@@ -11,7 +11,9 @@ each operator then serves its own session. The link:
 - polls `GET /sessions`: ASSIGNED sessions of this workspace go to a free,
   healthy operator (preferring one whose coverage holds the point), REQUESTED
   ones are accepted when an operator's auto-accept policy allows it;
-- recovers on start what the state file names (see `recover`).
+- recovers on start what the state file names (see `recover`); a LIVE session
+  whose record says enough is resumed before the API is even reached
+  (`resume_offline`), so an outage across a restart loses no sampling.
 """
 
 from __future__ import annotations
@@ -139,6 +141,10 @@ class WorkspaceLink:
         self.fee_bps = server.fee_bps
         self._chain_id = server.chain_id
 
+    @property
+    def known_chain_id(self) -> int | None:
+        return self._chain_id
+
     async def chain_id(self) -> int | None:
         """The server's EIP-712 chain id (GET /config), fetched once per link and kept.
 
@@ -154,6 +160,27 @@ class WorkspaceLink:
                 return None
             self._ok()
         return self._chain_id
+
+    def resume_offline(self) -> None:
+        """Resume at once the LIVE sessions the state file describes fully (no API call).
+
+        The session run samples into the spool straight away and reconciles
+        with the API (state, producer token, video, upload) when it answers;
+        `recover()` then leaves these operators alone.
+        """
+        for op in self.operators:
+            record = self.state.record(op.label)
+            if not op.free or not record.resumable():
+                continue
+            try:
+                session = Session.model_validate(record.session)
+            except ValueError as exc:
+                logger.warning("%s: state file session unreadable (%s)", op.label, exc)
+                continue
+            if self._chain_id is None:
+                self._chain_id = record.chain_id
+            logger.info("%s: resuming LIVE session %s from the state file", op.label, session.id)
+            self._take(op, session)
 
     async def recover(self) -> None:
         """Resume or clean up what the state file says each operator was doing."""

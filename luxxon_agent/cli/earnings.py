@@ -29,21 +29,25 @@ def earnings_command(
         typer.Option(
             "--spool",
             envvar="LUXXON_SPOOL",
-            help="The agent's telemetry spool (<state_dir>/<operator>/telemetry.sqlite3) "
-            "for a local cross-check.",
+            help="The agent's telemetry spool for a local cross-check; default: the one "
+            "holding the session among <state_dir>/<operator>/telemetry.sqlite3.",
         ),
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """The server's figures (session, settlement) and, with --spool, what this
-    machine's samples say: taken, delivered, pending, seconds covered, and what the
-    telemetry-anchored meter would pay."""
+    """The server's figures (session, settlement) and what this machine's samples
+    say: taken, delivered, pending, seconds covered, and what the telemetry-anchored
+    meter would pay. The spool is --spool, else the agent's that holds the session."""
+    import os
+
     from luxxon_agent.cli._render import emit
     from luxxon_agent.clock import SYSTEM_CLOCK
-    from luxxon_agent.telemetry.earnings import earnings_report
+    from luxxon_agent.telemetry.earnings import earnings_report, local_summary
 
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
-        return await earnings_report(client, session_id, spool, now=SYSTEM_CLOCK.now())
+        return await earnings_report(
+            client, session_id, spool, now=SYSTEM_CLOCK.now(), env=os.environ
+        )
 
     report = call(ctx, "key", body)
     as_json = wants_json(ctx, json_out)
@@ -51,8 +55,8 @@ def earnings_command(
         emit(report, as_json=True)
         return
     emit(report["server"], as_json=False, title=f"session {session_id}: server")
-    if report["local"] is None:
-        where = f"spool {spool}" if spool else "no --spool given"
-        typer.echo(f"local cross-check: nothing for this session ({where})")
+    missing = local_summary(report)
+    if missing is not None:
+        typer.echo(missing)
     else:
         emit(report["local"], as_json=False, title="this machine's samples")

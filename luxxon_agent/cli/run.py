@@ -258,7 +258,10 @@ def doctor(
         for column in ("check", "result", "detail", "fix"):
             table.add_column(column)
         for check in checks:
-            mark = "[green]ok[/]" if check.ok else "[red]FAIL[/]"
+            if not check.ok:
+                mark = "[red]FAIL[/]"
+            else:
+                mark = "[yellow]warn[/]" if check.warning else "[green]ok[/]"
             table.add_row(escape(check.name), mark, escape(check.detail), escape(check.fix or ""))
         Console().print(table)
     raise typer.Exit(1 if failed else 0)

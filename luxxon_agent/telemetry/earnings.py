@@ -3,12 +3,18 @@
 The server's side is the session (cleanSeconds, failedSeconds, chargedMicroUsdc)
 and its settlement. The local side, when this machine's spool holds the
 session, re-runs the telemetry-anchored meter (luxxon_agent.meter) over the
-samples taken here, as the server would if it had received all of them.
+samples taken here, as the server would if it had received all of them: over
+startedAt .. min(endedAt or now, startedAt + maxDurationSeconds).
+
+Without an explicit spool, the agent's spools are searched:
+`<state_dir>/<operator label>/telemetry.sqlite3`, state_dir being the agent's
+default (`[agent] state_dir`) or `$LUXXON_AGENT_AGENT_STATE_DIR`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -40,7 +46,7 @@ class LocalCheck:
     pending: int
     rejected: int
     seconds_metered: int
-    """Whole seconds from startedAt to endedAt (or now, while LIVE)."""
+    """Whole seconds from startedAt to endedAt (or now, while LIVE), at most maxDurationSeconds."""
     seconds_covered: int
     """Seconds the telemetry meter counts clean over the samples taken here (rejected excluded)."""
     would_earn_micro_usdc: int
@@ -75,9 +81,9 @@ def local_check(
         )
     covered = metered = 0
     if session.started_at is not None:
-        end = session.ended_at or min(
-            now, session.started_at + timedelta(seconds=session.max_duration_seconds)
-        )
+        # the server meters no second past maxDurationSeconds, even when /end came later
+        latest = session.started_at + timedelta(seconds=session.max_duration_seconds)
+        end = min(session.ended_at or now, latest)
         covered, failed = telemetry_clean_seconds(
             session.started_at,
             end,
@@ -104,10 +110,37 @@ DEFAULT_GEOFENCE_RADIUS_M = 200.0
 """Used only when the server's session carries no geofenceRadiusMeters."""
 
 
+SPOOL_FILE_NAME = "telemetry.sqlite3"
+"""The agent keeps `<state_dir>/<operator label>/telemetry.sqlite3`."""
+
+
+def agent_spools(env: Mapping[str, str]) -> tuple[Path, list[Path]]:
+    """The agent's state directory and the spools in it (one per operator label)."""
+    from luxxon_agent.agent.config import AgentSection, env_name
+
+    state_dir = env.get(env_name(("agent", "state_dir")))
+    root = Path(state_dir) if state_dir else AgentSection.model_fields["state_dir"].default
+    try:
+        found = sorted(root.glob(f"*/{SPOOL_FILE_NAME}"))
+    except OSError:
+        found = []  # unreadable (another user's state_dir): reported as "no spool found"
+    return root, found
+
+
 async def earnings_report(
-    client: AsyncLuxxonClient, session_id: str, spool_path: Path | None, *, now: datetime
+    client: AsyncLuxxonClient,
+    session_id: str,
+    spool_path: Path | None,
+    *,
+    now: datetime,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Server figures plus, when `spool_path` holds the session, the local cross-check."""
+    """Server figures plus, when a spool holds the session, the local cross-check.
+
+    `spool_path=None` searches the agent's spools (`agent_spools(env)`).
+    `report["spool"]` says where it looked: `searched` (paths), `found` (the
+    spools that exist) and `holdsSession`.
+    """
     session = await client.get_session(session_id)
     config = await client.config()
     settlement: Settlement | None
@@ -134,9 +167,19 @@ async def earnings_report(
         ),
         "settlementTxHash": settlement.tx_hash if settlement else None,
     }
-    report: dict[str, Any] = {"server": server, "local": None}
-    if spool_path is not None and spool_path.exists():
-        with Spool(spool_path) as spool:
+    if spool_path is not None:
+        searched, candidates = str(spool_path), [spool_path] if spool_path.exists() else []
+    else:
+        root, candidates = agent_spools(env or {})
+        searched = str(root / "*" / SPOOL_FILE_NAME)
+    where: dict[str, Any] = {
+        "searched": searched,
+        "found": [str(c) for c in candidates],
+        "holdsSession": False,
+    }
+    report: dict[str, Any] = {"server": server, "local": None, "spool": where}
+    for candidate in candidates:
+        with Spool(candidate) as spool:
             check = local_check(
                 spool,
                 session,
@@ -148,9 +191,25 @@ async def earnings_report(
         if check is not None:
             local = {_camel(k): v for k, v in asdict(check).items()}
             local["wouldEarnMicroUsdc"] = str(check.would_earn_micro_usdc)
-            local["spool"] = str(spool_path)
+            local["spool"] = str(candidate)
             report["local"] = local
+            where["holdsSession"] = True
+            break
     return report
+
+
+def local_summary(report: Mapping[str, Any]) -> str | None:
+    """One line explaining a missing cross-check (None when there is one)."""
+    if report["local"] is not None:
+        return None
+    where = report["spool"]
+    if not where["found"]:
+        return (
+            f"local cross-check: no telemetry spool found at {where['searched']}"
+            " (pass --spool PATH)"
+        )
+    spools = ", ".join(where["found"])
+    return f"local cross-check: no samples of this session in {spools}"
 
 
 def _money(value: int | None) -> str | None:

@@ -203,8 +203,10 @@ def signature_bytes(signature: str) -> bytes:
 def recover_address(digest: bytes, signature: bytes) -> str:
     """The checksummed address whose key made `signature` over `digest`.
 
-    Accepts v as 27/28 (or 0/1); refuses high-s signatures (EIP-2), so each
-    signed payload has exactly one valid signature.
+    Accepts v only as 27 or 28 (what eth-account, ethers, viem and browser
+    wallets produce) and refuses high-s signatures (EIP-2), so each signed
+    payload has exactly one valid signature: the same (r, s) with v as 0/1
+    would be a second encoding of it.
     """
     from coincurve import PublicKey
 
@@ -212,11 +214,9 @@ def recover_address(digest: bytes, signature: bytes) -> str:
         raise SignatureError("a signature is 65 bytes")
     r = int.from_bytes(signature[:32], "big")
     s = int.from_bytes(signature[32:64], "big")
-    v = signature[64]
-    if v >= 27:
-        v -= 27
-    if v not in (0, 1):
+    if signature[64] not in (27, 28):
         raise SignatureError("signature v must be 27 or 28")
+    v = signature[64] - 27
     if not (0 < r < SECP256K1_N and 0 < s <= SECP256K1_N // 2):
         raise SignatureError("signature r/s out of range or s not canonical (EIP-2)")
     try:

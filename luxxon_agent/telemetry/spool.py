@@ -238,6 +238,14 @@ class Spool:
             ).fetchall()
         return [_row(r) for r in rows]
 
+    def newest_capture_ms(self, session_id: str) -> int | None:
+        """The latest capturedAt (ms) held for a session, whatever its state; None if none."""
+        with self._lock, self._read():
+            (newest,) = self._db.execute(
+                "SELECT MAX(captured_at_ms) FROM samples WHERE session_id = ?", (session_id,)
+            ).fetchone()
+        return None if newest is None else int(newest)
+
     def stats(self, session_id: str | None = None) -> SpoolStats:
         where, args = ("WHERE session_id = ?", (session_id,)) if session_id else ("", ())
         with self._lock, self._read():

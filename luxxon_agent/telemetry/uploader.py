@@ -9,9 +9,18 @@
   operator can fix) keep the samples pending and back off, honouring the
   server's Retry-After. The first such failure in a batch stops dispatching
   the rest of it.
-- A refusal of the sample itself (bad signature, session no longer LIVE,
-  capturedAt outside the session, ...) is final: the row is marked rejected
-  with the server's code and never retried.
+- A refusal that depends on *when* the sample arrives is held: the row stays
+  pending and is retried with backoff. CAPTURED_IN_FUTURE (the device clock
+  was ahead, or NTP stepped it back: the same sample is accepted seconds
+  later) is held for at most `HOLD_LIMITS_S` (10 minutes); UNKNOWN_SIGNER
+  (sampled before `luxxon operators register` finished) until the session
+  ends, which the server reports by refusing the retry as INVALID_STATE,
+  CAPTURED_OUT_OF_SESSION or SESSION_NOT_FOUND (or 24 h, the longest
+  session, have passed). Then the row is rejected with the hold's code. The
+  limit counts from the first refusal seen by this Uploader.
+- Any other refusal of the sample itself (bad signature, session no longer
+  LIVE, capturedAt outside the session, ...) is final: the row is marked
+  rejected with the server's code and never retried.
 - `drain(timeout)` waits until the backlog is delivered, e.g. before `/end`.
 """
 
@@ -21,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,7 +39,7 @@ from pydantic import ValidationError
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
 from luxxon_agent.errors import ApiError, TelemetryError, TransportError
-from luxxon_agent.models import TelemetryReceipt, TelemetrySample
+from luxxon_agent.models import ErrorCode, TelemetryReceipt, TelemetrySample
 from luxxon_agent.telemetry.spool import Spool, SpooledSample
 
 logger = logging.getLogger(__name__)
@@ -50,6 +60,16 @@ _HOLD_CODES = frozenset(
         "MISSING_TOKEN",
         "INVALID_TOKEN",
     }
+)
+
+HOLD_LIMITS_S: Mapping[str, float] = {
+    ErrorCode.CAPTURED_IN_FUTURE: 600.0,
+    # the session's end normally ends the hold first; 24 h is the longest maxDurationSeconds
+    ErrorCode.UNKNOWN_SIGNER: 24 * 3600.0,
+}
+"""Refusals that a later retry of the same sample can overcome, and how long to keep trying."""
+_SESSION_OVER_CODES = frozenset(
+    {ErrorCode.INVALID_STATE, ErrorCode.CAPTURED_OUT_OF_SESSION, ErrorCode.SESSION_NOT_FOUND}
 )
 
 
@@ -82,6 +102,8 @@ class UploaderCounters:
     rejected: int = 0
     failures: int = 0
     """Attempts that failed transiently and will be retried."""
+    held: int = 0
+    """Refusals in `HOLD_LIMITS_S` that kept the sample pending for a retry."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +131,7 @@ class Uploader:
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
         idle_seconds: float = 5.0,
+        hold_limits_s: Mapping[str, float] = HOLD_LIMITS_S,
     ) -> None:
         if concurrency < 1 or batch_size < 1:
             raise ValueError("concurrency and batch_size must be positive")
@@ -120,6 +143,9 @@ class Uploader:
         self._clock = clock
         self._rng = rng or random.Random()
         self._idle_seconds = idle_seconds
+        self._hold_limits = dict(hold_limits_s)
+        self._held: dict[int, tuple[str, float]] = {}
+        """Spool row id -> (hold code, clock.monotonic() of its first refusal)."""
         self._new = asyncio.Event()
         self._kick = asyncio.Event()
         self._progress = asyncio.Event()
@@ -244,6 +270,9 @@ class Uploader:
             for row in rows:
                 group.create_task(send(row))
 
+        for verdict in verdicts:
+            if not verdict.retry:
+                self._held.pop(verdict.row.id, None)
         delivered = [v.row.id for v in verdicts if v.delivered]
         if delivered:
             await asyncio.to_thread(self._spool.mark_delivered, delivered)
@@ -279,9 +308,28 @@ class Uploader:
             if exc.status in _RETRY_STATUSES or exc.status >= 500 or exc.code in _HOLD_CODES:
                 self.counters.failures += 1
                 return _Verdict(row, retry=True, retry_after=exc.retry_after, error=str(exc))
-            self.counters.rejected += 1
-            return _Verdict(row, reject_code=exc.code, error=str(exc))
+            return self._refused(row, exc)
         self.counters.delivered += 1
         if receipt.duplicate:
             self.counters.duplicates += 1
         return _Verdict(row, delivered=True, duplicate=receipt.duplicate)
+
+    def _refused(self, row: SpooledSample, exc: ApiError) -> _Verdict:
+        """Hold a refusal that a later retry can overcome; reject the rest for good."""
+        now = self._clock.monotonic()
+        held = self._held.get(row.id)
+        if exc.code in self._hold_limits:
+            if held is None or held[0] != exc.code:
+                held = self._held[row.id] = (exc.code, now)
+            if now - held[1] < self._hold_limits[exc.code]:
+                self.counters.failures += 1
+                self.counters.held += 1
+                return _Verdict(row, retry=True, retry_after=exc.retry_after, error=str(exc))
+            code, why = exc.code, f"still refused after {now - held[1]:.0f} s: {exc}"
+        elif held is not None and exc.code in _SESSION_OVER_CODES:
+            # the session ended while the sample waited: the hold's reason is why it is lost
+            code, why = held[0], f"{held[0]} until the session ended ({exc})"
+        else:
+            code, why = exc.code, str(exc)
+        self.counters.rejected += 1
+        return _Verdict(row, reject_code=code, error=why)

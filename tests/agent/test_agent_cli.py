@@ -14,6 +14,7 @@ from conftest import free_port
 
 from luxxon_agent.agent.localstub import LocalStub
 from luxxon_agent.agent.service import render_unit
+from luxxon_agent.api import AsyncLuxxonClient
 from luxxon_agent.meter import earnings
 from luxxon_agent.telemetry import Spool
 
@@ -164,7 +165,7 @@ async def test_demo_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
 async def test_doctor_passes_on_a_good_box_and_names_fixes(
     stub: LocalStub, tmp_path: Path, area: Area
 ) -> None:
-    await operator_account(stub, "op-doc", "cam-1", tmp_path)
+    account = await operator_account(stub, "op-doc", "cam-1", tmp_path)
     good = write_config(
         tmp_path, stub, operator_table("cam-1", "op-doc", tmp_path, area),
         device_slug="op-doc", status_port=free_port(),
@@ -175,7 +176,15 @@ async def test_doctor_passes_on_a_good_box_and_names_fixes(
     assert checks["credentials"]["ok"] and "sessions:operate" in checks["credentials"]["detail"]
     assert checks["clock offset"]["ok"] and checks["API reachable"]["ok"]
     assert checks["cam-1: GPS fix"]["ok"] and checks["cam-1: camera"]["ok"]
+    # registered for 30 days (the test accounts'): valid, but inside the 30-day warning
+    delegation = checks["device delegation"]
+    assert delegation["ok"] and delegation["warning"] and "renew" in delegation["fix"]
+    assert "cam-1: valid until" in delegation["detail"]
 
+    assert account.api_key is not None
+    async with AsyncLuxxonClient(stub.base_url, api_key=account.api_key) as seller:
+        (registered,) = await seller.list_operators(account.workspace_id)
+        await seller.revoke_operator(account.workspace_id, registered.id)
     dead_gps = f"tcp://127.0.0.1:{free_port()}"
     bad_table = operator_table("cam-1", "op-doc", tmp_path, area, position=dead_gps).replace(
         VIDEO, "v4l2:///dev/v4l/by-id/usb-missing-camera-video-index0"
@@ -189,3 +198,6 @@ async def test_doctor_passes_on_a_good_box_and_names_fixes(
     assert not checks["cam-1: GPS fix"]["ok"] and "gps check" in checks["cam-1: GPS fix"]["fix"]
     assert not checks["cam-1: camera"]["ok"] and "/dev/v4l/by-id" in checks["cam-1: camera"]["fix"]
     assert checks["credentials"]["ok"]
+    revoked = checks["device delegation"]
+    assert not revoked["ok"] and "delegation revoked" in revoked["detail"]
+    assert "luxxon operators register" in revoked["fix"]

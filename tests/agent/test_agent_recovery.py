@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from functools import reduce
@@ -121,14 +122,49 @@ async def _new_frame(client: AsyncLuxxonClient, session_id: str, old: bytes) -> 
         return False  # a restarted stub has none until the publisher is back
 
 
-RESTART_SESSION_S = 20
-"""The stub-restart session: long enough for the outage and the publisher's reconnect."""
+RESTART_SESSION_S = 32
+"""The outage session: long enough for the outage, an agent restart in it, and the reconnect."""
+STALL_S = 3
 
 
-async def test_stub_restart_mid_session_rides_through_and_video_resumes(
+class _NotifyListener:
+    """A NOTIFY_SOCKET for the agent: every datagram, with when it arrived."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.setblocking(False)
+        self.received: list[tuple[float, str]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> _NotifyListener:
+        self._task = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self.sock.close()
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            data = await loop.sock_recv(self.sock, 4096)
+            self.received.append((loop.time(), data.decode()))
+
+    def pinged_after(self, moment: float) -> bool:
+        return any(t > moment and "WATCHDOG=1" in m.split("\n") for t, m in self.received)
+
+
+async def test_api_outage_across_agent_restart_keeps_sampling_and_the_watchdog_fed(
     own_stub: LocalStub, tmp_path: Path, agents: Agents, area: Area
 ) -> None:
-    stub = own_stub  # restarted below: not the stub the other tests share
+    """The API goes away; the agent keeps sampling and pinging the watchdog, is SIGKILLed
+    and restarted mid-outage, resumes sampling at once, and delivers it all afterwards."""
+    stub = own_stub  # stopped and restarted below: not the stub the other tests share
     operator = await operator_account(stub, "op-restart", "cam-1", tmp_path)
     assert operator.api_key is not None
     consumer = await create_account(stub.base_url, "consumer-restart", Role.CONSUMER)
@@ -137,45 +173,67 @@ async def test_stub_restart_mid_session_rides_through_and_video_resumes(
         tmp_path, stub, operator_table("cam-1", "op-restart", tmp_path, area),
         device_slug="op-restart", status_port=port,
     )  # fmt: skip
-    agent = await agents.start(config, tmp_path / "agent.log")
-    await wait_until(lambda: operator_online(port, "cam-1"), 30, "cam-1 ONLINE")
-    async with (
-        AsyncLuxxonClient(stub.base_url, session_cookie=consumer.session_cookie) as buyer,
-        AsyncLuxxonClient(stub.base_url, api_key=operator.api_key) as seller,
-    ):
-        session = await request_session(buyer, seconds=RESTART_SESSION_S, area=area)
-        await wait_state(buyer, session.id, {SessionState.LIVE}, 15)
-        before = await wait_frame(buyer, session.id, 15)
-        whip_before = (await seller.producer_token(session.id)).whip_url
-        await wait_delivered(port, "cam-1", 2, 10)
-        await stub.stop()  # the API and the WHIP ingest are gone...
+    loop = asyncio.get_running_loop()
+    async with _NotifyListener(tmp_path / "notify.sock") as notify:
+        env = {
+            "NOTIFY_SOCKET": str(notify.path),
+            "WATCHDOG_USEC": "2000000",  # a ping each second is due
+            "LUXXON_AGENT_AGENT_STALL_SECONDS": str(STALL_S),
+        }
+        first = await agents.start(config, tmp_path / "agent-1.log", env)
+        await wait_until(lambda: operator_online(port, "cam-1"), 30, "cam-1 ONLINE")
+        async with (
+            AsyncLuxxonClient(stub.base_url, session_cookie=consumer.session_cookie) as buyer,
+            AsyncLuxxonClient(stub.base_url, api_key=operator.api_key) as seller,
+        ):
+            session = await request_session(buyer, seconds=RESTART_SESSION_S, area=area)
+            await wait_state(buyer, session.id, {SessionState.LIVE}, 15)
+            before = await wait_frame(buyer, session.id, 15)
+            whip_before = (await seller.producer_token(session.id)).whip_url
+            await wait_delivered(port, "cam-1", 2, 10)
+            await stub.stop()  # the API and the WHIP ingest are gone...
+            outage = loop.time()
+            # ...which is no stall: WATCHDOG=1 keeps coming past stall_seconds
+            await wait_until(
+                lambda: notify.pinged_after(outage + STALL_S + 0.5), 10, "a watchdog ping"
+            )
+            await first.kill()  # SIGKILL in the outage
+            at_kill, _ = spool_stats(tmp_path, "cam-1", session.id)
+            assert at_kill.pending >= 2  # taken in the outage, not deliverable yet
+            second = await agents.start(config, tmp_path / "agent-2.log", env)
+            restarted = loop.time()
 
-        async def piling_up() -> bool:
-            status = await agent_status(port)
-            return status is not None and status["operators"][0]["telemetry"]["pending"] >= 2
+            def spooling() -> bool:
+                stats, _ = spool_stats(tmp_path, "cam-1", session.id)
+                return stats.spooled >= at_kill.spooled + 3
 
-        # the outage lasts until the agent has spooled samples it cannot deliver
-        await wait_until(piling_up, 10, "samples spooled while the stub is down")
-        await stub.start()  # ...and back on the same port with the same database
-        assert (await buyer.get_session(session.id)).state is SessionState.LIVE
-        # the restarted stub took the publisher back on the whipUrl it had: new pictures
-        await wait_until(
-            lambda: _new_frame(buyer, session.id, before), 20, "frames after the stub restart"
-        )
-        assert (await seller.producer_token(session.id)).whip_url == whip_before
-        ended = await wait_state(buyer, session.id, {SessionState.ENDED}, 40)
+            # the restarted agent never reached the API, yet it samples and pings
+            await wait_until(spooling, 15, "the restarted agent sampling in the outage")
+            await wait_until(
+                lambda: notify.pinged_after(restarted + STALL_S + 0.5), 10, "a watchdog ping"
+            )
+            stub_back_ms = int(datetime.now(UTC).timestamp() * 1000)
+            await stub.start()  # ...and back on the same port with the same database
+            assert (await buyer.get_session(session.id)).state is SessionState.LIVE
+            await wait_until(
+                lambda: _new_frame(buyer, session.id, before), 20, "frames after the outage"
+            )
+            assert (await seller.producer_token(session.id)).whip_url == whip_before
+            ended = await wait_state(buyer, session.id, {SessionState.ENDED}, 40)
 
-    stats, _ = spool_stats(tmp_path, "cam-1", session.id)
-    assert stats.pending == 0 and stats.delivered == stats.spooled
-    # the telemetry taken while the stub was down reached it later: only seconds
-    # around the restart itself can be missing
-    assert ended.clean_seconds is not None and ended.clean_seconds >= RESTART_SESSION_S - 1 - 4
+    assert not any("watchdog withheld" in r["msg"] for r in first.log_records())
+    assert not any("watchdog withheld" in r["msg"] for r in second.log_records())
+    assert any("resuming offline" in r["msg"] for r in second.log_records())
+    stats, samples = spool_stats(tmp_path, "cam-1", session.id)
+    assert stats.pending == 0 and stats.delivered == stats.spooled == len(samples)
+    # the second agent's samples from the outage reached the stub afterwards
+    in_outage = [s for s in samples[at_kill.spooled :] if s.captured_at_ms < stub_back_ms]
+    assert len(in_outage) >= 3
+    # only the seconds of the agent's own restart can be missing
+    assert ended.clean_seconds is not None and ended.clean_seconds >= RESTART_SESSION_S - 10
     status = await agent_status(port)
     assert status is not None and status["operators"][0]["sessions_served"] == 1
-    assert status["operators"][0]["video"]["reconnects"] >= 1
-    assert await agent.stop() == 0
-    # the whipUrl never answered 404: the publisher reconnected to the same one
-    assert not any("re-fetched" in r["msg"] for r in agent.log_records())
+    assert await second.stop() == 0
 
 
 # ---- GPS outage: NMEA over TCP that the test can silence -------------------------------------

@@ -86,6 +86,12 @@ def test_config_path_from_env(config_path: Path) -> None:
         ({"LUXXON_AGENT_OPERATORS_0_VIDEO": "hdmi://0"}, "operators[0].video: unknown video"),
         ({"LUXXON_AGENT_API_BASE_URL": "ftp://x"}, "api.base_url: must be an http(s) URL"),
         ({"LUXXON_AGENT_STATUS_LISTEN": "8765"}, "status.listen: must be HOST:PORT"),
+        (
+            {"LUXXON_AGENT_STATUS_LISTEN": "0.0.0.0:8765"},
+            "status.listen: 0.0.0.0 is not a loopback address",
+        ),
+        ({"LUXXON_AGENT_STATUS_LISTEN": "[::]:8765"}, "status.listen: [::] is not a loopback"),
+        ({"LUXXON_AGENT_STATUS_LISTEN": "agent.lan:8765"}, "agent.lan is not a loopback"),
     ],
 )
 def test_env_errors_name_the_key(config_path: Path, env: dict[str, str], expected: str) -> None:
@@ -130,3 +136,9 @@ def test_env_names_and_fixed_url() -> None:
     )
     fixed = parse_fixed_url("fixed://?lat=1.5&lng=-2&accuracy_m=0.5")
     assert (fixed.lat, fixed.lng, fixed.accuracy_m) == (1.5, -2.0, 0.5)
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:8765", "127.0.0.2:1", "[::1]:8765", "localhost:9"])
+def test_loopback_listen_accepted(config_path: Path, listen: str) -> None:
+    config = load_config(config_path, {"LUXXON_AGENT_STATUS_LISTEN": listen})
+    assert config.status.listen == listen

@@ -9,15 +9,18 @@ from pathlib import Path
 import pytest
 
 from luxxon_agent.agent.config import AgentConfig
+from luxxon_agent.agent.session import END_BUDGET_S, SHUTDOWN_DRAIN_MAX_S
 from luxxon_agent.agent.status import (
+    AgentStatus,
     OperatorStatus,
     StatusEndpointError,
     StatusServer,
     fetch_status,
     render_metrics,
 )
-from luxxon_agent.agent.supervisor import Supervisor
+from luxxon_agent.agent.supervisor import Supervisor, shutdown_budget_seconds
 from luxxon_agent.clock import FakeClock
+from luxxon_agent.video import PublisherState
 
 
 def _snapshot() -> dict[str, object]:
@@ -57,24 +60,26 @@ def test_metrics_are_prometheus_text() -> None:
 
 @dataclass
 class _Stats:
-    bytes_sent: int
+    frames_sent: int
 
 
 class _Publisher:
     def __init__(self) -> None:
-        self.bytes = 0
+        self.frames = 0
+        self.state = PublisherState.PUBLISHING
 
     def stats(self) -> _Stats:
-        return _Stats(self.bytes)
+        return _Stats(self.frames)
 
 
 class _Run:
     def __init__(self) -> None:
         self.publisher = _Publisher()
         self.last_sampler_tick: float | None = 0.0
+        self.last_spool_write: float | None = 0.0
 
 
-async def test_watchdog_withheld_when_api_video_or_telemetry_stall() -> None:
+async def test_watchdog_fed_through_api_outage_withheld_when_local_work_stalls() -> None:
     config = AgentConfig.model_validate(
         {
             "agent": {"stall_seconds": 10},
@@ -86,28 +91,61 @@ async def test_watchdog_withheld_when_api_video_or_telemetry_stall() -> None:
     )  # fmt: skip
     clock = FakeClock()
     supervisor = Supervisor(config, env={}, clock=clock)
-    assert supervisor.stalled() is None  # just started: the API gets its grace period
-    await clock.advance(11)
-    assert supervisor.stalled() == "the API has not answered since start"
-    supervisor.api_health.ok(clock.monotonic())
-    assert supervisor.stalled() is None
+    await clock.advance(60)
+    assert supervisor.stalled() is None  # the API never answered: not the process's fault
     run = _Run()
     supervisor.runs["cam"] = run  # type: ignore[assignment]
-    run.last_sampler_tick = clock.monotonic()
+
+    def working() -> None:
+        run.last_sampler_tick = run.last_spool_write = clock.monotonic()
+
+    working()
     assert supervisor.stalled() is None
-    for _ in range(3):  # bytes moving, telemetry ticking, API answering: working
+    for _ in range(3):  # frames moving, telemetry ticking into the spool; API still away
         await clock.advance(5)
-        run.publisher.bytes += 1000
-        run.last_sampler_tick = clock.monotonic()
-        supervisor.api_health.ok(clock.monotonic())
+        run.publisher.frames += 50
+        working()
         assert supervisor.stalled() is None
-    await clock.advance(11)  # the publish froze (and so did everything else)
-    supervisor.api_health.ok(clock.monotonic())
-    run.last_sampler_tick = clock.monotonic()
-    assert supervisor.stalled() == "cam: no video bytes sent for 11 s"
-    run.publisher.bytes += 1
+    await clock.advance(11)  # the publish froze while telemetry went on
+    working()
+    assert supervisor.stalled() == "cam: no video frames sent for 11 s"
+    run.publisher.frames += 1
     assert supervisor.stalled() is None
+    run.publisher.state = PublisherState.RECONNECTING  # waiting on the network: legitimate
+    await clock.advance(30)
+    working()
+    assert supervisor.stalled() is None
+    run.publisher.state = PublisherState.PUBLISHING
     await clock.advance(11)
-    run.publisher.bytes += 1
-    supervisor.api_health.ok(clock.monotonic())
+    run.publisher.frames += 1
     assert supervisor.stalled() == "cam: telemetry loop silent for 11 s"
+    run.last_sampler_tick = clock.monotonic()  # ticking, but every write fails
+    assert supervisor.stalled() == "cam: the spool refused writes for 11 s"
+
+
+def test_shutdown_budget_covers_drain_and_end_and_the_unit_allows_it() -> None:
+    from luxxon_agent.agent.service import render_unit
+
+    base = {
+        "label": "cam", "position": "fixed://?lat=1&lng=2", "video": "testsrc://",
+        "coverage": {"lat": 1, "lng": 2, "radius_m": 100},
+    }  # fmt: skip
+    ends = AgentConfig.model_validate({"operators": [base]})
+    leaves = AgentConfig.model_validate({"agent": {"on_sigterm": "leave"}, "operators": [base]})
+    timeout = ends.agent.shutdown_timeout_seconds
+    assert shutdown_budget_seconds(ends) == timeout + SHUTDOWN_DRAIN_MAX_S + END_BUDGET_S
+    assert shutdown_budget_seconds(leaves) == timeout
+    stop = next(line for line in render_unit().splitlines() if line.startswith("TimeoutStopSec="))
+    assert float(stop.partition("=")[2]) > shutdown_budget_seconds(ends)
+
+
+def test_status_body_redacts_urls_and_errors() -> None:
+    op = OperatorStatus(label="cam", device_kind="FIXED", availability="ONLINE")
+    op.last_error = "cannot open rtsp://admin:hunter2@10.0.0.9/stream"
+    status = AgentStatus(
+        version="0", pid=1, started_at="now",
+        api_base_url="https://bot:s3cret@api.example/api/v1", operators=[op],
+    )  # fmt: skip
+    body = json.dumps(status.to_dict())
+    assert "s3cret" not in body and "hunter2" not in body
+    assert status.to_dict()["api_base_url"] == "https://***@api.example/api/v1"

@@ -167,14 +167,16 @@ class Harness:
             session = data(await consumer.post(f"/sessions/{session['id']}/dispatch"))
         return session
 
-    async def live(self) -> tuple[httpx.AsyncClient, httpx.AsyncClient, dict[str, Any]]:
+    async def live(
+        self, duration: int = 600
+    ) -> tuple[httpx.AsyncClient, httpx.AsyncClient, dict[str, Any]]:
         """A supplier and a consumer with one session taken to LIVE.
 
         Returns the operator's and the consumer's key clients and the start result.
         """
         _, operator = await self.supplier()
         _, consumer = await self.consumer()
-        sid = (await self.requested(consumer))["id"]
+        sid = (await self.requested(consumer, duration=duration))["id"]
         data(await operator.post(f"/sessions/{sid}/accept"))
         started = data(await operator.post(f"/sessions/{sid}/start"))
         return operator, consumer, started

@@ -77,10 +77,8 @@ async def test_full_lifecycle_meters_settles_and_credits_the_operator(harness: H
 async def test_meter_subtracts_disconnect_windows_and_caps_at_max_duration(
     harness: Harness,
 ) -> None:
-    supplier, operator, consumer, requester = await _setup(harness)
-    sid = (await harness.requested(requester, duration=100))["id"]
-    data(await operator.post(f"/sessions/{sid}/accept"))
-    data(await operator.post(f"/sessions/{sid}/start"))
+    _, requester, started = await harness.live(duration=100)
+    sid = started["session"]["id"]
     t0 = harness.clock.now()
     windows = [(t0 + timedelta(seconds=10), t0 + timedelta(seconds=20))]
     harness.video.disconnect_windows = lambda ref: windows  # type: ignore[method-assign]
@@ -92,10 +90,8 @@ async def test_meter_subtracts_disconnect_windows_and_caps_at_max_duration(
 
 async def test_live_page_meter_matches_what_end_bills(harness: Harness) -> None:
     """The session page's running meter and /end run one function, with the same cap."""
-    _, operator, _, requester = await _setup(harness)
-    sid = (await harness.requested(requester, duration=100))["id"]
-    data(await operator.post(f"/sessions/{sid}/accept"))
-    data(await operator.post(f"/sessions/{sid}/start"))
+    _, requester, started = await harness.live(duration=100)
+    sid = started["session"]["id"]
     t0 = harness.clock.now()
     windows = [(t0 + timedelta(seconds=30), t0 + timedelta(seconds=35))]
     harness.video.disconnect_windows = lambda ref: windows  # type: ignore[method-assign]
@@ -154,10 +150,8 @@ async def test_no_covering_supplier_is_503_no_coverage(harness: Harness) -> None
 
 
 async def test_another_workspaces_session_is_not_found_and_untouched(harness: Harness) -> None:
-    _, operator, _, requester = await _setup(harness)
-    sid = (await harness.requested(requester))["id"]
-    data(await operator.post(f"/sessions/{sid}/accept"))
-    data(await operator.post(f"/sessions/{sid}/start"))
+    _, _, started = await harness.live()
+    sid = started["session"]["id"]
     _, stranger = await harness.supplier("stranger")
     _, other_consumer = await harness.consumer("other-consumer")
     before = harness.snapshot()

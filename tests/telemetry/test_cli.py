@@ -11,7 +11,9 @@ from datetime import timedelta
 
 from luxxon_agent.identity.device_key import DeviceKeyStore
 from luxxon_agent.meter import earnings
+from luxxon_agent.models import Session
 from luxxon_agent.telemetry import Spool
+from luxxon_agent.telemetry.earnings import local_check
 from tests.conftest import free_port
 from tests.stub.conftest import data
 from tests.support import serve
@@ -89,7 +91,7 @@ async def test_register_list_revoke_and_earnings_through_the_cli(live: Live, tmp
         # the device signs 10 seconds; 8 reach the stub, 2 are still in its spool
         signer = device.signer()
         whole = live.started_at.replace(microsecond=0)
-        spool_path = tmp_path / "telemetry.sqlite3"
+        spool_path = tmp_path / "state" / "drone-9" / "telemetry.sqlite3"
         with Spool(spool_path) as spool:
             for k in range(1, 11):
                 await live.harness.clock.advance(1)
@@ -122,7 +124,21 @@ async def test_register_list_revoke_and_earnings_through_the_cli(live: Live, tmp
                 env, "luxxon", "operators", "revoke", "--workspace", ws, registered["id"], "--json"
             )
         )
-        human = await run(env, "luxxon", "sessions", "earnings", live.sid)
+        # without --spool: the agent's state_dir is searched, and an empty one is said so
+        found = await run(
+            {**env, "LUXXON_AGENT_AGENT_STATE_DIR": str(tmp_path / "state")},
+            "luxxon",
+            "sessions",
+            "earnings",
+            live.sid,
+        )
+        human = await run(
+            {**env, "LUXXON_AGENT_AGENT_STATE_DIR": str(tmp_path / "empty")},
+            "luxxon",
+            "sessions",
+            "earnings",
+            live.sid,
+        )
     assert revoked["revokedAt"]
     server, local = report["server"], report["local"]
     paid = earnings(ended["cleanSeconds"], 1000, 1000)
@@ -133,5 +149,36 @@ async def test_register_list_revoke_and_earnings_through_the_cli(live: Live, tmp
     assert (local["samplesTaken"], local["delivered"], local["pending"]) == (10, 8, 2)
     assert local["secondsMetered"] == 10 and local["secondsCovered"] == 10
     assert local["wouldEarnMicroUsdc"] == str(earnings(10, 1000, 1000).operator_earned_micro_usdc)
-    assert "local cross-check: nothing for this session" in human
+    assert "this machine's samples" in found and str(spool_path) in found
+    assert "local cross-check: no telemetry spool found at" in human
+    assert str(tmp_path / "empty") in human
     assert device.private_key.reveal()[2:] not in human
+
+
+async def test_earnings_caps_the_local_meter_at_max_duration(live: Live, tmp_path):
+    max_s = live.session["maxDurationSeconds"]
+    ended_late = live.started_at + timedelta(seconds=max_s + 120)
+    session = Session.model_validate(
+        {**live.session, "state": "ENDED", "endedAt": ended_late.isoformat()}
+    )
+    with Spool(tmp_path / "s.db") as spool:
+        for k in range(1, 4):
+            spool.append(live.sid, signed(live.sid, live.started_at + timedelta(seconds=k)))
+        check = local_check(
+            spool,
+            session,
+            now=ended_late,
+            fee_bps=1000,
+            freshness_s=2.0,
+            default_radius_m=200.0,
+        )
+        elsewhere = local_check(
+            spool,
+            session.model_copy(update={"id": "ses_other"}),
+            now=ended_late,
+            fee_bps=1000,
+            freshness_s=2.0,
+            default_radius_m=200.0,
+        )
+    assert check is not None and check.seconds_metered == max_s  # not max_s + 120
+    assert check.seconds_covered == 4 and elsewhere is None

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
+from types import SimpleNamespace
 
 from luxxon_agent.clock import FakeClock
+from luxxon_agent.meter import telemetry_clean_seconds
 from luxxon_agent.position.fix import Fix, NoFix, SourceKind
 from luxxon_agent.position.latest_fix import LatestFix
 from luxxon_agent.telemetry import Sampler, Spool, TickOutcome, recover_signer
@@ -95,3 +98,107 @@ async def test_a_restart_within_a_second_does_not_sample_it_twice(tmp_path):
         assert await first.sample_at(T0) is TickOutcome.SAMPLED
         assert await second.sample_at(T0) is TickOutcome.ALREADY_SPOOLED
         assert spool.stats("s").spooled == 1
+
+
+def sampler_for(spool, latest, clock, **kwargs):
+    return Sampler(
+        spool=spool,
+        provider=latest,
+        signer=DEVICE,
+        session_id="s",
+        chain_id=CHAIN,
+        clock=clock,
+        **kwargs,
+    )
+
+
+async def test_start_samples_at_once_so_the_first_second_of_the_session_is_paid(tmp_path):
+    started_at = T0 + timedelta(seconds=0.95)
+    clock = FakeClock(T0 + timedelta(seconds=1.3004))
+    latest = LatestFix(max_age_s=2.0, clock=clock)
+    latest.update(fix_at(T0 + timedelta(seconds=1.2)))
+    ticks: asyncio.Queue = asyncio.Queue()
+    with Spool(tmp_path / "s.db") as spool:
+        sampler = sampler_for(spool, latest, clock, started_at=started_at, on_tick=ticks.put_nowait)
+        await sampler.start()
+        await asyncio.sleep(0)  # the tick loop starts its first sleep
+        first = ticks.get_nowait()
+        assert (first.at, first.outcome) == (T0 + timedelta(seconds=1.3), TickOutcome.SAMPLED)
+        await clock.advance(0.7)  # T0+2: the same fix is not sampled twice
+        assert (await asyncio.wait_for(ticks.get(), 5)).outcome is TickOutcome.REPEATED
+        for k in (3, 4):
+            latest.update(fix_at(T0 + timedelta(seconds=k - 0.3)))
+            await clock.advance(1.0)
+            assert (await asyncio.wait_for(ticks.get(), 5)).outcome is TickOutcome.SAMPLED
+        await sampler.stop()
+        held = [r.sample() for r in spool.samples("s")]
+    assert [datetime_to_ms(s.captured_at) for s in held] == [
+        datetime_to_ms(T0) + ms for ms in (1300, 3000, 4000)
+    ]
+    counted = [
+        SimpleNamespace(captured_at=s.captured_at, lat=s.point.lat, lng=s.point.lng, accuracy_m=3.0)
+        for s in held
+    ]
+    ended_at = T0 + timedelta(seconds=3.95)
+    clean, failed = telemetry_clean_seconds(started_at, ended_at, counted, (4.711, -74.072), 50)
+    assert (clean, failed) == (3, 0)  # second 0 = [0.95, 1.95) is covered by the 1.3 sample
+
+
+async def test_start_does_not_sample_before_the_session_or_twice_in_a_second(tmp_path):
+    clock = FakeClock(T0 + timedelta(seconds=0.5))
+    latest = LatestFix(max_age_s=2.0, clock=clock)
+    latest.update(fix_at(T0 + timedelta(seconds=0.4)))
+    with Spool(tmp_path / "s.db") as spool:
+        early = sampler_for(spool, latest, clock, started_at=T0 + timedelta(seconds=0.9))
+        await early.start()
+        await early.stop()
+        assert spool.stats("s").spooled == 0  # before startedAt: the server would refuse it
+        first = sampler_for(spool, latest, clock)
+        await first.start()
+        await first.stop()
+        await clock.advance(0.3)
+        restarted = sampler_for(spool, latest, clock)  # a restart within the same second
+        await restarted.start()
+        await restarted.stop()
+        assert [r.captured_at_ms for r in spool.samples("s")] == [datetime_to_ms(T0) + 500]
+        on_the_second = FakeClock(T0 + timedelta(seconds=7))
+        latest = LatestFix(max_age_s=2.0, clock=on_the_second)
+        latest.update(fix_at(T0 + timedelta(seconds=6.9)))
+        exact = sampler_for(spool, latest, on_the_second)
+        await exact.start()
+        await asyncio.sleep(0)
+        await on_the_second.advance(0)
+        await exact.stop()
+        assert spool.samples("s")[-1].captured_at_ms == datetime_to_ms(T0) + 7000
+        assert exact.counts[TickOutcome.SAMPLED] == 1  # taken once, by the first tick
+
+
+async def test_a_host_clock_off_the_gps_time_is_measured_and_warned_about_once(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="luxxon_agent.telemetry.sampler")
+    clock = FakeClock(T0 + timedelta(seconds=0.3))
+    latest = LatestFix(max_age_s=2.0, clock=clock)
+    ticks: asyncio.Queue = asyncio.Queue()
+    with Spool(tmp_path / "s.db") as spool:
+        sampler = sampler_for(spool, latest, clock, on_tick=ticks.put_nowait, max_clock_offset_s=2)
+        await sampler.start()
+        await asyncio.sleep(0)
+        assert sampler.clock_offset_s is None
+        outcomes = []
+        for k in range(1, 13):
+            # the receiver's time runs 3.4 s behind this host: no fix is ever fresh here
+            latest.update(fix_at(T0 + timedelta(seconds=k - 0.2 - 3.4)))
+            await clock.advance(1.0)
+            outcomes.append((await asyncio.wait_for(ticks.get(), 5)).outcome)
+        assert set(outcomes) == {TickOutcome.NO_FIX}
+        assert sampler.clock_offset_s is not None and abs(sampler.clock_offset_s - 3.4) <= 0.5
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "off" in r.msg]
+        assert len(warnings) == 1 and "+3.1 s off" in warnings[0].getMessage()
+        for k in range(13, 20):  # NTP fixed: the offset shrinks, and is said once
+            latest.update(fix_at(T0 + timedelta(seconds=k - 0.2)))
+            await clock.advance(1.0)
+            await asyncio.wait_for(ticks.get(), 5)
+        await sampler.stop()
+    assert abs(sampler.clock_offset_s) <= 0.5
+    infos = [r for r in caplog.records if "again" in r.msg]
+    assert len(infos) == 1
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING and "off" in r.msg]) == 1

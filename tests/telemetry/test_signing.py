@@ -205,9 +205,11 @@ def test_malformed_and_high_s_signatures_are_refused():
         recover_signer(sid, sample.model_copy(update={"signature": "0x" + high_s.hex()}), CHAIN)
     with pytest.raises(SignatureError, match="65 bytes"):
         recover_signer(sid, sample.model_copy(update={"signature": "0x1234"}), CHAIN)
-    with pytest.raises(SignatureError, match="v must be"):
-        bad_v = raw[:64] + bytes([5])
-        recover_signer(sid, sample.model_copy(update={"signature": "0x" + bad_v.hex()}), CHAIN)
+    for v in (5, 0, 1):  # 0/1 would be a second encoding of the one valid signature
+        bad_v = raw[:64] + bytes([v])
+        with pytest.raises(SignatureError, match="v must be"):
+            recover_signer(sid, sample.model_copy(update={"signature": "0x" + bad_v.hex()}), CHAIN)
+    assert raw[64] in (27, 28) and recover_signer(sid, sample, CHAIN) == signer.address
 
 
 def test_signer_never_shows_its_key():

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from luxxon_agent.api import AsyncLuxxonClient
+from luxxon_agent.backoff import Backoff
 from luxxon_agent.meter import earnings
 from luxxon_agent.secret import Secret
-from luxxon_agent.telemetry import KeySigner
+from luxxon_agent.telemetry import KeySigner, SampleState, Spool, Uploader
 from luxxon_agent.telemetry.eip712 import SECP256K1_N
-from tests.stub.conftest import data, error
+from tests.stub.conftest import API, data, error
+from tests.support import wait_for
 from tests.telemetry.conftest import Live, register_device, wallet_signer
 from tests.telemetry.helpers import signed
 
@@ -222,3 +225,54 @@ async def test_telemetry_meter_fails_exactly_the_seconds_outside_the_geofence(li
     expected = earnings(20, 1000, 1000)
     assert settlement["operatorEarnedMicroUsdc"] == str(expected.operator_earned_micro_usdc)
     assert settlement["chargedMicroUsdc"] == str(expected.charged_micro_usdc)
+
+
+async def test_a_retry_after_the_session_ended_or_the_device_was_revoked_is_a_duplicate(
+    live: Live,
+):
+    t = live.started_at + timedelta(seconds=1)
+    first = signed(live.sid, t)
+    data(await post(live, first), 201)  # stored, but suppose the answer was lost
+    ws = live.supplier.workspace_id
+    data(await live.operator.post(f"/workspaces/{ws}/operators/{live.operator_id}/revoke"))
+    assert data(await post(live, first))["duplicate"] is True
+    await live.harness.clock.advance(2)
+    data(await live.operator.post(f"/sessions/{live.sid}/end"))
+    before = live.harness.snapshot()
+    assert data(await post(live, first))["duplicate"] is True
+    assert live.harness.snapshot() == before
+    # a different sample for that second, or a new one, is still refused
+    await refused(live, signed(live.sid, t, lat=4.7111), 409, "INVALID_STATE")
+    await refused(live, signed(live.sid, t + timedelta(seconds=1)), 409, "INVALID_STATE")
+
+
+async def test_the_uploader_holds_early_samples_until_the_stub_accepts_them(live: Live, tmp_path):
+    """Signed before the device key was registered, and by a clock 5 s ahead: both paid."""
+    clock = live.harness.clock
+    newcomer = KeySigner(Secret("0x" + "66" * 32))
+    key = await live.supplier.mint_key(["sessions:operate", "sessions:read"])
+    client = AsyncLuxxonClient(
+        API, api_key=Secret(str(key["plaintext"])), transport=live.harness.transport
+    )
+    early = signed(live.sid, live.started_at + timedelta(seconds=1), signer=newcomer)
+    ahead = signed(live.sid, clock.now() + timedelta(seconds=5))
+    backoff = Backoff(initial=1.0, maximum=1.0, jitter=0)
+    with Spool(tmp_path / "spool.db") as spool:
+        spool.append(live.sid, early)
+        spool.append(live.sid, ahead)
+        async with client, Uploader(spool, client, backoff=backoff, clock=clock) as up:
+            await wait_for(lambda: up.counters.held >= 1, 5, "a hold", interval=0.01)
+            data(
+                await register_device(
+                    live.operator, live.supplier, newcomer, label="late", issued_at=clock.now()
+                ),
+                201,
+            )
+            for _ in range(10):
+                if spool.stats(live.sid).pending == 0:
+                    break
+                await clock.advance(1.0)
+                await up.drain(timeout=0.2, session_id=live.sid)
+            assert up.counters.held >= 2 and up.counters.rejected == 0
+        assert [r.state for r in spool.samples(live.sid)] == [SampleState.DELIVERED] * 2
+    assert len(stored(live)) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import FakeClock
@@ -59,7 +60,7 @@ async def test_oldest_first_and_retry_after_is_honoured(tmp_path):
 async def test_final_refusals_are_marked_and_credentials_problems_hold(tmp_path):
     sink = ScriptedSink(
         [
-            ApiError(403, "UNKNOWN_SIGNER", "no"),
+            ApiError(400, "INVALID_SIGNATURE", "no"),
             ApiError(401, "REVOKED_API_KEY", "revoked"),
             NetworkError("refused"),
         ]
@@ -71,7 +72,7 @@ async def test_final_refusals_are_marked_and_credentials_problems_hold(tmp_path)
         assert result.complete and (result.delivered, result.rejected) == (2, 1)
         rows = spool.samples("ses")
         assert [(r.state, r.reason) for r in rows] == [
-            (SampleState.REJECTED, "UNKNOWN_SIGNER"),
+            (SampleState.REJECTED, "INVALID_SIGNATURE"),
             (SampleState.DELIVERED, None),
             (SampleState.DELIVERED, None),
         ]
@@ -89,3 +90,63 @@ async def test_drain_times_out_while_the_network_is_down(tmp_path):
             result = await up.drain(timeout=0.3)
         assert not result.complete and result.pending == 3
         assert spool.stats().pending == 3
+
+
+async def test_refusals_that_depend_on_arrival_time_are_retried_not_lost(tmp_path):
+    clock = FakeClock(T0)
+    sink = ScriptedSink(
+        [
+            ApiError(422, "CAPTURED_IN_FUTURE", "capturedAt is in the future"),
+            ApiError(403, "UNKNOWN_SIGNER", "not registered yet"),
+        ]
+    )
+    with Spool(tmp_path / "s.db") as spool:
+        fill(spool, 3)
+        backoff = Backoff(initial=1.0, maximum=1.0, jitter=0)
+        async with Uploader(spool, sink, concurrency=1, backoff=backoff, clock=clock) as up:
+            await wait_for(lambda: up.counters.held == 1, 5, "the first hold", interval=0.01)
+            assert spool.stats("ses").pending == 3  # held, not rejected
+            await clock.advance(1.0)
+            await wait_for(lambda: up.counters.held == 2, 5, "the second hold", interval=0.01)
+            await clock.advance(1.0)
+            result = await up.drain(timeout=5)
+        assert result.complete and (result.delivered, result.rejected) == (3, 0)
+        assert [at for _, at in sink.calls][:3] == [at for _, at in sink.calls][:1] * 3
+        assert up.counters.rejected == 0
+
+
+async def test_a_hold_ends_in_rejection_after_its_limit_or_the_session_end(tmp_path):
+    clock = FakeClock(T0)
+    future = ApiError(422, "CAPTURED_IN_FUTURE", "capturedAt is in the future")
+
+    class Refusing:
+        """Session a: always ahead of the clock; session b: unknown signer, then ended."""
+
+        def __init__(self) -> None:
+            self.b_calls = self.calls = 0
+
+        async def post_telemetry(self, session_id, sample):
+            self.calls += 1
+            if session_id == "a":
+                raise future
+            self.b_calls += 1
+            if self.b_calls < 3:
+                raise ApiError(403, "UNKNOWN_SIGNER", "not registered")
+            raise ApiError(409, "INVALID_STATE", "telemetry needs a LIVE session, not ENDED")
+
+    sink = Refusing()
+    with Spool(tmp_path / "s.db") as spool:
+        spool.append("b", signed("b", T0))
+        spool.append("a", signed("a", T0 + timedelta(seconds=1)))
+        backoff = Backoff(initial=60.0, maximum=60.0, jitter=0)
+        async with Uploader(spool, sink, concurrency=1, backoff=backoff, clock=clock) as up:
+            for step in range(1, 14):  # retries a minute apart until the 10-minute limit
+                await wait_for(lambda n=step: sink.calls >= n, 5, "a refusal", interval=0.01)
+                await asyncio.sleep(0.02)  # the refusal is recorded and the backoff begun
+                await clock.advance(60.0)
+            await wait_for(lambda: spool.stats().pending == 0, 5, "both rejected", interval=0.01)
+        rows = {r.session_id: r for s in ("a", "b") for r in spool.samples(s)}
+        assert (rows["b"].state, rows["b"].reason) == (SampleState.REJECTED, "UNKNOWN_SIGNER")
+        assert (rows["a"].state, rows["a"].reason) == (SampleState.REJECTED, "CAPTURED_IN_FUTURE")
+        assert sink.b_calls == 3
+        assert up.counters.held >= 10  # a was held about ten times before its limit

@@ -19,6 +19,7 @@ from luxxon_agent.stub.ingest import WhipIngest
 from luxxon_agent.video import Publisher, PublisherState, open_media_source, pin_ice_to_loopback
 from tests.conftest import free_port
 from tests.support import frame_count, serve, wait_for, wait_frames
+from tests.video.conftest import publishing
 
 SMALL = "testsrc://?size=320x240&fps=15"
 FAST = Backoff(initial=0.1, maximum=0.5, jitter=0.5)
@@ -79,11 +80,7 @@ async def test_dropped_connection_is_reposted_by_the_publisher(
     ingest, _ = ingest_server
     video_input = ingest.create_input("ses_drop")
     source = await open_media_source(SMALL)
-    publisher = Publisher(
-        Secret(video_input.whip_url), source, backoff=FAST, stale_after=3.0
-    )
-    await publisher.start()
-    try:
+    async with publishing(video_input.whip_url, source, backoff=FAST, stale_after=3.0) as publisher:
         await wait_frames(ingest, video_input.ref, 10, 20)
         await ingest.drop_publisher(video_input.ref)
         before = await frame_count(ingest, video_input.ref)
@@ -91,9 +88,6 @@ async def test_dropped_connection_is_reposted_by_the_publisher(
         await wait_for(lambda: publisher.stats().reconnects >= 1, 5, "a reconnect")
         stats = await ingest.stats(video_input.ref)
         assert stats is not None and stats.publishers == 2
-    finally:
-        await publisher.stop()
-        await source.close()
 
 
 class StrictFront:
@@ -214,16 +208,11 @@ async def test_publisher_stops_instead_of_reconnecting_when_session_not_live(
         return live["value"]
 
     source = await open_media_source(SMALL)
-    publisher = Publisher(Secret(video_input.whip_url), source, is_live=is_live, backoff=FAST)
-    await publisher.start()
-    try:
+    async with publishing(video_input.whip_url, source, is_live=is_live, backoff=FAST) as publisher:
         await wait_frames(ingest, video_input.ref, 5, 20)
         live["value"] = False
         await ingest.drop_publisher(video_input.ref)
         await asyncio.wait_for(publisher.wait(), 15)
-    finally:
-        await publisher.stop()
-        await source.close()
     assert checks == [True, False]
     assert publisher.state is PublisherState.STOPPED
     stats = await ingest.stats(video_input.ref)

@@ -4,6 +4,9 @@ Checks, in order; the first that fails answers with its code and stores nothing:
 
   session visible to the caller ........ 404 SESSION_NOT_FOUND
   caller is the session's operator ..... 403 WORKSPACE_MISMATCH
+  the very sample already stored ....... 200 duplicate: true (before every check below,
+      so a retry whose first answer was lost succeeds after the session ended or the
+      device was revoked)
   session LIVE (or PAUSED) ............. 409 INVALID_STATE
   startedAt ≤ capturedAt ≤ startedAt + maxDurationSeconds
                                          422 CAPTURED_OUT_OF_SESSION
@@ -14,9 +17,9 @@ Checks, in order; the first that fails answers with its code and stores nothing:
       only revoked ones ................ 403 DEVICE_REVOKED
       delegation expired at capturedAt . 403 DEVICE_EXPIRED
 
-A sample for a (session, capturedAt) already stored answers 200 with
-`duplicate: true` when it is the same sample (a retry), 409 CONFLICT when it
-differs. A new sample answers 201.
+The same sample is the same (session, capturedAt), signature, point, accuracy
+and source. A different sample for a (session, capturedAt) already stored
+passes the checks, then answers 409 CONFLICT. A new sample answers 201.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from luxxon_agent.telemetry.eip712 import (
     recover_address,
     signature_bytes,
 )
-from luxxon_agent.telemetry.signing import TelemetryPayload, telemetry_digest
+from luxxon_agent.telemetry.signing import TelemetryPayload, datetime_to_ms, telemetry_digest
 
 router = APIRouter(tags=["telemetry"])
 
@@ -96,6 +99,27 @@ def _authorised_signer(
     return str(valid[0]["id"])
 
 
+def _already_stored(stub: StubRuntime, session_id: str, body: TelemetrySample) -> bool:
+    """True when exactly this sample (same capturedAt, signature and fields) is stored."""
+    stored = stub.store.one(
+        "SELECT lat, lng, accuracy_meters, source, signature FROM telemetry"
+        " WHERE session_id = ? AND captured_at_ms = ?",
+        (session_id, datetime_to_ms(body.captured_at)),
+    )
+    if stored is None:
+        return False
+    try:
+        payload = TelemetryPayload.from_sample(session_id, body)
+    except ValueError:
+        return False  # malformed: the checks below answer for it
+    return (
+        stored["signature"].lower() == body.signature.lower()
+        and (stored["lat"], stored["lng"]) == (payload.lat, payload.lng)
+        and stored["accuracy_meters"] == payload.accuracy_m
+        and stored["source"] == payload.source
+    )
+
+
 @router.post("/sessions/{session_id}/telemetry")
 async def post_telemetry(
     session_id: str, body: TelemetrySample, request: Request, found: Operator
@@ -106,6 +130,11 @@ async def post_telemetry(
         raise _reject(
             403, ErrorCode.WORKSPACE_MISMATCH, "only the session's operator posts telemetry"
         )
+    if _already_stored(stub, session_id, body):
+        receipt = TelemetryReceipt(
+            session_id=session_id, captured_at=body.captured_at, duplicate=True
+        )
+        return ok(request, receipt)
     if row["state"] not in LIVE_STATES:
         state = row["state"]
         raise _reject(409, ErrorCode.INVALID_STATE, f"telemetry needs a LIVE session, not {state}")
@@ -140,19 +169,16 @@ async def post_telemetry(
         ) from None
     operator_id = _authorised_signer(stub, str(found.workspace_id), signer, captured)
     existing = stub.store.one(
-        "SELECT signature FROM telemetry WHERE session_id = ? AND captured_at_ms = ?",
+        "SELECT 1 FROM telemetry WHERE session_id = ? AND captured_at_ms = ?",
         (session_id, payload.captured_at_ms),
     )
-    if existing is not None:
-        if existing["signature"].lower() != body.signature.lower():
-            raise _reject(
-                409,
-                ErrorCode.CONFLICT,
-                "a different sample for this capturedAt is already stored",
-                ts(captured),
-            )
-        receipt = TelemetryReceipt(session_id=session_id, captured_at=captured, duplicate=True)
-        return ok(request, receipt)
+    if existing is not None:  # not the same sample, or _already_stored would have answered
+        raise _reject(
+            409,
+            ErrorCode.CONFLICT,
+            "a different sample for this capturedAt is already stored",
+            ts(captured),
+        )
     with stub.store.transaction() as conn:
         conn.execute(
             "INSERT INTO telemetry (session_id, captured_at_ms, captured_at, lat, lng,"
