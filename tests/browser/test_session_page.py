@@ -169,7 +169,7 @@ async def test_watch_plays_what_luxxon_agent_publishes(
     session = await live_session(stub.base)
     publisher = start_publisher(session, tmp_path)
     try:
-        await wait_for_ingest_frames(stub, session, 10, publisher)
+        await wait_for_ingest_frames(stub, session, 10, publisher, tmp_path / "publish.log")
 
         # the consumer's wallet watches: same page, ?mode=watch, its own SIWE login
         wallet = InjectedWallet(session.consumer)
@@ -277,10 +277,18 @@ def start_publisher(session: LiveSession, tmp_path: Path) -> subprocess.Popen[by
 
 
 async def wait_for_ingest_frames(
-    stub: Stub, session: LiveSession, count: int, publisher: subprocess.Popen[bytes]
+    stub: Stub,
+    session: LiveSession,
+    count: int,
+    publisher: subprocess.Popen[bytes],
+    log: Path,
 ) -> None:
     def running() -> None:
-        assert publisher.poll() is None, f"luxxon-agent publish exited with {publisher.returncode}"
+        # the publisher's own last lines say why it stopped (its log redacts the whipUrl)
+        tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+        assert publisher.poll() is None, (
+            f"luxxon-agent publish exited with {publisher.returncode}:\n{tail}"
+        )
 
     await wait_frames(stub.ingest, session.video_ref, count, 30, alive=running)
 
