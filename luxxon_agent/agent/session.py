@@ -235,6 +235,7 @@ class SessionRun:
         if chain_id is None:
             return  # the API could not say; asked again at the next poll
         from luxxon_agent.telemetry import Sampler
+        from luxxon_agent.telemetry.sampler import DEFAULT_MAX_CLOCK_OFFSET_S
 
         self.sampler = Sampler(
             spool=self.spool,
@@ -245,6 +246,9 @@ class SessionRun:
             clock=self.clock,
             on_tick=self._on_tick,
             on_sample=self.uploader.notify,
+            # no sample before the server's startedAt: it would only be refused
+            started_at=self.session.started_at,
+            max_clock_offset_s=self.link.max_clock_offset_s or DEFAULT_MAX_CLOCK_OFFSET_S,
         )
         await self.sampler.start()
 

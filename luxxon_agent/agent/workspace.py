@@ -84,6 +84,8 @@ class WorkspaceLink:
         self.workspace_id: str | None = None
         self.fee_bps: int | None = None
         self._chain_id: int | None = None
+        # how far a sample may be dated ahead of the server's clock (GET /config)
+        self.max_clock_offset_s: float | None = None
         self._sent: AvailabilityState | None = None
         self.recovered = False
         """Set once `recover()` went through (the state file's sessions are handled)."""
@@ -140,6 +142,7 @@ class WorkspaceLink:
     def _learn(self, server: ServerConfig) -> None:
         self.fee_bps = server.fee_bps
         self._chain_id = server.chain_id
+        self.max_clock_offset_s = server.telemetry_max_future_skew_ms / 1000
 
     @property
     def known_chain_id(self) -> int | None:
