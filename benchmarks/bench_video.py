@@ -92,8 +92,14 @@ async def camera(size: str) -> AsyncIterator[str]:
     width, height = SIZES[size]
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        "/usr/bin/python3", str(CAMERA), str(port), "constrained-baseline", str(width),
-        str(height), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        "/usr/bin/python3",
+        str(CAMERA),
+        str(port),
+        "constrained-baseline",
+        str(width),
+        str(height),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 15)
@@ -106,11 +112,23 @@ async def camera(size: str) -> AsyncIterator[str]:
 
 
 async def spawn_publisher(whip_url: str, source: str, seconds: float) -> asyncio.subprocess.Process:
-    env = os.environ | {"LUXXON_WHIP_URL": whip_url, "LUXXON_ICE_LOOPBACK": "1",
-                        "XDG_STATE_HOME": "/tmp/luxxon-bench-state"}
+    env = os.environ | {
+        "LUXXON_WHIP_URL": whip_url,
+        "LUXXON_ICE_LOOPBACK": "1",
+        "XDG_STATE_HOME": "/tmp/luxxon-bench-state",
+    }
     return await asyncio.create_subprocess_exec(
-        CLI, "publish", "--source", source, "--seconds", str(seconds), "--bitrate", "2500000",
-        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        CLI,
+        "publish",
+        "--source",
+        source,
+        "--seconds",
+        str(seconds),
+        "--bitrate",
+        "2500000",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
 
 
@@ -136,9 +154,7 @@ async def wait_frames(ingest: WhipIngest, ref: str, count: int, timeout: float) 
         await asyncio.sleep(0.05)
 
 
-async def publisher_case(
-    ingest: WhipIngest, source: str, seconds: float
-) -> dict[str, Any]:
+async def publisher_case(ingest: WhipIngest, source: str, seconds: float) -> dict[str, Any]:
     video_input = ingest.create_input("bench")
     proc = await spawn_publisher(video_input.whip_url, source, seconds + 8)
     try:
@@ -160,9 +176,25 @@ async def publisher_case(
 
 async def ffmpeg_case(rtsp: str, seconds: float) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
-        "ffmpeg", "-loglevel", "fatal", "-rtsp_transport", "tcp", "-i", rtsp,
-        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-b:v", "2500k",
-        "-f", "null", "-", stdin=asyncio.subprocess.DEVNULL,
+        "ffmpeg",
+        "-loglevel",
+        "fatal",
+        "-rtsp_transport",
+        "tcp",
+        "-i",
+        rtsp,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-b:v",
+        "2500k",
+        "-f",
+        "null",
+        "-",
+        stdin=asyncio.subprocess.DEVNULL,
     )
     try:
         await asyncio.sleep(3)
@@ -183,8 +215,9 @@ async def latency_case(ingest: WhipIngest, seconds: float) -> dict[str, Any]:
             delays.append((datetime.now(UTC) - clock[0]).total_seconds() * 1000)
 
     ingest.add_frame_listener(video_input.ref, on_frame)
-    proc = await spawn_publisher(video_input.whip_url, "testsrc://?size=1280x720&fps=30",
-                                 seconds + 8)
+    proc = await spawn_publisher(
+        video_input.whip_url, "testsrc://?size=1280x720&fps=30", seconds + 8
+    )
     try:
         await wait_frames(ingest, video_input.ref, 30, 30)
         delays.clear()
@@ -221,8 +254,9 @@ async def restart_case(ingest: WhipIngest, rounds: int = 3) -> dict[str, Any]:
             posts = (await ingest.stats(video_input.ref)).publishers  # type: ignore[union-attr]
             t0 = time.monotonic()
             t_post = None
-            proc = await spawn_publisher(video_input.whip_url, "testsrc://?size=1280x720&fps=30",
-                                         120)
+            proc = await spawn_publisher(
+                video_input.whip_url, "testsrc://?size=1280x720&fps=30", 120
+            )
             while "t" not in first_frame:
                 if time.monotonic() - t0 > 30:
                     raise RuntimeError("no frame 30 s after restart")
@@ -253,8 +287,9 @@ async def main(seconds: float, only: str | None) -> None:
                 w, h = SIZES[size]
                 r = await publisher_case(ingest, f"testsrc://?size={w}x{h}&fps=30", seconds)
                 print(f"testsrc-x264-{size}: {r}")
-            if not any(wanted(f"{k}-{size}") for k in ("rtsp-passthrough", "rtsp-transcode",
-                                                       "ffmpeg-x264")):
+            if not any(
+                wanted(f"{k}-{size}") for k in ("rtsp-passthrough", "rtsp-transcode", "ffmpeg-x264")
+            ):
                 continue
             async with camera(size) as rtsp:
                 if wanted(f"rtsp-passthrough-{size}"):

@@ -101,9 +101,7 @@ async def wait_frames(
     await wait_for(enough, timeout, f"{count} frames", interval=0.1)
 
 
-async def wait_healthy(
-    health_url: str, proc: asyncio.subprocess.Process, timeout: float
-) -> None:
+async def wait_healthy(health_url: str, proc: asyncio.subprocess.Process, timeout: float) -> None:
     """Wait until a stub started as a subprocess answers `health_url` with 200."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -32,9 +32,17 @@ def test_session_wire_form_is_camel_case_with_string_money_and_ms_timestamps():
 def test_naive_timestamps_and_negative_money_are_refused():
     with pytest.raises(ValidationError):
         Session.model_validate(
-            {"id": "s", "consumerWorkspaceId": "c", "state": "LIVE", "maxDurationSeconds": 1,
-             "ratePerSecondMicroUsdc": "-1", "holdMicroUsdc": "0",
-             "createdAt": "2026-05-13T08:42:00", "requestedLat": 0, "requestedLng": 0}
+            {
+                "id": "s",
+                "consumerWorkspaceId": "c",
+                "state": "LIVE",
+                "maxDurationSeconds": 1,
+                "ratePerSecondMicroUsdc": "-1",
+                "holdMicroUsdc": "0",
+                "createdAt": "2026-05-13T08:42:00",
+                "requestedLat": 0,
+                "requestedLng": 0,
+            }
         )
     with pytest.raises(ValueError):
         format_timestamp(datetime(2026, 1, 1))

@@ -111,9 +111,7 @@ def publish_command(
         int | None,
         typer.Option("--max-level", help="Transcode H.264 above this level_idc (31 = 3.1)"),
     ] = None,
-    audio: Annotated[
-        str | None, typer.Option("--audio", help="alsa://default, or none")
-    ] = None,
+    audio: Annotated[str | None, typer.Option("--audio", help="alsa://default, or none")] = None,
     loopback: Annotated[
         bool,
         typer.Option(
@@ -163,8 +161,17 @@ def publish_command(
         audio = None
     run_async(
         _publish(
-            url, bearer, session, source, seconds, options, audio, loopback,
-            Path(state_file) if state_file else None, (base_url, api_key, profile), as_json,
+            url,
+            bearer,
+            session,
+            source,
+            seconds,
+            options,
+            audio,
+            loopback,
+            Path(state_file) if state_file else None,
+            (base_url, api_key, profile),
+            as_json,
         )
     )
 
@@ -200,11 +207,19 @@ async def _publish(
             )
             return
         assert url is not None
-        _require_frames(await publish(
-            url, source, token=bearer, seconds=seconds, options=options, audio=audio,
-            state_path=state_path or default_state_path(url),
-            on_stats=lambda s: _render(s, as_json), stop=stop,
-        ))
+        _require_frames(
+            await publish(
+                url,
+                source,
+                token=bearer,
+                seconds=seconds,
+                options=options,
+                audio=audio,
+                state_path=state_path or default_state_path(url),
+                on_stats=lambda s: _render(s, as_json),
+                stop=stop,
+            )
+        )
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
@@ -234,7 +249,8 @@ async def _publish_session(
     if not base:
         raise ConfigError("--session needs the API: set --base-url or LUXXON_BASE_URL")
     key, _ = resolve_api_key(
-        profile, explicit=explicit_key,
+        profile,
+        explicit=explicit_key,
         credentials_directory=os.environ.get("CREDENTIALS_DIRECTORY"),
     )
     async with AsyncLuxxonClient(base, api_key=key) as client:
@@ -252,9 +268,17 @@ async def _publish_session(
             state = (await client.get_session(session)).state
             return state in (SessionState.LIVE, SessionState.PAUSED)
 
-        _require_frames(await publish(
-            url, source, seconds=seconds, options=options, audio=audio,
-            refetch=refetch, is_live=is_live,
-            state_path=state_path or default_state_path(url),
-            on_stats=lambda s: _render(s, as_json), stop=stop,
-        ))
+        _require_frames(
+            await publish(
+                url,
+                source,
+                seconds=seconds,
+                options=options,
+                audio=audio,
+                refetch=refetch,
+                is_live=is_live,
+                state_path=state_path or default_state_path(url),
+                on_stats=lambda s: _render(s, as_json),
+                stop=stop,
+            )
+        )

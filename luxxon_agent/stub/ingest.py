@@ -160,8 +160,12 @@ class WhipIngest:
         ref = f"vin_{secrets.token_hex(8)}"
         now = self._clock.now()
         entry = _Input(
-            ref, session_id, secrets.token_urlsafe(24), secrets.token_urlsafe(24),
-            created_at=now, quiet_since=now,
+            ref,
+            session_id,
+            secrets.token_urlsafe(24),
+            secrets.token_urlsafe(24),
+            created_at=now,
+            quiet_since=now,
         )
         self._register(entry)
         self._save(entry, insert=True)
@@ -317,8 +321,7 @@ class WhipIngest:
                     conn.execute(
                         "INSERT INTO ingest_inputs"
                         " (ref, session_id, created_at, quiet_since) VALUES (?, ?, ?, ?)",
-                        (entry.ref, entry.session_id, ts(entry.created_at),
-                         ts(entry.quiet_since)),
+                        (entry.ref, entry.session_id, ts(entry.created_at), ts(entry.quiet_since)),
                     )
                 else:
                     conn.execute(
@@ -332,8 +335,9 @@ class WhipIngest:
                         (entry.ref, ts(window[0]), ts(window[1])),
                     )
         except sqlite3.Error as exc:
-            logger.warning("video input %s: could not save its disconnect state: %s",
-                           entry.ref, exc)
+            logger.warning(
+                "video input %s: could not save its disconnect state: %s", entry.ref, exc
+            )
 
     async def _drop_publisher(self, entry: _Input) -> None:
         pc, entry.pc, entry.resource = entry.pc, None, None
@@ -448,8 +452,9 @@ class WhipIngest:
         router = APIRouter()
 
         def not_found() -> Response:
-            return Response(status_code=404, content="no such WHIP/WHEP endpoint",
-                            media_type="text/plain")
+            return Response(
+                status_code=404, content="no such WHIP/WHEP endpoint", media_type="text/plain"
+            )
 
         async def answer_offer(
             entry: _Input | None,
@@ -460,18 +465,24 @@ class WhipIngest:
             if entry is None:
                 return not_found()
             if request.headers.get("content-type", "").split(";")[0].strip() != SDP:
-                return Response(status_code=415, content="Content-Type must be application/sdp",
-                                media_type="text/plain")
+                return Response(
+                    status_code=415,
+                    content="Content-Type must be application/sdp",
+                    media_type="text/plain",
+                )
             offer = (await request.body()).decode(errors="replace")
             if "m=" not in offer:
-                return Response(status_code=400, content="not an SDP offer",
-                                media_type="text/plain")
+                return Response(
+                    status_code=400, content="not an SDP offer", media_type="text/plain"
+                )
             try:
                 answer, resource = await negotiate(entry, offer)
             except _BadOffer as exc:
                 return Response(status_code=400, content=str(exc), media_type="text/plain")
             return Response(
-                status_code=201, content=answer, media_type=SDP,
+                status_code=201,
+                content=answer,
+                media_type=SDP,
                 headers={"Location": f"{request.url.path}/{resource}"},
             )
 

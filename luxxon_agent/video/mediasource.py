@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SCHEMES = ("testsrc", "file", "v4l2", "rtsp", "rtsps")
+
+
 # greedy up to the authority's last "@": a camera password may hold a raw "@"
 @dataclass
 class MediaSource:
@@ -282,7 +284,11 @@ async def _open_player_source(
 
                 logger.info("passing H.264 %s through untouched", profile.profile_level_id)
                 return MediaSource(
-                    url_kind, "h264", stream_fps, profile=profile, _make_video=make,
+                    url_kind,
+                    "h264",
+                    stream_fps,
+                    profile=profile,
+                    _make_video=make,
                     _closers=[_stop_player(player)],
                 )
             _stop_player(player)()
@@ -294,8 +300,12 @@ async def _open_player_source(
     stream = _player_stream(player)
     stream_fps = float(stream.average_rate or stream.guessed_rate or fps) if stream else fps
     return MediaSource(
-        url_kind, "raw", stream_fps, transcode_reason=reason,
-        _make_video=_relay_source(player, relay, stream_fps), _closers=[_stop_player(player)],
+        url_kind,
+        "raw",
+        stream_fps,
+        transcode_reason=reason,
+        _make_video=_relay_source(player, relay, stream_fps),
+        _closers=[_stop_player(player)],
     )
 
 
@@ -336,8 +346,14 @@ async def open_media_source(
         if not path:
             raise MediaError("file:// needs a path")
         source = await _open_player_source(
-            "file", path, None, {}, fps, passthrough=query.get("passthrough") == "1",
-            max_level=max_level, loop=query.get("loop") == "1",
+            "file",
+            path,
+            None,
+            {},
+            fps,
+            passthrough=query.get("passthrough") == "1",
+            max_level=max_level,
+            loop=query.get("loop") == "1",
         )
     elif scheme == "v4l2":
         options = {"framerate": query.get("fps", "30")}
@@ -347,14 +363,24 @@ async def open_media_source(
         if fmt:
             options["input_format"] = fmt
         source = await _open_player_source(
-            "v4l2", parts.path, "v4l2", options, fps, passthrough=fmt == "h264",
+            "v4l2",
+            parts.path,
+            "v4l2",
+            options,
+            fps,
+            passthrough=fmt == "h264",
             max_level=max_level,
         )
     else:
         bare = url.split("?", 1)[0]
         options = {"rtsp_transport": query.get("transport", "tcp")}
         source = await _open_player_source(
-            "rtsp", bare, None, options, fps, passthrough=query.get("passthrough", "1") == "1",
+            "rtsp",
+            bare,
+            None,
+            options,
+            fps,
+            passthrough=query.get("passthrough", "1") == "1",
             max_level=max_level,
         )
     if audio:

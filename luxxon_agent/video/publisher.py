@@ -240,7 +240,8 @@ class Publisher:
                 logger.info("session is no longer live; publisher stops")
                 return
             self._set_state(
-                PublisherState.CONNECTING if self._reconnects == 0 and attempt == 0
+                PublisherState.CONNECTING
+                if self._reconnects == 0 and attempt == 0
                 else PublisherState.RECONNECTING
             )
             try:
@@ -330,8 +331,9 @@ class Publisher:
     def _video_track(self) -> tuple[Any, str]:
         if self._source.kind == "h264":
             if self._options.codec != "h264":
-                logger.info("source is H.264 passthrough: sending H.264, not %s",
-                            self._options.codec)
+                logger.info(
+                    "source is H.264 passthrough: sending H.264, not %s", self._options.codec
+                )
             return self._source.video_track(), "h264"
         if self._options.codec == "vp8":
             self._encoder = "aiortc-vp8"
@@ -361,13 +363,17 @@ class Publisher:
         counted = _counting_track(track, self._count_frame)
         transceiver = pc.addTransceiver(counted, direction="sendonly")
         prefs = [
-            c for c in RTCRtpSender.getCapabilities("video").codecs
+            c
+            for c in RTCRtpSender.getCapabilities("video").codecs
             if c.mimeType.lower() == f"video/{codec}"
         ]
         # Constrained Baseline first: what Cloudflare and every browser decode
         prefs.sort(key=lambda c: c.parameters.get("profile-level-id") != "42e01f")
-        rtx = [c for c in RTCRtpSender.getCapabilities("video").codecs
-               if c.mimeType.lower() == "video/rtx"]
+        rtx = [
+            c
+            for c in RTCRtpSender.getCapabilities("video").codecs
+            if c.mimeType.lower() == "video/rtx"
+        ]
         transceiver.setCodecPreferences(prefs + rtx)
         if hasattr(track, "request_keyframe"):
             # aiortc answers PLI/FIR by flagging its own encoder; ours is outside it

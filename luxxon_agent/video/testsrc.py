@@ -185,8 +185,12 @@ class TestPattern:
             cells = [off]
             for char in chars:
                 bits = _FONT.get(char, _FONT[" "])[font_row]
-                cells += [on if bits & 4 else off, on if bits & 2 else off,
-                          on if bits & 1 else off, off]
+                cells += [
+                    on if bits & 4 else off,
+                    on if bits & 2 else off,
+                    on if bits & 1 else off,
+                    off,
+                ]
             row = b"".join(cells).ljust(box_w, b"\x10")[:box_w]
             y0 = top + scale + font_row * scale
             for y in range(y0, y0 + scale):
@@ -247,8 +251,11 @@ class TestSource:
         return frame
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "testsrc", "size": f"{self.pattern.width}x{self.pattern.height}",
-                "fps": self.fps}
+        return {
+            "kind": "testsrc",
+            "size": f"{self.pattern.width}x{self.pattern.height}",
+            "fps": self.fps,
+        }
 
 
 async def _yield() -> None:

@@ -66,8 +66,11 @@ async def whep_viewer(whep_url: str, on_frame: Callable[[Any], object]) -> Any:
     pc.addTransceiver("video", direction="recvonly")
     await pc.setLocalDescription(await pc.createOffer())
     async with httpx.AsyncClient() as http:
-        answer = await http.post(whep_url, content=pc.localDescription.sdp.encode(),
-                                 headers={"Content-Type": "application/sdp"})
+        answer = await http.post(
+            whep_url,
+            content=pc.localDescription.sdp.encode(),
+            headers={"Content-Type": "application/sdp"},
+        )
     assert answer.status_code == 201 and answer.headers["Location"], answer.text
     await pc.setRemoteDescription(RTCSessionDescription(answer.text, "answer"))
     return pc

@@ -20,7 +20,10 @@ PASSWORD = "hunter2-Zq9"
         ("rtsp://admin:pw@cam:554/s?x=1", "rtsp://***@cam:554/s?x=1"),
         # a raw "@" in the password: everything up to the host's "@" goes
         ("rtsp://admin:p@ss@10.0.0.9/live", "rtsp://***@10.0.0.9/live"),
-        ("failed: 'rtsps://u:p@h/a' and rtsp://v:q@k", "failed: 'rtsps://***@h/a' and rtsp://***@k"),
+        (
+            "failed: 'rtsps://u:p@h/a' and rtsp://v:q@k",
+            "failed: 'rtsps://***@h/a' and rtsp://***@k",
+        ),
         ("rtsp://camera/stream", "rtsp://camera/stream"),
         ("user@example.com wrote", "user@example.com wrote"),
     ],

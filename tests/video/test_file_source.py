@@ -20,10 +20,28 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import subprocess
 
     subprocess.run(
-        [ffmpeg, "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15",
-         "-t", "1", "-c:v", "libx264", "-profile:v", "baseline", "-pix_fmt", "yuv420p",
-         "-g", "15", str(path)],
-        check=True, timeout=60,
+        [
+            ffmpeg,
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=15",
+            "-t",
+            "1",
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "15",
+            str(path),
+        ],
+        check=True,
+        timeout=60,
     )
     return path
 

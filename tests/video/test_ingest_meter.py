@@ -90,7 +90,8 @@ async def test_the_wait_for_the_first_frame_is_a_window_and_a_quick_start_is_not
     await late.close()
     await quick.close()
     assert ingest.disconnect_windows(late.ref) == [
-        (late.at(0), late.at(6)), (late.at(7.5), late.at(12.5))
+        (late.at(0), late.at(6)),
+        (late.at(7.5), late.at(12.5)),
     ]
     assert ingest.disconnect_windows(quick.ref) == [(quick.at(7.5), quick.at(12.5))]
 
@@ -102,8 +103,12 @@ async def harness() -> AsyncIterator[Harness]:
     config = StubConfig(db_path=":memory:", public_base_url=BASE, clock=clock, rng=random.Random(3))
     video = WhipIngest(BASE, clock=clock)
     app = create_app(config, video=video)
-    yield Harness(clock=clock, video=video, app=app,  # type: ignore[arg-type]
-                  transport=httpx.ASGITransport(app=app))
+    yield Harness(
+        clock=clock,
+        video=video,
+        app=app,  # type: ignore[arg-type]
+        transport=httpx.ASGITransport(app=app),
+    )
     await video.aclose()
     app.state.stub.store.close()
 

@@ -85,8 +85,12 @@ async def test_restart_restores_the_input_and_counts_the_down_time(tmp_path: Pat
     clock = FakeClock(START)
     db = tmp_path / "stub.sqlite3"
     app, ingest, transport = fake_clock_stub(db, clock)
-    harness = Harness(clock=clock, video=ingest, app=app,  # type: ignore[arg-type]
-                      transport=transport)
+    harness = Harness(
+        clock=clock,
+        video=ingest,
+        app=app,  # type: ignore[arg-type]
+        transport=transport,
+    )
     operator, consumer, started = await harness.live()
     sid = started["session"]["id"]
     ref = started["videoBackendRef"]
@@ -104,11 +108,15 @@ async def test_restart_restores_the_input_and_counts_the_down_time(tmp_path: Pat
     operator2, consumer2 = rebind(operator, transport2), rebind(consumer, transport2)
     # the whipUrl is served again: a bad offer is refused as bad (400), not unknown (404)
     async with httpx.AsyncClient(transport=transport2) as http:
-        answer = await http.post(started["whipUrl"], content=b"v=0\r\nm=video",
-                                 headers={"Content-Type": "application/sdp"})
+        answer = await http.post(
+            started["whipUrl"],
+            content=b"v=0\r\nm=video",
+            headers={"Content-Type": "application/sdp"},
+        )
     assert answer.status_code == 400, answer.text
-    assert data(await operator2.get(f"/sessions/{sid}/producer-token"))["whipUrl"] == (
-        started["whipUrl"]
+    assert (
+        data(await operator2.get(f"/sessions/{sid}/producer-token"))["whipUrl"]
+        == (started["whipUrl"])
     )
     track2, task2 = feed(ingest2, ref)
     await frames(clock, track2, 1, 1.0)  # media again 1 s after the restart
@@ -126,8 +134,12 @@ async def test_a_crash_loses_at_most_a_second_of_the_last_media_time(tmp_path: P
     clock = FakeClock(START)
     db = tmp_path / "stub.sqlite3"
     app, ingest, transport = fake_clock_stub(db, clock)
-    harness = Harness(clock=clock, video=ingest, app=app,  # type: ignore[arg-type]
-                      transport=transport)
+    harness = Harness(
+        clock=clock,
+        video=ingest,
+        app=app,  # type: ignore[arg-type]
+        transport=transport,
+    )
     _, consumer, started = await harness.live()
     sid, ref = started["session"]["id"], started["videoBackendRef"]
     track, task = feed(ingest, ref)
@@ -155,8 +167,9 @@ async def test_a_crash_loses_at_most_a_second_of_the_last_media_time(tmp_path: P
 @asynccontextmanager
 async def real_stub(db: Path, port: int) -> AsyncIterator[Any]:
     """The stub with its real ingest on 127.0.0.1:`port`, stopped as its lifespan stops it."""
-    app = create_app(StubConfig(db_path=db, public_base_url=f"http://127.0.0.1:{port}",
-                                with_video=True))
+    app = create_app(
+        StubConfig(db_path=db, public_base_url=f"http://127.0.0.1:{port}", with_video=True)
+    )
     try:
         async with serve(app, port):
             yield app
@@ -182,16 +195,24 @@ async def test_publisher_comes_back_to_a_restarted_stub_and_the_outage_is_not_bi
         async with real_stub(db, port) as app:
             ingest = app.state.stub.video
             assert isinstance(ingest, WhipIngest)
-            harness = Harness(clock=None, video=ingest, app=app,  # type: ignore[arg-type]
-                              transport=httpx.ASGITransport(app=app))
+            harness = Harness(
+                clock=None,
+                video=ingest,
+                app=app,  # type: ignore[arg-type]
+                transport=httpx.ASGITransport(app=app),
+            )
             _, consumer, started = await harness.live()
             sid = started["session"]["id"]
             ref = started["videoBackendRef"]
             ingest.add_frame_listener(ref, on_frame)
             # media starts more than the gap after the input was made: surely a window
             await asyncio.sleep(GAP + 0.3)
-            publisher = Publisher(Secret(started["whipUrl"]), source,
-                                  backoff=Backoff(initial=0.2, maximum=0.5), stale_after=2.0)
+            publisher = Publisher(
+                Secret(started["whipUrl"]),
+                source,
+                backoff=Backoff(initial=0.2, maximum=0.5),
+                stale_after=2.0,
+            )
             await publisher.start()
             await wait_for(lambda: len(arrivals) >= 30, 20, "frames before the restart")
         assert ingest._inputs[ref].pc is None  # the stub stopped: server, ingest, store

@@ -34,8 +34,15 @@ async def _spawn(whip_url: str, state_home: Path) -> asyncio.subprocess.Process:
     }
     # the whipUrl travels in the environment only, never in argv
     return await asyncio.create_subprocess_exec(
-        CLI, "publish", "--source", SMALL, "--seconds", "60",
-        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        CLI,
+        "publish",
+        "--source",
+        SMALL,
+        "--seconds",
+        "60",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
@@ -125,8 +132,12 @@ class StrictFront:
             )
             self.held = resource
             self.log.append("POST 201")
-            return Response(status_code=201, content=answer, media_type="application/sdp",
-                            headers={"Location": f"/strict/ok/{resource}"})
+            return Response(
+                status_code=201,
+                content=answer,
+                media_type="application/sdp",
+                headers={"Location": f"/strict/ok/{resource}"},
+            )
 
         @self.router_app.delete("/strict/ok/{resource}")
         async def delete(resource: str) -> Response:
@@ -156,10 +167,14 @@ async def test_403_until_delete_then_404_refetch_then_400_is_fatal(
     state = tmp_path / "whip.json"
     import hashlib
 
-    state.write_text(json.dumps({
-        "whip_url_sha256": hashlib.sha256(ok_url.reveal().encode()).hexdigest(),
-        "location": f"{base}/strict/ok/r-old",
-    }))
+    state.write_text(
+        json.dumps(
+            {
+                "whip_url_sha256": hashlib.sha256(ok_url.reveal().encode()).hexdigest(),
+                "location": f"{base}/strict/ok/r-old",
+            }
+        )
+    )
     refetched: list[int] = []
 
     async def refetch() -> Secret | None:

@@ -39,8 +39,12 @@ async def _camera(profile: str) -> AsyncIterator[str]:
     require_tool("gst-launch-1.0")
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        python, str(CAMERA), str(port), profile,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        python,
+        str(CAMERA),
+        str(port),
+        profile,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         assert proc.stdout is not None

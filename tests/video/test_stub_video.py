@@ -52,8 +52,11 @@ async def test_testsrc_to_stub_after_start_then_frame_endpoint() -> None:
         data(await operator.post(f"/sessions/{sid}/end"))
         # the input is torn down on end: its whipUrl is no longer served
         async with httpx.AsyncClient() as http:
-            gone = await http.post(started["whipUrl"], content=b"v=0\r\nm=video",
-                                   headers={"Content-Type": "application/sdp"})
+            gone = await http.post(
+                started["whipUrl"],
+                content=b"v=0\r\nm=video",
+                headers={"Content-Type": "application/sdp"},
+            )
         assert gone.status_code == 404
 
 
@@ -62,8 +65,12 @@ async def test_cli_publish_by_session_id_against_the_stub(tmp_path: Path) -> Non
     base = f"http://127.0.0.1:{port}"
     app = create_app(StubConfig(db_path=":memory:", public_base_url=base, with_video=True))
     video = app.state.stub.video
-    harness = Harness(clock=None, video=video, app=app,  # type: ignore[arg-type]
-                      transport=httpx.ASGITransport(app=app))
+    harness = Harness(
+        clock=None,
+        video=video,
+        app=app,  # type: ignore[arg-type]
+        transport=httpx.ASGITransport(app=app),
+    )
     async with serve(app, port):
         operator, _, started = await harness.live()
         sid = started["session"]["id"]
@@ -77,10 +84,19 @@ async def test_cli_publish_by_session_id_against_the_stub(tmp_path: Path) -> Non
             "XDG_DATA_HOME": str(tmp_path / "data"),
         }
         proc = await asyncio.create_subprocess_exec(
-            str(Path(sys.executable).with_name("luxxon-agent")), "publish", "--session", sid,
-            "--source", "testsrc://?size=320x240&fps=15", "--seconds", "60",
-            env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            str(Path(sys.executable).with_name("luxxon-agent")),
+            "publish",
+            "--session",
+            sid,
+            "--source",
+            "testsrc://?size=320x240&fps=15",
+            "--seconds",
+            "60",
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
         )
+
         def running() -> None:
             assert proc.returncode is None, "the publisher exited early"
 

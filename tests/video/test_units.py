@@ -26,11 +26,13 @@ ANSWER = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/R
 
 
 def test_link_headers_give_ice_servers_and_skip_other_rels() -> None:
-    servers = parse_ice_servers([
-        '<stun:stun.example.net>; rel="ice-server", <https://x/y>; rel="next"',
-        '<turn:turn.example.net?transport=udp>; rel="ice-server"; username="u"; '
-        'credential="p"; credential-type="password"',
-    ])
+    servers = parse_ice_servers(
+        [
+            '<stun:stun.example.net>; rel="ice-server", <https://x/y>; rel="next"',
+            '<turn:turn.example.net?transport=udp>; rel="ice-server"; username="u"; '
+            'credential="p"; credential-type="password"',
+        ]
+    )
     assert [s.urls for s in servers] == [
         "stun:stun.example.net",
         "turn:turn.example.net?transport=udp",
@@ -50,13 +52,18 @@ async def test_whip_post_follows_307_resolves_relative_location_and_sends_bearer
         assert request.headers["authorization"] == "Bearer tok"
         assert request.content == b"offer-sdp"
         return httpx.Response(
-            201, text=ANSWER,
-            headers=[("Location", "res/1"), ("Link", '<stun:s.example>; rel="ice-server"'),
-                     ("Content-Type", "application/sdp")],
+            201,
+            text=ANSWER,
+            headers=[
+                ("Location", "res/1"),
+                ("Link", '<stun:s.example>; rel="ice-server"'),
+                ("Content-Type", "application/sdp"),
+            ],
         )
 
     async with WhipClient(
-        Secret("https://ingest.example/whip/old"), token=Secret("tok"),
+        Secret("https://ingest.example/whip/old"),
+        token=Secret("tok"),
         transport=httpx.MockTransport(handler),
     ) as client:
         resource = await client.publish("offer-sdp")
@@ -137,20 +144,28 @@ async def test_ingest_http_rules(ingest_server: tuple[WhipIngest, str]) -> None:
     ingest, base = ingest_server
     video_input = ingest.create_input("ses_http")
     async with httpx.AsyncClient() as http:
-        unknown = await http.post(f"{base}/whip/nope", content=b"v=0",
-                                  headers={"Content-Type": "application/sdp"})
+        unknown = await http.post(
+            f"{base}/whip/nope", content=b"v=0", headers={"Content-Type": "application/sdp"}
+        )
         assert unknown.status_code == 404
-        wrong_type = await http.post(video_input.whip_url, content=b"v=0",
-                                     headers={"Content-Type": "text/plain"})
+        wrong_type = await http.post(
+            video_input.whip_url, content=b"v=0", headers={"Content-Type": "text/plain"}
+        )
         assert wrong_type.status_code == 415
-        garbage = await http.post(video_input.whip_url, content=b"v=0\r\nm=video",
-                                  headers={"Content-Type": "application/sdp"})
+        garbage = await http.post(
+            video_input.whip_url,
+            content=b"v=0\r\nm=video",
+            headers={"Content-Type": "application/sdp"},
+        )
         assert garbage.status_code == 400
         missing = await http.delete(f"{video_input.whip_url}/no-such-resource")
         assert missing.status_code == 404
         await ingest.close_input(video_input.ref)
-        closed = await http.post(video_input.whip_url, content=b"v=0\r\nm=video",
-                                 headers={"Content-Type": "application/sdp"})
+        closed = await http.post(
+            video_input.whip_url,
+            content=b"v=0\r\nm=video",
+            headers={"Content-Type": "application/sdp"},
+        )
         assert closed.status_code == 404
 
 
@@ -187,7 +202,8 @@ async def test_disconnect_windows_are_media_gaps() -> None:
     ]
     await clock.advance(3.0)  # an open gap counts up to now
     assert ingest.disconnect_windows(video_input.ref)[-1] == (
-        start + timedelta(seconds=6), start + timedelta(seconds=9)
+        start + timedelta(seconds=6),
+        start + timedelta(seconds=9),
     )
     entry.pc = None
     await ingest.close_input(video_input.ref)
@@ -204,6 +220,5 @@ def test_public_surface_matches_all() -> None:
     for name in video.__all__:
         assert hasattr(video, name), name
     public = {n for n in dir(video) if not n.startswith("_")}
-    modules = {"encoder", "h264", "loopback", "mediasource", "publisher",
-               "testsrc", "whip"}
+    modules = {"encoder", "h264", "loopback", "mediasource", "publisher", "testsrc", "whip"}
     assert public - modules - {"annotations"} == set(video.__all__)
