@@ -35,7 +35,8 @@ class ConfigError(LuxxonError):
 class AuthError(LuxxonError):
     """Credentials are missing, malformed or refused."""
 
-    exit_code = 3
+    # its own code, so systemd can stop restarting on it (RestartPreventExitStatus)
+    exit_code = 4
 
 
 class ApiError(LuxxonError):

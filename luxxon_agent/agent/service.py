@@ -52,9 +52,10 @@ NotifyAccess=main
 ExecStart={executable} run --config {config}
 Restart=always
 RestartSec=2
-# exit 3: the API refused the key, or the configuration/startup is wrong; a
-# restart every 2 s would not fix it (see `journalctl -u luxxon-agent`)
-RestartPreventExitStatus=3
+# exit 2: invalid configuration; exit 4: the API refused the key. A restart
+# every 2 s would fix neither (see `journalctl -u luxxon-agent`); exit 3, a
+# startup failure such as a busy status port, is restarted.
+RestartPreventExitStatus=2 4
 WatchdogSec=30
 # SIGTERM: the agent DELETEs its WHIP resources and ends (or leaves) LIVE
 # sessions: shutdown_timeout_seconds (10) + drain (60) + /end (20) = 90 s at most

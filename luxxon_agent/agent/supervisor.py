@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_STARTUP_FAILURE = 3
-EXIT_AUTH = 3
+EXIT_AUTH = 4
 RESTART_BACKOFF = Backoff(initial=1.0, maximum=30.0)
 STATUS_TICK_S = 1.0
 

@@ -10,9 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import free_port
-
-from luxxon_agent.agent.localstub import LocalStub
+from luxxon_agent.agent.localstub import LocalStub, free_port
 from luxxon_agent.agent.service import render_unit
 from luxxon_agent.api import AsyncLuxxonClient
 from luxxon_agent.meter import earnings

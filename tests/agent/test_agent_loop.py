@@ -11,9 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import free_port
 
-from luxxon_agent.agent.localstub import LocalStub
+from luxxon_agent.agent.localstub import LocalStub, free_port
 from luxxon_agent.agent.provision import create_account
 from luxxon_agent.api import AsyncLuxxonClient
 from luxxon_agent.models import Role, SessionState

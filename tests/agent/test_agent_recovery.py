@@ -12,9 +12,8 @@ from functools import reduce
 from pathlib import Path
 
 import pytest
-from conftest import free_port
 
-from luxxon_agent.agent.localstub import LocalStub
+from luxxon_agent.agent.localstub import LocalStub, free_port
 from luxxon_agent.agent.provision import create_account, new_private_key
 from luxxon_agent.api import AsyncLuxxonClient
 from luxxon_agent.errors import ApiError

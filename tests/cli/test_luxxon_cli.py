@@ -108,7 +108,7 @@ def test_wallet_import_rejects_empty_stdin(runner: CliRunner, memory_keyring) ->
 
 def test_show_without_wallet_is_auth_error(runner: CliRunner, memory_keyring) -> None:
     result = runner.invoke(luxxon.app, ["wallet", "show"])
-    assert "luxxon wallet new" in one_line_error(result, 3)
+    assert "luxxon wallet new" in one_line_error(result, 4)
 
 
 def test_unreachable_server_is_one_line_network_error(runner: CliRunner, no_keyring) -> None:
