@@ -24,6 +24,7 @@ passes the checks, then answers 409 CONFLICT. A new sample answers 201.
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Request
@@ -63,10 +64,6 @@ CREATE TABLE IF NOT EXISTS telemetry (
 """
 
 
-def _reject(status: int, code: ErrorCode, message: str, detail: str | None = None) -> HttpError:
-    return HttpError(status, code, message, detail)
-
-
 def _authorised_signer(
     stub: StubRuntime, workspace_id: str, signer: str, captured_at: datetime
 ) -> str | None:
@@ -79,7 +76,7 @@ def _authorised_signer(
         (workspace_id, signer),
     )
     if not rows:
-        raise _reject(
+        raise HttpError(
             403,
             ErrorCode.UNKNOWN_SIGNER,
             "signed by neither the workspace wallet nor a registered device key",
@@ -87,10 +84,10 @@ def _authorised_signer(
         )
     active = [row for row in rows if row["revoked_at"] is None]
     if not active:
-        raise _reject(403, ErrorCode.DEVICE_REVOKED, "this device key was revoked", signer)
+        raise HttpError(403, ErrorCode.DEVICE_REVOKED, "this device key was revoked", signer)
     valid = [row for row in active if captured_at < datetime.fromisoformat(row["expires_at"])]
     if not valid:
-        raise _reject(
+        raise HttpError(
             403,
             ErrorCode.DEVICE_EXPIRED,
             "the device key's delegation had expired at capturedAt",
@@ -99,19 +96,8 @@ def _authorised_signer(
     return str(valid[0]["id"])
 
 
-def _already_stored(stub: StubRuntime, session_id: str, body: TelemetrySample) -> bool:
-    """True when exactly this sample (same capturedAt, signature and fields) is stored."""
-    stored = stub.store.one(
-        "SELECT lat, lng, accuracy_meters, source, signature FROM telemetry"
-        " WHERE session_id = ? AND captured_at_ms = ?",
-        (session_id, datetime_to_ms(body.captured_at)),
-    )
-    if stored is None:
-        return False
-    try:
-        payload = TelemetryPayload.from_sample(session_id, body)
-    except ValueError:
-        return False  # malformed: the checks below answer for it
+def _same_sample(stored: sqlite3.Row, body: TelemetrySample, payload: TelemetryPayload) -> bool:
+    """True when the stored row is exactly this sample (signature and fields)."""
     return (
         stored["signature"].lower() == body.signature.lower()
         and (stored["lat"], stored["lng"]) == (payload.lat, payload.lng)
@@ -127,24 +113,36 @@ async def post_telemetry(
     stub = runtime(request)
     row = visible_session(stub, session_id, found.workspace_id)
     if row["operator_workspace_id"] != found.workspace_id:
-        raise _reject(
+        raise HttpError(
             403, ErrorCode.WORKSPACE_MISMATCH, "only the session's operator posts telemetry"
         )
-    if _already_stored(stub, session_id, body):
+    stored = stub.store.one(
+        "SELECT lat, lng, accuracy_meters, source, signature FROM telemetry"
+        " WHERE session_id = ? AND captured_at_ms = ?",
+        (session_id, datetime_to_ms(body.captured_at)),
+    )
+    try:
+        payload: TelemetryPayload | None = TelemetryPayload.from_sample(session_id, body)
+        malformed: ValueError | None = None
+    except ValueError as exc:
+        payload, malformed = None, exc  # refused below, after the state and time checks
+    if stored is not None and payload is not None and _same_sample(stored, body, payload):
         receipt = TelemetryReceipt(
             session_id=session_id, captured_at=body.captured_at, duplicate=True
         )
         return ok(request, receipt)
     if row["state"] not in LIVE_STATES:
         state = row["state"]
-        raise _reject(409, ErrorCode.INVALID_STATE, f"telemetry needs a LIVE session, not {state}")
+        raise HttpError(
+            409, ErrorCode.INVALID_STATE, f"telemetry needs a LIVE session, not {state}"
+        )
     now = stub.now()
     started = parse_ts(row["started_at"])
     assert started is not None  # every LIVE session has a startedAt
     captured = body.captured_at
     latest = started + timedelta(seconds=row["max_duration_seconds"])
     if not started <= captured <= latest:
-        raise _reject(
+        raise HttpError(
             422,
             ErrorCode.CAPTURED_OUT_OF_SESSION,
             "capturedAt lies outside the session",
@@ -152,28 +150,24 @@ async def post_telemetry(
         )
     skew = timedelta(milliseconds=stub.config.telemetry_max_future_skew_ms)
     if captured > now + skew:
-        raise _reject(
+        raise HttpError(
             422,
             ErrorCode.CAPTURED_IN_FUTURE,
             "capturedAt is in the future (check the device clock)",
             f"server time {ts(now)}, allowed skew {stub.config.telemetry_max_future_skew_ms} ms",
         )
+    unverifiable = "the signature cannot be verified"
+    if payload is None:
+        raise HttpError(400, ErrorCode.INVALID_SIGNATURE, unverifiable, str(malformed))
     try:
-        payload = TelemetryPayload.from_sample(session_id, body)
         signer = recover_address(
             telemetry_digest(payload, stub.config.chain_id), signature_bytes(body.signature)
         )
     except (SignatureError, ValueError) as exc:
-        raise _reject(
-            400, ErrorCode.INVALID_SIGNATURE, "the signature cannot be verified", str(exc)
-        ) from None
+        raise HttpError(400, ErrorCode.INVALID_SIGNATURE, unverifiable, str(exc)) from None
     operator_id = _authorised_signer(stub, str(found.workspace_id), signer, captured)
-    existing = stub.store.one(
-        "SELECT 1 FROM telemetry WHERE session_id = ? AND captured_at_ms = ?",
-        (session_id, payload.captured_at_ms),
-    )
-    if existing is not None:  # not the same sample, or _already_stored would have answered
-        raise _reject(
+    if stored is not None:  # not the same sample, or the duplicate check would have answered
+        raise HttpError(
             409,
             ErrorCode.CONFLICT,
             "a different sample for this capturedAt is already stored",
