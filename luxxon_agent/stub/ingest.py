@@ -57,6 +57,7 @@ logger = logging.getLogger(__name__)
 
 SDP = "application/sdp"
 VIDEO_CLOCK = 90000
+TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
 """RTP video clock rate: the time base of the ingest's frame timestamps."""
 SAVE_EVERY_S = 1.0
 """How stale the stored start of an input's quiet stretch may get while frames flow."""
@@ -118,7 +119,6 @@ class _Input:
     frames: int = 0
     keyframes: int = 0
     first_frame_at: datetime | None = None
-    last_frame_at: datetime | None = None
     connection_started: float | None = None
     windows: list[tuple[datetime, datetime]] = field(default_factory=list)
     closed_at: datetime | None = None
@@ -126,6 +126,12 @@ class _Input:
     media_epoch: float | None = None
     """Event-loop time of the first frame: zero of the input's frame timeline."""
     last_pts: int = -1
+
+    @property
+    def last_frame_at(self) -> datetime | None:
+        """`quiet_since` moves to every frame's arrival, so after the first frame it is the last."""
+        return self.quiet_since if self.first_frame_at is not None else None
+
     keyframes_from_encoded: bool = False
     """The current connection counts keyframes from encoded frames (_count_encoded_keyframes)."""
     latest_jpeg: bytes | None = None
@@ -409,7 +415,6 @@ class WhipIngest:
                 or (now - entry.saved_quiet_since).total_seconds() >= SAVE_EVERY_S
             ):
                 self._save(entry)
-            entry.last_frame_at = now
             entry.frames += 1
             if frame.key_frame and not entry.keyframes_from_encoded:
                 entry.keyframes += 1
@@ -421,7 +426,7 @@ class WhipIngest:
                 round((loop.time() - entry.media_epoch) * VIDEO_CLOCK), entry.last_pts + 1
             )
             frame.pts = entry.last_pts
-            frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+            frame.time_base = TIME_BASE
             entry.latest = frame
             entry.latest_jpeg = None
             entry.new_frame.set()
@@ -529,7 +534,7 @@ def _encode_jpeg(frame: av.VideoFrame) -> bytes:
     codec.width = frame.width
     codec.height = frame.height
     codec.pix_fmt = "yuvj420p"
-    codec.time_base = frame.time_base or fractions.Fraction(1, VIDEO_CLOCK)
+    codec.time_base = frame.time_base or TIME_BASE
     # a yuvj420p frame comes back as itself: it is shared, so its pts is left alone
     image = frame.reformat(format="yuvj420p")
     packets = codec.encode(image) + codec.encode(None)
@@ -616,8 +621,6 @@ def create_video_backend(config: StubConfig) -> WhipIngest:
     (`pin_ice_to_loopback`); on another origin aioice gathers the usual host
     candidates.
     """
-    from urllib.parse import urlsplit
-
     from luxxon_agent.video import pin_ice_to_loopback
 
     if urlsplit(config.public_base_url).hostname in ("127.0.0.1", "localhost", "::1"):

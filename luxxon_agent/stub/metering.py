@@ -69,13 +69,10 @@ class _StoredSample:
 def telemetry_meter(inputs: MeterInput, store: Store) -> MeterResult:
     """Telemetry-anchored meter over the samples `routes/telemetry.py` stored (all of them
     verified on arrival): luxxon_agent.meter.telemetry_clean_seconds, see docs/telemetry.md."""
-    try:
-        rows = store.all(
-            "SELECT captured_at, lat, lng, accuracy_meters FROM telemetry WHERE session_id = ?",
-            (inputs.session_id,),
-        )
-    except sqlite3.OperationalError:
-        rows = []  # a build without the telemetry route module: no sample, every second fails
+    rows = store.all(
+        "SELECT captured_at, lat, lng, accuracy_meters FROM telemetry WHERE session_id = ?",
+        (inputs.session_id,),
+    )
     samples = [_StoredSample(datetime.fromisoformat(r[0]), r[1], r[2], r[3]) for r in rows]
     clean, failed = telemetry_clean_seconds(
         inputs.started_at,

@@ -32,8 +32,8 @@ from luxxon_agent.stub.auth import SessionReader
 from luxxon_agent.stub.http_error import HttpError
 from luxxon_agent.stub.ingest import WhipIngest
 from luxxon_agent.stub.metering import meter_session
-from luxxon_agent.stub.routes.sessions import LIVE_STATES, visible_session
-from luxxon_agent.stub.runtime import StubRuntime, ok, runtime
+from luxxon_agent.stub.routes.sessions import visible_session
+from luxxon_agent.stub.runtime import LIVE_STATES, StubRuntime, ok, runtime
 from luxxon_agent.stub.store import parse_ts
 
 STATIC_PREFIX = "/static/session"

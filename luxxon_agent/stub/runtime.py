@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 ACTIVE_STATES = (SessionState.ASSIGNED.value, SessionState.LIVE.value, SessionState.PAUSED.value)
 PRE_LIVE_STATES = (SessionState.REQUESTED.value, SessionState.ASSIGNED.value)
+LIVE_STATES = (SessionState.LIVE.value, SessionState.PAUSED.value)
 
 
 class StubRuntime:
@@ -99,7 +100,7 @@ class StubRuntime:
 
     def session(self, row: sqlite3.Row, viewer_workspace_id: str | None) -> Session:
         """The session as `viewer_workspace_id` sees it: the whipUrl only for its operator."""
-        live = row["state"] in (SessionState.LIVE.value, SessionState.PAUSED.value)
+        live = row["state"] in LIVE_STATES
         is_operator = viewer_workspace_id == row["operator_workspace_id"]
         return Session(
             id=row["id"],

@@ -35,13 +35,11 @@ from luxxon_agent.stub.auth import (
 )
 from luxxon_agent.stub.http_error import HttpError
 from luxxon_agent.stub.metering import meter_session
-from luxxon_agent.stub.runtime import PRE_LIVE_STATES, StubRuntime, ok, runtime
+from luxxon_agent.stub.runtime import LIVE_STATES, PRE_LIVE_STATES, StubRuntime, ok, runtime
 from luxxon_agent.stub.settlement import settle
 from luxxon_agent.stub.store import ts
 
 router = APIRouter(tags=["sessions"])
-
-LIVE_STATES = (SessionState.LIVE.value, SessionState.PAUSED.value)
 
 
 def visible_session(stub: StubRuntime, session_id: str, workspace_id: str | None) -> sqlite3.Row:

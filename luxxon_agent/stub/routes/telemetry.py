@@ -33,8 +33,8 @@ from fastapi.responses import JSONResponse
 from luxxon_agent.models import ErrorCode, TelemetryReceipt, TelemetrySample
 from luxxon_agent.stub.auth import Operator
 from luxxon_agent.stub.http_error import HttpError
-from luxxon_agent.stub.routes.sessions import LIVE_STATES, visible_session
-from luxxon_agent.stub.runtime import StubRuntime, ok, runtime
+from luxxon_agent.stub.routes.sessions import visible_session
+from luxxon_agent.stub.runtime import LIVE_STATES, StubRuntime, ok, runtime
 from luxxon_agent.stub.store import parse_ts, ts
 from luxxon_agent.telemetry.eip712 import (
     SignatureError,
