@@ -21,6 +21,7 @@ from luxxon_agent.models import ErrorCode, Operator, RegisterOperatorRequest, Ro
 from luxxon_agent.stub.auth import Operator as OperateCaller
 from luxxon_agent.stub.auth import SessionReader, member_runtime
 from luxxon_agent.stub.http_error import HttpError
+from luxxon_agent.stub.routes.workspaces import workspace_row
 from luxxon_agent.stub.runtime import StubRuntime, ok
 from luxxon_agent.stub.store import parse_ts, ts
 from luxxon_agent.telemetry.delegation import Delegation
@@ -64,11 +65,7 @@ def operator_model(row: sqlite3.Row) -> Operator:
 
 
 def _supplier_workspace(stub: StubRuntime, workspace_id: str) -> sqlite3.Row:
-    row = stub.store.one(
-        "SELECT * FROM workspaces WHERE id = ? AND deleted_at IS NULL", (workspace_id,)
-    )
-    if row is None:
-        raise HttpError(404, ErrorCode.WORKSPACE_NOT_FOUND, "no such workspace", workspace_id)
+    row = workspace_row(stub, workspace_id)
     if Role.SUPPLIER.value not in json.loads(row["roles"]):
         raise HttpError(
             403, ErrorCode.NOT_AUTHORIZED, "only SUPPLIER workspaces have operators", workspace_id
