@@ -106,10 +106,6 @@ class MeteredSample(Protocol):
     def accuracy_m(self) -> float: ...
 
 
-haversine_m = haversine_meters
-"""luxxon_agent.geo.haversine_meters under the name this module's callers already import."""
-
-
 def telemetry_clean_seconds(
     started_at: datetime,
     ended_at: datetime,

@@ -61,6 +61,7 @@ M = TypeVar("M", bound=BaseModel)
 Method = Literal["GET", "POST", "PATCH", "DELETE"]
 
 _IDEMPOTENT_METHODS = frozenset({"GET", "DELETE", "PATCH"})
+# failed before the request left, so retrying cannot repeat a non-idempotent call
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
@@ -339,14 +340,8 @@ class AsyncLuxxonClient:
             last = attempt == policy.attempts - 1
             try:
                 response = await self._send_once(method, path, json_body, params, accept)
-            except _NEVER_SENT as exc:
-                if last:
-                    with _map_httpx_errors(method, shown_path):
-                        raise
-                delay = policy.backoff.delay(attempt, self._rng)
-                logger.info("%s %s: %s, retry in %.2fs", method, shown_path, _name(exc), delay)
             except httpx.TransportError as exc:
-                if last or not idempotent:
+                if last or not (idempotent or isinstance(exc, _NEVER_SENT)):
                     with _map_httpx_errors(method, shown_path):
                         raise
                 delay = policy.backoff.delay(attempt, self._rng)

@@ -1,4 +1,4 @@
-"""What every `luxxon` command group shares: global options, profile, client, wire form.
+"""What every `luxxon` command group shares: global options, profile, client.
 
 `luxxon.py` parses the global options into `Globals` (ctx.obj of the root);
 its groups and the ones in `operators.py` and `earnings.py` then reach the
@@ -145,8 +145,3 @@ def request_model(model_name: str, **values: Any) -> Any:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "input"
         raise ConfigError(f"invalid {field}: {first['msg']}") from None
-
-
-def wire(model: Any) -> dict[str, Any]:
-    """A response model as the API sends it (camelCase, no nulls): what --json prints."""
-    return model.model_dump(mode="json", by_alias=True, exclude_none=True)

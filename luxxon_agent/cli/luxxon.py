@@ -4,7 +4,7 @@ Each command parses, calls the package (`luxxon_agent.identity`, `luxxon_agent.a
 and renders with `_render`. Only typer is imported at module level: httpx,
 pydantic models, keyring and eth_account load inside the commands that need
 them, so `luxxon --help` stays fast and imports none of aiortc, av, web3.
-Plumbing shared with the other groups (profile, client, wire form) is in `_context`.
+Plumbing shared with the other groups (profile, client) is in `_context`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from luxxon_agent.cli._context import (
     resolve_base_url,
     wallet_store,
     wants_json,
-    wire,
 )
 from luxxon_agent.errors import AuthError, ConfigError
 
@@ -122,7 +121,7 @@ def _session_command(
     from luxxon_agent.cli._render import emit, redact
 
     session = _with_key(ctx, request)
-    emit(redact(wire(session), show_url), as_json=wants_json(ctx, json_out), title=title)
+    emit(redact(session.to_wire(), show_url), as_json=wants_json(ctx, json_out), title=title)
 
 
 # ---- wallet -------------------------------------------------------------------------
@@ -235,7 +234,7 @@ def login(
     result, cookie = call(ctx, "none", body)
     profile.save_session(cookie, base_url)
     profile.update_settings(baseUrl=base_url)
-    payload = wire(result)
+    payload = result.to_wire()
     payload["baseUrl"] = base_url
     if workspace:
         payload["selectedWorkspaceId"] = workspace
@@ -278,7 +277,7 @@ def whoami(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
         return await client.me()
 
-    emit(wire(call(ctx, "any", body)), as_json=wants_json(ctx, json_out))
+    emit(call(ctx, "any", body).to_wire(), as_json=wants_json(ctx, json_out))
 
 
 # ---- workspaces -----------------------------------------------------------------------
@@ -319,7 +318,7 @@ def workspaces_create(
 
     workspace = call(ctx, "none", body)
     profile.update_settings(walletAddress=address_of(key))
-    emit(wire(workspace), as_json=wants_json(ctx, json_out), title="workspace created")
+    emit(workspace.to_wire(), as_json=wants_json(ctx, json_out), title="workspace created")
 
 
 def _parse_coverage(text: str) -> tuple[float, float, float]:
@@ -380,7 +379,11 @@ def workspaces_update(
             await client.select_workspace(workspace_id)
         return await client.update_workspace(workspace_id, request)
 
-    emit(wire(call(ctx, "any", body)), as_json=wants_json(ctx, json_out), title="workspace updated")
+    emit(
+        call(ctx, "any", body).to_wire(),
+        as_json=wants_json(ctx, json_out),
+        title="workspace updated",
+    )
 
 
 # ---- API keys -----------------------------------------------------------------------------
@@ -430,7 +433,7 @@ def keys_create(
     key = call(ctx, "cookie", body)
     if not key.plaintext:
         raise ConfigError("the server returned no key plaintext; the key cannot be stored")
-    payload = wire(key)
+    payload = key.to_wire()
     payload.pop("plaintext", None)
     if show:
         payload["plaintext"] = key.plaintext
@@ -468,7 +471,7 @@ def keys_revoke(
         return await client.revoke_api_key(workspace, key_id)
 
     key = call(ctx, "cookie", body)
-    payload = wire(key)
+    payload = key.to_wire()
     payload.pop("plaintext", None)
     emit(payload, as_json=wants_json(ctx, json_out), title="API key revoked")
 
@@ -502,7 +505,7 @@ def sessions_list(
 
     sessions = _with_key(ctx, lambda client: client.list_sessions(wanted))
     as_json = wants_json(ctx, json_out)
-    rows = redact([wire(s) for s in sessions], show_url)
+    rows = redact([s.to_wire() for s in sessions], show_url)
     table(rows, SESSION_COLUMNS, as_json=as_json, empty="no sessions")
 
 
@@ -556,7 +559,7 @@ def sessions_start(
 
     result = _with_key(ctx, lambda client: client.start(session_id))
     as_json = wants_json(ctx, json_out)
-    payload = redact(wire(result), show_url)
+    payload = redact(result.to_wire(), show_url)
     if not as_json:
         session = payload.pop("session")
         payload = {"id": session["id"], "state": session["state"], **payload}
@@ -575,7 +578,7 @@ def sessions_producer_token(
     from luxxon_agent.cli._render import emit, redact
 
     token = _with_key(ctx, lambda client: client.producer_token(session_id))
-    emit(redact(wire(token), show_url), as_json=wants_json(ctx, json_out))
+    emit(redact(token.to_wire(), show_url), as_json=wants_json(ctx, json_out))
 
 
 @sessions_app.command("end")
@@ -602,7 +605,7 @@ def sessions_cancel_all(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
     result = _with_key(ctx, lambda client: client.cancel_all_assignments())
     if wants_json(ctx, json_out):
-        emit(wire(result), as_json=True)
+        emit(result.to_wire(), as_json=True)
     elif result.count == 0:
         message("nothing to cancel: no ASSIGNED sessions")
     else:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from luxxon_agent.cli._common import handle_errors
-from luxxon_agent.cli._context import JsonOpt, call, wallet_store, wants_json, wire
+from luxxon_agent.cli._context import JsonOpt, call, wallet_store, wants_json
 from luxxon_agent.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def register_command(
         )
 
     operator = call(ctx, "any", body)
-    emit(wire(operator), as_json=wants_json(ctx, json_out), title="operator registered")
+    emit(operator.to_wire(), as_json=wants_json(ctx, json_out), title="operator registered")
 
 
 @operators_app.command("list")
@@ -100,7 +100,7 @@ def list_command(ctx: typer.Context, workspace: WorkspaceOpt, json_out: JsonOpt 
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
         return await client.list_operators(workspace)
 
-    rows = [wire(op) for op in call(ctx, "any", body)]
+    rows = [op.to_wire() for op in call(ctx, "any", body)]
     table(rows, OPERATOR_COLUMNS, as_json=wants_json(ctx, json_out), empty="no operators")
 
 
@@ -119,4 +119,4 @@ def revoke_command(
         return await client.revoke_operator(workspace, operator_id)
 
     operator = call(ctx, "any", body)
-    emit(wire(operator), as_json=wants_json(ctx, json_out), title="operator revoked")
+    emit(operator.to_wire(), as_json=wants_json(ctx, json_out), title="operator revoked")

@@ -21,14 +21,11 @@ from typing import TYPE_CHECKING
 
 from luxxon_agent.models import DeviceKind, Operator, RegisterOperatorRequest
 from luxxon_agent.telemetry.eip712 import (
-    DOMAIN_TYPE,
     KeySigner,
     StructType,
-    domain_separator,
     normalize_address,
     recover_address,
     signature_bytes,
-    typed_data_digest,
 )
 from luxxon_agent.telemetry.signing import datetime_to_ms, ms_to_datetime
 
@@ -97,23 +94,14 @@ class Delegation:
 
     def typed_data(self, chain_id: int) -> dict[str, object]:
         """The eth_signTypedData_v4 JSON (for a hardware or browser wallet)."""
-        return {
-            "types": {
-                "EIP712Domain": DOMAIN_TYPE.eip712_types(),
-                "OperatorDelegation": DELEGATION_TYPE.eip712_types(),
-            },
-            "primaryType": "OperatorDelegation",
-            "domain": {
-                "name": DELEGATION_DOMAIN_NAME,
-                "version": DELEGATION_DOMAIN_VERSION,
-                "chainId": chain_id,
-            },
-            "message": self.message(),
-        }
+        return DELEGATION_TYPE.typed_data(
+            DELEGATION_DOMAIN_NAME, DELEGATION_DOMAIN_VERSION, chain_id, self.message()
+        )
 
     def digest(self, chain_id: int) -> bytes:
-        separator = domain_separator(DELEGATION_DOMAIN_NAME, DELEGATION_DOMAIN_VERSION, chain_id)
-        return typed_data_digest(separator, DELEGATION_TYPE.hash_struct(self.message()))
+        return DELEGATION_TYPE.digest(
+            DELEGATION_DOMAIN_NAME, DELEGATION_DOMAIN_VERSION, chain_id, self.message()
+        )
 
     def sign(self, wallet: KeySigner, chain_id: int) -> str:
         """The wallet's `0x…` signature over this delegation."""

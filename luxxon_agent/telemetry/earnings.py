@@ -14,6 +14,7 @@ default (`[agent] state_dir`) or `$LUXXON_AGENT_AGENT_STATE_DIR`.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from luxxon_agent.errors import ApiError
 from luxxon_agent.meter import earnings, telemetry_clean_seconds
 from luxxon_agent.models import Session, Settlement
+from luxxon_agent.telemetry.signing import ms_to_datetime
 from luxxon_agent.telemetry.spool import SampleState, Spool
 
 if TYPE_CHECKING:
@@ -73,7 +75,7 @@ def local_check(
         body = json.loads(row.body)
         counted.append(
             _LocalSample(
-                captured_at=datetime.fromisoformat(body["capturedAt"].replace("Z", "+00:00")),
+                captured_at=ms_to_datetime(row.captured_at_ms),
                 lat=body["point"]["lat"],
                 lng=body["point"]["lng"],
                 accuracy_m=body["accuracyMeters"],
@@ -93,13 +95,13 @@ def local_check(
             freshness_s,
         )
         metered = covered + failed
-    stats = spool.stats(session.id)
+    states = Counter(row.state for row in rows)
     split = earnings(covered, session.rate_per_second_micro_usdc, fee_bps)
     return LocalCheck(
-        samples_taken=stats.spooled,
-        delivered=stats.delivered,
-        pending=stats.pending,
-        rejected=stats.rejected,
+        samples_taken=len(rows),
+        delivered=states[SampleState.DELIVERED],
+        pending=states[SampleState.PENDING],
+        rejected=states[SampleState.REJECTED],
         seconds_metered=metered,
         seconds_covered=covered,
         would_earn_micro_usdc=split.operator_earned_micro_usdc,

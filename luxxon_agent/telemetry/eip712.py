@@ -68,6 +68,27 @@ class StructType:
         """The `types` entry of the JSON form (eth_signTypedData_v4)."""
         return [{"name": n, "type": t} for t, n in self.fields]
 
+    def typed_data(
+        self, domain_name: str, domain_version: str, chain_id: int, message: dict[str, object]
+    ) -> dict[str, object]:
+        """The eth_signTypedData_v4 JSON of `message`, this type being the primary one."""
+        return {
+            "types": {
+                "EIP712Domain": DOMAIN_TYPE.eip712_types(),
+                self.name: self.eip712_types(),
+            },
+            "primaryType": self.name,
+            "domain": {"name": domain_name, "version": domain_version, "chainId": chain_id},
+            "message": message,
+        }
+
+    def digest(
+        self, domain_name: str, domain_version: str, chain_id: int, message: Mapping[str, object]
+    ) -> bytes:
+        """The 32 bytes a wallet signs for `message` under that domain."""
+        separator = domain_separator(domain_name, domain_version, chain_id)
+        return typed_data_digest(separator, self.hash_struct(message))
+
 
 DOMAIN_TYPE = StructType(
     "EIP712Domain", (("string", "name"), ("string", "version"), ("uint256", "chainId"))

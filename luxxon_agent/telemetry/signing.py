@@ -19,10 +19,8 @@ from luxxon_agent.models import Point, TelemetrySample
 from luxxon_agent.telemetry.eip712 import (
     KeySigner,
     StructType,
-    domain_separator,
     recover_address,
     signature_bytes,
-    typed_data_digest,
 )
 
 TELEMETRY_DOMAIN_NAME = "Luxxon Telemetry"
@@ -170,30 +168,18 @@ class TelemetryPayload:
         )
 
 
-def telemetry_domain(chain_id: int) -> dict[str, object]:
-    """The EIP-712 domain object."""
-    return {"name": TELEMETRY_DOMAIN_NAME, "version": TELEMETRY_DOMAIN_VERSION, "chainId": chain_id}
-
-
 def telemetry_typed_data(payload: TelemetryPayload, chain_id: int) -> dict[str, object]:
     """The full eth_signTypedData_v4 JSON, for wallets and other verifiers."""
-    from luxxon_agent.telemetry.eip712 import DOMAIN_TYPE
-
-    return {
-        "types": {
-            "EIP712Domain": DOMAIN_TYPE.eip712_types(),
-            "Telemetry": TELEMETRY_TYPE.eip712_types(),
-        },
-        "primaryType": "Telemetry",
-        "domain": telemetry_domain(chain_id),
-        "message": payload.message(),
-    }
+    return TELEMETRY_TYPE.typed_data(
+        TELEMETRY_DOMAIN_NAME, TELEMETRY_DOMAIN_VERSION, chain_id, payload.message()
+    )
 
 
 def telemetry_digest(payload: TelemetryPayload, chain_id: int) -> bytes:
     """The 32-byte EIP-712 digest of a sample."""
-    separator = domain_separator(TELEMETRY_DOMAIN_NAME, TELEMETRY_DOMAIN_VERSION, chain_id)
-    return typed_data_digest(separator, TELEMETRY_TYPE.hash_struct(payload.message()))
+    return TELEMETRY_TYPE.digest(
+        TELEMETRY_DOMAIN_NAME, TELEMETRY_DOMAIN_VERSION, chain_id, payload.message()
+    )
 
 
 def sign_sample(signer: KeySigner, payload: TelemetryPayload, chain_id: int) -> TelemetrySample:

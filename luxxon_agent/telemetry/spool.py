@@ -164,8 +164,9 @@ class Spool:
     def mark_delivered(self, ids: Iterable[int]) -> None:
         self._mark([(int(SampleState.DELIVERED), None, i) for i in ids])
 
-    def mark_rejected(self, row_id: int, reason: str) -> None:
-        self._mark([(int(SampleState.REJECTED), reason, row_id)])
+    def mark_rejected(self, rejections: Iterable[tuple[int, str]]) -> None:
+        """Mark each `(id, reason)` rejected, all in one transaction."""
+        self._mark([(int(SampleState.REJECTED), reason, i) for i, reason in rejections])
 
     def _mark(self, rows: list[tuple[int, str | None, int]]) -> None:
         if not rows:
@@ -217,16 +218,15 @@ class Spool:
 
     # ---- reads -------------------------------------------------------------------------
 
-    def pending(self, limit: int, *, skip: Iterable[int] = ()) -> list[SpooledSample]:
-        """Up to `limit` undelivered samples, oldest capture first, leaving out ids in `skip`."""
-        skipped = set(skip)
+    def pending(self, limit: int) -> list[SpooledSample]:
+        """Up to `limit` undelivered samples, oldest capture first."""
         with self._lock, self._read():
             rows = self._db.execute(
                 "SELECT id, session_id, captured_at_ms, body, state, reason FROM samples"
                 " WHERE state = 0 ORDER BY captured_at_ms, id LIMIT ?",
-                (limit + len(skipped),),
+                (limit,),
             ).fetchall()
-        return [_row(r) for r in rows if r[0] not in skipped][:limit]
+        return [_row(r) for r in rows]
 
     def samples(self, session_id: str) -> list[SpooledSample]:
         """Every sample held for a session, in capture order."""

@@ -110,7 +110,6 @@ class UploaderCounters:
 class _Verdict:
     row: SpooledSample
     delivered: bool = False
-    duplicate: bool = False
     reject_code: str | None = None
     retry: bool = False
     retry_after: float | None = None
@@ -276,11 +275,11 @@ class Uploader:
         delivered = [v.row.id for v in verdicts if v.delivered]
         if delivered:
             await asyncio.to_thread(self._spool.mark_delivered, delivered)
+        rejections = [(v.row.id, v.reject_code) for v in verdicts if v.reject_code is not None]
+        if rejections:
+            await asyncio.to_thread(self._spool.mark_rejected, rejections)
         for verdict in verdicts:
             if verdict.reject_code is not None:
-                await asyncio.to_thread(
-                    self._spool.mark_rejected, verdict.row.id, verdict.reject_code
-                )
                 logger.warning(
                     "telemetry sample %s@%d rejected: %s",
                     verdict.row.session_id,
@@ -312,7 +311,7 @@ class Uploader:
         self.counters.delivered += 1
         if receipt.duplicate:
             self.counters.duplicates += 1
-        return _Verdict(row, delivered=True, duplicate=receipt.duplicate)
+        return _Verdict(row, delivered=True)
 
     def _refused(self, row: SpooledSample, exc: ApiError) -> _Verdict:
         """Hold a refusal that a later retry can overcome; reject the rest for good."""

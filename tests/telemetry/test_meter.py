@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from luxxon_agent.meter import earnings, haversine_m, telemetry_clean_seconds
+from luxxon_agent.geo import haversine_meters
+from luxxon_agent.meter import earnings, telemetry_clean_seconds
 from tests.telemetry.helpers import T0
 
 CENTER = (4.711, -74.072)
@@ -42,9 +43,9 @@ def meter(samples, seconds=60, freshness=2.0, radius=200.0):
 
 
 def test_haversine_is_right_to_the_metre():
-    assert haversine_m(0, 0, 1, 0) == pytest.approx(111_195, abs=1)
-    assert haversine_m(*CENTER, *OUTSIDE) == pytest.approx(222.4, abs=0.5)
-    assert haversine_m(*CENTER, *CENTER) == 0
+    assert haversine_meters(0, 0, 1, 0) == pytest.approx(111_195, abs=1)
+    assert haversine_meters(*CENTER, *OUTSIDE) == pytest.approx(222.4, abs=0.5)
+    assert haversine_meters(*CENTER, *CENTER) == 0
 
 
 def test_every_second_sampled_in_place_is_clean():
