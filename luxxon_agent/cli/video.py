@@ -192,7 +192,7 @@ async def _publish(
     import asyncio
     import signal
 
-    from luxxon_agent.video import default_state_path, pin_ice_to_loopback, publish
+    from luxxon_agent.video import pin_ice_to_loopback
 
     if loopback:
         pin_ice_to_loopback()
@@ -207,22 +207,46 @@ async def _publish(
             )
             return
         assert url is not None
-        _require_frames(
-            await publish(
-                url,
-                source,
-                token=bearer,
-                seconds=seconds,
-                options=options,
-                audio=audio,
-                state_path=state_path or default_state_path(url),
-                on_stats=lambda s: _render(s, as_json),
-                stop=stop,
-            )
+        await _publish_checked(
+            url, source, seconds, options, audio, state_path, as_json, stop, token=bearer
         )
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+
+
+async def _publish_checked(
+    url: Secret,
+    source: str,
+    seconds: float | None,
+    options: Any,
+    audio: str | None,
+    state_path: Any,
+    as_json: bool,
+    stop: Any,
+    *,
+    token: Secret | None = None,
+    refetch: Any = None,
+    is_live: Any = None,
+) -> None:
+    """`publish()` with the CLI's state file and rendering; fails if no frame was sent."""
+    from luxxon_agent.video import default_state_path, publish
+
+    _require_frames(
+        await publish(
+            url,
+            source,
+            token=token,
+            seconds=seconds,
+            options=options,
+            audio=audio,
+            refetch=refetch,
+            is_live=is_live,
+            state_path=state_path or default_state_path(url),
+            on_stats=lambda s: _render(s, as_json),
+            stop=stop,
+        )
+    )
 
 
 async def _publish_session(
@@ -241,7 +265,6 @@ async def _publish_session(
     from luxxon_agent.identity import Profile, resolve_api_key
     from luxxon_agent.models import SessionState
     from luxxon_agent.secret import Secret
-    from luxxon_agent.video import default_state_path, publish
 
     base_url, explicit_key, profile_name = api
     profile = Profile.open(profile_name)
@@ -268,17 +291,15 @@ async def _publish_session(
             state = (await client.get_session(session)).state
             return state in (SessionState.LIVE, SessionState.PAUSED)
 
-        _require_frames(
-            await publish(
-                url,
-                source,
-                seconds=seconds,
-                options=options,
-                audio=audio,
-                refetch=refetch,
-                is_live=is_live,
-                state_path=state_path or default_state_path(url),
-                on_stats=lambda s: _render(s, as_json),
-                stop=stop,
-            )
+        await _publish_checked(
+            url,
+            source,
+            seconds,
+            options,
+            audio,
+            state_path,
+            as_json,
+            stop,
+            refetch=refetch,
+            is_live=is_live,
         )

@@ -19,7 +19,8 @@ from typing import Any
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
 from luxxon_agent.position.fix import Fix, FixQuality, NoFix, SourceKind, TimeSource
-from luxxon_agent.position.tcp_source import RECONNECT, TcpSource
+from luxxon_agent.position.reconnecting_source import RECONNECT_BACKOFF
+from luxxon_agent.position.tcp_source import TcpSource
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class GpsdSource(TcpSource):
         host: str,
         port: int = DEFAULT_PORT,
         *,
-        backoff: Backoff = RECONNECT,
+        backoff: Backoff = RECONNECT_BACKOFF,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         super().__init__(description, host, port, backoff=backoff, clock=clock)

@@ -11,7 +11,6 @@ class LineSplitter:
 
     def __init__(self) -> None:
         self._buffer = bytearray()
-        self.dropped = 0
 
     def feed(self, chunk: bytes) -> list[bytes]:
         self._buffer.extend(chunk)
@@ -19,7 +18,6 @@ class LineSplitter:
         self._buffer = bytearray(rest)
         if len(self._buffer) > MAX_LINE_BYTES:
             self._buffer.clear()
-            self.dropped += 1
         return [bytes(line) for line in lines]
 
     def clear(self) -> None:

@@ -25,9 +25,10 @@ from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
 from luxxon_agent.errors import PositionSourceError
 from luxxon_agent.position.fix import Fix, FixQuality, NoFix, SourceKind, TimeSource
-from luxxon_agent.position.nmea import UERE_M
+from luxxon_agent.position.nmea import hdop_accuracy_m
 from luxxon_agent.position.position_source import QUIET_FLUSH_S, SILENT_NO_FIX_S
 from luxxon_agent.position.reconnecting_source import (
+    RECONNECT_BACKOFF,
     LinkLost,
     ReconnectingSource,
     close_blocking,
@@ -36,7 +37,6 @@ from luxxon_agent.position.reconnecting_source import (
 logger = logging.getLogger(__name__)
 
 GPS_STALE_S = 2.0
-REOPEN = Backoff(initial=0.2, maximum=5.0)
 _UNIX_2010_US = 1_262_304_000 * 1_000_000
 _MESSAGES = ["GPS_RAW_INT", "GLOBAL_POSITION_INT", "SYSTEM_TIME"]
 # GPS_RAW_INT fix_type: 0/1 none, 2 2D, 3 3D, 4 DGPS, 5 RTK float, 6 RTK fixed, 7 static, 8 PPP
@@ -62,7 +62,7 @@ class MavlinkSource(ReconnectingSource):
         device: str,
         *,
         baud: int = 57600,
-        backoff: Backoff = REOPEN,
+        backoff: Backoff = RECONNECT_BACKOFF,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         super().__init__(description, backoff, clock)
@@ -163,12 +163,7 @@ class MavlinkSource(ReconnectingSource):
         quality = _FIX_QUALITY.get(gps.fix_type, FixQuality.GPS)
         h_acc = getattr(gps, "h_acc", 0) or 0
         hdop = gps.eph / 100.0 if gps.eph not in (0, 0xFFFF) else None
-        if h_acc:
-            accuracy: float | None = h_acc / 1000.0
-        elif hdop is not None:
-            accuracy = round(hdop * UERE_M[quality], 3)
-        else:
-            accuracy = None
+        accuracy = h_acc / 1000.0 if h_acc else hdop_accuracy_m(hdop, quality)
         now = self._clock.now()
         speed = gps.vel / 100.0 if gps.vel != 0xFFFF else None
         course = gps.cog / 100.0 if gps.cog != 0xFFFF else None

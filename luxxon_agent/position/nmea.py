@@ -48,6 +48,12 @@ UERE_M: dict[FixQuality, float] = {
 }
 """User-equivalent range error per solution type, metres (accuracy = HDOP x UERE)."""
 
+
+def hdop_accuracy_m(hdop: float | None, quality: FixQuality) -> float | None:
+    """HDOP x UERE for the solution type, to the millimetre; None without an HDOP."""
+    return round(hdop * UERE_M[quality], 3) if hdop is not None else None
+
+
 GPS_WEEK_ROLLOVER = timedelta(weeks=1024)
 ROLLOVER_MATCH_DAYS = 183
 """A receiver date is repaired only if k x 1024 weeks later lands this close to the reference."""
@@ -80,7 +86,6 @@ class _Epoch:
     date: date | None = None
     lat: float | None = None
     lng: float | None = None
-    position_from: str = ""
     veto: str | None = None
     quality: FixQuality | None = None
     altitude_m: float | None = None
@@ -184,7 +189,7 @@ class NmeaAssembler:
                 self._epoch.tod_us = tod
             epoch = self._epoch
         try:
-            handler(self, epoch, data)
+            handler(epoch, data)
         except (IndexError, ValueError):
             self.stats.parse_failures += 1
             epoch.veto = epoch.veto or f"malformed {kind}"
@@ -206,12 +211,9 @@ class NmeaAssembler:
             return NoFix(time=stamp, source=self.source, reason=reason or "no position")
         quality = epoch.quality or FixQuality.GPS
         hdop = epoch.hdop
-        if epoch.gst_sigma_m is not None:
-            accuracy: float | None = epoch.gst_sigma_m
-        elif hdop is not None:
-            accuracy = round(hdop * UERE_M[quality], 3)
-        else:
-            accuracy = None
+        accuracy = (
+            epoch.gst_sigma_m if epoch.gst_sigma_m is not None else hdop_accuracy_m(hdop, quality)
+        )
         return Fix(
             time=when,
             lat=epoch.lat,
@@ -336,10 +338,9 @@ def _set_position(epoch: _Epoch, pos: tuple[float, float] | None, kind: str) -> 
         epoch.veto = epoch.veto or f"{kind} without position"
         return
     epoch.lat, epoch.lng = pos
-    epoch.position_from = kind
 
 
-def _rmc(self: NmeaAssembler, epoch: _Epoch, data: list[str]) -> None:
+def _rmc(epoch: _Epoch, data: list[str]) -> None:
     stamp = data[8].strip() if len(data) > 8 else ""
     if stamp:
         epoch.date = _parse_date(stamp)
@@ -358,7 +359,7 @@ def _rmc(self: NmeaAssembler, epoch: _Epoch, data: list[str]) -> None:
         epoch.quality = _MODE_QUALITY[mode]
 
 
-def _gga(self: NmeaAssembler, epoch: _Epoch, data: list[str]) -> None:
+def _gga(epoch: _Epoch, data: list[str]) -> None:
     quality = data[5].strip()
     if quality not in _GGA_QUALITY:
         epoch.veto = f"GGA quality {quality or 'empty'}"
@@ -371,7 +372,7 @@ def _gga(self: NmeaAssembler, epoch: _Epoch, data: list[str]) -> None:
     epoch.altitude_m = _float(data[8])
 
 
-def _gns(self: NmeaAssembler, epoch: _Epoch, data: list[str]) -> None:
+def _gns(epoch: _Epoch, data: list[str]) -> None:
     modes = data[5].strip()
     solved = [m for m in modes if m not in _NO_FIX_MODES]
     if not solved:
@@ -386,7 +387,7 @@ def _gns(self: NmeaAssembler, epoch: _Epoch, data: list[str]) -> None:
     epoch.altitude_m = _float(data[8])
 
 
-def _gll(self: NmeaAssembler, epoch: _Epoch, data: list[str]) -> None:
+def _gll(epoch: _Epoch, data: list[str]) -> None:
     status = data[5].strip()
     mode = data[6].strip() if len(data) > 6 else ""
     if status != "A" or mode in _NO_FIX_MODES:
@@ -395,7 +396,7 @@ def _gll(self: NmeaAssembler, epoch: _Epoch, data: list[str]) -> None:
     _set_position(epoch, _latlng(data, 0), "GLL")
 
 
-def _gsa(self: NmeaAssembler, epoch: _Epoch, data: list[str]) -> None:
+def _gsa(epoch: _Epoch, data: list[str]) -> None:
     # multi-constellation receivers send one GSA per system; any mode 1 vetoes
     if data[1].strip() == "1":
         epoch.veto = epoch.veto or "GSA mode 1 (no fix)"
@@ -404,13 +405,13 @@ def _gsa(self: NmeaAssembler, epoch: _Epoch, data: list[str]) -> None:
         epoch.hdop = hdop
 
 
-def _gst(self: NmeaAssembler, epoch: _Epoch, data: list[str]) -> None:
+def _gst(epoch: _Epoch, data: list[str]) -> None:
     lat_sigma, lon_sigma = _float(data[5]), _float(data[6])
     if lat_sigma is not None and lon_sigma is not None:
         epoch.gst_sigma_m = round(math.hypot(lat_sigma, lon_sigma), 3)
 
 
-def _vtg(self: NmeaAssembler, epoch: _Epoch, data: list[str]) -> None:
+def _vtg(epoch: _Epoch, data: list[str]) -> None:
     course = _float(data[0])
     if course is not None:
         epoch.course_deg = course
@@ -419,7 +420,7 @@ def _vtg(self: NmeaAssembler, epoch: _Epoch, data: list[str]) -> None:
         epoch.speed_mps = round(kmh * KMH_MPS, 3)
 
 
-def _zda(self: NmeaAssembler, epoch: _Epoch, data: list[str]) -> None:
+def _zda(epoch: _Epoch, data: list[str]) -> None:
     day, month, year = data[1].strip(), data[2].strip(), data[3].strip()
     if day and month and year:
         epoch.date = date(int(year), int(month), int(day))
@@ -433,7 +434,7 @@ def _parse_date(text: str) -> date:
     return date(1900 + year if year >= 80 else 2000 + year, int(text[2:4]), int(text[:2]))
 
 
-_HANDLERS: dict[str, Callable[[NmeaAssembler, _Epoch, list[str]], None]] = {
+_HANDLERS: dict[str, Callable[[_Epoch, list[str]], None]] = {
     "RMC": _rmc,
     "GGA": _gga,
     "GNS": _gns,

@@ -81,13 +81,14 @@ def _build(
         if not target:
             raise ValueError("mavlink:// needs a device (udpin:HOST:PORT or a serial path)")
         return MavlinkSource(shown, target, baud=int(params.get("baud", "57600")), clock=clock)
-    host, port = _host_port(target, 2947 if scheme == "gpsd" else None)
     if scheme == "gpsd":
-        from luxxon_agent.position.gpsd_source import GpsdSource
+        from luxxon_agent.position.gpsd_source import DEFAULT_PORT, GpsdSource
 
+        host, port = _host_port(target, DEFAULT_PORT)
         return GpsdSource(shown, host, port, clock=clock)
     from luxxon_agent.position.tcp_source import TcpSource
 
+    host, port = _host_port(target, None)
     return TcpSource(shown, host, port, clock=clock)
 
 

@@ -22,6 +22,9 @@ from luxxon_agent.position.position_source import QUIET_FLUSH_S, PositionSource
 
 logger = logging.getLogger(__name__)
 
+RECONNECT_BACKOFF = Backoff(initial=0.2, maximum=5.0)
+"""The default delays between reopening attempts of every reconnecting source."""
+
 
 class LinkLost(Exception):
     """The connection or device went away; the message is the `NoFix` reason."""

@@ -19,7 +19,7 @@ from luxxon_agent.position.fix import SourceKind
 from luxxon_agent.position.line_splitter import LineSplitter
 from luxxon_agent.position.nmea import NmeaAssembler
 from luxxon_agent.position.position_source import QUIET_FLUSH_S
-from luxxon_agent.position.reconnecting_source import close_blocking
+from luxxon_agent.position.reconnecting_source import RECONNECT_BACKOFF, close_blocking
 from luxxon_agent.position.stream_source import StreamSource
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ AUTOBAUD_RATES = (9600, 4800, 38400, 115200, 19200, 57600)
 """Tried in this order (most common receiver defaults first) when no baud is given."""
 AUTOBAUD_PROBE_S = 1.5
 """How long each rate may take to show one checksum-valid sentence."""
-REOPEN = Backoff(initial=0.2, maximum=5.0)
 
 
 class SerialSource(StreamSource):
@@ -48,7 +47,7 @@ class SerialSource(StreamSource):
         path: str,
         *,
         baud: int | None = None,
-        backoff: Backoff = REOPEN,
+        backoff: Backoff = RECONNECT_BACKOFF,
         probe_s: float = AUTOBAUD_PROBE_S,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:

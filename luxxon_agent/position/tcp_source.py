@@ -9,11 +9,11 @@ from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
 from luxxon_agent.position.fix import SourceKind
 from luxxon_agent.position.position_source import QUIET_FLUSH_S
+from luxxon_agent.position.reconnecting_source import RECONNECT_BACKOFF
 from luxxon_agent.position.stream_source import StreamSource
 
 logger = logging.getLogger(__name__)
 
-RECONNECT = Backoff(initial=0.2, maximum=5.0)
 CONNECT_TIMEOUT_S = 5.0
 STREAM_LIMIT = 1 << 16
 """asyncio's per-line buffer bound (what `readline()` may hold)."""
@@ -37,7 +37,7 @@ class TcpSource(StreamSource):
         host: str,
         port: int,
         *,
-        backoff: Backoff = RECONNECT,
+        backoff: Backoff = RECONNECT_BACKOFF,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         super().__init__(description, backoff, clock)

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 NAL_SPS = 7
 NAL_PPS = 8
-NAL_IDR = 5
 START_CODE = b"\x00\x00\x00\x01"
 
 PROFILE_BASELINE = 66

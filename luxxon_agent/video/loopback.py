@@ -26,17 +26,11 @@ def pin_ice_to_loopback() -> None:
     """Make aioice gather only the 127.0.0.1 host candidate, process-wide (idempotent).
 
     It replaces `aioice.ice.get_host_addresses`, which `Connection.gather_candidates`
-    looks up at call time. Peer connections should also pass `iceServers=[]`
-    (see `ice_configuration`) so no STUN server is asked for a public address.
+    looks up at call time. Peer connections should also pass
+    `RTCConfiguration(iceServers=[])` so no STUN server is asked for a public address.
     """
     import aioice.ice
 
     if aioice.ice.get_host_addresses is not _loopback_addresses:
         aioice.ice.get_host_addresses = _loopback_addresses
         logger.info("ICE host candidates pinned to 127.0.0.1")
-
-
-def is_pinned_to_loopback() -> bool:
-    import aioice.ice
-
-    return aioice.ice.get_host_addresses is _loopback_addresses

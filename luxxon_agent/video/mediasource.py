@@ -39,7 +39,6 @@ logger = logging.getLogger(__name__)
 SCHEMES = ("testsrc", "file", "v4l2", "rtsp", "rtsps")
 
 
-# greedy up to the authority's last "@": a camera password may hold a raw "@"
 @dataclass
 class MediaSource:
     """An opened source. Call `close()` once when the publisher is done."""
@@ -220,6 +219,13 @@ def _player_stream(player: Any) -> Any:
     return container.streams.video[0] if container.streams.video else None
 
 
+def _stream_fps(stream: Any, fallback: float) -> float:
+    """The stream's own frame rate when it states one, else the requested rate."""
+    if stream is None:
+        return fallback
+    return float(stream.average_rate or stream.guessed_rate or fallback)
+
+
 def _relay_source(player: Any, relay: Any, fps: float) -> Any:
     raw_cls = _raw_track_class()
 
@@ -273,7 +279,7 @@ async def _open_player_source(
                 reason = profile.passthrough_refusal(max_level)
             if reason is None:
                 assert profile is not None
-                stream_fps = float(stream.average_rate or stream.guessed_rate or fps)
+                stream_fps = _stream_fps(stream, fps)
                 track_cls = _passthrough_track_class()
                 avcc = extradata[:1] == b"\x01"
 
@@ -298,7 +304,7 @@ async def _open_player_source(
         _stop_player(player)()
         raise MediaError("the source has no video stream")
     stream = _player_stream(player)
-    stream_fps = float(stream.average_rate or stream.guessed_rate or fps) if stream else fps
+    stream_fps = _stream_fps(stream, fps)
     return MediaSource(
         url_kind,
         "raw",

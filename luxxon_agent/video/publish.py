@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -11,7 +10,12 @@ from luxxon_agent.clock import SYSTEM_CLOCK, Clock
 from luxxon_agent.secret import Secret
 from luxxon_agent.video.encoder import VideoOptions
 from luxxon_agent.video.mediasource import open_media_source
-from luxxon_agent.video.publisher import Publisher, PublisherState, PublisherStats
+from luxxon_agent.video.publisher import (
+    Publisher,
+    PublisherState,
+    PublisherStats,
+    whip_url_digest,
+)
 from luxxon_agent.video.whip import IceServer
 
 
@@ -19,7 +23,7 @@ def default_state_path(whip_url: Secret) -> Path:
     """Where the last WHIP Location for this whipUrl is kept (per URL, owner-only)."""
     import platformdirs
 
-    digest = hashlib.sha256(whip_url.reveal().encode()).hexdigest()[:16]
+    digest = whip_url_digest(whip_url)[:16]
     return platformdirs.user_state_path("luxxon-agent") / f"whip-{digest}.json"
 
 

@@ -362,18 +362,11 @@ class Publisher:
             self._encoder = "passthrough"
         counted = _counting_track(track, self._count_frame)
         transceiver = pc.addTransceiver(counted, direction="sendonly")
-        prefs = [
-            c
-            for c in RTCRtpSender.getCapabilities("video").codecs
-            if c.mimeType.lower() == f"video/{codec}"
-        ]
+        codecs = RTCRtpSender.getCapabilities("video").codecs
+        prefs = [c for c in codecs if c.mimeType.lower() == f"video/{codec}"]
         # Constrained Baseline first: what Cloudflare and every browser decode
         prefs.sort(key=lambda c: c.parameters.get("profile-level-id") != "42e01f")
-        rtx = [
-            c
-            for c in RTCRtpSender.getCapabilities("video").codecs
-            if c.mimeType.lower() == "video/rtx"
-        ]
+        rtx = [c for c in codecs if c.mimeType.lower() == "video/rtx"]
         transceiver.setCodecPreferences(prefs + rtx)
         if hasattr(track, "request_keyframe"):
             # aiortc answers PLI/FIR by flagging its own encoder; ours is outside it
@@ -464,7 +457,7 @@ class Publisher:
             return
         try:
             await self._whip.delete(location)
-        except (MediaError, WhipError) as exc:
+        except MediaError as exc:
             # best effort, kept for later: a 403 on the next POST asks for this DELETE again
             logger.info("DELETE of the previous WHIP resource failed: %s", exc)
             return
@@ -479,7 +472,8 @@ class Publisher:
             saved = json.loads(self._state_path.read_text())
         except (OSError, ValueError):
             return
-        if saved.get("whip_url_sha256") == _digest(self._whip_url) and saved.get("location"):
+        ours = saved.get("whip_url_sha256") == whip_url_digest(self._whip_url)
+        if ours and saved.get("location"):
             logger.info("deleting the WHIP resource a previous run left behind")
             self._location = saved["location"]
             await self._delete_location()
@@ -487,7 +481,7 @@ class Publisher:
     def _save_state(self) -> None:
         if self._state_path is None:
             return
-        payload = {"whip_url_sha256": _digest(self._whip_url), "location": self._location}
+        payload = {"whip_url_sha256": whip_url_digest(self._whip_url), "location": self._location}
         tmp = self._state_path.with_name(self._state_path.name + ".tmp")
         self._state_path.parent.mkdir(parents=True, exist_ok=True)
         # the resource URL is as good as the whipUrl to an attacker: owner-only file
@@ -497,7 +491,8 @@ class Publisher:
         os.replace(tmp, self._state_path)
 
 
-def _digest(url: Secret) -> str:
+def whip_url_digest(url: Secret) -> str:
+    """SHA-256 of a whipUrl: names it in state files without storing the secret."""
     return hashlib.sha256(url.reveal().encode()).hexdigest()
 
 
