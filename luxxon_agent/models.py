@@ -135,6 +135,11 @@ class SessionState(StrEnum):
     def is_terminal(self) -> bool:
         return self in (SessionState.ENDED, SessionState.CANCELLED, SessionState.EXPIRED)
 
+    @property
+    def is_running(self) -> bool:
+        """Started and not over: the operator publishes (PAUSED is still the operator's)."""
+        return self in (SessionState.LIVE, SessionState.PAUSED)
+
 
 class SettlementState(StrEnum):
     NOT_READY = "NOT_READY"

@@ -29,6 +29,7 @@ from luxxon_agent.agent.localstub import LocalStub
 from luxxon_agent.agent.provision import Account, create_account, new_private_key
 from luxxon_agent.agent.statefile import write_atomic
 from luxxon_agent.errors import ApiError, LuxxonError
+from luxxon_agent.meter import session_seconds
 from luxxon_agent.models import CreateSessionRequest, Role, Session, SessionState, Settlement
 
 logger = logging.getLogger(__name__)
@@ -275,7 +276,7 @@ async def _meter(
 
     live = 0
     if session.started_at and session.ended_at:
-        live = int((session.ended_at - session.started_at).total_seconds())
+        live = session_seconds(session.started_at, session.ended_at)
     op = config.operators[0]
     with Spool(config.agent.state_dir / op.label / "telemetry.sqlite3") as spool:
         stats = await asyncio.to_thread(spool.stats, session.id)

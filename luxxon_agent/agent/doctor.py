@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -21,14 +20,14 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 from luxxon_agent.agent.config import AgentConfig, OperatorConfig
+from luxxon_agent.agent.operator import free_disk_mb
+from luxxon_agent.agent.workspace import REQUIRED_SCOPES
 from luxxon_agent.errors import LuxxonError
-from luxxon_agent.models import Scope, SessionState
 from luxxon_agent.secret import Secret, redact_url, strip_userinfo
+from luxxon_agent.telemetry.sampler import DEFAULT_MAX_CLOCK_OFFSET_S
 
 DELEGATION_WARN_DAYS = 30
 """Warn this long before the device's delegation expires: renewing needs the wallet."""
-MAX_CLOCK_OFFSET_S = 2.0
-"""Telemetry is dated by this clock; the server refuses samples from the future."""
 CAMERA_TIMEOUT_S = 10.0
 
 
@@ -62,15 +61,12 @@ async def run_doctor(
 def _state_dir(config: AgentConfig) -> Check:
     agent = config.agent
     path = agent.state_dir
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    probe, free_mb = free_disk_mb(path)
     if not os.access(probe, os.W_OK):
         return Check(
             "state dir", False, f"{path} is not writable",
             f"create it for the agent's user: install -d -m 0700 -o luxxon-agent {path}",
         )  # fmt: skip
-    free_mb = shutil.disk_usage(probe).free // (1024 * 1024)
     if free_mb < agent.min_free_disk_mb:
         return Check(
             "spool disk space", False, f"{free_mb} MB free in {probe}",
@@ -138,8 +134,9 @@ def _clock(date_header: str | None, local: float) -> Check:
     except (TypeError, ValueError):
         return Check("clock offset", False, f"unreadable Date header {date_header!r}", None)
     offset = local - server
+    # telemetry is dated by this clock and the server refuses samples from the future;
     # the Date header has 1 s resolution: only beyond that does the offset mean something
-    ok = abs(offset) <= MAX_CLOCK_OFFSET_S + 1
+    ok = abs(offset) <= DEFAULT_MAX_CLOCK_OFFSET_S + 1
     return Check(
         "clock offset", ok, f"{offset:+.1f} s against the server",
         None if ok else "sync the clock: timedatectl set-ntp true (telemetry is dated by it)",
@@ -164,8 +161,7 @@ async def _credentials(
             me = await client.me()
         except LuxxonError as exc:
             return [Check("credentials", False, f"key from {origin}: {exc}", mint)]
-        missing = [s.value for s in (Scope.SESSIONS_OPERATE, Scope.SESSIONS_READ)
-                   if s not in me.scopes]  # fmt: skip
+        missing = [s.value for s in REQUIRED_SCOPES if s not in me.scopes]
         checks = [
             Check(
                 "credentials", not missing and me.kind == "api_key",
@@ -225,7 +221,7 @@ async def _whip(client: object) -> Check:
     import httpx
 
     sessions = await client.list_sessions()  # type: ignore[attr-defined]
-    live = [s for s in sessions if s.state in (SessionState.LIVE, SessionState.PAUSED)]
+    live = [s for s in sessions if s.state.is_running]
     if not live:
         return Check("WHIP reachable", True, "not checked: no LIVE session holds a whipUrl")
     token = await client.producer_token(live[0].id)  # type: ignore[attr-defined]

@@ -8,7 +8,6 @@ gets; the runner never talks to the intake itself.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import shutil
 from pathlib import Path
@@ -43,7 +42,6 @@ class OperatorRunner:
         self.session_id: str | None = None
         """The session this operator is serving (or about to), None when free."""
         self.state_dir = config.agent.state_dir / op.label
-        self.last_position_tick: float | None = None
 
     def __repr__(self) -> str:
         return f"OperatorRunner({self.op.label})"
@@ -87,10 +85,10 @@ class OperatorRunner:
         attempt = 0
         while True:
             try:
-                async with _opened(self.op.position, self.clock) as source:
+                # `async with` closes the source on the way out
+                async with open_position_source(self.op.position, self.clock) as source:
                     async for report in source:
                         self.latest.update(report)
-                        self.last_position_tick = self.clock.monotonic()
                         attempt = 0
                     logger.warning("%s: position source ended; reopening", self.label)
             except LuxxonError as exc:
@@ -98,11 +96,6 @@ class OperatorRunner:
             delay = POSITION_BACKOFF.delay(attempt)
             attempt += 1
             await self.clock.sleep(delay)
-
-
-def _opened(url: str, clock: Clock) -> PositionSource:
-    """The source for `url`; used as `async with`, which closes it on the way out."""
-    return open_position_source(url, clock)
 
 
 def open_position_source(url: str, clock: Clock) -> PositionSource:
@@ -130,20 +123,16 @@ def camera_problem(video_url: str) -> str | None:
     return None
 
 
-def disk_problem(state_dir: Path, min_free_mb: int) -> str | None:
-    probe = state_dir
+def free_disk_mb(path: Path) -> tuple[Path, int]:
+    """The nearest existing directory at or above `path` (it may not exist yet), MB free there."""
+    probe = path
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    free_mb = shutil.disk_usage(probe).free // (1024 * 1024)
+    return probe, shutil.disk_usage(probe).free // (1024 * 1024)
+
+
+def disk_problem(state_dir: Path, min_free_mb: int) -> str | None:
+    _, free_mb = free_disk_mb(state_dir)
     if free_mb < min_free_mb:
         return f"disk full ({free_mb} MB free in {state_dir}, need {min_free_mb})"
     return None
-
-
-async def cancel_and_wait(task: asyncio.Task) -> None:
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        if asyncio.current_task().cancelling():  # type: ignore[union-attr]
-            raise

@@ -31,7 +31,7 @@ from luxxon_agent.agent.config import OnSigterm
 from luxxon_agent.agent.waiting import sleep_or_event
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.errors import ApiError, LuxxonError, MediaError, TransportError
-from luxxon_agent.meter import earnings
+from luxxon_agent.meter import earnings, session_seconds
 from luxxon_agent.models import Session, SessionState
 from luxxon_agent.secret import Secret
 
@@ -155,7 +155,7 @@ class SessionRun:
             except ApiError as exc:
                 if exc.code == "INVALID_STATE":
                     fresh = await self.client.get_session(session.id)
-                    if fresh.state in (SessionState.LIVE, SessionState.PAUSED):
+                    if fresh.state.is_running:
                         self.session = fresh  # a start that landed before a crash
                         return await self._go_live()
                     logger.info("%s: not startable (%s); dropping it", self._log, fresh.state)
@@ -175,7 +175,7 @@ class SessionRun:
             except TransportError as exc:
                 if session.started_at is None:
                     raise
-                self.link.api_health.last_error = str(exc)
+                self.link.api_failed(exc)
                 logger.warning(
                     "%s: API unreachable (%s); resuming offline: sampling into the spool, "
                     "video and upload when the API is back",
@@ -184,7 +184,7 @@ class SessionRun:
                 )
                 whip = None
             else:
-                self.link.api_health.ok(self.clock.monotonic())
+                self.link.api_ok()
                 logger.info("%s: resuming LIVE session on its whipUrl", self._log)
         self._remember("LIVE")
         status = self.runner.status
@@ -201,7 +201,7 @@ class SessionRun:
             if exc.status == 404:
                 raise _SessionGone("gone (404)") from None
             raise
-        if fresh.state not in (SessionState.LIVE, SessionState.PAUSED):
+        if not fresh.state.is_running:
             raise _SessionGone(fresh.state.value)
         self.session = fresh
         return Secret((await self.client.producer_token(fresh.id)).whip_url)
@@ -318,7 +318,6 @@ class SessionRun:
         """Poll the session until the consumer ends it, maxDuration, or the agent stops."""
         poll = self.link.config.agent.poll_seconds
         while True:
-            self.refresh_status()
             await self._mind_sampling()
             await self._mind_video()
             deadline = self._deadline_in()
@@ -332,12 +331,12 @@ class SessionRun:
                 fresh = await self.client.get_session(self.session.id)
             except (ApiError, TransportError) as exc:
                 # the API away (a restart, a network flip): keep publishing, ask again
-                self.link.api_health.last_error = str(exc)
+                self.link.api_failed(exc)
                 logger.warning("%s: session poll: %s", self._log, exc)
                 continue
-            self.link.api_health.ok(self.clock.monotonic())
+            self.link.api_ok()
             self.session = fresh
-            if fresh.state not in (SessionState.LIVE, SessionState.PAUSED):
+            if not fresh.state.is_running:
                 logger.info("%s: session is %s (ended by the consumer)", self._log, fresh.state)
                 return Outcome.CONSUMER_ENDED
 
@@ -434,7 +433,7 @@ class SessionRun:
             status.telemetry.pending = spooled.pending
         started = self.session.started_at
         if started is not None:
-            live = max(0, int((self.clock.now() - started).total_seconds()))
+            live = session_seconds(started, self.clock.now())
             status.live_seconds = min(live, self.session.max_duration_seconds)
             fee = self.link.fee_bps or 0
             status.earned_micro_usdc = earnings(

@@ -96,7 +96,6 @@ class Supervisor:
         self._main_task: asyncio.Task[Any] | None = None
         self._force = False
         self._started_at = clock.now()
-        self._started_mono = clock.monotonic()
         self._state: StateFile | None = None
         self._phase = "starting"
         self._progress: dict[str, _Progress] = {}
@@ -370,11 +369,7 @@ class Supervisor:
         except LuxxonError as exc:
             logger.warning("session %s: %s; will retry", session.id, exc)
             return session
-        if fresh is not None and fresh.state in (
-            SessionState.ASSIGNED,
-            SessionState.LIVE,
-            SessionState.PAUSED,
-        ):
+        if fresh is not None and (fresh.state is SessionState.ASSIGNED or fresh.state.is_running):
             return fresh
         state = fresh.state if fresh is not None else "unknown to the server"
         logger.info("session %s is %s; giving it up", session.id, state)

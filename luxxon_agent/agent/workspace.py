@@ -94,10 +94,12 @@ class WorkspaceLink:
     def __repr__(self) -> str:
         return f"WorkspaceLink({self.workspace_id or '?'}, {[o.label for o in self.operators]})"
 
-    def _ok(self) -> None:
+    def api_ok(self) -> None:
+        """The API just answered."""
         self.api_health.ok(self.clock.monotonic())
 
-    def _failed(self, exc: LuxxonError) -> None:
+    def api_failed(self, exc: LuxxonError) -> None:
+        """A call to the API failed with `exc` (shown until it answers again)."""
         self.api_health.last_error = str(exc)
 
     def availability_changed(self) -> None:
@@ -114,15 +116,15 @@ class WorkspaceLink:
                 me = await self.client.me()
                 server = await self.client.config()
             except TransportError as exc:
-                self._failed(exc)
+                self.api_failed(exc)
                 logger.warning("API not reachable (%s); retrying", exc)
             except ApiError as exc:
-                self._failed(exc)
+                self.api_failed(exc)
                 if exc.status in (401, 403):
                     raise AuthError(f"the API refused the agent's key: {exc}") from None
                 logger.warning("API error on connect: %s; retrying", exc)
             else:
-                self._ok()
+                self.api_ok()
                 if me.kind != "api_key" or not me.workspace_id:
                     raise AuthError("the agent needs an operator API key (GET /me is not a key)")
                 missing = [s.value for s in REQUIRED_SCOPES if s not in me.scopes]
@@ -158,10 +160,10 @@ class WorkspaceLink:
             try:
                 self._learn(await self.client.config())
             except (ApiError, TransportError) as exc:
-                self._failed(exc)
+                self.api_failed(exc)
                 logger.warning("GET /config: %s; telemetry waits for the chain id", exc)
                 return None
-            self._ok()
+            self.api_ok()
         return self._chain_id
 
     def resume_offline(self) -> None:
@@ -201,8 +203,8 @@ class WorkspaceLink:
                     self.state.set_session(op.label, None, None, None)
                     continue
                 raise
-            self._ok()
-            if session.state in (SessionState.LIVE, SessionState.PAUSED):
+            self.api_ok()
+            if session.state.is_running:
                 logger.info("%s: resuming LIVE session %s", op.label, session.id)
                 self._take(op, session)
             elif session.state is SessionState.ASSIGNED:
@@ -226,7 +228,7 @@ class WorkspaceLink:
         """Cancel ASSIGNED leftovers no operator here owns (a crash before the state write)."""
         owned = {op.session_id for op in self.operators if op.session_id}
         sessions = await self.client.list_sessions(SessionState.ASSIGNED)
-        self._ok()
+        self.api_ok()
         leftovers = [
             s
             for s in sessions
@@ -314,10 +316,10 @@ class WorkspaceLink:
         try:
             await self.client.update_workspace(self.workspace_id, request)
         except (ApiError, TransportError) as exc:
-            self._failed(exc)
+            self.api_failed(exc)
             logger.warning("%r: cannot go %s: %s", self, desired.value, exc)
             return
-        self._ok()
+        self.api_ok()
         previous, self._sent = self._sent, desired
         if desired is AvailabilityState.OFFLINE:
             logger.warning("%r: %s -> OFFLINE: %s", self, previous, reason)
@@ -366,7 +368,7 @@ class WorkspaceLink:
         try:
             await self.client.post_location(self.workspace_id, beat)
         except ApiError as exc:
-            self._failed(exc)
+            self.api_failed(exc)
             if exc.status == 409:
                 logger.warning(
                     "heartbeat sequence %d refused as stale; jumping ahead", beat.sequence
@@ -375,10 +377,10 @@ class WorkspaceLink:
             else:
                 logger.warning("heartbeat: %s", exc)
         except TransportError as exc:
-            self._failed(exc)
+            self.api_failed(exc)
             logger.warning("heartbeat: %s", exc)
         else:
-            self._ok()
+            self.api_ok()
 
     async def _intake_loop(self, stop: asyncio.Event) -> None:
         while not await sleep_or_event(self.clock, self.config.agent.poll_seconds, stop):
@@ -387,10 +389,10 @@ class WorkspaceLink:
             try:
                 sessions = await self.client.list_sessions()
             except (ApiError, TransportError) as exc:
-                self._failed(exc)
+                self.api_failed(exc)
                 logger.warning("intake: %s", exc)
                 continue
-            self._ok()
+            self.api_ok()
             # oldest first: the consumer who waited longest is served first
             for session in sorted(sessions, key=lambda s: s.created_at):
                 if stop.is_set():
@@ -428,7 +430,7 @@ class WorkspaceLink:
                 op.session_id = None
                 logger.info("%s: could not accept %s: %s", op.label, session.id, exc)
                 return
-            self._ok()
+            self.api_ok()
             logger.info("%s: auto-accepted session %s", op.label, session.id)
             self._take(op, accepted)
             return

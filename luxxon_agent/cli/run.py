@@ -66,7 +66,7 @@ def run(
     base_url: str | None = typer.Option(None, help="Override [api] base_url."),
     state_dir: Annotated[Path | None, typer.Option(help="Override [agent] state_dir.")] = None,
     status_listen: str | None = typer.Option(
-        None, "--status-listen", help="Override [status] listen (HOST:PORT or unix:/path)."
+        None, "--status-listen", help="Override the status.listen key (HOST:PORT or unix:/path)."
     ),
     ice_loopback: bool | None = typer.Option(
         None, "--ice-loopback/--no-ice-loopback", help="Pin WebRTC ICE to 127.0.0.1."
@@ -151,7 +151,7 @@ def status(
         None, "--listen", help=f"Status endpoint (default: from --config, else {DEFAULT_STATUS})."
     ),
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="Read [status] listen here.")
+        Path | None, typer.Option("--config", "-c", help="Read status.listen from this config.")
     ] = None,
     once: bool = typer.Option(False, "--once", help="Print one snapshot and exit."),
     as_json: bool = typer.Option(False, "--json", help="Print the raw status JSON once."),
