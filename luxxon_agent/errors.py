@@ -107,3 +107,7 @@ class PositionSourceError(LuxxonError):
 
 class TelemetryError(LuxxonError):
     """Signing, spooling or uploading telemetry failed."""
+
+
+class SignatureError(TelemetryError):
+    """A signature or key is malformed, non-canonical or recovers to no key."""

@@ -30,7 +30,7 @@ from luxxon_agent.errors import AuthError, ConfigError
 from luxxon_agent.secret import Secret
 
 if TYPE_CHECKING:
-    from luxxon_agent.telemetry.eip712 import KeySigner
+    from luxxon_agent.eip712 import KeySigner
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class DeviceKey:
     """Human description of the store: keyring entry or file path."""
 
     def signer(self) -> KeySigner:
-        from luxxon_agent.telemetry.eip712 import KeySigner
+        from luxxon_agent.eip712 import KeySigner
 
         return KeySigner(self.private_key)
 
@@ -130,7 +130,7 @@ class DeviceKeyStore:
         return self.generate(), True
 
     def _device_key(self, raw: bytes) -> DeviceKey:
-        from luxxon_agent.telemetry.eip712 import KeySigner
+        from luxxon_agent.eip712 import KeySigner
 
         secret = Secret("0x" + raw.hex())
         return DeviceKey(
@@ -202,7 +202,7 @@ def _keyring_works() -> bool:
 
 
 def _random_private_key() -> bytes:
-    from luxxon_agent.telemetry.eip712 import SECP256K1_N
+    from luxxon_agent.eip712 import SECP256K1_N
 
     while True:  # loops again with probability ~2^-128
         raw = secrets.token_bytes(32)

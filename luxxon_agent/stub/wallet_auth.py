@@ -24,13 +24,6 @@ def new_nonce() -> str:
     return "".join(secrets.choice(_NONCE_ALPHABET) for _ in range(22))
 
 
-def checksum_address(address: str) -> str:
-    """EIP-55 form of a 0x address (the request models already checked its shape)."""
-    from eth_utils import to_checksum_address
-
-    return str(to_checksum_address(address))
-
-
 def siwe_message(
     config: StubConfig, address: str, nonce: str, issued_at: datetime, expires_at: datetime
 ) -> str:

@@ -9,6 +9,7 @@ from datetime import datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from luxxon_agent.eip712 import normalize_address as checksum_address
 from luxxon_agent.models import (
     ErrorCode,
     Me,
@@ -31,7 +32,6 @@ from luxxon_agent.stub.http_error import HttpError
 from luxxon_agent.stub.runtime import StubRuntime, ok, runtime
 from luxxon_agent.stub.store import parse_ts, ts
 from luxxon_agent.stub.wallet_auth import (
-    checksum_address,
     new_nonce,
     siwe_message,
     verify_siwe,
