@@ -27,8 +27,8 @@ from typing import Any
 from luxxon_agent.agent.config import AgentConfig
 from luxxon_agent.agent.localstub import LocalStub
 from luxxon_agent.agent.provision import Account, create_account, new_private_key
-from luxxon_agent.agent.statefile import write_atomic
 from luxxon_agent.errors import ApiError, LuxxonError
+from luxxon_agent.files import write_atomic
 from luxxon_agent.meter import session_seconds
 from luxxon_agent.models import CreateSessionRequest, Role, Session, SessionState, Settlement
 

@@ -22,7 +22,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -35,6 +34,7 @@ import httpx
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
 from luxxon_agent.errors import LuxxonError, MediaError, WhipError
+from luxxon_agent.files import write_atomic
 from luxxon_agent.secret import Secret, redact_url
 from luxxon_agent.video.encoder import VideoOptions, make_encoding_track
 from luxxon_agent.video.mediasource import MediaSource
@@ -482,13 +482,8 @@ class Publisher:
         if self._state_path is None:
             return
         payload = {"whip_url_sha256": whip_url_digest(self._whip_url), "location": self._location}
-        tmp = self._state_path.with_name(self._state_path.name + ".tmp")
-        self._state_path.parent.mkdir(parents=True, exist_ok=True)
         # the resource URL is as good as the whipUrl to an attacker: owner-only file
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle)
-        os.replace(tmp, self._state_path)
+        write_atomic(self._state_path, json.dumps(payload))
 
 
 def whip_url_digest(url: Secret) -> str:
