@@ -39,10 +39,9 @@ from luxxon_agent.agent.session import (
 )
 from luxxon_agent.agent.statefile import StateFile
 from luxxon_agent.agent.status import AgentStatus, StatusServer
-from luxxon_agent.agent.waiting import sleep_or_event
 from luxxon_agent.agent.workspace import ApiHealth, WorkspaceLink
 from luxxon_agent.backoff import Backoff
-from luxxon_agent.clock import SYSTEM_CLOCK, Clock
+from luxxon_agent.clock import SYSTEM_CLOCK, Clock, sleep_or_event
 from luxxon_agent.errors import ApiError, AuthError, LuxxonError
 from luxxon_agent.models import Session, SessionState
 from luxxon_agent.secret import Secret
