@@ -22,9 +22,6 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-API_PREFIX = "/api/v1"
-PRODUCTION_BASE_URL = "https://api.luxxon.dev/api/v1"
-
 
 def format_timestamp(value: datetime) -> str:
     """ISO-8601 UTC with milliseconds and a Z, as the API writes every time."""

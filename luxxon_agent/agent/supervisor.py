@@ -45,6 +45,7 @@ from luxxon_agent.clock import SYSTEM_CLOCK, Clock, sleep_or_event
 from luxxon_agent.errors import ApiError, AuthError, LuxxonError
 from luxxon_agent.models import Session, SessionState
 from luxxon_agent.secret import Secret
+from luxxon_agent.wire import SPOOL_FILE_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ class Supervisor:
         for op_config in self.config.operators:
             runner = OperatorRunner(op_config, self.config, self.clock)
             self.operators.append(runner)
-            self._spools[runner.label] = Spool(runner.state_dir / "telemetry.sqlite3")
+            self._spools[runner.label] = Spool(runner.state_dir / SPOOL_FILE_NAME)
             key, origin = resolve_agent_key(
                 op_config.api_key_file or self.config.api.key_file, self.env
             )

@@ -24,8 +24,8 @@ from luxxon_agent.models import Environment, ErrorCode, Scope
 from luxxon_agent.stub.http_error import HttpError
 from luxxon_agent.stub.runtime import StubRuntime, runtime
 from luxxon_agent.stub.store import parse_ts, ts
+from luxxon_agent.wire import SESSION_COOKIE
 
-SESSION_COOKIE = "lx_session"
 KEY_PREFIXES = {Environment.LIVE: "lxxn_live_", Environment.TEST: "lxxn_test_"}
 KEY_PREFIX_LENGTH = 20
 _KEY_ALPHABET = string.ascii_letters + string.digits

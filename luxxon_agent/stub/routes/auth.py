@@ -20,7 +20,6 @@ from luxxon_agent.models import (
     WalletLoginResult,
 )
 from luxxon_agent.stub.auth import (
-    SESSION_COOKIE,
     AnyCaller,
     Principal,
     WalletSession,
@@ -36,6 +35,7 @@ from luxxon_agent.stub.wallet_auth import (
     siwe_message,
     verify_siwe,
 )
+from luxxon_agent.wire import SESSION_COOKIE
 
 router = APIRouter(tags=["auth"])
 
