@@ -45,6 +45,7 @@ from luxxon_agent.clock import SYSTEM_CLOCK, Clock, sleep_or_event
 from luxxon_agent.errors import ApiError, AuthError, LuxxonError
 from luxxon_agent.models import Session, SessionState
 from luxxon_agent.secret import Secret
+from luxxon_agent.signals import stop_on_signals
 from luxxon_agent.wire import SPOOL_FILE_NAME
 
 logger = logging.getLogger(__name__)
@@ -104,25 +105,24 @@ class Supervisor:
 
     async def serve(self) -> int:
         """Run until a signal (or a fatal error); returns the exit code."""
-        loop = asyncio.get_running_loop()
         self._main_task = asyncio.current_task()
-        installed = self._capture_signals(loop)
         try:
-            await self.startup()
-            self.notifier.ready(self.status_line())
-            logger.info(
-                "agent ready: %d operator(s) in %d workspace link(s)",
-                len(self.operators),
-                len(self.links),
-            )
-            await self._run()
+            with stop_on_signals(
+                self.should_exit, on_stop=self._on_signal, on_force=self._force_exit
+            ):
+                await self.startup()
+                self.notifier.ready(self.status_line())
+                logger.info(
+                    "agent ready: %d operator(s) in %d workspace link(s)",
+                    len(self.operators),
+                    len(self.links),
+                )
+                await self._run()
         except asyncio.CancelledError:
             if not self._force:
                 raise
             logger.warning("forced exit: tasks cancelled")
         finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
             await self._close()
         return self.exit_code
 
@@ -161,24 +161,14 @@ class Supervisor:
 
     # ---- signals ------------------------------------------------------------------------
 
-    def _capture_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
-        installed: list[int] = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, self._on_signal, sig)
-            except (NotImplementedError, RuntimeError, ValueError):
-                continue  # not the main thread (tests in a thread): the caller stops us
-            installed.append(sig)
-        return installed
-
-    def _on_signal(self, sig: int) -> None:
-        if sig == signal.SIGINT and self.should_exit.is_set():
-            self._force = True
-            if self._main_task is not None:
-                self._main_task.cancel()
-            return
-        logger.info("received %s", signal.Signals(sig).name)
+    def _on_signal(self, sig: signal.Signals) -> None:
+        logger.info("received %s", sig.name)
         self.request_exit()
+
+    def _force_exit(self) -> None:
+        self._force = True
+        if self._main_task is not None:
+            self._main_task.cancel()
 
     # ---- startup ------------------------------------------------------------------------
 
