@@ -27,7 +27,7 @@ from typing import Any
 from luxxon_agent.agent.config import AgentConfig
 from luxxon_agent.agent.localstub import LocalStub
 from luxxon_agent.agent.provision import Account, create_account, new_private_key
-from luxxon_agent.errors import ApiError, LuxxonError
+from luxxon_agent.errors import EXIT_INTERRUPTED, ApiError, LuxxonError
 from luxxon_agent.files import write_atomic
 from luxxon_agent.meter import session_seconds
 from luxxon_agent.models import CreateSessionRequest, Role, Session, SessionState, Settlement
@@ -69,7 +69,7 @@ class DemoResult:
 
 
 class DemoInterrupted(LuxxonError):
-    exit_code = 130
+    exit_code = EXIT_INTERRUPTED
 
 
 Step = Callable[[str], None]

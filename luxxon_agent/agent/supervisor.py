@@ -42,7 +42,14 @@ from luxxon_agent.agent.status import AgentStatus, StatusServer
 from luxxon_agent.agent.workspace import ApiHealth, WorkspaceLink
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock, sleep_or_event
-from luxxon_agent.errors import ApiError, AuthError, LuxxonError
+from luxxon_agent.errors import (
+    EXIT_AUTH,
+    EXIT_OK,
+    EXIT_STARTUP_FAILURE,
+    ApiError,
+    AuthError,
+    LuxxonError,
+)
 from luxxon_agent.models import Session, SessionState
 from luxxon_agent.secret import Secret
 from luxxon_agent.signals import stop_on_signals
@@ -50,9 +57,6 @@ from luxxon_agent.wire import SPOOL_FILE_NAME
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_STARTUP_FAILURE = 3
-EXIT_AUTH = 4
 RESTART_BACKOFF = Backoff(initial=1.0, maximum=30.0)
 STATUS_TICK_S = 1.0
 
