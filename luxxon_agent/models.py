@@ -181,24 +181,6 @@ class ErrorCode(StrEnum):
     INVALID_DELEGATION = "INVALID_DELEGATION"
 
 
-# ---- envelopes -----------------------------------------------------------------
-
-
-class Envelope(ApiModel):
-    """Success body: the payload is in `data`."""
-
-    status_code: int
-    message: str = "OK"
-    data: Any = None
-    timestamp: Timestamp
-
-
-class ErrorBody(ApiModel):
-    code: str
-    message: str
-    detail: str | None = None
-
-
 # ---- objects -------------------------------------------------------------------
 
 
