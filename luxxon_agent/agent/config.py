@@ -145,6 +145,8 @@ class FixedPosition(_Section):
 
 
 class OperatorConfig(_Section):
+    """One `[[operators]]` table: a device that sells its view (label, position, video, policy)."""
+
     label: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._-]+$")
     position: str
     """Position source URL (serial://, tcp://, gpsd://, mavlink://, sim://, nmea-file://, fixed://)."""

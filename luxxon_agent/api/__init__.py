@@ -11,14 +11,12 @@ the same client, blocking (`with LuxxonClient(base_url) as c: c.health()`).
 
 from luxxon_agent.api._client import AsyncLuxxonClient
 from luxxon_agent.api._envelope import unwrap
-from luxxon_agent.api._retry import DEFAULT_RETRY, NO_RETRY, RETRY_STATUSES, RetryPolicy
+from luxxon_agent.api._retry import RETRY_STATUSES, RetryPolicy
 from luxxon_agent.api._sync_client import LuxxonClient
 
 __all__ = [
     "AsyncLuxxonClient",
-    "DEFAULT_RETRY",
     "LuxxonClient",
-    "NO_RETRY",
     "RETRY_STATUSES",
     "RetryPolicy",
     "unwrap",
