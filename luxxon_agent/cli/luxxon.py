@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from luxxon_agent.cli import earnings, operators
-from luxxon_agent.cli._common import handle_errors
+from luxxon_agent.cli._common import command_group, handle_errors
 from luxxon_agent.cli._context import (
     Globals,
     JsonOpt,
@@ -38,21 +38,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# rich_markup_mode=None: plain click help, which skips importing rich's markdown stack (~0.2 s)
-_TYPER_OPTIONS: dict[str, Any] = {
-    "no_args_is_help": True,
-    "add_completion": False,
-    "pretty_exceptions_enable": False,
-    "rich_markup_mode": None,
-}
-
-app = typer.Typer(name="luxxon", **_TYPER_OPTIONS)
-wallet_app = typer.Typer(
-    help="The operator's wallet key (keyring or 0600 keystore).", **_TYPER_OPTIONS
-)
-workspaces_app = typer.Typer(help="Create and update workspaces.", **_TYPER_OPTIONS)
-keys_app = typer.Typer(help="Mint and revoke API keys (wallet login needed).", **_TYPER_OPTIONS)
-sessions_app = typer.Typer(help="Operate sessions with the profile's API key.", **_TYPER_OPTIONS)
+app = command_group(name="luxxon")
+wallet_app = command_group("The operator's wallet key (keyring or 0600 keystore).")
+workspaces_app = command_group("List, select, create and update the wallet's workspaces.")
+keys_app = command_group("Mint and revoke API keys (wallet login needed).")
+sessions_app = command_group("Operate sessions with the profile's API key.")
 app.add_typer(wallet_app, name="wallet")
 app.add_typer(workspaces_app, name="workspaces")
 app.add_typer(keys_app, name="keys")

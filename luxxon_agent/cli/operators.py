@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from luxxon_agent.cli._common import handle_errors
+from luxxon_agent.cli._common import command_group, handle_errors
 from luxxon_agent.cli._context import JsonOpt, call, wallet_store, wants_json
 from luxxon_agent.errors import ConfigError
 
@@ -20,12 +20,8 @@ if TYPE_CHECKING:
     from luxxon_agent.api import AsyncLuxxonClient
     from luxxon_agent.identity import Profile
 
-operators_app = typer.Typer(
-    help="Devices (operators) of a SUPPLIER workspace, authorised by the wallet.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+operators_app = command_group(
+    "Devices (operators) of a SUPPLIER workspace, authorised by the wallet."
 )
 
 OPERATOR_COLUMNS = ("id", "label", "kind", "deviceAddress", "expiresAt", "revokedAt")
