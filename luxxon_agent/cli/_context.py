@@ -1,7 +1,7 @@
 """What every `luxxon` command group shares: global options, profile, client.
 
 `luxxon.py` parses the global options into `Globals` (ctx.obj of the root);
-its groups and the ones in `operators.py` and `earnings.py` then reach the
+its groups and the ones in `workspaces.py`, `operators.py` and `earnings.py` reach the
 profile, the wallet and an authenticated client through the functions here.
 Only typer at module level: the rest loads inside the calls (`luxxon --help`).
 """
@@ -31,6 +31,10 @@ Auth = Literal["none", "cookie", "key", "any"]
 PASSPHRASE_ENV = "LUXXON_WALLET_PASSPHRASE"
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+WorkspaceOpt = Annotated[
+    str,
+    typer.Option("--workspace", metavar="ID", help="Workspace id (`luxxon workspaces list`)."),
+]
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,16 @@ def call(
             return await body(client, profile)
 
     return run_async(run())
+
+
+async def act_for(client: AsyncLuxxonClient, workspace_id: str) -> None:
+    """Pin a wallet session to `workspace_id` before a call made for it.
+
+    Every command that names a workspace calls this first, so the user never
+    has to select one by hand; an API key is bound to its workspace already.
+    """
+    if client.session_cookie is not None:
+        await client.select_workspace(workspace_id)
 
 
 def request_model(model_name: str, **values: Any) -> Any:

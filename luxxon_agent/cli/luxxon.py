@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from luxxon_agent.cli import earnings, operators
+from luxxon_agent.cli import earnings, operators, workspaces
 from luxxon_agent.cli._common import command_group, handle_errors
 from luxxon_agent.cli._context import (
     Globals,
     JsonOpt,
+    WorkspaceOpt,
+    act_for,
     call,
     open_profile,
     request_model,
@@ -40,11 +42,9 @@ T = TypeVar("T")
 
 app = command_group(name="luxxon")
 wallet_app = command_group("The operator's wallet key (keyring or 0600 keystore).")
-workspaces_app = command_group("List, select, create and update the wallet's workspaces.")
 keys_app = command_group("Mint and revoke API keys (wallet login needed).")
 sessions_app = command_group("Operate sessions with the profile's API key.")
 app.add_typer(wallet_app, name="wallet")
-app.add_typer(workspaces_app, name="workspaces")
 app.add_typer(keys_app, name="keys")
 app.add_typer(sessions_app, name="sessions")
 
@@ -218,7 +218,7 @@ def login(
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
         result = await siwe_login(client, key)
         if workspace:
-            await client.select_workspace(workspace)
+            await act_for(client, workspace)
         return result, client.session_cookie
 
     result, cookie = call(ctx, "none", body)
@@ -270,112 +270,6 @@ def whoami(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     emit(call(ctx, "any", body).to_wire(), as_json=wants_json(ctx, json_out))
 
 
-# ---- workspaces -----------------------------------------------------------------------
-
-
-@workspaces_app.command("create")
-@handle_errors
-def workspaces_create(
-    ctx: typer.Context,
-    slug: Annotated[str, typer.Option("--slug", help="URL name: a-z, 0-9, dashes.")],
-    name: Annotated[str, typer.Option("--name", help="Display name.")],
-    supplier: Annotated[bool, typer.Option("--supplier", help="An operator workspace.")] = False,
-    consumer: Annotated[bool, typer.Option("--consumer", help="A consumer workspace.")] = False,
-    json_out: JsonOpt = False,
-) -> None:
-    """Create a workspace owned by the wallet (signs the workspace challenge)."""
-    from luxxon_agent.cli._render import emit
-    from luxxon_agent.identity import address_of, create_workspace_signed
-    from luxxon_agent.models import Role
-
-    roles = [role for flag, role in ((supplier, Role.SUPPLIER), (consumer, Role.CONSUMER)) if flag]
-    if not roles:
-        raise ConfigError("choose a role: --supplier (operator) and/or --consumer")
-    request_model(
-        "CreateWorkspaceRequest",
-        slug=slug,
-        name=name,
-        walletAddress="0x" + "0" * 40,
-        signature="0x00",
-        nonce="placeholder",
-        roles=roles,
-    )  # validates slug and name before the wallet is unlocked
-    profile = open_profile(ctx)
-    key = wallet_store(profile).private_key()
-
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
-        return await create_workspace_signed(client, key, slug=slug, name=name, roles=roles)
-
-    workspace = call(ctx, "none", body)
-    profile.update_settings(walletAddress=address_of(key))
-    emit(workspace.to_wire(), as_json=wants_json(ctx, json_out), title="workspace created")
-
-
-def _parse_coverage(text: str) -> tuple[float, float, float]:
-    parts = [part.strip() for part in text.split(",")]
-    try:
-        lat, lng, radius = (float(part) for part in parts)
-    except ValueError:
-        raise ConfigError(
-            f"--coverage wants LAT,LNG,RADIUS_M (three numbers), got {text!r}"
-        ) from None
-    return lat, lng, radius
-
-
-@workspaces_app.command("update")
-@handle_errors
-def workspaces_update(
-    ctx: typer.Context,
-    workspace_id: Annotated[str, typer.Argument(metavar="ID", help="Workspace id.")],
-    online: Annotated[bool, typer.Option("--online", help="Available for dispatch.")] = False,
-    offline: Annotated[bool, typer.Option("--offline", help="Not available.")] = False,
-    coverage: Annotated[
-        str | None, typer.Option("--coverage", metavar="LAT,LNG,RADIUS_M", help="Service area.")
-    ] = None,
-    device_kind: Annotated[
-        str | None,
-        typer.Option("--device-kind", help="PHONE, LAPTOP, DRONE, PTZ, FIXED or OTHER."),
-    ] = None,
-    name: Annotated[str | None, typer.Option("--name", help="New display name.")] = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Change availability, coverage, device kind or name.
-
-    --online alone is enough when the server already has the workspace's coverage;
-    without one it refuses, and its error is printed as is.
-    """
-    from luxxon_agent.cli._render import emit
-
-    if online and offline:
-        raise ConfigError("choose one of --online and --offline")
-    values: dict[str, Any] = {}
-    if online or offline:
-        values["availabilityState"] = "ONLINE" if online else "OFFLINE"
-    if coverage is not None:
-        lat, lng, radius = _parse_coverage(coverage)
-        values.update(coverageLat=lat, coverageLng=lng, coverageRadiusMeters=radius)
-    if device_kind is not None:
-        values["deviceKind"] = device_kind.upper()
-    if name is not None:
-        values["name"] = name
-    if not values:
-        raise ConfigError(
-            "nothing to update: give --online/--offline, --coverage, --device-kind or --name"
-        )
-    request = request_model("UpdateWorkspaceRequest", **values)
-
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
-        if client.session_cookie is not None:
-            await client.select_workspace(workspace_id)
-        return await client.update_workspace(workspace_id, request)
-
-    emit(
-        call(ctx, "any", body).to_wire(),
-        as_json=wants_json(ctx, json_out),
-        title="workspace updated",
-    )
-
-
 # ---- API keys -----------------------------------------------------------------------------
 
 
@@ -383,7 +277,7 @@ def workspaces_update(
 @handle_errors
 def keys_create(
     ctx: typer.Context,
-    workspace: Annotated[str, typer.Option("--workspace", help="Workspace id.")],
+    workspace: WorkspaceOpt,
     label: Annotated[str, typer.Option("--label", help="What the key is for.")],
     environment: Annotated[str, typer.Option("--environment", help="TEST or LIVE.")],
     scope: Annotated[
@@ -417,7 +311,7 @@ def keys_create(
     )
 
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
-        await client.select_workspace(workspace)
+        await act_for(client, workspace)
         return await client.create_api_key(workspace, request)
 
     key = call(ctx, "cookie", body)
@@ -450,14 +344,14 @@ def keys_create(
 def keys_revoke(
     ctx: typer.Context,
     key_id: Annotated[str, typer.Argument(metavar="KEY_ID")],
-    workspace: Annotated[str, typer.Option("--workspace", help="Workspace id.")],
+    workspace: WorkspaceOpt,
     json_out: JsonOpt = False,
 ) -> None:
     """Revoke an API key (it keeps working for the server's grace window)."""
     from luxxon_agent.cli._render import emit
 
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
-        await client.select_workspace(workspace)
+        await act_for(client, workspace)
         return await client.revoke_api_key(workspace, key_id)
 
     key = call(ctx, "cookie", body)
@@ -629,6 +523,7 @@ def sessions_frame(
 
 # ---- other command groups ------------------------------------------------------------------
 
+workspaces.register(app)
 operators.register(app)
 earnings.register(sessions_app)
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from luxxon_agent.cli._common import command_group, handle_errors
-from luxxon_agent.cli._context import JsonOpt, call, wallet_store, wants_json
+from luxxon_agent.cli._context import JsonOpt, WorkspaceOpt, act_for, call, wallet_store, wants_json
 from luxxon_agent.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -25,7 +25,6 @@ operators_app = command_group(
 )
 
 OPERATOR_COLUMNS = ("id", "label", "kind", "deviceAddress", "expiresAt", "revokedAt")
-WorkspaceOpt = Annotated[str, typer.Option("--workspace", help="Workspace id.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -70,6 +69,7 @@ def register_command(
 
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
         wallet = KeySigner(wallet_store(profile).private_key())
+        await act_for(client, workspace)
         config = await client.config()
         return await register_operator(
             client,
@@ -94,6 +94,7 @@ def list_command(ctx: typer.Context, workspace: WorkspaceOpt, json_out: JsonOpt 
     from luxxon_agent.cli._render import table
 
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+        await act_for(client, workspace)
         return await client.list_operators(workspace)
 
     rows = [op.to_wire() for op in call(ctx, "any", body)]
@@ -112,6 +113,7 @@ def revoke_command(
     from luxxon_agent.cli._render import emit
 
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+        await act_for(client, workspace)
         return await client.revoke_operator(workspace, operator_id)
 
     operator = call(ctx, "any", body)
