@@ -382,6 +382,54 @@ def test_online_alone_then_key_rotation(supplier: Supplier) -> None:
     op.assert_no_secret_leaked([old_key, new_key, supplier.private_key[2:]])
 
 
+def test_new_wallet_registers_an_operator_right_after_creating_its_workspace(
+    stub: Stub, tmp_path: Path
+) -> None:
+    """The first-day path: login before any workspace exists, create, then use it at once."""
+    op = Operator(stub, tmp_path)
+    wallet = op.json("wallet", "new")
+    op.run("login")  # no workspace yet: the wallet session acts for none
+    empty = op.run("workspaces", "list")
+    assert empty.stdout.startswith("no workspaces yet: run `luxxon workspaces create")
+    first = op.json("workspaces", "create", "--slug", "first-day", "--name", "One", "--supplier")
+    second = op.json("workspaces", "create", "--slug", "second-day", "--name", "Two", "--supplier")
+    first_id, second_id = str(first["id"]), str(second["id"])
+    unselected = op.run("workspaces", "list")
+    assert "none selected: run `luxxon workspaces select ID`" in unselected.stdout
+
+    device = Account.create().address
+    registered = op.json(
+        "operators", "register", "--workspace", first_id, "--label", "drone-1",
+        "--device-address", device, "--kind", "drone",
+    )  # fmt: skip
+    assert registered["workspaceId"] == first_id and registered["deviceAddress"] == device
+    listed = op.json_list("workspaces", "list")
+    assert [(row["workspaceId"], row["selected"]) for row in listed] == [
+        (first_id, True),
+        (second_id, False),
+    ]
+    # a command naming the other workspace moves the session there by itself
+    assert op.json_list("operators", "list", "--workspace", second_id) == []
+    human = op.run("workspaces", "list").stdout.splitlines()
+    (marked,) = [line for line in human if line.split()[:1] == ["*"]]
+    assert second_id in marked and "second-day" in marked
+
+    selected = op.json("workspaces", "select", first_id)
+    assert selected == {
+        "workspaceId": first_id,
+        "slug": "first-day",
+        "name": "One",
+        "walletAddress": wallet["address"],
+    }
+    (operator,) = op.json_list("operators", "list", "--workspace", first_id)
+    assert operator["label"] == "drone-1"
+
+    stranger = op.run("workspaces", "select", "ws_not_mine", ok=False)
+    assert stranger.returncode == 1 and stranger.stdout == ""
+    (line,) = stranger.stderr.strip().splitlines()
+    assert line.startswith("error: WORKSPACE_MISMATCH: you do not act for this workspace")
+
+
 PROBE = f"""
 import sys
 sys.argv = ["luxxon", *sys.argv[1:]]
