@@ -41,8 +41,8 @@ def earnings_command(
     import os
 
     from luxxon_agent.cli._render import emit
+    from luxxon_agent.cli.earnings_report import earnings_report, local_summary
     from luxxon_agent.clock import SYSTEM_CLOCK
-    from luxxon_agent.telemetry.earnings import earnings_report, local_summary
 
     async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
         return await earnings_report(
