@@ -10,6 +10,7 @@ Plumbing shared with the other groups (profile, client) is in `_context`.
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -107,11 +108,16 @@ def _session_command(
     """Run a call that returns a session, with the profile's API key, and render the session.
 
     Its whipUrl (present while LIVE) is shown only with --show-url, JSON included.
+    The stub's `video` extension, when the server sends it, reads as one sentence.
     """
-    from luxxon_agent.cli._render import emit, redact
+    from luxxon_agent.cli._render import describe_video, emit, redact
 
     session = _with_key(ctx, request)
-    emit(redact(session.to_wire(), show_url), as_json=wants_json(ctx, json_out), title=title)
+    payload = redact(session.to_wire(), show_url)
+    as_json = wants_json(ctx, json_out)
+    if session.video is not None and not as_json:
+        payload["video"] = describe_video(session.video, now=datetime.now(UTC))
+    emit(payload, as_json=as_json, title=title)
 
 
 # ---- wallet -------------------------------------------------------------------------

@@ -131,6 +131,43 @@ def test_redact_cuts_whip_urls_only() -> None:
     assert redact(payload, show_urls=True) == payload
 
 
+def _session_body(**extra: object) -> dict[str, object]:
+    return {
+        "id": "s1",
+        "consumerWorkspaceId": "wc",
+        "state": "LIVE",
+        "maxDurationSeconds": 60,
+        "ratePerSecondMicroUsdc": "100",
+        "holdMicroUsdc": "6000",
+        "createdAt": "2026-05-13T08:42:00.000Z",
+        "requestedLat": 4.7,
+        "requestedLng": -74.0,
+        **extra,
+    }
+
+
+def test_session_video_extension_is_parsed_and_told_in_words() -> None:
+    from datetime import UTC, datetime
+
+    from luxxon_agent.cli._render import describe_video
+    from luxxon_agent.models import Session
+
+    assert Session.model_validate(_session_body()).video is None
+    assert "video" not in Session.model_validate(_session_body()).to_wire()
+    video = {"connected": True, "lastFrameAt": "2026-05-13T08:42:10.250Z", "framesReceived": 301}
+    session = Session.model_validate(_session_body(video=video))
+    assert session.video is not None and session.to_wire()["video"] == video
+    now = datetime(2026, 5, 13, 8, 42, 12, tzinfo=UTC)
+    assert describe_video(session.video, now=now) == (
+        "publisher connected, 301 frames received, last 1.8 s ago (2026-05-13T08:42:10.250Z)"
+    )
+    waiting = Session.model_validate(
+        _session_body(video={"connected": False, "framesReceived": 0})
+    ).video
+    assert waiting is not None
+    assert describe_video(waiting, now=now) == "no publisher connected, no frame received yet"
+
+
 FORBIDDEN = ("aiortc", "av", "web3", "eth_account")
 PROBE = """
 import sys

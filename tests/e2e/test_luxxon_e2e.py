@@ -263,6 +263,13 @@ def test_operator_set_up_and_session_lifecycle(supplier: Supplier, stub: Stub) -
     shown = op.run("sessions", "producer-token", session_id, "--show-url", reveals=True)
     assert ["whipUrl", whip_url] in [line.split() for line in shown.stdout.splitlines()]
 
+    # production sends no media-liveness extension, nor does a stub without ingest: no line
+    shown_json = op.json("sessions", "show", session_id)
+    assert shown_json["state"] == "LIVE" and "video" not in shown_json
+    shown_human = op.run("sessions", "show", session_id).stdout.splitlines()
+    assert ["state", "LIVE"] in [line.split() for line in shown_human]
+    assert not [line for line in shown_human if line.split()[:1] == ["video"]]
+
     ended = op.json("sessions", "end", session_id)
     assert ended["state"] == "ENDED" and ended["chargedMicroUsdc"] is not None
 
