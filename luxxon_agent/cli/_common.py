@@ -35,6 +35,17 @@ def command_group(help: str | None = None, **overrides: Any) -> typer.Typer:
     return typer.Typer(help=help, **{**COMMAND_GROUP_SETTINGS, **overrides})
 
 
+def skip_httpx_command_line() -> None:
+    """Keep `import httpx` from loading httpx's own command-line tool; entry points call this.
+
+    httpx imports its CLI (click, rich.progress, pygments: about 60 ms of a cold
+    `luxxon` command) whenever those are installed, and typer brings them. We
+    never run it: a None entry in sys.modules makes httpx's guarded import fail,
+    exactly as when `httpx[cli]` is not installed.
+    """
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
 def fail(message: str, exit_code: int = EXIT_FAILURE) -> typer.Exit:
     """Print one line to stderr and return the Exit to raise."""
     typer.echo(f"error: {message}", err=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from luxxon_agent.cli import device, gps, run, stub, video
-from luxxon_agent.cli._common import command_group
+from luxxon_agent.cli._common import command_group, skip_httpx_command_line
 
 app = command_group(
     "Luxxon fleet agent: publish video and signed position for paid sessions.",
@@ -31,4 +31,5 @@ def version() -> None:
 
 
 def main() -> None:
+    skip_httpx_command_line()
     app()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from luxxon_agent.cli import earnings, operators, workspaces
-from luxxon_agent.cli._common import command_group, handle_errors
+from luxxon_agent.cli._common import command_group, handle_errors, skip_httpx_command_line
 from luxxon_agent.cli._context import (
     Globals,
     JsonOpt,
@@ -535,4 +535,5 @@ earnings.register(sessions_app)
 
 
 def main() -> None:
+    skip_httpx_command_line()
     app()
