@@ -64,6 +64,8 @@ def _keys_create(environment: str, scope: str, *extra: str) -> list[str]:
         (["--profile", "../x", "sessions", "list"], "invalid profile name"),
         (["login"], "luxxon wallet new"),
         (["keys", "revoke", "--workspace", "w", "k"], "luxxon login"),
+        (["workspaces", "list"], "luxxon login"),
+        (["workspaces", "select", "ws_1"], "luxxon login"),
     ],
 )
 def test_bad_input_is_one_line_error(
