@@ -436,6 +436,11 @@ def test_new_wallet_registers_an_operator_right_after_creating_its_workspace(
     (line,) = stranger.stderr.strip().splitlines()
     assert line.startswith("error: WORKSPACE_MISMATCH: you do not act for this workspace")
 
+    keystore = json.loads((op.profile_dir / "keystore.json").read_text())
+    private_key = bytes(Account.decrypt(keystore, PASSPHRASE)).hex()
+    cookie = json.loads((op.profile_dir / "session.json").read_text())["lxSession"]
+    op.assert_no_secret_leaked([private_key, cookie])
+
 
 PROBE = f"""
 import sys
