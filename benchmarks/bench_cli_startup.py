@@ -177,7 +177,8 @@ def report(label: str, times: list[float], target: float, bare: float, heavy: li
     verdict = "within" if median <= target else "OVER"
     print(
         f"{label}: min {times[0]:.3f} s, median {median:.3f} s, max {times[-1]:.3f} s"
-        f" ({median / bare:.1f}x python -c pass); target {target} s: {verdict}"
+        f" ({median / bare:.1f}x python -c pass); target {target} s:"
+        f" {verdict} ({median / target:.2f} of it)"
         f"; heavy imports: {', '.join(heavy) or 'none'}"
     )
 
