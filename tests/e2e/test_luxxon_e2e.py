@@ -8,6 +8,7 @@ wallet passphrase from LUXXON_WALLET_PASSPHRASE. No output may contain a secret
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -49,15 +50,15 @@ class Stub:
     db_path: Path
 
 
-@pytest.fixture(scope="module")
-def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stub]:
-    root = tmp_path_factory.mktemp("stub")
+@contextlib.contextmanager
+def serve_stub(root: Path, *options: str) -> Iterator[Stub]:
+    """`luxxon-agent stub` on a free loopback port until the block ends (SIGTERM, then kill)."""
     port = free_port()
     db_path = root / "stub.db"
     env = {**os.environ, "HOME": str(root), "XDG_DATA_HOME": str(root / "data")}
     log = (root / "stub.log").open("w")
     process = subprocess.Popen(
-        [*LUXXON_AGENT, "stub", "--port", str(port), "--db", str(db_path), "--no-video"],
+        [*LUXXON_AGENT, "stub", "--port", str(port), "--db", str(db_path), *options],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -80,13 +81,25 @@ def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stub]:
             time.sleep(0.1)
         yield Stub(base_url, db_path)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop(process)
         log.close()
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a process this test started, then SIGKILL it if it lingers."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stub]:
+    """A stub that only mints video inputs (no WebRTC ingest): what most tests need."""
+    with serve_stub(tmp_path_factory.mktemp("stub"), "--no-video") as served:
+        yield served
 
 
 @dataclass
