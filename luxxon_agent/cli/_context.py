@@ -23,9 +23,11 @@ from luxxon_agent.wire import PRODUCTION_BASE_URL
 if TYPE_CHECKING:
     from luxxon_agent.api import AsyncLuxxonClient
     from luxxon_agent.identity import Profile, WalletStore
+    from luxxon_agent.models import RequestModel
     from luxxon_agent.secret import Secret
 
 T = TypeVar("T")
+R = TypeVar("R", bound="RequestModel")
 Auth = Literal["none", "cookie", "key", "any"]
 
 PASSPHRASE_ENV = "LUXXON_WALLET_PASSPHRASE"
@@ -145,14 +147,12 @@ async def act_for(client: AsyncLuxxonClient, workspace_id: str) -> None:
         await client.select_workspace(workspace_id)
 
 
-def request_model(model_name: str, **values: Any) -> Any:
+def request_model(model: type[R], **values: Any) -> R:
     """Build a request model; a validation failure is a one-line ConfigError naming the field."""
     from pydantic import ValidationError
 
-    from luxxon_agent import models
-
     try:
-        return getattr(models, model_name).model_validate(values)
+        return model.model_validate(values)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "input"

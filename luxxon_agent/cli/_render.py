@@ -15,6 +15,8 @@ from luxxon_agent.cli._common import print_json
 from luxxon_agent.secret import redact_url
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from luxxon_agent.models import SessionVideo
 
 SECRET_URL_FIELDS = ("whipUrl",)
@@ -60,7 +62,7 @@ def describe_video(video: SessionVideo, *, now: datetime) -> str:
     )
 
 
-def _console() -> Any:
+def _console() -> Console:
     from rich.console import Console
 
     # piped output is read by scripts and tests: never truncate ids to fit 80 columns

@@ -44,7 +44,7 @@ def earnings_command(
     from luxxon_agent.cli.earnings_report import earnings_report, local_summary
     from luxxon_agent.clock import SYSTEM_CLOCK
 
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> dict[str, Any]:
         return await earnings_report(
             client, session_id, spool, now=SYSTEM_CLOCK.now(), env=os.environ
         )

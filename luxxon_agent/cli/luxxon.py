@@ -37,7 +37,9 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from luxxon_agent.api import AsyncLuxxonClient
-    from luxxon_agent.identity import Profile
+    from luxxon_agent.identity import Profile, StoreKind, WalletStore
+    from luxxon_agent.models import ApiKey, Me, WalletLoginResult
+    from luxxon_agent.secret import Secret
 
 T = TypeVar("T")
 
@@ -123,7 +125,9 @@ def _session_command(
 # ---- wallet -------------------------------------------------------------------------
 
 
-def _wallet_report(profile: Profile, address: str, kind: str, store: Any) -> dict[str, Any]:
+def _wallet_report(
+    profile: Profile, address: str, kind: StoreKind, store: WalletStore
+) -> dict[str, str]:
     return {
         "profile": profile.name,
         "address": address,
@@ -221,11 +225,13 @@ def login(
     key = wallet_store(profile).private_key()
     base_url = resolve_base_url(ctx, profile)
 
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> tuple[WalletLoginResult, Secret]:
         result = await siwe_login(client, key)
+        cookie = client.session_cookie
+        assert cookie is not None  # siwe_login raises AuthError when the server set none
         if workspace:
             await act_for(client, workspace)
-        return result, client.session_cookie
+        return result, cookie
 
     result, cookie = call(ctx, "none", body)
     profile.save_session(cookie, base_url)
@@ -270,7 +276,7 @@ def whoami(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Who the server thinks you are (API key or wallet session)."""
     from luxxon_agent.cli._render import emit
 
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Me:
         return await client.me()
 
     emit(call(ctx, "any", body).to_wire(), as_json=wants_json(ctx, json_out))
@@ -307,16 +313,17 @@ def keys_create(
     """
     from luxxon_agent.cli._render import emit, message
     from luxxon_agent.identity import ApiKeyStore
+    from luxxon_agent.models import CreateApiKeyRequest
     from luxxon_agent.secret import Secret
 
     if no_store and not show:
         raise ConfigError("--no-store without --show would lose the new key: add --show")
     scopes = [item for value in scope for item in value.replace(",", " ").split()]
     request = request_model(
-        "CreateApiKeyRequest", label=label, environment=environment.upper(), scopes=scopes
+        CreateApiKeyRequest, label=label, environment=environment.upper(), scopes=scopes
     )
 
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> ApiKey:
         await act_for(client, workspace)
         return await client.create_api_key(workspace, request)
 
@@ -356,7 +363,7 @@ def keys_revoke(
     """Revoke an API key (it keeps working for the server's grace window)."""
     from luxxon_agent.cli._render import emit
 
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> ApiKey:
         await act_for(client, workspace)
         return await client.revoke_api_key(workspace, key_id)
 

@@ -8,7 +8,7 @@ never goes on the device.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +19,7 @@ from luxxon_agent.errors import ConfigError
 if TYPE_CHECKING:
     from luxxon_agent.api import AsyncLuxxonClient
     from luxxon_agent.identity import Profile
+    from luxxon_agent.models import Operator
 
 operators_app = command_group(
     "Devices (operators) of a SUPPLIER workspace, authorised by the wallet."
@@ -67,7 +68,7 @@ def register_command(
     except ValueError:
         raise ConfigError("--device-address must be 0x followed by 40 hex digits") from None
 
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Operator:
         wallet = KeySigner(wallet_store(profile).private_key())
         await act_for(client, workspace)
         config = await client.config()
@@ -93,7 +94,7 @@ def list_command(ctx: typer.Context, workspace: WorkspaceOpt, json_out: JsonOpt 
     """The workspace's operators, oldest first (revoked ones too)."""
     from luxxon_agent.cli._render import table
 
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> list[Operator]:
         await act_for(client, workspace)
         return await client.list_operators(workspace)
 
@@ -112,7 +113,7 @@ def revoke_command(
     """Revoke at once: the server accepts nothing more signed by that device key."""
     from luxxon_agent.cli._render import emit
 
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Operator:
         await act_for(client, workspace)
         return await client.revoke_operator(workspace, operator_id)
 

@@ -27,7 +27,7 @@ from luxxon_agent.errors import ConfigError
 if TYPE_CHECKING:
     from luxxon_agent.api import AsyncLuxxonClient
     from luxxon_agent.identity import Profile
-    from luxxon_agent.models import Me
+    from luxxon_agent.models import Me, Workspace
 
 workspaces_app = command_group("List, select, create and update the wallet's workspaces.")
 
@@ -109,13 +109,13 @@ def create_command(
     """Create a workspace owned by the wallet (signs the workspace challenge)."""
     from luxxon_agent.cli._render import emit
     from luxxon_agent.identity import address_of, create_workspace_signed
-    from luxxon_agent.models import Role
+    from luxxon_agent.models import CreateWorkspaceRequest, Role
 
     roles = [role for flag, role in ((supplier, Role.SUPPLIER), (consumer, Role.CONSUMER)) if flag]
     if not roles:
         raise ConfigError("choose a role: --supplier (operator) and/or --consumer")
     request_model(
-        "CreateWorkspaceRequest",
+        CreateWorkspaceRequest,
         slug=slug,
         name=name,
         walletAddress="0x" + "0" * 40,
@@ -126,7 +126,7 @@ def create_command(
     profile = open_profile(ctx)
     key = wallet_store(profile).private_key()
 
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Workspace:
         return await create_workspace_signed(client, key, slug=slug, name=name, roles=roles)
 
     workspace = call(ctx, "none", body)
@@ -168,6 +168,7 @@ def update_command(
     without one it refuses, and its error is printed as is.
     """
     from luxxon_agent.cli._render import emit
+    from luxxon_agent.models import UpdateWorkspaceRequest
 
     if online and offline:
         raise ConfigError("choose one of --online and --offline")
@@ -185,9 +186,9 @@ def update_command(
         raise ConfigError(
             "nothing to update: give --online/--offline, --coverage, --device-kind or --name"
         )
-    request = request_model("UpdateWorkspaceRequest", **values)
+    request = request_model(UpdateWorkspaceRequest, **values)
 
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Workspace:
         await act_for(client, workspace_id)
         return await client.update_workspace(workspace_id, request)
 
