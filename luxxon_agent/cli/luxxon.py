@@ -47,7 +47,9 @@ app = command_group(name="luxxon")
 wallet_app = command_group("The operator's wallet key (keyring or 0600 keystore).")
 keys_app = command_group("Mint and revoke API keys (wallet login needed).")
 sessions_app = command_group("Operate sessions with the profile's API key.")
+# the order of `luxxon --help`: the order a new operator needs them in
 app.add_typer(wallet_app, name="wallet")
+workspaces.register(app)
 app.add_typer(keys_app, name="keys")
 app.add_typer(sessions_app, name="sessions")
 
@@ -536,7 +538,6 @@ def sessions_frame(
 
 # ---- other command groups ------------------------------------------------------------------
 
-workspaces.register(app)
 operators.register(app)
 earnings.register(sessions_app)
 
