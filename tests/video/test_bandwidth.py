@@ -98,12 +98,11 @@ class Link:
                 self.credit + self.rate_bps * DT / 8, self.rate_bps * DT / 8 + 2 * PACKET
             )
             while self.queue and self.queue[0][1] <= self.credit:
-                seq, size, ntp = self.queue.pop(0)
+                seq, size, sr_ntp = self.queue.pop(0)
                 self.credit -= size
                 self.queue_bytes -= size
-                if ntp is not None:
-                    arrival = now + self.base_delay
-                    self.last_sr = (ntp, arrival)
+                if sr_ntp is not None:
+                    self.last_sr = (sr_ntp, now + self.base_delay)
                 else:
                     self.received += 1
                     self.highest = max(self.highest, seq)
@@ -137,9 +136,11 @@ class Link:
         )
 
 
-def make(**kwargs: float) -> tuple[ManualClock, BandwidthEstimator, Link]:
+def make(
+    start_bps: float | None = None, min_bps: float = 80_000
+) -> tuple[ManualClock, BandwidthEstimator, Link]:
     clock = ManualClock()
-    est = BandwidthEstimator(max_bps=CAP, clock=clock, **kwargs)
+    est = BandwidthEstimator(max_bps=CAP, min_bps=min_bps, start_bps=start_bps, clock=clock)
     return clock, est, Link(clock, est)
 
 
