@@ -238,6 +238,15 @@ class BandwidthEstimator:
         self._last_decrease: float | None = None
         self._capacity: float | None = None
 
+    def restart_stream(self) -> None:
+        """A new connection (new SSRC, new sequence numbers): forget the old stream's
+        packets and reports, keep the estimate and what was learnt about the link."""
+        self._sizes.clear()
+        self._order.clear()
+        self._sr_sent.clear()
+        self._rr_points.clear()
+        self._last_decrease = None
+
     # -- what the sender sent -------------------------------------------------------------
 
     def on_packet_sent(self, seq: int, size: int, *, retransmission: bool = False) -> None:
@@ -354,11 +363,12 @@ class BandwidthEstimator:
     def _take_counts(self, now: float, highest: int, lost: int, fraction_lost: int) -> None:
         """Loss and receive rate from the cumulative counts of successive reports: our
         sizes for the new sequence numbers, scaled by the share that arrived."""
+        if self._rr_points and highest < self._rr_points[-1][1]:
+            # an older report arriving late, or a stream that restarted: count from here
+            self._rr_points.clear()
         if self._rr_points:
             prev_highest = self._rr_points[-1][1]
             new = highest - prev_highest
-            if new < 0:
-                return  # reordered or from before a restart of the stream
             for ext in range(prev_highest + 1, prev_highest + 1 + min(new, HISTORY_PACKETS)):
                 self._cum_bytes += self._sizes.get(ext & 0xFFFF, self._packet_bytes)
         self._rr_points.append((now, highest, lost, self._cum_bytes))

@@ -87,7 +87,8 @@ class RtcpTap:
     """Feeds a `BandwidthEstimator` from one aiortc `RTCRtpSender` and reports changes.
 
     Call `attach()` once the sender exists (before or after it starts), `detach()`
-    when done; `async with` does both.
+    when done; `async with` does both. One estimator may serve the taps of
+    successive connections: the estimate carries over a reconnect.
     """
 
     def __init__(
@@ -136,6 +137,7 @@ class RtcpTap:
             if not hasattr(transport, name):
                 raise AiortcChangedError(f"aiortc's RTCDtlsTransport has no {name} any more")
         self._transport = transport
+        self.estimator.restart_stream()
         self._originals = {
             "_handle_rtcp_packet": self.sender._handle_rtcp_packet,
             "_retransmit": self.sender._retransmit,
