@@ -3,6 +3,9 @@
 Run inside the client namespace of a NetnsLink, the whipUrl on stdin:
     python -m tests.link_publisher --source 'testsrc://?size=640x360&fps=30' --bitrate 1500000
 
+`--no-remb` ignores the ingest's REMB: the estimate then rests on receiver
+reports alone, as against a server that sends nothing else.
+
 Prints one JSON line every half second: the time, the publisher's state and
 reconnects, and the estimator's snapshot (None before the first connection).
 The tap observes only: the encoder does not follow the estimate (that is the
@@ -24,7 +27,7 @@ from luxxon_agent.video.bandwidth import BandwidthEstimator
 from luxxon_agent.video.rtcp_tap import RtcpTap
 
 
-async def main(source_url: str, bitrate: int) -> None:
+async def main(source_url: str, bitrate: int, use_remb: bool) -> None:
     url = Secret(sys.stdin.readline().strip())
     source = await open_media_source(source_url)
     publisher = Publisher(url, source, options=VideoOptions(bitrate=bitrate))
@@ -37,7 +40,7 @@ async def main(source_url: str, bitrate: int) -> None:
             # tap in there; until then the test driver reaches for it
             pc = publisher._pc
             assert pc is not None
-            tap = RtcpTap(pc.getSenders()[0], estimator, enforce=False)
+            tap = RtcpTap(pc.getSenders()[0], estimator, enforce=False, use_remb=use_remb)
             tap.attach()
             taps.append(tap)
 
@@ -64,5 +67,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--source", required=True)
     parser.add_argument("--bitrate", type=int, default=1_500_000)
+    parser.add_argument(
+        "--no-remb",
+        action="store_true",
+        help="receiver reports only, as from a server without REMB",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.source, args.bitrate))
+    asyncio.run(main(args.source, args.bitrate, not args.no_remb))

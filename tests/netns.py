@@ -143,6 +143,7 @@ class NetnsLink:
         argv: Sequence[str],
         *,
         env: dict[str, str] | None = None,
+        cwd: str | None = None,
         stdin: int | IO[Any] | None = subprocess.DEVNULL,
         stdout: int | IO[Any] | None = subprocess.PIPE,
         stderr: int | IO[Any] | None = None,
@@ -151,6 +152,7 @@ class NetnsLink:
         proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, *argv],
             env=env,
+            cwd=cwd,
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
@@ -211,6 +213,23 @@ class NetnsLink:
             if "dropped" in line:
                 return int(line.split("dropped")[1].split(",")[0])
         return 0
+
+
+def read_json_line(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any] | None:
+    """The next JSON line `proc` prints within `timeout` s; None on timeout or its exit."""
+    import json
+    import select
+
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], max(0.0, timeout))
+    if not ready:
+        return None
+    line = proc.stdout.readline()
+    if not line:
+        return None
+    value = json.loads(line)
+    assert isinstance(value, dict), line
+    return value
 
 
 def _stop(proc: subprocess.Popen[Any], timeout: float = 5) -> None:

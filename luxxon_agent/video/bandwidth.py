@@ -449,8 +449,14 @@ class BandwidthEstimator:
 
     def _grown(self, elapsed: float, rtt: float) -> float:
         estimate = self._estimate
-        if self._capacity is not None and estimate > self._capacity * (1 + NEAR_BAND):
-            self._capacity = None  # the link is not where it was: search multiplicatively
+        above = self._capacity is not None and (
+            estimate > self._capacity * (1 + NEAR_BAND)
+            or (self._receive_bps or 0.0) > self._capacity * (1 + NEAR_BAND)
+        )
+        if above:
+            # more got through than the link took at the last congestion (libwebrtc resets its
+            # link capacity estimate the same way): it is not where it was, search fast
+            self._capacity = None
         near = self._capacity is not None and estimate >= self._capacity * (1 - NEAR_BAND)
         if near:
             per_s = max(

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import select
-import subprocess
 import sys
 import time
-from typing import Any
 
 from luxxon_agent.video.netwatch import NetWatch
-from tests.netns import NetnsLink, require_netns
+from tests.netns import NetnsLink, read_json_line, require_netns
 
 PROMPT_S = 1.0
 """How soon a change must be reported: the kernel notifies at once."""
-
-
-def read_line(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any] | None:
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    if not ready:
-        return None
-    line = proc.stdout.readline()
-    return json.loads(line) if line else None
 
 
 def test_address_removal_and_default_route_change_are_reported_at_once() -> None:
@@ -33,23 +20,23 @@ def test_address_removal_and_default_route_change_are_reported_at_once() -> None
         link.run(ns, ["ip", "route", "add", "default", "via", link.server_ip])
         link.run(ns, ["ip", "addr", "add", f"{prefix}.9/24", "dev", dev])
         probe = link.popen(ns, [sys.executable, "-m", "tests.netwatch_probe", link.client_ip])
-        hello = read_line(probe, 10)
+        hello = read_json_line(probe, 10)
         assert hello is not None and hello["ready"], hello
         assert hello["default_route"][1] == link.server_ip
 
         # an address that is not ours goes: nothing to say
         link.run(ns, ["ip", "addr", "del", f"{prefix}.9/24", "dev", dev])
-        assert read_line(probe, 0.5) is None
+        assert read_json_line(probe, 0.5) is None
 
         began = time.monotonic()
         link.run(ns, ["ip", "route", "replace", "default", "via", f"{prefix}.3"])
-        change = read_line(probe, PROMPT_S)
+        change = read_json_line(probe, PROMPT_S)
         assert change is not None and change["reason"] == "default-route-changed", change
         assert f"{prefix}.3" in change["detail"] and time.monotonic() - began < PROMPT_S
 
         began = time.monotonic()
         link.run(ns, ["ip", "addr", "del", f"{link.client_ip}/24", "dev", dev])
-        changes = [read_line(probe, PROMPT_S), read_line(probe, 0.5)]
+        changes = [read_json_line(probe, PROMPT_S), read_json_line(probe, 0.5)]
         assert time.monotonic() - began < PROMPT_S + 0.6
         reasons = {(c["reason"], c["address"]) for c in changes if c is not None}
         # the address goes, and with it the default route that used its subnet
@@ -59,7 +46,7 @@ def test_address_removal_and_default_route_change_are_reported_at_once() -> None
         link.run(ns, ["ip", "addr", "add", f"{link.client_ip}/24", "dev", dev])
         began = time.monotonic()
         link.run(ns, ["ip", "link", "set", dev, "down"])
-        change = read_line(probe, PROMPT_S)
+        change = read_json_line(probe, PROMPT_S)
         assert change is not None and change["reason"] == "link-down", change
         assert change["address"] == link.client_ip and time.monotonic() - began < PROMPT_S
         assert link.stop(probe) == 0
