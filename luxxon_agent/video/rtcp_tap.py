@@ -59,6 +59,7 @@ _RTCP_PSFB_PLI = 1
 _RTCP_PSFB_FIR = 4
 _RTCP_RTPFB_NACK = 1
 _HISTORY = 4096
+_FULL_PACKET = 1200
 
 
 class AiortcChangedError(RuntimeError):
@@ -234,12 +235,12 @@ class RtcpTap:
         return True
 
     async def _retransmit(self, sequence_number: int) -> None:
-        size = self._sizes.get(sequence_number & 0xFFFF)
-        if size is None:
-            return  # aiortc's history would not have it either (or it was never ours)
-        if not self.budget.allow(size, self.estimator.estimate_bps) and self.enforce:
-            self.retransmissions_dropped += 1
-            return
+        if self.enforce:
+            # a packet sent before attach() is not in our sizes: count a full one
+            size = self._sizes.get(sequence_number & 0xFFFF, _FULL_PACKET)
+            if not self.budget.allow(size, self.estimator.estimate_bps):
+                self.retransmissions_dropped += 1
+                return
         original: Callable[[int], Awaitable[None]] = self._originals["_retransmit"]
         self._retransmitting = True
         try:
