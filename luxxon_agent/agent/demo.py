@@ -147,9 +147,7 @@ async def _demo(
     try:
         async with consumer_client:
             await _wait_for(
-                lambda: (
-                    supervisor.operators and supervisor.operators[0].status.availability == "ONLINE"
-                ),
+                lambda: any(op.availability == "ONLINE" for op in supervisor.status().operators),
                 agent_task,
                 ONLINE_TIMEOUT_S,
                 "the agent did not go ONLINE",
