@@ -240,15 +240,14 @@ async def _whip(client: object) -> Check:
 
 
 async def _gps(op: OperatorConfig, seconds: float) -> Check:
-    from luxxon_agent.agent.operator import open_position_source
     from luxxon_agent.clock import SYSTEM_CLOCK
-    from luxxon_agent.position import Fix, LatestFix
+    from luxxon_agent.position import Fix, LatestFix, open_source
 
     name = f"{op.label}: GPS fix"
     latest = LatestFix()
     last_reason = "no report"
     try:
-        source = open_position_source(op.position, SYSTEM_CLOCK)
+        source = open_source(op.position, clock=SYSTEM_CLOCK)
         async with asyncio.timeout(seconds), source:
             async for report in source:
                 latest.update(report)

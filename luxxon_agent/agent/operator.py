@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from luxxon_agent.agent.config import AgentConfig, OperatorConfig
@@ -19,9 +18,6 @@ from luxxon_agent.agent.status import GpsStatus
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import Clock
 from luxxon_agent.errors import LuxxonError
-
-if TYPE_CHECKING:
-    from luxxon_agent.position import PositionSource
 
 logger = logging.getLogger(__name__)
 
@@ -78,11 +74,13 @@ class OperatorRunner:
 
     async def follow_position(self) -> None:
         """Feed `latest` from the position source for ever, reopening it when it fails."""
+        from luxxon_agent.position import open_source
+
         attempt = 0
         while True:
             try:
                 # `async with` closes the source on the way out
-                async with open_position_source(self.op.position, self.clock) as source:
+                async with open_source(self.op.position, clock=self.clock) as source:
                     async for report in source:
                         self.latest.update(report)
                         attempt = 0
@@ -92,17 +90,6 @@ class OperatorRunner:
             delay = POSITION_BACKOFF.delay(attempt)
             attempt += 1
             await self.clock.sleep(delay)
-
-
-def open_position_source(url: str, clock: Clock) -> PositionSource:
-    """The position package's source for `url`, or the agent's own `fixed://`."""
-    if urlsplit(url).scheme == "fixed":
-        from luxxon_agent.agent.fixed_position import FixedPositionSource
-
-        return FixedPositionSource(url, clock)
-    from luxxon_agent.position import open_source
-
-    return open_source(url, clock=clock)
 
 
 def camera_problem(video_url: str) -> str | None:

@@ -121,6 +121,8 @@ class SessionRun:
         self.clock = context.clock
         self.phase = SessionPhase.ASSIGNED
         self._last_error: str | None = None
+        self._video_sent = VideoStatus()
+        """Counts of the publishers stopped so far (what they sent, not their rates)."""
         self.publisher: Publisher | None = None
         self.sampler: Sampler | None = None
         self.uploader: Uploader | None = None
@@ -434,6 +436,7 @@ class SessionRun:
     async def _stop_video(self) -> None:
         if self.publisher is not None:
             await self.publisher.stop()
+            self._video_sent = self._video_figures()
             self.publisher = None
         if self.media is not None:
             await self.media.close()
@@ -449,20 +452,27 @@ class SessionRun:
 
     # ---- status ------------------------------------------------------------------------
 
+    def _video_figures(self) -> VideoStatus:
+        """The publisher's figures now; once it is stopped, what it sent."""
+        if self.publisher is None:
+            sent = self._video_sent
+            return VideoStatus(
+                frames=sent.frames, bytes_sent=sent.bytes_sent, reconnects=sent.reconnects
+            )
+        stats = self.publisher.stats()
+        return VideoStatus(
+            state=stats.state.value,
+            bitrate_kbps=round(stats.bitrate_bps / 1000, 1),
+            fps=round(stats.fps, 1),
+            frames=stats.frames_sent,
+            bytes_sent=stats.bytes_sent,
+            reconnects=stats.reconnects,
+        )
+
     def snapshot(self) -> SessionSnapshot:
         """This run's figures now: phase, video, telemetry, live seconds, earnings estimate."""
         session = self.session
-        video = VideoStatus()
-        if self.publisher is not None:
-            stats = self.publisher.stats()
-            video = VideoStatus(
-                state=stats.state.value,
-                bitrate_kbps=round(stats.bitrate_bps / 1000, 1),
-                fps=round(stats.fps, 1),
-                frames=stats.frames_sent,
-                bytes_sent=stats.bytes_sent,
-                reconnects=stats.reconnects,
-            )
+        video = self._video_figures()
         telemetry = TelemetryStatus()
         try:
             spooled = self.spool.stats(session.id)

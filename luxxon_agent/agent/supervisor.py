@@ -39,6 +39,7 @@ from luxxon_agent.agent.session import (
     Outcome,
     SessionPhase,
     SessionRun,
+    SessionSnapshot,
     still_ours,
 )
 from luxxon_agent.agent.statefile import StateFile
@@ -119,6 +120,8 @@ class Supervisor:
         self._served: dict[str, int] = {}
         self._crashes: dict[str, str] = {}
         """Operator label -> the last error that ended one of its session runs."""
+        self._finished: dict[str, SessionSnapshot] = {}
+        """Operator label -> its last run's final figures, shown until the next run."""
         self._spools: dict[str, Spool] = {}
         self._signer: KeySigner | None = None
         self._clients: list[AsyncLuxxonClient] = []
@@ -196,7 +199,11 @@ class Supervisor:
             status.reason = view.reason
             status.session_id = view.session_id
         run = self.runs.get(label)
-        if run is not None:
+        if run is None:
+            last = self._finished.get(label)
+            if last is not None:  # the counts of the session just over stay in view
+                status.video, status.telemetry = last.video, last.telemetry
+        else:
             snap = run.snapshot()
             status.session_id = snap.session_id
             status.session_state = snap.phase.value
@@ -420,7 +427,9 @@ class Supervisor:
                     return
                 session = fresh
         finally:
-            self.runs.pop(op.label, None)
+            run = self.runs.pop(op.label, None)
+            if run is not None:
+                self._finished[op.label] = run.snapshot()
             self._served[op.label] += 1
             assigned.link.release(op.label)
 
