@@ -31,9 +31,8 @@ from typing import TYPE_CHECKING, Any
 from luxxon_agent.agent.config import OnSigterm
 from luxxon_agent.agent.context import SessionContext
 from luxxon_agent.agent.status import TelemetryStatus, VideoStatus
-from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import sleep_or_event
-from luxxon_agent.errors import ApiError, LuxxonError, MediaError, TransportError
+from luxxon_agent.errors import ApiError, LuxxonError, TransportError
 from luxxon_agent.meter import earnings, session_seconds
 from luxxon_agent.models import Session, SessionState
 from luxxon_agent.secret import Secret
@@ -43,7 +42,7 @@ if TYPE_CHECKING:
     from luxxon_agent.clock import Clock
     from luxxon_agent.eip712 import KeySigner
     from luxxon_agent.telemetry import DrainResult, Sampler, Spool, Tick, Uploader
-    from luxxon_agent.video import MediaSource, Publisher
+    from luxxon_agent.video import MediaSource, Publisher, PublisherState, PublisherStats
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +60,6 @@ SAMPLING_STOP_S = 0.2
 END_AFTER_S = 0.1
 """/end goes no earlier than this after maxDuration: the meter stops at startedAt +
 maxDurationSeconds anyway, so a late /end costs nothing, an early one the last second."""
-VIDEO_BACKOFF = Backoff(initial=2.0, maximum=30.0)
-"""Between rebuilds of a publisher that gave up (camera gone, WHIP refused)."""
 
 
 class Outcome(StrEnum):
@@ -121,17 +118,16 @@ class SessionRun:
         self.clock = context.clock
         self.phase = SessionPhase.ASSIGNED
         self._last_error: str | None = None
+        self.video_state: PublisherState | None = None
+        """The publisher's state as it last reported it (`on_state`); None before video."""
         self._video_sent = VideoStatus()
         """Counts of the publishers stopped so far (what they sent, not their rates)."""
         self.publisher: Publisher | None = None
         self.sampler: Sampler | None = None
         self.uploader: Uploader | None = None
-        self.media: MediaSource | None = None
         self.last_sampler_tick: float | None = None
         self.last_spool_write: float | None = None
         """When a tick last wrote (or had nothing to write) without a spool error."""
-        self._video_retry_at: float | None = None
-        self._video_attempt = 0
         self._workspace_id = context.workspace_id or context.state.record(runner.label).workspace_id
         self._log = f"{runner.label}/{session.id}"
 
@@ -186,7 +182,7 @@ class SessionRun:
         """Start an ASSIGNED session, or resume a LIVE one: (still live, its whipUrl).
 
         The whipUrl is None when a LIVE session is resumed while the API is
-        unreachable: telemetry goes on into the spool and `_mind_video` fetches
+        unreachable: telemetry goes on into the spool and the publisher fetches
         the whipUrl once the API answers again.
         """
         session = self.session
@@ -255,13 +251,8 @@ class SessionRun:
 
     async def _start_pipeline(self, whip: Secret | None) -> None:
         await self._start_telemetry()
-        if whip is None:
-            return  # offline resume: _mind_video opens it once producer-token answers
-        try:
-            await self._start_video(whip)
-        except MediaError as exc:
-            # telemetry goes on; _mind_video retries the camera with backoff
-            logger.warning("%s: cannot open video: %s", self._log, exc)
+        # whip is None on an offline resume: the publisher asks producer-token for it
+        await self._start_video(whip)
 
     async def _mind_sampling(self) -> None:
         """Start the sampler once the server's chain id is known: samples are signed for it."""
@@ -291,51 +282,37 @@ class SessionRun:
         )
         await self.sampler.start()
 
-    async def _start_video(self, whip: Secret) -> None:
-        from luxxon_agent.video import Publisher, open_media_source
+    async def _start_video(self, whip: Secret | None) -> None:
+        from luxxon_agent.video import Publisher, PublisherOptions, open_media_source
 
-        self.media = await open_media_source(self.runner.op.video, clock=self.clock)
-        self.publisher = Publisher(
-            whip,
-            self.media,
+        url, clock = self.runner.op.video, self.clock
+
+        async def open_camera() -> MediaSource:
+            return await open_media_source(url, clock=clock)
+
+        # persistent: the publisher retries a refused endpoint or a lost camera by itself
+        options = PublisherOptions(
             refetch=self._refetch,
             state_path=self.runner.state_dir / "whip-location.json",
-            clock=self.clock,
+            persistent=True,
+            clock=clock,
         )
+        self.publisher = Publisher(whip, open_camera, options, on_state=self._on_video_state)
         await self.publisher.start()
 
-    async def _mind_video(self) -> None:
-        """A publisher that gave up (camera gone, WHIP refused) is rebuilt, with backoff."""
+    def _on_video_state(self, state: PublisherState, stats: PublisherStats) -> None:
+        """The publisher's every state change: what the status and the watchdog go by."""
         from luxxon_agent.video import PublisherState
 
-        failed = self.media is None or (
-            self.publisher is not None and self.publisher.state is PublisherState.FAILED
-        )
-        if not failed:
-            self._video_attempt = 0
-            return
-        now = self.clock.monotonic()
-        if self._video_retry_at is None:
-            error = self.publisher.stats().last_error if self.publisher else "no media source"
-            delay = VIDEO_BACKOFF.delay(self._video_attempt)
-            logger.warning("%s: video failed (%s); retrying in %.0f s", self._log, error, delay)
-            self._last_error = error
-            self._video_retry_at = now + delay
-            return
-        if now < self._video_retry_at:
-            return
-        self._video_retry_at = None
-        self._video_attempt += 1
-        await self._stop_video()
-        whip = await self._refetch()
-        if whip is None:
-            # the API is away (or refuses): ask again soon rather than after a long backoff
-            self._video_attempt = min(self._video_attempt, 1)
-            return
-        try:
-            await self._start_video(whip)
-        except LuxxonError as exc:
-            logger.warning("%s: cannot reopen video: %s", self._log, exc)
+        previous, self.video_state = self.video_state, state
+        if state in (PublisherState.BLOCKED, PublisherState.FAILED):
+            self._last_error = stats.last_error
+            logger.warning("%s: video %s: %s", self._log, state.value, stats.last_error)
+        elif state is PublisherState.PUBLISHING and previous in (
+            PublisherState.BLOCKED,
+            PublisherState.RECONNECTING,
+        ):
+            logger.info("%s: video publishing again (%d reconnects)", self._log, stats.reconnects)
 
     def _on_tick(self, tick: Tick) -> None:
         from luxxon_agent.telemetry import TickOutcome
@@ -358,7 +335,6 @@ class SessionRun:
         poll = self.context.policy.poll_seconds
         while True:
             await self._mind_sampling()
-            await self._mind_video()
             deadline = self._deadline_in()
             if deadline is not None and deadline <= 0:
                 logger.info("%s: maxDuration reached", self._log)
@@ -438,9 +414,6 @@ class SessionRun:
             await self.publisher.stop()
             self._video_sent = self._video_figures()
             self.publisher = None
-        if self.media is not None:
-            await self.media.close()
-            self.media = None
 
     async def _teardown(self) -> None:
         """Whatever happened, nothing of this session keeps running."""
@@ -451,6 +424,10 @@ class SessionRun:
             self.uploader = None
 
     # ---- status ------------------------------------------------------------------------
+
+    def frames_sent(self) -> int | None:
+        """Frames the current publisher has sent, None without one (for the watchdog)."""
+        return self.publisher.stats().frames_sent if self.publisher is not None else None
 
     def _video_figures(self) -> VideoStatus:
         """The publisher's figures now; once it is stopped, what it sent."""

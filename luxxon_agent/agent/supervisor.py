@@ -469,11 +469,11 @@ class Supervisor:
         limit = self.config.agent.stall_seconds
         for label, run in list(self.runs.items()):
             video = self._progress.setdefault(f"{label}.video", _Progress(moved_at=now))
-            publisher = run.publisher
-            if publisher is None or publisher.state is not PublisherState.PUBLISHING:
+            frames = run.frames_sent()
+            if run.video_state is not PublisherState.PUBLISHING or frames is None:
                 video.moved_at = now  # nothing that should move right now
             else:
-                video.update(publisher.stats().frames_sent, now)
+                video.update(frames, now)
                 if video.moved_at is not None and now - video.moved_at > limit:
                     return f"{label}: no video frames sent for {now - video.moved_at:.0f} s"
             tick = run.last_sampler_tick

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -87,25 +86,17 @@ def test_metrics_parse_as_prometheus_text_with_the_operator_label() -> None:
     assert frames.name == "luxxon_agent_video_frames_total" and frames.value == 42
 
 
-@dataclass
-class _Stats:
-    frames_sent: int
+class _Run:
+    """What the watchdog reads of a session run: the video state it was told, frames sent."""
 
-
-class _Publisher:
     def __init__(self) -> None:
         self.frames = 0
-        self.state = PublisherState.PUBLISHING
-
-    def stats(self) -> _Stats:
-        return _Stats(self.frames)
-
-
-class _Run:
-    def __init__(self) -> None:
-        self.publisher = _Publisher()
+        self.video_state: PublisherState | None = PublisherState.PUBLISHING
         self.last_sampler_tick: float | None = 0.0
         self.last_spool_write: float | None = 0.0
+
+    def frames_sent(self) -> int:
+        return self.frames
 
 
 async def test_watchdog_fed_through_api_outage_withheld_when_local_work_stalls() -> None:
@@ -132,21 +123,21 @@ async def test_watchdog_fed_through_api_outage_withheld_when_local_work_stalls()
     assert supervisor.stalled() is None
     for _ in range(3):  # frames moving, telemetry ticking into the spool; API still away
         await clock.advance(5)
-        run.publisher.frames += 50
+        run.frames += 50
         working()
         assert supervisor.stalled() is None
     await clock.advance(11)  # the publish froze while telemetry went on
     working()
     assert supervisor.stalled() == "cam: no video frames sent for 11 s"
-    run.publisher.frames += 1
+    run.frames += 1
     assert supervisor.stalled() is None
-    run.publisher.state = PublisherState.RECONNECTING  # waiting on the network: legitimate
+    run.video_state = PublisherState.RECONNECTING  # waiting on the network: legitimate
     await clock.advance(30)
     working()
     assert supervisor.stalled() is None
-    run.publisher.state = PublisherState.PUBLISHING
+    run.video_state = PublisherState.PUBLISHING
     await clock.advance(11)
-    run.publisher.frames += 1
+    run.frames += 1
     assert supervisor.stalled() == "cam: telemetry loop silent for 11 s"
     run.last_sampler_tick = clock.monotonic()  # ticking, but every write fails
     assert supervisor.stalled() == "cam: the spool refused writes for 11 s"
