@@ -287,9 +287,11 @@ def _set_path(data: dict[str, Any], parts: list[str | int], value: Any) -> None:
         node[last] = value
 
 
-def _leaf_fields(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> dict[str, tuple]:
+def _leaf_fields(
+    model: type[BaseModel], prefix: tuple[str, ...] = ()
+) -> dict[str, tuple[tuple[str, ...], Any]]:
     """Env-name suffix -> (path, annotation) for every scalar field of `model`."""
-    out: dict[str, tuple] = {}
+    out: dict[str, tuple[tuple[str, ...], Any]] = {}
     for name, field in model.model_fields.items():
         annotation = field.annotation
         path = (*prefix, name)

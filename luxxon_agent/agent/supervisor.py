@@ -427,9 +427,9 @@ class Supervisor:
                     return
                 session = fresh
         finally:
-            run = self.runs.pop(op.label, None)
-            if run is not None:
-                self._finished[op.label] = run.snapshot()
+            finished = self.runs.pop(op.label, None)
+            if finished is not None:
+                self._finished[op.label] = finished.snapshot()
             self._served[op.label] += 1
             assigned.link.release(op.label)
 

@@ -154,6 +154,12 @@ class WorkspaceLink:
         self._sent = None
         self._changed.set()
 
+    @property
+    def _workspace(self) -> str:
+        """The workspace id; known from `connect()` on, before which no loop runs."""
+        assert self.workspace_id is not None, "the link is not connected"
+        return self.workspace_id
+
     def _free(self, op: OperatorRunner) -> bool:
         return op.label not in self._held
 
@@ -351,7 +357,7 @@ class WorkspaceLink:
         else:
             request = UpdateWorkspaceRequest(availability_state=desired)
         try:
-            await self.client.update_workspace(self.workspace_id, request)
+            await self.client.update_workspace(self._workspace, request)
         except (ApiError, TransportError) as exc:
             self.api_health.failed(exc)
             logger.warning("%r: cannot go %s: %s", self, desired.value, exc)
@@ -392,20 +398,20 @@ class WorkspaceLink:
             lng=fix.lng,
             accuracy_meters=fix.accuracy_m,
             sequence=self.state.next_sequence(
-                self.workspace_id, int(self.clock.now().timestamp() * 1000)
+                self._workspace, int(self.clock.now().timestamp() * 1000)
             ),
             session_id=self._held.get(op.label),
             speed_mps=fix.speed_mps,
         )
         try:
-            await self.client.post_location(self.workspace_id, beat)
+            await self.client.post_location(self._workspace, beat)
         except ApiError as exc:
             self.api_health.failed(exc)
             if exc.status == 409:
                 logger.warning(
                     "heartbeat sequence %d refused as stale; jumping ahead", beat.sequence
                 )
-                self.state.skip_sequence(self.workspace_id, SEQUENCE_SKIP)
+                self.state.skip_sequence(self._workspace, SEQUENCE_SKIP)
             else:
                 logger.warning("heartbeat: %s", exc)
         except TransportError as exc:
@@ -440,10 +446,10 @@ class WorkspaceLink:
         if session.state is SessionState.ASSIGNED and (
             session.operator_workspace_id == self.workspace_id
         ):
-            op = (covering or healthy or [None])[0]
-            if op is not None:
-                logger.info("%s: dispatched session %s", op.label, session.id)
-                self._take(op, session)
+            candidates = covering or healthy
+            if candidates:
+                logger.info("%s: dispatched session %s", candidates[0].label, session.id)
+                self._take(candidates[0], session)
             return
         if session.state is not SessionState.REQUESTED:
             return

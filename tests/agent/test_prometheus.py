@@ -113,3 +113,14 @@ async def test_prometheus_scrapes_the_agents_series_with_its_operator_label(
             targets = (await client.get("/api/v1/targets")).json()["data"]["activeTargets"]
             assert [t["health"] for t in targets] == ["up"], json.dumps(targets)
     assert await agent.stop() == 0
+
+
+def test_example_scrape_config_is_valid() -> None:
+    promtool = require_tool("promtool")
+    example = Path(__file__).parents[2] / "examples" / "prometheus.yml"
+    done = subprocess.run(
+        [promtool, "check", "config", str(example)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
