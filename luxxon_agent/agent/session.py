@@ -13,6 +13,11 @@ A LIVE session's record carries startedAt, maxDurationSeconds and the chain id,
 so a restart while the API is unreachable samples into the spool at once and
 reconciles (session state, producer token, video, upload) when the API is back.
 
+The run gets a `SessionContext` (API, clock, state file, server facts, policy),
+never the link that took the session; its `SessionPhase` changes only through
+`_set_phase`. Video retries are the publisher's own (it never gives up under
+the agent); the run only follows its `on_state` reports.
+
 Before /end the spool is drained for as long as it makes progress (more samples
 delivered within `DRAIN_PROGRESS_WINDOW_S`), at most `DRAIN_MAX_S` (on SIGTERM
 `SHUTDOWN_DRAIN_MAX_S`). A late /end costs the operator nothing: the stub's meter
@@ -121,7 +126,7 @@ class SessionRun:
         self.video_state: PublisherState | None = None
         """The publisher's state as it last reported it (`on_state`); None before video."""
         self._video_sent = VideoStatus()
-        """Counts of the publishers stopped so far (what they sent, not their rates)."""
+        """What the publisher had sent when it was stopped (kept for the status)."""
         self.publisher: Publisher | None = None
         self.sampler: Sampler | None = None
         self.uploader: Uploader | None = None

@@ -13,7 +13,13 @@
   cancelled (and counted in the log). A second SIGINT cancels at once.
 
 An unexpected exception in a session or a link is logged once and that part
-restarts with backoff; the process itself keeps serving the other operators.
+restarts with backoff (RESTART_BACKOFF: bugs only; the video retries itself);
+the process itself keeps serving the other operators.
+
+Ownership (docs/architecture.md): links hand sessions over as
+`SessionAssigned` events on one queue and are told `release(label)` when a
+run is over; `status()` is the one place an `OperatorStatus` is assembled,
+from the link's, the run's and the operator's snapshots.
 """
 
 from __future__ import annotations
