@@ -54,7 +54,7 @@ class OperatorStatus:
     device_kind: str
     workspace_id: str | None = None
     availability: str = "STARTING"
-    """STARTING, ONLINE, OFFLINE, BUSY (serving) or STOPPED, as this agent sees it."""
+    """STARTING (not judged yet), ONLINE, OFFLINE or BUSY (holds a session)."""
     reason: str | None = None
     """Why the operator cannot serve, when it cannot."""
     session_id: str | None = None
