@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -66,6 +67,8 @@ async def test_status_endpoint_refuses_a_busy_port_in_one_line() -> None:
             await StatusServer(first.address, _status, metrics=False).start()
         with pytest.raises(StatusEndpointError, match="404"):  # metrics off: no route
             await fetch_status(first.address, "/metrics")
+        async with httpx.AsyncClient(base_url=f"http://{first.address}") as client:
+            assert (await client.post("/status")).status_code == 405  # read-only
     finally:
         await first.stop()
 
