@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,8 +21,10 @@ from luxxon_agent.cli._common import configure_logging, handle_errors, run_async
 from luxxon_agent.errors import ConfigError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from luxxon_agent.secret import Secret
-    from luxxon_agent.video import PublisherStats
+    from luxxon_agent.video import PublisherOptions, PublisherStats
 
 WHIP_URL_ENV = "LUXXON_WHIP_URL"
 WHIP_TOKEN_ENV = "LUXXON_WHIP_TOKEN"
@@ -132,13 +136,18 @@ def publish_command(
     profile: Annotated[
         str | None, typer.Option("--profile", envvar="LUXXON_PROFILE", help="Profile name")
     ] = None,
+    adapt: Annotated[
+        bool,
+        typer.Option(
+            "--adapt/--no-adapt",
+            help="Follow the link's estimated bandwidth (--no-adapt: always send at --bitrate)",
+        ),
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines of stats on stdout")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Publish one source to one WHIP endpoint, reconnecting by itself; shows bitrate and fps."""
-    from pathlib import Path
-
-    from luxxon_agent.video import VideoOptions
+    from luxxon_agent.video import PublisherOptions, VideoOptions
 
     configure_logging(verbose, json_lines=as_json)
     url = _read_secret(whip_url, WHIP_URL_ENV, "--whip-url")
@@ -148,7 +157,7 @@ def publish_command(
             f"give exactly one of --session ID or a whipUrl (${WHIP_URL_ENV} or --whip-url)"
         )
     try:
-        options = VideoOptions(
+        video = VideoOptions(
             codec=codec,
             bitrate=bitrate,
             keyframe_interval=keyframe_interval,
@@ -157,12 +166,12 @@ def publish_command(
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    options = PublisherOptions(video=video, token=bearer, adaptive=adapt)
     if audio in ("none", ""):
         audio = None
     run_async(
         _publish(
             url,
-            bearer,
             session,
             source,
             seconds,
@@ -178,14 +187,13 @@ def publish_command(
 
 async def _publish(
     url: Secret | None,
-    bearer: Secret | None,
     session: str | None,
     source: str,
     seconds: float | None,
-    options: Any,
+    options: PublisherOptions,
     audio: str | None,
     loopback: bool,
-    state_path: Any,
+    state_path: Path | None,
     api: tuple[str | None, str | None, str | None],
     as_json: bool,
 ) -> None:
@@ -204,39 +212,30 @@ async def _publish(
             )
             return
         assert url is not None
-        await _publish_checked(
-            url, source, seconds, options, audio, state_path, as_json, stop, token=bearer
-        )
+        await _publish_checked(url, source, seconds, options, audio, state_path, as_json, stop)
 
 
 async def _publish_checked(
     url: Secret,
     source: str,
     seconds: float | None,
-    options: Any,
+    options: PublisherOptions,
     audio: str | None,
-    state_path: Any,
+    state_path: Path | None,
     as_json: bool,
-    stop: Any,
-    *,
-    token: Secret | None = None,
-    refetch: Any = None,
-    is_live: Any = None,
+    stop: asyncio.Event,
 ) -> None:
     """`publish()` with the CLI's state file and rendering; fails if no frame was sent."""
     from luxxon_agent.video import default_state_path, publish
 
+    options = replace(options, state_path=state_path or default_state_path(url))
     _require_frames(
         await publish(
             url,
             source,
-            token=token,
+            options,
             seconds=seconds,
-            options=options,
             audio=audio,
-            refetch=refetch,
-            is_live=is_live,
-            state_path=state_path or default_state_path(url),
             on_stats=lambda s: _render(s, as_json),
             stop=stop,
         )
@@ -247,12 +246,12 @@ async def _publish_session(
     session: str,
     source: str,
     seconds: float | None,
-    options: Any,
+    options: PublisherOptions,
     audio: str | None,
-    state_path: Any,
+    state_path: Path | None,
     api: tuple[str | None, str | None, str | None],
     as_json: bool,
-    stop: Any,
+    stop: asyncio.Event,
 ) -> None:
     from luxxon_agent.api import AsyncLuxxonClient
     from luxxon_agent.errors import ApiError
@@ -285,15 +284,5 @@ async def _publish_session(
             state = (await client.get_session(session)).state
             return state in (SessionState.LIVE, SessionState.PAUSED)
 
-        await _publish_checked(
-            url,
-            source,
-            seconds,
-            options,
-            audio,
-            state_path,
-            as_json,
-            stop,
-            refetch=refetch,
-            is_live=is_live,
-        )
+        options = replace(options, refetch=refetch, is_live=is_live)
+        await _publish_checked(url, source, seconds, options, audio, state_path, as_json, stop)

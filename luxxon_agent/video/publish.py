@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
-from luxxon_agent.clock import SYSTEM_CLOCK, Clock, sleep_or_event
+from luxxon_agent.clock import sleep_or_event
 from luxxon_agent.secret import Secret
-from luxxon_agent.video.encoder import VideoOptions
 from luxxon_agent.video.mediasource import open_media_source
-from luxxon_agent.video.publisher import (
-    Publisher,
-    PublisherState,
-    PublisherStats,
-    whip_url_digest,
-)
-from luxxon_agent.video.whip import IceServer
+from luxxon_agent.video.publisher import Publisher, PublisherOptions
+from luxxon_agent.video.resource_file import whip_url_digest
+from luxxon_agent.video.stats import PublisherState, PublisherStats
 
 
 def default_state_path(whip_url: Secret) -> Path:
@@ -30,38 +25,23 @@ def default_state_path(whip_url: Secret) -> Path:
 async def publish(
     whip_url: Secret,
     source_url: str,
+    options: PublisherOptions | None = None,
     *,
-    token: Secret | None = None,
     seconds: float | None = None,
-    options: VideoOptions | None = None,
     audio: str | None = None,
-    refetch: Callable[[], Awaitable[Secret | None]] | None = None,
-    is_live: Callable[[], Awaitable[bool]] | None = None,
-    state_path: Path | None = None,
-    ice_servers: tuple[IceServer, ...] = (),
     on_stats: Callable[[PublisherStats], None] | None = None,
     stop: asyncio.Event | None = None,
-    clock: Clock = SYSTEM_CLOCK,
 ) -> PublisherStats:
     """Publish until `seconds` pass, `stop` is set, or the session ends; return the last stats.
 
     A fatal WHIP or media error propagates after the resource was DELETEd.
     """
-    options = options or VideoOptions()
+    options = options or PublisherOptions()
+    clock = options.clock
     source = await open_media_source(
-        source_url, audio=audio, max_level=options.max_level, clock=clock
+        source_url, audio=audio, max_level=options.video.max_level, clock=clock
     )
-    publisher = Publisher(
-        whip_url,
-        source,
-        token=token,
-        options=options,
-        refetch=refetch,
-        is_live=is_live,
-        state_path=state_path,
-        ice_servers=ice_servers,
-        clock=clock,
-    )
+    publisher = Publisher(whip_url, source, options)
     stop = stop or asyncio.Event()
     deadline = None if seconds is None else clock.monotonic() + seconds
     try:

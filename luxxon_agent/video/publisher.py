@@ -1,47 +1,49 @@
 """The publisher: keeps one source flowing to one whipUrl, through crashes and network flips.
 
-One connection at a time: build a peer connection, POST the offer (WHIP),
-watch it. When ICE/DTLS fails, or the receiver's RTCP reports stop for
-`stale_after` seconds (aiortc has no "disconnected" state and notices a dead
-peer only after ~30 s of failed consent checks), it DELETEs the resource it
-last got in `Location` and POSTs a fresh offer to the same whipUrl, with
-backoff and jitter. That Location is also written to `state_path`, so a
-restarted process DELETEs the orphan of the one that died.
+It owns the one retry policy for video. One connection at a time: build a
+peer connection (connection.py), POST the offer (WHIP), watch it. When
+ICE/DTLS fails, or the receiver's RTCP reports stop for `stale_after`
+seconds (aiortc has no "disconnected" state and notices a dead peer only
+after ~30 s of failed consent checks), it DELETEs the resource it last got
+in `Location` and POSTs a fresh offer to the same whipUrl, with backoff and
+jitter. That Location is also kept in the leftover-resource file
+(resource_file.py), so a restarted process DELETEs the orphan of the one
+that died.
 
 POST answers: 403/409 mean an old publisher may still hold the endpoint:
-DELETE and retry, with backoff, at most `max_refusals` rounds in a row
-(then the endpoint belongs to someone else: fail with WhipError). 404/410:
-the URL is gone, `refetch()` asks the API for the current one
-(GET /sessions/:id/producer-token). 429 and 5xx: retry.
-Other 4xx: stop with the error (retrying an unchanged request cannot help).
+DELETE what we hold and retry, at most `max_refusals` rounds in a row (then
+the endpoint belongs to someone else). A 403 when we hold nothing to DELETE
+is a refusal of our credentials. 404/410: the URL is gone, `refetch()` asks
+the API for the current one. 429 and 5xx: retry. Other 4xx: retrying an
+unchanged request cannot help.
+
+Those last conditions, and a source that cannot be opened, are terminal: by
+default (`luxxon-agent publish`) the publisher ends with the error; with
+`persistent` (the agent) it reports `BLOCKED` and tries again slowly.
+Every state change is reported through `on_state(state, stats)`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
-from enum import StrEnum
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock, sleep_or_event
 from luxxon_agent.errors import LuxxonError, MediaError, WhipError
-from luxxon_agent.files import write_atomic
 from luxxon_agent.secret import Secret, redact_url
-from luxxon_agent.video.encoder import VideoOptions, make_encoding_track
+from luxxon_agent.video.connection import Connection, open_connection, video_track
+from luxxon_agent.video.encoder import VideoOptions
 from luxxon_agent.video.mediasource import MediaSource
-from luxxon_agent.video.whip import IceServer, WhipClient
-
-if TYPE_CHECKING:
-    from aiortc import RTCPeerConnection, RTCRtpSender
+from luxxon_agent.video.resource_file import ResourceFile
+from luxxon_agent.video.stats import PublisherState, PublisherStats, SenderReport, StatsBook
+from luxxon_agent.video.whip import IceServer, WhipClient, WhipResource
 
 logger = logging.getLogger(__name__)
 
@@ -49,41 +51,47 @@ RETRY_STATUSES = frozenset({403, 409, 429, 500, 502, 503, 504})
 GONE_STATUSES = frozenset({404, 410})
 REFUSED_STATUSES = frozenset({403, 409})
 MAX_REFUSALS = 5
-"""Consecutive 403/409 DELETE-and-retry rounds before the publisher gives up."""
+"""Consecutive 403/409 DELETE-and-retry rounds before the endpoint counts as someone else's."""
+MAX_REFETCHES = 3
+"""Consecutive 404/410 answers, each followed by a re-fetched whipUrl, before giving up."""
 STABLE_AFTER = 10.0
 """Seconds a connection must have lasted for its loss to reset the backoff."""
 
-
-class PublisherState(StrEnum):
-    IDLE = "idle"
-    CONNECTING = "connecting"
-    PUBLISHING = "publishing"
-    RECONNECTING = "reconnecting"
-    STOPPED = "stopped"
-    FAILED = "failed"
+SourceOpener = Callable[[], Awaitable[MediaSource]]
+"""Opens the source; a publisher given one opens, re-opens and closes the source itself."""
+StateListener = Callable[[PublisherState, PublisherStats], None]
 
 
 @dataclass(frozen=True)
-class PublisherStats:
-    """A snapshot for status lines and metrics."""
+class PublisherOptions:
+    """How a publisher sends and how it retries."""
 
-    state: PublisherState
-    bitrate_bps: float
-    """Payload bit/s over the last sampling second."""
-    fps: float
-    """Frames sent per second over the last sampling second."""
-    packets_lost: int
-    """As the receiver reports it (RTCP), for the current connection."""
-    reconnects: int
-    frames_sent: int
-    bytes_sent: int
-    """RTP payload bytes over all connections."""
-    encoder: str | None
-    """`passthrough`, `libx264`, `h264_v4l2m2m`, `aiortc-vp8`, or None before media."""
-    last_error: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    video: VideoOptions = field(default_factory=VideoOptions)
+    token: Secret | None = None
+    """Bearer token for the WHIP server, if it wants one."""
+    refetch: Callable[[], Awaitable[Secret | None]] | None = None
+    """Asks the API for the session's current whipUrl (None: the API could not say)."""
+    is_live: Callable[[], Awaitable[bool]] | None = None
+    """Asked before each (re)connection: False ends the publisher (the session is over)."""
+    state_path: Path | None = None
+    """The leftover-resource file; None keeps nothing across processes."""
+    ice_servers: tuple[IceServer, ...] = ()
+    persistent: bool = False
+    """Never give up (the agent): terminal conditions become BLOCKED, retried slowly."""
+    adaptive: bool = True
+    """Follow the link's estimated bandwidth; False sends at the configured cap."""
+    backoff: Backoff = Backoff(initial=0.5, maximum=10.0)
+    """Between reconnection attempts."""
+    blocked_backoff: Backoff = Backoff(initial=2.0, maximum=30.0)
+    """Between attempts after a terminal condition, with `persistent`."""
+    stale_after: float = 5.0
+    """Seconds without a receiver report before the connection counts as dead."""
+    connect_timeout: float = 15.0
+    max_refusals: int = MAX_REFUSALS
+    clock: Clock = SYSTEM_CLOCK
+    rng: random.Random | None = None
+    transport: httpx.AsyncBaseTransport | None = None
+    """For tests: the HTTP transport WHIP requests go through."""
 
 
 class _StopRequested(Exception):
@@ -91,63 +99,44 @@ class _StopRequested(Exception):
 
 
 class Publisher:
-    """Publishes `source` to `whip_url` until `stop()` or the session is no longer live."""
+    """Publishes `source` to `whip_url` until `stop()` or the session is no longer live.
+
+    `whip_url` may be None when `options.refetch` can provide it (an agent that
+    resumed a session while the API was away). `source` is an opened source
+    (the caller closes it) or an opener (the publisher opens and closes it).
+    """
 
     def __init__(
         self,
-        whip_url: Secret,
-        source: MediaSource,
+        whip_url: Secret | None,
+        source: MediaSource | SourceOpener,
+        options: PublisherOptions | None = None,
         *,
-        token: Secret | None = None,
-        options: VideoOptions | None = None,
-        refetch: Callable[[], Awaitable[Secret | None]] | None = None,
-        is_live: Callable[[], Awaitable[bool]] | None = None,
-        state_path: Path | None = None,
-        ice_servers: tuple[IceServer, ...] = (),
-        backoff: Backoff | None = None,
-        stale_after: float = 5.0,
-        connect_timeout: float = 15.0,
-        max_refusals: int = MAX_REFUSALS,
-        clock: Clock = SYSTEM_CLOCK,
-        rng: random.Random | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        on_state: StateListener | None = None,
     ) -> None:
-        self._whip_url = whip_url
-        self._token = token
-        self._source = source
-        self._options = options or VideoOptions()
-        self._refetch = refetch
-        self._is_live = is_live
-        self._state_path = state_path
-        self._ice_servers = ice_servers
+        self._options = options or PublisherOptions()
+        if whip_url is None and self._options.refetch is None:
+            raise ValueError("a publisher without a whipUrl needs options.refetch")
+        self._whip = None if whip_url is None else self._whip_client(whip_url)
+        if isinstance(source, MediaSource):
+            self._source: MediaSource | None = source
+            self._open_source: SourceOpener | None = None
+        else:
+            self._source, self._open_source = None, source
+        self._on_state = on_state
+        self._resource_file = ResourceFile(self._options.state_path)
+        self._rng = self._options.rng or random.Random()
         self._announced_ice: tuple[IceServer, ...] = ()
-        self._backoff = backoff or Backoff(initial=0.5, maximum=10.0)
-        self._stale_after = stale_after
-        self._connect_timeout = connect_timeout
-        self._max_refusals = max_refusals
-        self._clock = clock
-        self._rng = rng or random.Random()
-        self._transport = transport
-        self._whip = WhipClient(whip_url, token=token, transport=transport)
         self._state = PublisherState.IDLE
+        self._stats = StatsBook()
         self._stop_event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._pc: RTCPeerConnection | None = None
+        self._connection: Connection | None = None
         self._location: str | None = None
-        self._state_listeners: list[Callable[[PublisherState], None]] = []
-        self._encoder: str | None = None
-        self._reconnects = 0
-        self._frames = 0
-        self._bytes_total = 0
-        self._bytes_connection = 0
-        self._packets_lost = 0
-        self._bitrate = 0.0
-        self._fps = 0.0
-        self._last_error: str | None = None
-        self._encoders_opened = 0
 
     def __repr__(self) -> str:
-        return f"Publisher({redact_url(self._whip_url.reveal())}, {self._state})"
+        url = "no whipUrl yet" if self._whip is None else redact_url(self._whip.whip_url.reveal())
+        return f"Publisher({url}, {self._state})"
 
     # -- public face ---------------------------------------------------------------------
 
@@ -158,23 +147,10 @@ class Publisher:
     @property
     def encoders_opened(self) -> int:
         """How many encoder contexts this publisher opened (0 in passthrough)."""
-        return self._encoders_opened
-
-    def on_state(self, listener: Callable[[PublisherState], None]) -> None:
-        self._state_listeners.append(listener)
+        return self._stats.encoders_opened
 
     def stats(self) -> PublisherStats:
-        return PublisherStats(
-            state=self._state,
-            bitrate_bps=self._bitrate,
-            fps=self._fps,
-            packets_lost=self._packets_lost,
-            reconnects=self._reconnects,
-            frames_sent=self._frames,
-            bytes_sent=self._bytes_total + self._bytes_connection,
-            encoder=self._encoder,
-            last_error=self._last_error,
-        )
+        return self._stats.snapshot(self._state)
 
     async def start(self) -> None:
         if self._task is None:
@@ -191,7 +167,8 @@ class Publisher:
         if self._task is not None:
             # the outcome (a failure) belongs to wait(); stop() only needs it finished
             await asyncio.gather(self._task, return_exceptions=True)
-        await self._whip.aclose()
+        if self._whip is not None:
+            await self._whip.aclose()
 
     async def __aenter__(self) -> Publisher:
         await self.start()
@@ -207,18 +184,18 @@ class Publisher:
             return
         logger.info("Publisher %s -> %s", self._state, state)
         self._state = state
-        for listener in list(self._state_listeners):
-            listener(state)
+        if self._on_state is not None:
+            self._on_state(state, self.stats())
 
     async def _run(self) -> None:
         outcome = PublisherState.STOPPED
         try:
             await self._delete_orphan()
-            await self._loop()
+            await self._retry_when_blocked()
         except _StopRequested:
             pass
         except LuxxonError as exc:
-            self._last_error = str(exc)
+            self._stats.last_error = str(exc)
             outcome = PublisherState.FAILED
             raise
         except asyncio.CancelledError:
@@ -229,220 +206,246 @@ class Publisher:
         finally:
             # whatever ended the loop, the resource is DELETEd and the connection closed
             await self._teardown()
+            if self._open_source is not None:
+                await self._close_source()
             self._set_state(outcome)
 
+    async def _retry_when_blocked(self) -> None:
+        """`_loop`, and with `persistent` its terminal errors as BLOCKED, retried slowly."""
+        rounds = 0
+        frames_then = -1
+        previous: str | None = None
+        while True:
+            try:
+                await self._loop()
+                return
+            except LuxxonError as exc:
+                if not self._options.persistent:
+                    raise
+                if self._stats.frames != frames_then:
+                    rounds = 0  # it published in between: slow retries start afresh
+                frames_then = self._stats.frames
+                delay = self._options.blocked_backoff.delay(rounds, self._rng)
+                rounds += 1
+                # the same refusal again is no news: one warning, then quieter lines
+                level = logging.INFO if str(exc) == previous else logging.WARNING
+                previous = self._stats.last_error = str(exc)
+                logger.log(level, "video blocked: %s; trying again in %.0f s", exc, delay)
+                self._set_state(PublisherState.BLOCKED)
+                await self._pause(delay)
+
     async def _loop(self) -> None:
+        """Connect, watch, reconnect; returns on stop or a session no longer live,
+        raises what retrying cannot fix."""
         attempt = 0
         refetches = 0
         refusals = 0
         while not self._stop_event.is_set():
-            if self._is_live is not None and not await self._still_live():
+            if self._options.is_live is not None and not await self._still_live():
                 logger.info("session is no longer live; publisher stops")
                 return
-            self._set_state(
-                PublisherState.CONNECTING
-                if self._reconnects == 0 and attempt == 0
-                else PublisherState.RECONNECTING
-            )
+            first = self._stats.reconnects == 0 and attempt == 0
+            self._set_state(PublisherState.CONNECTING if first else PublisherState.RECONNECTING)
             try:
-                pc = await self._connect()
+                whip = await self._current_whip()
+                source = await self._current_source()
+                connection = await self._connect(whip, source)
             except WhipError as exc:
-                self._last_error = str(exc)
+                self._stats.last_error = str(exc)
                 if exc.status in GONE_STATUSES:
-                    if self._refetch is None or refetches >= 3:
+                    if refetches >= MAX_REFETCHES or not await self._refetch_after(exc):
                         raise
-                    try:
-                        fresh = await self._refetch()
-                    except LuxxonError as refetch_error:
-                        # the API is unreachable for now: try again after the backoff
-                        logger.warning("re-fetching the whipUrl failed: %s", refetch_error)
-                    else:
-                        if fresh is None:
-                            raise
-                        refetches += 1
-                        logger.warning("whipUrl answered %d; using the re-fetched one", exc.status)
-                        await self._replace_url(fresh)
-                        await self._delete_orphan()
-                        continue
+                    refetches += 1
+                    continue
                 if exc.status not in RETRY_STATUSES:
                     raise
                 if exc.status in REFUSED_STATUSES:
                     refusals += 1
-                    if refusals > self._max_refusals:
-                        raise WhipError(
-                            exc.status,
-                            f"still refused after {self._max_refusals} DELETE-and-retry rounds"
-                            f" ({' '.join(exc.text.split())[:120] or 'no reason given'})",
-                        ) from exc
-                    logger.warning("WHIP POST refused (%d): deleting the last resource", exc.status)
-                    await self._delete_location()
+                    await self._after_refusal(exc, refusals)
                 else:
                     refusals = 0
                     logger.warning("WHIP POST answered %d; retrying", exc.status)
+            except _NoWhipUrl as exc:
+                self._stats.last_error = str(exc)
             except MediaError as exc:
                 if self._stop_event.is_set():
                     return
                 refusals = 0
-                self._last_error = str(exc)
+                self._stats.last_error = str(exc)
                 logger.warning("publish attempt failed: %s", exc)
             else:
                 refetches = 0
                 refusals = 0
-                began = self._clock.monotonic()
-                reason = await self._watch(pc)
+                began = self._options.clock.monotonic()
+                reason = await self._watch(connection)
                 await self._teardown()
                 if reason is None:
                     return
                 logger.warning("connection lost (%s); reconnecting", reason)
-                self._last_error = reason
-                self._reconnects += 1
-                if self._clock.monotonic() - began >= STABLE_AFTER:
+                self._stats.last_error = reason
+                self._stats.reconnects += 1
+                if self._options.clock.monotonic() - began >= STABLE_AFTER:
                     attempt = 0
                     continue
                 # a connection that dies young is retried with backoff, not in a tight loop
-            await self._pause(self._backoff.delay(attempt, self._rng))
+            await self._pause(self._options.backoff.delay(attempt, self._rng))
             attempt += 1
 
-    async def _still_live(self) -> bool:
-        assert self._is_live is not None
+    async def _after_refusal(self, exc: WhipError, refusals: int) -> None:
+        """403/409: DELETE what we hold so the next POST can succeed, or raise."""
+        reason = " ".join(exc.text.split())[:120] or "no reason given"
+        if exc.status == 403 and self._location is None:
+            raise WhipError(
+                403,
+                f"refused: the WHIP server rejects our credentials, and we hold no resource"
+                f" there to free ({reason})",
+            ) from exc
+        if refusals > self._options.max_refusals:
+            raise WhipError(
+                exc.status,
+                f"still refused after {self._options.max_refusals} DELETE-and-retry rounds"
+                f" ({reason})",
+            ) from exc
+        logger.warning("WHIP POST refused (%d): deleting the last resource", exc.status)
+        await self._delete_location()
+
+    async def _refetch_after(self, exc: WhipError) -> bool:
+        """After a 404/410: True when a fresh whipUrl is in place (or worth waiting for)."""
+        if self._options.refetch is None:
+            return False
         try:
-            return await self._is_live()
+            fresh = await self._options.refetch()
+        except LuxxonError as refetch_error:
+            # the API is unreachable for now: try again after the backoff
+            logger.warning("re-fetching the whipUrl failed: %s", refetch_error)
+            await self._pause(self._options.backoff.delay(0, self._rng))
+            return True
+        if fresh is None:
+            return False
+        logger.warning("whipUrl answered %d; using the re-fetched one", exc.status)
+        await self._replace_url(fresh)
+        await self._delete_orphan()
+        return True
+
+    async def _still_live(self) -> bool:
+        assert self._options.is_live is not None
+        try:
+            return await self._options.is_live()
         except LuxxonError as exc:
             # not knowing is not "ended": keep publishing, the API will answer again
             logger.warning("could not check the session state: %s", exc)
             return True
 
     async def _pause(self, seconds: float) -> None:
-        if await sleep_or_event(self._clock, seconds, self._stop_event):
+        if await sleep_or_event(self._options.clock, seconds, self._stop_event):
             raise _StopRequested
 
+    def _whip_client(self, url: Secret) -> WhipClient:
+        return WhipClient(url, token=self._options.token, transport=self._options.transport)
+
     async def _replace_url(self, url: Secret) -> None:
-        await self._whip.aclose()
-        self._whip_url = url
-        self._whip = WhipClient(url, token=self._token, transport=self._transport)
+        if self._whip is not None:
+            await self._whip.aclose()
+        self._whip = self._whip_client(url)
+
+    async def _current_whip(self) -> WhipClient:
+        if self._whip is None:
+            assert self._options.refetch is not None
+            try:
+                fresh = await self._options.refetch()
+            except LuxxonError as exc:
+                raise _NoWhipUrl(f"no whipUrl yet: {exc}") from exc
+            if fresh is None:
+                raise _NoWhipUrl("no whipUrl yet: the API did not give one")
+            await self._replace_url(fresh)
+            await self._delete_orphan()
+        assert self._whip is not None
+        return self._whip
+
+    async def _current_source(self) -> MediaSource:
+        if self._source is None:
+            assert self._open_source is not None
+            self._source = await self._open_source()
+        return self._source
+
+    async def _close_source(self) -> None:
+        source, self._source = self._source, None
+        if source is not None:
+            await source.close()
 
     # -- one connection ------------------------------------------------------------------
 
-    def _video_track(self) -> tuple[Any, str]:
-        if self._source.kind == "h264":
-            if self._options.codec != "h264":
-                logger.info(
-                    "source is H.264 passthrough: sending H.264, not %s", self._options.codec
-                )
-            return self._source.video_track(), "h264"
-        if self._options.codec == "vp8":
-            self._encoder = "aiortc-vp8"
-            return self._source.video_track(), "vp8"
-
-        def opened(name: str) -> None:
-            self._encoders_opened += 1
-            self._encoder = name
-
-        track = make_encoding_track(
-            self._source.video_track(), self._source.fps, self._options, on_encoder=opened
+    async def _connect(self, whip: WhipClient, source: MediaSource) -> Connection:
+        self._stats.new_connection()
+        track, codec, encoder = video_track(source, self._options.video, self._stats.encoder_opened)
+        if encoder is not None:
+            self._stats.encoder = encoder
+        connection = await open_connection(
+            whip,
+            source,
+            track,
+            codec,
+            ice_servers=(*self._options.ice_servers, *self._announced_ice),
+            on_frame=self._stats.count_frame,
+            on_resource=self._hold,
         )
-        return track, "h264"
+        self._connection = connection
+        return connection
 
-    async def _connect(self) -> RTCPeerConnection:
-        from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+    def _hold(self, resource: WhipResource) -> None:
+        assert self._whip is not None
+        self._location = resource.location
+        self._resource_file.save(self._whip.whip_url, self._location)
+        if resource.ice_servers:
+            # only the next offer can use them: this one has gathered already
+            self._announced_ice = resource.ice_servers
 
-        servers = [s.to_rtc() for s in (*self._ice_servers, *self._announced_ice)]
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
-        self._pc = pc
-        self._bytes_total += self._bytes_connection
-        self._bytes_connection = 0
-        self._packets_lost = 0
-        track, codec = self._video_track()
-        if self._source.kind == "h264":
-            self._encoder = "passthrough"
-        counted = _counting_track(track, self._count_frame)
-        transceiver = pc.addTransceiver(counted, direction="sendonly")
-        codecs = RTCRtpSender.getCapabilities("video").codecs
-        prefs = [c for c in codecs if c.mimeType.lower() == f"video/{codec}"]
-        # Constrained Baseline first: what Cloudflare and every browser decode
-        prefs.sort(key=lambda c: c.parameters.get("profile-level-id") != "42e01f")
-        rtx = [c for c in codecs if c.mimeType.lower() == "video/rtx"]
-        transceiver.setCodecPreferences(prefs + rtx)
-        if hasattr(track, "request_keyframe"):
-            # aiortc answers PLI/FIR by flagging its own encoder; ours is outside it
-            transceiver.sender._send_keyframe = track.request_keyframe
-        audio = self._source.audio_track()
-        if audio is not None:
-            pc.addTransceiver(audio, direction="sendonly")
-        try:
-            await pc.setLocalDescription(await pc.createOffer())
-            resource = await self._whip.publish(pc.localDescription.sdp)
-            self._location = resource.location
-            self._save_state()
-            if resource.ice_servers:
-                self._announced_ice = resource.ice_servers
-            await pc.setRemoteDescription(
-                RTCSessionDescription(sdp=resource.answer_sdp, type="answer")
-            )
-        except BaseException:
-            await self._teardown(delete=False)
-            raise
-        return pc
-
-    def _count_frame(self) -> None:
-        self._frames += 1
-
-    async def _watch(self, pc: RTCPeerConnection) -> str | None:
+    async def _watch(self, connection: Connection) -> str | None:
         """Sample stats each second; return why the connection must go, or None to stop."""
+        clock = self._options.clock
         changed = asyncio.Event()
-        pc.on("connectionstatechange", changed.set)
-        sender = pc.getSenders()[0]
-        started = self._clock.monotonic()
+        connection.on_change(changed.set)
+        started = clock.monotonic()
         connected_at: float | None = None
-        last_report: Any = None
+        last_mark: tuple[float, int] | None = None
         last_report_at = started
-        prev_bytes, prev_frames, prev_t = 0, self._frames, started
         while True:
-            state = pc.connectionState
-            now = self._clock.monotonic()
-            if state in ("failed", "closed"):
-                return f"connection {state}"
-            if sender.transport.state in ("failed", "closed"):
-                return f"DTLS {sender.transport.state}"
-            if state == "connected":
+            now = clock.monotonic()
+            failure = connection.failure()
+            if failure is not None:
+                return failure
+            if connection.connected:
                 if connected_at is None:
                     connected_at = last_report_at = now
                     self._set_state(PublisherState.PUBLISHING)
-            elif now - started > self._connect_timeout:
-                return f"not connected after {self._connect_timeout:.0f} s"
+            elif now - started > self._options.connect_timeout:
+                return f"not connected after {self._options.connect_timeout:.0f} s"
             if connected_at is not None:
-                report = await _sender_report(sender)
-                self._bytes_connection = report["bytes"]
-                self._packets_lost = report["lost"]
-                if report["remote_ts"] != last_report:
-                    last_report, last_report_at = report["remote_ts"], now
-                elif now - last_report_at > self._stale_after:
+                report = await connection.report()
+                self._stats.add(now, report)
+                if report.remote_mark != last_mark:
+                    last_mark, last_report_at = report.remote_mark, now
+                elif now - last_report_at > self._options.stale_after:
                     return f"no receiver report for {now - last_report_at:.1f} s"
-                span = max(1e-3, now - prev_t)
-                if span >= 0.5:
-                    self._bitrate = (report["bytes"] - prev_bytes) * 8 / span
-                    self._fps = (self._frames - prev_frames) / span
-                    prev_bytes, prev_frames, prev_t = report["bytes"], self._frames, now
             changed.clear()
-            if await sleep_or_event(self._clock, 1.0, self._stop_event, changed):
+            if await sleep_or_event(clock, 1.0, self._stop_event, changed):
                 return None
 
-    async def _teardown(self, delete: bool = True) -> None:
-        pc, self._pc = self._pc, None
-        self._bitrate = self._fps = 0.0
-        if pc is not None and pc.getSenders():
-            # the last second of bytes would otherwise be lost from the totals
-            self._bytes_connection = (await _sender_report(pc.getSenders()[0]))["bytes"]
-        if delete:
-            await self._delete_location()
-        if pc is not None:
-            await pc.close()
+    async def _teardown(self) -> None:
+        connection, self._connection = self._connection, None
+        last: SenderReport | None = None
+        if connection is not None:
+            last = await connection.report()
+        self._stats.connection_closed(last)
+        await self._delete_location()
+        if connection is not None:
+            await connection.close()
 
-    # -- the resource and its state file -------------------------------------------------
+    # -- the resource and its file -------------------------------------------------------
 
     async def _delete_location(self) -> None:
         location = self._location
-        if location is None:
+        if location is None or self._whip is None:
             return
         try:
             await self._whip.delete(location)
@@ -451,60 +454,18 @@ class Publisher:
             logger.info("DELETE of the previous WHIP resource failed: %s", exc)
             return
         self._location = None
-        self._save_state()
+        self._resource_file.save(self._whip.whip_url, None)
 
     async def _delete_orphan(self) -> None:
         """DELETE the resource a previous process left behind for this whipUrl."""
-        if self._state_path is None or not self._state_path.exists():
+        if self._whip is None:
             return
-        try:
-            saved = json.loads(self._state_path.read_text())
-        except (OSError, ValueError):
-            return
-        ours = saved.get("whip_url_sha256") == whip_url_digest(self._whip_url)
-        if ours and saved.get("location"):
+        location = self._resource_file.load(self._whip.whip_url)
+        if location is not None:
             logger.info("deleting the WHIP resource a previous run left behind")
-            self._location = saved["location"]
+            self._location = location
             await self._delete_location()
 
-    def _save_state(self) -> None:
-        if self._state_path is None:
-            return
-        payload = {"whip_url_sha256": whip_url_digest(self._whip_url), "location": self._location}
-        # the resource URL is as good as the whipUrl to an attacker: owner-only file
-        write_atomic(self._state_path, json.dumps(payload))
 
-
-def whip_url_digest(url: Secret) -> str:
-    """SHA-256 of a whipUrl: names it in state files without storing the secret."""
-    return hashlib.sha256(url.reveal().encode()).hexdigest()
-
-
-async def _sender_report(sender: RTCRtpSender) -> dict[str, Any]:
-    report = await sender.getStats()
-    out: dict[str, Any] = {"bytes": 0, "lost": 0, "remote_ts": None}
-    for stat in report.values():
-        if stat.type == "outbound-rtp":
-            out["bytes"] = stat.bytesSent
-        elif stat.type == "remote-inbound-rtp":
-            out["lost"] = stat.packetsLost
-            out["remote_ts"] = (stat.timestamp, stat.packetsReceived)
-    return out
-
-
-def _counting_track(inner: Any, on_frame: Callable[[], None]) -> Any:
-    from aiortc.mediastreams import MediaStreamTrack
-
-    class CountingTrack(MediaStreamTrack):
-        kind = inner.kind
-
-        async def recv(self) -> Any:
-            data = await inner.recv()
-            on_frame()
-            return data
-
-        def stop(self) -> None:
-            super().stop()
-            inner.stop()
-
-    return CountingTrack()
+class _NoWhipUrl(LuxxonError):
+    """The API has not given a whipUrl yet (it is asked again after the backoff)."""

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from luxxon_agent.secret import Secret
 from luxxon_agent.stub.ingest import WhipIngest
-from luxxon_agent.video import MediaSource, Publisher, pin_ice_to_loopback
+from luxxon_agent.video import MediaSource, Publisher, PublisherOptions, pin_ice_to_loopback
 from tests.conftest import free_port
 from tests.support import serve
 
@@ -24,8 +24,9 @@ from tests.support import serve
 async def publishing(
     whip_url: str, source: MediaSource, **options: Any
 ) -> AsyncIterator[Publisher]:
-    """A started Publisher of `source` to `whip_url`; on exit it stops and the source closes."""
-    publisher = Publisher(Secret(whip_url), source, **options)
+    """A started Publisher of `source` to `whip_url` with `PublisherOptions(**options)`;
+    on exit it stops and the source closes."""
+    publisher = Publisher(Secret(whip_url), source, PublisherOptions(**options))
     await publisher.start()
     try:
         yield publisher

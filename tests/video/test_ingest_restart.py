@@ -26,7 +26,13 @@ from luxxon_agent.clock import FakeClock
 from luxxon_agent.secret import Secret
 from luxxon_agent.stub import StubConfig, create_app
 from luxxon_agent.stub.ingest import WhipIngest
-from luxxon_agent.video import Publisher, PublisherState, open_media_source, pin_ice_to_loopback
+from luxxon_agent.video import (
+    Publisher,
+    PublisherOptions,
+    PublisherState,
+    open_media_source,
+    pin_ice_to_loopback,
+)
 from tests.conftest import free_port
 from tests.stub.conftest import API, BASE, START, Harness, data
 from tests.support import serve, wait_for
@@ -210,8 +216,7 @@ async def test_publisher_comes_back_to_a_restarted_stub_and_the_outage_is_not_bi
             publisher = Publisher(
                 Secret(started["whipUrl"]),
                 source,
-                backoff=Backoff(initial=0.2, maximum=0.5),
-                stale_after=2.0,
+                PublisherOptions(backoff=Backoff(initial=0.2, maximum=0.5), stale_after=2.0),
             )
             await publisher.start()
             await wait_for(lambda: len(arrivals) >= 30, 20, "frames before the restart")

@@ -61,7 +61,7 @@ async def test_vp8_publish_counts_keyframes(ingest_server: tuple[WhipIngest, str
     ingest, _ = ingest_server
     video_input = ingest.create_input("ses_vp8_keyframes")
     source = await open_media_source("testsrc://?size=320x240&fps=15")
-    async with publishing(video_input.whip_url, source, options=VideoOptions(codec="vp8")):
+    async with publishing(video_input.whip_url, source, video=VideoOptions(codec="vp8")):
         entry = ingest._inputs[video_input.ref]
         await wait_for(lambda: entry.frames >= 15, 20, "VP8 frames")
     stats = await ingest.stats(video_input.ref)
@@ -76,7 +76,7 @@ async def test_h264_keyframes_are_counted_once(ingest_server: tuple[WhipIngest, 
     video_input = ingest.create_input("ses_h264_keyframes")
     source = await open_media_source("testsrc://?size=320x240&fps=15")
     options = VideoOptions(keyframe_interval=1.0)
-    async with publishing(video_input.whip_url, source, options=options):
+    async with publishing(video_input.whip_url, source, video=options):
         entry = ingest._inputs[video_input.ref]
         await wait_for(lambda: entry.frames >= 45, 20, "three seconds of H.264 frames")
     stats = await ingest.stats(video_input.ref)

@@ -75,12 +75,14 @@ async def test_whep_viewer_keeps_playing_across_publisher_reconnect(
 
 
 async def test_vp8_preference_uses_aiortc_vp8(ingest_server: tuple[WhipIngest, str]) -> None:
-    from luxxon_agent.video import VideoOptions
+    from luxxon_agent.video import PublisherOptions, VideoOptions
 
     ingest, _ = ingest_server
     video_input = ingest.create_input("ses_vp8")
     source = await open_media_source("testsrc://?size=320x240&fps=15")
-    publisher = Publisher(Secret(video_input.whip_url), source, options=VideoOptions(codec="vp8"))
+    publisher = Publisher(
+        Secret(video_input.whip_url), source, PublisherOptions(video=VideoOptions(codec="vp8"))
+    )
     await publisher.start()
     try:
         await wait_for(lambda: ingest.latest_frame_jpeg(video_input.ref) is not None, 20, "frame")

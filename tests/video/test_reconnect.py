@@ -16,7 +16,13 @@ from luxxon_agent.backoff import Backoff
 from luxxon_agent.errors import WhipError
 from luxxon_agent.secret import Secret
 from luxxon_agent.stub.ingest import WhipIngest
-from luxxon_agent.video import Publisher, PublisherState, open_media_source, pin_ice_to_loopback
+from luxxon_agent.video import (
+    Publisher,
+    PublisherOptions,
+    PublisherState,
+    open_media_source,
+    pin_ice_to_loopback,
+)
 from tests.conftest import free_port
 from tests.support import frame_count, serve, wait_for, wait_frames
 from tests.video.conftest import publishing
@@ -185,7 +191,9 @@ async def test_403_until_delete_then_404_refetch_then_400_is_fatal(
     async with serve(front.router_app, port):
         # 404 first: the publisher asks for the current URL and uses it
         publisher = Publisher(
-            Secret(f"{base}/strict/gone"), source, refetch=refetch, backoff=FAST, state_path=state
+            Secret(f"{base}/strict/gone"),
+            source,
+            PublisherOptions(refetch=refetch, backoff=FAST, state_path=state),
         )
         await publisher.start()
         try:
@@ -200,7 +208,7 @@ async def test_403_until_delete_then_404_refetch_then_400_is_fatal(
 
         # other 4xx: one POST, a clear error, no blind retry
         front.log.clear()
-        bad = Publisher(Secret(f"{base}/strict/bad"), source, backoff=FAST)
+        bad = Publisher(Secret(f"{base}/strict/bad"), source, PublisherOptions(backoff=FAST))
         await bad.start()
         with pytest.raises(WhipError, match="400.*malformed offer"):
             await asyncio.wait_for(bad.wait(), 10)
@@ -245,7 +253,7 @@ async def test_persistent_409_gives_up_after_bounded_delete_and_retry_rounds(
     taken = f"{base}/strict/taken"
     source = await open_media_source(SMALL)
     async with serve(front.router_app, port):
-        publisher = Publisher(Secret(taken), source, backoff=FAST)
+        publisher = Publisher(Secret(taken), source, PublisherOptions(backoff=FAST))
         await publisher.start()
         with pytest.raises(WhipError) as failure:
             await asyncio.wait_for(publisher.wait(), 20)
