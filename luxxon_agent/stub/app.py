@@ -50,16 +50,9 @@ _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 def _video_backend(config: StubConfig) -> VideoBackend:
     if not config.with_video:
         return MintOnlyVideoBackend(config.public_base_url)
-    try:
-        ingest = importlib.import_module("luxxon_agent.stub.ingest")
-    except ModuleNotFoundError as exc:
-        if exc.name != "luxxon_agent.stub.ingest":
-            raise
-        # the WHIP ingest is a separate part of the stub; without it, URLs are minted only
-        logger.warning("stub/ingest.py is not installed: video URLs are minted but not served")
-        return MintOnlyVideoBackend(config.public_base_url)
-    backend: VideoBackend = ingest.create_video_backend(config)
-    return backend
+    from luxxon_agent.stub.ingest import create_video_backend
+
+    return create_video_backend(config.public_base_url, config.clock)
 
 
 def create_app(config: StubConfig, *, video: VideoBackend | None = None) -> FastAPI:
