@@ -11,7 +11,6 @@ dependencies of `luxxon_agent.stub.auth`.
 from __future__ import annotations
 
 import importlib
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import ModuleType
@@ -25,11 +24,11 @@ from luxxon_agent.models import API_PREFIX
 from luxxon_agent.stub import metering, wallet_auth
 from luxxon_agent.stub.config import StubConfig
 from luxxon_agent.stub.http_error import install_error_handlers
+from luxxon_agent.stub.limits import RequestGuard
+from luxxon_agent.stub.openapi import install_openapi
 from luxxon_agent.stub.runtime import StubRuntime
 from luxxon_agent.stub.store import Store
 from luxxon_agent.stub.video import MintOnlyVideoBackend, VideoBackend
-
-logger = logging.getLogger(__name__)
 
 ROUTE_MODULES: list[str] = [
     "luxxon_agent.stub.routes.system",
@@ -89,6 +88,7 @@ def create_app(config: StubConfig, *, video: VideoBackend | None = None) -> Fast
     )
     app.state.stub = stub
     install_error_handlers(app)
+    install_openapi(app, [(API_PREFIX, module.router) for module in modules])
     for module in modules:
         app.include_router(module.router, prefix=API_PREFIX)
         if hasattr(module, "root_router"):
@@ -98,6 +98,8 @@ def create_app(config: StubConfig, *, video: VideoBackend | None = None) -> Fast
         app.include_router(stub.video.router)
 
     app.add_middleware(_ConsistencyTokenMiddleware, stub=stub)
+    # outermost: no route sees a body over the limit or a non-finite JSON number
+    app.add_middleware(RequestGuard)
     return app
 
 

@@ -33,9 +33,21 @@ class HttpError(Exception):
         return error_response(self.status, self.code, self.message, self.detail)
 
 
-def error_response(status: int, code: str, message: str, detail: str | None = None) -> JSONResponse:
+METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+"""The code of a 405 (a route exists at the path, not with this method)."""
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    detail: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     return JSONResponse(
-        status_code=status, content={"code": code, "message": message, "detail": detail}
+        status_code=status,
+        content={"code": code, "message": message, "detail": detail},
+        headers=headers,
     )
 
 
@@ -69,11 +81,11 @@ def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return text, detail
 
 
-_STATUS_CODES = {
+_STATUS_CODES: dict[int, str] = {
     401: ErrorCode.NOT_AUTHENTICATED,
     403: ErrorCode.NOT_AUTHORIZED,
     404: ErrorCode.NOT_FOUND,
-    405: ErrorCode.NOT_FOUND,
+    405: METHOD_NOT_ALLOWED,
 }
 
 
@@ -95,9 +107,12 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             # the path may be a whip/whep URL, whose token is the credential
             message = f"no such endpoint: {request.method} {redact(request.url.path)}"
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            message = f"{request.method} is not allowed here; use {allowed or 'another method'}"
         else:
             message = str(exc.detail)
-        return error_response(exc.status_code, code, message)
+        return error_response(exc.status_code, code, message, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -20,7 +20,6 @@ from luxxon_agent.errors import MediaError
 from luxxon_agent.models import (
     ApiKey,
     AvailabilityState,
-    Session,
     SessionState,
     Workspace,
     WorkspaceMembership,
@@ -28,7 +27,13 @@ from luxxon_agent.models import (
 from luxxon_agent.stub.config import StubConfig
 from luxxon_agent.stub.http_error import envelope
 from luxxon_agent.stub.store import Store, parse_ts, ts
-from luxxon_agent.stub.video import OpenInput, VideoBackend, VideoInput
+from luxxon_agent.stub.video import (
+    OpenInput,
+    SessionVideo,
+    StubSession,
+    VideoBackend,
+    VideoInput,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -98,11 +103,15 @@ class StubRuntime:
             plaintext=plaintext,
         )
 
-    def session(self, row: sqlite3.Row, viewer_workspace_id: str | None) -> Session:
-        """The session as `viewer_workspace_id` sees it: the whipUrl only for its operator."""
+    def session(self, row: sqlite3.Row, viewer_workspace_id: str | None) -> StubSession:
+        """The session as `viewer_workspace_id` sees it: the whipUrl only for its operator,
+        and the stub's `video` extension (media arriving or not) for both sides."""
         live = row["state"] in LIVE_STATES
         is_operator = viewer_workspace_id == row["operator_workspace_id"]
-        return Session(
+        media = (
+            self.video.media_status(row["video_backend_ref"]) if row["video_backend_ref"] else None
+        )
+        return StubSession(
             id=row["id"],
             consumer_workspace_id=row["consumer_workspace_id"],
             operator_workspace_id=row["operator_workspace_id"],
@@ -124,6 +133,13 @@ class StubRuntime:
             geofence_radius_meters=row["geofence_radius_meters"],
             whip_url=row["whip_url"] if live and is_operator else None,
             whep_url=row["whep_url"] if live else None,
+            video=None
+            if media is None
+            else SessionVideo(
+                connected=media.connected,
+                last_frame_at=media.last_frame_at,
+                frames_received=media.frames_received,
+            ),
         )
 
     def memberships(self, wallet_address: str) -> list[WorkspaceMembership]:

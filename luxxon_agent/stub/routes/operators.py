@@ -21,6 +21,7 @@ from luxxon_agent.models import ErrorCode, Operator, RegisterOperatorRequest, Ro
 from luxxon_agent.stub.auth import Operator as OperateCaller
 from luxxon_agent.stub.auth import SessionReader, member_runtime
 from luxxon_agent.stub.http_error import HttpError
+from luxxon_agent.stub.openapi import Envelope, errors
 from luxxon_agent.stub.routes.workspaces import workspace_row
 from luxxon_agent.stub.runtime import StubRuntime, ok
 from luxxon_agent.stub.store import parse_ts, ts
@@ -83,7 +84,12 @@ def _invalid(message: str, detail: str | None = None) -> HttpError:
     return HttpError(400, ErrorCode.INVALID_DELEGATION, message, detail)
 
 
-@router.post("/workspaces/{workspace_id}/operators", status_code=201)
+@router.post(
+    "/workspaces/{workspace_id}/operators",
+    status_code=201,
+    response_model=Envelope[Operator],
+    responses=errors(404, 409),
+)
 async def register_operator(
     workspace_id: str, body: RegisterOperatorRequest, request: Request, found: OperateCaller
 ) -> JSONResponse:
@@ -141,7 +147,11 @@ async def register_operator(
     return ok(request, operator_model(_operator_row(stub, operator_id)), status=201)
 
 
-@router.get("/workspaces/{workspace_id}/operators")
+@router.get(
+    "/workspaces/{workspace_id}/operators",
+    response_model=Envelope[list[Operator]],
+    responses=errors(404),
+)
 async def list_operators(workspace_id: str, request: Request, found: SessionReader) -> JSONResponse:
     stub = member_runtime(request, found, workspace_id)
     _supplier_workspace(stub, workspace_id)
@@ -151,7 +161,11 @@ async def list_operators(workspace_id: str, request: Request, found: SessionRead
     return ok(request, [operator_model(row) for row in rows])
 
 
-@router.post("/workspaces/{workspace_id}/operators/{operator_id}/revoke")
+@router.post(
+    "/workspaces/{workspace_id}/operators/{operator_id}/revoke",
+    response_model=Envelope[Operator],
+    responses=errors(404),
+)
 async def revoke_operator(
     workspace_id: str, operator_id: str, request: Request, found: OperateCaller
 ) -> JSONResponse:
