@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from typing import Any
 
@@ -89,6 +90,16 @@ _STATUS_CODES: dict[int, str] = {
 }
 
 
+def _allowed_methods(app: FastAPI, path: str) -> str:
+    """Every method the API documents for `path` ("GET, POST"), or "" off the API."""
+    methods: set[str] = set()
+    for template, operations in app.openapi().get("paths", {}).items():
+        pattern = "^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, path):
+            methods.update(method.upper() for method in operations)
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error leaves as `{code, message, detail}` with a matching status."""
 
@@ -108,8 +119,12 @@ def install_error_handlers(app: FastAPI) -> None:
             # the path may be a whip/whep URL, whose token is the credential
             message = f"no such endpoint: {request.method} {redact(request.url.path)}"
         elif exc.status_code == 405:
-            allowed = (exc.headers or {}).get("Allow", "")
+            # Starlette names the methods of the first route matching the path only
+            allowed = _allowed_methods(app, request.url.path) or (exc.headers or {}).get(
+                "Allow", ""
+            )
             message = f"{request.method} is not allowed here; use {allowed or 'another method'}"
+            return error_response(405, code, message, headers={"Allow": allowed})
         else:
             message = str(exc.detail)
         return error_response(exc.status_code, code, message, headers=exc.headers)

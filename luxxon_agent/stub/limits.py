@@ -1,9 +1,12 @@
 """Request limits enforced before any route runs: body size and finite JSON numbers.
 
 `RequestGuard` is plain ASGI, outermost in the app. It reads each request body
-up to `MAX_BODY_BYTES` (64 KiB, JSON and SDP alike) and answers 413 as soon as
-it knows a body is larger: from Content-Length before reading anything, or
-from the running count while reading, so nothing past the limit is buffered.
+up to `MAX_BODY_BYTES` (64 KiB, JSON and SDP alike) and answers 413 once it
+knows a body is larger, from Content-Length or from the running count; nothing
+past the limit is buffered. The rest of a too-large body is read and dropped
+(up to `DISCARD_BYTES`) so the client, which is still writing it, receives the
+413 instead of a connection reset; a larger one is answered at once and the
+connection closed.
 A JSON body under /api/v1 is parsed once here to refuse NaN, Infinity and
 numbers that overflow a float (`1e999`) with 400 INVALID_INPUT: Python's JSON
 parser accepts all three, and no field of the API can hold one. The body is
@@ -13,6 +16,7 @@ then handed to the route unchanged.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from typing import Any
 
@@ -24,6 +28,8 @@ from luxxon_agent.stub.http_error import error_response
 
 MAX_BODY_BYTES = 64 * 1024
 """Largest request body on any route (JSON or SDP)."""
+DISCARD_BYTES = 8 * 1024 * 1024
+"""How much of a too-large body is read and dropped before the 413 (see above)."""
 
 
 class _NonFinite(ValueError):
@@ -66,8 +72,8 @@ class RequestGuard:
             return
         headers = Headers(scope=scope)
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.limit:
-            await self._too_large(scope, receive, send)
+        if declared.isdigit() and int(declared) > self.limit + DISCARD_BYTES:
+            await self._too_large(scope, receive, send, drained=False)
             return
         chunks: list[bytes] = []
         size = 0
@@ -79,11 +85,13 @@ class RequestGuard:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
+            more = message.get("more_body", False)
             if size > self.limit:
-                await self._too_large(scope, receive, send)
+                chunks.clear()
+                drained = not more or await _discard(receive, DISCARD_BYTES)
+                await self._too_large(scope, receive, send, drained=drained)
                 return
             chunks.append(chunk)
-            more = message.get("more_body", False)
         body = b"".join(chunks)
         is_api = scope["path"].startswith(API_PREFIX)
         if body and is_api and "json" in headers.get("content-type", ""):
@@ -106,7 +114,7 @@ class RequestGuard:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, drained: bool) -> None:
         message = f"request body larger than the {self.limit}-byte limit"
         if scope["path"].startswith(API_PREFIX):
             response = error_response(413, ErrorCode.INVALID_INPUT, message)
@@ -114,6 +122,48 @@ class RequestGuard:
             from starlette.responses import PlainTextResponse
 
             response = PlainTextResponse(message, status_code=413)
-        # the rest of the body is not read: close the connection rather than drain it
-        response.headers["Connection"] = "close"
+        if not drained:
+            # the rest of the body is still coming: the connection cannot be reused
+            response.headers["Connection"] = "close"
         await response(scope, receive, send)
+
+
+async def _discard(receive: Receive, budget: int) -> bool:
+    """Read and drop the rest of a body; False when it is longer than `budget` bytes."""
+    while budget >= 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            return False
+        budget -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return budget >= 0
+    return False
+
+
+MAX_LOG_MESSAGE_CHARS = 2000
+"""Longest log message a handler formats; longer ones are cut (an SDP, a body)."""
+CHATTY_LIBRARIES = ("aiortc", "aioice")
+"""Their DEBUG logs carry whole SDP offers and every STUN packet: untrusted input of
+any size, which rich's highlighter would spend minutes on."""
+
+
+class BoundedMessages(logging.Filter):
+    """Cuts a record's message to `MAX_LOG_MESSAGE_CHARS` before any formatter sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if len(message) > MAX_LOG_MESSAGE_CHARS:
+            record.msg = f"{message[:MAX_LOG_MESSAGE_CHARS]}… ({len(message)} characters, cut)"
+            record.args = None
+        return True
+
+
+def bound_logging() -> None:
+    """For a served stub: every root handler formats bounded messages only, and the
+    chatty media libraries log from INFO up, even with -v."""
+    bounded = BoundedMessages()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(bounded)
+    for name in CHATTY_LIBRARIES:
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.INFO))
