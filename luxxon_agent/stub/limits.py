@@ -9,8 +9,10 @@ past the limit is buffered. The rest of a too-large body is read and dropped
 connection closed.
 A JSON body under /api/v1 is parsed once here to refuse NaN, Infinity and
 numbers that overflow a float (`1e999`) with 400 INVALID_INPUT: Python's JSON
-parser accepts all three, and no field of the API can hold one. The body is
-then handed to the route unchanged.
+parser accepts all three, and no field of the API can hold one. Nesting deeper
+than the parser's recursion limit (~1000 levels) is refused the same way,
+instead of a RecursionError in the route. The body is then handed to the route
+unchanged.
 """
 
 from __future__ import annotations
@@ -47,13 +49,15 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def non_finite_number(body: bytes) -> str | None:
-    """Why a JSON body holds a non-finite number, or None (also for malformed JSON, which
-    the route's own parser reports)."""
+def json_problem(body: bytes) -> tuple[str, str] | None:
+    """(message, detail) when a JSON body holds a non-finite number or nests too deeply;
+    None otherwise (also for malformed JSON, which the route's own parser reports)."""
     try:
         json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
     except _NonFinite as exc:
-        return str(exc)
+        return f"body: {exc}", "NaN and Infinity are refused"
+    except RecursionError:
+        return "body: JSON nested too deeply", None
     except ValueError:
         return None
     return None
@@ -94,12 +98,12 @@ class RequestGuard:
             chunks.append(chunk)
         body = b"".join(chunks)
         is_api = scope["path"].startswith(API_PREFIX)
-        if body and is_api and "json" in headers.get("content-type", ""):
-            problem = non_finite_number(body)
+        content_type = headers.get("content-type", "")
+        # FastAPI parses a body without a Content-Type as JSON too
+        if body and is_api and (not content_type or "json" in content_type):
+            problem = json_problem(body)
             if problem is not None:
-                response = error_response(
-                    400, ErrorCode.INVALID_INPUT, f"body: {problem}", "NaN and Infinity are refused"
-                )
+                response = error_response(400, ErrorCode.INVALID_INPUT, *problem)
                 await response(scope, receive, send)
                 return
 
