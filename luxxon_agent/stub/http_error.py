@@ -92,8 +92,13 @@ _STATUS_CODES: dict[int, str] = {
 
 def _allowed_methods(app: FastAPI, path: str) -> str:
     """Every method the API documents for `path` ("GET, POST"), or "" off the API."""
+    paths: dict[str, dict[str, object]] = app.openapi().get("paths", {})
+    if path in paths:
+        # a literal path (/sessions/cancel-all-assignments) is its own resource, even
+        # where a template (/sessions/{session_id}) would match it too
+        return ", ".join(sorted(method.upper() for method in paths[path]))
     methods: set[str] = set()
-    for template, operations in app.openapi().get("paths", {}).items():
+    for template, operations in paths.items():
         pattern = "^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"
         if re.match(pattern, path):
             methods.update(method.upper() for method in operations)

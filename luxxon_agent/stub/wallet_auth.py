@@ -3,8 +3,9 @@
 `siwe` pulls in web3 (seconds to import), so it is loaded on first use only.
 Every signature is first recovered here (`personal_signer`, EIP-191 over
 libsecp256k1): one that is malformed or recovers to no key at all answers
-400 INVALID_SIGNATURE on every route, before any library sees it; one that
-recovers to another wallet answers 401 INVALID_TOKEN.
+401 INVALID_SIGNATURE (the signature is the credential of these routes),
+before any library sees it; one that recovers to another wallet answers
+401 INVALID_TOKEN.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def _bad_signature(detail: str) -> HttpError:
 
 
 def _unverifiable(detail: str) -> HttpError:
-    return HttpError(400, ErrorCode.INVALID_SIGNATURE, "signature: cannot be verified", detail)
+    return HttpError(401, ErrorCode.INVALID_SIGNATURE, "signature: cannot be verified", detail)
 
 
 def personal_signer(message: str, signature: str) -> str:
@@ -129,7 +130,7 @@ def verify_siwe(
         raise _bad_signature("chain id mismatch")
     if parsed.address != address:
         raise _bad_signature("address mismatch")
-    personal_signer(message, signature)  # refuses what recovers to no key, with 400
+    personal_signer(message, signature)  # refuses what recovers to no key
     from eth_keys.exceptions import BadSignature
 
     try:

@@ -21,7 +21,7 @@ UNRECOVERABLE = [
 
 
 @pytest.mark.parametrize("signature", UNRECOVERABLE)
-async def test_a_signature_that_recovers_to_no_key_is_400_invalid_signature_at_login(
+async def test_a_signature_that_recovers_to_no_key_is_401_invalid_signature_at_login(
     harness: Harness, signature: str
 ) -> None:
     actor = harness.actor()
@@ -35,13 +35,13 @@ async def test_a_signature_that_recovers_to_no_key_is_400_invalid_signature_at_l
             "signature": signature,
         },
     )
-    assert "signature" in error(response, 400, "INVALID_SIGNATURE")["message"]
+    assert "signature" in error(response, 401, "INVALID_SIGNATURE")["message"]
     assert harness.snapshot() == before  # the nonce is still unused
     await actor.login()
 
 
 @pytest.mark.parametrize("signature", UNRECOVERABLE)
-async def test_a_signature_that_recovers_to_no_key_is_400_invalid_signature_at_workspaces(
+async def test_a_signature_that_recovers_to_no_key_is_401_invalid_signature_at_workspaces(
     harness: Harness, signature: str
 ) -> None:
     actor = harness.actor()
@@ -55,7 +55,7 @@ async def test_a_signature_that_recovers_to_no_key_is_400_invalid_signature_at_w
         "nonce": challenge["nonce"],
         "roles": ["SUPPLIER"],
     }
-    error(await actor.http.post("/workspaces", json=body), 400, "INVALID_SIGNATURE")
+    error(await actor.http.post("/workspaces", json=body), 401, "INVALID_SIGNATURE")
     assert harness.snapshot() == before
 
 

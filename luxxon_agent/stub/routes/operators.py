@@ -105,7 +105,8 @@ async def register_operator(
         raise _invalid("the delegation has already expired", ts(delegation.expires_at))
     try:
         signer = delegation.recover(body.signature, stub.config.chain_id)
-    except SignatureError as exc:
+    except (SignatureError, ValueError) as exc:
+        # ValueError: a time that does not fit the delegation's uint64 fields
         raise _invalid(str(exc)) from None
     wallet = normalize_address(workspace["wallet_address"])
     if signer != wallet:

@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import field_validator
 
 from luxxon_agent.errors import MediaError
 from luxxon_agent.geo import haversine_meters
@@ -123,11 +124,23 @@ def _workspace_of(stub: StubRuntime, found: Principal) -> sqlite3.Row:
 # ---- consumer side ------------------------------------------------------------------
 
 
+class CreateSessionBody(CreateSessionRequest):
+    """The request as it comes off the wire: the rate is a decimal string, as the schema
+    says (Python callers of the shared model may pass an int)."""
+
+    @field_validator("rate_per_second_micro_usdc", mode="before")
+    @classmethod
+    def _decimal_string(cls, value: object) -> object:
+        if value is not None and not isinstance(value, str):
+            raise ValueError('a decimal string of micro-USDC, such as "1000"')
+        return value
+
+
 @router.post(
     "/sessions", status_code=201, response_model=Envelope[StubSession], responses=errors(404)
 )
 async def create_session(
-    body: CreateSessionRequest, request: Request, found: Requester
+    body: CreateSessionBody, request: Request, found: Requester
 ) -> JSONResponse:
     stub = runtime(request)
     workspace = _workspace_of(stub, found)

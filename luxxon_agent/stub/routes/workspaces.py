@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -42,6 +43,14 @@ from luxxon_agent.stub.wallet_auth import (
 )
 
 router = APIRouter(tags=["workspaces"])
+
+
+class UpdateWorkspaceBody(UpdateWorkspaceRequest):
+    """The request as the stub takes it: BUSY is the server's to set, so a client may ask
+    for ONLINE or OFFLINE only (and the schema says so)."""
+
+    availability_state: Literal[AvailabilityState.ONLINE, AvailabilityState.OFFLINE] | None = None
+
 
 CREATE_WORKSPACE = "workspace"
 
@@ -122,7 +131,7 @@ async def get_workspace(workspace_id: str, request: Request, found: SessionReade
 )
 async def update_workspace(
     workspace_id: str,
-    body: UpdateWorkspaceRequest,
+    body: UpdateWorkspaceBody,
     request: Request,
     found: Operator,
 ) -> JSONResponse:
@@ -136,10 +145,6 @@ async def update_workspace(
     current = AvailabilityState(row["availability_state"])
     state = current
     idle_since = row["idle_since"]
-    if wanted is AvailabilityState.BUSY:
-        raise HttpError(
-            400, ErrorCode.INVALID_INPUT, "availabilityState: BUSY is set by the server"
-        )
     if wanted is AvailabilityState.ONLINE:
         if Role.SUPPLIER.value not in json.loads(row["roles"]):
             raise HttpError(
