@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from luxxon_agent.errors import ConfigError
 from luxxon_agent.models import API_PREFIX
 from luxxon_agent.stub import metering, wallet_auth
+from luxxon_agent.stub.auth import touch_after_success
 from luxxon_agent.stub.config import StubConfig
 from luxxon_agent.stub.http_error import install_error_handlers
 from luxxon_agent.stub.limits import RequestGuard
@@ -31,13 +32,15 @@ from luxxon_agent.stub.store import Store
 from luxxon_agent.stub.video import MintOnlyVideoBackend, VideoBackend
 
 ROUTE_MODULES: list[str] = [
+    # first: the hot path (a telemetry backlog is thousands of requests), and routing
+    # tries the modules in order; no other path overlaps its POST
+    "luxxon_agent.stub.routes.telemetry",
     "luxxon_agent.stub.routes.system",
     "luxxon_agent.stub.routes.auth",
     "luxxon_agent.stub.routes.workspaces",
     "luxxon_agent.stub.routes.sessions",
     "luxxon_agent.stub.routes.wallet",
     "luxxon_agent.stub.routes.operators",
-    "luxxon_agent.stub.routes.telemetry",
     "luxxon_agent.stub.pages",
 ]
 """Import paths of the route modules, mounted in this order under /api/v1."""
@@ -97,14 +100,15 @@ def create_app(config: StubConfig, *, video: VideoBackend | None = None) -> Fast
     if stub.video.router is not None:
         app.include_router(stub.video.router)
 
-    app.add_middleware(_ConsistencyTokenMiddleware, stub=stub)
+    app.add_middleware(_AfterSuccessMiddleware, stub=stub)
     # outermost: no route sees a body over the limit or a non-finite JSON number
     app.add_middleware(RequestGuard)
     return app
 
 
-class _ConsistencyTokenMiddleware:
-    """Adds X-Lx-Consistency-Token to successful API writes.
+class _AfterSuccessMiddleware:
+    """On a successful API response: the caller's key's lastUsedAt (auth.touch_after_success)
+    and, for a write, X-Lx-Consistency-Token.
 
     Plain ASGI rather than `@app.middleware("http")`: Starlette's
     BaseHTTPMiddleware costs a task and a memory stream per request, which
@@ -116,18 +120,17 @@ class _ConsistencyTokenMiddleware:
         self.stub = stub
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] not in _WRITE_METHODS
-            or not scope["path"].startswith(API_PREFIX)
-        ):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        write = scope["method"] in _WRITE_METHODS and scope["path"].startswith(API_PREFIX)
 
         async def send_with_token(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] < 400:
-                headers = MutableHeaders(scope=message)
-                headers[CONSISTENCY_HEADER] = self.stub.consistency_token()
+                touch_after_success(scope)
+                if write:
+                    headers = MutableHeaders(scope=message)
+                    headers[CONSISTENCY_HEADER] = self.stub.consistency_token()
             await send(message)
 
         await self.app(scope, receive, send_with_token)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from luxxon_agent.models import Timestamp
-from luxxon_agent.stub.auth import SESSION_COOKIE, principal, require_wallet_session
+from luxxon_agent.stub.auth import AUTHENTICATING, SESSION_COOKIE, require_wallet_session
 
 DataT = TypeVar("DataT")
 
@@ -94,7 +94,7 @@ def _framework_statuses(route: APIRoute) -> tuple[list[int], list[dict[str, list
         statuses.append(413)
     calls = _calls(dependant)
     security: list[dict[str, list[str]]] = []
-    if principal in calls:
+    if calls & AUTHENTICATING:
         statuses += [401, 403]
         security = [{"walletSession": []}]
         if require_wallet_session not in calls:
