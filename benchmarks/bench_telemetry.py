@@ -29,6 +29,7 @@ from pathlib import Path
 
 from luxxon_agent.api import AsyncLuxxonClient
 from luxxon_agent.clock import FakeClock
+from luxxon_agent.eip712 import KeySigner
 from luxxon_agent.identity import create_workspace_signed, siwe_login
 from luxxon_agent.models import (
     AvailabilityState,
@@ -42,7 +43,6 @@ from luxxon_agent.models import (
 )
 from luxxon_agent.secret import Secret
 from luxxon_agent.telemetry import (
-    KeySigner,
     Spool,
     TelemetryPayload,
     Uploader,

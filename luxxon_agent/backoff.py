@@ -26,8 +26,9 @@ class Backoff:
         base = min(self.maximum, self.initial * self.multiplier ** max(0, attempt))
         if self.jitter <= 0:
             return base
-        rng = rng or random
-        return base * (1 - self.jitter) + rng.uniform(0, base * self.jitter)
+        high = base * self.jitter
+        spread = rng.uniform(0, high) if rng is not None else random.uniform(0, high)
+        return base * (1 - self.jitter) + spread
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

@@ -3,40 +3,57 @@
     LuxxonError                    root: `except LuxxonError` catches all of ours
     ├── ConfigError                bad or missing configuration (names the key)
     ├── AuthError                  missing, bad or revoked credentials
-    ├── ApiError                   the API answered with an error body (status, code)
-    │   └── (AuthError-like codes stay ApiError; callers switch on .code)
+    ├── ApiError                   the API answered with an error body (status, code;
+    │                              callers switch on .code)
     ├── TransportError             the API could not be reached
-    │   ├── TimeoutError_          a phase of the request timed out
+    │   ├── RequestTimeout         a phase of the request timed out
     │   └── NetworkError           connection refused, reset, DNS, TLS
     ├── MediaError                 video source, encoder or WebRTC failure
     │   └── WhipError              a WHIP server refused (status, server text)
     ├── PositionSourceError        GPS source unusable (open failed, bad URL)
-    └── TelemetryError             signing or spooling failed
+    └── TelemetryError             signing, spooling or uploading failed
+        └── SignatureError         a malformed, non-canonical or unrecoverable signature
 
+Packages add a few leaves of their own under `LuxxonError` (the agent's
+`StartupError`, `StatusEndpointError`, …); the tree above is this module's
+exactly (tests/test_errors.py checks it against the classes).
 Each error's `str()` is one line fit for a user; the CLI prints it as is.
 Errors never carry secrets: callers pass redacted forms (see `secret.Secret`).
 """
 
 from __future__ import annotations
 
+# Process exit codes, the same for `luxxon` and `luxxon-agent` (docs/cli.md).
+EXIT_OK = 0
+EXIT_FAILURE = 1
+"""The command failed: an API error, the network, media, position or telemetry."""
+EXIT_USAGE = 2
+"""Bad usage or invalid configuration; systemd does not restart on it."""
+EXIT_STARTUP_FAILURE = 3
+"""The agent could not start (e.g. its status port is taken)."""
+EXIT_AUTH = 4
+"""Credentials missing or refused; systemd does not restart on it."""
+EXIT_INTERRUPTED = 130
+"""Interrupted (Ctrl-C), as a shell reports SIGINT."""
+
 
 class LuxxonError(Exception):
     """Root of every error luxxon_agent raises on purpose."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILURE
 
 
 class ConfigError(LuxxonError):
     """Configuration is missing or invalid; the message names the key."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class AuthError(LuxxonError):
     """Credentials are missing, malformed or refused."""
 
     # its own code, so systemd can stop restarting on it (RestartPreventExitStatus)
-    exit_code = 4
+    exit_code = EXIT_AUTH
 
 
 class ApiError(LuxxonError):
@@ -107,3 +124,7 @@ class PositionSourceError(LuxxonError):
 
 class TelemetryError(LuxxonError):
     """Signing, spooling or uploading telemetry failed."""
+
+
+class SignatureError(TelemetryError):
+    """A signature or key is malformed, non-canonical or recovers to no key."""

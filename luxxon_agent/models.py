@@ -25,9 +25,6 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-API_PREFIX = "/api/v1"
-PRODUCTION_BASE_URL = "https://api.luxxon.dev/api/v1"
-
 
 def format_timestamp(value: datetime) -> str:
     """ISO-8601 UTC with milliseconds and a Z, as the API writes every time."""
@@ -252,24 +249,6 @@ class ErrorCode(StrEnum):
     CAPTURED_OUT_OF_SESSION = "CAPTURED_OUT_OF_SESSION"
     CAPTURED_IN_FUTURE = "CAPTURED_IN_FUTURE"
     INVALID_DELEGATION = "INVALID_DELEGATION"
-
-
-# ---- envelopes -----------------------------------------------------------------
-
-
-class Envelope(ApiModel):
-    """Success body: the payload is in `data`."""
-
-    status_code: int
-    message: str = "OK"
-    data: Any = None
-    timestamp: Timestamp
-
-
-class ErrorBody(ApiModel):
-    code: str
-    message: str
-    detail: str | None = None
 
 
 # ---- objects -------------------------------------------------------------------

@@ -8,7 +8,6 @@ calls that need them.
 """
 
 from luxxon_agent.agent.config import (
-    DEFAULT_CONFIG_PATH,
     AgentConfig,
     AssignedOnRestart,
     OnSigterm,
@@ -23,7 +22,6 @@ from luxxon_agent.agent.status import StatusEndpointError, fetch_status, render_
 __all__ = [
     "AgentConfig",
     "AssignedOnRestart",
-    "DEFAULT_CONFIG_PATH",
     "OnSigterm",
     "OperatorConfig",
     "SdNotifier",

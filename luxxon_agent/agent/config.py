@@ -31,7 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from luxxon_agent.errors import ConfigError
 from luxxon_agent.geo import haversine_meters
-from luxxon_agent.models import PRODUCTION_BASE_URL, DeviceKind
+from luxxon_agent.models import DeviceKind
+from luxxon_agent.wire import PRODUCTION_BASE_URL
 
 DEFAULT_CONFIG_PATH = Path("/etc/luxxon-agent/agent.toml")
 ENV_PREFIX = "LUXXON_AGENT_"
@@ -144,6 +145,8 @@ class FixedPosition(_Section):
 
 
 class OperatorConfig(_Section):
+    """One `[[operators]]` table: a device that sells its view (label, position, video, policy)."""
+
     label: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._-]+$")
     position: str
     """Position source URL (serial://, tcp://, gpsd://, mavlink://, sim://, nmea-file://, fixed://)."""

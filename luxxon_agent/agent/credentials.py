@@ -57,8 +57,9 @@ def load_device_signer(key_file: Path | None, env: Mapping[str, str]) -> Any:
     `luxxon-agent keygen` writes), decrypted with the passphrase of
     `device_key_passphrase` when it has one.
     """
+    from luxxon_agent.eip712 import KeySigner
+    from luxxon_agent.errors import SignatureError
     from luxxon_agent.identity.device_key import DeviceKeyStore
-    from luxxon_agent.telemetry import KeySigner, SignatureError
 
     passphrase = device_key_passphrase(env)
     path: Path | None = key_file

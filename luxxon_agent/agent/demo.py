@@ -27,10 +27,11 @@ from typing import Any
 from luxxon_agent.agent.config import AgentConfig
 from luxxon_agent.agent.localstub import LocalStub
 from luxxon_agent.agent.provision import Account, create_account, new_private_key
-from luxxon_agent.agent.statefile import write_atomic
-from luxxon_agent.errors import ApiError, LuxxonError
+from luxxon_agent.errors import EXIT_INTERRUPTED, ApiError, LuxxonError
+from luxxon_agent.files import write_atomic
 from luxxon_agent.meter import session_seconds
 from luxxon_agent.models import CreateSessionRequest, Role, Session, SessionState, Settlement
+from luxxon_agent.wire import SPOOL_FILE_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class DemoResult:
 
 
 class DemoInterrupted(LuxxonError):
-    exit_code = 130
+    exit_code = EXIT_INTERRUPTED
 
 
 Step = Callable[[str], None]
@@ -278,7 +279,7 @@ async def _meter(
     if session.started_at and session.ended_at:
         live = session_seconds(session.started_at, session.ended_at)
     op = config.operators[0]
-    with Spool(config.agent.state_dir / op.label / "telemetry.sqlite3") as spool:
+    with Spool(config.agent.state_dir / op.label / SPOOL_FILE_NAME) as spool:
         stats = await asyncio.to_thread(spool.stats, session.id)
     tele = {"spooled": stats.spooled, "delivered": stats.delivered, "pending": stats.pending}
     return {

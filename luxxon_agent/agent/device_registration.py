@@ -28,7 +28,7 @@ async def register_device(
 ) -> bool:
     """True once registered; False when the server has no operator endpoint (404)."""
     from luxxon_agent.api import AsyncLuxxonClient
-    from luxxon_agent.telemetry import KeySigner
+    from luxxon_agent.eip712 import KeySigner
     from luxxon_agent.telemetry.delegation import register_operator
 
     if account.api_key is None:

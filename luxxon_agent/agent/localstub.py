@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from luxxon_agent.errors import LuxxonError
+from luxxon_agent.errors import EXIT_STARTUP_FAILURE, LuxxonError
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ _ENTRY = "from luxxon_agent.cli.agent import main; main()"
 
 
 class StubStartError(LuxxonError):
-    exit_code = 3
+    exit_code = EXIT_STARTUP_FAILURE
 
 
 def free_port() -> int:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from luxxon_agent.agent.statefile import write_atomic
 from luxxon_agent.errors import ConfigError
+from luxxon_agent.files import write_atomic
 
 DEFAULT_EXECUTABLE = "/usr/local/bin/luxxon-agent"
 DEFAULT_CONFIG = Path("/etc/luxxon-agent/agent.toml")

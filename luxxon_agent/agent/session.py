@@ -28,8 +28,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from luxxon_agent.agent.config import OnSigterm
-from luxxon_agent.agent.waiting import sleep_or_event
 from luxxon_agent.backoff import Backoff
+from luxxon_agent.clock import sleep_or_event
 from luxxon_agent.errors import ApiError, LuxxonError, MediaError, TransportError
 from luxxon_agent.meter import earnings, session_seconds
 from luxxon_agent.models import Session, SessionState

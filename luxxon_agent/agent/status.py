@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from luxxon_agent.errors import LuxxonError
+from luxxon_agent.errors import EXIT_STARTUP_FAILURE, LuxxonError
 from luxxon_agent.secret import redact, strip_userinfo
 
 logger = logging.getLogger(__name__)
@@ -220,7 +220,7 @@ class StatusServer:
 class StatusEndpointError(LuxxonError):
     """The status endpoint cannot listen or cannot be read."""
 
-    exit_code = 3
+    exit_code = EXIT_STARTUP_FAILURE
 
 
 async def fetch_status(listen: str, path: str = "/status", timeout: float = 3.0) -> str:

@@ -39,19 +39,24 @@ from luxxon_agent.agent.session import (
 )
 from luxxon_agent.agent.statefile import StateFile
 from luxxon_agent.agent.status import AgentStatus, StatusServer
-from luxxon_agent.agent.waiting import sleep_or_event
 from luxxon_agent.agent.workspace import ApiHealth, WorkspaceLink
 from luxxon_agent.backoff import Backoff
-from luxxon_agent.clock import SYSTEM_CLOCK, Clock
-from luxxon_agent.errors import ApiError, AuthError, LuxxonError
+from luxxon_agent.clock import SYSTEM_CLOCK, Clock, sleep_or_event
+from luxxon_agent.errors import (
+    EXIT_AUTH,
+    EXIT_OK,
+    EXIT_STARTUP_FAILURE,
+    ApiError,
+    AuthError,
+    LuxxonError,
+)
 from luxxon_agent.models import Session, SessionState
 from luxxon_agent.secret import Secret
+from luxxon_agent.signals import stop_on_signals
+from luxxon_agent.wire import SPOOL_FILE_NAME
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_STARTUP_FAILURE = 3
-EXIT_AUTH = 4
 RESTART_BACKOFF = Backoff(initial=1.0, maximum=30.0)
 STATUS_TICK_S = 1.0
 
@@ -104,25 +109,24 @@ class Supervisor:
 
     async def serve(self) -> int:
         """Run until a signal (or a fatal error); returns the exit code."""
-        loop = asyncio.get_running_loop()
         self._main_task = asyncio.current_task()
-        installed = self._capture_signals(loop)
         try:
-            await self.startup()
-            self.notifier.ready(self.status_line())
-            logger.info(
-                "agent ready: %d operator(s) in %d workspace link(s)",
-                len(self.operators),
-                len(self.links),
-            )
-            await self._run()
+            with stop_on_signals(
+                self.should_exit, on_stop=self._on_signal, on_force=self._force_exit
+            ):
+                await self.startup()
+                self.notifier.ready(self.status_line())
+                logger.info(
+                    "agent ready: %d operator(s) in %d workspace link(s)",
+                    len(self.operators),
+                    len(self.links),
+                )
+                await self._run()
         except asyncio.CancelledError:
             if not self._force:
                 raise
             logger.warning("forced exit: tasks cancelled")
         finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
             await self._close()
         return self.exit_code
 
@@ -161,24 +165,14 @@ class Supervisor:
 
     # ---- signals ------------------------------------------------------------------------
 
-    def _capture_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
-        installed: list[int] = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, self._on_signal, sig)
-            except (NotImplementedError, RuntimeError, ValueError):
-                continue  # not the main thread (tests in a thread): the caller stops us
-            installed.append(sig)
-        return installed
-
-    def _on_signal(self, sig: int) -> None:
-        if sig == signal.SIGINT and self.should_exit.is_set():
-            self._force = True
-            if self._main_task is not None:
-                self._main_task.cancel()
-            return
-        logger.info("received %s", signal.Signals(sig).name)
+    def _on_signal(self, sig: signal.Signals) -> None:
+        logger.info("received %s", sig.name)
         self.request_exit()
+
+    def _force_exit(self) -> None:
+        self._force = True
+        if self._main_task is not None:
+            self._main_task.cancel()
 
     # ---- startup ------------------------------------------------------------------------
 
@@ -202,7 +196,7 @@ class Supervisor:
         for op_config in self.config.operators:
             runner = OperatorRunner(op_config, self.config, self.clock)
             self.operators.append(runner)
-            self._spools[runner.label] = Spool(runner.state_dir / "telemetry.sqlite3")
+            self._spools[runner.label] = Spool(runner.state_dir / SPOOL_FILE_NAME)
             key, origin = resolve_agent_key(
                 op_config.api_key_file or self.config.api.key_file, self.env
             )

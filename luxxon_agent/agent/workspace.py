@@ -26,9 +26,8 @@ from dataclasses import dataclass
 from luxxon_agent.agent.config import AgentConfig, AssignedOnRestart
 from luxxon_agent.agent.operator import OperatorRunner
 from luxxon_agent.agent.statefile import StateFile
-from luxxon_agent.agent.waiting import sleep_or_event
 from luxxon_agent.backoff import Backoff
-from luxxon_agent.clock import Clock
+from luxxon_agent.clock import Clock, sleep_or_event
 from luxxon_agent.errors import ApiError, AuthError, LuxxonError, TransportError
 from luxxon_agent.models import (
     AvailabilityState,

@@ -9,19 +9,15 @@ Envelopes are unwrapped (bare payloads accepted too), error bodies raise
 the same client, blocking (`with LuxxonClient(base_url) as c: c.health()`).
 """
 
-from luxxon_agent.api._client import CONSISTENCY_HEADER, SESSION_COOKIE, AsyncLuxxonClient
+from luxxon_agent.api._client import AsyncLuxxonClient
 from luxxon_agent.api._envelope import unwrap
-from luxxon_agent.api._retry import DEFAULT_RETRY, NO_RETRY, RETRY_STATUSES, RetryPolicy
+from luxxon_agent.api._retry import RETRY_STATUSES, RetryPolicy
 from luxxon_agent.api._sync_client import LuxxonClient
 
 __all__ = [
     "AsyncLuxxonClient",
-    "CONSISTENCY_HEADER",
-    "DEFAULT_RETRY",
     "LuxxonClient",
-    "NO_RETRY",
     "RETRY_STATUSES",
     "RetryPolicy",
-    "SESSION_COOKIE",
     "unwrap",
 ]

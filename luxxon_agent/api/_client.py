@@ -50,11 +50,10 @@ from luxxon_agent.models import (
     Workspace,
 )
 from luxxon_agent.secret import Secret
+from luxxon_agent.wire import CONSISTENCY_HEADER, SESSION_COOKIE
 
 logger = logging.getLogger(__name__)
 
-CONSISTENCY_HEADER = "X-Lx-Consistency-Token"
-SESSION_COOKIE = "lx_session"
 DEFAULT_TIMEOUT = 10.0
 
 M = TypeVar("M", bound=BaseModel)

@@ -29,5 +29,4 @@ class RetryPolicy:
             raise ValueError("attempts must be at least 1")
 
 
-NO_RETRY = RetryPolicy(attempts=1)
 DEFAULT_RETRY = RetryPolicy()

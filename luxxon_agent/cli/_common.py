@@ -12,14 +12,8 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 
-from luxxon_agent.errors import LuxxonError
+from luxxon_agent.errors import EXIT_FAILURE, EXIT_INTERRUPTED, LuxxonError
 from luxxon_agent.secret import install_redaction
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_STARTUP_FAILURE = 3
-EXIT_INTERRUPTED = 130
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -18,6 +18,7 @@ import typer
 
 from luxxon_agent.cli._common import run_async
 from luxxon_agent.errors import AuthError, ConfigError
+from luxxon_agent.wire import PRODUCTION_BASE_URL
 
 if TYPE_CHECKING:
     from luxxon_agent.api import AsyncLuxxonClient
@@ -27,9 +28,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 Auth = Literal["none", "cookie", "key", "any"]
 
-PRODUCTION_URL = (
-    "https://api.luxxon.dev/api/v1"  # == models.PRODUCTION_BASE_URL (not imported: --help)
-)
 PASSPHRASE_ENV = "LUXXON_WALLET_PASSPHRASE"
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -65,7 +63,7 @@ def open_profile(ctx: typer.Context) -> Profile:
 
 def resolve_base_url(ctx: typer.Context, profile: Profile) -> str:
     """--base-url / LUXXON_BASE_URL, else the profile's, else production."""
-    url = root_options(ctx).base_url or profile.base_url() or PRODUCTION_URL
+    url = root_options(ctx).base_url or profile.base_url() or PRODUCTION_BASE_URL
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"--base-url must start with http:// or https://, got {url!r}")
     return url.rstrip("/")

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from luxxon_agent.cli._common import EXIT_FAILURE, EXIT_OK, handle_errors, print_json, run_async
+from luxxon_agent.cli._common import handle_errors, print_json, run_async
+from luxxon_agent.errors import EXIT_FAILURE, EXIT_OK
 
 if TYPE_CHECKING:
     from rich.panel import Panel

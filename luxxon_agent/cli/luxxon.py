@@ -18,7 +18,6 @@ import typer
 from luxxon_agent.cli import earnings, operators
 from luxxon_agent.cli._common import handle_errors
 from luxxon_agent.cli._context import (
-    PRODUCTION_URL,
     Globals,
     JsonOpt,
     call,
@@ -29,6 +28,7 @@ from luxxon_agent.cli._context import (
     wants_json,
 )
 from luxxon_agent.errors import AuthError, ConfigError
+from luxxon_agent.wire import PRODUCTION_BASE_URL
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -71,7 +71,7 @@ def _root(
         typer.Option(
             "--base-url",
             envvar="LUXXON_BASE_URL",
-            help=f"API base URL [default: the profile's, else {PRODUCTION_URL}]",
+            help=f"API base URL [default: the profile's, else {PRODUCTION_BASE_URL}]",
             show_default=False,
         ),
     ] = None,

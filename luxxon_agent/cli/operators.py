@@ -59,9 +59,9 @@ def register_command(
 
     from luxxon_agent.cli._render import emit
     from luxxon_agent.clock import SYSTEM_CLOCK
+    from luxxon_agent.eip712 import KeySigner, normalize_address
     from luxxon_agent.models import DeviceKind
     from luxxon_agent.telemetry.delegation import register_operator
-    from luxxon_agent.telemetry.eip712 import KeySigner, normalize_address
 
     try:
         device_kind = DeviceKind(kind.upper())

@@ -19,6 +19,7 @@ from luxxon_agent.cli._common import (
     print_json,
     run_async,
 )
+from luxxon_agent.errors import EXIT_FAILURE, EXIT_OK
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -264,7 +265,7 @@ def doctor(
                 mark = "[yellow]warn[/]" if check.warning else "[green]ok[/]"
             table.add_row(escape(check.name), mark, escape(check.detail), escape(check.fix or ""))
         Console().print(table)
-    raise typer.Exit(1 if failed else 0)
+    raise typer.Exit(EXIT_FAILURE if failed else EXIT_OK)
 
 
 # ---- install-service ------------------------------------------------------------------------

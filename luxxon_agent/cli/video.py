@@ -190,17 +190,14 @@ async def _publish(
     as_json: bool,
 ) -> None:
     import asyncio
-    import signal
 
+    from luxxon_agent.signals import stop_on_signals
     from luxxon_agent.video import pin_ice_to_loopback
 
     if loopback:
         pin_ice_to_loopback()
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
+    with stop_on_signals(stop):
         if session is not None:
             await _publish_session(
                 session, source, seconds, options, audio, state_path, api, as_json, stop
@@ -210,9 +207,6 @@ async def _publish(
         await _publish_checked(
             url, source, seconds, options, audio, state_path, as_json, stop, token=bearer
         )
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
 
 
 async def _publish_checked(

@@ -10,13 +10,13 @@ Layout under `<user config dir>/luxxon/profiles/<name>/`, every file mode 0600:
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from luxxon_agent.errors import ConfigError
+from luxxon_agent.files import write_atomic
 from luxxon_agent.secret import Secret
 
 DEFAULT_PROFILE = "default"
@@ -28,17 +28,6 @@ def default_config_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_config_dir("luxxon", appauthor=False))
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write `text` to `path` with mode 0600 from the first byte (no window where it is wider)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
@@ -64,7 +53,7 @@ class Profile:
     def update_settings(self, **values: Any) -> None:
         settings = self.settings()
         settings.update(values)
-        write_private(self.directory / "profile.json", json.dumps(settings, indent=2) + "\n")
+        write_atomic(self.directory / "profile.json", json.dumps(settings, indent=2) + "\n")
 
     def base_url(self) -> str | None:
         value = self.settings().get("baseUrl")
@@ -74,7 +63,7 @@ class Profile:
 
     def save_session(self, cookie: Secret, base_url: str) -> None:
         payload = {"baseUrl": base_url, "lxSession": cookie.reveal()}
-        write_private(self.directory / "session.json", json.dumps(payload) + "\n")
+        write_atomic(self.directory / "session.json", json.dumps(payload) + "\n")
 
     def load_session(self, base_url: str) -> Secret | None:
         """The saved cookie, if it was issued by `base_url` (a cookie never crosses servers)."""

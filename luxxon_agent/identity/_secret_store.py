@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from luxxon_agent.identity._profile import Profile, write_private
+from luxxon_agent.files import write_atomic
+from luxxon_agent.identity._profile import Profile
 from luxxon_agent.secret import Secret
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class SecretStore:
         if keyring_available() and self._keyring_set(text):
             kind: StoreKind = "keyring"
         else:
-            write_private(self.profile.path(self.filename), self._encode_file(text))
+            write_atomic(self.profile.path(self.filename), self._encode_file(text))
             kind = "file"
         self.profile.update_settings(**{f"{self.item}Store": kind})
         return kind

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import stat
 from dataclasses import dataclass
@@ -27,10 +26,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from luxxon_agent.errors import AuthError, ConfigError
+from luxxon_agent.files import write_atomic
 from luxxon_agent.secret import Secret
 
 if TYPE_CHECKING:
-    from luxxon_agent.telemetry.eip712 import KeySigner
+    from luxxon_agent.eip712 import KeySigner
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class DeviceKey:
     """Human description of the store: keyring entry or file path."""
 
     def signer(self) -> KeySigner:
-        from luxxon_agent.telemetry.eip712 import KeySigner
+        from luxxon_agent.eip712 import KeySigner
 
         return KeySigner(self.private_key)
 
@@ -130,7 +130,7 @@ class DeviceKeyStore:
         return self.generate(), True
 
     def _device_key(self, raw: bytes) -> DeviceKey:
-        from luxxon_agent.telemetry.eip712 import KeySigner
+        from luxxon_agent.eip712 import KeySigner
 
         secret = Secret("0x" + raw.hex())
         return DeviceKey(
@@ -189,7 +189,7 @@ class DeviceKeyStore:
         # without a passphrase the KDF protects nothing: don't spend seconds on it
         iterations = PASSPHRASE_ITERATIONS if passphrase else 1
         keystore = Account.encrypt(raw, passphrase, kdf="pbkdf2", iterations=iterations)
-        _write_private(self.path, json.dumps(keystore) + "\n")
+        write_atomic(self.path, json.dumps(keystore) + "\n")
 
     def _passphrase_text(self) -> str:
         return self._passphrase.reveal() if self._passphrase is not None else ""
@@ -202,7 +202,7 @@ def _keyring_works() -> bool:
 
 
 def _random_private_key() -> bytes:
-    from luxxon_agent.telemetry.eip712 import SECP256K1_N
+    from luxxon_agent.eip712 import SECP256K1_N
 
     while True:  # loops again with probability ~2^-128
         raw = secrets.token_bytes(32)
@@ -219,24 +219,3 @@ def _parse_hex_key(text: str) -> bytes:
     if len(raw) != 32:
         raise AuthError("the stored device key is not 32 bytes")
     return raw
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write atomically: a 0600 temp file in a 0700 directory, fsynced, then renamed."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

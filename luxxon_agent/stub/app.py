@@ -20,7 +20,6 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from luxxon_agent.errors import ConfigError
-from luxxon_agent.models import API_PREFIX
 from luxxon_agent.stub import metering, wallet_auth
 from luxxon_agent.stub.auth import touch_after_success
 from luxxon_agent.stub.config import StubConfig
@@ -30,6 +29,7 @@ from luxxon_agent.stub.openapi import install_openapi
 from luxxon_agent.stub.runtime import StubRuntime
 from luxxon_agent.stub.store import Store
 from luxxon_agent.stub.video import MintOnlyVideoBackend, VideoBackend
+from luxxon_agent.wire import API_PREFIX, CONSISTENCY_HEADER
 
 ROUTE_MODULES: list[str] = [
     # first: the hot path (a telemetry backlog is thousands of requests), and routing
@@ -45,7 +45,6 @@ ROUTE_MODULES: list[str] = [
 ]
 """Import paths of the route modules, mounted in this order under /api/v1."""
 
-CONSISTENCY_HEADER = "X-Lx-Consistency-Token"
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 

@@ -28,8 +28,8 @@ from luxxon_agent.models import Environment, ErrorCode, Scope
 from luxxon_agent.stub.http_error import HttpError
 from luxxon_agent.stub.runtime import StubRuntime, runtime
 from luxxon_agent.stub.store import parse_ts, ts
+from luxxon_agent.wire import SESSION_COOKIE
 
-SESSION_COOKIE = "lx_session"
 _PRINCIPAL_STATE = "lx_principal"
 LAST_USED_RESOLUTION = timedelta(seconds=1)
 """lastUsedAt is kept to this resolution (see above)."""

@@ -25,8 +25,9 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from luxxon_agent.models import API_PREFIX, ErrorCode
+from luxxon_agent.models import ErrorCode
 from luxxon_agent.stub.http_error import error_response
+from luxxon_agent.wire import API_PREFIX
 
 MAX_BODY_BYTES = 64 * 1024
 """Largest request body on any route (JSON or SDP)."""

@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from luxxon_agent.models import Timestamp
-from luxxon_agent.stub.auth import AUTHENTICATING, SESSION_COOKIE, require_wallet_session
+from luxxon_agent.stub.auth import AUTHENTICATING, require_wallet_session
+from luxxon_agent.wire import SESSION_COOKIE
 
 DataT = TypeVar("DataT")
 

@@ -29,13 +29,6 @@ def new_nonce() -> str:
     return "".join(secrets.choice(_NONCE_ALPHABET) for _ in range(22))
 
 
-def checksum_address(address: str) -> str:
-    """EIP-55 form of a 0x address (the request models already checked its shape)."""
-    from eth_utils import to_checksum_address
-
-    return str(to_checksum_address(address))
-
-
 def siwe_message(
     config: StubConfig, address: str, nonce: str, issued_at: datetime, expires_at: datetime
 ) -> str:
@@ -100,7 +93,8 @@ def personal_signer(message: str, signature: str) -> str:
     """The checksummed address whose key personal_sign-ed (EIP-191) `message`."""
     from eth_hash.auto import keccak
 
-    from luxxon_agent.telemetry.eip712 import SignatureError, recover_address, signature_bytes
+    from luxxon_agent.eip712 import recover_address, signature_bytes
+    from luxxon_agent.errors import SignatureError
 
     text = message.encode()
     digest = keccak(b"\x19Ethereum Signed Message:\n" + str(len(text)).encode() + text)

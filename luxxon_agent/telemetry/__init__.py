@@ -1,6 +1,6 @@
 """Signed telemetry that is never lost: EIP-712 signing, the 1 Hz sampler, the spool, the uploader.
 
-    signer = KeySigner(device_key.private_key)
+    signer = KeySigner(device_key.private_key)   # luxxon_agent.eip712
     with Spool(state_dir / "telemetry.sqlite3") as spool:
         async with Uploader(spool, client) as uploader, Sampler(
             spool=spool, provider=latest_fix, signer=signer, session_id=sid,
@@ -13,7 +13,6 @@ Signing spec: docs/telemetry-signing.md; pipeline and meter: docs/telemetry.md.
 """
 
 from luxxon_agent.telemetry.delegation import Delegation
-from luxxon_agent.telemetry.eip712 import KeySigner, SignatureError, normalize_address
 from luxxon_agent.telemetry.sampler import FixProvider, Sampler, Tick, TickOutcome
 from luxxon_agent.telemetry.signing import (
     TelemetryPayload,
@@ -29,10 +28,8 @@ __all__ = [
     "Delegation",
     "DrainResult",
     "FixProvider",
-    "KeySigner",
     "SampleState",
     "Sampler",
-    "SignatureError",
     "Spool",
     "SpoolStats",
     "SpooledSample",
@@ -41,7 +38,6 @@ __all__ = [
     "Tick",
     "TickOutcome",
     "Uploader",
-    "normalize_address",
     "recover_signer",
     "sign_sample",
     "telemetry_digest",

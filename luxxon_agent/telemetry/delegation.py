@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from luxxon_agent.models import DeviceKind, Operator, RegisterOperatorRequest
-from luxxon_agent.telemetry.eip712 import (
+from luxxon_agent.eip712 import (
     KeySigner,
     StructType,
     normalize_address,
     recover_address,
     signature_bytes,
 )
+from luxxon_agent.models import DeviceKind, Operator, RegisterOperatorRequest
 from luxxon_agent.telemetry.signing import datetime_to_ms, ms_to_datetime
 
 if TYPE_CHECKING:

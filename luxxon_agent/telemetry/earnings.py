@@ -26,6 +26,7 @@ from luxxon_agent.meter import earnings, telemetry_clean_seconds
 from luxxon_agent.models import Session, Settlement
 from luxxon_agent.telemetry.signing import ms_to_datetime
 from luxxon_agent.telemetry.spool import SampleState, Spool
+from luxxon_agent.wire import SPOOL_FILE_NAME
 
 if TYPE_CHECKING:
     from luxxon_agent.api import AsyncLuxxonClient
@@ -110,10 +111,6 @@ def local_check(
 
 DEFAULT_GEOFENCE_RADIUS_M = 200.0
 """Used only when the server's session carries no geofenceRadiusMeters."""
-
-
-SPOOL_FILE_NAME = "telemetry.sqlite3"
-"""The agent keeps `<state_dir>/<operator label>/telemetry.sqlite3`."""
 
 
 def agent_spools(env: Mapping[str, str]) -> tuple[Path, list[Path]]:

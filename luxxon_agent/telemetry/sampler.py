@@ -37,8 +37,8 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
+from luxxon_agent.eip712 import KeySigner
 from luxxon_agent.errors import TelemetryError
-from luxxon_agent.telemetry.eip712 import KeySigner
 from luxxon_agent.telemetry.signing import TelemetryPayload, datetime_to_ms, sign_sample
 from luxxon_agent.telemetry.spool import Spool
 

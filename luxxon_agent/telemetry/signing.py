@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from luxxon_agent.models import Point, TelemetrySample
-from luxxon_agent.telemetry.eip712 import (
+from luxxon_agent.eip712 import (
     KeySigner,
     StructType,
     recover_address,
     signature_bytes,
 )
+from luxxon_agent.models import Point, TelemetrySample
 
 TELEMETRY_DOMAIN_NAME = "Luxxon Telemetry"
 TELEMETRY_DOMAIN_VERSION = "1"

@@ -82,6 +82,8 @@ class SpooledSample:
 
 @dataclass(frozen=True, slots=True)
 class SpoolStats:
+    """Counts of the spool's samples by state (of all sessions, or of one)."""
+
     spooled: int
     """Samples held, whatever their state."""
     delivered: int

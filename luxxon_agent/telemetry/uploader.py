@@ -37,7 +37,7 @@ from typing import Protocol
 from pydantic import ValidationError
 
 from luxxon_agent.backoff import Backoff
-from luxxon_agent.clock import SYSTEM_CLOCK, Clock
+from luxxon_agent.clock import SYSTEM_CLOCK, Clock, sleep_or_event
 from luxxon_agent.errors import ApiError, TelemetryError, TransportError
 from luxxon_agent.models import ErrorCode, TelemetryReceipt, TelemetrySample
 from luxxon_agent.telemetry.spool import Spool, SpooledSample
@@ -218,7 +218,7 @@ class Uploader:
             rows = await asyncio.to_thread(self._spool.pending, self._batch_size)
             if not rows:
                 self._progress.set()
-                await self._wait(self._new, self._idle_seconds)
+                await sleep_or_event(self._clock, self._idle_seconds, self._new)
                 continue
             retry, retry_after, error = await self._send_batch(rows)
             self._progress.set()
@@ -237,17 +237,7 @@ class Uploader:
                 self._failing = True
             logger.debug("telemetry upload: retry in %.2fs", delay)
             self._kick.clear()
-            await self._wait(self._kick, delay)
-
-    async def _wait(self, event: asyncio.Event, seconds: float) -> None:
-        """Sleep `seconds` of the clock, or less if `event` is set."""
-        waiter = asyncio.ensure_future(event.wait())
-        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
-        try:
-            await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-            sleeper.cancel()
+            await sleep_or_event(self._clock, delay, self._kick)
 
     async def _send_batch(self, rows: list[SpooledSample]) -> tuple[bool, float | None, str | None]:
         """Send `rows` in order, `concurrency` at a time; stop dispatching at the first outage."""

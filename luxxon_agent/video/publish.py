@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from luxxon_agent.clock import SYSTEM_CLOCK, Clock
+from luxxon_agent.clock import SYSTEM_CLOCK, Clock, sleep_or_event
 from luxxon_agent.secret import Secret
 from luxxon_agent.video.encoder import VideoOptions
 from luxxon_agent.video.mediasource import open_media_source
@@ -67,14 +67,12 @@ async def publish(
     try:
         await publisher.start()
         run = asyncio.ensure_future(publisher.wait())
+        finished = asyncio.Event()
+        run.add_done_callback(lambda _: finished.set())
         while not run.done() and not stop.is_set():
             if deadline is not None and clock.monotonic() >= deadline:
                 break
-            stopper = asyncio.ensure_future(stop.wait())
-            ticker = asyncio.ensure_future(clock.sleep(1.0))
-            await asyncio.wait({run, stopper, ticker}, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            ticker.cancel()
+            await sleep_or_event(clock, 1.0, stop, finished)
             if on_stats is not None:
                 on_stats(publisher.stats())
         if run.done():

@@ -22,7 +22,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -33,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from luxxon_agent.backoff import Backoff
-from luxxon_agent.clock import SYSTEM_CLOCK, Clock
+from luxxon_agent.clock import SYSTEM_CLOCK, Clock, sleep_or_event
 from luxxon_agent.errors import LuxxonError, MediaError, WhipError
+from luxxon_agent.files import write_atomic
 from luxxon_agent.secret import Secret, redact_url
 from luxxon_agent.video.encoder import VideoOptions, make_encoding_track
 from luxxon_agent.video.mediasource import MediaSource
@@ -313,12 +313,7 @@ class Publisher:
             return True
 
     async def _pause(self, seconds: float) -> None:
-        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
-        stopper = asyncio.ensure_future(self._stop_event.wait())
-        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        sleeper.cancel()
-        stopper.cancel()
-        if self._stop_event.is_set():
+        if await sleep_or_event(self._clock, seconds, self._stop_event):
             raise _StopRequested
 
     async def _replace_url(self, url: Secret) -> None:
@@ -429,13 +424,7 @@ class Publisher:
                     self._fps = (self._frames - prev_frames) / span
                     prev_bytes, prev_frames, prev_t = report["bytes"], self._frames, now
             changed.clear()
-            stopper = asyncio.ensure_future(self._stop_event.wait())
-            waiter = asyncio.ensure_future(changed.wait())
-            sleeper = asyncio.ensure_future(self._clock.sleep(1.0))
-            await asyncio.wait({stopper, waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
-            for fut in (stopper, waiter, sleeper):
-                fut.cancel()
-            if self._stop_event.is_set():
+            if await sleep_or_event(self._clock, 1.0, self._stop_event, changed):
                 return None
 
     async def _teardown(self, delete: bool = True) -> None:
@@ -482,13 +471,8 @@ class Publisher:
         if self._state_path is None:
             return
         payload = {"whip_url_sha256": whip_url_digest(self._whip_url), "location": self._location}
-        tmp = self._state_path.with_name(self._state_path.name + ".tmp")
-        self._state_path.parent.mkdir(parents=True, exist_ok=True)
         # the resource URL is as good as the whipUrl to an attacker: owner-only file
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle)
-        os.replace(tmp, self._state_path)
+        write_atomic(self._state_path, json.dumps(payload))
 
 
 def whip_url_digest(url: Secret) -> str:

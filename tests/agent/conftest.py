@@ -86,7 +86,7 @@ async def operator_account(
     The device key file is `<tmp>/<slug>.device-key` (pass `device` to share one key).
     """
     from luxxon_agent.agent.device_registration import register_device
-    from luxxon_agent.agent.statefile import write_atomic
+    from luxxon_agent.files import write_atomic
 
     account = await create_account(stub.base_url, slug, Role.SUPPLIER)
     device = device or new_private_key()

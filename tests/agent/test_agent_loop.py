@@ -15,9 +15,10 @@ import pytest
 from luxxon_agent.agent.localstub import LocalStub, free_port
 from luxxon_agent.agent.provision import create_account
 from luxxon_agent.api import AsyncLuxxonClient
+from luxxon_agent.eip712 import KeySigner
 from luxxon_agent.models import Role, SessionState
 from luxxon_agent.secret import Secret
-from luxxon_agent.telemetry import KeySigner, Spool, recover_signer
+from luxxon_agent.telemetry import Spool, recover_signer
 
 from .conftest import (
     AGENT_ENTRY,

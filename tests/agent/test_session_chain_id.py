@@ -14,10 +14,11 @@ from luxxon_agent.agent.session import SessionRun
 from luxxon_agent.agent.statefile import StateFile
 from luxxon_agent.agent.workspace import ApiHealth, WorkspaceLink
 from luxxon_agent.clock import FakeClock
+from luxxon_agent.eip712 import KeySigner
 from luxxon_agent.errors import NetworkError
 from luxxon_agent.models import MeterMode, ServerConfig, Session, SessionState
 from luxxon_agent.position import Fix, SourceKind
-from luxxon_agent.telemetry import KeySigner, Spool, TickOutcome, recover_signer
+from luxxon_agent.telemetry import Spool, TickOutcome, recover_signer
 
 CHAIN_ID = 84532
 """Not the stub's default, so a sample signed for any other chain fails the check."""

@@ -10,11 +10,12 @@ import httpx
 import pytest
 
 import luxxon_agent.api as api
-from luxxon_agent.api import CONSISTENCY_HEADER, AsyncLuxxonClient, RetryPolicy, unwrap
+from luxxon_agent.api import AsyncLuxxonClient, RetryPolicy, unwrap
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.errors import ApiError, NetworkError, RequestTimeout
 from luxxon_agent.models import RegisterOperatorRequest, SessionState, UpdateWorkspaceRequest
 from luxxon_agent.secret import Secret
+from luxxon_agent.wire import CONSISTENCY_HEADER
 
 BASE = "https://api.example.test/api/v1"
 NOW = "2026-05-13T08:42:00.123Z"

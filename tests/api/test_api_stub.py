@@ -12,6 +12,7 @@ from eth_account import Account
 
 from luxxon_agent.api import AsyncLuxxonClient, LuxxonClient
 from luxxon_agent.clock import FakeClock
+from luxxon_agent.eip712 import KeySigner
 from luxxon_agent.errors import ApiError
 from luxxon_agent.identity import address_of, create_workspace_signed, sign_message, siwe_login
 from luxxon_agent.models import (
@@ -30,7 +31,6 @@ from luxxon_agent.models import (
 from luxxon_agent.secret import Secret
 from luxxon_agent.stub import StubConfig, create_app
 from luxxon_agent.telemetry.delegation import register_operator
-from luxxon_agent.telemetry.eip712 import KeySigner
 
 ORIGIN = "http://stub.test"
 BASE = f"{ORIGIN}/api/v1"

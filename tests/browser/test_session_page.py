@@ -221,7 +221,8 @@ async def test_watch_plays_what_luxxon_agent_publishes(
 
 async def post_position(stub: Stub, session: LiveSession) -> None:
     """One telemetry sample signed (EIP-712) by the operator's wallet, as the agent sends."""
-    from luxxon_agent.telemetry import KeySigner, TelemetryPayload, sign_sample
+    from luxxon_agent.eip712 import KeySigner
+    from luxxon_agent.telemetry import TelemetryPayload, sign_sample
 
     payload = TelemetryPayload.from_reading(session.id, datetime.now(UTC), LAT, LNG, 4.0, "gps")
     async with AsyncLuxxonClient(

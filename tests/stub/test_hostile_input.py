@@ -10,8 +10,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from luxxon_agent.eip712 import KeySigner
 from luxxon_agent.secret import Secret
-from luxxon_agent.telemetry import KeySigner, TelemetryPayload, sign_sample
+from luxxon_agent.telemetry import TelemetryPayload, sign_sample
 from tests.stub.conftest import Harness, ServedHarness, data, error
 
 UNRECOVERABLE = [

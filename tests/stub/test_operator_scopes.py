@@ -8,8 +8,9 @@ from typing import Any
 
 import httpx
 
+from luxxon_agent.eip712 import KeySigner
 from luxxon_agent.secret import Secret
-from luxxon_agent.telemetry import Delegation, KeySigner
+from luxxon_agent.telemetry import Delegation
 from tests.stub.conftest import START, Actor, Harness, data, error
 
 DEVICE = KeySigner(Secret("0x" + "5a" * 32))

@@ -12,10 +12,11 @@ import httpx
 import pytest
 
 from luxxon_agent.clock import FakeClock
+from luxxon_agent.eip712 import KeySigner
 from luxxon_agent.models import MeterMode
 from luxxon_agent.secret import Secret
 from luxxon_agent.stub import MintOnlyVideoBackend, StubConfig, create_app
-from luxxon_agent.telemetry import Delegation, KeySigner
+from luxxon_agent.telemetry import Delegation
 from tests.stub.conftest import BASE, START, Actor, Harness, data
 from tests.telemetry.helpers import CHAIN, DEVICE
 

@@ -6,9 +6,10 @@ import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from luxxon_agent.eip712 import KeySigner
 from luxxon_agent.models import TelemetrySample
 from luxxon_agent.secret import Secret
-from luxxon_agent.telemetry import KeySigner, TelemetryPayload, sign_sample
+from luxxon_agent.telemetry import TelemetryPayload, sign_sample
 
 CHAIN = 8453
 T0 = datetime(2026, 5, 13, 8, 0, tzinfo=UTC)

@@ -14,18 +14,17 @@ from eth_hash.auto import keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from luxxon_agent.eip712 import SECP256K1_N, KeySigner, domain_separator
+from luxxon_agent.errors import SignatureError
 from luxxon_agent.models import TelemetrySample
 from luxxon_agent.secret import Secret
 from luxxon_agent.telemetry import (
-    KeySigner,
-    SignatureError,
     TelemetryPayload,
     recover_signer,
     sign_sample,
     telemetry_digest,
     telemetry_typed_data,
 )
-from luxxon_agent.telemetry.eip712 import SECP256K1_N, domain_separator
 from luxxon_agent.telemetry.signing import TELEMETRY_TYPE
 
 VECTOR = json.loads((Path(__file__).parent / "vector.json").read_text())

@@ -6,10 +6,10 @@ from datetime import timedelta
 
 from luxxon_agent.api import AsyncLuxxonClient
 from luxxon_agent.backoff import Backoff
+from luxxon_agent.eip712 import SECP256K1_N, KeySigner
 from luxxon_agent.meter import earnings
 from luxxon_agent.secret import Secret
-from luxxon_agent.telemetry import KeySigner, SampleState, Spool, Uploader
-from luxxon_agent.telemetry.eip712 import SECP256K1_N
+from luxxon_agent.telemetry import SampleState, Spool, Uploader
 from tests.stub.conftest import API, data, error
 from tests.support import wait_for
 from tests.telemetry.conftest import Live, register_device, wallet_signer

@@ -199,6 +199,7 @@ class WhipIngest:
             pc_state=live.pc.connectionState if live is not None and live.pc else None,
             pending=entry.pending is not None,
             publishers=entry.publishers,
+            offers=entry.offers,
             frames=entry.frames,
             keyframes=entry.keyframes,
             first_frame_at=entry.first_frame_at,
@@ -326,6 +327,7 @@ class WhipIngest:
         if entry.closed_at is not None:
             await conn.close()
             raise InputGone(entry.ref)
+        entry.offers += 1
         if entry.publisher is None:
             await self._replace_publisher(entry, conn)
         else:

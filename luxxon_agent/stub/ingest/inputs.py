@@ -83,6 +83,8 @@ class InputState:
     pending: PublisherConnection | None = None
     publishers: int = 0
     """Publisher connections that have been live on this input."""
+    offers: int = 0
+    """Publisher offers accepted (answered 201), live or not."""
     frames: int = 0
     keyframes_before: int = 0
     """Keyframes of the publisher connections that are gone."""
@@ -120,6 +122,9 @@ class InputView:
     pending: bool
     """A newly accepted offer is waiting for its first frame beside the live publisher."""
     publishers: int
+    """Publisher connections that have been live (a new one counts from its first frame)."""
+    offers: int
+    """Publisher offers accepted (answered 201), including ones that never sent media."""
     frames: int
     """Decoded video frames received, over every publisher connection."""
     keyframes: int

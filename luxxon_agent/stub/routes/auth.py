@@ -9,6 +9,7 @@ from datetime import datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from luxxon_agent.eip712 import normalize_address as checksum_address
 from luxxon_agent.models import (
     ErrorCode,
     Me,
@@ -19,7 +20,6 @@ from luxxon_agent.models import (
     WalletLoginResult,
 )
 from luxxon_agent.stub.auth import (
-    SESSION_COOKIE,
     AnyCaller,
     Principal,
     WalletSession,
@@ -32,11 +32,11 @@ from luxxon_agent.stub.openapi import Envelope, LoggedOut, errors
 from luxxon_agent.stub.runtime import StubRuntime, ok, runtime
 from luxxon_agent.stub.store import parse_ts, ts
 from luxxon_agent.stub.wallet_auth import (
-    checksum_address,
     new_nonce,
     siwe_message,
     verify_siwe,
 )
+from luxxon_agent.wire import SESSION_COOKIE
 
 router = APIRouter(tags=["auth"])
 

@@ -17,6 +17,8 @@ import sqlite3
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from luxxon_agent.eip712 import normalize_address
+from luxxon_agent.errors import SignatureError
 from luxxon_agent.models import ErrorCode, Operator, RegisterOperatorRequest, Role
 from luxxon_agent.stub.auth import Operator as OperateCaller
 from luxxon_agent.stub.auth import SessionReader, member_runtime
@@ -26,7 +28,6 @@ from luxxon_agent.stub.routes.workspaces import workspace_row
 from luxxon_agent.stub.runtime import StubRuntime, ok
 from luxxon_agent.stub.store import parse_ts, ts
 from luxxon_agent.telemetry.delegation import Delegation
-from luxxon_agent.telemetry.eip712 import SignatureError, normalize_address
 
 router = APIRouter(tags=["operators"])
 

@@ -30,6 +30,8 @@ from datetime import datetime, timedelta
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from luxxon_agent.eip712 import normalize_address, recover_address, signature_bytes
+from luxxon_agent.errors import SignatureError
 from luxxon_agent.models import ErrorCode, TelemetryReceipt, TelemetrySample
 from luxxon_agent.stub.auth import Operator
 from luxxon_agent.stub.http_error import HttpError
@@ -37,12 +39,6 @@ from luxxon_agent.stub.openapi import Envelope, errors
 from luxxon_agent.stub.routes.sessions import visible_session
 from luxxon_agent.stub.runtime import LIVE_STATES, StubRuntime, ok, runtime
 from luxxon_agent.stub.store import parse_ts, ts
-from luxxon_agent.telemetry.eip712 import (
-    SignatureError,
-    normalize_address,
-    recover_address,
-    signature_bytes,
-)
 from luxxon_agent.telemetry.signing import TelemetryPayload, datetime_to_ms, telemetry_digest
 
 router = APIRouter(tags=["telemetry"])

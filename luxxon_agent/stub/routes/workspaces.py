@@ -9,6 +9,7 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from luxxon_agent.eip712 import normalize_address as checksum_address
 from luxxon_agent.models import (
     ApiKey,
     AvailabilityState,
@@ -37,7 +38,6 @@ from luxxon_agent.stub.routes.auth import issue_challenge, usable_nonce
 from luxxon_agent.stub.runtime import StubRuntime, ok, runtime
 from luxxon_agent.stub.store import ts
 from luxxon_agent.stub.wallet_auth import (
-    checksum_address,
     verify_personal_sign,
     workspace_message,
 )

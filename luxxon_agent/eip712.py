@@ -1,4 +1,7 @@
-"""A small EIP-712 encoder for the flat struct types Luxxon signs, and a secp256k1 signer.
+"""EIP-712 typed-data digests, secp256k1 signing and recovery, Ethereum addresses.
+
+The ground floor for every signature Luxxon makes or checks: telemetry,
+operator delegations (identity, the CLI) and the stub's verifiers import it.
 
 Only what the telemetry sample and the operator delegation need: structs of
 `string`, `address`, `uintN` and `intN` fields, no arrays, no nested structs.
@@ -20,15 +23,11 @@ from functools import lru_cache
 
 from eth_hash.auto import keccak
 
-from luxxon_agent.errors import TelemetryError
+from luxxon_agent.errors import SignatureError
 from luxxon_agent.secret import Secret
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 """Order of the secp256k1 group; a canonical signature has s ≤ N/2 (EIP-2)."""
-
-
-class SignatureError(TelemetryError):
-    """A signature is malformed, non-canonical or recovers to no key."""
 
 
 def _check_type(type_name: str) -> None:
