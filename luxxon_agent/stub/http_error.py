@@ -132,7 +132,8 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(405, code, message, headers={"Allow": allowed})
         else:
             message = str(exc.detail)
-        return error_response(exc.status_code, code, message, headers=exc.headers)
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(exc.status_code, code, message, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -23,6 +23,7 @@ import math
 from typing import Any
 
 from starlette.datastructures import Headers
+from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from luxxon_agent.models import ErrorCode
@@ -50,7 +51,7 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def json_problem(body: bytes) -> tuple[str, str] | None:
+def json_problem(body: bytes) -> tuple[str, str | None] | None:
     """(message, detail) when a JSON body holds a non-finite number or nests too deeply;
     None otherwise (also for malformed JSON, which the route's own parser reports)."""
     try:
@@ -121,11 +122,10 @@ class RequestGuard:
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send, drained: bool) -> None:
         message = f"request body larger than the {self.limit}-byte limit"
+        response: Response
         if scope["path"].startswith(API_PREFIX):
             response = error_response(413, ErrorCode.INVALID_INPUT, message)
         else:
-            from starlette.responses import PlainTextResponse
-
             response = PlainTextResponse(message, status_code=413)
         if not drained:
             # the rest of the body is still coming: the connection cannot be reused

@@ -131,7 +131,7 @@ def install_openapi(app: FastAPI, routers: list[tuple[str, APIRouter]]) -> None:
         ]
         for path, route in mounted:
             statuses, security = _framework_statuses(route)
-            for method in route.methods:
+            for method in route.methods or ():
                 operation = document["paths"][path][method.lower()]
                 responses = operation.setdefault("responses", {})
                 validation = responses.get("422", {}).get("content", {})

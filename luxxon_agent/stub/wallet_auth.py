@@ -73,7 +73,8 @@ def _siwe() -> ModuleType:
         # abnf 2.8 warns about siwe's grammar redefining core rules; harmless
         warnings.filterwarnings("ignore", module=r"abnf\.")
         import siwe
-    return siwe
+    module: ModuleType = siwe
+    return module
 
 
 def preload() -> None:

@@ -461,6 +461,7 @@ class WhipIngest:
     async def _consume(
         self, entry: InputState, conn: PublisherConnection, track: MediaStreamTrack
     ) -> None:
+        import av
         from aiortc.mediastreams import MediaStreamError
 
         loop = asyncio.get_running_loop()
@@ -491,6 +492,7 @@ class WhipIngest:
             if getattr(frame, "key_frame", False) and not conn.keyframes_from_encoded:
                 conn.keyframes += 1
             # stamped once, before anyone else sees the frame: viewers share it read-only
+            assert isinstance(frame, av.VideoFrame)  # the track is a video track
             entry.timeline.stamp(frame, loop.time())
             for listener in list(entry.frame_listeners):
                 listener(frame, now)

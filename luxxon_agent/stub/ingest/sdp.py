@@ -117,7 +117,8 @@ def _check_transport(media: MediaDescription, where: str) -> None:
     ]
     if not fingerprints:
         raise BadOffer(f"{where}: a=fingerprint with sha-256, sha-384 or sha-512 is missing")
-    ufrag, pwd = media.ice.usernameFragment, media.ice.password
+    ice = media.ice
+    ufrag, pwd = (ice.usernameFragment, ice.password) if ice is not None else (None, None)
     # RFC 8839 5.4: ufrag 4-256 characters, pwd 22-256
     if ufrag is None or not 4 <= len(ufrag) <= 256:
         raise BadOffer(f"{where}: a=ice-ufrag is missing or not 4-256 characters")
