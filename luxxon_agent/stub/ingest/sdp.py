@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 
 MAX_OFFER_BYTES = 64 * 1024
 """Largest SDP offer read; real offers are 2-6 KB."""
+MAX_MEDIA_LINES = 16
+MAX_CANDIDATES_PER_MEDIA = 32
+"""Real offers carry 1-3 m-lines and a handful of candidates each; aiortc makes a
+transceiver per m-line and aioice pairs every candidate (and logs each one), so a
+64 KiB offer of either would hold the event loop."""
 SUPPORTED_FINGERPRINT_HASHES = frozenset({"sha-256", "sha-384", "sha-512"})
 """What aiortc's DTLS transport can verify (aiortc.rtcdtlstransport)."""
 _FINGERPRINT = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){15,63}$")
@@ -77,6 +82,8 @@ def check_offer(text: str, role: Role) -> OfferSummary:
 def _check_parsed(parsed: SessionDescription, role: Role, size: int) -> OfferSummary:
     if not parsed.media:
         raise BadOffer("the offer has no m-line")
+    if len(parsed.media) > MAX_MEDIA_LINES:
+        raise BadOffer(f"the offer has {len(parsed.media)} m-lines; at most {MAX_MEDIA_LINES}")
     wanted = _SENDS[role]
     usable_video = False
     codecs: list[str] = []
@@ -85,6 +92,11 @@ def _check_parsed(parsed: SessionDescription, role: Role, size: int) -> OfferSum
         if media.kind not in ("audio", "video"):
             continue  # an m=application line is answered as rejected by aiortc
         _check_transport(media, where)
+        if len(media.ice_candidates) > MAX_CANDIDATES_PER_MEDIA:
+            raise BadOffer(
+                f"{where}: {len(media.ice_candidates)} ICE candidates;"
+                f" at most {MAX_CANDIDATES_PER_MEDIA}"
+            )
         if media.kind != "video":
             continue
         names = _decodable_codecs(media)
