@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -23,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
 from tests.stub.conftest import ServedHarness
+from tests.stub.stub_process import stub_process
 from tests.video.test_ingest_offers import aiortc_offer
 
 LIMIT = 64 * 1024
@@ -74,29 +70,8 @@ class HealthProbe(threading.Thread):
 async def test_no_callback_holds_the_loop_with_worst_case_bodies_and_debug_logs(
     tmp_path: Path,
 ) -> None:
-    port = free_port()
-    origin = f"http://127.0.0.1:{port}"
-    log_path = tmp_path / "stub.log"
-    env = {**os.environ, "COLUMNS": "400", "HOME": str(tmp_path)}
-    command = "from luxxon_agent.cli.agent import main; main()"
-    with log_path.open("w") as log:
-        stub = subprocess.Popen(
-            [sys.executable, "-c", command, "stub", "-v", "--port", str(port),
-             "--db", str(tmp_path / "stub.db")],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    probe = HealthProbe(f"{origin}/api/v1/health")
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert stub.poll() is None, log_path.read_text()[-2000:]
-            try:
-                if httpx.get(f"{origin}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the stub did not start"
-            time.sleep(0.1)
+    with stub_process(tmp_path, "-v") as origin:
+        probe = HealthProbe(f"{origin}/api/v1/health")
         harness = ServedHarness(clock=None, video=None, app=None, transport=None, origin=origin)  # type: ignore[arg-type]
         try:
             operator, consumer, started = await harness.live()
@@ -105,18 +80,11 @@ async def test_no_callback_holds_the_loop_with_worst_case_bodies_and_debug_logs(
             # the offers' ICE checks and DTLS attempts go on after their answers
             await asyncio.sleep(2.0)
         finally:
+            probe.stop.set()
             for client in harness.clients:
                 await client.aclose()
-        probe.stop.set()
         probe.join(10)
-    finally:
-        probe.stop.set()
-        stub.send_signal(signal.SIGTERM)
-        try:
-            stub.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            stub.kill()
-            stub.wait(timeout=5)
+    log_path = tmp_path / "stub.log"
     text = log_path.read_text()
     held = [
         (float(seconds), " ".join(what.split())[:200])

@@ -11,10 +11,8 @@ Authorization and Cookie headers from what it prints.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +21,8 @@ import httpx
 import pytest
 from eth_account import Account
 
-from tests.conftest import free_port
 from tests.stub.conftest import sign
+from tests.stub.stub_process import stub_process
 
 MAX_EXAMPLES = 20
 """Per operation and phase: keeps the three runs well under two minutes on two cores."""
@@ -83,35 +81,9 @@ def _credentials(origin: str) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def live_stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStub]:
     root = tmp_path_factory.mktemp("schemathesis")
-    port = free_port()
-    origin = f"http://127.0.0.1:{port}"
-    log = (root / "stub.log").open("w")
-    stub = subprocess.Popen(
-        [sys.executable, "-c", "from luxxon_agent.cli.agent import main; main()", "stub",
-         "--no-video", "--port", str(port), "--db", str(root / "stub.db")],
-        env={**os.environ, "HOME": str(root)}, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert stub.poll() is None, (root / "stub.log").read_text()[-2000:]
-            try:
-                if httpx.get(f"{origin}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the stub did not start"
-            time.sleep(0.1)
+    with stub_process(root, "--no-video") as origin:
         api_key, cookie = _credentials(origin)
         yield LiveStub(origin, api_key, cookie)
-    finally:
-        stub.send_signal(signal.SIGTERM)
-        try:
-            stub.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            stub.kill()
-            stub.wait(timeout=5)
-        log.close()
     assert "Traceback" not in (root / "stub.log").read_text()
 
 
