@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -19,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -453,6 +455,72 @@ def test_new_wallet_registers_an_operator_right_after_creating_its_workspace(
     private_key = bytes(Account.decrypt(keystore, PASSPHRASE)).hex()
     cookie = json.loads((op.profile_dir / "session.json").read_text())["lxSession"]
     op.assert_no_secret_leaked([private_key, cookie])
+
+
+MEDIA_WAIT_SECONDS = 60.0
+TOLD_MEDIA = re.compile(
+    r"publisher connected, (\d+) frames received, last \d+\.\d s ago \((\S+Z)\)"
+)
+
+
+def test_sessions_show_tells_the_stub_ingests_media_liveness(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """With the stub's WHIP ingest, `sessions show` says whether a picture is arriving."""
+    with serve_stub(tmp_path_factory.mktemp("video-stub")) as video_stub:
+        op = Operator(video_stub, tmp_path_factory.mktemp("video-operator"))
+        op.json("wallet", "new")
+        op.set_up_supplier("ingest-check", 4.711, -74.072)
+        session_id = op.consumer_request(4.711, -74.072)
+        op.run("sessions", "accept", session_id)
+        op.run("sessions", "start", session_id)
+
+        def video_json() -> dict[str, Any]:
+            video = op.json("sessions", "show", session_id)["video"]
+            assert isinstance(video, dict)
+            return video
+
+        def video_told() -> str:
+            lines = op.run("sessions", "show", session_id).stdout.splitlines()
+            (line,) = [line for line in lines if line.split()[:1] == ["video"]]
+            return " ".join(line.split()[1:])
+
+        assert video_json() == {"connected": False, "framesReceived": 0}
+        assert video_told() == "no publisher connected, no frame received yet"
+
+        # a real publisher (the agent's own), its whipUrl fetched from the API by session id
+        publisher = subprocess.Popen(
+            [
+                *LUXXON_AGENT,
+                "publish",
+                "--session",
+                session_id,
+                "--loopback",
+                "--source",
+                "testsrc://?size=320x240&fps=15",
+                "--seconds",
+                "120",
+            ],  # fmt: skip
+            env=op.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + MEDIA_WAIT_SECONDS
+            video = video_json()
+            while not (video["connected"] and video["framesReceived"] >= 10):
+                assert time.monotonic() < deadline, f"no media reached the ingest: {video}"
+                assert publisher.poll() is None, "the publisher exited"
+                time.sleep(0.5)
+                video = video_json()
+            told = TOLD_MEDIA.fullmatch(video_told())
+            assert told is not None, video_told()
+            # read after the JSON: as many frames or more, a frame as new or newer
+            assert int(told[1]) >= video["framesReceived"]
+            assert told[2] >= video["lastFrameAt"]
+        finally:
+            stop(publisher)
+        op.assert_no_secret_leaked([stored_api_key(op)])
 
 
 PROBE = f"""
