@@ -22,16 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from eth_account import Account
 
-from tests.conftest import free_port
+from tests.stub.stub_process import stub_process
 
 BIN = Path(sys.executable).parent
 PASSPHRASE = "e2e wallet passphrase"
 HEAVY = ("aiortc", "av", "web3", "eth_account")
-STUB_READY_SECONDS = 30.0
 
 
 def _command(name: str, module: str) -> list[str]:
@@ -54,37 +52,9 @@ class Stub:
 
 @contextlib.contextmanager
 def serve_stub(root: Path, *options: str) -> Iterator[Stub]:
-    """`luxxon-agent stub` on a free loopback port until the block ends (SIGTERM, then kill)."""
-    port = free_port()
-    db_path = root / "stub.db"
-    env = {**os.environ, "HOME": str(root), "XDG_DATA_HOME": str(root / "data")}
-    log = (root / "stub.log").open("w")
-    process = subprocess.Popen(
-        [*LUXXON_AGENT, "stub", "--port", str(port), "--db", str(db_path), *options],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base_url = f"http://127.0.0.1:{port}/api/v1"
-    deadline = time.monotonic() + STUB_READY_SECONDS
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"stub exited with {process.returncode}: {(root / 'stub.log').read_text()}"
-                )
-            try:
-                if httpx.get(f"{base_url}/health", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("stub did not answer /health in time")
-            time.sleep(0.1)
-        yield Stub(base_url, db_path)
-    finally:
-        stop(process)
-        log.close()
+    """`luxxon-agent stub OPTIONS` on a free loopback port until the block ends."""
+    with stub_process(root, *options) as origin:
+        yield Stub(f"{origin}/api/v1", root / "stub.db")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
