@@ -142,6 +142,14 @@ async def update_workspace(
         key: value.value if hasattr(value, "value") else value for key, value in changes.items()
     }
     wanted = changes.pop("availability_state", None)
+    if wanted is not None and stub.operator_level(workspace_id):
+        raise HttpError(
+            409,
+            ErrorCode.INVALID_STATE,
+            "availabilityState: this workspace's availability follows its operators;"
+            " set each operator's instead",
+            workspace_id,
+        )
     current = AvailabilityState(row["availability_state"])
     state = current
     idle_since = row["idle_since"]
