@@ -151,6 +151,9 @@ class OperatorConfig(_Section):
     auto_accept: AutoAccept = AutoAccept()
     api_key_file: Path | None = None
     """This operator's own key (another workspace); default: the agent's key."""
+    device_key_file: Path | None = None
+    """This operator's own device key (signs its telemetry; with per-operator dispatch
+    it names the server's operator registered for it); default: [agent] device_key_file."""
     on_sigterm: OnSigterm | None = None
     """Per-operator override of [agent] on_sigterm."""
     assigned_on_restart: AssignedOnRestart | None = None

@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 STATE_VERSION = 1
 SEQUENCE_RESERVE = 600_000
 """How far ahead (in sequence units, ms) the persisted high-water mark runs."""
+SEQUENCE_SKIP = 3_600_000
+"""How far to jump when the server already saw a larger heartbeat sequence (409)."""
 
 
 @dataclass
@@ -61,7 +63,8 @@ class OperatorRecord:
 class State:
     operators: dict[str, OperatorRecord] = field(default_factory=dict)
     sequences: dict[str, int] = field(default_factory=dict)
-    """Workspace id -> reserved heartbeat sequence high-water mark."""
+    """Workspace id (or, with per-operator dispatch, operator id) -> reserved heartbeat
+    sequence high-water mark."""
 
 
 class StateFile:
@@ -124,7 +127,7 @@ class StateFile:
             self.save()
         return value
 
-    def skip_sequence(self, workspace_id: str, by: int) -> None:
+    def skip_sequence(self, workspace_id: str, by: int = SEQUENCE_SKIP) -> None:
         """The server saw a larger sequence than ours (409): jump past it."""
         self._last[workspace_id] = self._last.get(workspace_id, 0) + by
 

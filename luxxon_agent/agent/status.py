@@ -58,6 +58,8 @@ class OperatorStatus:
     reason: str | None = None
     """Why the operator cannot serve, when it cannot."""
     session_id: str | None = None
+    operator_id: str | None = None
+    """The server's operator this is, with per-operator dispatch."""
     session_state: str | None = None
     session_started_at: str | None = None
     max_duration_seconds: int | None = None

@@ -1,7 +1,8 @@
 """Supervisor: the agent process, `startup -> run -> shutdown(timeout)`, like uvicorn's Server.
 
-- startup: state file, device key, one `OperatorRunner` per [[operators]] table,
-  one `WorkspaceLink` per API key, the status endpoint; then READY=1.
+- startup: state file, device keys (one per operator, shared by default), one
+  `OperatorRunner` per [[operators]] table, one `WorkspaceLink` per API key, the
+  status endpoint; then READY=1.
 - run: a TaskGroup with each operator's position follower, each link
   (resume from the state file what needs no API, connect, recover the rest,
   then availability / heartbeat / intake), a task per session, the watchdog
@@ -31,6 +32,7 @@ import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from luxxon_agent import __version__
@@ -129,7 +131,8 @@ class Supervisor:
         self._finished: dict[str, SessionSnapshot] = {}
         """Operator label -> its last run's final figures, shown until the next run."""
         self._spools: dict[str, Spool] = {}
-        self._signer: KeySigner | None = None
+        self._signers: dict[str, KeySigner] = {}
+        """Operator label -> the device key that signs its telemetry."""
         self._clients: list[AsyncLuxxonClient] = []
         self._group: asyncio.TaskGroup | None = None
         self._session_tasks: set[asyncio.Task[None]] = set()
@@ -204,6 +207,7 @@ class Supervisor:
             status.availability = view.availability
             status.reason = view.reason
             status.session_id = view.session_id
+            status.operator_id = view.operator_id
         run = self.runs.get(label)
         if run is None:
             last = self._finished.get(label)
@@ -272,11 +276,17 @@ class Supervisor:
             from luxxon_agent.video import pin_ice_to_loopback
 
             pin_ice_to_loopback()
-        self._signer = load_device_signer(agent.device_key_file, self.env)
-        logger.info("telemetry signed by device key %s", self._signer.address)
+        by_file: dict[Path | None, KeySigner] = {}
         by_key: dict[Secret, list[OperatorRunner]] = {}
         for op_config in self.config.operators:
             runner = OperatorRunner(op_config, self.config, self.clock)
+            key_file = op_config.device_key_file or agent.device_key_file
+            if key_file not in by_file:
+                by_file[key_file] = load_device_signer(key_file, self.env)
+            self._signers[runner.label] = by_file[key_file]
+            logger.info(
+                "%s: telemetry signed by device key %s", runner.label, by_file[key_file].address
+            )
             self.operators.append(runner)
             self._served[runner.label] = 0
             self._spools[runner.label] = Spool(runner.state_dir / SPOOL_FILE_NAME)
@@ -299,6 +309,7 @@ class Supervisor:
                 self.clock,
                 self.api_health,
                 self._assignments,
+                {r.label: self._signers[r.label].address for r in runners},
             )
             self.links.append(link)
             for runner in runners:
@@ -404,12 +415,12 @@ class Supervisor:
     async def _serve_session(self, assigned: SessionAssigned) -> None:
         """Run one session to its end, retrying the run (not the session) after failures."""
         op, context, session = assigned.runner, assigned.context, assigned.session
-        assert self._signer is not None
+        signer = self._signers[op.label]
         attempt = 0
         try:
             while True:
                 run = SessionRun(
-                    op, context, session, self.should_exit, self._spools[op.label], self._signer
+                    op, context, session, self.should_exit, self._spools[op.label], signer
                 )
                 self.runs[op.label] = run
                 try:

@@ -18,6 +18,13 @@ each operator then serves its own session. The link:
 The link alone owns which operator holds which session: taking one, it puts
 a `SessionAssigned` event on the supervisor's queue; the supervisor runs it
 and calls `release(label)` when it is over (docs/architecture.md).
+
+When the server advertises per-operator dispatch (`GET /config` `features`),
+availability, coverage and heartbeat are per operator instead (an
+`OperatorRoster`, agent/fleet.py): each free healthy operator is ONLINE on its
+own, sessions offered or dispatched to an operator are served by it, and
+accept names it, so the operators serve their sessions in parallel. Without
+the feature the link behaves as described above, unchanged.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from luxxon_agent.agent.context import (
     SessionContext,
     SessionPolicy,
 )
+from luxxon_agent.agent.fleet import OperatorRoster
 from luxxon_agent.agent.operator import OperatorRunner
 from luxxon_agent.agent.statefile import StateFile
 from luxxon_agent.backoff import Backoff
@@ -43,19 +51,20 @@ from luxxon_agent.errors import ApiError, AuthError, TransportError
 from luxxon_agent.models import (
     AvailabilityState,
     CancelAllResult,
+    Feature,
     LocationHeartbeat,
     Me,
+    Operator,
     Scope,
     Session,
     SessionState,
+    UpdateOperatorRequest,
     UpdateWorkspaceRequest,
     Workspace,
 )
 
 logger = logging.getLogger(__name__)
 
-SEQUENCE_SKIP = 3_600_000
-"""How far to jump when the server already saw a larger heartbeat sequence (409)."""
 CONNECT_BACKOFF = Backoff(initial=1.0, maximum=30.0)
 REQUIRED_SCOPES = (Scope.SESSIONS_OPERATE, Scope.SESSIONS_READ)
 
@@ -68,7 +77,11 @@ class WorkspaceApi(SessionApi, Protocol):
     async def list_sessions(self, state: SessionState | None = None) -> list[Session]: ...
 
     async def accept(
-        self, session_id: str, operator_workspace_id: str | None = None
+        self,
+        session_id: str,
+        operator_workspace_id: str | None = None,
+        *,
+        operator_id: str | None = None,
     ) -> Session: ...
 
     async def cancel(self, session_id: str) -> Session: ...
@@ -80,6 +93,17 @@ class WorkspaceApi(SessionApi, Protocol):
     ) -> Workspace: ...
 
     async def post_location(self, workspace_id: str, heartbeat: LocationHeartbeat) -> None: ...
+
+    # per-operator dispatch (OperatorRoster); called only when the server advertises it
+    async def list_operators(self, workspace_id: str) -> list[Operator]: ...
+
+    async def update_operator(
+        self, workspace_id: str, operator_id: str, request: UpdateOperatorRequest
+    ) -> Operator: ...
+
+    async def post_operator_location(
+        self, workspace_id: str, operator_id: str, heartbeat: LocationHeartbeat
+    ) -> Operator: ...
 
 
 @dataclass(frozen=True)
@@ -102,6 +126,8 @@ class OperatorView:
     reason: str | None
     """Why the operator cannot serve, at the last check."""
     session_id: str | None
+    operator_id: str | None = None
+    """The server's operator it is, with per-operator dispatch."""
 
 
 class WorkspaceLink:
@@ -114,6 +140,7 @@ class WorkspaceLink:
         clock: Clock,
         api_health: ApiHealth,
         assignments: asyncio.Queue[SessionAssigned],
+        device_addresses: dict[str, str] | None = None,
     ) -> None:
         self.client = client
         self.operators = operators
@@ -132,6 +159,10 @@ class WorkspaceLink:
         self.recovered = False
         """Set once `recover()` went through (the state file's sessions are handled)."""
         self._changed = asyncio.Event()
+        self._device_addresses = device_addresses or {}
+        """Operator label -> the address of the device key that signs its telemetry."""
+        self.roster: OperatorRoster | None = None
+        """Set by `connect()` when the server advertises per-operator dispatch."""
 
     def __repr__(self) -> str:
         return f"WorkspaceLink({self.workspace_id or '?'}, {[o.label for o in self.operators]})"
@@ -145,13 +176,16 @@ class WorkspaceLink:
             availability = "STARTING"
         else:
             availability = "OFFLINE" if reason else "ONLINE"
-        return OperatorView(self.workspace_id, availability, reason, session_id)
+        operator_id = self.roster.operator_id(label) if self.roster else None
+        return OperatorView(self.workspace_id, availability, reason, session_id, operator_id)
 
     def release(self, label: str) -> None:
         """The operator's session is over: it is free, and the server released the
         workspace to ONLINE by itself (our view of availability is stale)."""
         self._held.pop(label, None)
         self._sent = None
+        if self.roster is not None:
+            self.roster.released(label)
         self._changed.set()
 
     @property
@@ -189,12 +223,27 @@ class WorkspaceLink:
                     raise AuthError(f"the API key lacks scope(s) {', '.join(missing)}")
                 self.workspace_id = me.workspace_id
                 self.server.learn(server)
+                if server.has_feature(Feature.PER_OPERATOR_DISPATCH):
+                    await self._join_roster(me.workspace_id)
                 logger.info("%r connected (key %s)", self, me.key_id)
                 return True
             if await sleep_or_event(self.clock, CONNECT_BACKOFF.delay(attempt), stop):
                 return False
             attempt += 1
         return False
+
+    async def _join_roster(self, workspace_id: str) -> None:
+        roster = OperatorRoster(
+            self.client,
+            workspace_id,
+            self.operators,
+            self._device_addresses,
+            self.state,
+            self.clock,
+            self.api_health,
+        )
+        await roster.refresh()
+        self.roster = roster
 
     def resume_offline(self) -> None:
         """Resume at once the LIVE sessions the state file describes fully (no API call).
@@ -313,7 +362,8 @@ class WorkspaceLink:
     def assess_health(self) -> None:
         """Judge every operator now (a fresh fix, the camera, the disk)."""
         for op in self.operators:
-            self._reasons[op.label] = op.unhealthy_reason()
+            problem = self.roster.problem(op.label) if self.roster else None
+            self._reasons[op.label] = problem or op.unhealthy_reason()
 
     def _healthy(self, op: OperatorRunner) -> bool:
         return self._reasons.get(op.label) is None
@@ -334,14 +384,27 @@ class WorkspaceLink:
         while not stop.is_set():
             self._changed.clear()
             self.assess_health()
-            desired, reason, op = self._desired()
-            if desired is not None and desired is not self._sent:
-                await self._set_availability(desired, reason, op)
+            if self.roster is not None:
+                await self._set_operators_availability(self.roster)
+            else:
+                desired, reason, op = self._desired()
+                if desired is not None and desired is not self._sent:
+                    await self._set_availability(desired, reason, op)
             # wakes early when told (a session ended, an operator was taken)
             if await sleep_or_event(
                 self.clock, self.config.agent.poll_seconds, stop, self._changed
             ):
                 break
+
+    async def _set_operators_availability(self, roster: OperatorRoster) -> None:
+        """Per operator: ONLINE while free and healthy, OFFLINE otherwise; one holding a
+        session is left alone (the server holds it BUSY)."""
+        for op in self.operators:
+            if not self._free(op):
+                continue
+            reason = self._reasons.get(op.label)
+            desired = AvailabilityState.OFFLINE if reason else AvailabilityState.ONLINE
+            await roster.set_availability(op, desired, reason)
 
     async def _set_availability(
         self, desired: AvailabilityState, reason: str | None, op: OperatorRunner | None
@@ -375,12 +438,24 @@ class WorkspaceLink:
         Not while a session is left LIVE for the restart (the server keeps us BUSY).
         """
         recorded = [op for op in self.operators if self.state.record(op.label).session_id]
-        if self.workspace_id is None or recorded or self._held:
+        if self.workspace_id is None:
+            return
+        if self.roster is not None:  # per operator: the others may still be serving
+            for op in self.operators:
+                if self._free(op) and op not in recorded:
+                    await self.roster.set_availability(op, AvailabilityState.OFFLINE, reason)
+            return
+        if recorded or self._held:
             return
         await self._set_availability(AvailabilityState.OFFLINE, reason, None)
 
     async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
         while not await sleep_or_event(self.clock, self.config.agent.heartbeat_seconds, stop):
+            if self.roster is not None:
+                for op in self.operators:
+                    if not self._free(op) or self.roster.sent(op.label) is AvailabilityState.ONLINE:
+                        await self.roster.heartbeat(op, self._held.get(op.label))
+                continue
             serving = [op for op in self.operators if not self._free(op)]
             if not serving and self._sent is not AvailabilityState.ONLINE:
                 continue  # the contract wants heartbeats while ONLINE (or serving)
@@ -411,7 +486,7 @@ class WorkspaceLink:
                 logger.warning(
                     "heartbeat sequence %d refused as stale; jumping ahead", beat.sequence
                 )
-                self.state.skip_sequence(self._workspace, SEQUENCE_SKIP)
+                self.state.skip_sequence(self._workspace)
             else:
                 logger.warning("heartbeat: %s", exc)
         except TransportError as exc:
@@ -437,12 +512,22 @@ class WorkspaceLink:
                     return
                 await self._consider(session)
 
+    def _dispatched_to(self, session: Session) -> list[OperatorRunner] | None:
+        """The runners a session made out to one operator may go to (None: not made out)."""
+        if session.operator_id is None:
+            return None
+        label = self.roster.label_of(session.operator_id) if self.roster else None
+        return [op for op in self.operators if op.label == label and self._free(op)]
+
     async def _consider(self, session: Session) -> None:
         if session.id in self._held.values():
             return
         point = (session.requested_lat, session.requested_lng)
         healthy = [op for op in self.operators if self._free(op) and self._healthy(op)]
         covering = [op for op in healthy if op.op.coverage.contains(*point)]
+        named = self._dispatched_to(session)
+        if named is not None:  # per-operator dispatch: that operator, or nobody here
+            healthy = covering = named
         if session.state is SessionState.ASSIGNED and (
             session.operator_workspace_id == self.workspace_id
         ):
@@ -462,8 +547,11 @@ class WorkspaceLink:
             if session.max_duration_seconds > policy.max_duration_seconds:
                 continue
             self._held[op.label] = session.id  # claimed before the await: no double accept
+            operator_id = self.roster.operator_id(op.label) if self.roster else None
             try:
-                accepted = await self.client.accept(session.id, self.workspace_id)
+                accepted = await self.client.accept(
+                    session.id, self.workspace_id, operator_id=operator_id
+                )
             except (ApiError, TransportError) as exc:
                 del self._held[op.label]
                 logger.info("%s: could not accept %s: %s", op.label, session.id, exc)

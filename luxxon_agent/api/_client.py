@@ -41,6 +41,7 @@ from luxxon_agent.models import (
     StartResult,
     TelemetryReceipt,
     TelemetrySample,
+    UpdateOperatorRequest,
     UpdateWorkspaceRequest,
     WalletBalance,
     WalletChallenge,
@@ -231,18 +232,54 @@ class AsyncLuxxonClient:
         # revoking a revoked operator returns it unchanged: safe to retry
         return _parse(Operator, await self._request("POST", path, idempotent=True))
 
+    # ---- per-operator dispatch (a stub extension; GET /config `features`) ------------------
+
+    async def get_operator(self, workspace_id: str, operator_id: str) -> Operator:
+        path = f"workspaces/{_seg(workspace_id)}/operators/{_seg(operator_id)}"
+        return _parse(Operator, await self._request("GET", path))
+
+    async def update_operator(
+        self, workspace_id: str, operator_id: str, request: UpdateOperatorRequest
+    ) -> Operator:
+        path = f"workspaces/{_seg(workspace_id)}/operators/{_seg(operator_id)}"
+        return _parse(Operator, await self._request("PATCH", path, request))
+
+    async def post_operator_location(
+        self, workspace_id: str, operator_id: str, heartbeat: LocationHeartbeat
+    ) -> Operator:
+        # not retried: a replayed sequence is refused with 409 by design
+        path = f"workspaces/{_seg(workspace_id)}/operators/{_seg(operator_id)}/location"
+        return _parse(Operator, await self._request("POST", path, heartbeat))
+
+    async def retire_operator(self, workspace_id: str, operator_id: str) -> Operator:
+        path = f"workspaces/{_seg(workspace_id)}/operators/{_seg(operator_id)}/retire"
+        # retiring a retired operator returns it unchanged: safe to retry
+        return _parse(Operator, await self._request("POST", path, idempotent=True))
+
     # ---- sessions ------------------------------------------------------------------------
 
-    async def list_sessions(self, state: SessionState | None = None) -> list[Session]:
-        params = {"state": state.value} if state else None
-        data = await self._request("GET", "sessions", params=params)
+    async def list_sessions(
+        self, state: SessionState | None = None, *, operator_id: str | None = None
+    ) -> list[Session]:
+        params: dict[str, str] = {}
+        if state:
+            params["state"] = state.value
+        if operator_id:
+            params["operatorId"] = operator_id
+        data = await self._request("GET", "sessions", params=params or None)
         return _parse_list(Session, _items(data))
 
     async def get_session(self, session_id: str) -> Session:
         return _parse(Session, await self._request("GET", f"sessions/{_seg(session_id)}"))
 
-    async def accept(self, session_id: str, operator_workspace_id: str | None = None) -> Session:
-        body = AcceptRequest(operator_workspace_id=operator_workspace_id)
+    async def accept(
+        self,
+        session_id: str,
+        operator_workspace_id: str | None = None,
+        *,
+        operator_id: str | None = None,
+    ) -> Session:
+        body = AcceptRequest(operator_workspace_id=operator_workspace_id, operator_id=operator_id)
         data = await self._request("POST", f"sessions/{_seg(session_id)}/accept", body)
         return _parse(Session, data)
 

@@ -20,7 +20,9 @@ class FakeClient:
     def __init__(self) -> None:
         self.accepted: list[str] = []
 
-    async def accept(self, session_id: str, workspace_id: str | None = None) -> Session:
+    async def accept(
+        self, session_id: str, workspace_id: str | None = None, *, operator_id: str | None = None
+    ) -> Session:
         self.accepted.append(session_id)
         return _session(session_id, SessionState.ASSIGNED)
 
