@@ -56,12 +56,14 @@ class LocalStub:
         with_video: bool = True,
         log_path: Path | None = None,
         env: Mapping[str, str] | None = None,
+        operator_dispatch: bool = True,
     ) -> None:
         self.db = db
         self.data_dir = data_dir
         self.meter = meter
         self.port = port or free_port()
         self.with_video = with_video
+        self.operator_dispatch = operator_dispatch
         self.log_path = log_path or data_dir / "stub.log"
         self._env = dict(env or {})
         self._proc: asyncio.subprocess.Process | None = None
@@ -82,6 +84,8 @@ class LocalStub:
         ]  # fmt: skip
         if not self.with_video:
             args.append("--no-video")
+        if not self.operator_dispatch:
+            args.append("--no-operator-dispatch")
         env = {**self._env, "XDG_DATA_HOME": str(self.data_dir), "LUXXON_ICE_LOOPBACK": "1"}
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
