@@ -163,11 +163,12 @@ class Fleet:
         self._agent_task = asyncio.create_task(self.supervisor.serve(), name="fleet-agent")
         self.consumer = AsyncLuxxonClient(base, session_cookie=consumer.session_cookie)
         self.supplier = AsyncLuxxonClient(base, api_key=operator.api_key)
-        await self.wait_for(
-            lambda: all(op.availability == "ONLINE" for op in self._statuses()),
-            ONLINE_TIMEOUT_S,
-            "every operator ONLINE",
-        )
+        await self.wait_for(self._all_online, ONLINE_TIMEOUT_S, "every operator ONLINE")
+
+    def _all_online(self) -> bool:
+        """Every operator ONLINE, per the agent (none listed before its startup ran)."""
+        ops = self._statuses()
+        return len(ops) == len(self.labels) and all(op.availability == "ONLINE" for op in ops)
 
     def _operator_table(self, index: int, label: str, key_file: Path) -> dict[str, Any]:
         # each camera a few metres apart, every coverage holding the fleet's point

@@ -174,8 +174,12 @@ class WorkspaceLink:
             availability = "BUSY"
         elif label not in self._reasons:
             availability = "STARTING"
+        elif reason:
+            availability = "OFFLINE"
+        elif self.roster is not None and self.roster.sent(label) is not AvailabilityState.ONLINE:
+            availability = "STARTING"  # healthy, not yet ONLINE on the server
         else:
-            availability = "OFFLINE" if reason else "ONLINE"
+            availability = "ONLINE"
         operator_id = self.roster.operator_id(label) if self.roster else None
         return OperatorView(self.workspace_id, availability, reason, session_id, operator_id)
 
