@@ -159,10 +159,13 @@ class OperatorRoster:
         self.api_health.ok()
         previous = self._sent.get(runner.label)
         self._sent[runner.label] = desired
+        # "OFFLINE: label: reason", as the workspace-level link words it
         if desired is AvailabilityState.OFFLINE:
-            logger.warning("%s: %s -> OFFLINE: %s", runner.label, previous, reason)
+            logger.warning(
+                "operator %s: %s -> OFFLINE: %s: %s", operator_id, previous, runner.label, reason
+            )
         else:
-            logger.info("%s: %s -> %s", runner.label, previous, desired.value)
+            logger.info("operator %s: %s -> %s: %s", operator_id, previous, desired, runner.label)
 
     async def heartbeat(self, runner: OperatorRunner, session_id: str | None) -> None:
         """POST the runner's fix as its operator's heartbeat (skipped without an accuracy)."""

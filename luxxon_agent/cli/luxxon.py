@@ -386,6 +386,14 @@ SessionId = Annotated[str, typer.Argument(metavar="ID", help="Session id.")]
 def sessions_list(
     ctx: typer.Context,
     state: Annotated[str | None, typer.Option("--state", help="Only this state.")] = None,
+    operator: Annotated[
+        str | None,
+        typer.Option(
+            "--operator",
+            metavar="ID",
+            help="Only this operator's sessions (op_...; needs per-operator dispatch).",
+        ),
+    ] = None,
     show_url: ShowUrlOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -402,10 +410,12 @@ def sessions_list(
             choices = ", ".join(SessionState)
             raise ConfigError(f"--state must be one of {choices}") from None
 
-    sessions = _with_key(ctx, lambda client: client.list_sessions(wanted))
+    sessions = _with_key(ctx, lambda client: client.list_sessions(wanted, operator_id=operator))
     as_json = wants_json(ctx, json_out)
     rows = redact([s.to_wire() for s in sessions], show_url)
-    table(rows, SESSION_COLUMNS, as_json=as_json, empty="no sessions")
+    # the operator column only where the server dispatches per operator
+    columns = SESSION_COLUMNS + (("operatorId",) if any(s.operator_id for s in sessions) else ())
+    table(rows, columns, as_json=as_json, empty="no sessions")
 
 
 @sessions_app.command("show")

@@ -1,9 +1,13 @@
-"""`luxxon operators`: register, list and revoke the devices of a SUPPLIER workspace.
+"""`luxxon operators`: register, list, show, revoke and retire the devices of a SUPPLIER workspace.
 
 `register` signs an EIP-712 delegation (workspace, label, device address, issue
 and expiry times) with the profile's wallet, so the device's own key
 (`luxxon-agent keygen` on the device) may sign telemetry; the wallet itself
 never goes on the device.
+
+On a server with per-operator dispatch (`GET /config` `features`; the stub's
+roadmap extension), each operator has its own state, session and heartbeat,
+which `list` and `show` print; `retire` takes one out of service for good.
 """
 
 from __future__ import annotations
@@ -21,11 +25,26 @@ if TYPE_CHECKING:
     from luxxon_agent.identity import Profile
     from luxxon_agent.models import Operator
 
+OperatorId = Annotated[str, typer.Argument(metavar="ID", help="Operator id (op_...).")]
+
 operators_app = command_group(
     "Devices (operators) of a SUPPLIER workspace, authorised by the wallet."
 )
 
-OPERATOR_COLUMNS = ("id", "label", "kind", "deviceAddress", "expiresAt", "revokedAt")
+OPERATOR_COLUMNS = ("id", "label", "kind", "state", "sessionId", "lastSeenAt", "deviceAddress")
+
+
+def operator_row(operator: Operator) -> dict[str, object]:
+    """The wire object, with `state`: RETIRED or REVOKED, else the availability (per-operator
+    dispatch) or `-` on a server without it, whose operators have no availability."""
+    row = operator.to_wire()
+    if operator.retired_at is not None:
+        row["state"] = "RETIRED"
+    elif operator.revoked_at is not None:
+        row["state"] = "REVOKED"
+    elif "availability_state" in operator.model_fields_set:
+        row["state"] = operator.availability_state.value
+    return row
 
 
 def register(app: typer.Typer) -> None:
@@ -91,14 +110,15 @@ def register_command(
 @operators_app.command("list")
 @handle_errors
 def list_command(ctx: typer.Context, workspace: WorkspaceOpt, json_out: JsonOpt = False) -> None:
-    """The workspace's operators, oldest first (revoked ones too)."""
+    """The workspace's operators, oldest first (revoked and retired ones too): each one's
+    state, session and last heartbeat."""
     from luxxon_agent.cli._render import table
 
     async def body(client: AsyncLuxxonClient, profile: Profile) -> list[Operator]:
         await act_for(client, workspace)
         return await client.list_operators(workspace)
 
-    rows = [op.to_wire() for op in call(ctx, "any", body)]
+    rows = [operator_row(op) for op in call(ctx, "any", body)]
     table(rows, OPERATOR_COLUMNS, as_json=wants_json(ctx, json_out), empty="no operators")
 
 
@@ -107,7 +127,7 @@ def list_command(ctx: typer.Context, workspace: WorkspaceOpt, json_out: JsonOpt 
 def revoke_command(
     ctx: typer.Context,
     workspace: WorkspaceOpt,
-    operator_id: Annotated[str, typer.Argument(help="Operator id (op_...).")],
+    operator_id: OperatorId,
     json_out: JsonOpt = False,
 ) -> None:
     """Revoke at once: the server accepts nothing more signed by that device key."""
@@ -119,3 +139,42 @@ def revoke_command(
 
     operator = call(ctx, "any", body)
     emit(operator.to_wire(), as_json=wants_json(ctx, json_out), title="operator revoked")
+
+
+@operators_app.command("show")
+@handle_errors
+def show_command(
+    ctx: typer.Context,
+    workspace: WorkspaceOpt,
+    operator_id: OperatorId,
+    json_out: JsonOpt = False,
+) -> None:
+    """One operator (needs per-operator dispatch on the server)."""
+    from luxxon_agent.cli._render import emit
+
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Operator:
+        await act_for(client, workspace)
+        return await client.get_operator(workspace, operator_id)
+
+    operator = call(ctx, "any", body)
+    emit(operator_row(operator), as_json=wants_json(ctx, json_out), title="operator")
+
+
+@operators_app.command("retire")
+@handle_errors
+def retire_command(
+    ctx: typer.Context,
+    workspace: WorkspaceOpt,
+    operator_id: OperatorId,
+    json_out: JsonOpt = False,
+) -> None:
+    """Take an operator out of service for good (per-operator dispatch): it is never
+    dispatched again, an ASSIGNED session it holds is cancelled, a LIVE one runs to its end."""
+    from luxxon_agent.cli._render import emit
+
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Operator:
+        await act_for(client, workspace)
+        return await client.retire_operator(workspace, operator_id)
+
+    operator = call(ctx, "any", body)
+    emit(operator_row(operator), as_json=wants_json(ctx, json_out), title="operator retired")

@@ -7,9 +7,14 @@ key and checked by the stub's meter through signature recovery.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -22,6 +27,7 @@ from luxxon_agent.secret import Secret
 from luxxon_agent.telemetry import TelemetryPayload, sign_sample
 
 LIVE_TIMEOUT_S = 45.0
+LUXXON = [sys.executable, "-c", "from luxxon_agent.cli.luxxon import main; main()"]
 
 
 def _live(session: Session) -> bool:
@@ -42,6 +48,38 @@ def _served_by(fleet: Fleet) -> dict[str, str]:
 
 def _device_signer(fleet: Fleet, label: str) -> KeySigner:
     return KeySigner(Secret((fleet.root / "keys" / label).read_text().strip()))
+
+
+async def _luxxon(fleet: Fleet, home: Path, *args: str) -> tuple[int, str, str]:
+    """`luxxon ARGS` in a process of its own, with the fleet's API key (not on argv)."""
+    assert fleet.operator is not None and fleet.operator.api_key is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LUXXON_")}
+    env.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / "config"),
+        XDG_DATA_HOME=str(home / "data"),
+        PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
+        LUXXON_BASE_URL=fleet.base_url,
+        LUXXON_API_KEY=fleet.operator.api_key.reveal(),
+    )
+    process = await asyncio.create_subprocess_exec(
+        *LUXXON,
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        out, err = await process.communicate()
+    assert fleet.operator.api_key.reveal() not in (out + err).decode()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def _luxxon_json(fleet: Fleet, home: Path, *args: str) -> Any:
+    code, out, err = await _luxxon(fleet, home, "--json", *args)
+    assert code == 0, err
+    return json.loads(out)
 
 
 @pytest_asyncio.fixture
@@ -74,6 +112,20 @@ async def test_four_operators_serve_four_sessions_at_once_each_paid_on_its_own_k
     assert all(op.availability_state is AvailabilityState.BUSY for op in busy)
     filtered = await four.supplier.list_sessions(operator_id=live[0].operator_id)
     assert [s.id for s in filtered] == [live[0].id]
+
+    # the operator's own view: `luxxon operators list` and `sessions list --operator`
+    home = four.root / "cli-home"
+    rows = await _luxxon_json(four, home, "operators", "list", "--workspace", workspace)
+    assert {row["id"]: (row["state"], row["sessionId"]) for row in rows} == {
+        s.operator_id: ("BUSY", s.id) for s in live
+    }
+    assert all(row["lastSeenAt"] for row in rows)  # each operator's own heartbeat
+    code, table, _ = await _luxxon(four, home, "operators", "list", "--workspace", workspace)
+    assert code == 0 and all(s.id in table and "BUSY" in table for s in live)
+    only = await _luxxon_json(
+        four, home, "sessions", "list", "--operator", str(live[1].operator_id)
+    )
+    assert [row["id"] for row in only] == [live[1].id]
 
     # operator B's key cannot pay operator A's session
     first, second = live[0], live[1]
@@ -149,6 +201,11 @@ async def test_without_per_operator_dispatch_the_agent_serves_one_session_at_a_t
         assert fleet.supplier is not None and fleet.supervisor is not None
         assert (await fleet.supplier.config()).features == []
         assert all(op.operator_id is None for op in fleet.supervisor.status().operators)
+        home = fleet.root / "cli-home"
+        code, out, err = await _luxxon(fleet, home, "sessions", "list", "--operator", "op_x")
+        assert code != 0 and out == ""
+        (line,) = err.strip().splitlines()
+        assert "operatorId: this server has no per-operator dispatch" in line
         first = await fleet.request()
         assert first.operator_id is None
         (live,) = await fleet.wait_sessions([first.id], _live, LIVE_TIMEOUT_S, "first LIVE")
