@@ -67,11 +67,14 @@ class FleetSession:
 
     session: Session
     settlement: Settlement
+    device_address: str | None
+    """The device key of the session's operator: the one whose samples were paid."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "sessionId": self.session.id,
             "operatorId": self.session.operator_id,
+            "deviceAddress": self.device_address,
             "state": self.session.state.value,
             "cleanSeconds": self.session.clean_seconds,
             "failedSeconds": self.session.failed_seconds,
@@ -297,6 +300,14 @@ async def run_fleet_demo(
                 options.seconds + ONLINE_TIMEOUT_S + 30,
                 "every session ended",
             )
-            results = [FleetSession(s, await fleet.settlement(s.id)) for s in ended]
+            assert fleet.supplier is not None and fleet.operator is not None
+            operators = await fleet.supplier.list_operators(fleet.operator.workspace_id)
+            devices = {op.id: op.device_address for op in operators}
+            results = [
+                FleetSession(
+                    s, await fleet.settlement(s.id), devices.get(s.operator_id or "", None)
+                )
+                for s in ended
+            ]
             step("every session ended and settled")
             return results

@@ -306,7 +306,18 @@ def _this_executable() -> str:
 @handle_errors
 def demo(
     seconds: int = typer.Option(20, min=3, max=600, help="How long the session is LIVE."),
-    meter: str = typer.Option("wallclock", help="The stub's meter: wallclock or telemetry."),
+    meter: str | None = typer.Option(
+        None,
+        help="The stub's meter: wallclock or telemetry (default: wallclock; with --operators,"
+        " telemetry, so each session is paid on its own device key's samples).",
+    ),
+    operators: int | None = typer.Option(
+        None,
+        "--operators",
+        min=1,
+        max=16,
+        help="A fleet: N operators of one workspace under one API key, N sessions at once.",
+    ),
     as_json: bool = typer.Option(
         False, "--json", help="Print final session, meter and settlement as one JSON object."
     ),
@@ -319,8 +330,12 @@ def demo(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the agent's log."),
 ) -> None:
     """The whole product on loopback: stub, operator, consumer, a LIVE session, earnings."""
-    if meter not in ("wallclock", "telemetry"):
+    if meter not in (None, "wallclock", "telemetry"):
         raise typer.BadParameter("--meter must be wallclock or telemetry", param_hint="--meter")
+    if operators is not None:
+        _fleet_demo(operators, seconds, meter or "telemetry", as_json, verbose)
+        return
+    meter = meter or "wallclock"
     from luxxon_agent.agent.demo import DemoOptions, run_demo
 
     options = DemoOptions(
@@ -338,6 +353,26 @@ def demo(
         print_json(result.to_json())
         return
     _demo_live(options, verbose)
+
+
+def _fleet_demo(operators: int, seconds: int, meter: str, as_json: bool, verbose: bool) -> None:
+    """`demo --operators N`: N sessions at once, one per operator, each paid on its own key."""
+    import logging
+
+    from luxxon_agent.agent.fleet_demo import FleetOptions, run_fleet_demo
+    from luxxon_agent.cli._render import message, table
+
+    options = FleetOptions(operators=operators, seconds=seconds, meter=meter)
+    configure_logging(verbose, json_lines=as_json)
+    if not verbose:
+        logging.getLogger().setLevel(logging.ERROR)
+    results = run_async(run_fleet_demo(options, on_step=None if as_json else message))
+    rows = [result.to_json() for result in results]
+    if as_json:
+        print_json({"operators": operators, "meter": meter, "sessions": rows})
+        return
+    columns = ("sessionId", "operatorId", "state", "cleanSeconds", "failedSeconds")
+    table(rows, (*columns, "operatorEarnedMicroUsdc"), as_json=False, empty="no sessions")
 
 
 def _demo_live(options: Any, verbose: bool) -> None:

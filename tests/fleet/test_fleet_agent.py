@@ -223,3 +223,32 @@ async def test_without_per_operator_dispatch_the_agent_serves_one_session_at_a_t
         second = await fleet.request()
         (done,) = await fleet.wait_sessions([second.id], _over, 40.0, "second ended")
         assert done.state is SessionState.ENDED and done.clean_seconds
+
+
+async def test_demo_with_operators_prints_each_session_paid_on_its_own_device_key() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from luxxon_agent.cli.agent import main; main()",
+        "demo",
+        "--operators",
+        "2",
+        "--seconds",
+        "4",
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(120):
+        out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()[-2000:]
+    result = json.loads(out)
+    assert result["operators"] == 2 and result["meter"] == "telemetry"
+    sessions = result["sessions"]
+    assert len(sessions) == 2
+    assert len({s["operatorId"] for s in sessions}) == 2
+    assert len({s["deviceAddress"] for s in sessions}) == 2
+    for session in sessions:
+        assert session["state"] == "ENDED"
+        assert session["cleanSeconds"] >= 3 and session["failedSeconds"] == 0
+        assert session["operatorEarnedMicroUsdc"] > 0
