@@ -5,14 +5,25 @@
 
 The series are read from the same `AgentStatus` the JSON endpoint serves, at
 scrape time (a custom collector: nothing here keeps its own counters). Every
-per-operator series carries an `operator` label, the operator's `label`.
+per-operator series carries an `operator` label, the operator's `label`, so a
+fleet (several agents, several operators each) is one query per panel
+(examples/grafana-dashboard.json).
 
     luxxon_agent_api_up                            gauge, 1 when the API answered recently
+    luxxon_agent_operator_info                     1 per operator; labels operator_id (the
+                                                   server's, with per-operator dispatch),
+                                                   workspace_id, device_kind
+    luxxon_agent_availability                      0/1 per operator and `state` (STARTING,
+                                                   ONLINE, OFFLINE, BUSY)
+    luxxon_agent_session_info                      1 while the operator holds a session;
+                                                   labels session_id, state
     luxxon_agent_{online,live,gps_fix}             gauges, 0/1 per operator
     luxxon_agent_gps_accuracy_meters               gauge (NaN without an accuracy)
     luxxon_agent_video_{bitrate_kbps,fps}          gauges
     luxxon_agent_telemetry_pending                 gauge, samples spooled not yet delivered
     luxxon_agent_session_live_seconds              gauge
+    luxxon_agent_session_earned_micro_usdc         gauge, this session's estimated earnings
+    luxxon_agent_earned_micro_usdc_total           counter, estimated earnings since start
     luxxon_agent_video_reconnects_total            counter
     luxxon_agent_video_frames_total                counter
     luxxon_agent_telemetry_delivered_total         counter
@@ -54,14 +65,27 @@ GAUGES: tuple[tuple[str, str, OperatorValue], ...] = (
     ("video_fps", "Publish frame rate.", lambda o: o.video.fps),
     ("telemetry_pending", "Samples spooled, not yet delivered.", lambda o: o.telemetry.pending),
     ("session_live_seconds", "Seconds LIVE in the current session.", lambda o: o.live_seconds),
+    (
+        "session_earned_micro_usdc",
+        "Estimated earnings of the current session (the server's meter decides).",
+        lambda o: o.earned_micro_usdc,
+    ),
 )
 COUNTERS: tuple[tuple[str, str, OperatorValue], ...] = (
     ("video_reconnects", "WHIP reconnects.", lambda o: o.video.reconnects),
     ("video_frames", "Frames sent.", lambda o: o.video.frames),
     ("telemetry_delivered", "Samples delivered.", lambda o: o.telemetry.delivered),
     ("sessions_served", "Sessions served since start.", lambda o: o.sessions_served),
+    (
+        "earned_micro_usdc",
+        "Estimated earnings since start, the current session included.",
+        lambda o: o.earned_total_micro_usdc,
+    ),
 )
 """Named without `_total`: prometheus_client appends it to the sample name."""
+AVAILABILITY_STATES = ("STARTING", "ONLINE", "OFFLINE", "BUSY")
+LABELLED = ("operator_info", "availability", "session_info")
+"""The families with labels beyond `operator` (built in `StatusCollector.collect`)."""
 
 
 class StatusCollector(Collector):
@@ -86,6 +110,35 @@ class StatusCollector(Collector):
             for op in status.operators:
                 counter.add_metric([op.label], float(value(op)))
             yield counter
+        yield from _labelled(status)
+
+
+def _labelled(status: AgentStatus) -> Iterator[Metric]:
+    """The info and state-set families: one series per label value, the value 0 or 1."""
+    info = GaugeMetricFamily(
+        PREFIX + "operator_info",
+        "The operator's identity (1).",
+        labels=["operator", "operator_id", "workspace_id", "device_kind"],
+    )
+    availability = GaugeMetricFamily(
+        PREFIX + "availability",
+        "1 for the operator's availability state, 0 for the others.",
+        labels=["operator", "state"],
+    )
+    session = GaugeMetricFamily(
+        PREFIX + "session_info",
+        "1 while the operator holds the session.",
+        labels=["operator", "session_id", "state"],
+    )
+    for op in status.operators:
+        info.add_metric(
+            [op.label, op.operator_id or "", op.workspace_id or "", op.device_kind], 1.0
+        )
+        for state in AVAILABILITY_STATES:
+            availability.add_metric([op.label, state], float(op.availability == state))
+        if op.session_id:
+            session.add_metric([op.label, op.session_id, op.session_state or "ASSIGNED"], 1.0)
+    yield from (info, availability, session)
 
 
 def metrics_registry(status: Callable[[], AgentStatus]) -> CollectorRegistry:

@@ -67,6 +67,8 @@ class OperatorStatus:
     live_seconds: int = 0
     earned_micro_usdc: int = 0
     """Estimate: live seconds × rate × (1 − fee); the server's meter decides."""
+    earned_total_micro_usdc: int = 0
+    """The same estimate summed over every session since start, this one included."""
     sessions_served: int = 0
     last_error: str | None = None
     video: VideoStatus = field(default_factory=VideoStatus)

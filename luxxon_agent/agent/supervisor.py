@@ -128,6 +128,8 @@ class Supervisor:
         self._served: dict[str, int] = {}
         self._crashes: dict[str, str] = {}
         """Operator label -> the last error that ended one of its session runs."""
+        self._earned_before: dict[str, int] = {}
+        """Operator label -> estimated earnings of its sessions that are over."""
         self._finished: dict[str, SessionSnapshot] = {}
         """Operator label -> its last run's final figures, shown until the next run."""
         self._spools: dict[str, Spool] = {}
@@ -197,6 +199,7 @@ class Supervisor:
             label=label,
             device_kind=runner.op.device_kind.value,
             sessions_served=self._served.get(label, 0),
+            earned_total_micro_usdc=self._earned_before.get(label, 0),
             last_error=self._crashes.get(label),
             gps=runner.gps(),
         )
@@ -222,6 +225,7 @@ class Supervisor:
             status.rate_per_second_micro_usdc = snap.rate_per_second_micro_usdc
             status.live_seconds = snap.live_seconds
             status.earned_micro_usdc = snap.earned_micro_usdc
+            status.earned_total_micro_usdc += snap.earned_micro_usdc
             status.last_error = snap.last_error or status.last_error
             status.video = snap.video
             status.telemetry = snap.telemetry
@@ -446,7 +450,10 @@ class Supervisor:
         finally:
             finished = self.runs.pop(op.label, None)
             if finished is not None:
-                self._finished[op.label] = finished.snapshot()
+                last = self._finished[op.label] = finished.snapshot()
+                self._earned_before[op.label] = (
+                    self._earned_before.get(op.label, 0) + last.earned_micro_usdc
+                )
             self._served[op.label] += 1
             assigned.link.release(op.label)
 

@@ -11,7 +11,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from luxxon_agent.agent.config import AgentConfig
-from luxxon_agent.agent.metrics import COUNTERS, GAUGES, metrics_registry
+from luxxon_agent.agent.metrics import COUNTERS, GAUGES, LABELLED, metrics_registry
 from luxxon_agent.agent.session import END_BUDGET_S, SHUTDOWN_DRAIN_MAX_S
 from luxxon_agent.agent.status import (
     AgentStatus,
@@ -27,7 +27,7 @@ from luxxon_agent.video import PublisherState
 
 def _status() -> AgentStatus:
     op = OperatorStatus(label='cam "1"', device_kind="FIXED", availability="BUSY")
-    op.session_state = "LIVE"
+    op.session_state, op.session_id = "LIVE", "ses_1"
     op.video.frames = 42
     op.gps.fix, op.gps.accuracy_m = True, 2.5
     idle = OperatorStatus(label="cam-2", device_kind="FIXED", availability="OFFLINE")
@@ -79,14 +79,22 @@ def test_metrics_parse_as_prometheus_text_with_the_operator_label() -> None:
     assert len(names) == len(set(names))  # each family declared once
     families = {f.name: f for f in text_string_to_metric_families(text)}
     expected = {"luxxon_agent_api_up"} | {f"luxxon_agent_{n}" for n, _, _ in GAUGES + COUNTERS}
-    assert set(families) == expected
-    for name, _, _ in GAUGES + COUNTERS:
+    assert set(families) == expected | {f"luxxon_agent_{n}" for n in LABELLED}
+    for name in [n for n, _, _ in GAUGES + COUNTERS] + ["operator_info"]:
         samples = families[f"luxxon_agent_{name}"].samples
         assert sorted(s.labels["operator"] for s in samples) == ['cam "1"', "cam-2"]
     [frames] = [
         s for s in families["luxxon_agent_video_frames"].samples if s.labels["operator"] != "cam-2"
     ]
     assert frames.name == "luxxon_agent_video_frames_total" and frames.value == 42
+    states = {
+        (s.labels["operator"], s.labels["state"]): s.value
+        for s in families["luxxon_agent_availability"].samples
+    }
+    assert states[('cam "1"', "BUSY")] == 1 and states[('cam "1"', "ONLINE")] == 0
+    assert states[("cam-2", "OFFLINE")] == 1 and sum(states.values()) == 2
+    [held] = families["luxxon_agent_session_info"].samples  # the idle operator holds none
+    assert held.labels["operator"] == 'cam "1"' and held.value == 1
 
 
 class _Run:
