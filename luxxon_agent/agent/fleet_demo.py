@@ -59,6 +59,8 @@ class FleetOptions:
     operator_dispatch: bool = True
     """Start the stub with per-operator dispatch (off: `--no-operator-dispatch`)."""
     status_listen: str = "127.0.0.1:0"
+    name: str = "fleet"
+    """Workspace slugs and operator labels start with it (several fleets on one stub)."""
 
 
 @dataclass(frozen=True)
@@ -87,12 +89,14 @@ class FleetSession:
 class Fleet:
     """The stub, the accounts, N registered device keys and the agent, running."""
 
-    def __init__(self, options: FleetOptions, root: Path) -> None:
+    def __init__(self, options: FleetOptions, root: Path, stub: LocalStub | None = None) -> None:
+        """`stub`: a running stub to share (left running); default: a stub of its own."""
         if options.operators < 1:
             raise ValueError("a fleet needs at least one operator")
         self.options = options
         self.root = root
-        self.stub = LocalStub(
+        self._owns_stub = stub is None
+        self.stub = stub or LocalStub(
             db=root / "stub.sqlite3",
             data_dir=root / "stub",
             meter=options.meter,
@@ -100,6 +104,8 @@ class Fleet:
             operator_dispatch=options.operator_dispatch,
         )
         self.labels = [f"cam-{index + 1}" for index in range(options.operators)]
+        if options.name != "fleet":
+            self.labels = [f"{options.name}-{label}" for label in self.labels]
         self.device_addresses: dict[str, str] = {}
         """Operator label -> the address of its device key."""
         self.operator: Account | None = None
@@ -110,7 +116,8 @@ class Fleet:
         self._agent_task: asyncio.Task[int] | None = None
 
     async def __aenter__(self) -> Fleet:
-        await self.stub.start()
+        if self._owns_stub:
+            await self.stub.start()
         try:
             await self._start()
         except BaseException:
@@ -136,8 +143,8 @@ class Fleet:
 
         base = self.stub.base_url
         operator, consumer = await asyncio.gather(
-            create_account(base, "fleet-operator", Role.SUPPLIER),
-            create_account(base, "fleet-consumer", Role.CONSUMER),
+            create_account(base, f"{self.options.name}-operator", Role.SUPPLIER),
+            create_account(base, f"{self.options.name}-consumer", Role.CONSUMER),
         )
         assert operator.api_key is not None
         self.operator = operator
@@ -214,7 +221,8 @@ class Fleet:
         for client in (self.consumer, self.supplier):
             if client is not None:
                 await client.aclose()
-        await self.stub.stop()
+        if self._owns_stub:
+            await self.stub.stop()
 
     def _statuses(self) -> list[Any]:
         assert self.supervisor is not None

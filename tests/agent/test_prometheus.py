@@ -28,8 +28,8 @@ LABEL = "cam-prom"
 
 
 @contextlib.contextmanager
-def prometheus(tmp_path: Path, target: str) -> Iterator[str]:
-    """Prometheus scraping `target` every second; yields its base URL, killed by PID after."""
+def prometheus(tmp_path: Path, *targets: str) -> Iterator[str]:
+    """Prometheus scraping `targets` every second; yields its base URL, killed by PID after."""
     binary = require_tool("prometheus")
     port = free_port()
     config = tmp_path / "prometheus.yml"
@@ -41,7 +41,7 @@ global:
 scrape_configs:
   - job_name: luxxon-agent
     static_configs:
-      - targets: ["{target}"]
+      - targets: {json.dumps(list(targets))}
 """
     )
     log = (tmp_path / "prometheus.log").open("wb")
