@@ -61,6 +61,9 @@ class FleetOptions:
     status_listen: str = "127.0.0.1:0"
     name: str = "fleet"
     """Workspace slugs and operator labels start with it (several fleets on one stub)."""
+    run_agent: bool = True
+    """False: provision only (`config_data`, `api_key`); the caller runs the agent, e.g.
+    in a process of its own to measure it (benchmarks/bench_fleet.py)."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,8 @@ class Fleet:
         self.supplier: AsyncLuxxonClient | None = None
         """The operator workspace's API key, for looking at its operators."""
         self._agent_task: asyncio.Task[int] | None = None
+        self.config_data: dict[str, Any] = {}
+        """The agent's configuration (AgentConfig's shape), once provisioned."""
 
     async def __aenter__(self) -> Fleet:
         if self._owns_stub:
@@ -138,7 +143,12 @@ class Fleet:
         return self.stub.base_url
 
     async def _start(self) -> None:
-        from luxxon_agent.agent.supervisor import Supervisor
+        await self._provision()
+        if self.options.run_agent:
+            await self._start_agent()
+
+    async def _provision(self) -> None:
+        """The accounts, the device keys registered as operators, `config_data`."""
         from luxxon_agent.api import AsyncLuxxonClient
 
         base = self.stub.base_url
@@ -149,30 +159,33 @@ class Fleet:
         assert operator.api_key is not None
         self.operator = operator
         key_files = await asyncio.gather(*(self._device_key(label) for label in self.labels))
-        config = AgentConfig.model_validate(
-            {
-                "api": {"base_url": base},
-                "agent": {
-                    "state_dir": str(self.root / "agent"),
-                    "ice_loopback": True,
-                    "poll_seconds": 0.5,
-                    "heartbeat_seconds": 1.0,
-                    "on_sigterm": "end",
-                    "shutdown_timeout_seconds": 15,
-                },
-                "status": {"listen": self.options.status_listen},
-                "operators": [
-                    self._operator_table(index, label, key_file)
-                    for index, (label, key_file) in enumerate(
-                        zip(self.labels, key_files, strict=True)
-                    )
-                ],
-            }
-        )
-        self.supervisor = Supervisor(config, env={"LUXXON_API_KEY": operator.api_key.reveal()})
-        self._agent_task = asyncio.create_task(self.supervisor.serve(), name="fleet-agent")
         self.consumer = AsyncLuxxonClient(base, session_cookie=consumer.session_cookie)
         self.supplier = AsyncLuxxonClient(base, api_key=operator.api_key)
+        self.config_data = {
+            "api": {"base_url": base},
+            "agent": {
+                "state_dir": str(self.root / "agent"),
+                "ice_loopback": True,
+                "poll_seconds": 0.5,
+                "heartbeat_seconds": 1.0,
+                "on_sigterm": "end",
+                "shutdown_timeout_seconds": 15,
+            },
+            "status": {"listen": self.options.status_listen},
+            "operators": [
+                self._operator_table(index, label, key_file)
+                for index, (label, key_file) in enumerate(zip(self.labels, key_files, strict=True))
+            ],
+        }
+
+    async def _start_agent(self) -> None:
+        from luxxon_agent.agent.supervisor import Supervisor
+
+        assert self.operator is not None and self.operator.api_key is not None
+        config = AgentConfig.model_validate(self.config_data)
+        env = {"LUXXON_API_KEY": self.operator.api_key.reveal()}
+        self.supervisor = Supervisor(config, env=env)
+        self._agent_task = asyncio.create_task(self.supervisor.serve(), name="fleet-agent")
         await self.wait_for(self._all_online, ONLINE_TIMEOUT_S, "every operator ONLINE")
 
     def _all_online(self) -> bool:
