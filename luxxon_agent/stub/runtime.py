@@ -5,11 +5,11 @@ shared by routes and the expiry sweeper.
 from __future__ import annotations
 
 import asyncio
-import time
 import json
 import logging
 import secrets
 import sqlite3
+import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
