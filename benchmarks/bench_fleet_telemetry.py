@@ -22,19 +22,16 @@ import asyncio
 import contextlib
 import os
 import secrets
-import signal
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
+from luxxon_agent.agent.localstub import LocalStub
 from luxxon_agent.api import AsyncLuxxonClient
 from luxxon_agent.eip712 import KeySigner
 from luxxon_agent.errors import LuxxonError
@@ -56,52 +53,10 @@ TARGET_P99_MS = 100.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, from /proc/<pid>/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-@contextlib.contextmanager
-def stub_server(root: Path) -> Iterator[tuple[str, int]]:
-    """`luxxon-agent stub` on a free loopback port; yields (API base URL, its pid)."""
-    port = free_port()
-    log = (root / "stub.log").open("w")
-    stub = subprocess.Popen(
-        [sys.executable, "-c", "from luxxon_agent.cli.agent import main; main()", "stub",
-         "--port", str(port), "--db", str(root / "stub.db"), "--meter", "telemetry",
-         "--no-video"],
-        env={**os.environ, "HOME": str(root)}, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}/api/v1"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if stub.poll() is not None:
-                raise SystemExit((root / "stub.log").read_text()[-2000:])
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise SystemExit("the stub did not start in 30 s")
-            time.sleep(0.1)
-        yield base, stub.pid
-    finally:
-        stub.send_signal(signal.SIGTERM)
-        try:
-            stub.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            stub.kill()
-            stub.wait(timeout=5)
-        log.close()
 
 
 @dataclass
@@ -174,8 +129,8 @@ async def set_up(base: str, operators: int) -> tuple[Secret, list[FleetOperator]
                 CreateSessionRequest(lat=HERE[0], lng=HERE[1], max_duration_seconds=3600)
             )
             dispatched = await consumer.dispatch(session.id)
-            wire = dispatched.to_wire()
-            by_operator[wire["operatorId"]].session_id = session.id
+            assert dispatched.operator_id is not None, "per-operator dispatch is off"
+            by_operator[dispatched.operator_id].session_id = session.id
     async with AsyncLuxxonClient(base, api_key=api_key) as operate:
         for member in fleet:
             await operate.accept(member.session_id)
@@ -219,26 +174,40 @@ def stored_samples(db: Path) -> dict[str, int]:
 
 
 async def bench(operators: int, seconds: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp, stub_server(Path(tmp)) as (base, pid):
-        set_up_began = time.perf_counter()
-        api_key, fleet = await set_up(base, operators)
-        async with AsyncLuxxonClient(base) as client:
-            chain_id = (await client.config()).chain_id
-        print(
-            f"stub telemetry ingest: {operators} operators (own device key each), 1 Hz,"
-            f" {seconds} s; set-up {time.perf_counter() - set_up_began:.1f} s"
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        stub = LocalStub(
+            db=root / "stub.db", data_dir=root, meter="telemetry", with_video=False, env=os.environ
         )
-        cpu_before, wall_before = cpu_seconds(pid), time.perf_counter()
-        await asyncio.gather(
-            *(
-                run_operator(base, api_key, member, chain_id, index / operators, seconds)
-                for index, member in enumerate(fleet)
-            )
+        await stub.start()
+        try:
+            await measure(stub, operators, seconds)
+        finally:
+            await stub.stop()
+
+
+async def measure(stub: LocalStub, operators: int, seconds: int) -> None:
+    base, pid = stub.base_url, stub.pid
+    assert pid is not None
+    set_up_began = time.perf_counter()
+    api_key, fleet = await set_up(base, operators)
+    async with AsyncLuxxonClient(base) as client:
+        chain_id = (await client.config()).chain_id
+    print(
+        f"stub telemetry ingest: {operators} operators (own device key each), 1 Hz,"
+        f" {seconds} s; set-up {time.perf_counter() - set_up_began:.1f} s"
+    )
+    cpu_before, wall_before = cpu_seconds(pid), time.perf_counter()
+    await asyncio.gather(
+        *(
+            run_operator(base, api_key, member, chain_id, index / operators, seconds)
+            for index, member in enumerate(fleet)
         )
-        wall = time.perf_counter() - wall_before
-        stub_cpu = cpu_seconds(pid) - cpu_before
-        load = os.getloadavg()[0]
-        stored = stored_samples(Path(tmp) / "stub.db")
+    )
+    wall = time.perf_counter() - wall_before
+    stub_cpu = cpu_seconds(pid) - cpu_before
+    load = os.getloadavg()[0]
+    stored = stored_samples(stub.db)
     sent = sum(member.sent for member in fleet)
     kept = sum(stored.get(member.session_id, 0) for member in fleet)
     lost = sent - kept
