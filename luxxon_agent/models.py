@@ -307,6 +307,15 @@ class ApiKey(ApiModel):
     """Only in the creation response; never stored by the server."""
 
 
+class SessionVideo(ApiModel):
+    """The stub's media-liveness extension of a Session (production does not send it):
+    whether a publisher is connected and frames reach the ingest."""
+
+    connected: bool
+    last_frame_at: Timestamp | None = None
+    frames_received: int
+
+
 class Session(ApiModel):
     id: str
     consumer_workspace_id: str
@@ -331,6 +340,8 @@ class Session(ApiModel):
     """The operator holding the session; None for a workspace-level session."""
     whip_url: str | None = Field(default=None, repr=False)
     whep_url: str | None = None
+    video: SessionVideo | None = None
+    """Only from the stub; None (and absent from to_wire) with a production server."""
 
 
 class StartResult(ApiModel):

@@ -42,12 +42,7 @@ LAYER = {"api": 1, "position": 1, "identity": 1, "telemetry": 2, "video": 2, "ag
 STUB_MAY_IMPORT = frozenset({"api", "identity", "telemetry", "video"})
 MAY_IMPORT_STUB = frozenset({"luxxon_agent.agent.localstub", "luxxon_agent.agent.demo"})
 
-KNOWN_UPWARD_IMPORTS = frozenset(
-    {
-        # being moved: the earnings report goes to cli/ (issue 10); remove this entry then
-        ("luxxon_agent.telemetry.earnings", "luxxon_agent.agent.config"),
-    }
-)
+KNOWN_UPWARD_IMPORTS: frozenset[tuple[str, str]] = frozenset()
 
 
 def _module_name(path: Path) -> str:

@@ -1,8 +1,7 @@
-"""What every command shares: error handling, exit codes, running async code."""
+"""What every command shares: the app settings, error handling, exit codes, running async code."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import logging
@@ -17,6 +16,34 @@ from luxxon_agent.secret import install_redaction
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+COMMAND_GROUP_SETTINGS: dict[str, Any] = {
+    "no_args_is_help": True,
+    "add_completion": False,
+    # our errors are one line (handle_errors); a bug's traceback stays plain, not a rich dump
+    "pretty_exceptions_enable": False,
+    # plain click help: literal text (brackets in option help are not eaten as markup), no box
+    # drawing on serial consoles or in journald, and rich's help renderer is not imported
+    "rich_markup_mode": None,
+    "context_settings": {"help_option_names": ["-h", "--help"], "max_content_width": 120},
+}
+"""The one set of typer settings of `luxxon`, `luxxon-agent` and every group under them."""
+
+
+def command_group(help: str | None = None, **overrides: Any) -> typer.Typer:
+    """A typer app or sub-group in the house style (`COMMAND_GROUP_SETTINGS`)."""
+    return typer.Typer(help=help, **{**COMMAND_GROUP_SETTINGS, **overrides})
+
+
+def skip_httpx_command_line() -> None:
+    """Keep `import httpx` from loading httpx's own command-line tool; entry points call this.
+
+    httpx imports its CLI (click, rich.progress, pygments: about 60 ms of a cold
+    `luxxon` command) whenever those are installed, and typer brings them. We
+    never run it: a None entry in sys.modules makes httpx's guarded import fail,
+    exactly as when `httpx[cli]` is not installed.
+    """
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 
 def fail(message: str, exit_code: int = EXIT_FAILURE) -> typer.Exit:
@@ -42,6 +69,8 @@ def handle_errors(func: Callable[P, T]) -> Callable[P, T]:
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """The one bridge from a typer command to the async implementation."""
+    import asyncio  # here, not at the top: `--help` never needs an event loop
+
     return asyncio.run(coro)
 
 

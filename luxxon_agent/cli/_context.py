@@ -1,7 +1,7 @@
 """What every `luxxon` command group shares: global options, profile, client.
 
 `luxxon.py` parses the global options into `Globals` (ctx.obj of the root);
-its groups and the ones in `operators.py` and `earnings.py` then reach the
+its groups and the ones in `workspaces.py`, `operators.py` and `earnings.py` reach the
 profile, the wallet and an authenticated client through the functions here.
 Only typer at module level: the rest loads inside the calls (`luxxon --help`).
 """
@@ -23,14 +23,20 @@ from luxxon_agent.wire import PRODUCTION_BASE_URL
 if TYPE_CHECKING:
     from luxxon_agent.api import AsyncLuxxonClient
     from luxxon_agent.identity import Profile, WalletStore
+    from luxxon_agent.models import RequestModel
     from luxxon_agent.secret import Secret
 
 T = TypeVar("T")
+R = TypeVar("R", bound="RequestModel")
 Auth = Literal["none", "cookie", "key", "any"]
 
 PASSPHRASE_ENV = "LUXXON_WALLET_PASSPHRASE"
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+WorkspaceOpt = Annotated[
+    str,
+    typer.Option("--workspace", metavar="ID", help="Workspace id (`luxxon workspaces list`)."),
+]
 
 
 @dataclass(frozen=True)
@@ -131,14 +137,22 @@ def call(
     return run_async(run())
 
 
-def request_model(model_name: str, **values: Any) -> Any:
+async def act_for(client: AsyncLuxxonClient, workspace_id: str) -> None:
+    """Pin a wallet session to `workspace_id` before a call made for it.
+
+    Every command that names a workspace calls this first, so the user never
+    has to select one by hand; an API key is bound to its workspace already.
+    """
+    if client.session_cookie is not None:
+        await client.select_workspace(workspace_id)
+
+
+def request_model(model: type[R], **values: Any) -> R:
     """Build a request model; a validation failure is a one-line ConfigError naming the field."""
     from pydantic import ValidationError
 
-    from luxxon_agent import models
-
     try:
-        return getattr(models, model_name).model_validate(values)
+        return model.model_validate(values)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "input"

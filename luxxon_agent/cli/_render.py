@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from luxxon_agent.cli._common import print_json
 from luxxon_agent.secret import redact_url
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from luxxon_agent.models import SessionVideo
 
 SECRET_URL_FIELDS = ("whipUrl",)
 
@@ -41,7 +47,22 @@ def redact(payload: Any, show_urls: bool) -> Any:
     return payload
 
 
-def _console() -> Any:
+def describe_video(video: SessionVideo, *, now: datetime) -> str:
+    """The stub's media liveness in words: is a publisher there, and is the picture moving?"""
+    from luxxon_agent.models import format_timestamp
+
+    link = "publisher connected" if video.connected else "no publisher connected"
+    noun = "frame" if video.frames_received == 1 else "frames"
+    if video.last_frame_at is None:
+        return f"{link}, no frame received yet"
+    age = max(0.0, (now - video.last_frame_at).total_seconds())
+    return (
+        f"{link}, {video.frames_received} {noun} received, last {age:.1f} s ago "
+        f"({format_timestamp(video.last_frame_at)})"
+    )
+
+
+def _console() -> Console:
     from rich.console import Console
 
     # piped output is read by scripts and tests: never truncate ids to fit 80 columns

@@ -9,13 +9,11 @@ from __future__ import annotations
 import typer
 
 from luxxon_agent.cli import device, gps, run, stub, video
+from luxxon_agent.cli._common import command_group, skip_httpx_command_line
 
-app = typer.Typer(
+app = command_group(
+    "Luxxon fleet agent: publish video and signed position for paid sessions.",
     name="luxxon-agent",
-    help="Luxxon fleet agent: publish video and signed position for paid sessions.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
 )
 
 _COMMAND_MODULES = (stub, gps, video, device, run)
@@ -33,4 +31,5 @@ def version() -> None:
 
 
 def main() -> None:
+    skip_httpx_command_line()
     app()

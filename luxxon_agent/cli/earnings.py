@@ -41,10 +41,10 @@ def earnings_command(
     import os
 
     from luxxon_agent.cli._render import emit
+    from luxxon_agent.cli.earnings_report import earnings_report, local_summary
     from luxxon_agent.clock import SYSTEM_CLOCK
-    from luxxon_agent.telemetry.earnings import earnings_report, local_summary
 
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> dict[str, Any]:
         return await earnings_report(
             client, session_id, spool, now=SYSTEM_CLOCK.now(), env=os.environ
         )

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from luxxon_agent.cli._common import handle_errors, print_json, run_async
+from luxxon_agent.cli._common import command_group, handle_errors, print_json, run_async
 from luxxon_agent.errors import EXIT_FAILURE, EXIT_OK
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ SourceArg = Annotated[
 
 def register(app: typer.Typer) -> None:
     """Add the `gps` group to `app`."""
-    gps = typer.Typer(help="Check or dump a GPS position source.", no_args_is_help=True)
+    gps = command_group("Check or dump a GPS position source.")
     gps.command("check")(check)
     gps.command("dump")(dump)
     app.add_typer(gps, name="gps")

@@ -10,16 +10,19 @@ Plumbing shared with the other groups (profile, client) is in `_context`.
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from luxxon_agent.cli import earnings, operators
-from luxxon_agent.cli._common import handle_errors
+from luxxon_agent.cli import earnings, operators, workspaces
+from luxxon_agent.cli._common import command_group, handle_errors, skip_httpx_command_line
 from luxxon_agent.cli._context import (
     Globals,
     JsonOpt,
+    WorkspaceOpt,
+    act_for,
     call,
     open_profile,
     request_model,
@@ -34,27 +37,19 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from luxxon_agent.api import AsyncLuxxonClient
-    from luxxon_agent.identity import Profile
+    from luxxon_agent.identity import Profile, StoreKind, WalletStore
+    from luxxon_agent.models import ApiKey, Me, WalletLoginResult
+    from luxxon_agent.secret import Secret
 
 T = TypeVar("T")
 
-# rich_markup_mode=None: plain click help, which skips importing rich's markdown stack (~0.2 s)
-_TYPER_OPTIONS: dict[str, Any] = {
-    "no_args_is_help": True,
-    "add_completion": False,
-    "pretty_exceptions_enable": False,
-    "rich_markup_mode": None,
-}
-
-app = typer.Typer(name="luxxon", **_TYPER_OPTIONS)
-wallet_app = typer.Typer(
-    help="The operator's wallet key (keyring or 0600 keystore).", **_TYPER_OPTIONS
-)
-workspaces_app = typer.Typer(help="Create and update workspaces.", **_TYPER_OPTIONS)
-keys_app = typer.Typer(help="Mint and revoke API keys (wallet login needed).", **_TYPER_OPTIONS)
-sessions_app = typer.Typer(help="Operate sessions with the profile's API key.", **_TYPER_OPTIONS)
+app = command_group(name="luxxon")
+wallet_app = command_group("The operator's wallet key (keyring or 0600 keystore).")
+keys_app = command_group("Mint and revoke API keys (wallet login needed).")
+sessions_app = command_group("Operate sessions with the profile's API key.")
+# the order of `luxxon --help`: the order a new operator needs them in
 app.add_typer(wallet_app, name="wallet")
-app.add_typer(workspaces_app, name="workspaces")
+workspaces.register(app)
 app.add_typer(keys_app, name="keys")
 app.add_typer(sessions_app, name="sessions")
 
@@ -117,17 +112,24 @@ def _session_command(
     """Run a call that returns a session, with the profile's API key, and render the session.
 
     Its whipUrl (present while LIVE) is shown only with --show-url, JSON included.
+    The stub's `video` extension, when the server sends it, reads as one sentence.
     """
-    from luxxon_agent.cli._render import emit, redact
+    from luxxon_agent.cli._render import describe_video, emit, redact
 
     session = _with_key(ctx, request)
-    emit(redact(session.to_wire(), show_url), as_json=wants_json(ctx, json_out), title=title)
+    payload = redact(session.to_wire(), show_url)
+    as_json = wants_json(ctx, json_out)
+    if session.video is not None and not as_json:
+        payload["video"] = describe_video(session.video, now=datetime.now(UTC))
+    emit(payload, as_json=as_json, title=title)
 
 
 # ---- wallet -------------------------------------------------------------------------
 
 
-def _wallet_report(profile: Profile, address: str, kind: str, store: Any) -> dict[str, Any]:
+def _wallet_report(
+    profile: Profile, address: str, kind: StoreKind, store: WalletStore
+) -> dict[str, str]:
     return {
         "profile": profile.name,
         "address": address,
@@ -225,11 +227,13 @@ def login(
     key = wallet_store(profile).private_key()
     base_url = resolve_base_url(ctx, profile)
 
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> tuple[WalletLoginResult, Secret]:
         result = await siwe_login(client, key)
+        cookie = client.session_cookie
+        assert cookie is not None  # siwe_login raises AuthError when the server set none
         if workspace:
-            await client.select_workspace(workspace)
-        return result, client.session_cookie
+            await act_for(client, workspace)
+        return result, cookie
 
     result, cookie = call(ctx, "none", body)
     profile.save_session(cookie, base_url)
@@ -274,116 +278,10 @@ def whoami(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Who the server thinks you are (API key or wallet session)."""
     from luxxon_agent.cli._render import emit
 
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Me:
         return await client.me()
 
     emit(call(ctx, "any", body).to_wire(), as_json=wants_json(ctx, json_out))
-
-
-# ---- workspaces -----------------------------------------------------------------------
-
-
-@workspaces_app.command("create")
-@handle_errors
-def workspaces_create(
-    ctx: typer.Context,
-    slug: Annotated[str, typer.Option("--slug", help="URL name: a-z, 0-9, dashes.")],
-    name: Annotated[str, typer.Option("--name", help="Display name.")],
-    supplier: Annotated[bool, typer.Option("--supplier", help="An operator workspace.")] = False,
-    consumer: Annotated[bool, typer.Option("--consumer", help="A consumer workspace.")] = False,
-    json_out: JsonOpt = False,
-) -> None:
-    """Create a workspace owned by the wallet (signs the workspace challenge)."""
-    from luxxon_agent.cli._render import emit
-    from luxxon_agent.identity import address_of, create_workspace_signed
-    from luxxon_agent.models import Role
-
-    roles = [role for flag, role in ((supplier, Role.SUPPLIER), (consumer, Role.CONSUMER)) if flag]
-    if not roles:
-        raise ConfigError("choose a role: --supplier (operator) and/or --consumer")
-    request_model(
-        "CreateWorkspaceRequest",
-        slug=slug,
-        name=name,
-        walletAddress="0x" + "0" * 40,
-        signature="0x00",
-        nonce="placeholder",
-        roles=roles,
-    )  # validates slug and name before the wallet is unlocked
-    profile = open_profile(ctx)
-    key = wallet_store(profile).private_key()
-
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
-        return await create_workspace_signed(client, key, slug=slug, name=name, roles=roles)
-
-    workspace = call(ctx, "none", body)
-    profile.update_settings(walletAddress=address_of(key))
-    emit(workspace.to_wire(), as_json=wants_json(ctx, json_out), title="workspace created")
-
-
-def _parse_coverage(text: str) -> tuple[float, float, float]:
-    parts = [part.strip() for part in text.split(",")]
-    try:
-        lat, lng, radius = (float(part) for part in parts)
-    except ValueError:
-        raise ConfigError(
-            f"--coverage wants LAT,LNG,RADIUS_M (three numbers), got {text!r}"
-        ) from None
-    return lat, lng, radius
-
-
-@workspaces_app.command("update")
-@handle_errors
-def workspaces_update(
-    ctx: typer.Context,
-    workspace_id: Annotated[str, typer.Argument(metavar="ID", help="Workspace id.")],
-    online: Annotated[bool, typer.Option("--online", help="Available for dispatch.")] = False,
-    offline: Annotated[bool, typer.Option("--offline", help="Not available.")] = False,
-    coverage: Annotated[
-        str | None, typer.Option("--coverage", metavar="LAT,LNG,RADIUS_M", help="Service area.")
-    ] = None,
-    device_kind: Annotated[
-        str | None,
-        typer.Option("--device-kind", help="PHONE, LAPTOP, DRONE, PTZ, FIXED or OTHER."),
-    ] = None,
-    name: Annotated[str | None, typer.Option("--name", help="New display name.")] = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Change availability, coverage, device kind or name.
-
-    --online alone is enough when the server already has the workspace's coverage;
-    without one it refuses, and its error is printed as is.
-    """
-    from luxxon_agent.cli._render import emit
-
-    if online and offline:
-        raise ConfigError("choose one of --online and --offline")
-    values: dict[str, Any] = {}
-    if online or offline:
-        values["availabilityState"] = "ONLINE" if online else "OFFLINE"
-    if coverage is not None:
-        lat, lng, radius = _parse_coverage(coverage)
-        values.update(coverageLat=lat, coverageLng=lng, coverageRadiusMeters=radius)
-    if device_kind is not None:
-        values["deviceKind"] = device_kind.upper()
-    if name is not None:
-        values["name"] = name
-    if not values:
-        raise ConfigError(
-            "nothing to update: give --online/--offline, --coverage, --device-kind or --name"
-        )
-    request = request_model("UpdateWorkspaceRequest", **values)
-
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
-        if client.session_cookie is not None:
-            await client.select_workspace(workspace_id)
-        return await client.update_workspace(workspace_id, request)
-
-    emit(
-        call(ctx, "any", body).to_wire(),
-        as_json=wants_json(ctx, json_out),
-        title="workspace updated",
-    )
 
 
 # ---- API keys -----------------------------------------------------------------------------
@@ -393,7 +291,7 @@ def workspaces_update(
 @handle_errors
 def keys_create(
     ctx: typer.Context,
-    workspace: Annotated[str, typer.Option("--workspace", help="Workspace id.")],
+    workspace: WorkspaceOpt,
     label: Annotated[str, typer.Option("--label", help="What the key is for.")],
     environment: Annotated[str, typer.Option("--environment", help="TEST or LIVE.")],
     scope: Annotated[
@@ -417,17 +315,18 @@ def keys_create(
     """
     from luxxon_agent.cli._render import emit, message
     from luxxon_agent.identity import ApiKeyStore
+    from luxxon_agent.models import CreateApiKeyRequest
     from luxxon_agent.secret import Secret
 
     if no_store and not show:
         raise ConfigError("--no-store without --show would lose the new key: add --show")
     scopes = [item for value in scope for item in value.replace(",", " ").split()]
     request = request_model(
-        "CreateApiKeyRequest", label=label, environment=environment.upper(), scopes=scopes
+        CreateApiKeyRequest, label=label, environment=environment.upper(), scopes=scopes
     )
 
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
-        await client.select_workspace(workspace)
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> ApiKey:
+        await act_for(client, workspace)
         return await client.create_api_key(workspace, request)
 
     key = call(ctx, "cookie", body)
@@ -460,14 +359,14 @@ def keys_create(
 def keys_revoke(
     ctx: typer.Context,
     key_id: Annotated[str, typer.Argument(metavar="KEY_ID")],
-    workspace: Annotated[str, typer.Option("--workspace", help="Workspace id.")],
+    workspace: WorkspaceOpt,
     json_out: JsonOpt = False,
 ) -> None:
     """Revoke an API key (it keeps working for the server's grace window)."""
     from luxxon_agent.cli._render import emit
 
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
-        await client.select_workspace(workspace)
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> ApiKey:
+        await act_for(client, workspace)
         return await client.revoke_api_key(workspace, key_id)
 
     key = call(ctx, "cookie", body)
@@ -644,4 +543,5 @@ earnings.register(sessions_app)
 
 
 def main() -> None:
+    skip_httpx_command_line()
     app()

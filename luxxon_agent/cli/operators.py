@@ -8,28 +8,24 @@ never goes on the device.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from luxxon_agent.cli._common import handle_errors
-from luxxon_agent.cli._context import JsonOpt, call, wallet_store, wants_json
+from luxxon_agent.cli._common import command_group, handle_errors
+from luxxon_agent.cli._context import JsonOpt, WorkspaceOpt, act_for, call, wallet_store, wants_json
 from luxxon_agent.errors import ConfigError
 
 if TYPE_CHECKING:
     from luxxon_agent.api import AsyncLuxxonClient
     from luxxon_agent.identity import Profile
+    from luxxon_agent.models import Operator
 
-operators_app = typer.Typer(
-    help="Devices (operators) of a SUPPLIER workspace, authorised by the wallet.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+operators_app = command_group(
+    "Devices (operators) of a SUPPLIER workspace, authorised by the wallet."
 )
 
 OPERATOR_COLUMNS = ("id", "label", "kind", "deviceAddress", "expiresAt", "revokedAt")
-WorkspaceOpt = Annotated[str, typer.Option("--workspace", help="Workspace id.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -72,8 +68,9 @@ def register_command(
     except ValueError:
         raise ConfigError("--device-address must be 0x followed by 40 hex digits") from None
 
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Operator:
         wallet = KeySigner(wallet_store(profile).private_key())
+        await act_for(client, workspace)
         config = await client.config()
         return await register_operator(
             client,
@@ -97,7 +94,8 @@ def list_command(ctx: typer.Context, workspace: WorkspaceOpt, json_out: JsonOpt 
     """The workspace's operators, oldest first (revoked ones too)."""
     from luxxon_agent.cli._render import table
 
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> list[Operator]:
+        await act_for(client, workspace)
         return await client.list_operators(workspace)
 
     rows = [op.to_wire() for op in call(ctx, "any", body)]
@@ -115,7 +113,8 @@ def revoke_command(
     """Revoke at once: the server accepts nothing more signed by that device key."""
     from luxxon_agent.cli._render import emit
 
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Any:
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Operator:
+        await act_for(client, workspace)
         return await client.revoke_operator(workspace, operator_id)
 
     operator = call(ctx, "any", body)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from luxxon_agent.cli._common import (
+    command_group,
     configure_logging,
     handle_errors,
     print_json,
@@ -28,7 +29,7 @@ DEFAULT_STATUS = "127.0.0.1:8765"
 DEFAULT_UNIT_PATH = Path("/etc/systemd/system/luxxon-agent.service")
 DEFAULT_SERVICE_CONFIG = Path("/etc/luxxon-agent/agent.toml")
 
-config_app = typer.Typer(help="Check the agent's configuration.", no_args_is_help=True)
+config_app = command_group("Check the agent's configuration.")
 
 
 def register(app: typer.Typer) -> None:

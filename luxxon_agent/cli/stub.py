@@ -8,13 +8,19 @@ from typing import Annotated
 
 import typer
 
-from luxxon_agent.cli._common import configure_logging, handle_errors, print_json, run_async
+from luxxon_agent.cli._common import (
+    command_group,
+    configure_logging,
+    handle_errors,
+    print_json,
+    run_async,
+)
 from luxxon_agent.secret import install_redaction
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8787/api/v1"
 
-stub_app = typer.Typer(
-    help="Run the local Luxxon API stub (FastAPI + SQLite) on loopback.",
+stub_app = command_group(
+    "Run the local Luxxon API stub (FastAPI + SQLite) on loopback.",
     invoke_without_command=True,
     no_args_is_help=False,
 )

@@ -11,7 +11,7 @@ from luxxon_agent.identity._api_key import (
     resolve_api_key,
 )
 from luxxon_agent.identity._profile import Profile, default_config_dir
-from luxxon_agent.identity._secret_store import SecretStore, keyring_available
+from luxxon_agent.identity._secret_store import SecretStore, StoreKind, keyring_available
 from luxxon_agent.identity._siwe import create_workspace_signed, siwe_login
 from luxxon_agent.identity._wallet import WalletStore, address_of, sign_message
 
@@ -20,6 +20,7 @@ __all__ = [
     "CREDENTIAL_NAME",
     "Profile",
     "SecretStore",
+    "StoreKind",
     "WalletStore",
     "address_of",
     "api_key_prefix",

@@ -73,8 +73,9 @@ class WalletStore(SecretStore):
 
     def _encode_file(self, secret: Secret) -> str:
         from eth_account import Account
+        from eth_typing import HexStr
 
-        keystore = Account.encrypt(secret.reveal(), self._ask(True).reveal(), kdf="scrypt")
+        keystore = Account.encrypt(HexStr(secret.reveal()), self._ask(True).reveal(), kdf="scrypt")
         return json.dumps(keystore) + "\n"
 
     def _decode_file(self, text: str) -> Secret:
@@ -97,11 +98,11 @@ def sign_message(private_key: Secret, message: str) -> str:
     from eth_account.messages import encode_defunct
 
     signed = Account.sign_message(encode_defunct(text=message), private_key=private_key.reveal())
-    signature = signed.signature.hex()
+    signature = str(signed.signature.hex())  # hexbytes < 1 kept the 0x, >= 1 drops it
     return signature if signature.startswith("0x") else "0x" + signature
 
 
 def address_of(private_key: Secret) -> str:
     from eth_account import Account
 
-    return Account.from_key(private_key.reveal()).address
+    return str(Account.from_key(private_key.reveal()).address)

@@ -176,7 +176,8 @@ def require_scope(
             raise HttpError(
                 403,
                 ErrorCode.NOT_AUTHORIZED,
-                "select a workspace first (POST /auth/workspace/select)",
+                "this wallet session acts for no workspace yet: run "
+                "`luxxon workspaces select ID` (or pass --workspace ID)",
             )
         return found
 

@@ -20,7 +20,9 @@ from luxxon_agent.errors import MediaError
 from luxxon_agent.models import (
     ApiKey,
     AvailabilityState,
+    Session,
     SessionState,
+    SessionVideo,
     Workspace,
     WorkspaceMembership,
 )
@@ -28,13 +30,7 @@ from luxxon_agent.stub import fleet
 from luxxon_agent.stub.config import StubConfig
 from luxxon_agent.stub.http_error import envelope
 from luxxon_agent.stub.store import Store, parse_ts, ts
-from luxxon_agent.stub.video import (
-    OpenInput,
-    SessionVideo,
-    StubSession,
-    VideoBackend,
-    VideoInput,
-)
+from luxxon_agent.stub.video import OpenInput, VideoBackend, VideoInput
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +100,7 @@ class StubRuntime:
             plaintext=plaintext,
         )
 
-    def session(self, row: sqlite3.Row, viewer_workspace_id: str | None) -> StubSession:
+    def session(self, row: sqlite3.Row, viewer_workspace_id: str | None) -> Session:
         """The session as `viewer_workspace_id` sees it: the whipUrl only for its operator,
         and the stub's `video` extension (media arriving or not) for both sides."""
         live = row["state"] in LIVE_STATES
@@ -112,7 +108,7 @@ class StubRuntime:
         media = (
             self.video.media_status(row["video_backend_ref"]) if row["video_backend_ref"] else None
         )
-        return StubSession(
+        return Session(
             id=row["id"],
             consumer_workspace_id=row["consumer_workspace_id"],
             operator_workspace_id=row["operator_workspace_id"],

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from luxxon_agent.models import ApiModel, Session, Timestamp
-
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -59,23 +57,6 @@ class MediaStatus:
     last_frame_at: datetime | None
     """Arrival of the newest decoded frame (None before the first)."""
     frames_received: int
-
-
-class SessionVideo(ApiModel):
-    """The stub's `video` extension of a Session (not in the production contract):
-    whether media reaches the ingest, so a consumer can tell a live picture from a
-    frozen one."""
-
-    connected: bool
-    last_frame_at: Timestamp | None = None
-    frames_received: int
-
-
-class StubSession(Session):
-    """A Session as the stub answers it: the contract's fields, and `video` when the
-    video backend can tell (the WHIP ingest; a mint-only backend cannot)."""
-
-    video: SessionVideo | None = None
 
 
 @runtime_checkable

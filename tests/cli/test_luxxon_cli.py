@@ -64,6 +64,8 @@ def _keys_create(environment: str, scope: str, *extra: str) -> list[str]:
         (["--profile", "../x", "sessions", "list"], "invalid profile name"),
         (["login"], "luxxon wallet new"),
         (["keys", "revoke", "--workspace", "w", "k"], "luxxon login"),
+        (["workspaces", "list"], "luxxon login"),
+        (["workspaces", "select", "ws_1"], "luxxon login"),
     ],
 )
 def test_bad_input_is_one_line_error(
@@ -129,6 +131,43 @@ def test_redact_cuts_whip_urls_only() -> None:
     assert "secret-token" not in json.dumps(cut)
     assert cut["whipUrl"] == "http://127.0.0.1:1/***" and cut["whepUrl"] == payload["whepUrl"]
     assert redact(payload, show_urls=True) == payload
+
+
+def _session_body(**extra: object) -> dict[str, object]:
+    return {
+        "id": "s1",
+        "consumerWorkspaceId": "wc",
+        "state": "LIVE",
+        "maxDurationSeconds": 60,
+        "ratePerSecondMicroUsdc": "100",
+        "holdMicroUsdc": "6000",
+        "createdAt": "2026-05-13T08:42:00.000Z",
+        "requestedLat": 4.7,
+        "requestedLng": -74.0,
+        **extra,
+    }
+
+
+def test_session_video_extension_is_parsed_and_told_in_words() -> None:
+    from datetime import UTC, datetime
+
+    from luxxon_agent.cli._render import describe_video
+    from luxxon_agent.models import Session
+
+    assert Session.model_validate(_session_body()).video is None
+    assert "video" not in Session.model_validate(_session_body()).to_wire()
+    video = {"connected": True, "lastFrameAt": "2026-05-13T08:42:10.250Z", "framesReceived": 301}
+    session = Session.model_validate(_session_body(video=video))
+    assert session.video is not None and session.to_wire()["video"] == video
+    now = datetime(2026, 5, 13, 8, 42, 12, tzinfo=UTC)
+    assert describe_video(session.video, now=now) == (
+        "publisher connected, 301 frames received, last 1.8 s ago (2026-05-13T08:42:10.250Z)"
+    )
+    waiting = Session.model_validate(
+        _session_body(video={"connected": False, "framesReceived": 0})
+    ).video
+    assert waiting is not None
+    assert describe_video(waiting, now=now) == "no publisher connected, no frame received yet"
 
 
 FORBIDDEN = ("aiortc", "av", "web3", "eth_account")

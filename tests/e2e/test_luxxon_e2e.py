@@ -8,8 +8,10 @@ wallet passphrase from LUXXON_WALLET_PASSPHRASE. No output may contain a secret
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -18,17 +20,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 from eth_account import Account
 
-from tests.conftest import free_port
+from tests.stub.stub_process import stub_process
 
 BIN = Path(sys.executable).parent
 PASSPHRASE = "e2e wallet passphrase"
 HEAVY = ("aiortc", "av", "web3", "eth_account")
-STUB_READY_SECONDS = 30.0
 
 
 def _command(name: str, module: str) -> list[str]:
@@ -49,44 +50,28 @@ class Stub:
     db_path: Path
 
 
+@contextlib.contextmanager
+def serve_stub(root: Path, *options: str) -> Iterator[Stub]:
+    """`luxxon-agent stub OPTIONS` on a free loopback port until the block ends."""
+    with stub_process(root, *options) as origin:
+        yield Stub(f"{origin}/api/v1", root / "stub.db")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a process this test started, then SIGKILL it if it lingers."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
 @pytest.fixture(scope="module")
 def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stub]:
-    root = tmp_path_factory.mktemp("stub")
-    port = free_port()
-    db_path = root / "stub.db"
-    env = {**os.environ, "HOME": str(root), "XDG_DATA_HOME": str(root / "data")}
-    log = (root / "stub.log").open("w")
-    process = subprocess.Popen(
-        [*LUXXON_AGENT, "stub", "--port", str(port), "--db", str(db_path), "--no-video"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base_url = f"http://127.0.0.1:{port}/api/v1"
-    deadline = time.monotonic() + STUB_READY_SECONDS
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"stub exited with {process.returncode}: {(root / 'stub.log').read_text()}"
-                )
-            try:
-                if httpx.get(f"{base_url}/health", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("stub did not answer /health in time")
-            time.sleep(0.1)
-        yield Stub(base_url, db_path)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        log.close()
+    """A stub that only mints video inputs (no WebRTC ingest): what most tests need."""
+    with serve_stub(tmp_path_factory.mktemp("stub"), "--no-video") as served:
+        yield served
 
 
 @dataclass
@@ -263,6 +248,13 @@ def test_operator_set_up_and_session_lifecycle(supplier: Supplier, stub: Stub) -
     shown = op.run("sessions", "producer-token", session_id, "--show-url", reveals=True)
     assert ["whipUrl", whip_url] in [line.split() for line in shown.stdout.splitlines()]
 
+    # production sends no media-liveness extension, nor does a stub without ingest: no line
+    shown_json = op.json("sessions", "show", session_id)
+    assert shown_json["state"] == "LIVE" and "video" not in shown_json
+    shown_human = op.run("sessions", "show", session_id).stdout.splitlines()
+    assert ["state", "LIVE"] in [line.split() for line in shown_human]
+    assert not [line for line in shown_human if line.split()[:1] == ["video"]]
+
     ended = op.json("sessions", "end", session_id)
     assert ended["state"] == "ENDED" and ended["chargedMicroUsdc"] is not None
 
@@ -380,6 +372,125 @@ def test_online_alone_then_key_rotation(supplier: Supplier) -> None:
     me = op.json("whoami")  # without the wallet session: the stored key, now the new one
     assert me["kind"] == "api_key" and me["keyId"] == new_key_id
     op.assert_no_secret_leaked([old_key, new_key, supplier.private_key[2:]])
+
+
+def test_new_wallet_registers_an_operator_right_after_creating_its_workspace(
+    stub: Stub, tmp_path: Path
+) -> None:
+    """The first-day path: login before any workspace exists, create, then use it at once."""
+    op = Operator(stub, tmp_path)
+    wallet = op.json("wallet", "new")
+    op.run("login")  # no workspace yet: the wallet session acts for none
+    empty = op.run("workspaces", "list")
+    assert empty.stdout.startswith("no workspaces yet: run `luxxon workspaces create")
+    first = op.json("workspaces", "create", "--slug", "first-day", "--name", "One", "--supplier")
+    second = op.json("workspaces", "create", "--slug", "second-day", "--name", "Two", "--supplier")
+    first_id, second_id = str(first["id"]), str(second["id"])
+    unselected = op.run("workspaces", "list")
+    assert "none selected: run `luxxon workspaces select ID`" in unselected.stdout
+
+    device = Account.create().address
+    registered = op.json(
+        "operators", "register", "--workspace", first_id, "--label", "drone-1",
+        "--device-address", device, "--kind", "drone",
+    )  # fmt: skip
+    assert registered["workspaceId"] == first_id and registered["deviceAddress"] == device
+    listed = op.json_list("workspaces", "list")
+    assert [(row["workspaceId"], row["selected"]) for row in listed] == [
+        (first_id, True),
+        (second_id, False),
+    ]
+    # a command naming the other workspace moves the session there by itself
+    assert op.json_list("operators", "list", "--workspace", second_id) == []
+    human = op.run("workspaces", "list").stdout.splitlines()
+    (marked,) = [line for line in human if line.split()[:1] == ["*"]]
+    assert second_id in marked and "second-day" in marked
+
+    selected = op.json("workspaces", "select", first_id)
+    assert selected == {
+        "workspaceId": first_id,
+        "slug": "first-day",
+        "name": "One",
+        "walletAddress": wallet["address"],
+    }
+    (operator,) = op.json_list("operators", "list", "--workspace", first_id)
+    assert operator["label"] == "drone-1"
+
+    stranger = op.run("workspaces", "select", "ws_not_mine", ok=False)
+    assert stranger.returncode == 1 and stranger.stdout == ""
+    (line,) = stranger.stderr.strip().splitlines()
+    assert line.startswith("error: WORKSPACE_MISMATCH: you do not act for this workspace")
+
+    keystore = json.loads((op.profile_dir / "keystore.json").read_text())
+    private_key = bytes(Account.decrypt(keystore, PASSPHRASE)).hex()
+    cookie = json.loads((op.profile_dir / "session.json").read_text())["lxSession"]
+    op.assert_no_secret_leaked([private_key, cookie])
+
+
+MEDIA_WAIT_SECONDS = 60.0
+TOLD_MEDIA = re.compile(
+    r"publisher connected, (\d+) frames received, last \d+\.\d s ago \((\S+Z)\)"
+)
+
+
+def test_sessions_show_tells_the_stub_ingests_media_liveness(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """With the stub's WHIP ingest, `sessions show` says whether a picture is arriving."""
+    with serve_stub(tmp_path_factory.mktemp("video-stub")) as video_stub:
+        op = Operator(video_stub, tmp_path_factory.mktemp("video-operator"))
+        op.json("wallet", "new")
+        op.set_up_supplier("ingest-check", 4.711, -74.072)
+        session_id = op.consumer_request(4.711, -74.072)
+        op.run("sessions", "accept", session_id)
+        op.run("sessions", "start", session_id)
+
+        def video_json() -> dict[str, Any]:
+            video = op.json("sessions", "show", session_id)["video"]
+            assert isinstance(video, dict)
+            return video
+
+        def video_told() -> str:
+            lines = op.run("sessions", "show", session_id).stdout.splitlines()
+            (line,) = [line for line in lines if line.split()[:1] == ["video"]]
+            return " ".join(line.split()[1:])
+
+        assert video_json() == {"connected": False, "framesReceived": 0}
+        assert video_told() == "no publisher connected, no frame received yet"
+
+        # a real publisher (the agent's own), its whipUrl fetched from the API by session id
+        publisher = subprocess.Popen(
+            [
+                *LUXXON_AGENT,
+                "publish",
+                "--session",
+                session_id,
+                "--loopback",
+                "--source",
+                "testsrc://?size=320x240&fps=15",
+                "--seconds",
+                "120",
+            ],  # fmt: skip
+            env=op.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + MEDIA_WAIT_SECONDS
+            video = video_json()
+            while not (video["connected"] and video["framesReceived"] >= 10):
+                assert time.monotonic() < deadline, f"no media reached the ingest: {video}"
+                assert publisher.poll() is None, "the publisher exited"
+                time.sleep(0.5)
+                video = video_json()
+            told = TOLD_MEDIA.fullmatch(video_told())
+            assert told is not None, video_told()
+            # read after the JSON: as many frames or more, a frame as new or newer
+            assert int(told[1]) >= video["framesReceived"]
+            assert told[2] >= video["lastFrameAt"]
+        finally:
+            stop(publisher)
+        op.assert_no_secret_leaked([stored_api_key(op)])
 
 
 PROBE = f"""

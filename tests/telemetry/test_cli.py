@@ -9,11 +9,11 @@ import os
 import sys
 from datetime import timedelta
 
+from luxxon_agent.cli.earnings_report import local_check
 from luxxon_agent.identity.device_key import DeviceKeyStore
 from luxxon_agent.meter import earnings
 from luxxon_agent.models import Session
 from luxxon_agent.telemetry import Spool
-from luxxon_agent.telemetry.earnings import local_check
 from tests.conftest import free_port
 from tests.stub.conftest import data
 from tests.support import serve

@@ -26,6 +26,7 @@ from luxxon_agent.models import (
     ProducerToken,
     Role,
     Scope,
+    Session,
     SessionState,
     StartResult,
 )
@@ -43,7 +44,6 @@ from luxxon_agent.stub.openapi import Envelope, errors
 from luxxon_agent.stub.runtime import LIVE_STATES, PRE_LIVE_STATES, StubRuntime, ok, runtime
 from luxxon_agent.stub.settlement import settle
 from luxxon_agent.stub.store import ts
-from luxxon_agent.stub.video import StubSession
 
 router = APIRouter(tags=["sessions"])
 
@@ -143,9 +143,7 @@ class CreateSessionBody(CreateSessionRequest):
         return value
 
 
-@router.post(
-    "/sessions", status_code=201, response_model=Envelope[StubSession], responses=errors(404)
-)
+@router.post("/sessions", status_code=201, response_model=Envelope[Session], responses=errors(404))
 async def create_session(
     body: CreateSessionBody, request: Request, found: Requester
 ) -> JSONResponse:
@@ -180,7 +178,7 @@ async def create_session(
 
 @router.post(
     "/sessions/{session_id}/dispatch",
-    response_model=Envelope[StubSession],
+    response_model=Envelope[Session],
     responses=errors(404, 409, 503),
 )
 async def dispatch(session_id: str, request: Request, found: Requester) -> JSONResponse:
@@ -250,7 +248,7 @@ def _workspace_level_supplier(stub: StubRuntime, lat: float, lng: float) -> str:
 # ---- reads ----------------------------------------------------------------------------
 
 
-@router.get("/sessions", response_model=Envelope[list[StubSession]])
+@router.get("/sessions", response_model=Envelope[list[Session]])
 async def list_sessions(
     request: Request,
     found: SessionReader,
@@ -299,7 +297,7 @@ async def cancel_all_assignments(request: Request, found: Operator) -> JSONRespo
     return ok(request, CancelAllResult(count=len(ids), cancelled=ids))
 
 
-@router.get("/sessions/{session_id}", response_model=Envelope[StubSession], responses=errors(404))
+@router.get("/sessions/{session_id}", response_model=Envelope[Session], responses=errors(404))
 async def get_session(session_id: str, request: Request, found: SessionReader) -> JSONResponse:
     stub = runtime(request)
     row = visible_session(stub, session_id, found.workspace_id)
@@ -311,7 +309,7 @@ async def get_session(session_id: str, request: Request, found: SessionReader) -
 
 @router.post(
     "/sessions/{session_id}/accept",
-    response_model=Envelope[StubSession],
+    response_model=Envelope[Session],
     responses=errors(404, 409, 502),
 )
 async def accept(
@@ -460,7 +458,7 @@ async def producer_token(session_id: str, request: Request, found: Operator) -> 
 
 
 @router.post(
-    "/sessions/{session_id}/end", response_model=Envelope[StubSession], responses=errors(404, 409)
+    "/sessions/{session_id}/end", response_model=Envelope[Session], responses=errors(404, 409)
 )
 async def end(session_id: str, request: Request, found: AnyCaller) -> JSONResponse:
     stub = runtime(request)
@@ -505,7 +503,7 @@ async def end(session_id: str, request: Request, found: AnyCaller) -> JSONRespon
 
 
 @router.delete(
-    "/sessions/{session_id}", response_model=Envelope[StubSession], responses=errors(404, 409)
+    "/sessions/{session_id}", response_model=Envelope[Session], responses=errors(404, 409)
 )
 async def cancel(session_id: str, request: Request, found: AnyCaller) -> JSONResponse:
     stub = runtime(request)

@@ -1,4 +1,4 @@
-"""`luxxon sessions earnings ID`: the server's figures and this machine's cross-check.
+"""The report of `luxxon sessions earnings ID`: the server's figures and this machine's cross-check.
 
 The server's side is the session (cleanSeconds, failedSeconds, chargedMicroUsdc)
 and its settlement. The local side, when this machine's spool holds the
@@ -115,6 +115,7 @@ DEFAULT_GEOFENCE_RADIUS_M = 200.0
 
 def agent_spools(env: Mapping[str, str]) -> tuple[Path, list[Path]]:
     """The agent's state directory and the spools in it (one per operator label)."""
+    # the agent's own settings decide where it keeps spools: read them, never restate them
     from luxxon_agent.agent.config import AgentSection, env_name
 
     state_dir = env.get(env_name(("agent", "state_dir")))
