@@ -581,7 +581,6 @@ def test_an_older_database_gains_the_new_columns(tmp_path: Path) -> None:
     config = StubConfig(db_path=db, rng=random.Random(3))
     create_app(config).state.stub.store.close()
     with sqlite3.connect(db) as conn:
-        conn.execute("DROP INDEX IF EXISTS sessions_operator_id")
         conn.execute("ALTER TABLE sessions DROP COLUMN operator_id")
         for column in OPERATOR_COLUMNS:
             conn.execute(f'ALTER TABLE operators DROP COLUMN "{column}"')

@@ -39,7 +39,11 @@ from luxxon_agent.stub.auth import Operator as OperateCaller
 from luxxon_agent.stub.auth import Principal, SessionReader, member_runtime
 from luxxon_agent.stub.http_error import HttpError
 from luxxon_agent.stub.openapi import Envelope, errors
-from luxxon_agent.stub.routes.workspaces import workspace_row
+from luxxon_agent.stub.routes.workspaces import (
+    require_coverage,
+    require_rising_sequence,
+    workspace_row,
+)
 from luxxon_agent.stub.runtime import StubRuntime, ok
 from luxxon_agent.stub.store import parse_ts, ts
 from luxxon_agent.telemetry.delegation import Delegation
@@ -263,13 +267,6 @@ async def get_operator(
     return ok(request, operator_model(_workspace_operator(stub, workspace_id, operator_id)))
 
 
-_COVERAGE_FIELDS = (
-    ("coverageLat", "coverage_lat"),
-    ("coverageLng", "coverage_lng"),
-    ("coverageRadiusMeters", "coverage_radius_meters"),
-)
-
-
 @router.patch(
     "/workspaces/{workspace_id}/operators/{operator_id}",
     response_model=Envelope[Operator],
@@ -293,13 +290,7 @@ async def update_operator(
     }
     now = stub.now()
     if wanted is AvailabilityState.ONLINE:
-        missing = [name for name, key in _COVERAGE_FIELDS if merged[key] is None]
-        if missing:
-            raise HttpError(
-                400,
-                ErrorCode.INVALID_INPUT,
-                f"availabilityState: going ONLINE needs {', '.join(missing)}",
-            )
+        require_coverage(merged)
         if row["revoked_at"] is not None:
             raise HttpError(
                 409,
@@ -357,14 +348,7 @@ async def post_operator_location(
     """The operator's heartbeat: `sequence` rises per operator, as the workspace's does."""
     stub = _dispatch_runtime(request, found, workspace_id)
     row = _live_operator(stub, workspace_id, operator_id)
-    last = row["last_sequence"]
-    if last is not None and body.sequence <= last:
-        raise HttpError(
-            409,
-            ErrorCode.CONFLICT,
-            f"sequence {body.sequence} is not above the last accepted {last}",
-            "replayed or out-of-order heartbeat",
-        )
+    require_rising_sequence(row["last_sequence"], body.sequence)
     if body.session_id is not None:
         held = stub.store.one(
             "SELECT 1 FROM sessions WHERE id = ? AND operator_id = ?",
