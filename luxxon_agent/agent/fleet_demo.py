@@ -35,6 +35,7 @@ from luxxon_agent.models import CreateSessionRequest, DeviceKind, Role, Session,
 from luxxon_agent.secret import Secret
 
 if TYPE_CHECKING:
+    from luxxon_agent.agent.status import OperatorStatus
     from luxxon_agent.agent.supervisor import Supervisor
     from luxxon_agent.api import AsyncLuxxonClient
 
@@ -237,7 +238,7 @@ class Fleet:
         if self._owns_stub:
             await self.stub.stop()
 
-    def _statuses(self) -> list[Any]:
+    def _statuses(self) -> list[OperatorStatus]:
         assert self.supervisor is not None
         return self.supervisor.status().operators
 

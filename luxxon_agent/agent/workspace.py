@@ -42,7 +42,7 @@ from luxxon_agent.agent.context import (
     SessionContext,
     SessionPolicy,
 )
-from luxxon_agent.agent.fleet import OperatorRoster
+from luxxon_agent.agent.fleet import FleetApi, OperatorRoster
 from luxxon_agent.agent.operator import OperatorRunner
 from luxxon_agent.agent.statefile import StateFile
 from luxxon_agent.backoff import Backoff
@@ -54,11 +54,9 @@ from luxxon_agent.models import (
     Feature,
     LocationHeartbeat,
     Me,
-    Operator,
     Scope,
     Session,
     SessionState,
-    UpdateOperatorRequest,
     UpdateWorkspaceRequest,
     Workspace,
 )
@@ -69,8 +67,9 @@ CONNECT_BACKOFF = Backoff(initial=1.0, maximum=30.0)
 REQUIRED_SCOPES = (Scope.SESSIONS_OPERATE, Scope.SESSIONS_READ)
 
 
-class WorkspaceApi(SessionApi, Protocol):
-    """The calls a link makes, besides its sessions' (AsyncLuxxonClient fits)."""
+class WorkspaceApi(SessionApi, FleetApi, Protocol):
+    """The calls a link makes, besides its sessions' and, with per-operator dispatch,
+    its roster's (AsyncLuxxonClient fits)."""
 
     async def me(self) -> Me: ...
 
@@ -93,17 +92,6 @@ class WorkspaceApi(SessionApi, Protocol):
     ) -> Workspace: ...
 
     async def post_location(self, workspace_id: str, heartbeat: LocationHeartbeat) -> None: ...
-
-    # per-operator dispatch (OperatorRoster); called only when the server advertises it
-    async def list_operators(self, workspace_id: str) -> list[Operator]: ...
-
-    async def update_operator(
-        self, workspace_id: str, operator_id: str, request: UpdateOperatorRequest
-    ) -> Operator: ...
-
-    async def post_operator_location(
-        self, workspace_id: str, operator_id: str, heartbeat: LocationHeartbeat
-    ) -> Operator: ...
 
 
 @dataclass(frozen=True)

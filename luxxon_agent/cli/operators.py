@@ -12,6 +12,7 @@ which `list` and `show` print; `retire` takes one out of service for good.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -122,6 +123,24 @@ def list_command(ctx: typer.Context, workspace: WorkspaceOpt, json_out: JsonOpt 
     table(rows, OPERATOR_COLUMNS, as_json=wants_json(ctx, json_out), empty="no operators")
 
 
+def _one_operator(
+    ctx: typer.Context,
+    workspace: str,
+    json_out: bool,
+    title: str,
+    action: Callable[[AsyncLuxxonClient], Awaitable[Operator]],
+) -> None:
+    """Run `action` for `workspace` (the wallet session pinned to it first); print its operator."""
+    from luxxon_agent.cli._render import emit
+
+    async def body(client: AsyncLuxxonClient, profile: Profile) -> Operator:
+        await act_for(client, workspace)
+        return await action(client)
+
+    operator = call(ctx, "any", body)
+    emit(operator_row(operator), as_json=wants_json(ctx, json_out), title=title)
+
+
 @operators_app.command("revoke")
 @handle_errors
 def revoke_command(
@@ -131,14 +150,13 @@ def revoke_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Revoke at once: the server accepts nothing more signed by that device key."""
-    from luxxon_agent.cli._render import emit
-
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Operator:
-        await act_for(client, workspace)
-        return await client.revoke_operator(workspace, operator_id)
-
-    operator = call(ctx, "any", body)
-    emit(operator.to_wire(), as_json=wants_json(ctx, json_out), title="operator revoked")
+    _one_operator(
+        ctx,
+        workspace,
+        json_out,
+        "operator revoked",
+        lambda client: client.revoke_operator(workspace, operator_id),
+    )
 
 
 @operators_app.command("show")
@@ -150,14 +168,9 @@ def show_command(
     json_out: JsonOpt = False,
 ) -> None:
     """One operator (needs per-operator dispatch on the server)."""
-    from luxxon_agent.cli._render import emit
-
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Operator:
-        await act_for(client, workspace)
-        return await client.get_operator(workspace, operator_id)
-
-    operator = call(ctx, "any", body)
-    emit(operator_row(operator), as_json=wants_json(ctx, json_out), title="operator")
+    _one_operator(
+        ctx, workspace, json_out, "operator", lambda c: c.get_operator(workspace, operator_id)
+    )
 
 
 @operators_app.command("retire")
@@ -170,11 +183,10 @@ def retire_command(
 ) -> None:
     """Take an operator out of service for good (per-operator dispatch): it is never
     dispatched again, an ASSIGNED session it holds is cancelled, a LIVE one runs to its end."""
-    from luxxon_agent.cli._render import emit
-
-    async def body(client: AsyncLuxxonClient, profile: Profile) -> Operator:
-        await act_for(client, workspace)
-        return await client.retire_operator(workspace, operator_id)
-
-    operator = call(ctx, "any", body)
-    emit(operator_row(operator), as_json=wants_json(ctx, json_out), title="operator retired")
+    _one_operator(
+        ctx,
+        workspace,
+        json_out,
+        "operator retired",
+        lambda client: client.retire_operator(workspace, operator_id),
+    )

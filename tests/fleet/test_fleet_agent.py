@@ -175,11 +175,12 @@ async def test_an_operator_retired_mid_session_changes_only_its_own_availability
         ended = await fleet.wait_sessions(ids, _over, 60.0, "both ended")
         assert all(s.state is SessionState.ENDED and s.clean_seconds for s in ended), ended
 
+        supervisor = fleet.supervisor
+
         def agent_sees_retirement() -> bool:
-            ops = {op.label: op for op in fleet.supervisor.status().operators}  # type: ignore[union-attr]
-            return ops[retired_label].availability == "OFFLINE" and bool(
-                ops[retired_label].reason and "retired" in ops[retired_label].reason
-            )
+            ops = {op.label: op for op in supervisor.status().operators}
+            reason = ops[retired_label].reason or ""
+            return ops[retired_label].availability == "OFFLINE" and "retired" in reason
 
         await fleet.wait_for(agent_sees_retirement, 15.0, "the agent knows it was retired")
         after = {op.id: op for op in await fleet.supplier.list_operators(workspace)}
@@ -215,8 +216,9 @@ async def test_without_per_operator_dispatch_the_agent_serves_one_session_at_a_t
             await fleet.request()
         assert busy.value.code == "NO_COVERAGE"
         await fleet.wait_sessions([first.id], _over, 40.0, "first ended")
+        supervisor = fleet.supervisor
         await fleet.wait_for(
-            lambda: any(op.availability == "ONLINE" for op in fleet.supervisor.status().operators),  # type: ignore[union-attr]
+            lambda: any(op.availability == "ONLINE" for op in supervisor.status().operators),
             15.0,
             "ONLINE again",
         )
