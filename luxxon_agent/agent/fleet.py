@@ -22,7 +22,6 @@ from typing import Protocol
 from luxxon_agent.agent.context import ApiHealth
 from luxxon_agent.agent.operator import OperatorRunner
 from luxxon_agent.agent.statefile import StateFile
-from luxxon_agent.clock import Clock
 from luxxon_agent.errors import ApiError, LuxxonError, TransportError
 from luxxon_agent.models import (
     AvailabilityState,
@@ -59,7 +58,6 @@ class OperatorRoster:
         runners: list[OperatorRunner],
         device_addresses: Mapping[str, str],
         state: StateFile,
-        clock: Clock,
         api_health: ApiHealth,
     ) -> None:
         self.client = client
@@ -67,7 +65,6 @@ class OperatorRoster:
         self.runners = runners
         self.device_addresses = {k: v.lower() for k, v in device_addresses.items()}
         self.state = state
-        self.clock = clock
         self.api_health = api_health
         self._ids: dict[str, str] = {}
         """Runner label -> the server operator's id."""
@@ -170,19 +167,11 @@ class OperatorRoster:
     async def heartbeat(self, runner: OperatorRunner, session_id: str | None) -> None:
         """POST the runner's fix as its operator's heartbeat (skipped without an accuracy)."""
         operator_id = self._ids.get(runner.label)
-        fix = runner.latest.current()
-        if operator_id is None or fix is None or fix.accuracy_m is None:
+        if operator_id is None:
             return
-        beat = LocationHeartbeat(
-            lat=fix.lat,
-            lng=fix.lng,
-            accuracy_meters=fix.accuracy_m,
-            sequence=self.state.next_sequence(
-                operator_id, int(self.clock.now().timestamp() * 1000)
-            ),
-            session_id=session_id,
-            speed_mps=fix.speed_mps,
-        )
+        beat = runner.heartbeat(self.state, operator_id, session_id)
+        if beat is None:
+            return
         try:
             await self.client.post_operator_location(self.workspace_id, operator_id, beat)
         except ApiError as exc:

@@ -14,10 +14,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from luxxon_agent.agent.config import AgentConfig, OperatorConfig
+from luxxon_agent.agent.statefile import StateFile
 from luxxon_agent.agent.status import GpsStatus
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import Clock
 from luxxon_agent.errors import LuxxonError
+from luxxon_agent.models import LocationHeartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,23 @@ class OperatorRunner:
         if camera:
             return camera
         return disk_problem(self.config.agent.state_dir, self.config.agent.min_free_disk_mb)
+
+    def heartbeat(
+        self, state: StateFile, sequence_key: str, session_id: str | None
+    ) -> LocationHeartbeat | None:
+        """A heartbeat from the current fix, its sequence the next of `sequence_key` (the
+        workspace, or the operator); None without a fix with an accuracy: it claims nothing."""
+        fix = self.latest.current()
+        if fix is None or fix.accuracy_m is None:
+            return None
+        return LocationHeartbeat(
+            lat=fix.lat,
+            lng=fix.lng,
+            accuracy_meters=fix.accuracy_m,
+            sequence=state.next_sequence(sequence_key, int(self.clock.now().timestamp() * 1000)),
+            session_id=session_id,
+            speed_mps=fix.speed_mps,
+        )
 
     def gps(self) -> GpsStatus:
         """A snapshot of the current fix, for the status."""

@@ -231,7 +231,6 @@ class WorkspaceLink:
             self.operators,
             self._device_addresses,
             self.state,
-            self.clock,
             self.api_health,
         )
         await roster.refresh()
@@ -455,21 +454,11 @@ class WorkspaceLink:
 
     async def _heartbeat(self, serving: list[OperatorRunner]) -> None:
         for op in serving + self.operators:
-            fix = op.latest.current()
-            if fix is not None and fix.accuracy_m is not None:
-                break  # a position without an accuracy claims nothing: not sent
+            beat = op.heartbeat(self.state, self._workspace, self._held.get(op.label))
+            if beat is not None:
+                break
         else:
             return
-        beat = LocationHeartbeat(
-            lat=fix.lat,
-            lng=fix.lng,
-            accuracy_meters=fix.accuracy_m,
-            sequence=self.state.next_sequence(
-                self._workspace, int(self.clock.now().timestamp() * 1000)
-            ),
-            session_id=self._held.get(op.label),
-            speed_mps=fix.speed_mps,
-        )
         try:
             await self.client.post_location(self._workspace, beat)
         except ApiError as exc:

@@ -50,9 +50,18 @@ def area() -> Area:
     return Area(LAT + 0.05 * next(_areas), LNG)
 
 
+OPERATOR_DISPATCH = os.environ.get("LUXXON_TEST_OPERATOR_DISPATCH") == "1"
+"""These tests are today's behaviour, so their stub runs without per-operator dispatch (what
+production has); LUXXON_TEST_OPERATOR_DISPATCH=1 runs them all with it (tests/fleet always does)."""
+
+
 async def _started_stub(root: Path) -> LocalStub:
     server = LocalStub(
-        db=root / "stub.sqlite3", data_dir=root / "stub", meter="telemetry", env=os.environ
+        db=root / "stub.sqlite3",
+        data_dir=root / "stub",
+        meter="telemetry",
+        env=os.environ,
+        operator_dispatch=OPERATOR_DISPATCH,
     )
     await server.start()
     return server
