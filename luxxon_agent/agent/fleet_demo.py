@@ -17,6 +17,7 @@ drives it once end to end and summarises every session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import tempfile
@@ -180,6 +181,10 @@ class Fleet:
         }
 
     async def _start_agent(self) -> None:
+        self._spawn_agent()
+        await self.wait_for(self.all_online, ONLINE_TIMEOUT_S, "every operator ONLINE")
+
+    def _spawn_agent(self) -> None:
         from luxxon_agent.agent.supervisor import Supervisor
 
         assert self.operator is not None and self.operator.api_key is not None
@@ -187,9 +192,17 @@ class Fleet:
         env = {"LUXXON_API_KEY": self.operator.api_key.reveal()}
         self.supervisor = Supervisor(config, env=env)
         self._agent_task = asyncio.create_task(self.supervisor.serve(), name="fleet-agent")
-        await self.wait_for(self._all_online, ONLINE_TIMEOUT_S, "every operator ONLINE")
 
-    def _all_online(self) -> bool:
+    async def crash_and_restart_agent(self) -> None:
+        """The agent cancelled where it stands (no shutdown path: sessions stay LIVE on the
+        server, the state file as it was), then a new one on the same state directory."""
+        assert self._agent_task is not None
+        self._agent_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._agent_task
+        self._spawn_agent()
+
+    def all_online(self) -> bool:
         """Every operator ONLINE, per the agent (none listed before its startup ran)."""
         ops = self._statuses()
         return len(ops) == len(self.labels) and all(op.availability == "ONLINE" for op in ops)

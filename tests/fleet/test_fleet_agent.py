@@ -254,3 +254,26 @@ async def test_demo_with_operators_prints_each_session_paid_on_its_own_device_ke
         assert session["state"] == "ENDED"
         assert session["cleanSeconds"] >= 3 and session["failedSeconds"] == 0
         assert session["operatorEarnedMicroUsdc"] > 0
+
+
+async def test_a_restarted_agent_resumes_each_operators_own_session(tmp_path: Path) -> None:
+    async with Fleet(FleetOptions(operators=2, seconds=14), tmp_path) as fleet:
+        ids = [(await fleet.request()).id for _ in range(2)]
+        live = await fleet.wait_sessions(ids, _live, LIVE_TIMEOUT_S, "both LIVE")
+        before = {s.id: s.operator_id for s in live}
+        await fleet.crash_and_restart_agent()
+        supervisor = fleet.supervisor
+        assert supervisor is not None
+
+        def resumed() -> bool:
+            ops = supervisor.status().operators
+            return len(ops) == 2 and all(op.session_state == "LIVE" for op in ops)
+
+        await fleet.wait_for(resumed, 30.0, "both sessions resumed by the new agent")
+        held = {op.session_id: op.operator_id for op in supervisor.status().operators}
+        assert held == before  # each operator took back its own session
+        ended = await fleet.wait_sessions(ids, _over, 60.0, "both ended")
+        for session in ended:
+            assert session.state is SessionState.ENDED and session.operator_id == before[session.id]
+            assert session.clean_seconds and session.clean_seconds >= 8, session
+        await fleet.wait_for(fleet.all_online, 15.0, "both ONLINE again")
