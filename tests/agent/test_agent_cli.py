@@ -56,7 +56,7 @@ async def test_config_check_examples_and_errors(tmp_path: Path) -> None:
     *examples, bad, typo, effective = await asyncio.gather(
         *(
             asyncio.to_thread(agent_cli, *check, str(EXAMPLES / name))
-            for name in ("drone.toml", "fixed-camera.toml", "laptop.toml")
+            for name in ("drone.toml", "fixed-camera.toml", "laptop.toml", "fleet.toml")
         ),
         asyncio.to_thread(agent_cli, *check, str(EXAMPLES / "drone.toml"), env=negative),
         asyncio.to_thread(agent_cli, *check, str(broken)),
