@@ -249,6 +249,19 @@ class ErrorCode(StrEnum):
     CAPTURED_OUT_OF_SESSION = "CAPTURED_OUT_OF_SESSION"
     CAPTURED_IN_FUTURE = "CAPTURED_IN_FUTURE"
     INVALID_DELEGATION = "INVALID_DELEGATION"
+    # per-operator dispatch (stub extension; see docs/api.md)
+    OPERATOR_MISMATCH = "OPERATOR_MISMATCH"
+    """403: a sample signed by another operator's device key; permanent, drop it."""
+    OPERATOR_BUSY = "OPERATOR_BUSY"
+    """409: accept named an operator that holds a session or is not ONLINE."""
+    OPERATOR_RETIRED = "OPERATOR_RETIRED"
+    """409: the operator was retired and takes no action any more."""
+
+
+class Feature(StrEnum):
+    """Capabilities a server advertises in `GET /config` `features`; absent means none."""
+
+    PER_OPERATOR_DISPATCH = "per-operator-dispatch"
 
 
 # ---- objects -------------------------------------------------------------------
@@ -323,6 +336,8 @@ class Session(ApiModel):
     requested_lat: Latitude
     requested_lng: Longitude
     geofence_radius_meters: float | None = None
+    operator_id: str | None = None
+    """The operator holding the session; None for a workspace-level session."""
     whip_url: str | None = Field(default=None, repr=False)
     whep_url: str | None = None
     video: SessionVideo | None = None
@@ -430,6 +445,11 @@ class ServerConfig(ApiModel):
     meter: MeterMode
     telemetry_max_future_skew_ms: int
     telemetry_freshness_seconds: float
+    features: list[str] = []
+    """Advertised capabilities (see Feature); strings, so an unknown one is kept, not refused."""
+
+    def has_feature(self, feature: Feature) -> bool:
+        return feature.value in self.features
 
 
 # ---- request bodies ------------------------------------------------------------
@@ -493,6 +513,8 @@ class CreateSessionRequest(RequestModel):
 
 class AcceptRequest(RequestModel):
     operator_workspace_id: str | None = None
+    operator_id: str | None = None
+    """Per-operator dispatch: accept for this operator of the workspace."""
 
 
 class Operator(ApiModel):
@@ -508,15 +530,39 @@ class Operator(ApiModel):
     delegation_signature: HexSignature
     created_at: Timestamp
     revoked_at: Timestamp | None = None
+    # per-operator dispatch (stub extension; see docs/api.md)
+    availability_state: AvailabilityState = AvailabilityState.OFFLINE
+    coverage_lat: Latitude | None = None
+    coverage_lng: Longitude | None = None
+    coverage_radius_meters: float | None = None
+    last_seen_at: Timestamp | None = None
+    session_id: str | None = None
+    """The session the operator holds (ASSIGNED or running), if any."""
+    retired_at: Timestamp | None = None
+
+
+OperatorLabel = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._-]+$")]
 
 
 class RegisterOperatorRequest(RequestModel):
     """`POST /workspaces/:id/operators`: the delegation and the wallet's EIP-712 signature
     over it (docs/telemetry-signing.md, OperatorDelegation)."""
 
-    label: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._-]+$")
+    label: OperatorLabel
     kind: DeviceKind
     device_address: WalletAddress
     issued_at: Timestamp
     expires_at: Timestamp
     signature: HexSignature
+
+
+class UpdateOperatorRequest(RequestModel):
+    """`PATCH /workspaces/:id/operators/:opId`; ONLINE needs the full coverage triple,
+    BUSY is the server's to set."""
+
+    label: OperatorLabel | None = None
+    kind: DeviceKind | None = None
+    availability_state: AvailabilityState | None = None
+    coverage_lat: Latitude | None = None
+    coverage_lng: Longitude | None = None
+    coverage_radius_meters: float | None = Field(default=None, gt=0, le=1_000_000)

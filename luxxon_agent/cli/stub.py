@@ -40,6 +40,12 @@ def serve(
     no_video: bool = typer.Option(
         False, "--no-video", help="Mint whip/whep URLs without serving the WHIP ingest."
     ),
+    operator_dispatch: bool = typer.Option(
+        True,
+        "--operator-dispatch/--no-operator-dispatch",
+        help="Per-operator dispatch (advertised in /config features); off: workspace-level"
+        " only, as production today.",
+    ),
     public_url: str = typer.Option(
         None, help="Origin clients reach the stub at (default http://HOST:PORT)."
     ),
@@ -69,6 +75,7 @@ def serve(
             meter=meter_mode,
             fee_bps=fee_bps,
             with_video=not no_video,
+            operator_dispatch=operator_dispatch,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -2,7 +2,8 @@
 
 Route modules are listed in ROUTE_MODULES by import path. Each exposes `router`
 (paths relative to /api/v1), may expose `root_router` (mounted at the app root,
-for pages) and may declare `SCHEMA` (SQL run once at start);
+for pages) and may declare `SCHEMA` (SQL run once at start) and `ADDED_COLUMNS` (table → column →
+declaration, added to an older database);
 handlers reach the store, config and video backend through
 `luxxon_agent.stub.runtime.runtime(request)` and authenticate with the
 dependencies of `luxxon_agent.stub.auth`.
@@ -67,7 +68,12 @@ def create_app(config: StubConfig, *, video: VideoBackend | None = None) -> Fast
         raise ConfigError(f"meter {config.meter.value!r} is not available in this build")
     modules: list[ModuleType] = [importlib.import_module(name) for name in ROUTE_MODULES]
     schemas = [module.SCHEMA for module in modules if hasattr(module, "SCHEMA")]
-    store = Store.open(config.db_path, schemas)
+    columns = {
+        table: added
+        for module in modules
+        for table, added in getattr(module, "ADDED_COLUMNS", {}).items()
+    }
+    store = Store.open(config.db_path, schemas, columns)
     stub = StubRuntime(config, store, video or _video_backend(config))
 
     @asynccontextmanager

@@ -60,6 +60,9 @@ class StubConfig:
     """Published in /config: how old a sample may be and still cover a second."""
     with_video: bool = False
     """Serve the real WHIP ingest (stub/ingest/); False mints URLs only."""
+    operator_dispatch: bool = True
+    """Per-operator dispatch (stub/fleet.py), advertised in /config `features`; False
+    answers as production does today: workspace-level only."""
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.public_base_url)

@@ -27,6 +27,7 @@ from luxxon_agent.models import (
     Workspace,
     WorkspaceMembership,
 )
+from luxxon_agent.stub import fleet
 from luxxon_agent.stub.config import StubConfig
 from luxxon_agent.stub.http_error import envelope
 from luxxon_agent.stub.store import Store, parse_ts, ts
@@ -128,6 +129,7 @@ class StubRuntime:
             requested_lat=row["requested_lat"],
             requested_lng=row["requested_lng"],
             geofence_radius_meters=row["geofence_radius_meters"],
+            operator_id=row["operator_id"],
             whip_url=row["whip_url"] if live and is_operator else None,
             whep_url=row["whep_url"] if live else None,
             video=None
@@ -154,9 +156,26 @@ class StubRuntime:
 
     # ---- session rules ----------------------------------------------------------
 
+    def operator_level(self, workspace_id: str) -> bool:
+        """The workspace's availability is derived from its operators (stub/fleet.py)."""
+        return self.config.operator_dispatch and fleet.is_operator_level(self.store, workspace_id)
+
+    def free_operator_of(self, conn: sqlite3.Connection, row: sqlite3.Row) -> None:
+        """The session (ended, cancelled or expired) no longer holds its operator, if any."""
+        if row["operator_id"] is not None:
+            fleet.free_operator(conn, row["operator_id"], row["id"], self.now())
+
+    def release_session(self, conn: sqlite3.Connection, row: sqlite3.Row) -> None:
+        """The session no longer holds its operator or its workspace."""
+        self.free_operator_of(conn, row)
+        self.release_if_idle(conn, row["operator_workspace_id"])
+
     def release_if_idle(self, conn: sqlite3.Connection, workspace_id: str | None) -> None:
         """BUSY → ONLINE once the workspace holds no ASSIGNED, LIVE or PAUSED session."""
         if workspace_id is None:
+            return
+        if self.operator_level(workspace_id):
+            fleet.derive_workspace_availability(conn, workspace_id)
             return
         busy = conn.execute(
             f"SELECT 1 FROM sessions WHERE operator_workspace_id = ?"
@@ -167,7 +186,11 @@ class StubRuntime:
             self.release(conn, workspace_id)
 
     def release(self, conn: sqlite3.Connection, workspace_id: str) -> None:
-        """BUSY → ONLINE unconditionally (an OFFLINE workspace stays OFFLINE)."""
+        """BUSY → ONLINE unconditionally (an OFFLINE workspace stays OFFLINE); an
+        operator-level workspace is derived from its operators instead."""
+        if self.operator_level(workspace_id):
+            fleet.derive_workspace_availability(conn, workspace_id)
+            return
         conn.execute(
             "UPDATE workspaces SET availability_state = ?, idle_since = ?"
             " WHERE id = ? AND availability_state = ?",
@@ -220,8 +243,8 @@ class StubRuntime:
             return []
         with self.store.transaction() as conn:
             refs = self.finish_pre_live(conn, due, SessionState.EXPIRED)
-            for workspace_id in {row["operator_workspace_id"] for row in due}:
-                self.release_if_idle(conn, workspace_id)
+            for row in due:
+                self.release_session(conn, row)
         await self.close_inputs(refs)
         ids = [row["id"] for row in due]
         logger.info("expiry sweep: %d session(s) expired", len(ids))

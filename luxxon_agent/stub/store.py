@@ -93,7 +93,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     settlement_tx_hash TEXT,
     video_backend_ref TEXT,
     whip_url TEXT,
-    whep_url TEXT
+    whep_url TEXT,
+    operator_id TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_operator ON sessions(operator_workspace_id, state);
 CREATE INDEX IF NOT EXISTS sessions_state_created ON sessions(state, created_at);
@@ -119,6 +120,9 @@ CREATE TABLE IF NOT EXISTS wallet_events (
 );
 """
 
+ADDED_COLUMNS = {"sessions": {"operator_id": "TEXT"}}
+"""Columns added to SCHEMA's tables since the first release: an older database gains them."""
+
 
 def ts(value: datetime) -> str:
     """How the store writes a time: the API's own format, which also sorts correctly."""
@@ -141,7 +145,12 @@ class Store:
         self._conn = conn
 
     @classmethod
-    def open(cls, path: str | Path, extra_schemas: list[str] | None = None) -> Store:
+    def open(
+        cls,
+        path: str | Path,
+        extra_schemas: list[str] | None = None,
+        extra_columns: dict[str, dict[str, str]] | None = None,
+    ) -> Store:
         path_text = str(path)
         if path_text != ":memory:":
             Path(path_text).parent.mkdir(parents=True, exist_ok=True)
@@ -156,7 +165,18 @@ class Store:
         conn.executescript(SCHEMA)
         for schema in extra_schemas or []:
             conn.executescript(schema)
-        return cls(conn)
+        store = cls(conn)
+        for table, columns in {**ADDED_COLUMNS, **(extra_columns or {})}.items():
+            store.add_missing_columns(table, columns)
+        return store
+
+    def add_missing_columns(self, table: str, columns: dict[str, str]) -> None:
+        """`ALTER TABLE … ADD COLUMN` for each column an older database lacks
+        (`columns`: name → declaration)."""
+        present = {row["name"] for row in self._conn.execute(f'PRAGMA table_info("{table}")')}
+        for name, declaration in columns.items():
+            if name not in present:
+                self._conn.execute(f'ALTER TABLE "{table}" ADD COLUMN "{name}" {declaration}')
 
     def close(self) -> None:
         self._conn.close()

@@ -182,10 +182,20 @@ class Harness:
         return operator, consumer, started
 
 
-@pytest.fixture
-async def harness() -> AsyncIterator[Harness]:
+# Every workspace-level test runs with per-operator dispatch on and off: off must behave
+# as production does today, and on must not change what a workspace without operators sees
+
+
+@pytest.fixture(params=[True, False], ids=["operator-dispatch", "no-operator-dispatch"])
+async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     clock = FakeClock(START)
-    config = StubConfig(db_path=":memory:", public_base_url=BASE, clock=clock, rng=random.Random(7))
+    config = StubConfig(
+        db_path=":memory:",
+        public_base_url=BASE,
+        clock=clock,
+        rng=random.Random(7),
+        operator_dispatch=request.param,
+    )
     video = MintOnlyVideoBackend(BASE)
     app = create_app(config, video=video)
     transport = httpx.ASGITransport(app=app)

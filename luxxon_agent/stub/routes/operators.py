@@ -7,24 +7,43 @@ Registering and revoking need `sessions:operate`, listing needs `sessions:read`
 (an API key of the workspace with that scope, or a member's wallet session, which
 holds every scope); the scope is checked before anything is looked up, and only
 the wallet's signature can authorise a device.
+
+Per-operator dispatch (StubConfig.operator_dispatch; rules in stub/fleet.py) adds
+show, update (label, kind, availability, coverage), the operator's heartbeat and
+retire; with it off those answer 404 NOT_FOUND, as a server without them would.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from luxxon_agent.eip712 import normalize_address
 from luxxon_agent.errors import SignatureError
-from luxxon_agent.models import ErrorCode, Operator, RegisterOperatorRequest, Role
+from luxxon_agent.models import (
+    AvailabilityState,
+    ErrorCode,
+    LocationHeartbeat,
+    Operator,
+    RegisterOperatorRequest,
+    Role,
+    SessionState,
+    UpdateOperatorRequest,
+)
+from luxxon_agent.stub import fleet
 from luxxon_agent.stub.auth import Operator as OperateCaller
-from luxxon_agent.stub.auth import SessionReader, member_runtime
+from luxxon_agent.stub.auth import Principal, SessionReader, member_runtime
 from luxxon_agent.stub.http_error import HttpError
 from luxxon_agent.stub.openapi import Envelope, errors
-from luxxon_agent.stub.routes.workspaces import workspace_row
+from luxxon_agent.stub.routes.workspaces import (
+    require_coverage,
+    require_rising_sequence,
+    workspace_row,
+)
 from luxxon_agent.stub.runtime import StubRuntime, ok
 from luxxon_agent.stub.store import parse_ts, ts
 from luxxon_agent.telemetry.delegation import Delegation
@@ -49,6 +68,13 @@ CREATE INDEX IF NOT EXISTS operators_device ON operators (workspace_id, device_a
 CREATE UNIQUE INDEX IF NOT EXISTS operators_active_label
     ON operators (workspace_id, label) WHERE revoked_at IS NULL;
 """
+ADDED_COLUMNS = {"operators": fleet.OPERATOR_COLUMNS}
+
+
+class UpdateOperatorBody(UpdateOperatorRequest):
+    """The request as the stub takes it: BUSY is the server's to set (and the schema says so)."""
+
+    availability_state: Literal[AvailabilityState.ONLINE, AvailabilityState.OFFLINE] | None = None
 
 
 def operator_model(row: sqlite3.Row) -> Operator:
@@ -63,6 +89,13 @@ def operator_model(row: sqlite3.Row) -> Operator:
         delegation_signature=row["delegation_signature"],
         created_at=parse_ts(row["created_at"]),
         revoked_at=parse_ts(row["revoked_at"]),
+        availability_state=row["availability_state"],
+        coverage_lat=row["coverage_lat"],
+        coverage_lng=row["coverage_lng"],
+        coverage_radius_meters=row["coverage_radius_meters"],
+        last_seen_at=parse_ts(row["last_seen_at"]),
+        session_id=row["session_id"],
+        retired_at=parse_ts(row["retired_at"]),
     )
 
 
@@ -78,6 +111,39 @@ def _supplier_workspace(stub: StubRuntime, workspace_id: str) -> sqlite3.Row:
 def _operator_row(stub: StubRuntime, operator_id: str) -> sqlite3.Row:
     row = stub.store.one("SELECT * FROM operators WHERE id = ?", (operator_id,))
     assert row is not None  # only called right after a write to this id
+    return row
+
+
+def _workspace_operator(stub: StubRuntime, workspace_id: str, operator_id: str) -> sqlite3.Row:
+    row = stub.store.one(
+        "SELECT * FROM operators WHERE id = ? AND workspace_id = ?", (operator_id, workspace_id)
+    )
+    if row is None:
+        raise HttpError(404, ErrorCode.NOT_FOUND, "no such operator", operator_id)
+    return row
+
+
+def _dispatch_runtime(request: Request, found: Principal, workspace_id: str) -> StubRuntime:
+    """member_runtime, for the per-operator endpoints: 404 when the capability is off."""
+    stub = member_runtime(request, found, workspace_id)
+    if not stub.config.operator_dispatch:
+        raise HttpError(
+            404, ErrorCode.NOT_FOUND, "no such endpoint: this server has no per-operator dispatch"
+        )
+    return stub
+
+
+def _derive_workspace(stub: StubRuntime, conn: sqlite3.Connection, workspace_id: str) -> None:
+    """An operator changed: an operator-level workspace's availability follows it."""
+    if stub.operator_level(workspace_id):
+        fleet.derive_workspace_availability(conn, workspace_id)
+
+
+def _live_operator(stub: StubRuntime, workspace_id: str, operator_id: str) -> sqlite3.Row:
+    """The operator, refused with OPERATOR_RETIRED once retired."""
+    row = _workspace_operator(stub, workspace_id, operator_id)
+    if row["retired_at"] is not None:
+        raise fleet.retired(operator_id)
     return row
 
 
@@ -173,15 +239,166 @@ async def revoke_operator(
 ) -> JSONResponse:
     """Immediate: from now on nothing signed by the device key is accepted. Idempotent."""
     stub = member_runtime(request, found, workspace_id)
-    row = stub.store.one(
-        "SELECT * FROM operators WHERE id = ? AND workspace_id = ?", (operator_id, workspace_id)
-    )
-    if row is None:
-        raise HttpError(404, ErrorCode.NOT_FOUND, "no such operator", operator_id)
+    row = _workspace_operator(stub, workspace_id, operator_id)
     if row["revoked_at"] is None:
         with stub.store.transaction() as conn:
+            # a revoked device takes no new work; a session it holds keeps running
             conn.execute(
-                "UPDATE operators SET revoked_at = ? WHERE id = ?", (ts(stub.now()), operator_id)
+                "UPDATE operators SET revoked_at = ?, availability_state = ? WHERE id = ?",
+                (ts(stub.now()), fleet.OFFLINE, operator_id),
             )
+            _derive_workspace(stub, conn, workspace_id)
         row = _operator_row(stub, operator_id)
     return ok(request, operator_model(row))
+
+
+# ---- per-operator dispatch (stub extension of the roadmap; docs/api.md) ----------------
+
+
+@router.get(
+    "/workspaces/{workspace_id}/operators/{operator_id}",
+    response_model=Envelope[Operator],
+    responses=errors(404),
+)
+async def get_operator(
+    workspace_id: str, operator_id: str, request: Request, found: SessionReader
+) -> JSONResponse:
+    stub = _dispatch_runtime(request, found, workspace_id)
+    return ok(request, operator_model(_workspace_operator(stub, workspace_id, operator_id)))
+
+
+@router.patch(
+    "/workspaces/{workspace_id}/operators/{operator_id}",
+    response_model=Envelope[Operator],
+    responses=errors(404, 409),
+)
+async def update_operator(
+    workspace_id: str,
+    operator_id: str,
+    body: UpdateOperatorBody,
+    request: Request,
+    found: OperateCaller,
+) -> JSONResponse:
+    """ONLINE needs the full coverage triple (sent now or stored); OFFLINE while holding a
+    session keeps the session, the operator just takes no new work."""
+    stub = _dispatch_runtime(request, found, workspace_id)
+    row = _live_operator(stub, workspace_id, operator_id)
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    wanted = changes.pop("availability_state", None)
+    merged = {key: row[key] for key in row.keys()} | {
+        key: value.value if hasattr(value, "value") else value for key, value in changes.items()
+    }
+    now = stub.now()
+    if wanted is AvailabilityState.ONLINE:
+        require_coverage(merged)
+        if row["revoked_at"] is not None:
+            raise HttpError(
+                409,
+                ErrorCode.INVALID_STATE,
+                "availabilityState: the operator's device key is revoked; register a new one",
+                operator_id,
+            )
+        if row["availability_state"] == fleet.OFFLINE:
+            holding = row["session_id"] is not None
+            merged["availability_state"] = fleet.BUSY if holding else fleet.ONLINE
+            merged["idle_since"] = row["idle_since"] if holding else ts(now)
+            merged["first_online_at"] = row["first_online_at"] or ts(now)
+    elif wanted is AvailabilityState.OFFLINE:
+        merged["availability_state"] = fleet.OFFLINE
+    if body.label is not None and body.label != row["label"]:
+        taken = stub.store.one(
+            "SELECT 1 FROM operators WHERE workspace_id = ? AND label = ? AND revoked_at IS NULL",
+            (workspace_id, body.label),
+        )
+        if taken:
+            raise HttpError(409, ErrorCode.CONFLICT, f"label: {body.label!r} is taken", body.label)
+    with stub.store.transaction() as conn:
+        conn.execute(
+            "UPDATE operators SET label = ?, kind = ?, coverage_lat = ?, coverage_lng = ?,"
+            " coverage_radius_meters = ?, availability_state = ?, idle_since = ?,"
+            " first_online_at = ? WHERE id = ?",
+            (
+                merged["label"],
+                merged["kind"],
+                merged["coverage_lat"],
+                merged["coverage_lng"],
+                merged["coverage_radius_meters"],
+                merged["availability_state"],
+                merged["idle_since"],
+                merged["first_online_at"],
+                operator_id,
+            ),
+        )
+        _derive_workspace(stub, conn, workspace_id)
+    return ok(request, operator_model(_operator_row(stub, operator_id)))
+
+
+@router.post(
+    "/workspaces/{workspace_id}/operators/{operator_id}/location",
+    response_model=Envelope[Operator],
+    responses=errors(404, 409),
+)
+async def post_operator_location(
+    workspace_id: str,
+    operator_id: str,
+    body: LocationHeartbeat,
+    request: Request,
+    found: OperateCaller,
+) -> JSONResponse:
+    """The operator's heartbeat: `sequence` rises per operator, as the workspace's does."""
+    stub = _dispatch_runtime(request, found, workspace_id)
+    row = _live_operator(stub, workspace_id, operator_id)
+    require_rising_sequence(row["last_sequence"], body.sequence)
+    if body.session_id is not None:
+        held = stub.store.one(
+            "SELECT 1 FROM sessions WHERE id = ? AND operator_id = ?",
+            (body.session_id, operator_id),
+        )
+        if held is None:
+            raise HttpError(
+                404, ErrorCode.SESSION_NOT_FOUND, "sessionId: no such session of this operator"
+            )
+    now = ts(stub.now())
+    with stub.store.transaction() as conn:
+        conn.execute(
+            "UPDATE operators SET last_seen_at = ?, last_lat = ?, last_lng = ?,"
+            " last_sequence = ? WHERE id = ?",
+            (now, body.lat, body.lng, body.sequence, operator_id),
+        )
+        conn.execute("UPDATE workspaces SET last_seen_at = ? WHERE id = ?", (now, workspace_id))
+    return ok(request, operator_model(_operator_row(stub, operator_id)))
+
+
+@router.post(
+    "/workspaces/{workspace_id}/operators/{operator_id}/retire",
+    response_model=Envelope[Operator],
+    responses=errors(404),
+)
+async def retire_operator(
+    workspace_id: str, operator_id: str, request: Request, found: OperateCaller
+) -> JSONResponse:
+    """OFFLINE for good: an ASSIGNED session it holds is cancelled, a LIVE one runs to its
+    end, offers made to it go back to the workspace. Idempotent."""
+    stub = _dispatch_runtime(request, found, workspace_id)
+    row = _workspace_operator(stub, workspace_id, operator_id)
+    if row["retired_at"] is not None:
+        return ok(request, operator_model(row))
+    assigned = stub.store.all(
+        "SELECT * FROM sessions WHERE operator_id = ? AND state = ?",
+        (operator_id, SessionState.ASSIGNED.value),
+    )
+    with stub.store.transaction() as conn:
+        conn.execute(
+            "UPDATE operators SET retired_at = ?, availability_state = ? WHERE id = ?",
+            (ts(stub.now()), fleet.OFFLINE, operator_id),
+        )
+        refs = stub.finish_pre_live(conn, assigned, SessionState.CANCELLED)
+        for session in assigned:
+            stub.free_operator_of(conn, session)
+        conn.execute(
+            "UPDATE sessions SET operator_id = NULL WHERE operator_id = ? AND state = ?",
+            (operator_id, SessionState.REQUESTED.value),
+        )
+        _derive_workspace(stub, conn, workspace_id)
+    await stub.close_inputs(refs)
+    return ok(request, operator_model(_operator_row(stub, operator_id)))

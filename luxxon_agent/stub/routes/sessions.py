@@ -11,7 +11,7 @@ import sqlite3
 from email.utils import format_datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import field_validator
 
@@ -30,6 +30,7 @@ from luxxon_agent.models import (
     SessionState,
     StartResult,
 )
+from luxxon_agent.stub import fleet
 from luxxon_agent.stub.auth import (
     AnyCaller,
     Operator,
@@ -112,6 +113,12 @@ def _session_ok(
     return ok(request, session, status=status)
 
 
+def _no_operator_dispatch(field: str) -> HttpError:
+    return HttpError(
+        400, ErrorCode.INVALID_INPUT, f"{field}: this server has no per-operator dispatch"
+    )
+
+
 def _workspace_of(stub: StubRuntime, found: Principal) -> sqlite3.Row:
     row = stub.store.one(
         "SELECT * FROM workspaces WHERE id = ? AND deleted_at IS NULL", (found.workspace_id,)
@@ -181,6 +188,37 @@ async def dispatch(session_id: str, request: Request, found: Requester) -> JSONR
         raise HttpError(403, ErrorCode.NOT_AUTHORIZED, "only the consumer dispatches a session")
     if row["state"] != SessionState.REQUESTED.value:
         raise invalid_state(row, "dispatch")
+    now = stub.now()
+    lat, lng = row["requested_lat"], row["requested_lng"]
+    operator = (
+        fleet.longest_idle_covering(stub.store, lat, lng, now)
+        if stub.config.operator_dispatch
+        else None
+    )
+    if operator is not None:
+        chosen_id, operator_id = operator["workspace_id"], operator["id"]
+    else:
+        chosen_id, operator_id = _workspace_level_supplier(stub, lat, lng), None
+    with stub.store.transaction() as conn:
+        conn.execute(
+            "UPDATE sessions SET operator_workspace_id = ?, operator_id = ?, dispatched_at = ?"
+            " WHERE id = ?",
+            (chosen_id, operator_id, ts(now), session_id),
+        )
+        if operator_id is not None:
+            fleet.offered(conn, operator_id, now)
+        else:
+            # an offer counts as work: the next dispatch prefers another idle supplier
+            conn.execute(
+                "UPDATE workspaces SET idle_since = ?, last_offered_at = ? WHERE id = ?",
+                (ts(now), ts(now), chosen_id),
+            )
+    return _session_ok(request, stub, session_id, found)
+
+
+def _workspace_level_supplier(stub: StubRuntime, lat: float, lng: float) -> str:
+    """Today's dispatch: the longest-idle ONLINE SUPPLIER workspace covering the point.
+    An operator-level workspace is left out: its operators were asked first."""
     suppliers = stub.store.all(
         "SELECT * FROM workspaces WHERE availability_state = ? AND deleted_at IS NULL"
         " AND coverage_lat IS NOT NULL AND coverage_lng IS NOT NULL"
@@ -194,32 +232,17 @@ async def dispatch(session_id: str, request: Request, found: Requester) -> JSONR
             ws
             for ws in suppliers
             if Role.SUPPLIER.value in json.loads(ws["roles"])
-            and haversine_meters(
-                row["requested_lat"], row["requested_lng"], ws["coverage_lat"], ws["coverage_lng"]
-            )
+            and haversine_meters(lat, lng, ws["coverage_lat"], ws["coverage_lng"])
             <= ws["coverage_radius_meters"]
+            and not stub.operator_level(ws["id"])
         ),
         None,
     )
     if chosen is None:
         raise HttpError(
-            503,
-            ErrorCode.NO_COVERAGE,
-            "no ONLINE supplier covers this point",
-            f"{row['requested_lat']},{row['requested_lng']}",
+            503, ErrorCode.NO_COVERAGE, "no ONLINE supplier covers this point", f"{lat},{lng}"
         )
-    now = ts(stub.now())
-    with stub.store.transaction() as conn:
-        conn.execute(
-            "UPDATE sessions SET operator_workspace_id = ?, dispatched_at = ? WHERE id = ?",
-            (chosen["id"], now, session_id),
-        )
-        # an offer counts as work: the next dispatch prefers another idle supplier
-        conn.execute(
-            "UPDATE workspaces SET idle_since = ?, last_offered_at = ? WHERE id = ?",
-            (now, now, chosen["id"]),
-        )
-    return _session_ok(request, stub, session_id, found)
+    return str(chosen["id"])
 
 
 # ---- reads ----------------------------------------------------------------------------
@@ -227,14 +250,28 @@ async def dispatch(session_id: str, request: Request, found: Requester) -> JSONR
 
 @router.get("/sessions", response_model=Envelope[list[Session]])
 async def list_sessions(
-    request: Request, found: SessionReader, state: SessionState | None = None
+    request: Request,
+    found: SessionReader,
+    state: SessionState | None = None,
+    operator_id: str | None = Query(
+        None,
+        alias="operatorId",
+        min_length=1,
+        max_length=64,
+        description="Sessions of this operator",
+    ),
 ) -> JSONResponse:
     stub = runtime(request)
+    if operator_id is not None and not stub.config.operator_dispatch:
+        raise _no_operator_dispatch("operatorId")
     sql = "SELECT * FROM sessions WHERE (consumer_workspace_id = ? OR operator_workspace_id = ?)"
     params: tuple[str | None, ...] = (found.workspace_id, found.workspace_id)
     if state is not None:
         sql += " AND state = ?"
         params += (state.value,)
+    if operator_id is not None:
+        sql += " AND operator_id = ?"
+        params += (operator_id,)
     rows = stub.store.all(sql + " ORDER BY created_at DESC, id DESC", params)
     return ok(request, [stub.session(row, found.workspace_id) for row in rows])
 
@@ -242,7 +279,8 @@ async def list_sessions(
 @router.post("/sessions/cancel-all-assignments", response_model=Envelope[CancelAllResult])
 async def cancel_all_assignments(request: Request, found: Operator) -> JSONResponse:
     """Seed, "Reclaim a stuck workspace": every ASSIGNED session of this operator workspace
-    is cancelled, the workspace goes back to ONLINE, LIVE sessions are left alone."""
+    is cancelled, the workspace goes back to ONLINE, LIVE sessions are left alone. Each
+    operator holding one of them is freed (and the workspace's state derived again)."""
     stub = runtime(request)
     assigned = stub.store.all(
         "SELECT * FROM sessions WHERE operator_workspace_id = ? AND state = ?"
@@ -251,6 +289,8 @@ async def cancel_all_assignments(request: Request, found: Operator) -> JSONRespo
     )
     with stub.store.transaction() as conn:
         refs = stub.finish_pre_live(conn, assigned, SessionState.CANCELLED)
+        for row in assigned:
+            stub.free_operator_of(conn, row)
         stub.release(conn, str(found.workspace_id))
     await stub.close_inputs(refs)
     ids = [row["id"] for row in assigned]
@@ -290,11 +330,16 @@ async def accept(
     require_operator(row, found)
     if row["state"] != SessionState.REQUESTED.value:
         raise invalid_state(row, "accept")
-    workspace = _workspace_of(stub, found)
-    if workspace["availability_state"] == AvailabilityState.OFFLINE.value:
-        raise HttpError(
-            409, ErrorCode.INVALID_STATE, "workspace is OFFLINE; go ONLINE to accept", session_id
-        )
+    operator = _accepting_operator(stub, row, found, body.operator_id if body else None)
+    if operator is None:
+        workspace = _workspace_of(stub, found)
+        if workspace["availability_state"] == AvailabilityState.OFFLINE.value:
+            raise HttpError(
+                409,
+                ErrorCode.INVALID_STATE,
+                "workspace is OFFLINE; go ONLINE to accept",
+                session_id,
+            )
     try:
         video = stub.video.create_input(session_id)
     except MediaError as exc:
@@ -305,21 +350,66 @@ async def accept(
     with stub.store.transaction() as conn:
         conn.execute(
             "UPDATE sessions SET state = ?, assigned_at = ?, video_backend_ref = ?,"
-            " whip_url = ?, whep_url = ? WHERE id = ?",
+            " whip_url = ?, whep_url = ?, operator_id = ? WHERE id = ?",
             (
                 SessionState.ASSIGNED.value,
                 now,
                 video.ref,
                 video.whip_url,
                 video.whep_url,
+                None if operator is None else operator["id"],
                 session_id,
             ),
         )
-        conn.execute(
-            "UPDATE workspaces SET availability_state = ? WHERE id = ?",
-            (AvailabilityState.BUSY.value, found.workspace_id),
-        )
+        if operator is None:
+            conn.execute(
+                "UPDATE workspaces SET availability_state = ? WHERE id = ?",
+                (AvailabilityState.BUSY.value, found.workspace_id),
+            )
+        else:
+            fleet.hold_session(conn, operator["id"], session_id)
+            fleet.derive_workspace_availability(conn, operator["workspace_id"])
     return _session_ok(request, stub, session_id, found)
+
+
+def _accepting_operator(
+    stub: StubRuntime, row: sqlite3.Row, found: Principal, named: str | None
+) -> sqlite3.Row | None:
+    """The operator that accepts the session, or None for a workspace-level accept.
+
+    A session dispatched to an operator is accepted for that operator only; else the
+    named one, else (an operator-level workspace) its longest-idle free ONLINE operator.
+    """
+    if named is not None and not stub.config.operator_dispatch:
+        raise _no_operator_dispatch("operatorId")
+    dispatched_to = row["operator_id"]
+    if dispatched_to is not None:
+        if named not in (None, dispatched_to):
+            raise HttpError(
+                409,
+                ErrorCode.CONFLICT,
+                "operatorId: the session was dispatched to another operator",
+                dispatched_to,
+            )
+        named = dispatched_to
+    now = stub.now()
+    workspace_id = str(found.workspace_id)
+    if named is not None:
+        operator = stub.store.one(
+            "SELECT * FROM operators WHERE id = ? AND workspace_id = ?", (named, workspace_id)
+        )
+        if operator is None:
+            raise HttpError(404, ErrorCode.NOT_FOUND, "operatorId: no such operator", named)
+        fleet.usable_operator(operator, now)
+        return operator
+    if not stub.operator_level(workspace_id):
+        return None
+    operator = fleet.longest_idle_in_workspace(stub.store, workspace_id, now)
+    if operator is None:
+        raise HttpError(
+            409, ErrorCode.OPERATOR_BUSY, "no operator of the workspace is ONLINE and free"
+        )
+    return operator
 
 
 @router.post(
@@ -407,7 +497,7 @@ async def end(session_id: str, request: Request, found: AnyCaller) -> JSONRespon
                 session_id,
             ),
         )
-        stub.release_if_idle(conn, row["operator_workspace_id"])
+        stub.release_session(conn, row)
     await stub.close_inputs([row["video_backend_ref"]])
     return _session_ok(request, stub, session_id, found)
 
@@ -423,7 +513,7 @@ async def cancel(session_id: str, request: Request, found: AnyCaller) -> JSONRes
         raise invalid_state(row, "cancel")
     with stub.store.transaction() as conn:
         refs = stub.finish_pre_live(conn, [row], SessionState.CANCELLED)
-        stub.release_if_idle(conn, row["operator_workspace_id"])
+        stub.release_session(conn, row)
     await stub.close_inputs(refs)
     return _session_ok(request, stub, session_id, found)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from luxxon_agent.models import Health, ServerConfig
+from luxxon_agent.models import Feature, Health, ServerConfig
 from luxxon_agent.stub.openapi import Envelope
 from luxxon_agent.stub.runtime import ok, runtime
 from luxxon_agent.stub.settlement import SETTLEMENT_CONTRACT, USDC_CONTRACT_BASE
@@ -31,5 +31,6 @@ async def config(request: Request) -> JSONResponse:
             meter=cfg.meter,
             telemetry_max_future_skew_ms=cfg.telemetry_max_future_skew_ms,
             telemetry_freshness_seconds=cfg.telemetry_freshness_seconds,
+            features=[Feature.PER_OPERATOR_DISPATCH.value] if cfg.operator_dispatch else [],
         ),
     )

@@ -16,6 +16,8 @@ Checks, in order; the first that fails answers with its code and stores nothing:
       none ............................. 403 UNKNOWN_SIGNER
       only revoked ones ................ 403 DEVICE_REVOKED
       delegation expired at capturedAt . 403 DEVICE_EXPIRED
+      a session held by an operator (per-operator dispatch): the signer is the
+      wallet or that operator's device key, else 403 OPERATOR_MISMATCH
 
 The same sample is the same (session, capturedAt), signature, point, accuracy
 and source. A different sample for a (session, capturedAt) already stored
@@ -62,9 +64,14 @@ CREATE TABLE IF NOT EXISTS telemetry (
 
 
 def _authorised_signer(
-    stub: StubRuntime, workspace_id: str, signer: str, captured_at: datetime
+    stub: StubRuntime,
+    workspace_id: str,
+    signer: str,
+    captured_at: datetime,
+    session_operator_id: str | None,
 ) -> str | None:
-    """The operator id the signer acts as (None for the wallet itself); raises when refused."""
+    """The operator id the signer acts as (None for the wallet itself); raises when refused.
+    With `session_operator_id`, only that operator's device key (or the wallet) may sign."""
     wallet = stub.store.one("SELECT wallet_address FROM workspaces WHERE id = ?", (workspace_id,))
     if wallet is not None and normalize_address(wallet["wallet_address"]) == signer:
         return None
@@ -90,7 +97,17 @@ def _authorised_signer(
             "the device key's delegation had expired at capturedAt",
             signer,
         )
-    return str(valid[0]["id"])
+    if session_operator_id is None:
+        return str(valid[0]["id"])
+    if any(row["id"] == session_operator_id for row in valid):
+        return session_operator_id
+    # permanent, unlike UNKNOWN_SIGNER: the uploader drops the sample, never retries it
+    raise HttpError(
+        403,
+        ErrorCode.OPERATOR_MISMATCH,
+        "signed by another operator's device key than the session's operator",
+        f"signer {signer}, session operator {session_operator_id}",
+    )
 
 
 def _same_sample(stored: sqlite3.Row, body: TelemetrySample, payload: TelemetryPayload) -> bool:
@@ -170,7 +187,9 @@ async def post_telemetry(
         )
     except (SignatureError, ValueError) as exc:
         raise HttpError(400, ErrorCode.INVALID_SIGNATURE, unverifiable, str(exc)) from None
-    operator_id = _authorised_signer(stub, str(found.workspace_id), signer, captured)
+    operator_id = _authorised_signer(
+        stub, str(found.workspace_id), signer, captured, row["operator_id"]
+    )
     if stored is not None:  # not the same sample, or the duplicate check would have answered
         raise HttpError(
             409,

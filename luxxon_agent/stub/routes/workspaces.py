@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -62,6 +62,37 @@ def workspace_row(stub: StubRuntime, workspace_id: str) -> sqlite3.Row:
     if row is None:
         raise HttpError(404, ErrorCode.WORKSPACE_NOT_FOUND, "no such workspace", workspace_id)
     return row
+
+
+def require_coverage(merged: dict[str, Any]) -> None:
+    """Going ONLINE needs the whole coverage triple (sent now or stored): 400 naming the
+    missing fields. Shared by the workspace and the operator PATCH."""
+    missing = [
+        name
+        for name, key in (
+            ("coverageLat", "coverage_lat"),
+            ("coverageLng", "coverage_lng"),
+            ("coverageRadiusMeters", "coverage_radius_meters"),
+        )
+        if merged[key] is None
+    ]
+    if missing:
+        raise HttpError(
+            400,
+            ErrorCode.INVALID_INPUT,
+            f"availabilityState: going ONLINE needs {', '.join(missing)}",
+        )
+
+
+def require_rising_sequence(last: int | None, sequence: int) -> None:
+    """A heartbeat's sequence must rise strictly (workspace and operator heartbeats)."""
+    if last is not None and sequence <= last:
+        raise HttpError(
+            409,
+            ErrorCode.CONFLICT,
+            f"sequence {sequence} is not above the last accepted {last}",
+            "replayed or out-of-order heartbeat",
+        )
 
 
 def _workspace_ok(
@@ -142,6 +173,14 @@ async def update_workspace(
         key: value.value if hasattr(value, "value") else value for key, value in changes.items()
     }
     wanted = changes.pop("availability_state", None)
+    if wanted is not None and stub.operator_level(workspace_id):
+        raise HttpError(
+            409,
+            ErrorCode.INVALID_STATE,
+            "availabilityState: this workspace's availability follows its operators;"
+            " set each operator's instead",
+            workspace_id,
+        )
     current = AvailabilityState(row["availability_state"])
     state = current
     idle_since = row["idle_since"]
@@ -152,21 +191,7 @@ async def update_workspace(
                 ErrorCode.INVALID_INPUT,
                 "availabilityState: only SUPPLIER workspaces go ONLINE",
             )
-        missing = [
-            name
-            for name, key in (
-                ("coverageLat", "coverage_lat"),
-                ("coverageLng", "coverage_lng"),
-                ("coverageRadiusMeters", "coverage_radius_meters"),
-            )
-            if merged[key] is None
-        ]
-        if missing:
-            raise HttpError(
-                400,
-                ErrorCode.INVALID_INPUT,
-                f"availabilityState: going ONLINE needs {', '.join(missing)}",
-            )
+        require_coverage(merged)
         if current is AvailabilityState.OFFLINE:
             state, idle_since = AvailabilityState.ONLINE, ts(stub.now())
     elif wanted is AvailabilityState.OFFLINE:
@@ -203,14 +228,7 @@ async def post_location(
 ) -> JSONResponse:
     stub = member_runtime(request, found, workspace_id)
     row = workspace_row(stub, workspace_id)
-    last = row["last_sequence"]
-    if last is not None and body.sequence <= last:
-        raise HttpError(
-            409,
-            ErrorCode.CONFLICT,
-            f"sequence {body.sequence} is not above the last accepted {last}",
-            "replayed or out-of-order heartbeat",
-        )
+    require_rising_sequence(row["last_sequence"], body.sequence)
     if body.session_id is not None:
         owned = stub.store.one(
             "SELECT 1 FROM sessions WHERE id = ? AND operator_workspace_id = ?",
