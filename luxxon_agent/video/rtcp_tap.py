@@ -1,0 +1,292 @@
+"""The one place that reaches into aiortc for congestion control: RTCP in, RTP out.
+
+aiortc has no public hook for what a sender hears or sends, so `RtcpTap`
+wraps three attributes on the *instances* it is given (never the classes):
+
+- `RTCRtpSender._handle_rtcp_packet(packet)`: every RTCP packet routed to this
+  sender (`RTCDtlsTransport._handle_rtcp_data` calls it). Report blocks about
+  our SSRC, REMB, NACK and PLI/FIR are read here; a PLI/FIR beyond the
+  keyframe rate limit is not passed on.
+- `RTCRtpSender._retransmit(seq)`: one NACKed packet. Beyond the
+  retransmission budget it is not called.
+- `RTCDtlsTransport._send_rtp(data)`: every plaintext RTP/RTCP packet before
+  SRTP, shared by all senders of the transport; packets of our SSRC (media),
+  `_rtx_ssrc` (retransmissions) and our sender reports (their NTP time makes
+  the RTT) are counted, the rest passed through untouched.
+
+`_ssrc` and `_rtx_ssrc` are read too. `attach()` checks all of them first and
+raises `AiortcChangedError` naming the missing one; tests/video/test_rtcp_tap.py
+pins them against the installed aiortc.
+
+Transport-wide congestion control: aiortc 1.16 parses the transport-wide
+sequence number header extension but does not offer it in its SDP, does not
+stamp it on outgoing packets, and does not parse transport-cc feedback
+(`RtcpRtpfbPacket` reads every FCI as a NACK). A far end can therefore never
+negotiate it with us; `transport_cc_offered()` says so, and the estimator's
+`on_transport_feedback` waits for an aiortc that does.
+
+In observe-only mode (`enforce=False`) nothing is dropped: the estimate is
+computed and reported, aiortc behaves as without the tap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from luxxon_agent.clock import SYSTEM_CLOCK, Clock
+from luxxon_agent.video.bandwidth import (
+    BandwidthEstimator,
+    BandwidthSnapshot,
+    KeyframeLimiter,
+    RateState,
+    RetransmissionBudget,
+)
+
+logger = logging.getLogger(__name__)
+
+SENDER_SEAMS = ("_handle_rtcp_packet", "_retransmit", "_ssrc", "_rtx_ssrc", "transport")
+TRANSPORT_SEAMS = ("_send_rtp",)
+TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+MIN_CHANGE = 0.05
+"""Estimate changes smaller than this share are not announced (except back-offs)."""
+_RTCP_SR = 200
+_RTCP_PSFB_APP = 15
+_RTCP_PSFB_PLI = 1
+_RTCP_PSFB_FIR = 4
+_RTCP_RTPFB_NACK = 1
+_HISTORY = 4096
+
+
+class AiortcChangedError(RuntimeError):
+    """The installed aiortc lacks an internal attribute the tap relies on."""
+
+
+def transport_cc_offered() -> bool:
+    """Whether aiortc puts the transport-wide sequence number extension in its offers."""
+    from aiortc.codecs import HEADER_EXTENSIONS
+
+    return any(ext.uri == TRANSPORT_CC_URI for ext in HEADER_EXTENSIONS["video"])
+
+
+def media_local_address(sender: Any) -> str | None:
+    """The local IP address of the ICE pair this sender's media uses, or None before one
+    is nominated (aioice `Connection._nominated`: private, read only here)."""
+    connection = getattr(sender.transport.transport, "_connection", None)
+    nominated = getattr(connection, "_nominated", None)
+    if not nominated:
+        return None
+    pair = next(iter(nominated.values()))
+    return str(pair.local_candidate.host)
+
+
+class RtcpTap:
+    """Feeds a `BandwidthEstimator` from one aiortc `RTCRtpSender` and reports changes.
+
+    Call `attach()` once the sender exists (before or after it starts), `detach()`
+    when done; `async with` does both. One estimator may serve the taps of
+    successive connections: the estimate carries over a reconnect.
+    """
+
+    def __init__(
+        self,
+        sender: Any,
+        estimator: BandwidthEstimator,
+        *,
+        enforce: bool = True,
+        retransmission_budget: RetransmissionBudget | None = None,
+        keyframe_limiter: KeyframeLimiter | None = None,
+        use_remb: bool = True,
+        on_change: Callable[[BandwidthSnapshot], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.sender = sender
+        self.estimator = estimator
+        self.enforce = enforce
+        self.use_remb = use_remb
+        self.budget = retransmission_budget or RetransmissionBudget(clock=clock)
+        self.keyframes = keyframe_limiter or KeyframeLimiter(clock=clock)
+        self._listeners: list[Callable[[BandwidthSnapshot], None]] = []
+        if on_change is not None:
+            self._listeners.append(on_change)
+        self._transport: Any = None
+        self._originals: dict[str, Any] = {}
+        self._sizes: dict[int, int] = {}
+        self._retransmitting = False
+        self._announced: BandwidthSnapshot | None = None
+        self._changed = asyncio.Event()
+        self.receiver_reports = 0
+        self.nacks = 0
+        self.keyframe_requests = 0
+        self.keyframe_requests_dropped = 0
+        self.retransmissions_dropped = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def attach(self) -> None:
+        if self._originals:
+            return
+        for name in SENDER_SEAMS:
+            if not hasattr(self.sender, name):
+                raise AiortcChangedError(f"aiortc's RTCRtpSender has no {name} any more")
+        transport = self.sender.transport
+        for name in TRANSPORT_SEAMS:
+            if not hasattr(transport, name):
+                raise AiortcChangedError(f"aiortc's RTCDtlsTransport has no {name} any more")
+        self._transport = transport
+        self.estimator.restart_stream()
+        self._originals = {
+            "_handle_rtcp_packet": self.sender._handle_rtcp_packet,
+            "_retransmit": self.sender._retransmit,
+            "_send_rtp": transport._send_rtp,
+        }
+        self.sender._handle_rtcp_packet = self._handle_rtcp_packet
+        self.sender._retransmit = self._retransmit
+        transport._send_rtp = self._send_rtp
+
+    def detach(self) -> None:
+        """Put aiortc's own methods back (where they are still ours to replace)."""
+        originals, self._originals = self._originals, {}
+        if not originals:
+            return
+        if self.sender._handle_rtcp_packet == self._handle_rtcp_packet:
+            self.sender._handle_rtcp_packet = originals["_handle_rtcp_packet"]
+        if self.sender._retransmit == self._retransmit:
+            self.sender._retransmit = originals["_retransmit"]
+        if self._transport._send_rtp == self._send_rtp:
+            self._transport._send_rtp = originals["_send_rtp"]
+        self._changed.set()
+
+    async def __aenter__(self) -> RtcpTap:
+        self.attach()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.detach()
+
+    # -- what the publisher reads ----------------------------------------------------------
+
+    def snapshot(self) -> BandwidthSnapshot:
+        return self.estimator.snapshot()
+
+    def on_change(self, listener: Callable[[BandwidthSnapshot], None]) -> None:
+        """Call `listener(snapshot)` when the estimate moves by MIN_CHANGE or backs off."""
+        self._listeners.append(listener)
+
+    async def changes(self) -> AsyncIterator[BandwidthSnapshot]:
+        """The estimate as it changes, latest first (a slow reader skips stale ones);
+        ends after `detach()`."""
+        while self._originals:
+            await self._changed.wait()
+            self._changed.clear()
+            if self._announced is not None and self._originals:
+                yield self._announced
+
+    # -- the seams -------------------------------------------------------------------------
+
+    async def _handle_rtcp_packet(self, packet: Any) -> None:
+        forward = self._observe_rtcp(packet)
+        self._announce_if_changed()
+        if forward:
+            await self._originals["_handle_rtcp_packet"](packet)
+
+    def _observe_rtcp(self, packet: Any) -> bool:
+        """Feed the estimator from one RTCP packet; False when it must not reach aiortc."""
+        from aiortc.rtp import (
+            RtcpPsfbPacket,
+            RtcpRrPacket,
+            RtcpRtpfbPacket,
+            RtcpSrPacket,
+            unpack_remb_fci,
+        )
+
+        ssrc = self.sender._ssrc
+        if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            for report in packet.reports:
+                if report.ssrc == ssrc:
+                    self.receiver_reports += 1
+                    self.estimator.on_receiver_report(
+                        fraction_lost=report.fraction_lost,
+                        packets_lost=report.packets_lost,
+                        highest_sequence=report.highest_sequence,
+                        jitter=report.jitter,
+                        lsr=report.lsr,
+                        dlsr=report.dlsr,
+                    )
+        elif isinstance(packet, RtcpPsfbPacket):
+            if packet.fmt == _RTCP_PSFB_APP:
+                try:
+                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                except ValueError:
+                    return True
+                if self.use_remb and ssrc in ssrcs:
+                    self.estimator.on_remb(bitrate)
+            elif packet.fmt in (_RTCP_PSFB_PLI, _RTCP_PSFB_FIR):
+                self.keyframe_requests += 1
+                if not self.keyframes.allow() and self.enforce:
+                    self.keyframe_requests_dropped += 1
+                    return False
+        elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == _RTCP_RTPFB_NACK:
+            self.nacks += len(packet.lost)
+        return True
+
+    async def _retransmit(self, sequence_number: int) -> None:
+        size = self._sizes.get(sequence_number & 0xFFFF)
+        if size is None:
+            return  # aiortc's history would not have it either (or it was never ours)
+        if not self.budget.allow(size, self.estimator.estimate_bps) and self.enforce:
+            self.retransmissions_dropped += 1
+            return
+        original: Callable[[int], Awaitable[None]] = self._originals["_retransmit"]
+        self._retransmitting = True
+        try:
+            await original(sequence_number)
+        finally:
+            self._retransmitting = False
+
+    async def _send_rtp(self, data: bytes) -> None:
+        self._observe_outgoing(data)
+        await self._originals["_send_rtp"](data)
+
+    def _observe_outgoing(self, data: bytes) -> None:
+        if len(data) < 12:
+            return
+        if 192 <= data[1] <= 208:
+            # compound RTCP starts with our SR when it is ours: V/P/RC, PT, length, SSRC, NTP
+            if data[1] == _RTCP_SR and len(data) >= 16:
+                ssrc, ntp = struct.unpack_from("!IQ", data, 4)
+                if ssrc == self.sender._ssrc:
+                    self.estimator.on_sender_report_sent(ntp)
+            return
+        seq, ssrc = struct.unpack_from("!H4xI", data, 2)
+        if ssrc == self.sender._rtx_ssrc:
+            self.estimator.on_packet_sent(seq, len(data), retransmission=True)
+        elif ssrc == self.sender._ssrc:
+            if self._retransmitting:
+                # without RTX a retransmission goes out as itself, from inside _retransmit
+                self._retransmitting = False
+                self.estimator.on_packet_sent(seq, len(data), retransmission=True)
+                return
+            self._sizes[seq] = len(data)
+            if len(self._sizes) > _HISTORY:
+                self._sizes.pop(next(iter(self._sizes)))
+            self.estimator.on_packet_sent(seq, len(data))
+
+    def _announce_if_changed(self) -> None:
+        snap = self.estimator.snapshot()
+        last = self._announced
+        if last is None:
+            if snap.reports == 0 and snap.remb_bps is None:
+                return  # nothing heard yet: the start value is no news
+        else:
+            moved = abs(snap.estimate_bps - last.estimate_bps) / last.estimate_bps
+            backed_off = snap.state is RateState.DECREASE and snap.estimate_bps < last.estimate_bps
+            if moved < MIN_CHANGE and not backed_off:
+                return
+        self._announced = snap
+        self._changed.set()
+        for listener in list(self._listeners):
+            listener(snap)

@@ -1,0 +1,172 @@
+"""The RTCP tap between two real aiortc peers on loopback.
+
+The receiver is a plain aiortc peer: it sends receiver reports, REMB and
+NACKs as it would to any publisher. Loss is made at the receiver's input
+(every 10th media packet is dropped before aiortc sees it), so its reports,
+NACKs and the sender's retransmissions are all aiortc's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from collections.abc import AsyncIterator
+from typing import Any
+
+from luxxon_agent.video import open_media_source, pin_ice_to_loopback
+from luxxon_agent.video.bandwidth import (
+    BandwidthEstimator,
+    BandwidthSnapshot,
+    KeyframeLimiter,
+    RetransmissionBudget,
+)
+from luxxon_agent.video.rtcp_tap import (
+    SENDER_SEAMS,
+    TRANSPORT_SEAMS,
+    RtcpTap,
+    media_local_address,
+    transport_cc_offered,
+)
+
+REPORTS = 3
+
+
+@contextlib.asynccontextmanager
+async def peers(drop_every: int = 10) -> AsyncIterator[tuple[Any, Any]]:
+    """(sender pc, receiver pc), connected, media flowing; the receiver drops one media
+    packet in `drop_every` on arrival."""
+    from aiortc import RTCConfiguration, RTCPeerConnection
+    from aiortc.mediastreams import MediaStreamError
+
+    pin_ice_to_loopback()
+    source = await open_media_source("testsrc://?size=640x360&fps=30")
+    sender_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    receiver_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    consumers: list[asyncio.Task[None]] = []
+
+    @receiver_pc.on("track")
+    def _on_track(track: Any) -> None:
+        async def pull() -> None:
+            with contextlib.suppress(MediaStreamError):
+                while True:
+                    await track.recv()
+
+        consumers.append(asyncio.ensure_future(pull()))
+
+    sender_pc.addTransceiver(source.video_track(), direction="sendonly")
+    try:
+        await sender_pc.setLocalDescription(await sender_pc.createOffer())
+        await receiver_pc.setRemoteDescription(sender_pc.localDescription)
+        await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
+        await sender_pc.setRemoteDescription(receiver_pc.localDescription)
+        transport = receiver_pc.getTransceivers()[0].receiver.transport
+        media_ssrc = sender_pc.getSenders()[0]._ssrc
+        original = transport._handle_rtp_data
+
+        async def lossy(data: bytes, arrival_time_ms: int) -> None:
+            seq, ssrc = int.from_bytes(data[2:4], "big"), int.from_bytes(data[8:12], "big")
+            if ssrc == media_ssrc and seq % drop_every == 0:
+                return
+            await original(data, arrival_time_ms)
+
+        transport._handle_rtp_data = lossy  # type: ignore[method-assign]
+        yield sender_pc, receiver_pc
+    finally:
+        for task in consumers:
+            task.cancel()
+        await sender_pc.close()
+        await receiver_pc.close()
+        await source.close()
+
+
+async def until_reports(tap: RtcpTap, count: int, timeout: float = 8.0) -> None:
+    async with asyncio.timeout(timeout):
+        while tap.receiver_reports < count:
+            await asyncio.sleep(0.1)
+
+
+async def test_observe_only_sees_rtt_loss_remb_and_retransmissions() -> None:
+    async with peers() as (sender_pc, _):
+        sender = sender_pc.getSenders()[0]
+        estimator = BandwidthEstimator(max_bps=2_000_000)
+        changes: list[BandwidthSnapshot] = []
+        async with RtcpTap(sender, estimator, enforce=False, on_change=changes.append) as tap:
+            await until_reports(tap, REPORTS)
+            async with asyncio.timeout(8):
+                # aiortc's receiver sends its first REMB once its estimator has settled
+                while estimator.snapshot().remb_bps is None:
+                    await asyncio.sleep(0.1)
+            snap = tap.snapshot()
+            assert media_local_address(sender) == "127.0.0.1"
+    assert snap.rtt_s is not None and 0 <= snap.rtt_s < 0.2, snap
+    # every 10th packet: the reports say about 10 %
+    assert 0.04 < snap.loss < 0.2, snap
+    assert snap.remb_bps is not None and snap.remb_bps > 0
+    assert snap.sent_bps > 0 and snap.receive_bps is not None and snap.receive_bps > 0
+    assert snap.retransmitted_bytes > 0 and tap.nacks > 0
+    assert tap.retransmissions_dropped == 0
+    assert changes and (changes[0].reports >= 1 or changes[0].remb_bps is not None)
+    # detached: aiortc's own methods are back
+    assert sender._handle_rtcp_packet.__self__ is sender
+    assert sender.transport._send_rtp.__self__ is sender.transport
+
+
+async def test_enforcing_drops_retransmissions_over_budget_and_extra_keyframe_requests() -> None:
+    from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
+
+    async with peers() as (sender_pc, _):
+        sender = sender_pc.getSenders()[0]
+        keyframes: list[int] = []
+        # as the publisher does for its own encoder
+        sender._send_keyframe = lambda: keyframes.append(1)
+        estimator = BandwidthEstimator(max_bps=2_000_000)
+        tap = RtcpTap(
+            sender,
+            estimator,
+            retransmission_budget=RetransmissionBudget(0.0),
+            keyframe_limiter=KeyframeLimiter(60.0),
+        )
+        iterator = tap.changes()
+        tap.attach()
+        first = await asyncio.wait_for(anext(iterator), 8)
+        await until_reports(tap, REPORTS)
+        pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc)
+        for _ in range(3):
+            # the path RTCDtlsTransport takes for a PLI from the far end
+            await sender._handle_rtcp_packet(pli)
+        tap.detach()
+        assert [s async for s in iterator] == []
+    assert first.reports >= 1 or first.remb_bps is not None
+    assert tap.nacks > 0 and tap.retransmissions_dropped > 0
+    assert estimator.snapshot().retransmitted_bytes == 0
+    assert tap.keyframe_requests >= 3 and tap.keyframe_requests_dropped >= 2
+    assert len(keyframes) == tap.keyframe_requests - tap.keyframe_requests_dropped == 1
+
+
+def test_the_aiortc_internals_the_tap_uses_are_there() -> None:
+    """Fails when an aiortc upgrade renames what rtcp_tap wraps: fix the tap, then this."""
+    from aiortc import RTCRtpSender
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+    for name in ("_handle_rtcp_packet", "_retransmit"):
+        assert inspect.iscoroutinefunction(getattr(RTCRtpSender, name)), name
+    assert set(SENDER_SEAMS) >= {"_ssrc", "_rtx_ssrc"}
+    init = inspect.getsource(RTCRtpSender.__init__)
+    assert "self._ssrc =" in init and "self._rtx_ssrc =" in init
+    for name in TRANSPORT_SEAMS:
+        assert inspect.iscoroutinefunction(getattr(RTCDtlsTransport, name)), name
+    # RTCP reaches a sender through its instance attribute, which is what the tap replaces
+    assert "recipient._handle_rtcp_packet(packet)" in inspect.getsource(
+        RTCDtlsTransport._handle_rtcp_data
+    )
+    # retransmissions and media go out through the transport's instance attribute
+    source = inspect.getsource(RTCRtpSender)
+    assert source.count("self.transport._send_rtp(") >= 2
+    assert "await self._retransmit(seq)" in source
+
+
+def test_aiortc_does_not_offer_transport_cc() -> None:
+    """When this fails, aiortc offers transport-wide feedback: feed it to
+    BandwidthEstimator.on_transport_feedback in rtcp_tap."""
+    assert not transport_cc_offered()
