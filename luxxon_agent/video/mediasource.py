@@ -173,6 +173,7 @@ def _passthrough_track_class() -> Any:
                 if not any(nal_type(u) == NAL_SPS for u in split_annexb(data)):
                     data = self._headers + data
             out = av.Packet(data)
+            out.is_keyframe = packet.is_keyframe
             out.pts = self._normalise(packet.pts, packet.time_base, self._step)
             out.time_base = TIME_BASE
             return out
