@@ -15,7 +15,8 @@ killed by that PID on exit. Nothing is ever sent from the root namespace: a
 probe that needs the server runs inside `client_ns`.
 
 Shaping is what this kernel has: `tc tbf` on the client's veth (no
-sch_netem here) and random drops with nft (`numgen random mod 100 < N`).
+sch_netem here) and random drops with nft (`numgen random mod 100 < N`) as
+the server receives, so both act on the client-to-server direction only.
 Needs root; `require_netns()` skips a test with the reason otherwise.
 """
 
@@ -56,7 +57,10 @@ def require_netns() -> None:
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], check=check, capture_output=True, text=True, timeout=10)
+    done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip() or done.returncode}")
+    return done
 
 
 class NetnsLink:
@@ -182,7 +186,7 @@ class NetnsLink:
 
     def shape(self, rate_bps: float | None, drop_percent: int = 0) -> None:
         """Limit the client's egress to `rate_bps` (None: unshaped) and drop `drop_percent`
-        of its packets at random."""
+        of what it sends at random (client to server only)."""
         ns, dev = self.client_ns, self.client_dev
         if rate_bps is None:
             _ip("netns", "exec", ns, "tc", "qdisc", "del", "dev", dev, "root", check=False)
@@ -194,16 +198,18 @@ class NetnsLink:
                 "rate", f"{int(rate_bps)}bit", "burst", str(burst),
                 "latency", f"{TBF_LATENCY_MS}ms",
             )  # fmt: skip
-        _ip("netns", "exec", ns, "nft", "delete", "table", "inet", _NFT_TABLE, check=False)
+        # drops happen as the server receives: a drop in the client's own output path would
+        # fail the sender's sendto() with EPERM, which no real link does
+        nft = ("netns", "exec", self.server_ns, "nft")
+        _ip(*nft, "delete", "table", "inet", _NFT_TABLE, check=False)
         if drop_percent:
             if not 0 < drop_percent < 100:
                 raise ValueError("drop_percent must be in [0, 100)")
-            rules = (
-                f"table inet {_NFT_TABLE} {{ chain egress {{"
-                " type filter hook output priority 0; policy accept;"
-                f' oifname "{dev}" numgen random mod 100 < {drop_percent} drop; }} }}'
-            )
-            _ip("netns", "exec", ns, "nft", rules)
+            _ip(*nft, "add", "table", "inet", _NFT_TABLE)
+            _ip(*nft, "add", "chain", "inet", _NFT_TABLE, "ingress",
+                "{ type filter hook prerouting priority 0; policy accept; }")  # fmt: skip
+            _ip(*nft, "add", "rule", "inet", _NFT_TABLE, "ingress", "iifname", self.server_dev,
+                "numgen", "random", "mod", "100", "<", str(drop_percent), "drop")  # fmt: skip
 
     def tbf_drops(self) -> int:
         """Packets the client's tbf dropped so far (0 when unshaped)."""

@@ -1,0 +1,258 @@
+"""Video over a link that moves: issue 11's profile, adaptive and not, side by side.
+
+Run as root: .venv/bin/python benchmarks/bench_link.py [--only software|passthrough]
+                                                        [--scale 0.2]
+
+Two network namespaces on a veth pair (tests/netns.py): the stub's WHIP
+ingest in the server one (tests/link_ingest.py, which logs every decoded
+frame with its arrival time and burned-in clock), `luxxon-agent publish` in
+the client one, whose egress is shaped through the profile:
+
+    unshaped 20 s | 1 Mbit/s 30 s | 300 kbit/s 20 s | 1 Mbit/s + 5 % drop 20 s | unshaped 20 s
+
+(`tc tbf`, 200 ms queue; drops by nft). Per phase it prints the fps decoded
+at the ingest, frozen seconds (gaps of more than 200 ms without a new frame,
+counted whole), staleness (arrival minus the burned-in clock, median and
+p95; testsrc only, the RTSP camera has no clock), the publisher's sent
+bitrate (its own stats, RTP payload) and reconnects. Each path runs twice:
+adaptive, and with adaptation off (`--no-adapt`). Until `luxxon-agent
+publish` has `--no-adapt`, today's publisher is the non-adaptive run and
+the adaptive column says "not available": no number is made up.
+
+Paths: software (testsrc 720p30, libx264, 2 Mbit/s cap; the pattern
+itself needs only about 300 kbit/s) and passthrough (the test RTSP camera,
+720p30 Constrained Baseline H.264, made a 2.5 Mbit/s CBR camera by
+benchmarks/_cbr_camera.py, run in the client namespace). `--scale` shortens
+every phase for a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.netns import NetnsLink, netns_unavailable  # noqa: E402
+
+CLI = str(Path(sys.executable).with_name("luxxon-agent"))
+CAMERA = ROOT / "benchmarks" / "_cbr_camera.py"
+PORT = 8080
+CAMERA_PORT = 8554
+FROZEN_GAP_S = 0.2
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    seconds: float
+    rate_bps: float | None
+    drop_percent: int = 0
+
+
+PROFILE = (
+    Phase("unshaped", 20, None),
+    Phase("1 Mbit/s", 30, 1_000_000),
+    Phase("300 kbit/s", 20, 300_000),
+    Phase("1 Mbit/s 5 % drop", 20, 1_000_000, 5),
+    Phase("unshaped again", 20, None),
+)
+
+
+@dataclass
+class PhaseResult:
+    fps: float
+    frozen_s: float
+    stale_median_ms: float | None
+    stale_p95_ms: float | None
+    sent_kbps: float
+    reconnects: int
+    tbf_drops: int
+
+
+@dataclass
+class Run:
+    phases: list[tuple[Phase, float, float]] = field(default_factory=list)
+    """(phase, wall-clock start, end)."""
+    stats: list[tuple[float, dict[str, object]]] = field(default_factory=list)
+    drops: list[int] = field(default_factory=list)
+
+
+def has_adaptation() -> bool:
+    """Whether `luxxon-agent publish` can switch adaptation off (the video helper adds it)."""
+    out = subprocess.run(
+        [CLI, "publish", "--help"], capture_output=True, text=True, timeout=30
+    ).stdout
+    return "--no-adapt" in out
+
+
+def read_stats(proc: subprocess.Popen[str], run: Run, until: float) -> None:
+    """Collect the publisher's JSON stats lines until the wall clock reaches `until`."""
+    assert proc.stdout is not None
+    while (left := until - time.time()) > 0:
+        ready, _, _ = select.select([proc.stdout], [], [], min(left, 0.5))
+        if not ready:
+            continue
+        line = proc.stdout.readline()
+        if not line:
+            time.sleep(min(left, 0.5))  # exited: keep the phase clock going
+            continue
+        try:
+            run.stats.append((time.time(), json.loads(line)))
+        except ValueError:
+            continue  # a log line
+
+
+def run_profile(source: str, adaptive: bool, scale: float, subnet: int) -> tuple[Run, Path]:
+    work = Path(tempfile.mkdtemp(prefix="bench-link-"))
+    frames = work / "frames"
+    run = Run()
+    with NetnsLink(subnet=subnet, name="bl") as link:
+        ingest = link.popen(
+            link.server_ns,
+            [sys.executable, "-m", "tests.link_ingest", "--host", link.server_ip,
+             "--port", str(PORT), "--out", str(frames)],
+            cwd=str(ROOT),
+        )  # fmt: skip
+        assert ingest.stdout is not None
+        assert ingest.stdout.readline().strip() == "ready", "the ingest did not start"
+        if source.startswith("rtsp://"):
+            camera = link.popen(
+                link.client_ns,
+                ["/usr/bin/python3", str(CAMERA), str(CAMERA_PORT), "constrained-baseline",
+                 "1280", "720"],
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            assert camera.stdout is not None
+            assert camera.stdout.readline().strip() == "ready", "the camera did not start"
+        env = os.environ | {
+            "LUXXON_WHIP_URL": Path(str(frames) + ".url").read_text(),
+            "XDG_STATE_HOME": str(work / "state"),
+        }
+        argv = [CLI, "publish", "--source", source, "--bitrate", "2000000", "--json"]
+        if not adaptive and has_adaptation():
+            argv.append("--no-adapt")
+        publisher = link.popen(
+            link.client_ns, argv, env=env, cwd=str(ROOT), stderr=subprocess.DEVNULL
+        )
+        # the profile starts with the first frame at the ingest
+        deadline = time.time() + 30
+        while "F " not in frames.read_text() and time.time() < deadline:
+            read_stats(publisher, run, time.time() + 0.2)
+        if "F " not in frames.read_text():
+            raise RuntimeError("no frame reached the ingest within 30 s")
+        for phase in PROFILE:
+            link.shape(phase.rate_bps, phase.drop_percent)
+            start = time.time()
+            before = link.tbf_drops()
+            read_stats(publisher, run, start + phase.seconds * scale)
+            run.drops.append(link.tbf_drops() - before if phase.rate_bps else 0)
+            run.phases.append((phase, start, time.time()))
+        link.stop(publisher)
+        link.stop(ingest)
+    return run, frames
+
+
+def summarize(run: Run, frames_path: Path, clocked: bool) -> list[PhaseResult]:
+    """Per-phase figures; staleness only when the source burns in a clock (`clocked`)."""
+    arrivals: list[tuple[float, float | None]] = []
+    for line in frames_path.read_text().splitlines():
+        parts = line.split()
+        if parts and parts[0] == "F":
+            burned = float(parts[2]) if clocked and parts[2] != "-" else None
+            arrivals.append((float(parts[1]), burned))
+    results = []
+    for (_phase, start, end), drops in zip(run.phases, run.drops, strict=True):
+        inside = [(t, c) for t, c in arrivals if start <= t < end]
+        times = [start, *(t for t, _ in inside), end]
+        frozen = sum(b - a for a, b in zip(times, times[1:], strict=False) if b - a > FROZEN_GAP_S)
+        stale = sorted((t - c) * 1000 for t, c in inside if c is not None)
+        stats = [s for t, s in run.stats if start <= t < end]
+        sent = [
+            float(str(s.get("bitrate_bps", 0))) for s in stats if s.get("state") == "publishing"
+        ]
+        reconnects = [int(str(s.get("reconnects", 0))) for s in stats]
+        results.append(
+            PhaseResult(
+                fps=len(inside) / (end - start),
+                frozen_s=frozen,
+                stale_median_ms=statistics.median(stale) if stale else None,
+                stale_p95_ms=stale[int(0.95 * (len(stale) - 1))] if stale else None,
+                sent_kbps=statistics.mean(sent) / 1000 if sent else 0.0,
+                reconnects=(max(reconnects) - min(reconnects)) if reconnects else 0,
+                tbf_drops=drops,
+            )
+        )
+    return results
+
+
+def cell(result: PhaseResult | None) -> str:
+    if result is None:
+        return f"{'not available':<44}"
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0f}"
+
+    stale = f"{ms(result.stale_median_ms)}/{ms(result.stale_p95_ms)}"
+    return (
+        f"{result.fps:5.1f} {result.frozen_s:6.1f} {stale:>11} {result.sent_kbps:6.0f} "
+        f"{result.reconnects:3d} {result.tbf_drops:6d}"
+    )
+
+
+def report(title: str, adaptive: list[PhaseResult] | None, fixed: list[PhaseResult]) -> None:
+    print(f"\n{title}")
+    head = f"{'fps':>5} {'frozen':>6} {'stale ms':>11} {'kbit/s':>6} {'rec':>3} {'drops':>6}"
+    print(f"{'phase':<20} | {'adaptive':<44} | non-adaptive (today's publisher)")
+    print(f"{'':<20} | {head:<44} | {head}")
+    for index, phase in enumerate(PROFILE):
+        left = adaptive[index] if adaptive is not None else None
+        print(f"{phase.name:<20} | {cell(left):<44} | {cell(fixed[index])}")
+    if adaptive is None:
+        print("adaptive: not available (`luxxon-agent publish` has no --no-adapt yet)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=("software", "passthrough"))
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every phase's length")
+    args = parser.parse_args()
+    reason = netns_unavailable()
+    if reason is not None:
+        print(f"bench_link: {reason}", file=sys.stderr)
+        return 2
+    paths = {
+        "software": (
+            "testsrc://?size=1280x720&fps=30",
+            "software: testsrc 720p30, libx264, 2 Mbit/s cap",
+        ),
+        "passthrough": (
+            f"rtsp://127.0.0.1:{CAMERA_PORT}/cam",
+            "passthrough: RTSP camera 720p30 H.264, 2.5 Mbit/s CBR (no burned-in clock)",
+        ),
+    }
+    adaptation = has_adaptation()
+    for index, (name, (source, title)) in enumerate(paths.items()):
+        if args.only and name != args.only:
+            continue
+        adaptive = None
+        if adaptation:
+            run, frames = run_profile(source, True, args.scale, 50 + 2 * index)
+            adaptive = summarize(run, frames, name == "software")
+        run, frames = run_profile(source, False, args.scale, 51 + 2 * index)
+        report(title, adaptive, summarize(run, frames, name == "software"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
