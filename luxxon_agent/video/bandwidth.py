@@ -44,6 +44,10 @@ DEFAULT_START_BPS = 1_000_000.0
 LOSS_GROW_BELOW = 0.02
 LOSS_BACKOFF_ABOVE = 0.10
 """GCC's loss thresholds: random loss up to 2 % is noise, above 10 % is congestion."""
+RANDOM_LOSS_QUEUE_MS = 10.0
+"""Loss between the thresholds with less queuing delay than this is the radio's, not
+congestion (a full bottleneck queue shows as delay first): it does not stop growth, or a
+link with steady 5 % loss would hold the estimate wherever the last back-off left it."""
 OVERUSE_QUEUE_MS = 30.0
 """Queuing delay that counts as a standing queue (GCC's threshold is 12.5 ms on a
 gradient sampled per frame group; RTT samples arrive once a second and carry both
@@ -439,7 +443,9 @@ class BandwidthEstimator:
                 )
             self._set(min(self._estimate, target), RateState.DECREASE, reason)
             return
-        if self._loss >= LOSS_GROW_BELOW:
+        queuing = trend.queuing_ms()
+        random_loss = queuing is not None and queuing < RANDOM_LOSS_QUEUE_MS
+        if self._loss >= LOSS_GROW_BELOW and not random_loss:
             self._set(self._estimate, RateState.HOLD, f"loss {self._loss * 100:.0f} %")
             return
         if self._signal is DelaySignal.UNDERUSE:

@@ -237,7 +237,10 @@ class RtcpTap:
         size = self._sizes.get(sequence_number & 0xFFFF)
         if size is None:
             return  # aiortc's history would not have it either (or it was never ours)
-        if not self.budget.allow(size, self.estimator.estimate_bps) and self.enforce:
+        # what arrived bounds the budget too: right after a step down the estimate is stale
+        snapshot = self.estimator.snapshot()
+        basis = min(snapshot.estimate_bps, snapshot.receive_bps or snapshot.estimate_bps)
+        if not self.budget.allow(size, basis) and self.enforce:
             self.retransmissions_dropped += 1
             return
         original: Callable[[int], Awaitable[None]] = self._originals["_retransmit"]
