@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -196,14 +197,14 @@ def _avcc_packet_to_annexb(data: bytes) -> bytes:
 
 
 async def _open_player(
-    target: str, fmt: str | None, options: dict[str, str], *, decode: bool, loop: bool
+    target: str, fmt: str | None, options: dict[str, str], *, decode: bool
 ) -> Any:
     from aiortc.contrib.media import MediaPlayer
 
     try:
         # av.open blocks (an RTSP handshake can take seconds): keep it off the event loop
         return await asyncio.to_thread(
-            MediaPlayer, target, format=fmt, options=options, decode=decode, loop=loop
+            MediaPlayer, target, format=fmt, options=options, decode=decode
         )
     except Exception as exc:
         import av
@@ -227,12 +228,12 @@ def _stream_fps(stream: Any, fallback: float) -> float:
     return float(stream.average_rate or stream.guessed_rate or fallback)
 
 
-def _relay_source(player: Any, relay: Any, fps: float) -> Any:
+def _relay_source(video: MediaStreamTrack, relay: Any, fps: float) -> Any:
     raw_cls = _raw_track_class()
 
     def make() -> Any:
         # unbuffered: a slow encoder skips to the newest frame instead of falling behind
-        proxy = relay.subscribe(player.video, buffered=False)
+        proxy = relay.subscribe(video, buffered=False)
         return raw_cls(proxy.recv, fps, on_stop=proxy.stop)
 
     return make
@@ -245,6 +246,40 @@ def _stop_player(player: Any) -> Any:
                 track.stop()
 
     return close
+
+
+def _looping_video(player: Any, reopen: Callable[[], Awaitable[Any]]) -> MediaStreamTrack:
+    """`player`'s video, played again from the start by a fresh player at each end.
+
+    aiortc's own `loop` seeks back inside the same player, whose real-time pacing
+    then compares the restarted timestamps with the first pass's start and stops
+    waiting: a looping file went out at 75-90 fps. A new player paces each pass
+    from its own first frame; `_pts_normaliser` keeps the timestamps going forward.
+    """
+    from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+    class LoopingTrack(MediaStreamTrack):
+        kind = "video"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._player = player
+
+        async def recv(self) -> Any:
+            while True:
+                try:
+                    return await self._player.video.recv()
+                except MediaStreamError:
+                    if self.readyState != "live":
+                        raise
+                    _stop_player(self._player)()
+                    self._player = await reopen()
+
+        def stop(self) -> None:
+            super().stop()
+            _stop_player(self._player)()
+
+    return LoopingTrack()
 
 
 async def _open_player_source(
@@ -262,8 +297,16 @@ async def _open_player_source(
 
     relay = MediaRelay()
     reason: str | None = None
+
+    def video_of(player: Any, decode: bool) -> tuple[MediaStreamTrack, Callable[[], None]]:
+        """The player's video track, looping when asked, and how to close it all."""
+        if not loop:
+            return player.video, _stop_player(player)
+        looping = _looping_video(player, lambda: _open_player(target, fmt, options, decode=decode))
+        return looping, looping.stop
+
     if passthrough:
-        player = await _open_player(target, fmt, options, decode=False, loop=loop)
+        player = await _open_player(target, fmt, options, decode=False)
         stream = _player_stream(player)
         if player.video is None or stream is None:
             _stop_player(player)()
@@ -283,10 +326,11 @@ async def _open_player_source(
                 stream_fps = _stream_fps(stream, fps)
                 track_cls = _passthrough_track_class()
                 avcc = extradata[:1] == b"\x01"
+                video, close = video_of(player, decode=False)
 
                 def make() -> Any:
                     # buffered: a dropped packet would corrupt the picture until the next IDR
-                    proxy = relay.subscribe(player.video, buffered=True)
+                    proxy = relay.subscribe(video, buffered=True)
                     return track_cls(proxy, headers, avcc, stream_fps)
 
                 logger.info("passing H.264 %s through untouched", profile.profile_level_id)
@@ -296,23 +340,24 @@ async def _open_player_source(
                     stream_fps,
                     profile=profile,
                     _make_video=make,
-                    _closers=[_stop_player(player)],
+                    _closers=[close],
                 )
             _stop_player(player)()
         logger.warning("transcoding instead of passthrough: %s", reason)
-    player = await _open_player(target, fmt, options, decode=True, loop=loop)
+    player = await _open_player(target, fmt, options, decode=True)
     if player.video is None:
         _stop_player(player)()
         raise MediaError("the source has no video stream")
     stream = _player_stream(player)
     stream_fps = _stream_fps(stream, fps)
+    video, close = video_of(player, decode=True)
     return MediaSource(
         url_kind,
         "raw",
         stream_fps,
         transcode_reason=reason,
-        _make_video=_relay_source(player, relay, stream_fps),
-        _closers=[_stop_player(player)],
+        _make_video=_relay_source(video, relay, stream_fps),
+        _closers=[close],
     )
 
 
@@ -401,7 +446,7 @@ async def _attach_audio(source: MediaSource, audio: str) -> None:
     parts, _ = _query(audio)
     if parts.scheme != "alsa":
         raise MediaError("audio source must be alsa://DEVICE (e.g. alsa://default)")
-    player = await _open_player(parts.netloc or "default", "alsa", {}, decode=True, loop=False)
+    player = await _open_player(parts.netloc or "default", "alsa", {}, decode=True)
     if player.audio is None:
         _stop_player(player)()
         raise MediaError(f"no audio from {strip_userinfo(audio)}")
