@@ -47,9 +47,13 @@ UP_MARGIN = 1.3
 """Back to passthrough when the estimate is above the camera's rate times this..."""
 UP_HOLD_S = 8.0
 """...for this long."""
-PROBE_S = 10.0
-"""From keyframes-only (where the estimate cannot grow), try passthrough after this."""
-MAX_PROBE_S = 80.0
+PROBE_S = 15.0
+"""Where the estimate cannot grow to the camera's rate (keyframes only, or a transcoder
+that needs far less than its target: the estimate stays within 1.5 x what is sent), try
+passthrough after this, and twice as long after each try the link refused."""
+MAX_PROBE_S = 120.0
+APP_LIMITED_SHARE = 0.5
+"""A transcoder producing less than this share of its target is app-limited."""
 AFFORDABLE_SHARE = 0.8
 """Transcoding that takes more than this share of the frame interval is not affordable."""
 COST_SAMPLE_FRAMES = 30
@@ -75,7 +79,12 @@ class PassthroughSwitch:
         self._bytes = 0
         self._since: float | None = None
         self._probe_s = PROBE_S
+        self._probing = False
         self._entered_at = 0.0
+        self._listeners: list[Callable[[PassthroughMode], None]] = []
+
+    def on_switch(self, listener: Callable[[PassthroughMode], None]) -> None:
+        self._listeners.append(listener)
 
     def camera_bps(self, now: float) -> float | None:
         """The camera's bitrate over the last CAMERA_WINDOW_S, once that much was seen."""
@@ -95,7 +104,10 @@ class PassthroughSwitch:
         if self.mode is PassthroughMode.TRANSCODE:
             self._enter(PassthroughMode.KEYFRAMES, why, now)
 
-    def update(self, target_bps: float, now: float) -> PassthroughMode:
+    def update(
+        self, target_bps: float, now: float, output_bps: float | None = None
+    ) -> PassthroughMode:
+        """The mode for `target_bps`; `output_bps` is what the transcoder produces."""
         self.target_bps = target_bps
         camera = self.camera_bps(now)
         if camera is None:
@@ -103,6 +115,9 @@ class PassthroughSwitch:
         if self.mode is PassthroughMode.PASSTHROUGH:
             narrow = target_bps < camera * DOWN_MARGIN
             if self._held(narrow, now, DOWN_HOLD_S):
+                if self._probing and now - self._entered_at < UP_HOLD_S:
+                    self._probe_s = min(MAX_PROBE_S, self._probe_s * 2)
+                self._probing = False
                 mode = (
                     PassthroughMode.TRANSCODE
                     if self.transcode_allowed
@@ -116,6 +131,9 @@ class PassthroughSwitch:
                 )
             return self.mode
         wide = target_bps >= camera * UP_MARGIN
+        limited = self.mode is PassthroughMode.KEYFRAMES or (
+            output_bps is not None and output_bps < APP_LIMITED_SHARE * target_bps
+        )
         if self._held(wide, now, UP_HOLD_S):
             self._probe_s = PROBE_S
             self._enter(
@@ -124,9 +142,13 @@ class PassthroughSwitch:
                 f" {camera / 1000:.0f} kbit/s",
                 now,
             )
-        elif self.mode is PassthroughMode.KEYFRAMES and now - self._entered_at >= self._probe_s:
-            self._probe_s = min(MAX_PROBE_S, self._probe_s * 2)
-            self._enter(PassthroughMode.PASSTHROUGH, "probing the link with passthrough", now)
+        elif limited and now - self._entered_at >= self._probe_s:
+            self._probing = True
+            self._enter(
+                PassthroughMode.PASSTHROUGH,
+                "probing the link with passthrough (the estimate cannot grow past what is sent)",
+                now,
+            )
         return self.mode
 
     def _held(self, condition: bool, now: float, hold: float) -> bool:
@@ -143,6 +165,8 @@ class PassthroughSwitch:
         self.switches += 1
         self._since = None
         self._entered_at = now
+        for listener in list(self._listeners):
+            listener(mode)
 
 
 class _Transcoder:
@@ -211,9 +235,10 @@ def make_switching_track(
                 self._transcoder.encoder.request_keyframe()
 
         def set_target(self, bitrate_bps: float, at: float) -> None:
-            switch.update(bitrate_bps, at)
-            if self._transcoder is not None:
-                self._transcoder.encoder.set_target(bitrate_bps, at)
+            encoder = self._transcoder.encoder if self._transcoder is not None else None
+            switch.update(bitrate_bps, at, encoder.output_bps if encoder is not None else None)
+            if encoder is not None:
+                encoder.set_target(bitrate_bps, at)
 
         async def recv(self) -> Any:
             while not self._pending:

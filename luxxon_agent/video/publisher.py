@@ -151,6 +151,7 @@ class Publisher:
         self._netwatch: NetWatch | None = None
         self._moves: list[NetworkChange] = []
         self._moved = asyncio.Event()
+        self._refused_seen = 0
 
     def __repr__(self) -> str:
         url = "no whipUrl yet" if self._whip is None else redact_url(self._whip.whip_url.reveal())
@@ -452,6 +453,8 @@ class Publisher:
         adaptive = self._options.adaptive
         if adaptive and source.kind == "h264" and self._switch is None:
             self._switch = PassthroughSwitch(transcode=self._options.video.transcode)
+            # the receiver may hold holes of the old mode it will never get repaired
+            self._switch.on_switch(lambda _: self._flush_receiver())
         video = video_track(
             source,
             self._options.video,
@@ -478,6 +481,7 @@ class Publisher:
         )
         connection.tap.on_change(lambda _: self._retarget())
         self._connection = connection
+        self._refused_seen = 0
         return connection
 
     def _estimator_for(self, source: MediaSource) -> BandwidthEstimator:
@@ -491,6 +495,24 @@ class Publisher:
                 max_bps=ceiling, start_bps=ceiling, clock=self._options.clock
             )
         return self._estimator
+
+    def _flush_receiver(self) -> None:
+        """Have the next keyframe start past a sequence jump (rtcp_tap.SEQUENCE_JUMP)."""
+        if self._connection is not None:
+            self._connection.tap.request_jump()
+
+    def _repair_holes(self) -> None:
+        """Retransmissions refused by the budget left holes: flush them at a keyframe,
+        and ask our encoder for one (within the PLI rate limit)."""
+        connection = self._connection
+        if connection is None or connection.tap.retransmissions_dropped == self._refused_seen:
+            return
+        self._refused_seen = connection.tap.retransmissions_dropped
+        connection.tap.request_jump()
+        track = self._video.track if self._video is not None else None
+        request_keyframe = getattr(track, "request_keyframe", None)
+        if request_keyframe is not None and connection.tap.keyframes.allow():
+            request_keyframe()
 
     def _retarget(self) -> None:
         """Hand the estimate to what follows it (and let its hysteresis timers run)."""
@@ -541,6 +563,7 @@ class Publisher:
                 report = await connection.report()
                 self._stats.add(now, report)
                 self._retarget()
+                self._repair_holes()
                 if report.remote_mark != last_mark:
                     last_mark, last_report_at = report.remote_mark, now
                 elif now - last_report_at > self._options.stale_after:
