@@ -52,6 +52,9 @@ PROBE_S = 15.0
 that needs far less than its target: the estimate stays within 1.5 x what is sent), try
 passthrough after this, and twice as long after each try the link refused."""
 MAX_PROBE_S = 120.0
+PROBE_GRACE_S = 12.0
+"""A probe is judged by congestion, not by the estimate, for this long: the estimate
+starts where transcoding left it and needs about 10 s at 25 %/s to reach the camera's."""
 APP_LIMITED_SHARE = 0.5
 """A transcoder producing less than this share of its target is app-limited."""
 AFFORDABLE_SHARE = 0.8
@@ -75,6 +78,8 @@ class PassthroughSwitch:
         self.switches = 0
         self.reason = "start"
         self.target_bps: float | None = None
+        self.congested = False
+        """Set by the publisher: the estimator is backing off (loss or delay)."""
         self._packets: collections.deque[tuple[float, int]] = collections.deque()
         self._bytes = 0
         self._since: float | None = None
@@ -114,8 +119,14 @@ class PassthroughSwitch:
             return self.mode
         if self.mode is PassthroughMode.PASSTHROUGH:
             narrow = target_bps < camera * DOWN_MARGIN
+            in_grace = self._probing and now - self._entered_at < PROBE_GRACE_S
+            if in_grace:
+                narrow = narrow and self.congested
+            elif self._probing:
+                self._probing = False  # the probe held: the link takes the camera again
+                self._probe_s = PROBE_S
             if self._held(narrow, now, DOWN_HOLD_S):
-                if self._probing and now - self._entered_at < UP_HOLD_S:
+                if in_grace:
                     self._probe_s = min(MAX_PROBE_S, self._probe_s * 2)
                 self._probing = False
                 mode = (

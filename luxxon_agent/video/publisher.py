@@ -40,7 +40,7 @@ from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock, sleep_or_event
 from luxxon_agent.errors import LuxxonError, MediaError, WhipError
 from luxxon_agent.secret import Secret, redact_url
-from luxxon_agent.video.bandwidth import BandwidthEstimator
+from luxxon_agent.video.bandwidth import BandwidthEstimator, RateState
 from luxxon_agent.video.connection import Connection, VideoTrack, open_connection, video_track
 from luxxon_agent.video.encoder import VideoOptions
 from luxxon_agent.video.mediasource import MediaSource
@@ -520,6 +520,8 @@ class Publisher:
         if control is None or self._estimator is None or not self._options.adaptive:
             return
         target = self._estimator.estimate_bps * ENCODER_SHARE
+        if self._switch is not None:
+            self._switch.congested = self._estimator.snapshot().state is RateState.DECREASE
         control.set_target(target, self._options.clock.monotonic())
 
     def _hold(self, resource: WhipResource) -> None:
