@@ -174,3 +174,27 @@ def test_passthrough_switches_to_transcoding_and_back(tmp_path: Path) -> None:
         assert opened[-1]["mode_switches"] >= 2
         assert run.stats[-1]["reconnects"] == 0
         assert run.publisher_connections() == 1
+
+
+def test_address_change_reoffers_at_once(tmp_path: Path) -> None:
+    require_netns()
+    with NetnsLink(subnet=63, name="aa") as link:
+        ns, dev = link.client_ns, link.client_dev
+        other = link.client_ip.rsplit(".", 1)[0] + ".7"
+        # the address that takes over stays when the first one goes (it is a secondary)
+        link.run(ns, ["sysctl", "-qw", f"net.ipv4.conf.{dev}.promote_secondaries=1"])
+        run = Run(link, tmp_path, "testsrc://?size=640x360&fps=30")
+        run.follow(6)
+        link.run(ns, ["ip", "addr", "add", f"{other}/24", "dev", dev])
+        run.follow(2)
+        removed_at = time.time()
+        link.run(ns, ["ip", "addr", "del", f"{link.client_ip}/24", "dev", dev])
+        run.follow(8)
+        link.stop(run.publisher)
+        back = run.arrivals(removed_at + 0.3, removed_at + 8)
+        assert back, "no frame after the address change"
+        # a re-offer, at once: not the 5 s staleness timer, not a backoff
+        assert back[0] - removed_at < 3.0, back[0] - removed_at
+        assert run.stats[-1]["reconnects"] == 1
+        assert "network changed" in (run.stats[-1]["last_error"] or "")
+        assert run.publisher_connections() == 2
