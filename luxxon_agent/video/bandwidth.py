@@ -457,8 +457,8 @@ class BandwidthEstimator:
                 )
             self._set(min(self._estimate, target), RateState.DECREASE, reason)
             return
-        queuing = trend.queuing_ms()
-        random_loss = queuing is not None and queuing < RANDOM_LOSS_QUEUE_MS
+        standing = trend.queuing_ms()
+        random_loss = standing is not None and standing < RANDOM_LOSS_QUEUE_MS
         if self._loss >= LOSS_GROW_BELOW and not random_loss:
             self._set(self._estimate, RateState.HOLD, f"loss {self._loss * 100:.0f} %")
             return

@@ -152,6 +152,7 @@ async def open_connection(
     limit apply (without, they are only counted).
     """
     errors = _webrtc_errors()
+    setup_errors: tuple[type[BaseException], ...] = (*errors, AiortcChangedError)
     try:
         pc, sender = _build(source, track, codec, ice_servers, on_frame)
         # REMB is counted, not obeyed: aiortc receivers (our stub's ingest) send one that
@@ -159,7 +160,7 @@ async def open_connection(
         # publisher far under a link that reopened; loss and RTT from RRs drive instead
         tap = RtcpTap(sender, estimator, enforce=enforce, use_remb=False, clock=clock)
         tap.attach()
-    except (*errors, AiortcChangedError) as exc:
+    except setup_errors as exc:
         raise MediaError(f"cannot set up the WebRTC connection: {exc}") from exc
     connection = Connection(pc, sender, tap)
     try:

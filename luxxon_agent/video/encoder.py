@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from luxxon_agent.errors import MediaError
 from luxxon_agent.video.ladder import UP_MARGIN, Ladder
@@ -96,7 +96,9 @@ def open_h264_encoder(
     failures: list[str] = []
     for name in names:
         try:
-            codec = av.CodecContext.create(name, "w")
+            codec = cast(
+                "av.video.codeccontext.VideoCodecContext", av.CodecContext.create(name, "w")
+            )
             codec.width = width
             codec.height = height
             codec.pix_fmt = "yuv420p"
@@ -177,7 +179,7 @@ class H264Encoder:
         if self.ladder is not None:
             self.ladder.choose(self.target_bps, now, self.output_bps)
 
-    def encode(self, frame: av.VideoFrame) -> list[av.Packet]:
+    def encode(self, frame: av.VideoFrame) -> list[av.Packet[Any]]:
         import av
 
         if self.adaptive and self.ladder is None:
@@ -256,15 +258,16 @@ def make_encoding_track(source: MediaStreamTrack, encoder: H264Encoder) -> Media
         def __init__(self) -> None:
             super().__init__()
             self._source = source
-            self._pending: list[av.Packet] = []
+            self._pending: list[av.Packet[Any]] = []
 
         def request_keyframe(self) -> None:
             encoder.request_keyframe()
 
-        async def recv(self) -> av.Packet:
+        async def recv(self) -> av.Packet[Any]:
             loop = asyncio.get_running_loop()
             while not self._pending:
-                frame = await self._source.recv()
+                # the raw tracks hand out frames only
+                frame = cast("av.VideoFrame", await self._source.recv())
                 # encoding is CPU work that would stall the event loop; PyAV releases the GIL
                 self._pending = await loop.run_in_executor(None, encoder.encode, frame)
             packet = self._pending.pop(0)

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
@@ -33,6 +33,7 @@ from luxxon_agent.video.h264 import (
 from luxxon_agent.video.testsrc import TIME_BASE, VIDEO_CLOCK_RATE, TestSource
 
 if TYPE_CHECKING:
+    import av
     from aiortc.mediastreams import MediaStreamTrack
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,8 @@ class MediaSource:
 
     def video_track(self) -> MediaStreamTrack:
         """A new video track for one peer connection."""
-        return self._make_video()
+        track: MediaStreamTrack = self._make_video()
+        return track
 
     def audio_track(self) -> MediaStreamTrack | None:
         """A new audio track for one peer connection, or None without audio."""
@@ -162,7 +164,8 @@ def _passthrough_track_class() -> Any:
             import av
 
             while True:
-                packet = await self._relayed.recv()
+                # a player opened with decode=False hands out packets only
+                packet = cast("av.Packet[Any]", await self._relayed.recv())
                 if packet.is_keyframe:
                     self._started = True
                 if self._started:

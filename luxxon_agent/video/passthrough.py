@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from luxxon_agent.video.encoder import VIDEO_TIME_BASE, H264Encoder, VideoOptions
 
@@ -49,8 +49,9 @@ UP_HOLD_S = 8.0
 """...for this long."""
 PROBE_S = 15.0
 """Where the estimate cannot grow to the camera's rate (keyframes only, or a transcoder
-that needs far less than its target: the estimate stays within 1.5 x what is sent), try
-passthrough after this, and twice as long after each try the link refused."""
+that needs far less than its target: the estimate stays within 1.5 x what is sent), or
+the link has shown no congestion for UP_HOLD_S, try passthrough after this, and twice as
+long after each try the link refused."""
 MAX_PROBE_S = 120.0
 PROBE_GRACE_S = 12.0
 """A probe is judged by congestion, not by the estimate, for this long: the estimate
@@ -80,6 +81,7 @@ class PassthroughSwitch:
         self.target_bps: float | None = None
         self.congested = False
         """Set by the publisher: the estimator is backing off (loss or delay)."""
+        self._congested_at: float | None = None
         self._packets: collections.deque[tuple[float, int]] = collections.deque()
         self._bytes = 0
         self._since: float | None = None
@@ -141,10 +143,13 @@ class PassthroughSwitch:
                     now,
                 )
             return self.mode
+        if self.congested:
+            self._congested_at = now
         wide = target_bps >= camera * UP_MARGIN
         limited = self.mode is PassthroughMode.KEYFRAMES or (
             output_bps is not None and output_bps < APP_LIMITED_SHARE * target_bps
         )
+        quiet = self._congested_at is None or now - self._congested_at >= UP_HOLD_S
         if self._held(wide, now, UP_HOLD_S):
             self._probe_s = PROBE_S
             self._enter(
@@ -153,7 +158,7 @@ class PassthroughSwitch:
                 f" {camera / 1000:.0f} kbit/s",
                 now,
             )
-        elif limited and now - self._entered_at >= self._probe_s:
+        elif (limited or quiet) and now - self._entered_at >= self._probe_s:
             self._probing = True
             self._enter(
                 PassthroughMode.PASSTHROUGH,
@@ -194,13 +199,13 @@ class _Transcoder:
         self.cost_ms: float | None = None
         """Mean decode + encode time per frame over the first frames, once measured."""
 
-    def transcode(self, packet: av.Packet) -> list[av.Packet]:
+    def transcode(self, packet: av.Packet[Any]) -> list[av.Packet[Any]]:
         import av
 
         began = time.perf_counter()
         source = av.Packet(bytes(packet))
         source.pts, source.time_base = packet.pts, VIDEO_TIME_BASE
-        out: list[av.Packet] = []
+        out: list[av.Packet[Any]] = []
         try:
             frames = self._decoder.decode(source)
         except av.FFmpegError as exc:
@@ -253,7 +258,8 @@ def make_switching_track(
 
         async def recv(self) -> Any:
             while not self._pending:
-                packet = await camera.recv()
+                # the camera's track hands out packets only
+                packet = cast("av.Packet[Any]", await camera.recv())
                 at = now()
                 switch.add_packet(packet.size, at)
                 self._pending = await self._route(packet, at)
