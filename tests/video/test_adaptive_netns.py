@@ -25,11 +25,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.netns import NetnsLink, read_json_line, require_netns
+from tests.netns import (
+    NetnsLink,
+    read_json_line,
+    require_netns,
+    start_cbr_camera,
+    start_ingest,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).with_name("luxxon-agent"))
-CAMERA = ROOT / "benchmarks" / "_cbr_camera.py"
 CAMERA_PORT = 8554
 FALL_WITHIN_S = 5.0
 """From the step down to a sent rate under the link: the issue's 2 s target is the
@@ -43,23 +48,9 @@ class Run:
         self.link = link
         self.frames = work / "frames"
         self.stats: list[dict[str, Any]] = []
-        ingest = link.popen(
-            link.server_ns,
-            [sys.executable, "-m", "tests.link_ingest", "--host", link.server_ip,
-             "--port", "8080", "--out", str(self.frames)],
-            cwd=str(ROOT),
-        )  # fmt: skip
-        assert ingest.stdout is not None
-        assert ingest.stdout.readline().strip() == "ready", "the ingest did not start"
+        start_ingest(link, str(self.frames))
         if source.startswith("rtsp://"):
-            camera = link.popen(
-                link.client_ns,
-                ["/usr/bin/python3", str(CAMERA), str(CAMERA_PORT), "constrained-baseline",
-                 "1280", "720"],
-                stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            assert camera.stdout is not None
-            assert camera.stdout.readline().strip() == "ready", "the camera did not start"
+            start_cbr_camera(link, CAMERA_PORT)
         env = os.environ | {
             # the whipUrl is a credential: environment, never argv
             "LUXXON_WHIP_URL": Path(str(self.frames) + ".url").read_text(),
@@ -108,8 +99,22 @@ def _fps_and_longest_gap(arrivals: list[float], start: float, end: float) -> tup
     return len(arrivals) / (end - start), max(b - a for a, b in zip(edges, edges[1:], strict=False))
 
 
-def _first_under(lines: list[dict[str, Any]], since: float, rate_bps: float) -> float | None:
-    return next((x["at"] - since for x in lines if x["sent_bps"] < rate_bps), None)
+def _assert_adapted(
+    run: Run,
+    narrowed: list[dict[str, Any]],
+    shaped_at: float,
+    opened_at: float,
+    rate_bps: float,
+    min_fps: float,
+) -> None:
+    """The sent rate (on the wire, retransmissions included) fell under the link in time,
+    and frames kept reaching the ingest once the publisher had adapted."""
+    under = next((x["at"] - shaped_at for x in narrowed if x["sent_bps"] < rate_bps), None)
+    assert under is not None and under <= FALL_WITHIN_S, [round(x["sent_bps"]) for x in narrowed]
+    fps, gap = _fps_and_longest_gap(
+        run.arrivals(shaped_at + 6, opened_at), shaped_at + 6, opened_at
+    )
+    assert fps >= min_fps and gap < 2.5, (fps, gap)
 
 
 def test_software_path_follows_a_step_down_and_back(tmp_path: Path) -> None:
@@ -126,16 +131,7 @@ def test_software_path_follows_a_step_down_and_back(tmp_path: Path) -> None:
         opened_at = time.time()
         run.follow(10)
         link.stop(run.publisher)
-        # the sent rate (everything on the wire, retransmissions included) under the link
-        under = _first_under(narrowed, shaped_at, narrow)
-        assert under is not None and under <= FALL_WITHIN_S, [
-            round(x["sent_bps"]) for x in narrowed
-        ]
-        # frames kept coming while the link was narrow, once the publisher had adapted
-        fps, gap = _fps_and_longest_gap(
-            run.arrivals(shaped_at + 6, opened_at), shaped_at + 6, opened_at
-        )
-        assert fps >= 5 and gap < 2.5, (fps, gap)
+        _assert_adapted(run, narrowed, shaped_at, opened_at, narrow, min_fps=5)
         assert any(x["rung"] != "720p30" for x in narrowed), "the ladder never stepped"
         fps_open, _ = _fps_and_longest_gap(
             run.arrivals(opened_at + 5, opened_at + 10), opened_at + 5, opened_at + 10
@@ -161,14 +157,7 @@ def test_passthrough_switches_to_transcoding_and_back(tmp_path: Path) -> None:
         opened = run.follow(28)
         link.stop(run.publisher)
         assert any(x["mode"] == "transcode" for x in narrowed), [x["mode"] for x in narrowed]
-        under = _first_under(narrowed, shaped_at, narrow)
-        assert under is not None and under <= FALL_WITHIN_S, [
-            round(x["sent_bps"]) for x in narrowed
-        ]
-        fps, gap = _fps_and_longest_gap(
-            run.arrivals(shaped_at + 6, opened_at), shaped_at + 6, opened_at
-        )
-        assert fps >= 8 and gap < 2.5, (fps, gap)
+        _assert_adapted(run, narrowed, shaped_at, opened_at, narrow, min_fps=8)
         # back to the camera's stream untouched once the link took it again
         assert opened[-1]["mode"] == "passthrough", [x["mode"] for x in opened]
         assert opened[-1]["mode_switches"] >= 2
