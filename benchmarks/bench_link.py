@@ -54,6 +54,8 @@ CLI = str(Path(sys.executable).with_name("luxxon-agent"))
 PORT = 8080
 CAMERA_PORT = 8554
 FROZEN_GAP_S = 0.2
+PLAUSIBLE_S = 60.0
+"""Staleness readings further off than this are misread strips, not stale frames."""
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,10 @@ def summarize(run: Run, frames_path: Path, clocked: bool) -> list[PhaseResult]:
         inside = [(t, c) for t, c in arrivals if start <= t < end]
         times = [start, *(t for t, _ in inside), end]
         frozen = sum(b - a for a, b in zip(times, times[1:], strict=False) if b - a > FROZEN_GAP_S)
-        stale = sorted((t - c) * 1000 for t, c in inside if c is not None)
+        # a strip misread on a scaled-down frame decodes to a random time, years off
+        stale = sorted(
+            (t - c) * 1000 for t, c in inside if c is not None and abs(t - c) < PLAUSIBLE_S
+        )
         stats = [s for t, s in run.stats if start <= t < end]
         sent = [
             float(str(s.get("bitrate_bps", 0))) for s in stats if s.get("state") == "publishing"

@@ -31,6 +31,10 @@ VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
 HARDWARE_H264_ENCODERS = ("h264_v4l2m2m",)
 OUTPUT_WINDOW_S = 2.0
 """The encoder's own output rate is measured over this long (a keyframe interval)."""
+QP_FRAMES = 30
+"""The quantiser is averaged over this many frames (a second at 30 fps)."""
+FF_QP2LAMBDA = 118
+"""FFmpeg reports a frame's QP in its quality side data times this."""
 MIN_TARGET_BPS = 50_000.0
 """Below this libx264 cannot make a picture worth sending, whatever the link."""
 _UNUSABLE: set[str] = set()
@@ -164,6 +168,9 @@ class H264Encoder:
         self._output: collections.deque[tuple[float, int]] = collections.deque()
         self._output_bytes = 0
         self.output_bps: float | None = None
+        self._qps: collections.deque[float] = collections.deque(maxlen=QP_FRAMES)
+        self.mean_qp: float | None = None
+        """libx264's mean quantiser over the last QP_FRAMES frames (None: not reported)."""
         """What the encoder produced over the last OUTPUT_WINDOW_S (None before that)."""
 
     @property
@@ -177,7 +184,7 @@ class H264Encoder:
         """Aim at `bitrate_bps` (bounded by the cap); picks the ladder rung with `adaptive`."""
         self.target_bps = max(MIN_TARGET_BPS, min(float(self.options.bitrate), bitrate_bps))
         if self.ladder is not None:
-            self.ladder.choose(self.target_bps, now, self.output_bps)
+            self.ladder.choose(self.target_bps, now, self.output_bps, self.mean_qp)
 
     def encode(self, frame: av.VideoFrame) -> list[av.Packet[Any]]:
         import av
@@ -206,7 +213,21 @@ class H264Encoder:
         self._force_keyframe = False
         packets = list(codec.encode(frame))
         self._count_output(sum(p.size for p in packets))
+        for packet in packets:
+            self._count_qp(packet)
         return packets
+
+    def _count_qp(self, packet: av.Packet[Any]) -> None:
+        from av.packet import PacketSideData
+
+        try:
+            stats = bytes(PacketSideData.from_packet(packet, "quality_stats"))
+        except (ValueError, KeyError, TypeError):
+            return  # an encoder that does not report it (hardware): the floors decide
+        if len(stats) >= 4:
+            self._qps.append(int.from_bytes(stats[:4], "little") / FF_QP2LAMBDA)
+            # written here only; readers take the float
+            self.mean_qp = sum(self._qps) / len(self._qps)
 
     def _count_output(self, size: int) -> None:
         # only the encoding thread touches the window; readers see the float
@@ -243,6 +264,8 @@ class H264Encoder:
             size[0], size[1], fps, self.options, bitrate=bitrate, max_rate=max_rate
         )
         self._opened_for = size
+        self._qps.clear()  # another picture size: its quantisers are another story
+        self.mean_qp = None
         if self._on_open is not None:
             self._on_open(name)
         return self._codec

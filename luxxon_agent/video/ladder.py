@@ -29,6 +29,11 @@ UP_HOLD_S = 4.0
 """...for this long."""
 APP_LIMITED_SHARE = 0.5
 """An encoder producing less than this share of its target is app-limited."""
+QP_HIGH = 35.0
+"""Mean H.264 QP above which the picture suffers at this rung (libwebrtc's quality
+scaler uses 37 for its high threshold; blocks show from about here at ultrafast)."""
+QP_LOW = 27.0
+"""Mean QP below which this rung's picture is easy: a bigger one may fit the same bits."""
 PROBE_FAILED_S = 10.0
 """A step down this soon after a probing step up undoes the probe."""
 MAX_PROBE_HOLD_S = 64.0
@@ -97,10 +102,23 @@ class Ladder:
     def floor(self, index: int) -> float:
         return self.rungs[index].floor_bps * self._scale
 
-    def choose(self, target_bps: float, now: float, output_bps: float | None = None) -> Rung:
-        """The rung for `target_bps` at monotonic time `now`; `output_bps` is what the
-        encoder actually produces (None: unknown, taken as using all of the target)."""
+    def choose(
+        self,
+        target_bps: float,
+        now: float,
+        output_bps: float | None = None,
+        qp: float | None = None,
+    ) -> Rung:
+        """The rung for `target_bps` at monotonic time `now`. `output_bps` is what the
+        encoder actually produces, `qp` its mean quantiser (None: unknown; the floors alone
+        decide). A picture that is easy at this rung (app-limited, or a low QP) neither
+        steps down for a floor nor waits for one to step up."""
         limited = output_bps is not None and output_bps < APP_LIMITED_SHARE * target_bps
+        if qp is not None:
+            limited = limited or qp < QP_HIGH
+            easy = qp < QP_LOW
+        else:
+            easy = limited
         fitting = next(
             (i for i in range(len(self.rungs)) if target_bps >= self.floor(i)),
             len(self.rungs) - 1,
@@ -114,7 +132,7 @@ class Ladder:
             return self.rung
         # the highest rung whose floor the target clears with the margin
         up = next((i for i in range(self.index) if target_bps >= self.floor(i) * UP_MARGIN), None)
-        probing = up is None and limited and self.index > 0
+        probing = up is None and easy and self.index > 0
         if probing:
             up = self.index - 1
         if up is None:
