@@ -8,9 +8,11 @@ carried as decimal strings, timestamps ISO-8601 UTC with milliseconds
 
 from __future__ import annotations
 
+import types
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from functools import cache
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -19,6 +21,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     WithJsonSchema,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -57,10 +60,55 @@ MicroUsdc = Annotated[
 ]
 """Integer micro-USDC; a decimal string on the wire, never a float."""
 
+
+def _require_rate(value: int) -> int:
+    if not 0 <= value < 10**12:
+        raise ValueError("a rate is 0 to 999999999999 micro-USDC per second")
+    return value
+
+
+RatePerSecondMicroUsdc = Annotated[
+    int,
+    AfterValidator(_require_rate),
+    PlainSerializer(str, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": "^[0-9]{1,12}$"}),
+]
+"""A requested rate: at most 12 digits, so rate x maxDurationSeconds fits 64 bits."""
+
 WalletAddress = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
 HexSignature = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]+$")]
 Latitude = Annotated[float, Field(ge=-90, le=90)]
 Longitude = Annotated[float, Field(ge=-180, le=180)]
+
+
+def _wire_kind(annotation: Any, metadata: list[Any]) -> str | None:
+    """What JSON a field takes: "number", "string-number" (money), "time", or None (any)."""
+    options = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else ()
+    kinds = set()
+    for option in options or (annotation,):
+        if get_origin(option) is Annotated:
+            option, *extra = get_args(option)
+            metadata = [*metadata, *extra]
+        kinds.add(option)
+    kinds.discard(type(None))
+    if any(isinstance(item, WithJsonSchema) for item in metadata):
+        return "string-number"
+    if kinds and kinds <= {int, float}:
+        return "number"
+    if kinds == {datetime}:
+        return "time"
+    return None
+
+
+@cache
+def _wire_kinds(model: type[BaseModel]) -> tuple[tuple[str, str, str], ...]:
+    """(alias, name, kind) of the fields of `model` that lax validation would over-accept."""
+    found = []
+    for name, info in model.model_fields.items():
+        kind = _wire_kind(info.annotation, info.metadata)
+        if kind is not None:
+            found.append((info.alias or name, name, kind))
+    return tuple(found)
 
 
 class ApiModel(BaseModel):
@@ -72,6 +120,28 @@ class ApiModel(BaseModel):
         extra="ignore",
         use_enum_values=False,
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _wire_types(cls, data: Any) -> Any:
+        """JSON types as the schema states them: pydantic's lax mode would read true as 1,
+        "5" as 5 and 1700000000 as a time."""
+        if not isinstance(data, dict):
+            return data
+        for alias, name, kind in _wire_kinds(cls):
+            value = data.get(alias, data.get(name))
+            if value is None or (isinstance(value, datetime) and kind == "time"):
+                continue
+            wrong = (
+                isinstance(value, bool)
+                or (kind == "number" and not isinstance(value, int | float))
+                or (kind == "time" and not isinstance(value, str))
+            )
+            if wrong:
+                wanted = {"number": "a number", "string-number": "a decimal string",
+                          "time": "an ISO-8601 time"}[kind]  # fmt: skip
+                raise ValueError(f"{alias} must be {wanted}, not {type(value).__name__}")
+        return data
 
     def to_wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -390,7 +460,7 @@ class LocationHeartbeat(RequestModel):
     lat: Latitude
     lng: Longitude
     accuracy_meters: float = Field(ge=0)
-    sequence: int = Field(ge=0)
+    sequence: int = Field(ge=0, lt=2**63)
     session_id: str | None = None
     speed_mps: float | None = Field(default=None, ge=0)
 
@@ -406,7 +476,7 @@ class CreateSessionRequest(RequestModel):
     lng: Longitude
     max_duration_seconds: int = Field(gt=0, le=24 * 3600)
     wait_timeout_seconds: int | None = Field(default=None, gt=0, le=24 * 3600)
-    rate_per_second_micro_usdc: MicroUsdc | None = None
+    rate_per_second_micro_usdc: RatePerSecondMicroUsdc | None = None
     geofence_radius_meters: float | None = Field(default=None, gt=0, le=100_000)
 
 

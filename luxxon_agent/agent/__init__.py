@@ -17,7 +17,7 @@ from luxxon_agent.agent.config import (
 )
 from luxxon_agent.agent.sdnotify import SdNotifier
 from luxxon_agent.agent.statefile import StateFile
-from luxxon_agent.agent.status import StatusEndpointError, fetch_status, render_metrics
+from luxxon_agent.agent.status import StatusEndpointError, fetch_status
 
 __all__ = [
     "AgentConfig",
@@ -30,5 +30,4 @@ __all__ = [
     "env_name",
     "fetch_status",
     "load_config",
-    "render_metrics",
 ]

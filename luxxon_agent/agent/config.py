@@ -138,12 +138,6 @@ class AutoAccept(_Section):
     max_duration_seconds: int = Field(default=3600, gt=0)
 
 
-class FixedPosition(_Section):
-    lat: float = Field(ge=-90, le=90)
-    lng: float = Field(ge=-180, le=180)
-    accuracy_m: float = Field(default=3.0, gt=0, le=1000)
-
-
 class OperatorConfig(_Section):
     """One `[[operators]]` table: a device that sells its view (label, position, video, policy)."""
 
@@ -165,10 +159,11 @@ class OperatorConfig(_Section):
     @classmethod
     def _position_url(cls, value: str) -> str:
         # the packages' own scheme lists, imported on use: both packages load slowly
+        from luxxon_agent.position.fixed_source import parse_fixed_url
         from luxxon_agent.position.open_source import SCHEMES
 
         scheme = urlsplit(value).scheme
-        _check_scheme("position", scheme, (*SCHEMES, "fixed"))
+        _check_scheme("position", scheme, SCHEMES)
         if scheme == "fixed":
             parse_fixed_url(value)
         return value
@@ -222,20 +217,6 @@ class AgentConfig(_Section):
 
     def assigned_on_restart_for(self, op: OperatorConfig) -> AssignedOnRestart:
         return op.assigned_on_restart or self.agent.assigned_on_restart
-
-
-def parse_fixed_url(url: str) -> FixedPosition:
-    """`fixed://?lat=..&lng=..&accuracy_m=..`: a surveyed, unmoving position."""
-    from urllib.parse import parse_qs
-
-    query = {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
-    unknown = set(query) - {"lat", "lng", "accuracy_m"}
-    if unknown:
-        raise ValueError(f"fixed:// takes lat, lng, accuracy_m, not {', '.join(sorted(unknown))}")
-    try:
-        return FixedPosition(**{k: float(v) for k, v in query.items()})
-    except (ValueError, ValidationError) as exc:
-        raise ValueError(f"fixed:// needs numeric lat and lng (and accuracy_m): {exc}") from None
 
 
 # ---- loading -----------------------------------------------------------------------
@@ -306,9 +287,11 @@ def _set_path(data: dict[str, Any], parts: list[str | int], value: Any) -> None:
         node[last] = value
 
 
-def _leaf_fields(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> dict[str, tuple]:
+def _leaf_fields(
+    model: type[BaseModel], prefix: tuple[str, ...] = ()
+) -> dict[str, tuple[tuple[str, ...], Any]]:
     """Env-name suffix -> (path, annotation) for every scalar field of `model`."""
-    out: dict[str, tuple] = {}
+    out: dict[str, tuple[tuple[str, ...], Any]] = {}
     for name, field in model.model_fields.items():
         annotation = field.annotation
         path = (*prefix, name)

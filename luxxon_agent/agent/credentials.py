@@ -22,11 +22,14 @@ from __future__ import annotations
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from luxxon_agent.errors import AuthError, ConfigError
 from luxxon_agent.identity import CREDENTIAL_NAME as API_KEY_CREDENTIAL
 from luxxon_agent.secret import Secret
+
+if TYPE_CHECKING:
+    from luxxon_agent.eip712 import KeySigner
 
 DEVICE_KEY_CREDENTIAL = "luxxon-device-key"
 PASSPHRASE_CREDENTIAL = "luxxon-device-key-passphrase"
@@ -50,8 +53,8 @@ def resolve_agent_key(key_file: Path | None, env: Mapping[str, str]) -> tuple[Se
     )
 
 
-def load_device_signer(key_file: Path | None, env: Mapping[str, str]) -> Any:
-    """A `telemetry.KeySigner` for the device key (see module doc for the order).
+def load_device_signer(key_file: Path | None, env: Mapping[str, str]) -> KeySigner:
+    """The `KeySigner` of the device key (see module doc for the order).
 
     A key file holds either 64 hex digits or an eth-account keystore (what
     `luxxon-agent keygen` writes), decrypted with the passphrase of

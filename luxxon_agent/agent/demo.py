@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from luxxon_agent.agent.config import AgentConfig
 from luxxon_agent.agent.localstub import LocalStub
@@ -31,7 +31,12 @@ from luxxon_agent.errors import EXIT_INTERRUPTED, ApiError, LuxxonError
 from luxxon_agent.files import write_atomic
 from luxxon_agent.meter import session_seconds
 from luxxon_agent.models import CreateSessionRequest, Role, Session, SessionState, Settlement
+from luxxon_agent.secret import Secret
 from luxxon_agent.wire import SPOOL_FILE_NAME
+
+if TYPE_CHECKING:
+    from luxxon_agent.agent.supervisor import Supervisor
+    from luxxon_agent.api import AsyncLuxxonClient
 
 logger = logging.getLogger(__name__)
 
@@ -147,9 +152,7 @@ async def _demo(
     try:
         async with consumer_client:
             await _wait_for(
-                lambda: (
-                    supervisor.operators and supervisor.operators[0].status.availability == "ONLINE"
-                ),
+                lambda: any(op.availability == "ONLINE" for op in supervisor.status().operators),
                 agent_task,
                 ONLINE_TIMEOUT_S,
                 "the agent did not go ONLINE",
@@ -196,7 +199,7 @@ async def _demo(
     )
 
 
-async def _device_key(base: str, operator: Account) -> Any:
+async def _device_key(base: str, operator: Account) -> Secret:
     """A fresh device key registered for the operator; the wallet key if the server can't."""
     from luxxon_agent.agent import device_registration
 
@@ -208,9 +211,9 @@ async def _device_key(base: str, operator: Account) -> Any:
 
 
 async def _follow(
-    client: Any,
+    client: AsyncLuxxonClient,
     session_id: str,
-    supervisor: Any,
+    supervisor: Supervisor,
     agent_task: asyncio.Task[int],
     options: DemoOptions,
     step: Step,
@@ -258,7 +261,7 @@ async def _wait_for(
         await asyncio.sleep(0.1)
 
 
-async def _settlement(client: Any, session_id: str) -> Settlement:
+async def _settlement(client: AsyncLuxxonClient, session_id: str) -> Settlement:
     """The settlement once it is past PENDING (bounded), else as it stands."""
     settlement = await client.settlement(session_id)
     for _ in range(50):

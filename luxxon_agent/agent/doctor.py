@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from luxxon_agent.agent.config import AgentConfig, OperatorConfig
@@ -25,6 +26,9 @@ from luxxon_agent.agent.workspace import REQUIRED_SCOPES
 from luxxon_agent.errors import LuxxonError
 from luxxon_agent.secret import Secret, redact_url, strip_userinfo
 from luxxon_agent.telemetry.sampler import DEFAULT_MAX_CLOCK_OFFSET_S
+
+if TYPE_CHECKING:
+    from luxxon_agent.api import AsyncLuxxonClient
 
 DELEGATION_WARN_DAYS = 30
 """Warn this long before the device's delegation expires: renewing needs the wallet."""
@@ -176,7 +180,7 @@ async def _credentials(
     return checks
 
 
-async def _delegation(client: object, workspace_id: str, address: str | None) -> Check:
+async def _delegation(client: AsyncLuxxonClient, workspace_id: str, address: str | None) -> Check:
     """The device key is registered in the workspace, neither revoked nor expired."""
     name = "device delegation"
     if address is None:
@@ -186,7 +190,7 @@ async def _delegation(client: object, workspace_id: str, address: str | None) ->
         f"luxxon operators register --label LABEL --device-address {address}"
     )
     try:
-        operators = await client.list_operators(workspace_id)  # type: ignore[attr-defined]
+        operators = await client.list_operators(workspace_id)
     except LuxxonError as exc:
         return Check(name, False, f"GET /workspaces/{workspace_id}/operators: {exc}", None)
     mine = [o for o in operators if o.device_address.lower() == address.lower()]
@@ -216,15 +220,15 @@ async def _delegation(client: object, workspace_id: str, address: str | None) ->
     return Check(name, True, detail)
 
 
-async def _whip(client: object) -> Check:
+async def _whip(client: AsyncLuxxonClient) -> Check:
     """Reach the WHIP endpoint of a session this workspace holds (the URL is the credential)."""
     import httpx
 
-    sessions = await client.list_sessions()  # type: ignore[attr-defined]
+    sessions = await client.list_sessions()
     live = [s for s in sessions if s.state.is_running]
     if not live:
         return Check("WHIP reachable", True, "not checked: no LIVE session holds a whipUrl")
-    token = await client.producer_token(live[0].id)  # type: ignore[attr-defined]
+    token = await client.producer_token(live[0].id)
     url = Secret(token.whip_url)
     shown = redact_url(url.reveal())
     try:
@@ -240,15 +244,14 @@ async def _whip(client: object) -> Check:
 
 
 async def _gps(op: OperatorConfig, seconds: float) -> Check:
-    from luxxon_agent.agent.operator import open_position_source
     from luxxon_agent.clock import SYSTEM_CLOCK
-    from luxxon_agent.position import Fix, LatestFix
+    from luxxon_agent.position import Fix, LatestFix, open_source
 
     name = f"{op.label}: GPS fix"
     latest = LatestFix()
     last_reason = "no report"
     try:
-        source = open_position_source(op.position, SYSTEM_CLOCK)
+        source = open_source(op.position, clock=SYSTEM_CLOCK)
         async with asyncio.timeout(seconds), source:
             async for report in source:
                 latest.update(report)
@@ -269,6 +272,7 @@ async def _gps(op: OperatorConfig, seconds: float) -> Check:
 
 async def _camera(op: OperatorConfig) -> Check:
     from aiortc.mediastreams import MediaStreamError
+    from av import VideoFrame
 
     from luxxon_agent.video import open_media_source
 
@@ -290,5 +294,5 @@ async def _camera(op: OperatorConfig) -> Check:
         return Check(name, False, f"no frame within {CAMERA_TIMEOUT_S:.0f} s", fix)
     except (LuxxonError, MediaStreamError) as exc:
         return Check(name, False, str(exc) or type(exc).__name__, fix)
-    size = f"{frame.width}x{frame.height}" if hasattr(frame, "width") else "H.264 passthrough"
+    size = f"{frame.width}x{frame.height}" if isinstance(frame, VideoFrame) else "H.264 passthrough"
     return Check(name, True, f"{source.url_kind}: first frame {size}, {source.kind}")

@@ -35,7 +35,8 @@ def free_port() -> int:
     """A free TCP port on 127.0.0.1 (the kernel picks it; the caller binds it soon after)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _die_with_parent() -> None:

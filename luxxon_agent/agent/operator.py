@@ -1,9 +1,9 @@
 """OperatorRunner: one physical device (camera + position) of the agent.
 
-It follows its position source into a `LatestFix`, knows whether it can
-serve right now (fresh fix, camera present, disk space) and, given a session,
-runs it through `SessionRun`. The workspace link decides which sessions it
-gets; the runner never talks to the intake itself.
+It follows its position source into a `LatestFix` and knows whether it can
+serve right now (fresh fix, camera present, disk space). The workspace link
+decides which session it holds and the supervisor runs that session; the
+runner itself holds no session state.
 """
 
 from __future__ import annotations
@@ -11,17 +11,13 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from luxxon_agent.agent.config import AgentConfig, OperatorConfig
-from luxxon_agent.agent.status import OperatorStatus
+from luxxon_agent.agent.status import GpsStatus
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import Clock
 from luxxon_agent.errors import LuxxonError
-
-if TYPE_CHECKING:
-    from luxxon_agent.position import PositionSource
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +25,7 @@ POSITION_BACKOFF = Backoff(initial=1.0, maximum=30.0)
 
 
 class OperatorRunner:
-    """Health and position of one operator; `status` is what the dashboard shows."""
+    """Health and position of one operator."""
 
     def __init__(self, op: OperatorConfig, config: AgentConfig, clock: Clock) -> None:
         from luxxon_agent.position import LatestFix
@@ -38,9 +34,6 @@ class OperatorRunner:
         self.config = config
         self.clock = clock
         self.latest = LatestFix(clock=clock)
-        self.status = OperatorStatus(label=op.label, device_kind=op.device_kind.value)
-        self.session_id: str | None = None
-        """The session this operator is serving (or about to), None when free."""
         self.state_dir = config.agent.state_dir / op.label
 
     def __repr__(self) -> str:
@@ -49,10 +42,6 @@ class OperatorRunner:
     @property
     def label(self) -> str:
         return self.op.label
-
-    @property
-    def free(self) -> bool:
-        return self.session_id is None
 
     # ---- health ------------------------------------------------------------------
 
@@ -67,26 +56,31 @@ class OperatorRunner:
             return camera
         return disk_problem(self.config.agent.state_dir, self.config.agent.min_free_disk_mb)
 
-    def refresh_gps_status(self) -> None:
+    def gps(self) -> GpsStatus:
+        """A snapshot of the current fix, for the status."""
         fix = self.latest.current()
-        gps = self.status.gps
-        gps.fix = fix is not None
-        if fix is not None:
-            gps.lat, gps.lng, gps.accuracy_m = fix.lat, fix.lng, fix.accuracy_m
-            gps.age_s = round((self.clock.now() - fix.time).total_seconds(), 2)
-            gps.source = str(fix.source)
-        else:
-            gps.age_s = None
+        if fix is None:
+            return GpsStatus()
+        return GpsStatus(
+            fix=True,
+            lat=fix.lat,
+            lng=fix.lng,
+            accuracy_m=fix.accuracy_m,
+            age_s=round((self.clock.now() - fix.time).total_seconds(), 2),
+            source=str(fix.source),
+        )
 
     # ---- position ------------------------------------------------------------------
 
     async def follow_position(self) -> None:
         """Feed `latest` from the position source for ever, reopening it when it fails."""
+        from luxxon_agent.position import open_source
+
         attempt = 0
         while True:
             try:
                 # `async with` closes the source on the way out
-                async with open_position_source(self.op.position, self.clock) as source:
+                async with open_source(self.op.position, clock=self.clock) as source:
                     async for report in source:
                         self.latest.update(report)
                         attempt = 0
@@ -96,17 +90,6 @@ class OperatorRunner:
             delay = POSITION_BACKOFF.delay(attempt)
             attempt += 1
             await self.clock.sleep(delay)
-
-
-def open_position_source(url: str, clock: Clock) -> PositionSource:
-    """The position package's source for `url`, or the agent's own `fixed://`."""
-    if urlsplit(url).scheme == "fixed":
-        from luxxon_agent.agent.fixed_position import FixedPositionSource
-
-        return FixedPositionSource(url, clock)
-    from luxxon_agent.position import open_source
-
-    return open_source(url, clock=clock)
 
 
 def camera_problem(video_url: str) -> str | None:

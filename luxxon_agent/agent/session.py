@@ -13,6 +13,11 @@ A LIVE session's record carries startedAt, maxDurationSeconds and the chain id,
 so a restart while the API is unreachable samples into the spool at once and
 reconciles (session state, producer token, video, upload) when the API is back.
 
+The run gets a `SessionContext` (API, clock, state file, server facts, policy),
+never the link that took the session; its `SessionPhase` changes only through
+`_set_phase`. Video retries are the publisher's own (it never gives up under
+the agent); the run only follows its `on_state` reports.
+
 Before /end the spool is drained for as long as it makes progress (more samples
 delivered within `DRAIN_PROGRESS_WINDOW_S`), at most `DRAIN_MAX_S` (on SIGTERM
 `SHUTDOWN_DRAIN_MAX_S`). A late /end costs the operator nothing: the stub's meter
@@ -23,11 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from luxxon_agent.agent.config import OnSigterm
+from luxxon_agent.agent.context import SessionContext
+from luxxon_agent.agent.status import TelemetryStatus, VideoStatus
 from luxxon_agent.clock import sleep_or_event
 from luxxon_agent.errors import ApiError, LuxxonError, TransportError
 from luxxon_agent.meter import earnings, session_seconds
@@ -36,10 +44,10 @@ from luxxon_agent.secret import Secret
 
 if TYPE_CHECKING:
     from luxxon_agent.agent.operator import OperatorRunner
-    from luxxon_agent.agent.workspace import WorkspaceLink
     from luxxon_agent.clock import Clock
+    from luxxon_agent.eip712 import KeySigner
     from luxxon_agent.telemetry import DrainResult, Sampler, Spool, Tick, Uploader
-    from luxxon_agent.video import MediaSource, Publisher
+    from luxxon_agent.video import MediaSource, Publisher, PublisherState, PublisherStats
 
 logger = logging.getLogger(__name__)
 
@@ -66,31 +74,66 @@ class Outcome(StrEnum):
     FAILED = "failed"
 
 
+class SessionPhase(StrEnum):
+    """Where a run is; changed only by `SessionRun._set_phase`."""
+
+    ASSIGNED = "ASSIGNED"
+    """Taken, not started (or a resume not yet reconciled)."""
+    LIVE = "LIVE"
+    ENDING = "ENDING"
+    """Stopping sampling, draining the spool, stopping the video, POST /end."""
+    DONE = "DONE"
+    """This run is over: the session ended, was left LIVE for a restart, or given up."""
+
+
+@dataclass(frozen=True)
+class SessionSnapshot:
+    """A run's figures, for the status (built by `SessionRun.snapshot`)."""
+
+    session_id: str
+    phase: SessionPhase
+    started_at: str | None
+    max_duration_seconds: int
+    rate_per_second_micro_usdc: int
+    live_seconds: int
+    earned_micro_usdc: int
+    """Estimate: live seconds × rate × (1 − fee); the server's meter decides."""
+    last_error: str | None
+    video: VideoStatus = field(default_factory=VideoStatus)
+    telemetry: TelemetryStatus = field(default_factory=TelemetryStatus)
+
+
 class SessionRun:
     def __init__(
         self,
         runner: OperatorRunner,
-        link: WorkspaceLink,
+        context: SessionContext,
         session: Session,
         stop: asyncio.Event,
         spool: Spool,
-        signer: object,
+        signer: KeySigner,
     ) -> None:
         self.runner = runner
-        self.link = link
+        self.context = context
         self.session = session
         self.stop = stop
         self.spool = spool
         self.signer = signer
-        self.client = link.client
-        self.clock = link.clock
+        self.client = context.client
+        self.clock = context.clock
+        self.phase = SessionPhase.ASSIGNED
+        self._last_error: str | None = None
+        self.video_state: PublisherState | None = None
+        """The publisher's state as it last reported it (`on_state`); None before video."""
+        self._video_sent = VideoStatus()
+        """What the publisher had sent when it was stopped (kept for the status)."""
         self.publisher: Publisher | None = None
         self.sampler: Sampler | None = None
         self.uploader: Uploader | None = None
         self.last_sampler_tick: float | None = None
         self.last_spool_write: float | None = None
         """When a tick last wrote (or had nothing to write) without a spool error."""
-        self._workspace_id = link.workspace_id or link.state.record(runner.label).workspace_id
+        self._workspace_id = context.workspace_id or context.state.record(runner.label).workspace_id
         self._log = f"{runner.label}/{session.id}"
 
     def __repr__(self) -> str:
@@ -100,6 +143,11 @@ class SessionRun:
     def label(self) -> str:
         return self.runner.label
 
+    def _set_phase(self, phase: SessionPhase) -> None:
+        if phase is not self.phase:
+            logger.info("%s: %s -> %s", self._log, self.phase.value, phase.value)
+            self.phase = phase
+
     def _remember(self, state: str | None) -> None:
         sid = self.session.id if state else None
         snapshot: dict[str, Any] | None = None
@@ -107,17 +155,16 @@ class SessionRun:
             snapshot = self.session.to_wire()
             snapshot.pop("whipUrl", None)  # a credential: re-fetched with producer-token
             snapshot.pop("whepUrl", None)
-        workspace = self.link.workspace_id or self._workspace_id
-        self.link.state.set_session(
-            self.label, sid, state, workspace, session=snapshot, chain_id=self.link.known_chain_id
+        self.context.state.set_session(
+            self.label,
+            sid,
+            state,
+            self._workspace_id,
+            session=snapshot,
+            chain_id=self.context.server.known_chain_id,
         )
 
     async def run(self) -> Outcome:
-        status = self.runner.status
-        status.session_id = self.session.id
-        status.availability = "BUSY"
-        status.max_duration_seconds = self.session.max_duration_seconds
-        status.rate_per_second_micro_usdc = self.session.rate_per_second_micro_usdc
         try:
             if self.session.state is SessionState.LIVE and self.session.started_at is not None:
                 # a resumed LIVE session: sampling first, whatever the API says (or doesn't)
@@ -127,10 +174,12 @@ class SessionRun:
                 return Outcome.CONSUMER_ENDED
             await self._start_pipeline(whip)
             outcome = await self._watch()
+            self._set_phase(SessionPhase.ENDING)
             await self._finish(outcome)
             return outcome
         finally:
             await self._teardown()
+            self._set_phase(SessionPhase.DONE)
 
     # ---- steps -------------------------------------------------------------------------
 
@@ -169,7 +218,7 @@ class SessionRun:
             except TransportError as exc:
                 if session.started_at is None:
                     raise
-                self.link.api_failed(exc)
+                self.context.api_health.failed(exc)
                 logger.warning(
                     "%s: API unreachable (%s); resuming offline: sampling into the spool, "
                     "video and upload when the API is back",
@@ -178,13 +227,10 @@ class SessionRun:
                 )
                 whip = None
             else:
-                self.link.api_ok()
+                self.context.api_health.ok()
                 logger.info("%s: resuming LIVE session on its whipUrl", self._log)
         self._remember("LIVE")
-        status = self.runner.status
-        status.session_state = SessionState.LIVE.value
-        started_at = self.session.started_at
-        status.session_started_at = started_at.isoformat() if started_at else None
+        self._set_phase(SessionPhase.LIVE)
         return True, whip
 
     async def _resume_whip(self) -> Secret:
@@ -220,7 +266,7 @@ class SessionRun:
         deadline = self._deadline_in()
         if deadline is not None and deadline <= 0:
             return  # a sample dated past maxDuration would only be refused
-        chain_id = await self.link.chain_id()
+        chain_id = await self.context.server.chain_id()
         if chain_id is None:
             return  # the API could not say; asked again at the next poll
         from luxxon_agent.telemetry import Sampler
@@ -237,7 +283,7 @@ class SessionRun:
             on_sample=self.uploader.notify,
             # no sample before the server's startedAt: it would only be refused
             started_at=self.session.started_at,
-            max_clock_offset_s=self.link.max_clock_offset_s or DEFAULT_MAX_CLOCK_OFFSET_S,
+            max_clock_offset_s=self.context.server.max_clock_offset_s or DEFAULT_MAX_CLOCK_OFFSET_S,
         )
         await self.sampler.start()
 
@@ -256,8 +302,22 @@ class SessionRun:
             persistent=True,
             clock=clock,
         )
-        self.publisher = Publisher(whip, open_camera, options)
+        self.publisher = Publisher(whip, open_camera, options, on_state=self._on_video_state)
         await self.publisher.start()
+
+    def _on_video_state(self, state: PublisherState, stats: PublisherStats) -> None:
+        """The publisher's every state change: what the status and the watchdog go by."""
+        from luxxon_agent.video import PublisherState
+
+        previous, self.video_state = self.video_state, state
+        if state in (PublisherState.BLOCKED, PublisherState.FAILED):
+            self._last_error = stats.last_error
+            logger.warning("%s: video %s: %s", self._log, state.value, stats.last_error)
+        elif state is PublisherState.PUBLISHING and previous in (
+            PublisherState.BLOCKED,
+            PublisherState.RECONNECTING,
+        ):
+            logger.info("%s: video publishing again (%d reconnects)", self._log, stats.reconnects)
 
     def _on_tick(self, tick: Tick) -> None:
         from luxxon_agent.telemetry import TickOutcome
@@ -277,7 +337,7 @@ class SessionRun:
 
     async def _watch(self) -> Outcome:
         """Poll the session until the consumer ends it, maxDuration, or the agent stops."""
-        poll = self.link.config.agent.poll_seconds
+        poll = self.context.policy.poll_seconds
         while True:
             await self._mind_sampling()
             deadline = self._deadline_in()
@@ -291,10 +351,10 @@ class SessionRun:
                 fresh = await self.client.get_session(self.session.id)
             except (ApiError, TransportError) as exc:
                 # the API away (a restart, a network flip): keep publishing, ask again
-                self.link.api_failed(exc)
+                self.context.api_health.failed(exc)
                 logger.warning("%s: session poll: %s", self._log, exc)
                 continue
-            self.link.api_ok()
+            self.context.api_health.ok()
             self.session = fresh
             if not fresh.state.is_running:
                 logger.info("%s: session is %s (ended by the consumer)", self._log, fresh.state)
@@ -308,7 +368,7 @@ class SessionRun:
         return (end - self.clock.now()).total_seconds()
 
     async def _finish(self, outcome: Outcome) -> None:
-        policy = self.link.config.on_sigterm_for(self.runner.op)
+        policy = self.context.policy.on_sigterm
         if outcome is Outcome.STOPPING and policy is OnSigterm.LEAVE:
             await self._stop_video()
             await self._stop_sampling()
@@ -357,6 +417,7 @@ class SessionRun:
     async def _stop_video(self) -> None:
         if self.publisher is not None:
             await self.publisher.stop()
+            self._video_sent = self._video_figures()
             self.publisher = None
 
     async def _teardown(self) -> None:
@@ -369,33 +430,81 @@ class SessionRun:
 
     # ---- status ------------------------------------------------------------------------
 
-    def refresh_status(self) -> None:
-        status = self.runner.status
-        if self.publisher is not None:
-            stats = self.publisher.stats()
-            video = status.video
-            video.state = stats.state.value
-            video.bitrate_kbps = round(stats.bitrate_bps / 1000, 1)
-            video.fps = round(stats.fps, 1)
-            video.frames = stats.frames_sent
-            video.bytes_sent = stats.bytes_sent
-            video.reconnects = stats.reconnects
+    def frames_sent(self) -> int | None:
+        """Frames the current publisher has sent, None without one (for the watchdog)."""
+        return self.publisher.stats().frames_sent if self.publisher is not None else None
+
+    def _video_figures(self) -> VideoStatus:
+        """The publisher's figures now; once it is stopped, what it sent."""
+        if self.publisher is None:
+            sent = self._video_sent
+            return VideoStatus(
+                frames=sent.frames, bytes_sent=sent.bytes_sent, reconnects=sent.reconnects
+            )
+        stats = self.publisher.stats()
+        return VideoStatus(
+            state=stats.state.value,
+            bitrate_kbps=round(stats.bitrate_bps / 1000, 1),
+            fps=round(stats.fps, 1),
+            frames=stats.frames_sent,
+            bytes_sent=stats.bytes_sent,
+            reconnects=stats.reconnects,
+        )
+
+    def snapshot(self) -> SessionSnapshot:
+        """This run's figures now: phase, video, telemetry, live seconds, earnings estimate."""
+        session = self.session
+        video = self._video_figures()
+        telemetry = TelemetryStatus()
         try:
-            spooled = self.spool.stats(self.session.id)
+            spooled = self.spool.stats(session.id)
         except LuxxonError as exc:
             logger.warning("%s: spool stats: %s", self._log, exc)
         else:
-            status.telemetry.spooled = spooled.spooled
-            status.telemetry.delivered = spooled.delivered
-            status.telemetry.pending = spooled.pending
-        started = self.session.started_at
+            telemetry = TelemetryStatus(spooled.spooled, spooled.delivered, spooled.pending)
+        live = 0
+        started = session.started_at
         if started is not None:
-            live = session_seconds(started, self.clock.now())
-            status.live_seconds = min(live, self.session.max_duration_seconds)
-            fee = self.link.fee_bps or 0
-            status.earned_micro_usdc = earnings(
-                status.live_seconds, self.session.rate_per_second_micro_usdc, fee
-            ).operator_earned_micro_usdc
+            live = min(session_seconds(started, self.clock.now()), session.max_duration_seconds)
+        fee = self.context.server.fee_bps or 0
+        earned = earnings(live, session.rate_per_second_micro_usdc, fee)
+        return SessionSnapshot(
+            session_id=session.id,
+            phase=self.phase,
+            started_at=started.isoformat() if started is not None else None,
+            max_duration_seconds=session.max_duration_seconds,
+            rate_per_second_micro_usdc=session.rate_per_second_micro_usdc,
+            live_seconds=live,
+            earned_micro_usdc=earned.operator_earned_micro_usdc,
+            last_error=self._last_error,
+            video=video,
+            telemetry=telemetry,
+        )
+
+
+async def still_ours(context: SessionContext, label: str, session: Session) -> Session | None:
+    """The session again if it is still ASSIGNED or LIVE, else None (and forgotten).
+
+    Asked before a crashed run is retried; while the API cannot say, the
+    session is kept and the retry goes ahead.
+    """
+    try:
+        fresh: Session | None = await context.client.get_session(session.id)
+    except ApiError as exc:
+        if exc.status != 404:
+            logger.warning("session %s: %s; will retry", session.id, exc)
+            return session
+        fresh = None
+    except LuxxonError as exc:
+        logger.warning("session %s: %s; will retry", session.id, exc)
+        return session
+    if fresh is not None and (fresh.state is SessionState.ASSIGNED or fresh.state.is_running):
+        return fresh
+    state = fresh.state if fresh is not None else "unknown to the server"
+    logger.info("session %s is %s; giving it up", session.id, state)
+    if context.state.record(label).session_id == session.id:
+        context.state.set_session(label, None, None, None)
+    return None
 
 
 class _SessionGone(LuxxonError):

@@ -13,7 +13,13 @@
   cancelled (and counted in the log). A second SIGINT cancels at once.
 
 An unexpected exception in a session or a link is logged once and that part
-restarts with backoff; the process itself keeps serving the other operators.
+restarts with backoff (RESTART_BACKOFF: bugs only; the video retries itself);
+the process itself keeps serving the other operators.
+
+Ownership (docs/architecture.md): links hand sessions over as
+`SessionAssigned` events on one queue and are told `release(label)` when a
+run is over; `status()` is the one place an `OperatorStatus` is assembled,
+from the link's, the run's and the operator's snapshots.
 """
 
 from __future__ import annotations
@@ -24,10 +30,12 @@ import os
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
 from luxxon_agent import __version__
 from luxxon_agent.agent.config import AgentConfig, OnSigterm
+from luxxon_agent.agent.context import ApiHealth
 from luxxon_agent.agent.credentials import load_device_signer, resolve_agent_key
 from luxxon_agent.agent.operator import OperatorRunner
 from luxxon_agent.agent.sdnotify import SdNotifier
@@ -35,30 +43,47 @@ from luxxon_agent.agent.session import (
     END_BUDGET_S,
     SHUTDOWN_DRAIN_MAX_S,
     Outcome,
+    SessionPhase,
     SessionRun,
+    SessionSnapshot,
+    still_ours,
 )
 from luxxon_agent.agent.statefile import StateFile
-from luxxon_agent.agent.status import AgentStatus, StatusServer
-from luxxon_agent.agent.workspace import ApiHealth, WorkspaceLink
+from luxxon_agent.agent.status import AgentStatus, OperatorStatus
+from luxxon_agent.agent.workspace import SessionAssigned, WorkspaceLink
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock, sleep_or_event
 from luxxon_agent.errors import (
     EXIT_AUTH,
     EXIT_OK,
     EXIT_STARTUP_FAILURE,
-    ApiError,
     AuthError,
     LuxxonError,
 )
-from luxxon_agent.models import Session, SessionState
 from luxxon_agent.secret import Secret
 from luxxon_agent.signals import stop_on_signals
 from luxxon_agent.wire import SPOOL_FILE_NAME
 
+if TYPE_CHECKING:
+    from luxxon_agent.agent.status_server import StatusServer
+    from luxxon_agent.api import AsyncLuxxonClient
+    from luxxon_agent.eip712 import KeySigner
+    from luxxon_agent.telemetry import Spool
+
 logger = logging.getLogger(__name__)
 
 RESTART_BACKOFF = Backoff(initial=1.0, maximum=30.0)
+"""Between restarts of a link or a session run that crashed (a bug, not the network)."""
 STATUS_TICK_S = 1.0
+
+
+class AgentPhase(StrEnum):
+    """Where the process is; changed only by `Supervisor._set_phase`."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
 
 
 @dataclass
@@ -88,21 +113,30 @@ class Supervisor:
         self.notifier = notifier or SdNotifier(env)
         self.should_exit = asyncio.Event()
         self.exit_code = EXIT_OK
-        self.api_health = ApiHealth()
+        self.api_health = ApiHealth(clock)
         self.operators: list[OperatorRunner] = []
         self.links: list[WorkspaceLink] = []
         self.runs: dict[str, SessionRun] = {}
+        """Operator label -> the run serving its session now."""
         self.status_server: StatusServer | None = None
-        self._spools: dict[str, Any] = {}
-        self._signer: Any = None
-        self._clients: list[Any] = []
+        """Serving `status()`, from startup on (when `[status] listen` names one)."""
+        self.phase = AgentPhase.STARTING
+        self._assignments: asyncio.Queue[SessionAssigned] = asyncio.Queue()
+        self._link_of: dict[str, WorkspaceLink] = {}
+        self._served: dict[str, int] = {}
+        self._crashes: dict[str, str] = {}
+        """Operator label -> the last error that ended one of its session runs."""
+        self._finished: dict[str, SessionSnapshot] = {}
+        """Operator label -> its last run's final figures, shown until the next run."""
+        self._spools: dict[str, Spool] = {}
+        self._signer: KeySigner | None = None
+        self._clients: list[AsyncLuxxonClient] = []
         self._group: asyncio.TaskGroup | None = None
         self._session_tasks: set[asyncio.Task[None]] = set()
         self._main_task: asyncio.Task[Any] | None = None
         self._force = False
         self._started_at = clock.now()
         self._state: StateFile | None = None
-        self._phase = "starting"
         self._progress: dict[str, _Progress] = {}
 
     # ---- the public face ----------------------------------------------------------------
@@ -135,33 +169,81 @@ class Supervisor:
             logger.info("shutting down (Ctrl-C again to force)")
             self.should_exit.set()
 
-    def snapshot(self) -> dict[str, Any]:
+    def status(self) -> AgentStatus:
+        """The agent's status now, assembled from its parts' snapshots.
+
+        The one place an `OperatorStatus` is built: the status endpoint, the
+        metrics, STATUS= and the demo all read what this returns.
+        """
         now = self.clock.monotonic()
         last = self.api_health.last_ok
-        status = AgentStatus(
+        return AgentStatus(
             version=__version__,
             pid=os.getpid(),
             started_at=self._started_at.isoformat(),
             api_base_url=self.config.api.base_url,
             api_ok=last is not None and now - last < self.config.agent.stall_seconds,
             api_last_ok_age_s=round(now - last, 1) if last is not None else None,
-            state=self._phase,
-            operators=[op.status for op in self.operators],
+            state=self.phase.value,
+            operators=[self._operator_status(op) for op in self.operators],
         )
-        return status.to_dict()
+
+    def _operator_status(self, runner: OperatorRunner) -> OperatorStatus:
+        label = runner.label
+        status = OperatorStatus(
+            label=label,
+            device_kind=runner.op.device_kind.value,
+            sessions_served=self._served.get(label, 0),
+            last_error=self._crashes.get(label),
+            gps=runner.gps(),
+        )
+        link = self._link_of.get(label)
+        if link is not None:
+            view = link.view(label)
+            status.workspace_id = view.workspace_id
+            status.availability = view.availability
+            status.reason = view.reason
+            status.session_id = view.session_id
+        run = self.runs.get(label)
+        if run is None:
+            last = self._finished.get(label)
+            if last is not None:  # the counts of the session just over stay in view
+                status.video, status.telemetry = last.video, last.telemetry
+        else:
+            snap = run.snapshot()
+            status.session_id = snap.session_id
+            status.session_state = snap.phase.value
+            status.session_started_at = snap.started_at
+            status.max_duration_seconds = snap.max_duration_seconds
+            status.rate_per_second_micro_usdc = snap.rate_per_second_micro_usdc
+            status.live_seconds = snap.live_seconds
+            status.earned_micro_usdc = snap.earned_micro_usdc
+            status.last_error = snap.last_error or status.last_error
+            status.video = snap.video
+            status.telemetry = snap.telemetry
+        return status
+
+    def snapshot(self) -> dict[str, Any]:
+        """`status()` as the endpoint's JSON body (redacted)."""
+        return self.status().to_dict()
 
     def status_line(self) -> str:
         """One line for STATUS=: per operator its state and session (no churning figures)."""
         parts = []
-        for op in self.operators:
-            s = op.status
+        for s in self.status().operators:
             if s.session_id:
-                parts.append(f"{op.label} {s.session_state or 'ASSIGNED'} {s.session_id}")
+                state = s.session_state or SessionPhase.ASSIGNED.value
+                parts.append(f"{s.label} {state} {s.session_id}")
             elif s.reason:
-                parts.append(f"{op.label} OFFLINE: {s.reason}")
+                parts.append(f"{s.label} OFFLINE: {s.reason}")
             else:
-                parts.append(f"{op.label} {s.availability}")
-        return "; ".join(parts)[:400] or self._phase
+                parts.append(f"{s.label} {s.availability}")
+        return "; ".join(parts)[:400] or self.phase.value
+
+    def _set_phase(self, phase: AgentPhase) -> None:
+        if phase is not self.phase:
+            logger.info("agent %s -> %s", self.phase.value, phase.value)
+            self.phase = phase
 
     # ---- signals ------------------------------------------------------------------------
 
@@ -196,6 +278,7 @@ class Supervisor:
         for op_config in self.config.operators:
             runner = OperatorRunner(op_config, self.config, self.clock)
             self.operators.append(runner)
+            self._served[runner.label] = 0
             self._spools[runner.label] = Spool(runner.state_dir / SPOOL_FILE_NAME)
             key, origin = resolve_agent_key(
                 op_config.api_key_file or self.config.api.key_file, self.env
@@ -208,20 +291,23 @@ class Supervisor:
             )
             await client.__aenter__()
             self._clients.append(client)
-            self.links.append(
-                WorkspaceLink(
-                    client,
-                    runners,
-                    self.config,
-                    self._state,
-                    self.clock,
-                    self.api_health,
-                    self._spawn_session,
-                )
+            link = WorkspaceLink(
+                client,
+                runners,
+                self.config,
+                self._state,
+                self.clock,
+                self.api_health,
+                self._assignments,
             )
+            self.links.append(link)
+            for runner in runners:
+                self._link_of[runner.label] = link
         if self.config.status.listen:
+            from luxxon_agent.agent.status_server import StatusServer
+
             self.status_server = StatusServer(
-                self.config.status.listen, self.snapshot, self.config.status.metrics
+                self.config.status.listen, self.status, self.config.status.metrics
             )
             await self.status_server.start()
 
@@ -235,19 +321,20 @@ class Supervisor:
                 for op in self.operators
             ]
             background.append(group.create_task(self._tick_loop(), name="status+watchdog"))
+            background.append(group.create_task(self._dispatch_loop(), name="dispatch"))
             links = [
                 group.create_task(self._run_link(link), name=repr(link)) for link in self.links
             ]
-            self._phase = "running"
+            self._set_phase(AgentPhase.RUNNING)
             await self.should_exit.wait()
-            self._phase = "stopping"
+            self._set_phase(AgentPhase.STOPPING)
             self.notifier.stopping("stopping: " + self.status_line())
             await self._wind_down(links)
             for link in self.links:
                 await link.go_offline("agent stopped")
             for task in background:
                 task.cancel()
-        self._phase = "stopped"
+        self._set_phase(AgentPhase.STOPPED)
 
     async def _wind_down(self, links: list[asyncio.Task[None]]) -> None:
         loop = asyncio.get_running_loop()
@@ -255,7 +342,9 @@ class Supervisor:
         timeout = self.config.agent.shutdown_timeout_seconds
         pending = await _wait_for({t for t in links if not t.done()}, timeout)
         budget = shutdown_budget_seconds(self.config)
-        for _ in range(2):  # sessions spawned while the links wound down are waited for too
+        for _ in range(2):  # sessions taken while the links wound down are waited for too
+            while not self._assignments.empty():
+                self._spawn_session(self._assignments.get_nowait())
             sessions = {t for t in self._session_tasks if not t.done()} - pending
             if not sessions:
                 break
@@ -298,32 +387,35 @@ class Supervisor:
                 return
             attempt += 1
 
-    def _spawn_session(
-        self, op: OperatorRunner, link: WorkspaceLink, session: Session
-    ) -> asyncio.Task[None]:
+    async def _dispatch_loop(self) -> None:
+        """Run each session a link hands over, as a task of its own."""
+        while True:
+            self._spawn_session(await self._assignments.get())
+
+    def _spawn_session(self, assigned: SessionAssigned) -> None:
         assert self._group is not None
         task = self._group.create_task(
-            self._serve_session(op, link, session), name=f"{op.label}/{session.id}"
+            self._serve_session(assigned),
+            name=f"{assigned.runner.label}/{assigned.session.id}",
         )
         self._session_tasks.add(task)
         task.add_done_callback(self._session_tasks.discard)
-        return task
 
-    async def _serve_session(
-        self, op: OperatorRunner, link: WorkspaceLink, session: Session
-    ) -> None:
+    async def _serve_session(self, assigned: SessionAssigned) -> None:
         """Run one session to its end, retrying the run (not the session) after failures."""
+        op, context, session = assigned.runner, assigned.context, assigned.session
+        assert self._signer is not None
         attempt = 0
         try:
             while True:
                 run = SessionRun(
-                    op, link, session, self.should_exit, self._spools[op.label], self._signer
+                    op, context, session, self.should_exit, self._spools[op.label], self._signer
                 )
                 self.runs[op.label] = run
                 try:
                     outcome = await run.run()
                 except Exception as exc:  # logged once, then the run (not the session) retries
-                    op.status.last_error = str(exc)
+                    self._crashes[op.label] = str(exc)
                     if isinstance(exc, LuxxonError):
                         logger.error("%r: %s", run, exc)
                     else:
@@ -336,40 +428,16 @@ class Supervisor:
                 ):
                     return
                 attempt += 1
-                session = await self._still_ours(link, op.label, run.session)
-                if session is None:
+                fresh = await still_ours(context, op.label, run.session)
+                if fresh is None:
                     return
+                session = fresh
         finally:
-            self.runs.pop(op.label, None)
-            status = op.status
-            status.session_id = status.session_state = status.session_started_at = None
-            status.video.state = "idle"
-            status.video.bitrate_kbps = status.video.fps = 0.0
-            status.sessions_served += 1
-            op.session_id = None
-            link.session_ended()
-
-    async def _still_ours(
-        self, link: WorkspaceLink, label: str, session: Session
-    ) -> Session | None:
-        """The session again if it is still ASSIGNED or LIVE, else None (and forgotten)."""
-        try:
-            fresh = await link.client.get_session(session.id)
-        except ApiError as exc:
-            if exc.status != 404:
-                logger.warning("session %s: %s; will retry", session.id, exc)
-                return session
-            fresh = None
-        except LuxxonError as exc:
-            logger.warning("session %s: %s; will retry", session.id, exc)
-            return session
-        if fresh is not None and (fresh.state is SessionState.ASSIGNED or fresh.state.is_running):
-            return fresh
-        state = fresh.state if fresh is not None else "unknown to the server"
-        logger.info("session %s is %s; giving it up", session.id, state)
-        if link.state.record(label).session_id == session.id:
-            link.state.set_session(label, None, None, None)
-        return None
+            finished = self.runs.pop(op.label, None)
+            if finished is not None:
+                self._finished[op.label] = finished.snapshot()
+            self._served[op.label] += 1
+            assigned.link.release(op.label)
 
     # ---- watchdog and STATUS= --------------------------------------------------------------
 
@@ -379,8 +447,6 @@ class Supervisor:
         last_ping = self.clock.monotonic()
         while True:
             await self.clock.sleep(tick)
-            for run in list(self.runs.values()):
-                run.refresh_status()
             self.notifier.status(self.status_line())
             now = self.clock.monotonic()
             if interval and now - last_ping >= interval * 0.9:
@@ -409,11 +475,11 @@ class Supervisor:
         limit = self.config.agent.stall_seconds
         for label, run in list(self.runs.items()):
             video = self._progress.setdefault(f"{label}.video", _Progress(moved_at=now))
-            publisher = run.publisher
-            if publisher is None or publisher.state is not PublisherState.PUBLISHING:
+            frames = run.frames_sent()
+            if run.video_state is not PublisherState.PUBLISHING or frames is None:
                 video.moved_at = now  # nothing that should move right now
             else:
-                video.update(publisher.stats().frames_sent, now)
+                video.update(frames, now)
                 if video.moved_at is not None and now - video.moved_at > limit:
                     return f"{label}: no video frames sent for {now - video.moved_at:.0f} s"
             tick = run.last_sampler_tick

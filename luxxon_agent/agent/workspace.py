@@ -14,29 +14,42 @@ each operator then serves its own session. The link:
 - recovers on start what the state file names (see `recover`); a LIVE session
   whose record says enough is resumed before the API is even reached
   (`resume_offline`), so an outage across a restart loses no sampling.
+
+The link alone owns which operator holds which session: taking one, it puts
+a `SessionAssigned` event on the supervisor's queue; the supervisor runs it
+and calls `release(label)` when it is over (docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from luxxon_agent.agent.config import AgentConfig, AssignedOnRestart
+from luxxon_agent.agent.context import (
+    ApiHealth,
+    ServerFacts,
+    SessionApi,
+    SessionContext,
+    SessionPolicy,
+)
 from luxxon_agent.agent.operator import OperatorRunner
 from luxxon_agent.agent.statefile import StateFile
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import Clock, sleep_or_event
-from luxxon_agent.errors import ApiError, AuthError, LuxxonError, TransportError
+from luxxon_agent.errors import ApiError, AuthError, TransportError
 from luxxon_agent.models import (
     AvailabilityState,
+    CancelAllResult,
     LocationHeartbeat,
+    Me,
     Scope,
-    ServerConfig,
     Session,
     SessionState,
     UpdateWorkspaceRequest,
+    Workspace,
 )
 
 logger = logging.getLogger(__name__)
@@ -47,31 +60,60 @@ CONNECT_BACKOFF = Backoff(initial=1.0, maximum=30.0)
 REQUIRED_SCOPES = (Scope.SESSIONS_OPERATE, Scope.SESSIONS_READ)
 
 
-@dataclass
-class ApiHealth:
-    """When the API last answered, for the status view and the watchdog."""
+class WorkspaceApi(SessionApi, Protocol):
+    """The calls a link makes, besides its sessions' (AsyncLuxxonClient fits)."""
 
-    last_ok: float | None = None
-    last_error: str | None = None
+    async def me(self) -> Me: ...
 
-    def ok(self, now: float) -> None:
-        self.last_ok = now
-        self.last_error = None
+    async def list_sessions(self, state: SessionState | None = None) -> list[Session]: ...
+
+    async def accept(
+        self, session_id: str, operator_workspace_id: str | None = None
+    ) -> Session: ...
+
+    async def cancel(self, session_id: str) -> Session: ...
+
+    async def cancel_all_assignments(self) -> CancelAllResult: ...
+
+    async def update_workspace(
+        self, workspace_id: str, request: UpdateWorkspaceRequest
+    ) -> Workspace: ...
+
+    async def post_location(self, workspace_id: str, heartbeat: LocationHeartbeat) -> None: ...
 
 
-ServeFn = Callable[[OperatorRunner, "WorkspaceLink", Session], "asyncio.Task[None]"]
+@dataclass(frozen=True)
+class SessionAssigned:
+    """A link took `session` for `runner`: the supervisor runs it with `context`."""
+
+    link: WorkspaceLink
+    runner: OperatorRunner
+    session: Session
+    context: SessionContext
+
+
+@dataclass(frozen=True)
+class OperatorView:
+    """What the link decided about one operator, for the status."""
+
+    workspace_id: str | None
+    availability: str
+    """STARTING (not judged yet), ONLINE, OFFLINE or BUSY (holds a session)."""
+    reason: str | None
+    """Why the operator cannot serve, at the last check."""
+    session_id: str | None
 
 
 class WorkspaceLink:
     def __init__(
         self,
-        client: object,
+        client: WorkspaceApi,
         operators: list[OperatorRunner],
         config: AgentConfig,
         state: StateFile,
         clock: Clock,
         api_health: ApiHealth,
-        serve: ServeFn,
+        assignments: asyncio.Queue[SessionAssigned],
     ) -> None:
         self.client = client
         self.operators = operators
@@ -79,13 +121,14 @@ class WorkspaceLink:
         self.state = state
         self.clock = clock
         self.api_health = api_health
-        self._serve = serve
+        self.server = ServerFacts(client, api_health)
+        self._assignments = assignments
         self.workspace_id: str | None = None
-        self.fee_bps: int | None = None
-        self._chain_id: int | None = None
-        # how far a sample may be dated ahead of the server's clock (GET /config)
-        self.max_clock_offset_s: float | None = None
         self._sent: AvailabilityState | None = None
+        self._held: dict[str, str] = {}
+        """Operator label -> the session it serves (or is about to)."""
+        self._reasons: dict[str, str | None] = {}
+        """Operator label -> why it cannot serve (None: it can), at the last check."""
         self.recovered = False
         """Set once `recover()` went through (the state file's sessions are handled)."""
         self._changed = asyncio.Event()
@@ -93,17 +136,32 @@ class WorkspaceLink:
     def __repr__(self) -> str:
         return f"WorkspaceLink({self.workspace_id or '?'}, {[o.label for o in self.operators]})"
 
-    def api_ok(self) -> None:
-        """The API just answered."""
-        self.api_health.ok(self.clock.monotonic())
+    def view(self, label: str) -> OperatorView:
+        session_id = self._held.get(label)
+        reason = self._reasons.get(label)
+        if session_id is not None:
+            availability = "BUSY"
+        elif label not in self._reasons:
+            availability = "STARTING"
+        else:
+            availability = "OFFLINE" if reason else "ONLINE"
+        return OperatorView(self.workspace_id, availability, reason, session_id)
 
-    def api_failed(self, exc: LuxxonError) -> None:
-        """A call to the API failed with `exc` (shown until it answers again)."""
-        self.api_health.last_error = str(exc)
-
-    def availability_changed(self) -> None:
-        """An operator's health or session changed: re-decide availability now."""
+    def release(self, label: str) -> None:
+        """The operator's session is over: it is free, and the server released the
+        workspace to ONLINE by itself (our view of availability is stale)."""
+        self._held.pop(label, None)
+        self._sent = None
         self._changed.set()
+
+    @property
+    def _workspace(self) -> str:
+        """The workspace id; known from `connect()` on, before which no loop runs."""
+        assert self.workspace_id is not None, "the link is not connected"
+        return self.workspace_id
+
+    def _free(self, op: OperatorRunner) -> bool:
+        return op.label not in self._held
 
     # ---- connect and recover ---------------------------------------------------------
 
@@ -115,55 +173,28 @@ class WorkspaceLink:
                 me = await self.client.me()
                 server = await self.client.config()
             except TransportError as exc:
-                self.api_failed(exc)
+                self.api_health.failed(exc)
                 logger.warning("API not reachable (%s); retrying", exc)
             except ApiError as exc:
-                self.api_failed(exc)
+                self.api_health.failed(exc)
                 if exc.status in (401, 403):
                     raise AuthError(f"the API refused the agent's key: {exc}") from None
                 logger.warning("API error on connect: %s; retrying", exc)
             else:
-                self.api_ok()
+                self.api_health.ok()
                 if me.kind != "api_key" or not me.workspace_id:
                     raise AuthError("the agent needs an operator API key (GET /me is not a key)")
                 missing = [s.value for s in REQUIRED_SCOPES if s not in me.scopes]
                 if missing:
                     raise AuthError(f"the API key lacks scope(s) {', '.join(missing)}")
                 self.workspace_id = me.workspace_id
-                self._learn(server)
-                for op in self.operators:
-                    op.status.workspace_id = me.workspace_id
+                self.server.learn(server)
                 logger.info("%r connected (key %s)", self, me.key_id)
                 return True
             if await sleep_or_event(self.clock, CONNECT_BACKOFF.delay(attempt), stop):
                 return False
             attempt += 1
         return False
-
-    def _learn(self, server: ServerConfig) -> None:
-        self.fee_bps = server.fee_bps
-        self._chain_id = server.chain_id
-        self.max_clock_offset_s = server.telemetry_max_future_skew_ms / 1000
-
-    @property
-    def known_chain_id(self) -> int | None:
-        return self._chain_id
-
-    async def chain_id(self) -> int | None:
-        """The server's EIP-712 chain id (GET /config), fetched once per link and kept.
-
-        None while the API cannot say: the caller takes no sample yet and asks
-        again, since a sample signed for any other chain is refused by the server.
-        """
-        if self._chain_id is None:
-            try:
-                self._learn(await self.client.config())
-            except (ApiError, TransportError) as exc:
-                self.api_failed(exc)
-                logger.warning("GET /config: %s; telemetry waits for the chain id", exc)
-                return None
-            self.api_ok()
-        return self._chain_id
 
     def resume_offline(self) -> None:
         """Resume at once the LIVE sessions the state file describes fully (no API call).
@@ -174,15 +205,14 @@ class WorkspaceLink:
         """
         for op in self.operators:
             record = self.state.record(op.label)
-            if not op.free or not record.resumable():
+            if not self._free(op) or not record.resumable():
                 continue
             try:
                 session = Session.model_validate(record.session)
             except ValueError as exc:
                 logger.warning("%s: state file session unreadable (%s)", op.label, exc)
                 continue
-            if self._chain_id is None:
-                self._chain_id = record.chain_id
+            self.server.assume_chain_id(record.chain_id)
             logger.info("%s: resuming LIVE session %s from the state file", op.label, session.id)
             self._take(op, session)
 
@@ -190,7 +220,7 @@ class WorkspaceLink:
         """Resume or clean up what the state file says each operator was doing."""
         for op in self.operators:
             record = self.state.record(op.label)
-            if record.session_id is None or not op.free:
+            if record.session_id is None or not self._free(op):
                 continue  # nothing recorded, or taken by an earlier, interrupted recover()
             try:
                 session = await self.client.get_session(record.session_id)
@@ -202,7 +232,7 @@ class WorkspaceLink:
                     self.state.set_session(op.label, None, None, None)
                     continue
                 raise
-            self.api_ok()
+            self.api_health.ok()
             if session.state.is_running:
                 logger.info("%s: resuming LIVE session %s", op.label, session.id)
                 self._take(op, session)
@@ -225,9 +255,9 @@ class WorkspaceLink:
 
     async def _reclaim(self) -> None:
         """Cancel ASSIGNED leftovers no operator here owns (a crash before the state write)."""
-        owned = {op.session_id for op in self.operators if op.session_id}
+        owned = set(self._held.values())
         sessions = await self.client.list_sessions(SessionState.ASSIGNED)
-        self.api_ok()
+        self.api_health.ok()
         leftovers = [
             s
             for s in sessions
@@ -263,23 +293,38 @@ class WorkspaceLink:
             group.create_task(self._intake_loop(stop), name=f"{self!r}.intake")
 
     def _take(self, op: OperatorRunner, session: Session) -> None:
-        op.session_id = session.id
-        task = self._serve(op, self, session)
-        task.add_done_callback(lambda _t: self.availability_changed())
-        self.availability_changed()
+        """`op` holds `session` from now on; the supervisor is told to run it."""
+        self._held[op.label] = session.id
+        context = SessionContext(
+            client=self.client,
+            clock=self.clock,
+            state=self.state,
+            server=self.server,
+            api_health=self.api_health,
+            policy=SessionPolicy(
+                poll_seconds=self.config.agent.poll_seconds,
+                on_sigterm=self.config.on_sigterm_for(op.op),
+            ),
+            workspace_id=self.workspace_id,
+        )
+        self._assignments.put_nowait(SessionAssigned(self, op, session, context))
+        self._changed.set()
+
+    def assess_health(self) -> None:
+        """Judge every operator now (a fresh fix, the camera, the disk)."""
+        for op in self.operators:
+            self._reasons[op.label] = op.unhealthy_reason()
+
+    def _healthy(self, op: OperatorRunner) -> bool:
+        return self._reasons.get(op.label) is None
 
     def _desired(self) -> tuple[AvailabilityState | None, str | None, OperatorRunner | None]:
         """What to tell the API: (state or None when BUSY is the server's call, reason, op)."""
+        if self._held:
+            return None, None, None  # the server holds us BUSY while a session is ours
         reasons: list[str] = []
         for op in self.operators:
-            reason = op.unhealthy_reason()
-            op.status.reason = reason
-            if op.free:
-                op.status.availability = "OFFLINE" if reason else "ONLINE"
-        if any(not op.free for op in self.operators):
-            return None, None, None  # the server holds us BUSY while a session is ours
-        for op in self.operators:
-            reason = op.status.reason
+            reason = self._reasons.get(op.label)
             if reason is None:
                 return AvailabilityState.ONLINE, None, op
             reasons.append(f"{op.label}: {reason}")
@@ -288,8 +333,7 @@ class WorkspaceLink:
     async def _availability_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self._changed.clear()
-            for op in self.operators:
-                op.refresh_gps_status()
+            self.assess_health()
             desired, reason, op = self._desired()
             if desired is not None and desired is not self._sent:
                 await self._set_availability(desired, reason, op)
@@ -313,12 +357,12 @@ class WorkspaceLink:
         else:
             request = UpdateWorkspaceRequest(availability_state=desired)
         try:
-            await self.client.update_workspace(self.workspace_id, request)
+            await self.client.update_workspace(self._workspace, request)
         except (ApiError, TransportError) as exc:
-            self.api_failed(exc)
+            self.api_health.failed(exc)
             logger.warning("%r: cannot go %s: %s", self, desired.value, exc)
             return
-        self.api_ok()
+        self.api_health.ok()
         previous, self._sent = self._sent, desired
         if desired is AvailabilityState.OFFLINE:
             logger.warning("%r: %s -> OFFLINE: %s", self, previous, reason)
@@ -330,19 +374,14 @@ class WorkspaceLink:
 
         Not while a session is left LIVE for the restart (the server keeps us BUSY).
         """
-        held = [op for op in self.operators if self.state.record(op.label).session_id]
-        if self.workspace_id is None or held or any(not op.free for op in self.operators):
+        recorded = [op for op in self.operators if self.state.record(op.label).session_id]
+        if self.workspace_id is None or recorded or self._held:
             return
         await self._set_availability(AvailabilityState.OFFLINE, reason, None)
 
-    def session_ended(self) -> None:
-        """The server released the workspace to ONLINE by itself: our view is stale."""
-        self._sent = None
-        self.availability_changed()
-
     async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
         while not await sleep_or_event(self.clock, self.config.agent.heartbeat_seconds, stop):
-            serving = [op for op in self.operators if not op.free]
+            serving = [op for op in self.operators if not self._free(op)]
             if not serving and self._sent is not AvailabilityState.ONLINE:
                 continue  # the contract wants heartbeats while ONLINE (or serving)
             await self._heartbeat(serving)
@@ -359,39 +398,39 @@ class WorkspaceLink:
             lng=fix.lng,
             accuracy_meters=fix.accuracy_m,
             sequence=self.state.next_sequence(
-                self.workspace_id, int(self.clock.now().timestamp() * 1000)
+                self._workspace, int(self.clock.now().timestamp() * 1000)
             ),
-            session_id=op.session_id,
+            session_id=self._held.get(op.label),
             speed_mps=fix.speed_mps,
         )
         try:
-            await self.client.post_location(self.workspace_id, beat)
+            await self.client.post_location(self._workspace, beat)
         except ApiError as exc:
-            self.api_failed(exc)
+            self.api_health.failed(exc)
             if exc.status == 409:
                 logger.warning(
                     "heartbeat sequence %d refused as stale; jumping ahead", beat.sequence
                 )
-                self.state.skip_sequence(self.workspace_id, SEQUENCE_SKIP)
+                self.state.skip_sequence(self._workspace, SEQUENCE_SKIP)
             else:
                 logger.warning("heartbeat: %s", exc)
         except TransportError as exc:
-            self.api_failed(exc)
+            self.api_health.failed(exc)
             logger.warning("heartbeat: %s", exc)
         else:
-            self.api_ok()
+            self.api_health.ok()
 
     async def _intake_loop(self, stop: asyncio.Event) -> None:
         while not await sleep_or_event(self.clock, self.config.agent.poll_seconds, stop):
-            if not any(op.free for op in self.operators):
+            if not any(self._free(op) for op in self.operators):
                 continue
             try:
                 sessions = await self.client.list_sessions()
             except (ApiError, TransportError) as exc:
-                self.api_failed(exc)
+                self.api_health.failed(exc)
                 logger.warning("intake: %s", exc)
                 continue
-            self.api_ok()
+            self.api_health.ok()
             # oldest first: the consumer who waited longest is served first
             for session in sorted(sessions, key=lambda s: s.created_at):
                 if stop.is_set():
@@ -399,18 +438,18 @@ class WorkspaceLink:
                 await self._consider(session)
 
     async def _consider(self, session: Session) -> None:
-        if any(op.session_id == session.id for op in self.operators):
+        if session.id in self._held.values():
             return
         point = (session.requested_lat, session.requested_lng)
-        healthy = [op for op in self.operators if op.free and op.status.reason is None]
+        healthy = [op for op in self.operators if self._free(op) and self._healthy(op)]
         covering = [op for op in healthy if op.op.coverage.contains(*point)]
         if session.state is SessionState.ASSIGNED and (
             session.operator_workspace_id == self.workspace_id
         ):
-            op = (covering or healthy or [None])[0]
-            if op is not None:
-                logger.info("%s: dispatched session %s", op.label, session.id)
-                self._take(op, session)
+            candidates = covering or healthy
+            if candidates:
+                logger.info("%s: dispatched session %s", candidates[0].label, session.id)
+                self._take(candidates[0], session)
             return
         if session.state is not SessionState.REQUESTED:
             return
@@ -422,14 +461,14 @@ class WorkspaceLink:
                 continue
             if session.max_duration_seconds > policy.max_duration_seconds:
                 continue
-            op.session_id = session.id  # claimed before the await: no double accept
+            self._held[op.label] = session.id  # claimed before the await: no double accept
             try:
                 accepted = await self.client.accept(session.id, self.workspace_id)
             except (ApiError, TransportError) as exc:
-                op.session_id = None
+                del self._held[op.label]
                 logger.info("%s: could not accept %s: %s", op.label, session.id, exc)
                 return
-            self.api_ok()
+            self.api_health.ok()
             logger.info("%s: auto-accepted session %s", op.label, session.id)
             self._take(op, accepted)
             return

@@ -162,11 +162,12 @@ def status(
     import json
 
     from luxxon_agent.agent import fetch_status
+    from luxxon_agent.agent.status import METRICS_PATH
 
     if listen is None:
         listen = _load(config).status.listen if config else DEFAULT_STATUS
     if metrics:
-        sys.stdout.write(run_async(fetch_status(listen, "/metrics")))
+        sys.stdout.write(run_async(fetch_status(listen, METRICS_PATH)))
         return
     if as_json:
         sys.stdout.write(run_async(fetch_status(listen)) + "\n")

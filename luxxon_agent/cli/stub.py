@@ -53,6 +53,9 @@ def serve(
     except ValueError:
         raise ConfigError(f"--meter must be wallclock or telemetry, got {meter!r}") from None
     configure_logging(verbose)
+    from luxxon_agent.stub.limits import bound_logging
+
+    bound_logging()
     try:
         config = StubConfig(
             db_path=db or default_db_path(),

@@ -67,7 +67,7 @@ class MavlinkSource(ReconnectingSource):
     ) -> None:
         super().__init__(description, backoff, clock)
         try:
-            from pymavlink import mavutil  # noqa: F401  (checked here so open_source fails early)
+            from pymavlink import mavutil  # type: ignore[import-untyped]  # noqa: F401  (checked here: open_source fails early)
         except ImportError as exc:
             raise PositionSourceError(
                 "mavlink:// needs pymavlink: pip install 'luxxon-agent[mavlink]'"
@@ -76,7 +76,7 @@ class MavlinkSource(ReconnectingSource):
         self._conn: Any = None
         self._gps: Any = None
         self._gps_at = -1e9
-        self._boot_offset: timedelta | None = None
+        self._booted_at: datetime | None = None
         self._last_position_at = 0.0
         self._global_at = -1e9
         self._pending: asyncio.Future[Any] | None = None
@@ -130,7 +130,7 @@ class MavlinkSource(ReconnectingSource):
         if kind == "SYSTEM_TIME":
             if msg.time_unix_usec > _UNIX_2010_US:
                 unix = datetime.fromtimestamp(msg.time_unix_usec / 1e6, UTC)
-                self._boot_offset = unix - timedelta(milliseconds=msg.time_boot_ms)
+                self._booted_at = unix - timedelta(milliseconds=msg.time_boot_ms)
             return None
         if kind == "GPS_RAW_INT":
             self._gps, self._gps_at = msg, now_mono
@@ -147,8 +147,8 @@ class MavlinkSource(ReconnectingSource):
         if gps.fix_type < 2:
             return None  # already reported as NoFix by GPS_RAW_INT
         when = None
-        if self._boot_offset is not None:
-            when = self._boot_offset + timedelta(milliseconds=msg.time_boot_ms)
+        if self._booted_at is not None:
+            when = self._booted_at + timedelta(milliseconds=msg.time_boot_ms)
         return self._fix(msg.lat, msg.lon, msg.alt, gps, when)
 
     def _global_seen_recently(self, now_mono: float) -> bool:

@@ -29,7 +29,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import reduce
 from operator import xor
 
-import pynmea2
+import pynmea2  # type: ignore[import-untyped]  # ships no type information
 
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
 from luxxon_agent.position.fix import Fix, FixQuality, NoFix, SourceKind, TimeSource

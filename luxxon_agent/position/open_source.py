@@ -10,7 +10,7 @@ from luxxon_agent.errors import PositionSourceError
 from luxxon_agent.position.position_source import PositionSource
 from luxxon_agent.secret import strip_userinfo
 
-SCHEMES = ("serial", "tcp", "gpsd", "mavlink", "nmea-file", "sim")
+SCHEMES = ("serial", "tcp", "gpsd", "mavlink", "nmea-file", "sim", "fixed")
 
 
 def open_source(url: str, *, clock: Clock = SYSTEM_CLOCK) -> PositionSource:
@@ -23,6 +23,7 @@ def open_source(url: str, *, clock: Clock = SYSTEM_CLOCK) -> PositionSource:
     mavlink:///dev/ttyAMA0?baud=921600         MAVLink over serial
     nmea-file://PATH[?speed=1]                 replay a capture; speed=0 as fast as possible
     sim://?lat=..&lng=..[&radius_m=50&speed_mps=2&hz=1&accuracy_m=3&count=N]
+    fixed://LAT,LNG[,ACCURACY_M]               a surveyed, unmoving position (or ?lat=&lng=)
 
     Raises PositionSourceError (one line, credentials redacted) for a bad URL.
     """
@@ -42,6 +43,10 @@ def open_source(url: str, *, clock: Clock = SYSTEM_CLOCK) -> PositionSource:
 def _build(
     scheme: str, target: str, params: dict[str, str], shown: str, clock: Clock
 ) -> PositionSource:
+    if scheme == "fixed":
+        from luxxon_agent.position.fixed_source import FixedSource, parse_fixed_url
+
+        return FixedSource(shown, parse_fixed_url(shown), clock=clock)
     if scheme == "sim":
         from luxxon_agent.position.sim_source import SimSource
 

@@ -13,7 +13,7 @@ import logging
 from abc import abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
-from typing import Any
+from typing import Any, Protocol
 
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
@@ -86,7 +86,15 @@ class ReconnectingSource(PositionSource):
         """Drop the link (safe when none is open)."""
 
 
-async def close_blocking(handle: Any, pending: asyncio.Future[Any] | None) -> None:
+class BlockingHandle(Protocol):
+    """A pyserial port or a pymavlink link: closed by a blocking call."""
+
+    def close(self) -> None: ...
+
+
+async def close_blocking(
+    handle: BlockingHandle | None, pending: asyncio.Future[Any] | None
+) -> None:
     """Close a blocking handle (pyserial port, pymavlink link) in the executor.
 
     Never under a read still running there (pyserial fails in odd ways then):

@@ -23,7 +23,7 @@ from luxxon_agent.position.reconnecting_source import RECONNECT_BACKOFF, close_b
 from luxxon_agent.position.stream_source import StreamSource
 
 if TYPE_CHECKING:
-    import serial
+    import serial  # type: ignore[import-untyped]  # pyserial ships no type information
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class SerialSource(StreamSource):
         """Open the port (in an executor thread); find the baud rate if not given."""
         import serial
 
-        rates = (self.baud,) if self.baud else AUTOBAUD_RATES
+        rates: tuple[int, ...] = (self.baud,) if self.baud else AUTOBAUD_RATES
         if self.detected_baud and not self.baud:
             rates = (self.detected_baud, *[r for r in AUTOBAUD_RATES if r != self.detected_baud])
         for rate in rates:

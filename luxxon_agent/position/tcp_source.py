@@ -47,13 +47,14 @@ class TcpSource(StreamSource):
 
     async def _open(self) -> str | None:
         try:
-            self._reader, self._writer = await asyncio.wait_for(
+            self._reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port, limit=STREAM_LIMIT),
                 CONNECT_TIMEOUT_S,
             )
+            self._writer = writer
             if self.greeting:
-                self._writer.write(self.greeting)
-                await self._writer.drain()
+                writer.write(self.greeting)
+                await writer.drain()
         except (OSError, TimeoutError) as exc:
             await self._disconnect()
             return f"{self.unreachable} {self.description}: {str(exc) or type(exc).__name__}"

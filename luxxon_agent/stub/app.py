@@ -11,7 +11,6 @@ dependencies of `luxxon_agent.stub.auth`.
 from __future__ import annotations
 
 import importlib
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import ModuleType
@@ -22,23 +21,26 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from luxxon_agent.errors import ConfigError
 from luxxon_agent.stub import metering, wallet_auth
+from luxxon_agent.stub.auth import touch_after_success
 from luxxon_agent.stub.config import StubConfig
 from luxxon_agent.stub.http_error import install_error_handlers
+from luxxon_agent.stub.limits import RequestGuard
+from luxxon_agent.stub.openapi import install_openapi
 from luxxon_agent.stub.runtime import StubRuntime
 from luxxon_agent.stub.store import Store
 from luxxon_agent.stub.video import MintOnlyVideoBackend, VideoBackend
 from luxxon_agent.wire import API_PREFIX, CONSISTENCY_HEADER
 
-logger = logging.getLogger(__name__)
-
 ROUTE_MODULES: list[str] = [
+    # first: the hot path (a telemetry backlog is thousands of requests), and routing
+    # tries the modules in order; no other path overlaps its POST
+    "luxxon_agent.stub.routes.telemetry",
     "luxxon_agent.stub.routes.system",
     "luxxon_agent.stub.routes.auth",
     "luxxon_agent.stub.routes.workspaces",
     "luxxon_agent.stub.routes.sessions",
     "luxxon_agent.stub.routes.wallet",
     "luxxon_agent.stub.routes.operators",
-    "luxxon_agent.stub.routes.telemetry",
     "luxxon_agent.stub.pages",
 ]
 """Import paths of the route modules, mounted in this order under /api/v1."""
@@ -49,16 +51,9 @@ _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 def _video_backend(config: StubConfig) -> VideoBackend:
     if not config.with_video:
         return MintOnlyVideoBackend(config.public_base_url)
-    try:
-        ingest = importlib.import_module("luxxon_agent.stub.ingest")
-    except ModuleNotFoundError as exc:
-        if exc.name != "luxxon_agent.stub.ingest":
-            raise
-        # the WHIP ingest is a separate part of the stub; without it, URLs are minted only
-        logger.warning("stub/ingest.py is not installed: video URLs are minted but not served")
-        return MintOnlyVideoBackend(config.public_base_url)
-    backend: VideoBackend = ingest.create_video_backend(config)
-    return backend
+    from luxxon_agent.stub.ingest import create_video_backend
+
+    return create_video_backend(config.public_base_url, config.clock)
 
 
 def create_app(config: StubConfig, *, video: VideoBackend | None = None) -> FastAPI:
@@ -95,6 +90,7 @@ def create_app(config: StubConfig, *, video: VideoBackend | None = None) -> Fast
     )
     app.state.stub = stub
     install_error_handlers(app)
+    install_openapi(app, [(API_PREFIX, module.router) for module in modules])
     for module in modules:
         app.include_router(module.router, prefix=API_PREFIX)
         if hasattr(module, "root_router"):
@@ -103,12 +99,15 @@ def create_app(config: StubConfig, *, video: VideoBackend | None = None) -> Fast
     if stub.video.router is not None:
         app.include_router(stub.video.router)
 
-    app.add_middleware(_ConsistencyTokenMiddleware, stub=stub)
+    app.add_middleware(_AfterSuccessMiddleware, stub=stub)
+    # outermost: no route sees a body over the limit or a non-finite JSON number
+    app.add_middleware(RequestGuard)
     return app
 
 
-class _ConsistencyTokenMiddleware:
-    """Adds X-Lx-Consistency-Token to successful API writes.
+class _AfterSuccessMiddleware:
+    """On a successful API response: the caller's key's lastUsedAt (auth.touch_after_success)
+    and, for a write, X-Lx-Consistency-Token.
 
     Plain ASGI rather than `@app.middleware("http")`: Starlette's
     BaseHTTPMiddleware costs a task and a memory stream per request, which
@@ -120,18 +119,17 @@ class _ConsistencyTokenMiddleware:
         self.stub = stub
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] not in _WRITE_METHODS
-            or not scope["path"].startswith(API_PREFIX)
-        ):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        write = scope["method"] in _WRITE_METHODS and scope["path"].startswith(API_PREFIX)
 
         async def send_with_token(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] < 400:
-                headers = MutableHeaders(scope=message)
-                headers[CONSISTENCY_HEADER] = self.stub.consistency_token()
+                touch_after_success(scope)
+                if write:
+                    headers = MutableHeaders(scope=message)
+                    headers[CONSISTENCY_HEADER] = self.stub.consistency_token()
             await send(message)
 
         await self.app(scope, receive, send_with_token)

@@ -4,8 +4,10 @@ Route modules depend on `principal` (any authenticated caller), `require_scope(s
 (a caller acting for one workspace with that scope) or `require_wallet_session`.
 A wallet session is a member acting for itself, so it holds every scope of the
 workspace it selected. `lastUsedAt` of a key records its last *successful* use:
-it is written after the handler returns without error, so a refused request
-changes nothing in the database.
+it is written when the response starts with a success status (the app's
+middleware calls `touch_after_success`), so a refused request changes nothing
+in the database, and to the second: a key used many times a
+second (a telemetry backlog) is written once a second, not once a request.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import hashlib
 import json
 import secrets
 import string
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.types import Scope as ASGIScope
 
 from luxxon_agent.models import Environment, ErrorCode, Scope
 from luxxon_agent.stub.http_error import HttpError
@@ -26,6 +30,9 @@ from luxxon_agent.stub.runtime import StubRuntime, runtime
 from luxxon_agent.stub.store import parse_ts, ts
 from luxxon_agent.wire import SESSION_COOKIE
 
+_PRINCIPAL_STATE = "lx_principal"
+LAST_USED_RESOLUTION = timedelta(seconds=1)
+"""lastUsedAt is kept to this resolution (see above)."""
 KEY_PREFIXES = {Environment.LIVE: "lxxn_live_", Environment.TEST: "lxxn_test_"}
 KEY_PREFIX_LENGTH = 20
 _KEY_ALPHABET = string.ascii_letters + string.digits
@@ -56,6 +63,8 @@ class Principal:
     key_id: str | None = None
     environment: Environment | None = None
     session_token_hash: str | None = field(default=None, repr=False)
+    last_used_at: datetime | None = None
+    """The key's stored lastUsedAt when the request came in."""
 
 
 def _unauthenticated(code: ErrorCode, message: str) -> HttpError:
@@ -83,6 +92,7 @@ def _from_api_key(stub: StubRuntime, header: str) -> Principal:
         scopes=frozenset(Scope(s) for s in json.loads(row["scopes"])),
         key_id=row["id"],
         environment=Environment(row["environment"]),
+        last_used_at=parse_ts(row["last_used_at"]),
     )
 
 
@@ -119,19 +129,36 @@ def authenticate(request: Request) -> Principal:
 
 
 def _touch_key(stub: StubRuntime, principal: Principal) -> None:
-    if principal.key_id is not None:
+    if principal.key_id is None:
+        return
+    now = stub.now()
+    last = principal.last_used_at
+    if last is None or not timedelta(0) <= now - last < LAST_USED_RESOLUTION:
         with stub.store.transaction() as conn:
             conn.execute(
                 "UPDATE api_keys SET last_used_at = ? WHERE id = ?",
-                (ts(stub.now()), principal.key_id),
+                (ts(now), principal.key_id),
             )
 
 
-async def principal(request: Request) -> AsyncIterator[Principal]:
-    """Any authenticated caller; a key's lastUsedAt is written once the handler succeeded."""
+def _authenticated(request: Request) -> Principal:
     found = authenticate(request)
-    yield found
-    _touch_key(runtime(request), found)
+    # read back by touch_after_success once the response turned out a success
+    request.scope.setdefault("state", {})[_PRINCIPAL_STATE] = found
+    return found
+
+
+def touch_after_success(scope: ASGIScope) -> None:
+    """Write the lastUsedAt of the key that made this request; the app calls this when the
+    request's response starts with a success status."""
+    found = scope.get("state", {}).get(_PRINCIPAL_STATE)
+    if isinstance(found, Principal):
+        _touch_key(scope["app"].state.stub, found)
+
+
+async def principal(request: Request) -> Principal:
+    """Any authenticated caller."""
+    return _authenticated(request)
 
 
 def require_scope(
@@ -139,7 +166,8 @@ def require_scope(
 ) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """Dependency: a caller acting for a workspace, holding `scope`."""
 
-    async def dependency(found: Annotated[Principal, Depends(principal)]) -> Principal:
+    async def dependency(request: Request) -> Principal:
+        found = _authenticated(request)
         if scope not in found.scopes:
             raise HttpError(
                 403, ErrorCode.NOT_AUTHORIZED, f"this API key lacks the {scope.value} scope"
@@ -153,11 +181,13 @@ def require_scope(
         return found
 
     dependency.__name__ = f"require_{scope.name.lower()}"
+    AUTHENTICATING.add(dependency)
     return dependency
 
 
-async def require_wallet_session(found: Annotated[Principal, Depends(principal)]) -> Principal:
+async def require_wallet_session(request: Request) -> Principal:
     """Dependency: a wallet (cookie) session; API keys cannot do this."""
+    found = _authenticated(request)
     if found.kind != "wallet_session":
         raise HttpError(
             403,
@@ -165,6 +195,10 @@ async def require_wallet_session(found: Annotated[Principal, Depends(principal)]
             "this needs a wallet session (SIWE login), not an API key",
         )
     return found
+
+
+AUTHENTICATING: set[Callable[..., Any]] = {principal, require_wallet_session}
+"""Every dependency that authenticates its caller (the OpenAPI document marks their routes)."""
 
 
 def member_runtime(request: Request, found: Principal, workspace_id: str) -> StubRuntime:

@@ -59,7 +59,7 @@ class StubConfig:
     telemetry_freshness_seconds: float = 2.0
     """Published in /config: how old a sample may be and still cover a second."""
     with_video: bool = False
-    """Serve the real WHIP ingest (stub/ingest.py); False mints URLs only."""
+    """Serve the real WHIP ingest (stub/ingest/); False mints URLs only."""
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.public_base_url)

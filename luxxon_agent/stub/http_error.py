@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from typing import Any
 
@@ -33,9 +34,21 @@ class HttpError(Exception):
         return error_response(self.status, self.code, self.message, self.detail)
 
 
-def error_response(status: int, code: str, message: str, detail: str | None = None) -> JSONResponse:
+METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+"""The code of a 405 (a route exists at the path, not with this method)."""
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    detail: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     return JSONResponse(
-        status_code=status, content={"code": code, "message": message, "detail": detail}
+        status_code=status,
+        content={"code": code, "message": message, "detail": detail},
+        headers=headers,
     )
 
 
@@ -69,12 +82,27 @@ def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return text, detail
 
 
-_STATUS_CODES = {
+_STATUS_CODES: dict[int, str] = {
     401: ErrorCode.NOT_AUTHENTICATED,
     403: ErrorCode.NOT_AUTHORIZED,
     404: ErrorCode.NOT_FOUND,
-    405: ErrorCode.NOT_FOUND,
+    405: METHOD_NOT_ALLOWED,
 }
+
+
+def _allowed_methods(app: FastAPI, path: str) -> str:
+    """Every method the API documents for `path` ("GET, POST"), or "" off the API."""
+    paths: dict[str, dict[str, object]] = app.openapi().get("paths", {})
+    if path in paths:
+        # a literal path (/sessions/cancel-all-assignments) is its own resource, even
+        # where a template (/sessions/{session_id}) would match it too
+        return ", ".join(sorted(method.upper() for method in paths[path]))
+    methods: set[str] = set()
+    for template, operations in paths.items():
+        pattern = "^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, path):
+            methods.update(method.upper() for method in operations)
+    return ", ".join(sorted(methods))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -95,9 +123,17 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             # the path may be a whip/whep URL, whose token is the credential
             message = f"no such endpoint: {request.method} {redact(request.url.path)}"
+        elif exc.status_code == 405:
+            # Starlette names the methods of the first route matching the path only
+            allowed = _allowed_methods(app, request.url.path) or (exc.headers or {}).get(
+                "Allow", ""
+            )
+            message = f"{request.method} is not allowed here; use {allowed or 'another method'}"
+            return error_response(405, code, message, headers={"Allow": allowed})
         else:
             message = str(exc.detail)
-        return error_response(exc.status_code, code, message)
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(exc.status_code, code, message, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

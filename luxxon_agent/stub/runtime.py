@@ -20,7 +20,6 @@ from luxxon_agent.errors import MediaError
 from luxxon_agent.models import (
     ApiKey,
     AvailabilityState,
-    Session,
     SessionState,
     Workspace,
     WorkspaceMembership,
@@ -28,7 +27,13 @@ from luxxon_agent.models import (
 from luxxon_agent.stub.config import StubConfig
 from luxxon_agent.stub.http_error import envelope
 from luxxon_agent.stub.store import Store, parse_ts, ts
-from luxxon_agent.stub.video import OpenInput, VideoBackend, VideoInput
+from luxxon_agent.stub.video import (
+    OpenInput,
+    SessionVideo,
+    StubSession,
+    VideoBackend,
+    VideoInput,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +51,7 @@ class StubRuntime:
         self.video = video
         self._boot = secrets.token_hex(4)
         self._writes = 0
-        self._sweeper: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
         self._restore_video()
 
     # ---- small services ---------------------------------------------------------
@@ -98,11 +103,15 @@ class StubRuntime:
             plaintext=plaintext,
         )
 
-    def session(self, row: sqlite3.Row, viewer_workspace_id: str | None) -> Session:
-        """The session as `viewer_workspace_id` sees it: the whipUrl only for its operator."""
+    def session(self, row: sqlite3.Row, viewer_workspace_id: str | None) -> StubSession:
+        """The session as `viewer_workspace_id` sees it: the whipUrl only for its operator,
+        and the stub's `video` extension (media arriving or not) for both sides."""
         live = row["state"] in LIVE_STATES
         is_operator = viewer_workspace_id == row["operator_workspace_id"]
-        return Session(
+        media = (
+            self.video.media_status(row["video_backend_ref"]) if row["video_backend_ref"] else None
+        )
+        return StubSession(
             id=row["id"],
             consumer_workspace_id=row["consumer_workspace_id"],
             operator_workspace_id=row["operator_workspace_id"],
@@ -124,6 +133,13 @@ class StubRuntime:
             geofence_radius_meters=row["geofence_radius_meters"],
             whip_url=row["whip_url"] if live and is_operator else None,
             whep_url=row["whep_url"] if live else None,
+            video=None
+            if media is None
+            else SessionVideo(
+                connected=media.connected,
+                last_frame_at=media.last_frame_at,
+                frames_received=media.frames_received,
+            ),
         )
 
     def memberships(self, wallet_address: str) -> list[WorkspaceMembership]:
@@ -247,16 +263,19 @@ class StubRuntime:
     # ---- lifecycle ----------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the background expiry sweeper (the app's lifespan calls this)."""
-        if self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().create_task(
-                self._sweep_forever(), name="luxxon-stub-expiry-sweeper"
-            )
+        """Start the expiry sweeper and the loop watch (the app's lifespan calls this)."""
+        if not self._background:
+            loop = asyncio.get_running_loop()
+            self._background = [
+                loop.create_task(self._sweep_forever(), name="luxxon-stub-expiry-sweeper"),
+                loop.create_task(watch_loop(), name="luxxon-stub-loop-watch"),
+            ]
 
     async def stop(self) -> None:
-        """Stop the sweeper, then close the video backend's connections; safe to call twice."""
-        task, self._sweeper = self._sweeper, None
-        if task is not None:
+        """Stop the background tasks, then close the video backend's connections; safe to
+        call twice."""
+        tasks, self._background = self._background, []
+        for task in tasks:
             task.cancel()
             try:
                 await task
@@ -267,6 +286,23 @@ class StubRuntime:
         aclose = getattr(self.video, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+LOOP_WATCH_PERIOD_S = 0.05
+LOOP_HELD_LOG_S = 0.1
+"""A wake-up this much later than asked is logged (WARNING) with how long the loop was held."""
+
+
+async def watch_loop() -> None:
+    """Wake every 50 ms and say when the event loop was held: a callback that ran long
+    (parsing, logging, crypto on the loop) delays every request of the stub."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + LOOP_WATCH_PERIOD_S
+        await asyncio.sleep(LOOP_WATCH_PERIOD_S)
+        late = loop.time() - due
+        if late > LOOP_HELD_LOG_S:
+            logger.warning("event loop held for %.3f s", late)
 
 
 def runtime(conn: HTTPConnection) -> StubRuntime:

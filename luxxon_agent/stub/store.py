@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from luxxon_agent.models import format_timestamp
 
@@ -125,7 +125,12 @@ def ts(value: datetime) -> str:
     return format_timestamp(value)
 
 
+@overload
+def parse_ts(value: str) -> datetime: ...
+@overload
+def parse_ts(value: None) -> None: ...
 def parse_ts(value: str | None) -> datetime | None:
+    """A stored time (None stays None: a column that may be empty)."""
     return None if value is None else datetime.fromisoformat(value)
 
 
@@ -176,7 +181,8 @@ class Store:
         self._conn.executescript(sql)
 
     def one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
-        return self._conn.execute(sql, params).fetchone()
+        row: sqlite3.Row | None = self._conn.execute(sql, params).fetchone()
+        return row
 
     def all(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         return self._conn.execute(sql, params).fetchall()

@@ -1,6 +1,6 @@
 """The stub's video seam: VideoBackend, and MintOnlyVideoBackend which only mints URLs.
 
-The real WHIP ingest (stub/ingest.py) implements the same protocol. A backend
+The real WHIP ingest (stub/ingest/) implements the same protocol. A backend
 may carry a FastAPI `router` for its own endpoints (WHIP/WHEP resources); the
 app mounts it at the root, outside /api/v1, because whipUrls are whole URLs.
 A backend that holds connections may also have `async aclose()`: the stub's
@@ -17,6 +17,8 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from luxxon_agent.models import ApiModel, Session, Timestamp
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -48,6 +50,34 @@ class OpenInput:
     """When the input was minted (the session's assignedAt)."""
 
 
+@dataclass(frozen=True)
+class MediaStatus:
+    """Whether media is arriving at an input: the stub's `video` extension of a session."""
+
+    connected: bool
+    """A publisher connection is live on the input."""
+    last_frame_at: datetime | None
+    """Arrival of the newest decoded frame (None before the first)."""
+    frames_received: int
+
+
+class SessionVideo(ApiModel):
+    """The stub's `video` extension of a Session (not in the production contract):
+    whether media reaches the ingest, so a consumer can tell a live picture from a
+    frozen one."""
+
+    connected: bool
+    last_frame_at: Timestamp | None = None
+    frames_received: int
+
+
+class StubSession(Session):
+    """A Session as the stub answers it: the contract's fields, and `video` when the
+    video backend can tell (the WHIP ingest; a mint-only backend cannot)."""
+
+    video: SessionVideo | None = None
+
+
 @runtime_checkable
 class VideoBackend(Protocol):
     """What the API needs from a video service (Cloudflare Stream in production)."""
@@ -65,6 +95,9 @@ class VideoBackend(Protocol):
 
     def latest_frame_jpeg(self, ref: str) -> bytes | None:
         """The latest decoded frame, or None before the first keyframe."""
+
+    def media_status(self, ref: str) -> MediaStatus | None:
+        """Whether media arrives at the input; None when the backend cannot tell."""
 
     def restore(self, store: Store, open_inputs: Sequence[OpenInput]) -> None:
         """Serve `open_inputs` again (same refs and URLs) after a stub restart; called once,
@@ -101,6 +134,9 @@ class MintOnlyVideoBackend:
         return []
 
     def latest_frame_jpeg(self, ref: str) -> bytes | None:
+        return None
+
+    def media_status(self, ref: str) -> MediaStatus | None:
         return None
 
     def restore(self, store: Store, open_inputs: Sequence[OpenInput]) -> None:

@@ -1,6 +1,11 @@
 """Wallet signatures: SIWE (EIP-4361) login messages and the workspace-creation challenge.
 
 `siwe` pulls in web3 (seconds to import), so it is loaded on first use only.
+Every signature is first recovered here (`personal_signer`, EIP-191 over
+libsecp256k1): one that is malformed or recovers to no key at all answers
+401 INVALID_SIGNATURE (the signature is the credential of these routes),
+before any library sees it; one that recovers to another wallet answers
+401 INVALID_TOKEN.
 """
 
 from __future__ import annotations
@@ -68,7 +73,8 @@ def _siwe() -> ModuleType:
         # abnf 2.8 warns about siwe's grammar redefining core rules; harmless
         warnings.filterwarnings("ignore", module=r"abnf\.")
         import siwe
-    return siwe
+    module: ModuleType = siwe
+    return module
 
 
 def preload() -> None:
@@ -78,6 +84,30 @@ def preload() -> None:
 
 def _bad_signature(detail: str) -> HttpError:
     return HttpError(401, ErrorCode.INVALID_TOKEN, "wallet signature verification failed", detail)
+
+
+def _unverifiable(detail: str) -> HttpError:
+    return HttpError(401, ErrorCode.INVALID_SIGNATURE, "signature: cannot be verified", detail)
+
+
+def personal_signer(message: str, signature: str) -> str:
+    """The checksummed address whose key personal_sign-ed (EIP-191) `message`."""
+    from eth_hash.auto import keccak
+
+    from luxxon_agent.eip712 import recover_address, signature_bytes
+    from luxxon_agent.errors import SignatureError
+
+    text = message.encode()
+    digest = keccak(b"\x19Ethereum Signed Message:\n" + str(len(text)).encode() + text)
+    try:
+        raw = signature_bytes(signature)
+        # some hardware wallets write v as 0/1; a login nonce is single-use, so both
+        # encodings of one signature are fine here (telemetry insists on 27/28)
+        if raw[64] in (0, 1):
+            raw = raw[:64] + bytes([raw[64] + 27])
+        return recover_address(digest, raw)
+    except SignatureError as exc:
+        raise _unverifiable(str(exc)) from None
 
 
 def verify_siwe(
@@ -95,8 +125,13 @@ def verify_siwe(
         raise _bad_signature("chain id mismatch")
     if parsed.address != address:
         raise _bad_signature("address mismatch")
+    personal_signer(message, signature)  # refuses what recovers to no key
+    from eth_keys.exceptions import BadSignature
+
     try:
         parsed.verify(signature, domain=config.siwe_domain, nonce=nonce, timestamp=now)
+    except BadSignature:
+        raise _unverifiable("signature does not recover to a public key") from None
     except siwe.ExpiredMessage:
         raise _bad_signature("message expired") from None
     except siwe.DomainMismatch:
@@ -109,12 +144,5 @@ def verify_siwe(
 
 def verify_personal_sign(message: str, signature: str, *, address: str) -> None:
     """EIP-191 personal_sign: the signature over `message` must recover to `address`."""
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
-
-    try:
-        signer = Account.recover_message(encode_defunct(text=message), signature=signature)
-    except ValueError:
-        raise _bad_signature("signature is malformed") from None
-    if signer != address:
+    if personal_signer(message, signature) != address:
         raise _bad_signature("signature does not recover to the wallet")

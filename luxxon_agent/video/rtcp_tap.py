@@ -59,6 +59,7 @@ _RTCP_PSFB_PLI = 1
 _RTCP_PSFB_FIR = 4
 _RTCP_RTPFB_NACK = 1
 _HISTORY = 4096
+_FULL_PACKET = 1200
 SEQUENCE_JUMP = 2048
 """Sequence numbers skipped at a keyframe after a hole that will never be repaired.
 
@@ -253,16 +254,20 @@ class RtcpTap:
         return True
 
     async def _retransmit(self, sequence_number: int) -> None:
-        size = self._sizes.get(sequence_number & 0xFFFF)
-        original_number = self._in_of.get(sequence_number & 0xFFFF)
-        if size is None or original_number is None:
-            return  # aiortc's history would not have it either (or it was never ours)
-        # what arrived bounds the budget too: right after a step down the estimate is stale
-        snapshot = self.estimator.snapshot()
-        basis = min(snapshot.estimate_bps, snapshot.receive_bps or snapshot.estimate_bps)
-        if not self.budget.allow(size, basis) and self.enforce:
-            self.retransmissions_dropped += 1
-            return
+        key = sequence_number & 0xFFFF
+        # before any jump, a packet we did not see (sent before attach) kept its number
+        original_number = self._in_of.get(key, None if self.sequence_jumps else key)
+        if original_number is None:
+            return  # from before a sequence jump: the receiver flushed it
+        if self.enforce:
+            # a packet sent before attach() is not in our sizes: count a full one
+            size = self._sizes.get(key, _FULL_PACKET)
+            # what arrived bounds the budget too: right after a step down the estimate is stale
+            snapshot = self.estimator.snapshot()
+            basis = min(snapshot.estimate_bps, snapshot.receive_bps or snapshot.estimate_bps)
+            if not self.budget.allow(size, basis):
+                self.retransmissions_dropped += 1
+                return
         original: Callable[[int], Awaitable[None]] = self._originals["_retransmit"]
         self._retransmitting = True
         try:

@@ -11,9 +11,9 @@ from luxxon_agent.agent.config import (
     OnSigterm,
     env_name,
     load_config,
-    parse_fixed_url,
 )
 from luxxon_agent.errors import ConfigError
+from luxxon_agent.position.fixed_source import parse_fixed_url
 
 BASE = """
 [api]

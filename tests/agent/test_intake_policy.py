@@ -7,11 +7,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from luxxon_agent.agent.config import AgentConfig
+from luxxon_agent.agent.context import ApiHealth
 from luxxon_agent.agent.operator import OperatorRunner
 from luxxon_agent.agent.statefile import StateFile
-from luxxon_agent.agent.workspace import ApiHealth, WorkspaceLink
+from luxxon_agent.agent.workspace import SessionAssigned, WorkspaceLink
 from luxxon_agent.clock import FakeClock
 from luxxon_agent.models import Session, SessionState
+from luxxon_agent.position import Fix, SourceKind
 
 
 class FakeClient:
@@ -39,7 +41,9 @@ def _session(
     )  # fmt: skip
 
 
-def _link(tmp_path: Path, policy: dict[str, object]) -> tuple[WorkspaceLink, list[str]]:
+def _link(
+    tmp_path: Path, policy: dict[str, object]
+) -> tuple[WorkspaceLink, asyncio.Queue[SessionAssigned]]:
     config = AgentConfig.model_validate(
         {
             "agent": {"state_dir": str(tmp_path)},
@@ -51,22 +55,37 @@ def _link(tmp_path: Path, policy: dict[str, object]) -> tuple[WorkspaceLink, lis
     )  # fmt: skip
     clock = FakeClock()
     runner = OperatorRunner(config.operators[0], config, clock)
-    runner.status.reason = None  # healthy
-    taken: list[str] = []
-
-    def serve(op: OperatorRunner, link: WorkspaceLink, session: Session) -> asyncio.Task[None]:
-        taken.append(session.id)
-        return asyncio.ensure_future(asyncio.sleep(0))
-
+    runner.latest.update(
+        Fix(time=clock.now(), lat=10.0, lng=20.0, accuracy_m=3.0, source=SourceKind.FIXED)
+    )
+    assignments: asyncio.Queue[SessionAssigned] = asyncio.Queue()
     link = WorkspaceLink(
-        FakeClient(), [runner], config, StateFile(tmp_path / "s.json"), clock, ApiHealth(), serve
+        FakeClient(),  # type: ignore[arg-type]
+        [runner],
+        config,
+        StateFile(tmp_path / "s.json"),
+        clock,
+        ApiHealth(clock),
+        assignments,
     )
     link.workspace_id = "ws_op"
-    return link, taken
+    link.assess_health()
+    assert link.view("cam").availability == "ONLINE"  # a fresh fix: healthy
+    return link, assignments
+
+
+def _taken(assignments: asyncio.Queue[SessionAssigned]) -> list[str]:
+    """The sessions handed to the supervisor so far."""
+    taken = []
+    while not assignments.empty():
+        event = assignments.get_nowait()
+        assert event.runner.label == "cam"
+        taken.append(event.session.id)
+    return taken
 
 
 async def test_auto_accept_rules(tmp_path: Path) -> None:
-    link, taken = _link(tmp_path, {"min_rate_micro_usdc": 50, "max_duration_seconds": 900})
+    link, assignments = _link(tmp_path, {"min_rate_micro_usdc": 50, "max_duration_seconds": 900})
     for refused in (
         _session("far", lat=10.1),  # ~11 km away, coverage 1 km
         _session("cheap", rate=49),
@@ -74,18 +93,21 @@ async def test_auto_accept_rules(tmp_path: Path) -> None:
         _session("over", SessionState.ENDED),
     ):
         await link._consider(refused)
-    assert taken == [] and link.client.accepted == []  # type: ignore[attr-defined]
+    assert _taken(assignments) == [] and link.client.accepted == []  # type: ignore[attr-defined]
     await link._consider(_session("good"))
-    assert taken == ["good"] and link.client.accepted == ["good"]  # type: ignore[attr-defined]
-    assert link.operators[0].session_id == "good"
+    assert _taken(assignments) == ["good"]
+    assert link.client.accepted == ["good"]  # type: ignore[attr-defined]
+    assert link.view("cam").session_id == "good" and link.view("cam").availability == "BUSY"
     await link._consider(_session("second"))  # the only operator is busy now
-    assert taken == ["good"]
+    assert _taken(assignments) == []
+    link.release("cam")
+    assert link.view("cam").session_id is None
 
 
 async def test_disabled_policy_still_serves_assigned(tmp_path: Path) -> None:
-    link, taken = _link(tmp_path, {"enabled": False})
+    link, assignments = _link(tmp_path, {"enabled": False})
     await link._consider(_session("offered"))
-    assert taken == []
+    assert _taken(assignments) == []
     # accepted by a person (luxxon sessions accept): the agent starts and serves it
     await link._consider(_session("accepted", SessionState.ASSIGNED, lat=10.1))
-    assert taken == ["accepted"]
+    assert _taken(assignments) == ["accepted"]

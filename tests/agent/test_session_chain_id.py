@@ -7,12 +7,17 @@ from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 
-from luxxon_agent.agent.config import AgentConfig
+from luxxon_agent.agent.config import AgentConfig, OnSigterm
+from luxxon_agent.agent.context import (
+    ApiHealth,
+    ServerFacts,
+    SessionContext,
+    SessionPolicy,
+)
 from luxxon_agent.agent.operator import OperatorRunner
 from luxxon_agent.agent.provision import new_private_key
 from luxxon_agent.agent.session import SessionRun
 from luxxon_agent.agent.statefile import StateFile
-from luxxon_agent.agent.workspace import ApiHealth, WorkspaceLink
 from luxxon_agent.clock import FakeClock
 from luxxon_agent.eip712 import KeySigner
 from luxxon_agent.errors import NetworkError
@@ -63,17 +68,20 @@ async def test_samples_wait_for_and_are_signed_with_the_servers_chain_id(tmp_pat
     clock = FakeClock()
     runner = OperatorRunner(config.operators[0], config, clock)
     client = ConfigClient()
-    health = ApiHealth()
-
-    def serve(*_args: object) -> asyncio.Task[None]:
-        raise AssertionError("no intake in this test")
-
-    link = WorkspaceLink(
-        client, [runner], config, StateFile(tmp_path / "s.json"), clock, health, serve
+    health = ApiHealth(clock)
+    server = ServerFacts(client, health)
+    context = SessionContext(
+        client=client,  # type: ignore[arg-type]
+        clock=clock,
+        state=StateFile(tmp_path / "s.json"),
+        server=server,
+        api_health=health,
+        policy=SessionPolicy(poll_seconds=1.0, on_sigterm=OnSigterm.END),
+        workspace_id="ws_op",
     )
     signer = KeySigner(new_private_key())
     with Spool(tmp_path / "telemetry.sqlite3") as spool:
-        run = SessionRun(runner, link, _session(clock.now()), asyncio.Event(), spool, signer)
+        run = SessionRun(runner, context, _session(clock.now()), asyncio.Event(), spool, signer)
         run.uploader = SimpleNamespace(notify=lambda: None)  # type: ignore[assignment]
         try:
             await run._mind_sampling()  # GET /config fails: no sampler, nothing signed
@@ -81,7 +89,7 @@ async def test_samples_wait_for_and_are_signed_with_the_servers_chain_id(tmp_pat
             assert health.last_error is not None
             await run._mind_sampling()  # the next poll asks again and starts sampling
             assert run.sampler is not None and client.calls == 2
-            assert await link.chain_id() == CHAIN_ID and client.calls == 2  # kept per link
+            assert await server.chain_id() == CHAIN_ID and client.calls == 2  # kept per link
 
             now = clock.now()
             runner.latest.update(

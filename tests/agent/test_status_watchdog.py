@@ -3,39 +3,43 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from luxxon_agent.agent.config import AgentConfig
+from luxxon_agent.agent.metrics import COUNTERS, GAUGES, metrics_registry
 from luxxon_agent.agent.session import END_BUDGET_S, SHUTDOWN_DRAIN_MAX_S
 from luxxon_agent.agent.status import (
     AgentStatus,
     OperatorStatus,
     StatusEndpointError,
-    StatusServer,
     fetch_status,
-    render_metrics,
 )
+from luxxon_agent.agent.status_server import StatusServer
 from luxxon_agent.agent.supervisor import Supervisor, shutdown_budget_seconds
 from luxxon_agent.clock import FakeClock
 from luxxon_agent.video import PublisherState
 
 
-def _snapshot() -> dict[str, object]:
+def _status() -> AgentStatus:
     op = OperatorStatus(label='cam "1"', device_kind="FIXED", availability="BUSY")
     op.session_state = "LIVE"
     op.video.frames = 42
     op.gps.fix, op.gps.accuracy_m = True, 2.5
-    return {"api_ok": True, "state": "running", "operators": [op.__dict__ | {
-        "video": op.video.__dict__, "gps": op.gps.__dict__, "telemetry": op.telemetry.__dict__,
-    }]}  # fmt: skip
+    idle = OperatorStatus(label="cam-2", device_kind="FIXED", availability="OFFLINE")
+    return AgentStatus(
+        version="0", pid=1, started_at="now", api_base_url="http://127.0.0.1:1",
+        api_ok=True, state="running", operators=[op, idle],
+    )  # fmt: skip
 
 
 async def test_status_endpoint_tcp_and_unix(tmp_path: Path) -> None:
     for listen in ("127.0.0.1:0", f"unix:{tmp_path / 'status.sock'}"):
-        server = StatusServer(listen, _snapshot, metrics=True)
+        server = StatusServer(listen, _status, metrics=True)
         await server.start()
         try:
             body = json.loads(await fetch_status(server.address))
@@ -43,40 +47,59 @@ async def test_status_endpoint_tcp_and_unix(tmp_path: Path) -> None:
             metrics = await fetch_status(server.address, "/metrics")
             assert 'luxxon_agent_live{operator="cam \\"1\\""} 1.0' in metrics
             assert 'luxxon_agent_gps_accuracy_meters{operator="cam \\"1\\""} 2.5' in metrics
-            with pytest.raises(StatusEndpointError, match="404"):
-                await fetch_status(server.address, "/nope")
+            assert 'luxxon_agent_video_frames_total{operator="cam \\"1\\""} 42.0' in metrics
+            assert 'luxxon_agent_live{operator="cam-2"} 0.0' in metrics
+            for path in ("/nope", "/"):
+                with pytest.raises(StatusEndpointError, match="404"):
+                    await fetch_status(server.address, path)
         finally:
             await server.stop()
     with pytest.raises(StatusEndpointError, match="is `luxxon-agent run` running"):
         await fetch_status(f"unix:{tmp_path / 'status.sock'}")
+    assert not (tmp_path / "status.sock").exists()  # stop() removes its socket
 
 
-def test_metrics_are_prometheus_text() -> None:
-    text = render_metrics(_snapshot())
+async def test_status_endpoint_refuses_a_busy_port_in_one_line() -> None:
+    first = StatusServer("127.0.0.1:0", _status, metrics=False)
+    await first.start()
+    try:
+        with pytest.raises(StatusEndpointError, match=f"status endpoint {first.address}: "):
+            await StatusServer(first.address, _status, metrics=False).start()
+        with pytest.raises(StatusEndpointError, match="404"):  # metrics off: no route
+            await fetch_status(first.address, "/metrics")
+        async with httpx.AsyncClient(base_url=f"http://{first.address}") as client:
+            assert (await client.post("/status")).status_code == 405  # read-only
+    finally:
+        await first.stop()
+
+
+def test_metrics_parse_as_prometheus_text_with_the_operator_label() -> None:
+    text = generate_latest(metrics_registry(_status)).decode()
     names = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
     assert len(names) == len(set(names))  # each family declared once
-    assert text.endswith("\n")
-
-
-@dataclass
-class _Stats:
-    frames_sent: int
-
-
-class _Publisher:
-    def __init__(self) -> None:
-        self.frames = 0
-        self.state = PublisherState.PUBLISHING
-
-    def stats(self) -> _Stats:
-        return _Stats(self.frames)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    expected = {"luxxon_agent_api_up"} | {f"luxxon_agent_{n}" for n, _, _ in GAUGES + COUNTERS}
+    assert set(families) == expected
+    for name, _, _ in GAUGES + COUNTERS:
+        samples = families[f"luxxon_agent_{name}"].samples
+        assert sorted(s.labels["operator"] for s in samples) == ['cam "1"', "cam-2"]
+    [frames] = [
+        s for s in families["luxxon_agent_video_frames"].samples if s.labels["operator"] != "cam-2"
+    ]
+    assert frames.name == "luxxon_agent_video_frames_total" and frames.value == 42
 
 
 class _Run:
+    """What the watchdog reads of a session run: the video state it was told, frames sent."""
+
     def __init__(self) -> None:
-        self.publisher = _Publisher()
+        self.frames = 0
+        self.video_state: PublisherState | None = PublisherState.PUBLISHING
         self.last_sampler_tick: float | None = 0.0
         self.last_spool_write: float | None = 0.0
+
+    def frames_sent(self) -> int:
+        return self.frames
 
 
 async def test_watchdog_fed_through_api_outage_withheld_when_local_work_stalls() -> None:
@@ -103,21 +126,21 @@ async def test_watchdog_fed_through_api_outage_withheld_when_local_work_stalls()
     assert supervisor.stalled() is None
     for _ in range(3):  # frames moving, telemetry ticking into the spool; API still away
         await clock.advance(5)
-        run.publisher.frames += 50
+        run.frames += 50
         working()
         assert supervisor.stalled() is None
     await clock.advance(11)  # the publish froze while telemetry went on
     working()
     assert supervisor.stalled() == "cam: no video frames sent for 11 s"
-    run.publisher.frames += 1
+    run.frames += 1
     assert supervisor.stalled() is None
-    run.publisher.state = PublisherState.RECONNECTING  # waiting on the network: legitimate
+    run.video_state = PublisherState.RECONNECTING  # waiting on the network: legitimate
     await clock.advance(30)
     working()
     assert supervisor.stalled() is None
-    run.publisher.state = PublisherState.PUBLISHING
+    run.video_state = PublisherState.PUBLISHING
     await clock.advance(11)
-    run.publisher.frames += 1
+    run.frames += 1
     assert supervisor.stalled() == "cam: telemetry loop silent for 11 s"
     run.last_sampler_tick = clock.monotonic()  # ticking, but every write fails
     assert supervisor.stalled() == "cam: the spool refused writes for 11 s"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -190,4 +190,44 @@ async def harness() -> AsyncIterator[Harness]:
     app = create_app(config, video=video)
     transport = httpx.ASGITransport(app=app)
     yield Harness(clock=clock, video=video, app=app, transport=transport)
+    app.state.stub.store.close()
+
+
+@dataclass
+class ServedHarness(Harness):
+    """A Harness whose app is served by a real uvicorn server on loopback."""
+
+    origin: str = ""
+    clients: list[httpx.AsyncClient] = field(default_factory=list)
+    """Every client made, closed when the fixture ends (they hold real sockets)."""
+
+    def client(self, api_key: str | None = None) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        made = httpx.AsyncClient(base_url=f"{self.origin}/api/v1", headers=headers)
+        self.clients.append(made)
+        return made
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[ServedHarness]:
+    from tests.conftest import free_port
+    from tests.support import serve
+
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    clock = FakeClock(START)
+    config = StubConfig(
+        db_path=":memory:", public_base_url=origin, clock=clock, rng=random.Random(7)
+    )
+    video = MintOnlyVideoBackend(origin)
+    app = create_app(config, video=video)
+    harness = ServedHarness(
+        clock=clock, video=video, app=app, transport=httpx.ASGITransport(app=app), origin=origin
+    )
+    async with serve(app, port):
+        try:
+            yield harness
+        finally:
+            for client in harness.clients:
+                await client.aclose()
     app.state.stub.store.close()

@@ -35,12 +35,7 @@ class FedInput:
         self.ref = ingest.create_input(session_id).ref
         self.created = clock.now()
         self.track = FakeTrack()
-        entry = ingest._inputs[self.ref]
-        marker = object()
-        entry.pc = marker  # type: ignore[assignment]
-        self.task = asyncio.create_task(
-            ingest._consume(entry, marker, self.track)  # type: ignore[arg-type]
-        )
+        ingest.attach_track(self.ref, self.track)  # type: ignore[arg-type]
 
     async def frame_after(self, seconds: float) -> None:
         await self.clock.advance(seconds)
@@ -53,10 +48,9 @@ class FedInput:
         return self.created + timedelta(seconds=seconds)
 
     async def close(self) -> None:
-        self.ingest._inputs[self.ref].pc = None
         await self.ingest.close_input(self.ref)
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        view = self.ingest.input_view(self.ref)
+        assert view is not None and view.closed and not view.connected
 
 
 async def test_an_input_that_never_gets_a_frame_is_one_window_from_its_creation() -> None:

@@ -43,27 +43,28 @@ GAP = 2.0
 
 class FakeTrack:
     def __init__(self) -> None:
-        self.frames: asyncio.Queue[av.VideoFrame] = asyncio.Queue()
+        self.frames: asyncio.Queue[av.VideoFrame | None] = asyncio.Queue()
 
     async def recv(self) -> av.VideoFrame:
-        return await self.frames.get()
+        from aiortc.mediastreams import MediaStreamError
+
+        frame = await self.frames.get()
+        if frame is None:
+            raise MediaStreamError
+        return frame
+
+    async def end(self) -> None:
+        """The track ends, as when the process holding the connection dies."""
+        await self.frames.put(None)
+        for _ in range(5):
+            await asyncio.sleep(0)
 
 
-class FakePeer:
-    """Stands for the publisher's peer connection, which the ingest closes on shutdown."""
-
-    async def close(self) -> None:
-        return None
-
-
-def feed(ingest: WhipIngest, ref: str) -> tuple[FakeTrack, asyncio.Task[None]]:
+def feed(ingest: WhipIngest, ref: str) -> FakeTrack:
     """Decoded frames for input `ref`, delivered by the test, as a publisher's track would."""
     track = FakeTrack()
-    entry = ingest._inputs[ref]
-    peer = FakePeer()
-    entry.pc = peer  # type: ignore[assignment]
-    task = asyncio.create_task(ingest._consume(entry, peer, track))  # type: ignore[arg-type]
-    return track, task
+    ingest.attach_track(ref, track)  # type: ignore[arg-type]
+    return track
 
 
 async def frames(clock: FakeClock, track: FakeTrack, count: int, every: float) -> None:
@@ -100,14 +101,12 @@ async def test_restart_restores_the_input_and_counts_the_down_time(tmp_path: Pat
     operator, consumer, started = await harness.live()
     sid = started["session"]["id"]
     ref = started["videoBackendRef"]
-    track, task = feed(ingest, ref)
+    track = feed(ingest, ref)
     await frames(clock, track, 1, 0.5)  # first frame 0.5 s after the input was made: no window
     await frames(clock, track, 20, 0.25)  # 5 s of media
     await clock.advance(3)  # then 3 s without media: a window still open at the shutdown
     await app.state.stub.stop()
     app.state.stub.store.close()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
 
     await clock.advance(12)  # the stub is down for 12 s
     app2, ingest2, transport2 = fake_clock_stub(db, clock)
@@ -124,14 +123,12 @@ async def test_restart_restores_the_input_and_counts_the_down_time(tmp_path: Pat
         data(await operator2.get(f"/sessions/{sid}/producer-token"))["whipUrl"]
         == (started["whipUrl"])
     )
-    track2, task2 = feed(ingest2, ref)
+    track2 = feed(ingest2, ref)
     await frames(clock, track2, 1, 1.0)  # media again 1 s after the restart
     await frames(clock, track2, 12, 0.25)  # and 3 s more
     ended = data(await consumer2.post(f"/sessions/{sid}/end"))
     # LIVE 0.5 + 5 + 3 + 12 + 1 + 3 = 24.5 s; down from the last frame to the first again: 16 s
     assert (ended["cleanSeconds"], ended["failedSeconds"]) == (8, 16)
-    task2.cancel()
-    await asyncio.gather(task2, return_exceptions=True)
     await app2.state.stub.stop()
     app2.state.stub.store.close()
 
@@ -148,23 +145,20 @@ async def test_a_crash_loses_at_most_a_second_of_the_last_media_time(tmp_path: P
     )
     _, consumer, started = await harness.live()
     sid, ref = started["session"]["id"], started["videoBackendRef"]
-    track, task = feed(ingest, ref)
+    track = feed(ingest, ref)
     await frames(clock, track, 1, 0.1)
     await frames(clock, track, 10, 0.3)  # the last frame at 3.1 s
-    task.cancel()  # no shutdown at all: the process died (its connection is left open)
-    await asyncio.gather(task, return_exceptions=True)
+    await track.end()  # no shutdown at all: the process died (its connection is left open)
     await clock.advance(10)
 
     app2, ingest2, transport2 = fake_clock_stub(db, clock)
-    track2, task2 = feed(ingest2, ref)
+    track2 = feed(ingest2, ref)
     await frames(clock, track2, 1, 0.0)  # media again at 13.1 s
     await frames(clock, track2, 10, 0.3)
     ended = data(await rebind(consumer, transport2).post(f"/sessions/{sid}/end"))
     # 16.1 s LIVE, 10 s without media; the stored last-media time is at most 1 s stale
     assert ended["failedSeconds"] in (10, 11)
     assert ended["cleanSeconds"] == 16 - ended["failedSeconds"]
-    task2.cancel()
-    await asyncio.gather(task2, return_exceptions=True)
     await app2.state.stub.stop()
     app2.state.stub.store.close()
     app.state.stub.store.close()
@@ -220,7 +214,8 @@ async def test_publisher_comes_back_to_a_restarted_stub_and_the_outage_is_not_bi
             )
             await publisher.start()
             await wait_for(lambda: len(arrivals) >= 30, 20, "frames before the restart")
-        assert ingest._inputs[ref].pc is None  # the stub stopped: server, ingest, store
+        view = ingest.input_view(ref)  # the stub stopped: server, ingest, store
+        assert view is not None and not view.connected and view.closed
         outage_began = len(arrivals)
         await asyncio.sleep(3.0)  # the outage
 

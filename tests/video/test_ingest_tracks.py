@@ -6,10 +6,16 @@ import asyncio
 from typing import Any
 
 from luxxon_agent.secret import Secret
-from luxxon_agent.stub.ingest import WhipIngest
+from luxxon_agent.stub.ingest import InputView, WhipIngest
 from luxxon_agent.video import Publisher, VideoOptions, open_media_source
 from tests.support import wait_for
 from tests.video.conftest import publishing
+
+
+def _view(ingest: WhipIngest, ref: str) -> InputView:
+    view = ingest.input_view(ref)
+    assert view is not None
+    return view
 
 
 async def _audio_packets(pc: Any) -> int:
@@ -30,9 +36,9 @@ async def test_audio_track_is_drained_and_its_reader_stops_with_the_connection(
     publisher = Publisher(Secret(video_input.whip_url), source)
     await publisher.start()
     try:
-        entry = ingest._inputs[video_input.ref]
-        await wait_for(lambda: entry.frames >= 5, 20, "video frames")
-        pc = entry.pc
+        ref = video_input.ref
+        await wait_for(lambda: _view(ingest, ref).frames >= 5, 20, "video frames")
+        pc = ingest.publisher_connection(ref)
         assert pc is not None
         (audio,) = [r.track for r in pc.getReceivers() if r.track.kind == "audio"]
         start = await _audio_packets(pc)
@@ -47,10 +53,10 @@ async def test_audio_track_is_drained_and_its_reader_stops_with_the_connection(
         queued.append(audio._queue.qsize())
         assert max(queued) <= 10, queued
         # the readers belong to the connection: dropping it stops them
-        readers = set(entry.consumers)
-        assert len(readers) == 2
-        await ingest.drop_publisher(video_input.ref)
-        assert all(task.done() for task in readers) and not entry.consumers
+        assert _view(ingest, ref).readers == 2
+        await ingest.drop_publisher(ref)
+        view = _view(ingest, ref)
+        assert view.readers == 0 and not view.connected
         assert pc.connectionState == "closed"
     finally:
         await publisher.stop()
@@ -62,8 +68,8 @@ async def test_vp8_publish_counts_keyframes(ingest_server: tuple[WhipIngest, str
     video_input = ingest.create_input("ses_vp8_keyframes")
     source = await open_media_source("testsrc://?size=320x240&fps=15")
     async with publishing(video_input.whip_url, source, video=VideoOptions(codec="vp8")):
-        entry = ingest._inputs[video_input.ref]
-        await wait_for(lambda: entry.frames >= 15, 20, "VP8 frames")
+        ref = video_input.ref
+        await wait_for(lambda: _view(ingest, ref).frames >= 15, 20, "VP8 frames")
     stats = await ingest.stats(video_input.ref)
     assert stats is not None
     # libvpx decodes without key_frame flags; the count comes from the encoded frames.
@@ -77,8 +83,8 @@ async def test_h264_keyframes_are_counted_once(ingest_server: tuple[WhipIngest, 
     source = await open_media_source("testsrc://?size=320x240&fps=15")
     options = VideoOptions(keyframe_interval=1.0)
     async with publishing(video_input.whip_url, source, video=options):
-        entry = ingest._inputs[video_input.ref]
-        await wait_for(lambda: entry.frames >= 45, 20, "three seconds of H.264 frames")
+        ref = video_input.ref
+        await wait_for(lambda: _view(ingest, ref).frames >= 45, 20, "three seconds of H.264 frames")
     stats = await ingest.stats(video_input.ref)
     assert stats is not None
     # one IDR a second at 15 fps (a PLI may add one), each counted once

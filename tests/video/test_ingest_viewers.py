@@ -9,7 +9,7 @@ from luxxon_agent.stub import StubConfig, create_app
 from luxxon_agent.stub.ingest import WhipIngest
 from luxxon_agent.video import Publisher, open_media_source
 from tests.conftest import free_port
-from tests.support import serve, wait_for
+from tests.support import frame_count, serve, wait_for
 from tests.video.conftest import whep_viewer
 
 
@@ -66,14 +66,20 @@ async def _publish_view_then_stop(app: Any, ingest: WhipIngest) -> None:
     viewer = None
     await publisher.start()
     try:
-        entry = ingest._inputs[video_input.ref]
-        await wait_for(lambda: entry.frames >= 5, 20, "frames at the ingest")
+        ref = video_input.ref
+
+        async def five_frames() -> bool:
+            return await frame_count(ingest, ref) >= 5
+
+        await wait_for(five_frames, 20, "frames at the ingest")
         viewer = await _viewer(video_input.whep_url, frames)
         await wait_for(lambda: len(frames) >= 3, 20, "frames at the viewer")
-        held = [entry.pc, *entry.viewers.values()]
+        held = [ingest.publisher_connection(ref), *ingest.viewer_connections(ref)]
         assert len(held) == 2
         await app.state.stub.stop()
-        assert entry.pc is None and not entry.viewers and not entry.consumers
+        view = ingest.input_view(ref)
+        assert view is not None
+        assert not view.connected and view.viewers == 0 and view.readers == 0
         assert all(pc is not None and pc.connectionState == "closed" for pc in held)
     finally:
         if viewer is not None:

@@ -86,11 +86,13 @@ async def test_vp8_preference_uses_aiortc_vp8(ingest_server: tuple[WhipIngest, s
     await publisher.start()
     try:
         await wait_for(lambda: ingest.latest_frame_jpeg(video_input.ref) is not None, 20, "frame")
-        pc = ingest._inputs[video_input.ref].pc
+        pc = ingest.publisher_connection(video_input.ref)
         assert pc is not None
         # the offer carried VP8 only: the codec preference was applied
         offer = pc.remoteDescription.sdp
         assert "VP8/90000" in offer and "H264" not in offer
+        view = ingest.input_view(video_input.ref)
+        assert view is not None and view.offer_video_codecs == ("VP8",)
     finally:
         await publisher.stop()
         await source.close()

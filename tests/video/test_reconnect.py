@@ -113,7 +113,7 @@ class StrictFront:
 
     def __init__(self, ingest: WhipIngest, ref: str) -> None:
         self.ingest = ingest
-        self.entry = ingest._inputs[ref]
+        self.ref = ref
         self.held: str | None = "r-old"
         self.log: list[str] = []
         self.delete_failures = 1
@@ -134,9 +134,7 @@ class StrictFront:
             if self.held is not None:
                 self.log.append("POST 403")
                 return Response(status_code=403, content="endpoint in use")
-            answer, resource = await self.ingest._publish(
-                self.entry, (await request.body()).decode()
-            )
+            answer, resource = await self.ingest.publish(self.ref, (await request.body()).decode())
             self.held = resource
             self.log.append("POST 201")
             return Response(

@@ -28,6 +28,7 @@ from luxxon_agent.stub.auth import (
 )
 from luxxon_agent.stub.config import StubConfig
 from luxxon_agent.stub.http_error import HttpError
+from luxxon_agent.stub.openapi import Envelope, LoggedOut, errors
 from luxxon_agent.stub.runtime import StubRuntime, ok, runtime
 from luxxon_agent.stub.store import parse_ts, ts
 from luxxon_agent.stub.wallet_auth import (
@@ -77,14 +78,16 @@ def usable_nonce(stub: StubRuntime, purpose: str, nonce: str, address: str) -> s
     return str(row["message"])
 
 
-@router.post("/auth/wallet/challenge")
+@router.post("/auth/wallet/challenge", response_model=Envelope[WalletChallenge])
 async def wallet_challenge(body: WalletChallengeRequest, request: Request) -> JSONResponse:
     stub = runtime(request)
     address = checksum_address(body.wallet_address)
     return ok(request, issue_challenge(stub, LOGIN, address, siwe_message))
 
 
-@router.post("/auth/wallet/login")
+@router.post(
+    "/auth/wallet/login", response_model=Envelope[WalletLoginResult], responses=errors(401)
+)
 async def wallet_login(body: WalletLoginRequest, request: Request) -> JSONResponse:
     stub = runtime(request)
     address = checksum_address(body.wallet_address)
@@ -141,7 +144,7 @@ def me_of(stub: StubRuntime, found: Principal) -> Me:
     )
 
 
-@router.post("/auth/workspace/select")
+@router.post("/auth/workspace/select", response_model=Envelope[Me])
 async def select_workspace(
     body: SelectWorkspaceRequest,
     request: Request,
@@ -162,7 +165,7 @@ async def select_workspace(
     return ok(request, me_of(stub, selected))
 
 
-@router.post("/auth/logout")
+@router.post("/auth/logout", response_model=Envelope[LoggedOut])
 async def logout(request: Request, found: WalletSession) -> JSONResponse:
     stub = runtime(request)
     with stub.store.transaction() as conn:
@@ -177,6 +180,6 @@ async def logout(request: Request, found: WalletSession) -> JSONResponse:
     return response
 
 
-@router.get("/me")
+@router.get("/me", response_model=Envelope[Me])
 async def me(request: Request, found: AnyCaller) -> JSONResponse:
     return ok(request, me_of(runtime(request), found))

@@ -23,6 +23,7 @@ from luxxon_agent.models import ErrorCode, Operator, RegisterOperatorRequest, Ro
 from luxxon_agent.stub.auth import Operator as OperateCaller
 from luxxon_agent.stub.auth import SessionReader, member_runtime
 from luxxon_agent.stub.http_error import HttpError
+from luxxon_agent.stub.openapi import Envelope, errors
 from luxxon_agent.stub.routes.workspaces import workspace_row
 from luxxon_agent.stub.runtime import StubRuntime, ok
 from luxxon_agent.stub.store import parse_ts, ts
@@ -84,7 +85,12 @@ def _invalid(message: str, detail: str | None = None) -> HttpError:
     return HttpError(400, ErrorCode.INVALID_DELEGATION, message, detail)
 
 
-@router.post("/workspaces/{workspace_id}/operators", status_code=201)
+@router.post(
+    "/workspaces/{workspace_id}/operators",
+    status_code=201,
+    response_model=Envelope[Operator],
+    responses=errors(404, 409),
+)
 async def register_operator(
     workspace_id: str, body: RegisterOperatorRequest, request: Request, found: OperateCaller
 ) -> JSONResponse:
@@ -100,7 +106,8 @@ async def register_operator(
         raise _invalid("the delegation has already expired", ts(delegation.expires_at))
     try:
         signer = delegation.recover(body.signature, stub.config.chain_id)
-    except SignatureError as exc:
+    except (SignatureError, ValueError) as exc:
+        # ValueError: a time that does not fit the delegation's uint64 fields
         raise _invalid(str(exc)) from None
     wallet = normalize_address(workspace["wallet_address"])
     if signer != wallet:
@@ -142,7 +149,11 @@ async def register_operator(
     return ok(request, operator_model(_operator_row(stub, operator_id)), status=201)
 
 
-@router.get("/workspaces/{workspace_id}/operators")
+@router.get(
+    "/workspaces/{workspace_id}/operators",
+    response_model=Envelope[list[Operator]],
+    responses=errors(404),
+)
 async def list_operators(workspace_id: str, request: Request, found: SessionReader) -> JSONResponse:
     stub = member_runtime(request, found, workspace_id)
     _supplier_workspace(stub, workspace_id)
@@ -152,7 +163,11 @@ async def list_operators(workspace_id: str, request: Request, found: SessionRead
     return ok(request, [operator_model(row) for row in rows])
 
 
-@router.post("/workspaces/{workspace_id}/operators/{operator_id}/revoke")
+@router.post(
+    "/workspaces/{workspace_id}/operators/{operator_id}/revoke",
+    response_model=Envelope[Operator],
+    responses=errors(404),
+)
 async def revoke_operator(
     workspace_id: str, operator_id: str, request: Request, found: OperateCaller
 ) -> JSONResponse:

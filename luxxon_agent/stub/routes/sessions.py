@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from email.utils import format_datetime
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import field_validator
 
 from luxxon_agent.errors import MediaError
 from luxxon_agent.geo import haversine_meters
@@ -35,11 +38,24 @@ from luxxon_agent.stub.auth import (
 )
 from luxxon_agent.stub.http_error import HttpError
 from luxxon_agent.stub.metering import meter_session
+from luxxon_agent.stub.openapi import Envelope, errors
 from luxxon_agent.stub.runtime import LIVE_STATES, PRE_LIVE_STATES, StubRuntime, ok, runtime
 from luxxon_agent.stub.settlement import settle
 from luxxon_agent.stub.store import ts
+from luxxon_agent.stub.video import StubSession
 
 router = APIRouter(tags=["sessions"])
+
+FRAME_AGE_HEADER = "X-Lx-Frame-Age-Ms"
+"""Milliseconds since the frame served by /frame arrived (Age has whole seconds only)."""
+FRAME_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The latest decoded frame; Last-Modified, Age and X-Lx-Frame-Age-Ms"
+        " say how old it is",
+        "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+    },
+    **errors(404),
+}
 
 
 def visible_session(stub: StubRuntime, session_id: str, workspace_id: str | None) -> sqlite3.Row:
@@ -108,9 +124,23 @@ def _workspace_of(stub: StubRuntime, found: Principal) -> sqlite3.Row:
 # ---- consumer side ------------------------------------------------------------------
 
 
-@router.post("/sessions", status_code=201)
+class CreateSessionBody(CreateSessionRequest):
+    """The request as it comes off the wire: the rate is a decimal string, as the schema
+    says (Python callers of the shared model may pass an int)."""
+
+    @field_validator("rate_per_second_micro_usdc", mode="before")
+    @classmethod
+    def _decimal_string(cls, value: object) -> object:
+        if value is not None and not isinstance(value, str):
+            raise ValueError('a decimal string of micro-USDC, such as "1000"')
+        return value
+
+
+@router.post(
+    "/sessions", status_code=201, response_model=Envelope[StubSession], responses=errors(404)
+)
 async def create_session(
-    body: CreateSessionRequest, request: Request, found: Requester
+    body: CreateSessionBody, request: Request, found: Requester
 ) -> JSONResponse:
     stub = runtime(request)
     workspace = _workspace_of(stub, found)
@@ -141,7 +171,11 @@ async def create_session(
     return _session_ok(request, stub, session_id, found, status=201)
 
 
-@router.post("/sessions/{session_id}/dispatch")
+@router.post(
+    "/sessions/{session_id}/dispatch",
+    response_model=Envelope[StubSession],
+    responses=errors(404, 409, 503),
+)
 async def dispatch(session_id: str, request: Request, found: Requester) -> JSONResponse:
     stub = runtime(request)
     row = visible_session(stub, session_id, found.workspace_id)
@@ -193,7 +227,7 @@ async def dispatch(session_id: str, request: Request, found: Requester) -> JSONR
 # ---- reads ----------------------------------------------------------------------------
 
 
-@router.get("/sessions")
+@router.get("/sessions", response_model=Envelope[list[StubSession]])
 async def list_sessions(
     request: Request, found: SessionReader, state: SessionState | None = None
 ) -> JSONResponse:
@@ -207,7 +241,7 @@ async def list_sessions(
     return ok(request, [stub.session(row, found.workspace_id) for row in rows])
 
 
-@router.post("/sessions/cancel-all-assignments")
+@router.post("/sessions/cancel-all-assignments", response_model=Envelope[CancelAllResult])
 async def cancel_all_assignments(request: Request, found: Operator) -> JSONResponse:
     """Seed, "Reclaim a stuck workspace": every ASSIGNED session of this operator workspace
     is cancelled, the workspace goes back to ONLINE, LIVE sessions are left alone."""
@@ -225,7 +259,7 @@ async def cancel_all_assignments(request: Request, found: Operator) -> JSONRespo
     return ok(request, CancelAllResult(count=len(ids), cancelled=ids))
 
 
-@router.get("/sessions/{session_id}")
+@router.get("/sessions/{session_id}", response_model=Envelope[StubSession], responses=errors(404))
 async def get_session(session_id: str, request: Request, found: SessionReader) -> JSONResponse:
     stub = runtime(request)
     row = visible_session(stub, session_id, found.workspace_id)
@@ -235,7 +269,11 @@ async def get_session(session_id: str, request: Request, found: SessionReader) -
 # ---- operator side --------------------------------------------------------------------
 
 
-@router.post("/sessions/{session_id}/accept")
+@router.post(
+    "/sessions/{session_id}/accept",
+    response_model=Envelope[StubSession],
+    responses=errors(404, 409, 502),
+)
 async def accept(
     session_id: str,
     request: Request,
@@ -286,7 +324,9 @@ async def accept(
     return _session_ok(request, stub, session_id, found)
 
 
-@router.post("/sessions/{session_id}/start")
+@router.post(
+    "/sessions/{session_id}/start", response_model=Envelope[StartResult], responses=errors(404, 409)
+)
 async def start(session_id: str, request: Request, found: Operator) -> JSONResponse:
     stub = runtime(request)
     row = visible_session(stub, session_id, found.workspace_id)
@@ -310,7 +350,11 @@ async def start(session_id: str, request: Request, found: Operator) -> JSONRespo
     )
 
 
-@router.get("/sessions/{session_id}/producer-token")
+@router.get(
+    "/sessions/{session_id}/producer-token",
+    response_model=Envelope[ProducerToken],
+    responses=errors(404, 409),
+)
 async def producer_token(session_id: str, request: Request, found: Operator) -> JSONResponse:
     stub = runtime(request)
     row = visible_session(stub, session_id, found.workspace_id)
@@ -325,7 +369,9 @@ async def producer_token(session_id: str, request: Request, found: Operator) -> 
 # ---- either side ----------------------------------------------------------------------
 
 
-@router.post("/sessions/{session_id}/end")
+@router.post(
+    "/sessions/{session_id}/end", response_model=Envelope[StubSession], responses=errors(404, 409)
+)
 async def end(session_id: str, request: Request, found: AnyCaller) -> JSONResponse:
     stub = runtime(request)
     row = visible_session(stub, session_id, found.workspace_id)
@@ -368,7 +414,9 @@ async def end(session_id: str, request: Request, found: AnyCaller) -> JSONRespon
     return _session_ok(request, stub, session_id, found)
 
 
-@router.delete("/sessions/{session_id}")
+@router.delete(
+    "/sessions/{session_id}", response_model=Envelope[StubSession], responses=errors(404, 409)
+)
 async def cancel(session_id: str, request: Request, found: AnyCaller) -> JSONResponse:
     stub = runtime(request)
     row = visible_session(stub, session_id, found.workspace_id)
@@ -382,15 +430,24 @@ async def cancel(session_id: str, request: Request, found: AnyCaller) -> JSONRes
     return _session_ok(request, stub, session_id, found)
 
 
-@router.get("/sessions/{session_id}/frame", response_class=Response)
+@router.get("/sessions/{session_id}/frame", response_class=Response, responses=FRAME_RESPONSES)
 async def frame(session_id: str, request: Request, found: SessionReader) -> Response:
     stub = runtime(request)
     row = visible_session(stub, session_id, found.workspace_id)
+    ref = row["video_backend_ref"]
     jpeg = None
-    if row["state"] in LIVE_STATES and row["video_backend_ref"]:
-        jpeg = stub.video.latest_frame_jpeg(row["video_backend_ref"])
+    if row["state"] in LIVE_STATES and ref:
+        jpeg = stub.video.latest_frame_jpeg(ref)
     if jpeg is None:
         raise HttpError(
             404, ErrorCode.FRAME_NOT_AVAILABLE, "no frame yet (the first keyframe has not arrived)"
         )
-    return Response(content=jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+    headers = {"Cache-Control": "no-store"}
+    media = stub.video.media_status(ref)
+    if media is not None and media.last_frame_at is not None:
+        # how old the picture is: a consumer tells a frozen frame from a live one
+        age = max(0.0, (stub.now() - media.last_frame_at).total_seconds())
+        headers["Last-Modified"] = format_datetime(media.last_frame_at, usegmt=True)
+        headers["Age"] = str(int(age))
+        headers[FRAME_AGE_HEADER] = str(round(age * 1000))
+    return Response(content=jpeg, media_type="image/jpeg", headers=headers)

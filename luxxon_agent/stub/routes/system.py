@@ -6,18 +6,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from luxxon_agent.models import Health, ServerConfig
+from luxxon_agent.stub.openapi import Envelope
 from luxxon_agent.stub.runtime import ok, runtime
 from luxxon_agent.stub.settlement import SETTLEMENT_CONTRACT, USDC_CONTRACT_BASE
 
 router = APIRouter(tags=["system"])
 
 
-@router.get("/health")
+@router.get("/health", response_model=Envelope[Health])
 async def health(request: Request) -> JSONResponse:
     return ok(request, Health(status="ok", time=runtime(request).now()))
 
 
-@router.get("/config")
+@router.get("/config", response_model=Envelope[ServerConfig])
 async def config(request: Request) -> JSONResponse:
     cfg = runtime(request).config
     return ok(

@@ -35,6 +35,7 @@ from luxxon_agent.errors import SignatureError
 from luxxon_agent.models import ErrorCode, TelemetryReceipt, TelemetrySample
 from luxxon_agent.stub.auth import Operator
 from luxxon_agent.stub.http_error import HttpError
+from luxxon_agent.stub.openapi import Envelope, errors
 from luxxon_agent.stub.routes.sessions import visible_session
 from luxxon_agent.stub.runtime import LIVE_STATES, StubRuntime, ok, runtime
 from luxxon_agent.stub.store import parse_ts, ts
@@ -102,7 +103,14 @@ def _same_sample(stored: sqlite3.Row, body: TelemetrySample, payload: TelemetryP
     )
 
 
-@router.post("/sessions/{session_id}/telemetry")
+@router.post(
+    "/sessions/{session_id}/telemetry",
+    response_model=Envelope[TelemetryReceipt],
+    responses={
+        201: {"model": Envelope[TelemetryReceipt], "description": "Stored (200: stored before)"},
+        **errors(404, 409, 422),
+    },
+)
 async def post_telemetry(
     session_id: str, body: TelemetrySample, request: Request, found: Operator
 ) -> JSONResponse:
@@ -120,8 +128,9 @@ async def post_telemetry(
     try:
         payload: TelemetryPayload | None = TelemetryPayload.from_sample(session_id, body)
         malformed: ValueError | None = None
-    except ValueError as exc:
-        payload, malformed = None, exc  # refused below, after the state and time checks
+    except (ValueError, OverflowError) as exc:
+        # refused below, after the state and time checks
+        payload, malformed = None, ValueError(str(exc))
     if stored is not None and payload is not None and _same_sample(stored, body, payload):
         receipt = TelemetryReceipt(
             session_id=session_id, captured_at=body.captured_at, duplicate=True

@@ -20,6 +20,7 @@ from luxxon_agent.stub.auth import (
     WalletReader,
 )
 from luxxon_agent.stub.http_error import HttpError
+from luxxon_agent.stub.openapi import Envelope, errors
 from luxxon_agent.stub.routes.sessions import visible_session
 from luxxon_agent.stub.runtime import ok, runtime
 from luxxon_agent.stub.store import parse_ts
@@ -27,7 +28,7 @@ from luxxon_agent.stub.store import parse_ts
 router = APIRouter(tags=["wallet"])
 
 
-@router.get("/wallet")
+@router.get("/wallet", response_model=Envelope[WalletBalance], responses=errors(404))
 async def wallet(request: Request, found: WalletReader) -> JSONResponse:
     stub = runtime(request)
     workspace = stub.store.one(
@@ -49,7 +50,7 @@ async def wallet(request: Request, found: WalletReader) -> JSONResponse:
     )
 
 
-@router.get("/wallet/events")
+@router.get("/wallet/events", response_model=Envelope[list[WalletEvent]])
 async def wallet_events(request: Request, found: WalletReader) -> JSONResponse:
     stub = runtime(request)
     rows = stub.store.all(
@@ -72,7 +73,7 @@ async def wallet_events(request: Request, found: WalletReader) -> JSONResponse:
     )
 
 
-@router.get("/settlements/{session_id}")
+@router.get("/settlements/{session_id}", response_model=Envelope[Settlement], responses=errors(404))
 async def settlement(session_id: str, request: Request, found: AnyCaller) -> JSONResponse:
     """Either side, with sessions:read or wallet:read."""
     if not found.scopes & {Scope.SESSIONS_READ, Scope.WALLET_READ}:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from luxxon_agent.eip712 import normalize_address as checksum_address
 from luxxon_agent.models import (
+    ApiKey,
     AvailabilityState,
     CreateApiKeyRequest,
     CreateWorkspaceRequest,
@@ -17,7 +19,9 @@ from luxxon_agent.models import (
     LocationHeartbeat,
     Role,
     UpdateWorkspaceRequest,
+    WalletChallenge,
     WalletChallengeRequest,
+    Workspace,
 )
 from luxxon_agent.stub.auth import (
     KEY_PREFIX_LENGTH,
@@ -29,6 +33,7 @@ from luxxon_agent.stub.auth import (
     token_hash,
 )
 from luxxon_agent.stub.http_error import HttpError
+from luxxon_agent.stub.openapi import Envelope, errors
 from luxxon_agent.stub.routes.auth import issue_challenge, usable_nonce
 from luxxon_agent.stub.runtime import StubRuntime, ok, runtime
 from luxxon_agent.stub.store import ts
@@ -38,6 +43,14 @@ from luxxon_agent.stub.wallet_auth import (
 )
 
 router = APIRouter(tags=["workspaces"])
+
+
+class UpdateWorkspaceBody(UpdateWorkspaceRequest):
+    """The request as the stub takes it: BUSY is the server's to set, so a client may ask
+    for ONLINE or OFFLINE only (and the schema says so)."""
+
+    availability_state: Literal[AvailabilityState.ONLINE, AvailabilityState.OFFLINE] | None = None
+
 
 CREATE_WORKSPACE = "workspace"
 
@@ -64,14 +77,16 @@ def _key_row(stub: StubRuntime, key_id: str) -> sqlite3.Row:
     return row
 
 
-@router.post("/workspaces/challenge")
+@router.post("/workspaces/challenge", response_model=Envelope[WalletChallenge])
 async def workspace_challenge(body: WalletChallengeRequest, request: Request) -> JSONResponse:
     stub = runtime(request)
     address = checksum_address(body.wallet_address)
     return ok(request, issue_challenge(stub, CREATE_WORKSPACE, address, workspace_message))
 
 
-@router.post("/workspaces", status_code=201)
+@router.post(
+    "/workspaces", status_code=201, response_model=Envelope[Workspace], responses=errors(401, 409)
+)
 async def create_workspace(body: CreateWorkspaceRequest, request: Request) -> JSONResponse:
     stub = runtime(request)
     address = checksum_address(body.wallet_address)
@@ -105,16 +120,18 @@ async def create_workspace(body: CreateWorkspaceRequest, request: Request) -> JS
     return _workspace_ok(request, stub, workspace_id, status=201)
 
 
-@router.get("/workspaces/{workspace_id}")
+@router.get("/workspaces/{workspace_id}", response_model=Envelope[Workspace], responses=errors(404))
 async def get_workspace(workspace_id: str, request: Request, found: SessionReader) -> JSONResponse:
     stub = member_runtime(request, found, workspace_id)
     return _workspace_ok(request, stub, workspace_id)
 
 
-@router.patch("/workspaces/{workspace_id}")
+@router.patch(
+    "/workspaces/{workspace_id}", response_model=Envelope[Workspace], responses=errors(404)
+)
 async def update_workspace(
     workspace_id: str,
-    body: UpdateWorkspaceRequest,
+    body: UpdateWorkspaceBody,
     request: Request,
     found: Operator,
 ) -> JSONResponse:
@@ -128,10 +145,6 @@ async def update_workspace(
     current = AvailabilityState(row["availability_state"])
     state = current
     idle_since = row["idle_since"]
-    if wanted is AvailabilityState.BUSY:
-        raise HttpError(
-            400, ErrorCode.INVALID_INPUT, "availabilityState: BUSY is set by the server"
-        )
     if wanted is AvailabilityState.ONLINE:
         if Role.SUPPLIER.value not in json.loads(row["roles"]):
             raise HttpError(
@@ -177,7 +190,11 @@ async def update_workspace(
     return _workspace_ok(request, stub, workspace_id)
 
 
-@router.post("/workspaces/{workspace_id}/location")
+@router.post(
+    "/workspaces/{workspace_id}/location",
+    response_model=Envelope[Workspace],
+    responses=errors(404, 409),
+)
 async def post_location(
     workspace_id: str,
     body: LocationHeartbeat,
@@ -210,7 +227,9 @@ async def post_location(
     return _workspace_ok(request, stub, workspace_id)
 
 
-@router.post("/workspaces/{workspace_id}/api-keys", status_code=201)
+@router.post(
+    "/workspaces/{workspace_id}/api-keys", status_code=201, response_model=Envelope[ApiKey]
+)
 async def create_api_key(
     workspace_id: str,
     body: CreateApiKeyRequest,
@@ -240,7 +259,7 @@ async def create_api_key(
     return ok(request, stub.api_key(_key_row(stub, key_id), plaintext=plaintext), status=201)
 
 
-@router.get("/workspaces/{workspace_id}/api-keys")
+@router.get("/workspaces/{workspace_id}/api-keys", response_model=Envelope[list[ApiKey]])
 async def list_api_keys(workspace_id: str, request: Request, found: WalletSession) -> JSONResponse:
     stub = member_runtime(request, found, workspace_id)
     rows = stub.store.all(
@@ -249,7 +268,11 @@ async def list_api_keys(workspace_id: str, request: Request, found: WalletSessio
     return ok(request, [stub.api_key(row) for row in rows])
 
 
-@router.post("/workspaces/{workspace_id}/api-keys/{key_id}/revoke")
+@router.post(
+    "/workspaces/{workspace_id}/api-keys/{key_id}/revoke",
+    response_model=Envelope[ApiKey],
+    responses=errors(404, 409),
+)
 async def revoke_api_key(
     workspace_id: str,
     key_id: str,

@@ -1,0 +1,95 @@
+"""`GET /metrics`: the agent's status as Prometheus series, through `prometheus_client`.
+
+    registry = metrics_registry(supervisor.status)
+    body = prometheus_client.generate_latest(registry)   # served as CONTENT_TYPE
+
+The series are read from the same `AgentStatus` the JSON endpoint serves, at
+scrape time (a custom collector: nothing here keeps its own counters). Every
+per-operator series carries an `operator` label, the operator's `label`.
+
+    luxxon_agent_api_up                            gauge, 1 when the API answered recently
+    luxxon_agent_{online,live,gps_fix}             gauges, 0/1 per operator
+    luxxon_agent_gps_accuracy_meters               gauge (NaN without an accuracy)
+    luxxon_agent_video_{bitrate_kbps,fps}          gauges
+    luxxon_agent_telemetry_pending                 gauge, samples spooled not yet delivered
+    luxxon_agent_session_live_seconds              gauge
+    luxxon_agent_video_reconnects_total            counter
+    luxxon_agent_video_frames_total                counter
+    luxxon_agent_telemetry_delivered_total         counter
+    luxxon_agent_sessions_served_total             counter
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.registry import Collector
+
+from luxxon_agent.agent.status import AgentStatus, OperatorStatus
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+"""The text format every Prometheus 2.x scrapes (Debian 12 ships 2.42)."""
+PREFIX = "luxxon_agent_"
+
+OperatorValue = Callable[[OperatorStatus], float]
+
+GAUGES: tuple[tuple[str, str, OperatorValue], ...] = (
+    (
+        "online",
+        "1 when the operator is ONLINE or serving.",
+        lambda o: 1.0 if o.availability in ("ONLINE", "BUSY") else 0.0,
+    ),
+    ("live", "1 while a session is LIVE.", lambda o: 1.0 if o.session_state == "LIVE" else 0.0),
+    ("gps_fix", "1 with a fresh position fix.", lambda o: 1.0 if o.gps.fix else 0.0),
+    (
+        "gps_accuracy_meters",
+        "Horizontal accuracy of the fix.",
+        lambda o: o.gps.accuracy_m if o.gps.accuracy_m is not None else math.nan,
+    ),
+    ("video_bitrate_kbps", "Publish bitrate.", lambda o: o.video.bitrate_kbps),
+    ("video_fps", "Publish frame rate.", lambda o: o.video.fps),
+    ("telemetry_pending", "Samples spooled, not yet delivered.", lambda o: o.telemetry.pending),
+    ("session_live_seconds", "Seconds LIVE in the current session.", lambda o: o.live_seconds),
+)
+COUNTERS: tuple[tuple[str, str, OperatorValue], ...] = (
+    ("video_reconnects", "WHIP reconnects.", lambda o: o.video.reconnects),
+    ("video_frames", "Frames sent.", lambda o: o.video.frames),
+    ("telemetry_delivered", "Samples delivered.", lambda o: o.telemetry.delivered),
+    ("sessions_served", "Sessions served since start.", lambda o: o.sessions_served),
+)
+"""Named without `_total`: prometheus_client appends it to the sample name."""
+
+
+class StatusCollector(Collector):
+    """Series read from `status()` at each scrape."""
+
+    def __init__(self, status: Callable[[], AgentStatus]) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator[Metric]:
+        status = self._status()
+        up = GaugeMetricFamily(
+            PREFIX + "api_up", "1 when the API answered recently.", value=float(status.api_ok)
+        )
+        yield up
+        for name, text, value in GAUGES:
+            gauge = GaugeMetricFamily(PREFIX + name, text, labels=["operator"])
+            for op in status.operators:
+                gauge.add_metric([op.label], float(value(op)))
+            yield gauge
+        for name, text, value in COUNTERS:
+            counter = CounterMetricFamily(PREFIX + name, text, labels=["operator"])
+            for op in status.operators:
+                counter.add_metric([op.label], float(value(op)))
+            yield counter
+
+
+def metrics_registry(status: Callable[[], AgentStatus]) -> CollectorRegistry:
+    """A registry of its own (not the process-global one) holding the status series."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatusCollector(status))
+    return registry
