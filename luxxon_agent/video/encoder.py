@@ -35,6 +35,11 @@ QP_FRAMES = 30
 """The quantiser is averaged over this many frames (a second at 30 fps)."""
 FF_QP2LAMBDA = 118
 """FFmpeg reports a frame's QP in its quality side data times this."""
+OVERSHOOT = 1.3
+NOT_FOLLOWING_S = 2.0
+"""libx264 producing more than OVERSHOOT x its aim for this long is reopened."""
+OUTPUT_HEADROOM = 1.5
+"""libx264 is aimed at most this far above what it produced over OUTPUT_WINDOW_S."""
 MIN_TARGET_BPS = 50_000.0
 """Below this libx264 cannot make a picture worth sending, whatever the link."""
 _UNUSABLE: set[str] = set()
@@ -170,6 +175,9 @@ class H264Encoder:
         self.output_bps: float | None = None
         self._qps: collections.deque[float] = collections.deque(maxlen=QP_FRAMES)
         self.mean_qp: float | None = None
+        self._over_since: float | None = None
+        self.reopens = 0
+        """Contexts reopened because libx264 did not follow a lower target."""
         """libx264's mean quantiser over the last QP_FRAMES frames (None: not reported)."""
         """What the encoder produced over the last OUTPUT_WINDOW_S (None before that)."""
 
@@ -201,10 +209,12 @@ class H264Encoder:
         if size != (frame.width, frame.height) or frame.format.name != "yuv420p":
             frame = frame.reformat(width=size[0], height=size[1], format="yuv420p")
         codec = self._codec
-        if codec is None or self._opened_for != size:
+        if codec is None or self._opened_for != size or self._not_following():
             codec = self._open(size)
-        elif codec.bit_rate != int(self.target_bps) and self.adaptive:
-            codec.bit_rate = int(self.target_bps)
+        elif self.adaptive:
+            aim = self._aim()
+            if abs((codec.bit_rate or 0) - aim) > 0.05 * aim:
+                codec.bit_rate = aim
         frame.pict_type = (
             av.video.frame.PictureType.I
             if self._force_keyframe
@@ -239,6 +249,39 @@ class H264Encoder:
         while self._output and self._output[0][0] < now - OUTPUT_WINDOW_S:
             self._output_bytes -= self._output.popleft()[1]
 
+    def _aim(self) -> int:
+        """What libx264 is told: the target, but no more than OUTPUT_HEADROOM x what it
+        produced lately. x264's ABR banks what it did not spend and spends it later: a
+        simple picture under a high target banks seconds of bits, and when the link
+        narrows the encoder keeps sending them, whatever its new target."""
+        aim = self.target_bps
+        if self.output_bps is not None:
+            aim = min(aim, max(MIN_TARGET_BPS, OUTPUT_HEADROOM * self.output_bps))
+        return int(aim)
+
+    def _not_following(self) -> bool:
+        """Whether libx264 has kept producing well over its aim for NOT_FOLLOWING_S: it is
+        spending bits it banked under a higher target, and only a new context forgets them
+        (one IDR: the least disruptive way PyAV leaves, measured in docs/video.md)."""
+        if not self.adaptive or self.output_bps is None:
+            return False
+        now = time.monotonic()
+        if self.output_bps <= OVERSHOOT * self._aim():
+            self._over_since = None
+            return False
+        if self._over_since is None:
+            self._over_since = now
+            return False
+        if now - self._over_since < NOT_FOLLOWING_S:
+            return False
+        logger.info(
+            "libx264 kept sending %.0f kbit/s for a %.0f kbit/s target: reopening it",
+            self.output_bps / 1000,
+            self._aim() / 1000,
+        )
+        self.reopens += 1
+        return True
+
     def _keep(self, frame: av.VideoFrame, fps_share: float) -> bool:
         """Thin the frame rate to `fps_share` of the source's, by timestamps."""
         if fps_share >= 1.0 or frame.pts is None or frame.time_base is None:
@@ -259,11 +302,15 @@ class H264Encoder:
             ceiling = self.ladder.floor(self.ladder.index - 1) * UP_MARGIN
             max_rate = int(min(self.options.bitrate, ceiling))
         fps = self.fps * (self.ladder.rung.fps_share if self.ladder is not None else 1.0)
-        bitrate = int(self.target_bps) if self.adaptive else None
+        bitrate = self._aim() if self.adaptive else None
         self._codec, name = open_h264_encoder(
             size[0], size[1], fps, self.options, bitrate=bitrate, max_rate=max_rate
         )
         self._opened_for = size
+        self._over_since = None
+        self._output.clear()
+        self._output_bytes = 0
+        self.output_bps = None
         self._qps.clear()  # another picture size: its quantisers are another story
         self.mean_qp = None
         if self._on_open is not None:

@@ -40,7 +40,7 @@ from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock, sleep_or_event
 from luxxon_agent.errors import LuxxonError, MediaError, WhipError
 from luxxon_agent.secret import Secret, redact_url
-from luxxon_agent.video.bandwidth import BandwidthEstimator, RateState
+from luxxon_agent.video.bandwidth import BandwidthEstimator, BandwidthSnapshot, RateState
 from luxxon_agent.video.connection import Connection, VideoTrack, open_connection, video_track
 from luxxon_agent.video.encoder import VideoOptions
 from luxxon_agent.video.mediasource import MediaSource
@@ -167,6 +167,10 @@ class Publisher:
     def encoders_opened(self) -> int:
         """How many encoder contexts this publisher opened (0 in passthrough)."""
         return self._stats.encoders_opened
+
+    def link_snapshot(self) -> BandwidthSnapshot | None:
+        """Everything the estimator knows about the link (None before a connection)."""
+        return self._estimator.snapshot() if self._estimator is not None else None
 
     def stats(self) -> PublisherStats:
         stats = replace(self._stats.snapshot(self._state), adaptive=self._options.adaptive)
