@@ -36,7 +36,7 @@ QP_FRAMES = 30
 FF_QP2LAMBDA = 118
 """FFmpeg reports a frame's QP in its quality side data times this."""
 OVERSHOOT = 1.3
-NOT_FOLLOWING_S = 2.0
+NOT_FOLLOWING_S = 1.0
 """libx264 producing more than OVERSHOOT x its aim for this long is reopened."""
 OUTPUT_HEADROOM = 1.5
 """libx264 is aimed at most this far above what it produced over OUTPUT_WINDOW_S."""
