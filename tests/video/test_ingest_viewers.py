@@ -85,23 +85,56 @@ async def test_a_viewer_beyond_the_cap_gets_503_until_a_viewer_closes_its_connec
             await pc.close()
 
 
-async def test_a_viewer_whose_connection_fails_is_dropped_without_a_delete(
+async def test_a_viewer_gone_before_it_connects_is_dropped_after_the_connect_timeout(
     ingest_server: tuple[WhipIngest, str],
 ) -> None:
     ingest, _ = ingest_server
-    video_input = ingest.create_input("ses_viewer_failed")
+    ingest.viewer_connect_timeout = 2.0
+    video_input = ingest.create_input("ses_viewer_gone")
+    # a real viewer's offer, its connection closed at once (a page reloaded mid-negotiation):
+    # the ingest's connectivity checks go unanswered
     offer = await aiortc_offer("video", direction="recvonly")
-    # a viewer the ingest cannot reach: no candidate to check, so ICE fails
-    unreachable = re.sub(r"^a=candidate:.*\r\n", "", offer, flags=re.MULTILINE)
-    assert unreachable != offer and "a=end-of-candidates" in unreachable
     async with httpx.AsyncClient(timeout=10) as http:
-        answer = await http.post(video_input.whep_url, content=unreachable.encode(), headers=SDP)
+        answer = await http.post(video_input.whep_url, content=offer.encode(), headers=SDP)
         assert answer.status_code == 201, answer.text
+        (held,) = ingest.viewer_connections(video_input.ref)
+        await wait_for(
+            lambda: view_of(ingest, video_input.ref).viewers == 0, 15, "the gone viewer dropped"
+        )
+        assert held.connectionState == "closed"
+        resource = httpx.URL(video_input.whep_url).join(answer.headers["Location"])
+        assert (await http.delete(resource)).status_code == 404
+
+
+async def test_a_viewer_whose_connection_fails_is_dropped_and_closed(
+    ingest_server: tuple[WhipIngest, str],
+) -> None:
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    ingest, _ = ingest_server
+    video_input = ingest.create_input("ses_viewer_failed")
+    viewer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        viewer.addTransceiver("video", direction="recvonly")
+        await viewer.setLocalDescription(await viewer.createOffer())
+        # ICE connects, then DTLS fails: the certificate is not the one the offer names
+        offer, swaps = re.subn(
+            r"(a=fingerprint:sha-256 )\S+",
+            r"\1" + ":".join(["AB"] * 32),
+            viewer.localDescription.sdp,
+        )
+        assert swaps
+        async with httpx.AsyncClient(timeout=10) as http:
+            answer = await http.post(video_input.whep_url, content=offer.encode(), headers=SDP)
+        assert answer.status_code == 201, answer.text
+        (held,) = ingest.viewer_connections(video_input.ref)
+        await viewer.setRemoteDescription(RTCSessionDescription(answer.text, "answer"))
         await wait_for(
             lambda: view_of(ingest, video_input.ref).viewers == 0, 15, "the failed viewer dropped"
         )
-        resource = httpx.URL(video_input.whep_url).join(answer.headers["Location"])
-        assert (await http.delete(resource)).status_code == 404
+        await wait_for(lambda: held.connectionState == "closed", 5, "its connection closed")
+    finally:
+        await viewer.close()
 
 
 async def test_stopping_the_stub_closes_publisher_and_viewer_connections() -> None:

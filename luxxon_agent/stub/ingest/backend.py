@@ -8,7 +8,8 @@ once; a later one (a crashed publisher coming back) waits as `pending` until
 its first decoded frame, then replaces the live one. DELETE on a resource
 ends that connection. An input serves at most `max_viewers` WHEP viewers at
 once; a viewer whose connection fails or closes (a reloaded page, a vanished
-peer) is dropped without waiting for a DELETE.
+peer), or is not connected `viewer_connect_timeout` after its answer, is
+dropped without waiting for a DELETE.
 
 Disconnect windows are the stretches without decoded media longer than
 `gap_threshold`: from the input's creation to the first frame, and from any
@@ -55,6 +56,10 @@ PENDING_TIMEOUT_S = 20.0
 """How long an accepted offer may wait for its first frame beside a live publisher."""
 MAX_VIEWERS = 8
 """WHEP viewers per input: each holds an aiortc connection and a VP8/H.264 encoder."""
+VIEWER_CONNECT_TIMEOUT_S = 20.0
+"""How long an answered viewer may take to connect: one that never does (gone before ICE,
+no candidate the ingest can reach) would otherwise hold its slot, and aioice gives up on
+unanswered checks only after about a minute."""
 VIEWERS_RETRY_AFTER_S = 5
 """Retry-After of the 503 answered to a viewer beyond `max_viewers`."""
 
@@ -99,6 +104,7 @@ class WhipIngest:
         clock: Clock = SYSTEM_CLOCK,
         gap_threshold: float = 2.0,
         max_viewers: int = MAX_VIEWERS,
+        viewer_connect_timeout: float = VIEWER_CONNECT_TIMEOUT_S,
     ) -> None:
         from luxxon_agent.stub.ingest.router import make_router
 
@@ -106,6 +112,7 @@ class WhipIngest:
         self._clock = clock
         self._gap = gap_threshold
         self.max_viewers = max_viewers
+        self.viewer_connect_timeout = viewer_connect_timeout
         self._store: IngestStore | None = None
         self._inputs: dict[str, InputState] = {}
         self._by_whip: dict[str, InputState] = {}
@@ -388,6 +395,7 @@ class WhipIngest:
         entry.viewers[conn.resource] = pc
         # ICE may have failed already, while the answer was made
         self._drop_viewer_if_gone(entry, conn.resource, pc)
+        self._spawn(self._viewer_deadline(entry, conn.resource, pc))
         return pc.localDescription.sdp, conn.resource
 
     async def end_viewer(self, entry: InputState, resource: str) -> bool:
@@ -431,6 +439,19 @@ class WhipIngest:
             logger.info("video input %s: a viewer's connection %s", entry.ref, pc.connectionState)
         if pc.connectionState == "failed":
             self._spawn(pc.close())
+
+    async def _viewer_deadline(
+        self, entry: InputState, resource: str, pc: RTCPeerConnection
+    ) -> None:
+        await asyncio.sleep(self.viewer_connect_timeout)
+        if pc.connectionState != "connected" and entry.viewers.get(resource) is pc:
+            del entry.viewers[resource]
+            logger.info(
+                "video input %s: a viewer did not connect within %.0f s",
+                entry.ref,
+                self.viewer_connect_timeout,
+            )
+            await pc.close()
 
     def _spawn(self, work: Any) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(work)
