@@ -133,6 +133,9 @@ class SessionRun:
         self.last_sampler_tick: float | None = None
         self.last_spool_write: float | None = None
         """When a tick last wrote (or had nothing to write) without a spool error."""
+        self._telemetry = TelemetryStatus()
+        """The spool's counts for this session at the last refresh (`_refresh_telemetry`):
+        the status reads these, never SQLite, which blocks (fsync) on the sampler's writes."""
         self._workspace_id = context.workspace_id or context.state.record(runner.label).workspace_id
         self._log = f"{runner.label}/{session.id}"
 
@@ -335,11 +338,21 @@ class SessionRun:
             return None
         return Secret(token.whip_url)
 
+    async def _refresh_telemetry(self) -> None:
+        """Re-read this session's spool counts, in a thread (the spool's calls block)."""
+        try:
+            stats = await asyncio.to_thread(self.spool.stats, self.session.id)
+        except LuxxonError as exc:
+            logger.warning("%s: spool stats: %s", self._log, exc)
+            return
+        self._telemetry = TelemetryStatus(stats.spooled, stats.delivered, stats.pending)
+
     async def _watch(self) -> Outcome:
         """Poll the session until the consumer ends it, maxDuration, or the agent stops."""
         poll = self.context.policy.poll_seconds
         while True:
             await self._mind_sampling()
+            await self._refresh_telemetry()
             deadline = self._deadline_in()
             if deadline is not None and deadline <= 0:
                 logger.info("%s: maxDuration reached", self._log)
@@ -406,6 +419,9 @@ class SessionRun:
         result = await drain_while_progressing(
             self.uploader, self.session.id, self.clock, DRAIN_PROGRESS_WINDOW_S, bound
         )
+        self._telemetry = TelemetryStatus(
+            result.delivered + result.pending + result.rejected, result.delivered, result.pending
+        )
         if not result.complete:
             logger.warning("%s: %d sample(s) still pending at /end", self._log, result.pending)
 
@@ -427,6 +443,7 @@ class SessionRun:
         if self.uploader is not None:
             await self.uploader.stop()
             self.uploader = None
+            await self._refresh_telemetry()  # the final counts, kept in the status
 
     # ---- status ------------------------------------------------------------------------
 
@@ -454,14 +471,6 @@ class SessionRun:
     def snapshot(self) -> SessionSnapshot:
         """This run's figures now: phase, video, telemetry, live seconds, earnings estimate."""
         session = self.session
-        video = self._video_figures()
-        telemetry = TelemetryStatus()
-        try:
-            spooled = self.spool.stats(session.id)
-        except LuxxonError as exc:
-            logger.warning("%s: spool stats: %s", self._log, exc)
-        else:
-            telemetry = TelemetryStatus(spooled.spooled, spooled.delivered, spooled.pending)
         live = 0
         started = session.started_at
         if started is not None:
@@ -477,8 +486,8 @@ class SessionRun:
             live_seconds=live,
             earned_micro_usdc=earned.operator_earned_micro_usdc,
             last_error=self._last_error,
-            video=video,
-            telemetry=telemetry,
+            video=self._video_figures(),
+            telemetry=self._telemetry,
         )
 
 
