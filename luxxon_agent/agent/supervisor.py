@@ -29,7 +29,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -331,11 +331,19 @@ class Supervisor:
     async def _run(self) -> None:
         async with asyncio.TaskGroup() as group:
             self._group = group
+            # these run on through the wind-down (sessions still sample, STATUS= goes on)
             background = [
-                group.create_task(op.follow_position(), name=f"{op.label}.position")
+                group.create_task(
+                    self._restarting(f"{op.label}: position", op.follow_position),
+                    name=f"{op.label}.position",
+                )
                 for op in self.operators
             ]
-            background.append(group.create_task(self._tick_loop(), name="status+watchdog"))
+            background.append(
+                group.create_task(
+                    self._restarting("status+watchdog", self._tick_loop), name="status+watchdog"
+                )
+            )
             background.append(group.create_task(self._dispatch_loop(), name="dispatch"))
             links = [
                 group.create_task(self._run_link(link), name=repr(link)) for link in self.links
@@ -376,29 +384,45 @@ class Supervisor:
 
     async def _run_link(self, link: WorkspaceLink) -> None:
         link.resume_offline()  # before connect(): the API may be unreachable for a while
-        attempt = 0
-        while not self.should_exit.is_set():
-            try:
-                if link.workspace_id is None and not await link.connect(self.should_exit):
-                    return
-                if not link.recovered:  # retried after a failure, like the connect
-                    await link.recover()
-                await link.run(self.should_exit)
+
+        async def connect_recover_run() -> None:
+            if link.workspace_id is None and not await link.connect(self.should_exit):
                 return
-            except Exception as exc:  # the supervisor's one catch-all: log once, restart
+            if not link.recovered:  # retried after a failure, like the connect
+                await link.recover()
+            await link.run(self.should_exit)
+
+        await self._restarting(repr(link), connect_recover_run, self.should_exit)
+
+    async def _restarting(
+        self, name: str, body: Callable[[], Awaitable[None]], stop: asyncio.Event | None = None
+    ) -> None:
+        """Run `body` until it returns (or `stop` is set); when it raises, log once and run it
+        again after RESTART_BACKOFF. The supervisor's one catch-all: a bug in one part never
+        cancels the task group, hence every other operator. An AuthError is fatal instead:
+        the key is wrong for every part alike."""
+        attempt = 0
+        while stop is None or not stop.is_set():
+            try:
+                await body()
+                return
+            except Exception as exc:  # logged once below, then restarted
                 errors = _leaves(exc)
                 fatal = next((e for e in errors if isinstance(e, AuthError)), None)
                 if fatal is not None:
-                    logger.error("%r: %s", link, fatal)
+                    logger.error("%s: %s", name, fatal)
                     self.exit_code = EXIT_AUTH
                     self.request_exit()
                     return
                 for error in errors:
                     if isinstance(error, LuxxonError):
-                        logger.error("%r failed: %s; restarting it", link, error)
+                        logger.error("%s failed: %s; restarting it", name, error)
                     else:
-                        logger.error("%r crashed; restarting it", link, exc_info=error)
-            if await sleep_or_event(self.clock, RESTART_BACKOFF.delay(attempt), self.should_exit):
+                        logger.error("%s crashed; restarting it", name, exc_info=error)
+            delay = RESTART_BACKOFF.delay(attempt)
+            if stop is None:
+                await self.clock.sleep(delay)
+            elif await sleep_or_event(self.clock, delay, stop):
                 return
             attempt += 1
 
