@@ -529,14 +529,17 @@ class WorkspaceLink:
                 continue
             self._held[op.label] = session.id  # claimed before the await: no double accept
             operator_id = self.roster.operator_id(op.label) if self.roster else None
+            accepted: Session | None = None
             try:
                 accepted = await self.client.accept(
                     session.id, self.workspace_id, operator_id=operator_id
                 )
             except (ApiError, TransportError) as exc:
-                del self._held[op.label]
                 logger.info("%s: could not accept %s: %s", op.label, session.id, exc)
                 return
+            finally:
+                if accepted is None:  # refused, cancelled or a bug: the claim goes too
+                    self._held.pop(op.label, None)
             self.api_health.ok()
             logger.info("%s: auto-accepted session %s", op.label, session.id)
             self._take(op, accepted)

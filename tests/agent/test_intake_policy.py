@@ -6,6 +6,8 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from luxxon_agent.agent.config import AgentConfig
 from luxxon_agent.agent.context import ApiHealth
 from luxxon_agent.agent.operator import OperatorRunner
@@ -113,3 +115,39 @@ async def test_disabled_policy_still_serves_assigned(tmp_path: Path) -> None:
     # accepted by a person (luxxon sessions accept): the agent starts and serves it
     await link._consider(_session("accepted", SessionState.ASSIGNED, lat=10.1))
     assert _taken(assignments) == ["accepted"]
+
+
+class HangingClient(FakeClient):
+    """An accept that never answers (the API stalls; the agent is stopped meanwhile)."""
+
+    async def accept(
+        self, session_id: str, workspace_id: str | None = None, *, operator_id: str | None = None
+    ) -> Session:
+        self.accepted.append(session_id)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+class BuggyClient(FakeClient):
+    async def accept(
+        self, session_id: str, workspace_id: str | None = None, *, operator_id: str | None = None
+    ) -> Session:
+        raise KeyError("a bug")
+
+
+async def test_a_cancelled_or_crashed_accept_leaves_the_operator_free(tmp_path: Path) -> None:
+    link, assignments = _link(tmp_path, {})
+    link.client = HangingClient()  # type: ignore[assignment]
+    task = asyncio.create_task(link._consider(_session("stalled")))
+    while not link.client.accepted:  # type: ignore[attr-defined]
+        await asyncio.sleep(0)
+    assert link.view("cam").availability == "BUSY"  # claimed while the accept is out
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert link.view("cam").availability == "ONLINE" and link.view("cam").session_id is None
+
+    link.client = BuggyClient()  # type: ignore[assignment]
+    with pytest.raises(KeyError):
+        await link._consider(_session("buggy"))
+    assert link.view("cam").availability == "ONLINE"
+    assert _taken(assignments) == []
