@@ -40,7 +40,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
-from luxxon_agent.agent.status import AgentStatus, OperatorStatus
+from luxxon_agent.agent.status import AgentStatus, Availability, OperatorStatus, SessionPhase
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """The text format every Prometheus 2.x scrapes (Debian 12 ships 2.42)."""
@@ -52,9 +52,13 @@ GAUGES: tuple[tuple[str, str, OperatorValue], ...] = (
     (
         "online",
         "1 when the operator is ONLINE or serving.",
-        lambda o: 1.0 if o.availability in ("ONLINE", "BUSY") else 0.0,
+        lambda o: 1.0 if o.availability.serving_or_ready else 0.0,
     ),
-    ("live", "1 while a session is LIVE.", lambda o: 1.0 if o.session_state == "LIVE" else 0.0),
+    (
+        "live",
+        "1 while a session is LIVE.",
+        lambda o: 1.0 if o.session_state is SessionPhase.LIVE else 0.0,
+    ),
     ("gps_fix", "1 with a fresh position fix.", lambda o: 1.0 if o.gps.fix else 0.0),
     (
         "gps_accuracy_meters",
@@ -83,7 +87,6 @@ COUNTERS: tuple[tuple[str, str, OperatorValue], ...] = (
     ),
 )
 """Named without `_total`: prometheus_client appends it to the sample name."""
-AVAILABILITY_STATES = ("STARTING", "ONLINE", "OFFLINE", "BUSY")
 LABELLED = ("operator_info", "availability", "session_info")
 """The families with labels beyond `operator` (built in `StatusCollector.collect`)."""
 
@@ -134,10 +137,11 @@ def _labelled(status: AgentStatus) -> Iterator[Metric]:
         info.add_metric(
             [op.label, op.operator_id or "", op.workspace_id or "", op.device_kind], 1.0
         )
-        for state in AVAILABILITY_STATES:
-            availability.add_metric([op.label, state], float(op.availability == state))
+        for state in Availability:
+            availability.add_metric([op.label, state.value], float(op.availability is state))
         if op.session_id:
-            session.add_metric([op.label, op.session_id, op.session_state or "ASSIGNED"], 1.0)
+            phase = op.session_state or SessionPhase.ASSIGNED
+            session.add_metric([op.label, op.session_id, phase.value], 1.0)
     yield from (info, availability, session)
 
 

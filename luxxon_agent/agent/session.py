@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from luxxon_agent.agent.config import OnSigterm
 from luxxon_agent.agent.context import SessionContext
-from luxxon_agent.agent.status import TelemetryStatus, VideoStatus
+from luxxon_agent.agent.status import SessionPhase, TelemetryStatus, VideoStatus
 from luxxon_agent.clock import sleep_or_event
 from luxxon_agent.errors import ApiError, LuxxonError, TransportError
 from luxxon_agent.meter import earnings, session_seconds
@@ -72,18 +72,6 @@ class Outcome(StrEnum):
     MAX_DURATION = "max-duration"
     STOPPING = "agent-stopping"
     FAILED = "failed"
-
-
-class SessionPhase(StrEnum):
-    """Where a run is; changed only by `SessionRun._set_phase`."""
-
-    ASSIGNED = "ASSIGNED"
-    """Taken, not started (or a resume not yet reconciled)."""
-    LIVE = "LIVE"
-    ENDING = "ENDING"
-    """Stopping sampling, draining the spool, stopping the video, POST /end."""
-    DONE = "DONE"
-    """This run is over: the session ended, was left LIVE for a restart, or given up."""
 
 
 @dataclass(frozen=True)
@@ -151,10 +139,10 @@ class SessionRun:
             logger.info("%s: %s -> %s", self._log, self.phase.value, phase.value)
             self.phase = phase
 
-    def _remember(self, state: str | None) -> None:
+    def _remember(self, state: SessionState | None) -> None:
         sid = self.session.id if state else None
         snapshot: dict[str, Any] | None = None
-        if state == "LIVE":
+        if state is SessionState.LIVE:
             snapshot = self.session.to_wire()
             snapshot.pop("whipUrl", None)  # a credential: re-fetched with producer-token
             snapshot.pop("whepUrl", None)
@@ -195,7 +183,7 @@ class SessionRun:
         """
         session = self.session
         if session.state is SessionState.ASSIGNED:
-            self._remember("ASSIGNED")
+            self._remember(SessionState.ASSIGNED)
             try:
                 started = await self.client.start(session.id)
             except ApiError as exc:
@@ -232,7 +220,7 @@ class SessionRun:
             else:
                 self.context.api_health.ok()
                 logger.info("%s: resuming LIVE session on its whipUrl", self._log)
-        self._remember("LIVE")
+        self._remember(SessionState.LIVE)
         self._set_phase(SessionPhase.LIVE)
         return True, whip
 

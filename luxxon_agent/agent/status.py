@@ -9,6 +9,7 @@ status` uses, reads either with httpx.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from luxxon_agent.errors import EXIT_STARTUP_FAILURE, LuxxonError
@@ -18,6 +19,34 @@ STATUS_PATH = "/status"
 METRICS_PATH = "/metrics"
 UNIX_PREFIX = "unix:"
 """`listen = "unix:/run/luxxon-agent/status.sock"`: a Unix socket instead of a TCP port."""
+
+
+class Availability(StrEnum):
+    """What the agent's link decided about an operator (`WorkspaceLink.view`)."""
+
+    STARTING = "STARTING"
+    """Not judged yet, or healthy and not yet ONLINE on the server."""
+    ONLINE = "ONLINE"
+    OFFLINE = "OFFLINE"
+    """It cannot serve (the reason is in the status)."""
+    BUSY = "BUSY"
+    """It holds a session."""
+
+    @property
+    def serving_or_ready(self) -> bool:
+        return self in (Availability.ONLINE, Availability.BUSY)
+
+
+class SessionPhase(StrEnum):
+    """Where a session run is; changed only by `SessionRun._set_phase`."""
+
+    ASSIGNED = "ASSIGNED"
+    """Taken, not started (or a resume not yet reconciled)."""
+    LIVE = "LIVE"
+    ENDING = "ENDING"
+    """Stopping sampling, draining the spool, stopping the video, POST /end."""
+    DONE = "DONE"
+    """This run is over: the session ended, was left LIVE for a restart, or given up."""
 
 
 @dataclass
@@ -53,14 +82,13 @@ class OperatorStatus:
     label: str
     device_kind: str
     workspace_id: str | None = None
-    availability: str = "STARTING"
-    """STARTING (not judged yet), ONLINE, OFFLINE or BUSY (holds a session)."""
+    availability: Availability = Availability.STARTING
     reason: str | None = None
     """Why the operator cannot serve, when it cannot."""
     session_id: str | None = None
     operator_id: str | None = None
     """The server's operator this is, with per-operator dispatch."""
-    session_state: str | None = None
+    session_state: SessionPhase | None = None
     session_started_at: str | None = None
     max_duration_seconds: int | None = None
     rate_per_second_micro_usdc: int | None = None

@@ -45,13 +45,12 @@ from luxxon_agent.agent.session import (
     END_BUDGET_S,
     SHUTDOWN_DRAIN_MAX_S,
     Outcome,
-    SessionPhase,
     SessionRun,
     SessionSnapshot,
     still_ours,
 )
 from luxxon_agent.agent.statefile import StateFile
-from luxxon_agent.agent.status import AgentStatus, OperatorStatus
+from luxxon_agent.agent.status import AgentStatus, OperatorStatus, SessionPhase
 from luxxon_agent.agent.workspace import SessionAssigned, WorkspaceLink
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock, sleep_or_event
@@ -219,7 +218,7 @@ class Supervisor:
         else:
             snap = run.snapshot()
             status.session_id = snap.session_id
-            status.session_state = snap.phase.value
+            status.session_state = snap.phase
             status.session_started_at = snap.started_at
             status.max_duration_seconds = snap.max_duration_seconds
             status.rate_per_second_micro_usdc = snap.rate_per_second_micro_usdc
@@ -240,12 +239,12 @@ class Supervisor:
         parts = []
         for s in self.status().operators:
             if s.session_id:
-                state = s.session_state or SessionPhase.ASSIGNED.value
-                parts.append(f"{s.label} {state} {s.session_id}")
+                state = s.session_state or SessionPhase.ASSIGNED
+                parts.append(f"{s.label} {state.value} {s.session_id}")
             elif s.reason:
                 parts.append(f"{s.label} OFFLINE: {s.reason}")
             else:
-                parts.append(f"{s.label} {s.availability}")
+                parts.append(f"{s.label} {s.availability.value}")
         return "; ".join(parts)[:400] or self.phase.value
 
     def _set_phase(self, phase: AgentPhase) -> None:

@@ -15,7 +15,9 @@ from luxxon_agent.agent.metrics import COUNTERS, GAUGES, LABELLED, metrics_regis
 from luxxon_agent.agent.session import END_BUDGET_S, SHUTDOWN_DRAIN_MAX_S
 from luxxon_agent.agent.status import (
     AgentStatus,
+    Availability,
     OperatorStatus,
+    SessionPhase,
     StatusEndpointError,
     fetch_status,
 )
@@ -26,11 +28,11 @@ from luxxon_agent.video import PublisherState
 
 
 def _status() -> AgentStatus:
-    op = OperatorStatus(label='cam "1"', device_kind="FIXED", availability="BUSY")
-    op.session_state, op.session_id = "LIVE", "ses_1"
+    op = OperatorStatus(label='cam "1"', device_kind="FIXED", availability=Availability.BUSY)
+    op.session_state, op.session_id = SessionPhase.LIVE, "ses_1"
     op.video.frames = 42
     op.gps.fix, op.gps.accuracy_m = True, 2.5
-    idle = OperatorStatus(label="cam-2", device_kind="FIXED", availability="OFFLINE")
+    idle = OperatorStatus(label="cam-2", device_kind="FIXED", availability=Availability.OFFLINE)
     return AgentStatus(
         version="0", pid=1, started_at="now", api_base_url="http://127.0.0.1:1",
         api_ok=True, state="running", operators=[op, idle],
