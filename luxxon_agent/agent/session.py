@@ -71,7 +71,14 @@ class Outcome(StrEnum):
     CONSUMER_ENDED = "consumer-ended"
     MAX_DURATION = "max-duration"
     STOPPING = "agent-stopping"
+    DROPPED = "dropped"
+    """Never went LIVE under us: not startable any more, or over before a resume."""
     FAILED = "failed"
+
+    @property
+    def served(self) -> bool:
+        """The session went LIVE and this run saw it through (ended, or left for a restart)."""
+        return self in (Outcome.CONSUMER_ENDED, Outcome.MAX_DURATION, Outcome.STOPPING)
 
 
 @dataclass(frozen=True)
@@ -162,7 +169,7 @@ class SessionRun:
                 await self._start_telemetry()
             live, whip = await self._go_live()
             if not live:
-                return Outcome.CONSUMER_ENDED
+                return Outcome.DROPPED
             await self._start_pipeline(whip)
             outcome = await self._watch()
             self._set_phase(SessionPhase.ENDING)

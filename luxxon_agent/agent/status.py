@@ -112,6 +112,8 @@ class AgentStatus:
     api_base_url: str
     api_ok: bool = False
     api_last_ok_age_s: float | None = None
+    api_last_error: str | None = None
+    """Why the last API call failed, until the API answers again."""
     state: str = "starting"
     operators: list[OperatorStatus] = field(default_factory=list)
 
@@ -119,6 +121,8 @@ class AgentStatus:
         """The JSON body; the endpoint is unauthenticated, so URLs and errors are redacted."""
         data = asdict(self)
         data["api_base_url"] = strip_userinfo(self.api_base_url)
+        if self.api_last_error:
+            data["api_last_error"] = redact(self.api_last_error)
         for op in data["operators"]:
             for key in ("reason", "last_error"):
                 if op.get(key):

@@ -125,8 +125,10 @@ class Supervisor:
         self._assignments: asyncio.Queue[SessionAssigned] = asyncio.Queue()
         self._link_of: dict[str, WorkspaceLink] = {}
         self._served: dict[str, int] = {}
+        """Operator label -> sessions it saw through LIVE (not the dropped or given up)."""
         self._crashes: dict[str, str] = {}
-        """Operator label -> the last error that ended one of its session runs."""
+        """Operator label -> the error that ended its current session's last run; cleared
+        when a run of it goes through and when the next session begins."""
         self._earned_before: dict[str, int] = {}
         """Operator label -> estimated earnings of its sessions that are over."""
         self._finished: dict[str, SessionSnapshot] = {}
@@ -188,6 +190,7 @@ class Supervisor:
             api_base_url=self.config.api.base_url,
             api_ok=last is not None and now - last < self.config.agent.stall_seconds,
             api_last_ok_age_s=round(now - last, 1) if last is not None else None,
+            api_last_error=self.api_health.last_error,
             state=self.phase.value,
             operators=[self._operator_status(op) for op in self.operators],
         )
@@ -444,6 +447,8 @@ class Supervisor:
         op, context, session = assigned.runner, assigned.context, assigned.session
         signer = self._signers[op.label]
         attempt = 0
+        outcome = Outcome.FAILED
+        self._crashes.pop(op.label, None)  # a new session: an older one's crash is history
         try:
             while True:
                 run = SessionRun(
@@ -459,6 +464,8 @@ class Supervisor:
                     else:
                         logger.error("%r crashed", run, exc_info=exc)
                     outcome = Outcome.FAILED
+                else:
+                    self._crashes.pop(op.label, None)  # the retry went through
                 if outcome is not Outcome.FAILED or self.should_exit.is_set():
                     return
                 if await sleep_or_event(
@@ -477,7 +484,8 @@ class Supervisor:
                 self._earned_before[op.label] = (
                     self._earned_before.get(op.label, 0) + last.earned_micro_usdc
                 )
-            self._served[op.label] += 1
+            if outcome.served:
+                self._served[op.label] += 1
             assigned.link.release(op.label)
 
     # ---- watchdog and STATUS= --------------------------------------------------------------

@@ -59,3 +59,15 @@ async def test_a_crashing_loop_is_logged_once_and_restarted_its_siblings_run_on(
     assert runs == 2
     crashes = [r for r in caplog.records if "position crashed; restarting it" in r.getMessage()]
     assert len(crashes) == 1 and crashes[0].exc_info is not None
+
+
+def test_the_apis_last_error_is_in_the_status_until_it_answers(tmp_path: Path) -> None:
+    from luxxon_agent.errors import NetworkError
+
+    supervisor = _supervisor(tmp_path)
+    assert supervisor.status().api_last_error is None
+    supervisor.api_health.failed(NetworkError("connect to https://u:pw@api.example failed"))
+    body = supervisor.snapshot()
+    assert body["api_last_error"] and "pw" not in body["api_last_error"]
+    supervisor.api_health.ok()
+    assert supervisor.status().api_last_error is None
