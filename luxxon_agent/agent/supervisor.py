@@ -26,6 +26,7 @@ from the link's, the run's and the operator's snapshots.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -542,13 +543,15 @@ class Supervisor:
     # ---- close ----------------------------------------------------------------------------
 
     async def _close(self) -> None:
-        if self.status_server is not None:
-            await self.status_server.stop()
-        for client in self._clients:
-            await client.aclose()
-        for spool in self._spools.values():
-            spool.close()
-        self.notifier.close()
+        """Close everything opened; each part is closed even when another fails to."""
+        async with contextlib.AsyncExitStack() as stack:  # unwinds last-in first
+            stack.callback(self.notifier.close)
+            for spool in self._spools.values():
+                stack.callback(spool.close)
+            for client in self._clients:
+                stack.push_async_callback(client.aclose)
+            if self.status_server is not None:
+                stack.push_async_callback(self.status_server.stop)
 
 
 class StartupError(LuxxonError):
