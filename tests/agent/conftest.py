@@ -25,7 +25,8 @@ from luxxon_agent.secret import Secret
 
 LAT, LNG = 4.711, -74.072
 VIDEO = "testsrc://?size=320x240&fps=10"
-AGENT_ENTRY = "from luxxon_agent.cli.agent import main; main()"
+AGENT_COMMAND = (sys.executable, "-m", "luxxon_agent.cli.agent")
+"""`luxxon-agent` through its real entry point, with this interpreter."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ class AgentProcess:
         env.pop("LUXXON_API_KEY", None)
         with self.log.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", AGENT_ENTRY, "run", "--config", str(self.config),
+                *AGENT_COMMAND, "run", "--config", str(self.config),
                 "--log-format", "json",
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                 start_new_session=True,

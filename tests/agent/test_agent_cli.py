@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from luxxon_agent.agent.localstub import LocalStub, free_port
@@ -17,7 +16,7 @@ from luxxon_agent.meter import earnings
 from luxxon_agent.telemetry import Spool
 
 from .conftest import (
-    AGENT_ENTRY,
+    AGENT_COMMAND,
     VIDEO,
     Area,
     operator_account,
@@ -31,7 +30,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 def agent_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", AGENT_ENTRY, *args],
+        [*AGENT_COMMAND, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -126,7 +125,7 @@ async def test_demo_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
     temp = tmp_path / "tmp"
     temp.mkdir()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", AGENT_ENTRY, "demo", "--seconds", "60", "--json",
+        *AGENT_COMMAND, "demo", "--seconds", "60", "--json",
         "--frame", str(tmp_path / "frame.jpg"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "TMPDIR": str(temp)},

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from luxxon_agent.secret import Secret
 from luxxon_agent.telemetry import Spool, recover_signer
 
 from .conftest import (
-    AGENT_ENTRY,
+    AGENT_COMMAND,
     Agents,
     Area,
     operator_account,
@@ -37,7 +36,7 @@ from .conftest import (
 
 async def agent_cli(*args: str) -> str:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", AGENT_ENTRY, *args,
+        *AGENT_COMMAND, *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip
