@@ -209,7 +209,10 @@ class WorkspaceLink:
             else:
                 self.api_health.ok()
                 if me.kind != "api_key" or not me.workspace_id:
-                    raise AuthError("the agent needs an operator API key (GET /me is not a key)")
+                    raise AuthError(
+                        "the agent's credential is not a workspace API key; mint one with "
+                        "`luxxon keys create` and point api.key_file at it"
+                    )
                 missing = [s.value for s in REQUIRED_SCOPES if s not in me.scopes]
                 if missing:
                     raise AuthError(f"the API key lacks scope(s) {', '.join(missing)}")
