@@ -198,3 +198,29 @@ async def test_doctor_passes_on_a_good_box_and_names_fixes(
     revoked = checks["device delegation"]
     assert not revoked["ok"] and "delegation revoked" in revoked["detail"]
     assert "luxxon operators register" in revoked["fix"]
+
+
+async def test_doctor_checks_each_operators_own_device_key(
+    stub: LocalStub, tmp_path: Path, area: Area
+) -> None:
+    from luxxon_agent.agent.provision import new_private_key
+    from luxxon_agent.files import write_atomic
+
+    await operator_account(stub, "op-fleet-doc", "cam-1", tmp_path)
+    unregistered = tmp_path / "cam-2.device-key"
+    write_atomic(unregistered, new_private_key().reveal().encode())
+    tables = operator_table("cam-1", "op-fleet-doc", tmp_path, area) + operator_table(
+        "cam-2", "op-fleet-doc", tmp_path, area
+    ) + f'device_key_file = "{unregistered}"\n'  # fmt: skip
+    config = write_config(
+        tmp_path, stub, tables, device_slug="op-fleet-doc", status_port=free_port()
+    )
+    done = await asyncio.to_thread(
+        agent_cli, "doctor", "--json", "--seconds", "1", "--config", str(config)
+    )
+    checks = {c["name"]: c for c in json.loads(done.stdout)}
+    assert checks["cam-1: device key"]["ok"] and checks["cam-2: device key"]["ok"]
+    assert checks["cam-1: device delegation"]["ok"], checks
+    own = checks["cam-2: device delegation"]
+    assert not own["ok"] and "is not registered" in own["detail"]
+    assert done.returncode == 1
