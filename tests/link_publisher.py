@@ -1,15 +1,15 @@
-"""Today's Publisher with an observe-only RtcpTap on its video sender, as a process.
+"""A non-adaptive Publisher as a process, printing what its estimator makes of the link.
 
 Run inside the client namespace of a NetnsLink, the whipUrl on stdin:
     python -m tests.link_publisher --source 'testsrc://?size=640x360&fps=30' --bitrate 1500000
 
-`--no-remb` ignores the ingest's REMB: the estimate then rests on receiver
-reports alone, as against a server that sends nothing else.
+With `adaptive=False` the publisher's RTCP tap only observes: the encoder
+sends at the cap whatever the estimate says, no retransmission or PLI is
+refused, and the estimate rests on receiver reports (REMB is never obeyed).
+That shows what the estimator makes of the real link.
 
 Prints one JSON line every half second: the time, the publisher's state and
 reconnects, and the estimator's snapshot (None before the first connection).
-The tap observes only: the encoder does not follow the estimate (that is the
-publisher's job), so this shows what the estimator makes of the real link.
 """
 
 from __future__ import annotations
@@ -22,38 +22,24 @@ import sys
 import time
 
 from luxxon_agent.secret import Secret
-from luxxon_agent.video import Publisher, PublisherState, VideoOptions, open_media_source
-from luxxon_agent.video.bandwidth import BandwidthEstimator
-from luxxon_agent.video.rtcp_tap import RtcpTap
+from luxxon_agent.video import Publisher, PublisherOptions, VideoOptions, open_media_source
 
 
-async def main(source_url: str, bitrate: int, use_remb: bool) -> None:
+async def main(source_url: str, bitrate: int) -> None:
     url = Secret(sys.stdin.readline().strip())
     source = await open_media_source(source_url)
-    publisher = Publisher(url, source, options=VideoOptions(bitrate=bitrate))
-    estimator = BandwidthEstimator(max_bps=bitrate)
-    taps: list[RtcpTap] = []
-
-    def on_state(state: PublisherState) -> None:
-        if state is PublisherState.PUBLISHING:
-            # the Publisher does not expose its connection yet: the video helper plugs the
-            # tap in there; until then the test driver reaches for it
-            pc = publisher._pc
-            assert pc is not None
-            tap = RtcpTap(pc.getSenders()[0], estimator, enforce=False, use_remb=use_remb)
-            tap.attach()
-            taps.append(tap)
-
-    publisher.on_state(on_state)
+    options = PublisherOptions(video=VideoOptions(bitrate=bitrate), adaptive=False)
+    publisher = Publisher(url, source, options)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await publisher.start()
     try:
         while not stop.is_set():
             stats = publisher.stats()
-            snap = estimator.snapshot().to_dict() if taps else None
+            link = publisher.link_snapshot()
             line = {"t": time.time(), "state": stats.state, "reconnects": stats.reconnects}
-            print(json.dumps(line | {"estimate": snap}, default=str), flush=True)
+            estimate = link.to_dict() if link is not None and link.reports else None
+            print(json.dumps(line | {"estimate": estimate}, default=str), flush=True)
             try:
                 await asyncio.wait_for(stop.wait(), 0.5)
             except TimeoutError:
@@ -67,10 +53,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--source", required=True)
     parser.add_argument("--bitrate", type=int, default=1_500_000)
-    parser.add_argument(
-        "--no-remb",
-        action="store_true",
-        help="receiver reports only, as from a server without REMB",
-    )
     args = parser.parse_args()
-    asyncio.run(main(args.source, args.bitrate, not args.no_remb))
+    asyncio.run(main(args.source, args.bitrate))

@@ -249,3 +249,34 @@ def _stop(proc: subprocess.Popen[Any], timeout: float = 5) -> None:
     for stream in (proc.stdout, proc.stdin, proc.stderr):
         if stream is not None:
             stream.close()
+
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def start_ingest(link: NetnsLink, out: str, port: int = 8080) -> subprocess.Popen[Any]:
+    """The stub's ingest (tests/link_ingest.py) in the server namespace, once ready."""
+    import sys
+
+    ingest = link.popen(
+        link.server_ns,
+        [sys.executable, "-m", "tests.link_ingest", "--host", link.server_ip,
+         "--port", str(port), "--out", out],
+        cwd=_ROOT,
+    )  # fmt: skip
+    assert ingest.stdout is not None
+    assert ingest.stdout.readline().strip() == "ready", "the ingest did not start"
+    return ingest
+
+
+def start_cbr_camera(link: NetnsLink, port: int) -> subprocess.Popen[Any]:
+    """The 2.5 Mbit/s CBR test camera (benchmarks/_cbr_camera.py) in the client namespace."""
+    camera = link.popen(
+        link.client_ns,
+        ["/usr/bin/python3", os.path.join(_ROOT, "benchmarks", "_cbr_camera.py"), str(port),
+         "constrained-baseline", "1280", "720"],
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert camera.stdout is not None
+    assert camera.stdout.readline().strip() == "ready", "the camera did not start"
+    return camera

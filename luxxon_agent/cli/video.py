@@ -61,12 +61,24 @@ def _render(stats: PublisherStats, as_json: bool) -> None:
         # one object a line, so a log shipper or `jq` can follow it
         typer.echo(json.dumps(stats.to_dict(), default=str))
         return
-    typer.echo(
+    line = (
         f"{stats.state.value:<12} {stats.bitrate_bps / 1000:8.0f} kbit/s {stats.fps:5.1f} fps "
         f"frames {stats.frames_sent:<7} lost {stats.packets_lost:<5} "
-        f"reconnects {stats.reconnects:<3} encoder {stats.encoder or '-'}",
-        err=True,
+        f"reconnects {stats.reconnects:<3} encoder {stats.encoder or '-'}"
     )
+    if stats.estimate_bps is not None:
+        target = "-" if stats.target_bps is None else f"{stats.target_bps / 1000:.0f}"
+        rtt = "-" if stats.rtt_ms is None else f"{stats.rtt_ms:.0f}"
+        line += (
+            f" | link {stats.estimate_bps / 1000:.0f} target {target} sent"
+            f" {stats.sent_bps / 1000:.0f} kbit/s loss {stats.loss * 100:.1f} % rtt {rtt} ms"
+            f" rtx {stats.retransmitted_bytes // 1000} kB freezes {stats.freezes}"
+        )
+    if stats.rung is not None:
+        line += f" rung {stats.rung}"
+    if stats.mode is not None:
+        line += f" mode {stats.mode} ({stats.mode_switches} switches)"
+    typer.echo(line, err=True)
 
 
 @handle_errors

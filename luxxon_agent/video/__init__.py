@@ -9,7 +9,7 @@ from luxxon_agent.video.h264 import H264Profile
 from luxxon_agent.video.loopback import LOOPBACK_ENV, pin_ice_to_loopback
 from luxxon_agent.video.mediasource import MediaSource, open_media_source
 from luxxon_agent.video.publish import default_state_path, publish
-from luxxon_agent.video.publisher import Publisher, PublisherOptions, SourceOpener
+from luxxon_agent.video.publisher import Publisher, PublisherOptions
 from luxxon_agent.video.stats import PublisherState, PublisherStats
 from luxxon_agent.video.testsrc import read_burned_clock
 from luxxon_agent.video.whip import IceServer, WhipClient, WhipResource, parse_ice_servers
@@ -23,7 +23,6 @@ __all__ = [
     "PublisherOptions",
     "PublisherState",
     "PublisherStats",
-    "SourceOpener",
     "VideoOptions",
     "WhipClient",
     "WhipResource",

@@ -44,6 +44,10 @@ DEFAULT_START_BPS = 1_000_000.0
 LOSS_GROW_BELOW = 0.02
 LOSS_BACKOFF_ABOVE = 0.10
 """GCC's loss thresholds: random loss up to 2 % is noise, above 10 % is congestion."""
+RANDOM_LOSS_QUEUE_MS = 10.0
+"""Loss between the thresholds with less queuing delay than this is the radio's, not
+congestion (a full bottleneck queue shows as delay first): it does not stop growth, or a
+link with steady 5 % loss would hold the estimate wherever the last back-off left it."""
 OVERUSE_QUEUE_MS = 30.0
 """Queuing delay that counts as a standing queue (GCC's threshold is 12.5 ms on a
 gradient sampled per frame group; RTT samples arrive once a second and carry both
@@ -237,6 +241,7 @@ class BandwidthEstimator:
         self._last_update: float | None = None
         self._last_decrease: float | None = None
         self._capacity: float | None = None
+        self._jump_to: int | None = None
 
     def restart_stream(self) -> None:
         """A new connection (new SSRC, new sequence numbers): forget the old stream's
@@ -246,6 +251,7 @@ class BandwidthEstimator:
         self._sr_sent.clear()
         self._rr_points.clear()
         self._last_decrease = None
+        self._jump_to = None
 
     # -- what the sender sent -------------------------------------------------------------
 
@@ -296,8 +302,20 @@ class BandwidthEstimator:
             if rtt >= 0:
                 self._rtt = rtt if self._rtt is None else 0.8 * self._rtt + 0.2 * rtt
                 self._rtt_trend.add(now, rtt * 1000)
-        self._take_counts(now, highest_sequence, packets_lost, max(0, fraction_lost))
+        if self._jump_to is not None and (highest_sequence - self._jump_to) & 0xFFFF < 0x8000:
+            # the first report past a sequence jump: its counts span the skipped numbers,
+            # which were never sent; count from here, keep the loss known before
+            self._jump_to = None
+            self._rr_points.clear()
+            self._rr_points.append((now, highest_sequence, packets_lost, self._cum_bytes))
+        else:
+            self._take_counts(now, highest_sequence, packets_lost, max(0, fraction_lost))
         self._update(now)
+
+    def on_sequence_jump(self, first_sequence: int) -> None:
+        """Our sequence numbers skipped ahead to `first_sequence` (16-bit): the receiver
+        will count the skipped ones as lost in its next report."""
+        self._jump_to = first_sequence & 0xFFFF
 
     def on_remb(self, bitrate_bps: float) -> None:
         """The receiver's estimated maximum bitrate: a bound, not a target."""
@@ -439,7 +457,9 @@ class BandwidthEstimator:
                 )
             self._set(min(self._estimate, target), RateState.DECREASE, reason)
             return
-        if self._loss >= LOSS_GROW_BELOW:
+        standing = trend.queuing_ms()
+        random_loss = standing is not None and standing < RANDOM_LOSS_QUEUE_MS
+        if self._loss >= LOSS_GROW_BELOW and not random_loss:
             self._set(self._estimate, RateState.HOLD, f"loss {self._loss * 100:.0f} %")
             return
         if self._signal is DelaySignal.UNDERUSE:

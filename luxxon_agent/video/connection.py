@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
+from luxxon_agent.clock import Clock
 from luxxon_agent.errors import MediaError
-from luxxon_agent.video.encoder import VideoOptions, make_encoding_track
+from luxxon_agent.video.bandwidth import BandwidthEstimator
+from luxxon_agent.video.encoder import H264Encoder, VideoOptions, make_encoding_track
 from luxxon_agent.video.mediasource import MediaSource
+from luxxon_agent.video.passthrough import PassthroughSwitch, make_switching_track
+from luxxon_agent.video.rtcp_tap import AiortcChangedError, RtcpTap, media_local_address
 from luxxon_agent.video.stats import SenderReport, counting_track, read_sender
 from luxxon_agent.video.whip import IceServer, WhipClient, WhipResource
 
@@ -42,29 +47,63 @@ def _webrtc_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-def video_track(
-    source: MediaSource, options: VideoOptions, on_encoder: Callable[[str], None]
-) -> tuple[MediaStreamTrack, str, str | None]:
-    """(track, codec, encoder name) for one connection: passthrough, our H.264, or aiortc VP8.
+class RateControl(Protocol):
+    """What follows the estimate: our encoder, or the passthrough switch's track."""
 
-    The encoder name is None when our encoder opens lazily (it reports through `on_encoder`).
-    """
+    def set_target(self, bitrate_bps: float, now: float) -> None: ...
+
+
+@dataclass
+class VideoTrack:
+    """The video of one connection and what steers it."""
+
+    track: MediaStreamTrack
+    codec: str
+    encoder: str | None
+    """Its name when known now; our encoder reports its own when it opens."""
+    control: RateControl | None = None
+    h264: H264Encoder | None = None
+
+
+def video_track(
+    source: MediaSource,
+    options: VideoOptions,
+    *,
+    adaptive: bool,
+    switch: PassthroughSwitch | None,
+    now: Callable[[], float],
+    on_encoder: Callable[[str], None],
+) -> VideoTrack:
+    """The track for one connection: passthrough (switching with `switch`), our H.264, or
+    aiortc's VP8 (which follows REMB by itself)."""
     if source.kind == "h264":
         if options.codec != "h264":
             logger.info("source is H.264 passthrough: sending H.264, not %s", options.codec)
-        return source.video_track(), "h264", "passthrough"
+        if switch is None:
+            return VideoTrack(source.video_track(), "h264", "passthrough")
+        track = make_switching_track(
+            source.video_track(), source.fps, options, switch, now=now, on_encoder=on_encoder
+        )
+        control: RateControl = track  # type: ignore[assignment]
+        return VideoTrack(track, "h264", "passthrough", control=control)
     if options.codec == "vp8":
-        return source.video_track(), "vp8", "aiortc-vp8"
-    track = make_encoding_track(source.video_track(), source.fps, options, on_encoder=on_encoder)
-    return track, "h264", None
+        return VideoTrack(source.video_track(), "vp8", "aiortc-vp8")
+    encoder = H264Encoder(source.fps, options, adaptive=adaptive, on_open=on_encoder)
+    track = make_encoding_track(source.video_track(), encoder)
+    return VideoTrack(track, "h264", None, control=encoder if adaptive else None, h264=encoder)
 
 
 class Connection:
     """An established (or establishing) peer connection and the WHIP resource it holds."""
 
-    def __init__(self, pc: RTCPeerConnection, sender: RTCRtpSender) -> None:
+    def __init__(self, pc: RTCPeerConnection, sender: RTCRtpSender, tap: RtcpTap) -> None:
         self.pc = pc
         self.sender = sender
+        self.tap = tap
+
+    def local_address(self) -> str | None:
+        """The local IP address the media flows from, once ICE has chosen a pair."""
+        return media_local_address(self.sender)
 
     def failure(self) -> str | None:
         """Why this connection is dead, or None while it may still carry media."""
@@ -87,6 +126,7 @@ class Connection:
         return await read_sender(self.sender)
 
     async def close(self) -> None:
+        self.tap.detach()
         await self.pc.close()
 
 
@@ -97,6 +137,9 @@ async def open_connection(
     codec: str,
     *,
     ice_servers: tuple[IceServer, ...],
+    estimator: BandwidthEstimator,
+    enforce: bool,
+    clock: Clock,
     on_frame: Callable[[], None],
     on_resource: Callable[[WhipResource], None],
 ) -> Connection:
@@ -104,14 +147,22 @@ async def open_connection(
 
     `on_resource` hears of the resource as soon as the POST created it, before
     anything else can fail, so it is never forgotten. Errors: `WhipError` from
-    the server, `MediaError` for everything on our side.
+    the server, `MediaError` for everything on our side. The connection's RTCP
+    feeds `estimator`; with `enforce` the retransmission budget and the PLI
+    limit apply (without, they are only counted).
     """
     errors = _webrtc_errors()
+    setup_errors: tuple[type[BaseException], ...] = (*errors, AiortcChangedError)
     try:
         pc, sender = _build(source, track, codec, ice_servers, on_frame)
-    except errors as exc:
+        # REMB is counted, not obeyed: aiortc receivers (our stub's ingest) send one that
+        # starts at the incoming payload rate and grows 8 %/s at most, which would hold a
+        # publisher far under a link that reopened; loss and RTT from RRs drive instead
+        tap = RtcpTap(sender, estimator, enforce=enforce, use_remb=False, clock=clock)
+        tap.attach()
+    except setup_errors as exc:
         raise MediaError(f"cannot set up the WebRTC connection: {exc}") from exc
-    connection = Connection(pc, sender)
+    connection = Connection(pc, sender, tap)
     try:
         try:
             from aiortc import RTCSessionDescription

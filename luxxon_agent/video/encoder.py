@@ -10,12 +10,16 @@ the receiver are honoured through `request_keyframe()`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import fractions
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from luxxon_agent.errors import MediaError
+from luxxon_agent.video.ladder import UP_MARGIN, Ladder
 
 if TYPE_CHECKING:
     import av
@@ -25,6 +29,19 @@ logger = logging.getLogger(__name__)
 
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
 HARDWARE_H264_ENCODERS = ("h264_v4l2m2m",)
+OUTPUT_WINDOW_S = 2.0
+"""The encoder's own output rate is measured over this long (a keyframe interval)."""
+QP_FRAMES = 30
+"""The quantiser is averaged over this many frames (a second at 30 fps)."""
+FF_QP2LAMBDA = 118
+"""FFmpeg reports a frame's QP in its quality side data times this."""
+OVERSHOOT = 1.3
+NOT_FOLLOWING_S = 1.0
+"""libx264 producing more than OVERSHOOT x its aim for this long is reopened."""
+OUTPUT_HEADROOM = 1.5
+"""libx264 is aimed at most this far above what it produced over OUTPUT_WINDOW_S."""
+MIN_TARGET_BPS = 50_000.0
+"""Below this libx264 cannot make a picture worth sending, whatever the link."""
 _UNUSABLE: set[str] = set()
 """Hardware encoders that failed to open in this process: `auto` stops trying them."""
 
@@ -45,6 +62,9 @@ class VideoOptions:
     """libx264 preset; ultrafast keeps a small computer's CPU for the rest of the agent."""
     max_level: int | None = None
     """Highest H.264 level_idc passed through (31 = Cloudflare's 3.1); None allows any."""
+    transcode: bool = True
+    """A passthrough camera wider than the link is re-encoded at the estimate; False
+    (a box that cannot afford an encoder) forwards its keyframes only."""
 
     def __post_init__(self) -> None:
         if self.codec not in ("h264", "vp8"):
@@ -61,9 +81,19 @@ def _level_for(width: int, height: int) -> str:
 
 
 def open_h264_encoder(
-    width: int, height: int, fps: float, options: VideoOptions
+    width: int,
+    height: int,
+    fps: float,
+    options: VideoOptions,
+    *,
+    bitrate: int | None = None,
+    max_rate: int | None = None,
 ) -> tuple[av.video.codeccontext.VideoCodecContext, str]:
-    """An opened H.264 encoder context and its name; hardware first when allowed."""
+    """An opened H.264 encoder context and its name; hardware first when allowed.
+
+    `bitrate` is the average target (default: the cap), `max_rate` the VBV
+    rate and buffer (default: the cap): one second of it at most in flight.
+    """
     import av
 
     names = ["libx264"]
@@ -71,22 +101,22 @@ def open_h264_encoder(
         names = [n for n in HARDWARE_H264_ENCODERS if n not in _UNUSABLE] + ["libx264"]
     elif options.encoder != "libx264":
         names = [options.encoder]
+    rate = str(max_rate or options.bitrate)
     failures: list[str] = []
     for name in names:
         try:
-            codec = av.CodecContext.create(name, "w")
+            codec = cast(
+                "av.video.codeccontext.VideoCodecContext", av.CodecContext.create(name, "w")
+            )
             codec.width = width
             codec.height = height
             codec.pix_fmt = "yuv420p"
             codec.time_base = VIDEO_TIME_BASE
             codec.framerate = fractions.Fraction(round(fps * 1000), 1000)
-            codec.bit_rate = options.bitrate
+            codec.bit_rate = bitrate or options.bitrate
             codec.gop_size = max(1, round(options.keyframe_interval * fps))
             codec.max_b_frames = 0
-            opts: dict[str, str] = {
-                "maxrate": str(options.bitrate),
-                "bufsize": str(options.bitrate),
-            }
+            opts: dict[str, str] = {"maxrate": rate, "bufsize": rate}
             if name == "libx264":
                 opts |= {
                     "preset": options.preset,
@@ -109,10 +139,187 @@ def open_h264_encoder(
     raise MediaError("no H.264 encoder could be opened: " + "; ".join(failures))
 
 
-def make_encoding_track(
-    source: MediaStreamTrack, fps: float, options: VideoOptions, on_encoder: Any = None
-) -> MediaStreamTrack:
-    """Wrap a raw-frame track into one that yields H.264 packets."""
+class H264Encoder:
+    """Raw frames in, H.264 packets out, at a target bitrate that may change while it runs.
+
+    A new target reaches libx264 by `bit_rate` on the open context: FFmpeg's
+    libx264 wrapper compares it before each frame and calls
+    `x264_encoder_reconfig`, so the rate follows within about half a second
+    with no keyframe and no new parameter sets. (PyAV cannot change the VBV
+    rate of an open context; it is set per ladder rung when the encoder opens.)
+    With `adaptive` the ladder scales and thins frames below its floors.
+    `encode()` runs in a worker thread; `set_target()` and `request_keyframe()`
+    only store values it reads before the next frame.
+    """
+
+    def __init__(
+        self,
+        fps: float,
+        options: VideoOptions,
+        *,
+        adaptive: bool = False,
+        on_open: Callable[[str], None] | None = None,
+    ) -> None:
+        self.fps = fps
+        self.options = options
+        self.adaptive = adaptive
+        self.target_bps = float(options.bitrate)
+        self.ladder: Ladder | None = None
+        self._on_open = on_open
+        self._codec: av.video.codeccontext.VideoCodecContext | None = None
+        self._opened_for: tuple[int, int] | None = None
+        self._force_keyframe = False
+        self._last_kept_s: float | None = None
+        self._output: collections.deque[tuple[float, int]] = collections.deque()
+        self._output_bytes = 0
+        self.output_bps: float | None = None
+        self._qps: collections.deque[float] = collections.deque(maxlen=QP_FRAMES)
+        self.mean_qp: float | None = None
+        self._over_since: float | None = None
+        self.reopens = 0
+        """Contexts reopened because libx264 did not follow a lower target."""
+        """libx264's mean quantiser over the last QP_FRAMES frames (None: not reported)."""
+        """What the encoder produced over the last OUTPUT_WINDOW_S (None before that)."""
+
+    @property
+    def rung_label(self) -> str | None:
+        return self.ladder.label if self.ladder is not None else None
+
+    def request_keyframe(self) -> None:
+        self._force_keyframe = True
+
+    def set_target(self, bitrate_bps: float, now: float) -> None:
+        """Aim at `bitrate_bps` (bounded by the cap); picks the ladder rung with `adaptive`."""
+        self.target_bps = max(MIN_TARGET_BPS, min(float(self.options.bitrate), bitrate_bps))
+        if self.ladder is not None:
+            self.ladder.choose(self.target_bps, now, self.output_bps, self.mean_qp)
+
+    def encode(self, frame: av.VideoFrame) -> list[av.Packet[Any]]:
+        import av
+
+        if self.adaptive and self.ladder is None:
+            self.ladder = Ladder(frame.width, frame.height, self.fps)
+            self.ladder.choose(self.target_bps, 0.0)
+        size = (frame.width, frame.height)
+        if self.ladder is not None:
+            rung = self.ladder.rung
+            if not self._keep(frame, rung.fps_share):
+                return []
+            size = rung.size(frame.width, frame.height)
+        if size != (frame.width, frame.height) or frame.format.name != "yuv420p":
+            frame = frame.reformat(width=size[0], height=size[1], format="yuv420p")
+        codec = self._codec
+        if codec is None or self._opened_for != size or self._not_following():
+            codec = self._open(size)
+        elif self.adaptive:
+            aim = self._aim()
+            if abs((codec.bit_rate or 0) - aim) > 0.05 * aim:
+                codec.bit_rate = aim
+        frame.pict_type = (
+            av.video.frame.PictureType.I
+            if self._force_keyframe
+            else av.video.frame.PictureType.NONE
+        )
+        self._force_keyframe = False
+        packets = list(codec.encode(frame))
+        self._count_output(sum(p.size for p in packets))
+        for packet in packets:
+            self._count_qp(packet)
+        return packets
+
+    def _count_qp(self, packet: av.Packet[Any]) -> None:
+        from av.packet import PacketSideData
+
+        try:
+            stats = bytes(PacketSideData.from_packet(packet, "quality_stats"))
+        except (ValueError, KeyError, TypeError):
+            return  # an encoder that does not report it (hardware): the floors decide
+        if len(stats) >= 4:
+            self._qps.append(int.from_bytes(stats[:4], "little") / FF_QP2LAMBDA)
+            # written here only; readers take the float
+            self.mean_qp = sum(self._qps) / len(self._qps)
+
+    def _count_output(self, size: int) -> None:
+        # only the encoding thread touches the window; readers see the float
+        now = time.monotonic()
+        self._output.append((now, size))
+        self._output_bytes += size
+        if now - self._output[0][0] >= OUTPUT_WINDOW_S:
+            self.output_bps = self._output_bytes * 8 / (now - self._output[0][0])
+        while self._output and self._output[0][0] < now - OUTPUT_WINDOW_S:
+            self._output_bytes -= self._output.popleft()[1]
+
+    def _aim(self) -> int:
+        """What libx264 is told: the target, but no more than OUTPUT_HEADROOM x what it
+        produced lately. x264's ABR banks what it did not spend and spends it later: a
+        simple picture under a high target banks seconds of bits, and when the link
+        narrows the encoder keeps sending them, whatever its new target."""
+        aim = self.target_bps
+        if self.output_bps is not None:
+            aim = min(aim, max(MIN_TARGET_BPS, OUTPUT_HEADROOM * self.output_bps))
+        return int(aim)
+
+    def _not_following(self) -> bool:
+        """Whether libx264 has kept producing well over its aim for NOT_FOLLOWING_S: it is
+        spending bits it banked under a higher target, and only a new context forgets them
+        (one IDR: the least disruptive way PyAV leaves, measured in docs/video.md)."""
+        if not self.adaptive or self.output_bps is None:
+            return False
+        now = time.monotonic()
+        if self.output_bps <= OVERSHOOT * self._aim():
+            self._over_since = None
+            return False
+        if self._over_since is None:
+            self._over_since = now
+            return False
+        if now - self._over_since < NOT_FOLLOWING_S:
+            return False
+        logger.info(
+            "libx264 kept sending %.0f kbit/s for a %.0f kbit/s target: reopening it",
+            self.output_bps / 1000,
+            self._aim() / 1000,
+        )
+        self.reopens += 1
+        return True
+
+    def _keep(self, frame: av.VideoFrame, fps_share: float) -> bool:
+        """Thin the frame rate to `fps_share` of the source's, by timestamps."""
+        if fps_share >= 1.0 or frame.pts is None or frame.time_base is None:
+            self._last_kept_s = None
+            return True
+        at = float(frame.pts * frame.time_base)
+        interval = 1.0 / (self.fps * fps_share)
+        # half a source frame of slack: timestamps jitter around the ideal grid
+        if self._last_kept_s is not None and at - self._last_kept_s < interval - 0.5 / self.fps:
+            return False
+        self._last_kept_s = at
+        return True
+
+    def _open(self, size: tuple[int, int]) -> av.video.codeccontext.VideoCodecContext:
+        max_rate = None
+        if self.ladder is not None and self.ladder.index > 0:
+            # the highest target this rung sees before the ladder steps up
+            ceiling = self.ladder.floor(self.ladder.index - 1) * UP_MARGIN
+            max_rate = int(min(self.options.bitrate, ceiling))
+        fps = self.fps * (self.ladder.rung.fps_share if self.ladder is not None else 1.0)
+        bitrate = self._aim() if self.adaptive else None
+        self._codec, name = open_h264_encoder(
+            size[0], size[1], fps, self.options, bitrate=bitrate, max_rate=max_rate
+        )
+        self._opened_for = size
+        self._over_since = None
+        self._output.clear()
+        self._output_bytes = 0
+        self.output_bps = None
+        self._qps.clear()  # another picture size: its quantisers are another story
+        self.mean_qp = None
+        if self._on_open is not None:
+            self._on_open(name)
+        return self._codec
+
+
+def make_encoding_track(source: MediaStreamTrack, encoder: H264Encoder) -> MediaStreamTrack:
+    """Wrap a raw-frame track into one that yields H.264 packets from `encoder`."""
     from aiortc.mediastreams import MediaStreamTrack
 
     class H264EncodingTrack(MediaStreamTrack):
@@ -121,35 +328,18 @@ def make_encoding_track(
         def __init__(self) -> None:
             super().__init__()
             self._source = source
-            self._codec: Any = None
-            self._size: tuple[int, int] | None = None
-            self._force_keyframe = False
-            self._pending: list[av.Packet] = []
+            self._pending: list[av.Packet[Any]] = []
 
         def request_keyframe(self) -> None:
-            self._force_keyframe = True
+            encoder.request_keyframe()
 
-        async def recv(self) -> av.Packet:
-            import av
-
+        async def recv(self) -> av.Packet[Any]:
             loop = asyncio.get_running_loop()
             while not self._pending:
-                frame = await self._source.recv()
-                if frame.format.name != "yuv420p":
-                    frame = frame.reformat(format="yuv420p")
-                if self._size != (frame.width, frame.height):
-                    self._codec, name = open_h264_encoder(frame.width, frame.height, fps, options)
-                    self._size = (frame.width, frame.height)
-                    if on_encoder is not None:
-                        on_encoder(name)
-                frame.pict_type = (
-                    av.video.frame.PictureType.I
-                    if self._force_keyframe
-                    else av.video.frame.PictureType.NONE
-                )
-                self._force_keyframe = False
+                # the raw tracks hand out frames only
+                frame = cast("av.VideoFrame", await self._source.recv())
                 # encoding is CPU work that would stall the event loop; PyAV releases the GIL
-                self._pending = await loop.run_in_executor(None, self._codec.encode, frame)
+                self._pending = await loop.run_in_executor(None, encoder.encode, frame)
             packet = self._pending.pop(0)
             packet.time_base = VIDEO_TIME_BASE
             return packet

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
@@ -32,6 +33,7 @@ from luxxon_agent.video.h264 import (
 from luxxon_agent.video.testsrc import TIME_BASE, VIDEO_CLOCK_RATE, TestSource
 
 if TYPE_CHECKING:
+    import av
     from aiortc.mediastreams import MediaStreamTrack
 
 logger = logging.getLogger(__name__)
@@ -58,7 +60,8 @@ class MediaSource:
 
     def video_track(self) -> MediaStreamTrack:
         """A new video track for one peer connection."""
-        return self._make_video()
+        track: MediaStreamTrack = self._make_video()
+        return track
 
     def audio_track(self) -> MediaStreamTrack | None:
         """A new audio track for one peer connection, or None without audio."""
@@ -161,7 +164,8 @@ def _passthrough_track_class() -> Any:
             import av
 
             while True:
-                packet = await self._relayed.recv()
+                # a player opened with decode=False hands out packets only
+                packet = cast("av.Packet[Any]", await self._relayed.recv())
                 if packet.is_keyframe:
                     self._started = True
                 if self._started:
@@ -173,6 +177,7 @@ def _passthrough_track_class() -> Any:
                 if not any(nal_type(u) == NAL_SPS for u in split_annexb(data)):
                     data = self._headers + data
             out = av.Packet(data)
+            out.is_keyframe = packet.is_keyframe
             out.pts = self._normalise(packet.pts, packet.time_base, self._step)
             out.time_base = TIME_BASE
             return out
@@ -195,14 +200,14 @@ def _avcc_packet_to_annexb(data: bytes) -> bytes:
 
 
 async def _open_player(
-    target: str, fmt: str | None, options: dict[str, str], *, decode: bool, loop: bool
+    target: str, fmt: str | None, options: dict[str, str], *, decode: bool
 ) -> Any:
     from aiortc.contrib.media import MediaPlayer
 
     try:
         # av.open blocks (an RTSP handshake can take seconds): keep it off the event loop
         return await asyncio.to_thread(
-            MediaPlayer, target, format=fmt, options=options, decode=decode, loop=loop
+            MediaPlayer, target, format=fmt, options=options, decode=decode
         )
     except Exception as exc:
         import av
@@ -226,12 +231,12 @@ def _stream_fps(stream: Any, fallback: float) -> float:
     return float(stream.average_rate or stream.guessed_rate or fallback)
 
 
-def _relay_source(player: Any, relay: Any, fps: float) -> Any:
+def _relay_source(video: MediaStreamTrack, relay: Any, fps: float) -> Any:
     raw_cls = _raw_track_class()
 
     def make() -> Any:
         # unbuffered: a slow encoder skips to the newest frame instead of falling behind
-        proxy = relay.subscribe(player.video, buffered=False)
+        proxy = relay.subscribe(video, buffered=False)
         return raw_cls(proxy.recv, fps, on_stop=proxy.stop)
 
     return make
@@ -244,6 +249,40 @@ def _stop_player(player: Any) -> Any:
                 track.stop()
 
     return close
+
+
+def _looping_video(player: Any, reopen: Callable[[], Awaitable[Any]]) -> MediaStreamTrack:
+    """`player`'s video, played again from the start by a fresh player at each end.
+
+    aiortc's own `loop` seeks back inside the same player, whose real-time pacing
+    then compares the restarted timestamps with the first pass's start and stops
+    waiting: a looping file went out at 75-90 fps. A new player paces each pass
+    from its own first frame; `_pts_normaliser` keeps the timestamps going forward.
+    """
+    from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+    class LoopingTrack(MediaStreamTrack):
+        kind = "video"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._player = player
+
+        async def recv(self) -> Any:
+            while True:
+                try:
+                    return await self._player.video.recv()
+                except MediaStreamError:
+                    if self.readyState != "live":
+                        raise
+                    _stop_player(self._player)()
+                    self._player = await reopen()
+
+        def stop(self) -> None:
+            super().stop()
+            _stop_player(self._player)()
+
+    return LoopingTrack()
 
 
 async def _open_player_source(
@@ -261,8 +300,16 @@ async def _open_player_source(
 
     relay = MediaRelay()
     reason: str | None = None
+
+    def video_of(player: Any, decode: bool) -> tuple[MediaStreamTrack, Callable[[], None]]:
+        """The player's video track, looping when asked, and how to close it all."""
+        if not loop:
+            return player.video, _stop_player(player)
+        looping = _looping_video(player, lambda: _open_player(target, fmt, options, decode=decode))
+        return looping, looping.stop
+
     if passthrough:
-        player = await _open_player(target, fmt, options, decode=False, loop=loop)
+        player = await _open_player(target, fmt, options, decode=False)
         stream = _player_stream(player)
         if player.video is None or stream is None:
             _stop_player(player)()
@@ -282,10 +329,11 @@ async def _open_player_source(
                 stream_fps = _stream_fps(stream, fps)
                 track_cls = _passthrough_track_class()
                 avcc = extradata[:1] == b"\x01"
+                video, close = video_of(player, decode=False)
 
                 def make() -> Any:
                     # buffered: a dropped packet would corrupt the picture until the next IDR
-                    proxy = relay.subscribe(player.video, buffered=True)
+                    proxy = relay.subscribe(video, buffered=True)
                     return track_cls(proxy, headers, avcc, stream_fps)
 
                 logger.info("passing H.264 %s through untouched", profile.profile_level_id)
@@ -295,23 +343,24 @@ async def _open_player_source(
                     stream_fps,
                     profile=profile,
                     _make_video=make,
-                    _closers=[_stop_player(player)],
+                    _closers=[close],
                 )
             _stop_player(player)()
         logger.warning("transcoding instead of passthrough: %s", reason)
-    player = await _open_player(target, fmt, options, decode=True, loop=loop)
+    player = await _open_player(target, fmt, options, decode=True)
     if player.video is None:
         _stop_player(player)()
         raise MediaError("the source has no video stream")
     stream = _player_stream(player)
     stream_fps = _stream_fps(stream, fps)
+    video, close = video_of(player, decode=True)
     return MediaSource(
         url_kind,
         "raw",
         stream_fps,
         transcode_reason=reason,
-        _make_video=_relay_source(player, relay, stream_fps),
-        _closers=[_stop_player(player)],
+        _make_video=_relay_source(video, relay, stream_fps),
+        _closers=[close],
     )
 
 
@@ -400,7 +449,7 @@ async def _attach_audio(source: MediaSource, audio: str) -> None:
     parts, _ = _query(audio)
     if parts.scheme != "alsa":
         raise MediaError("audio source must be alsa://DEVICE (e.g. alsa://default)")
-    player = await _open_player(parts.netloc or "default", "alsa", {}, decode=True, loop=False)
+    player = await _open_player(parts.netloc or "default", "alsa", {}, decode=True)
     if player.audio is None:
         _stop_player(player)()
         raise MediaError(f"no audio from {strip_userinfo(audio)}")

@@ -28,9 +28,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 
@@ -38,9 +40,12 @@ from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock, sleep_or_event
 from luxxon_agent.errors import LuxxonError, MediaError, WhipError
 from luxxon_agent.secret import Secret, redact_url
-from luxxon_agent.video.connection import Connection, open_connection, video_track
+from luxxon_agent.video.bandwidth import BandwidthEstimator, BandwidthSnapshot, RateState
+from luxxon_agent.video.connection import Connection, VideoTrack, open_connection, video_track
 from luxxon_agent.video.encoder import VideoOptions
 from luxxon_agent.video.mediasource import MediaSource
+from luxxon_agent.video.netwatch import NetWatch, NetworkChange
+from luxxon_agent.video.passthrough import PassthroughSwitch
 from luxxon_agent.video.resource_file import ResourceFile
 from luxxon_agent.video.stats import PublisherState, PublisherStats, SenderReport, StatsBook
 from luxxon_agent.video.whip import IceServer, WhipClient, WhipResource
@@ -56,6 +61,13 @@ MAX_REFETCHES = 3
 """Consecutive 404/410 answers, each followed by a re-fetched whipUrl, before giving up."""
 STABLE_AFTER = 10.0
 """Seconds a connection must have lasted for its loss to reset the backoff."""
+ENCODER_SHARE = 0.85
+"""Share of the estimate (wire bytes) the encoder aims at: the rest is RTP/SRTP
+overhead and the retransmission budget (15 %), so repairs never push past the link."""
+PASSTHROUGH_CEILING_BPS = 20_000_000.0
+"""The estimate's ceiling for a camera's stream, whatever `--bitrate` (our encoder's cap) says."""
+PATH_LOST = frozenset({"address-removed", "link-down"})
+"""Network changes after which the media's path is gone: re-offer at once."""
 
 SourceOpener = Callable[[], Awaitable[MediaSource]]
 """Opens the source; a publisher given one opens, re-opens and closes the source itself."""
@@ -128,11 +140,18 @@ class Publisher:
         self._rng = self._options.rng or random.Random()
         self._announced_ice: tuple[IceServer, ...] = ()
         self._state = PublisherState.IDLE
-        self._stats = StatsBook()
+        self._stats = StatsBook(self._options.clock.monotonic)
         self._stop_event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._connection: Connection | None = None
         self._location: str | None = None
+        self._estimator: BandwidthEstimator | None = None
+        self._switch: PassthroughSwitch | None = None
+        self._video: VideoTrack | None = None
+        self._netwatch: NetWatch | None = None
+        self._moves: list[NetworkChange] = []
+        self._moved = asyncio.Event()
+        self._refused_seen = 0
 
     def __repr__(self) -> str:
         url = "no whipUrl yet" if self._whip is None else redact_url(self._whip.whip_url.reveal())
@@ -149,8 +168,40 @@ class Publisher:
         """How many encoder contexts this publisher opened (0 in passthrough)."""
         return self._stats.encoders_opened
 
+    def link_snapshot(self) -> BandwidthSnapshot | None:
+        """Everything the estimator knows about the link (None before a connection)."""
+        return self._estimator.snapshot() if self._estimator is not None else None
+
     def stats(self) -> PublisherStats:
-        return self._stats.snapshot(self._state)
+        stats = replace(self._stats.snapshot(self._state), adaptive=self._options.adaptive)
+        if self._estimator is not None:
+            link = self._estimator.snapshot()
+            stats = replace(
+                stats,
+                estimate_bps=link.estimate_bps,
+                sent_bps=link.sent_bps,
+                loss=link.loss,
+                rtt_ms=None if link.rtt_s is None else link.rtt_s * 1000,
+                retransmitted_bytes=link.retransmitted_bytes,
+            )
+        h264 = self._video.h264 if self._video is not None else None
+        if h264 is not None:
+            ladder = h264.ladder
+            stats = replace(
+                stats,
+                target_bps=h264.target_bps if self._options.adaptive else None,
+                rung=h264.rung_label,
+                ladder_steps=ladder.steps if ladder is not None else 0,
+            )
+        if self._switch is not None:
+            stats = replace(
+                stats,
+                target_bps=self._switch.target_bps,
+                mode=self._switch.mode.value,
+                mode_switches=self._switch.switches,
+                mode_reason=self._switch.reason,
+            )
+        return stats
 
     async def start(self) -> None:
         if self._task is None:
@@ -190,6 +241,7 @@ class Publisher:
     async def _run(self) -> None:
         outcome = PublisherState.STOPPED
         try:
+            await self._start_netwatch()
             await self._delete_orphan()
             await self._retry_when_blocked()
         except _StopRequested:
@@ -208,7 +260,27 @@ class Publisher:
             await self._teardown()
             if self._open_source is not None:
                 await self._close_source()
+            if self._netwatch is not None:
+                await self._netwatch.close()
             self._set_state(outcome)
+
+    async def _start_netwatch(self) -> None:
+        """Hear of address and link changes at once (Linux netlink); without, the
+        staleness timer still notices a dead path."""
+        if not sys.platform.startswith("linux"):
+            return
+        watch = NetWatch()
+        try:
+            await watch.start()
+        except OSError as exc:
+            logger.info("not watching network changes: %s", exc)
+            return
+        watch.on_change(self._network_changed)
+        self._netwatch = watch
+
+    def _network_changed(self, change: NetworkChange) -> None:
+        self._moves.append(change)
+        self._moved.set()
 
     async def _retry_when_blocked(self) -> None:
         """`_loop`, and with `persistent` its terminal errors as BLOCKED, retried slowly."""
@@ -261,7 +333,9 @@ class Publisher:
                     raise
                 if exc.status in REFUSED_STATUSES:
                     refusals += 1
-                    await self._after_refusal(exc, refusals)
+                    if await self._after_refusal(exc, refusals):
+                        attempt = 0  # the stale resource is gone: nothing left to wait for
+                        continue
                 else:
                     refusals = 0
                     logger.warning("WHIP POST answered %d; retrying", exc.status)
@@ -277,22 +351,23 @@ class Publisher:
                 refetches = 0
                 refusals = 0
                 began = self._options.clock.monotonic()
-                reason = await self._watch(connection)
+                loss = await self._watch(connection)
                 await self._teardown()
-                if reason is None:
+                if loss is None:
                     return
-                logger.warning("connection lost (%s); reconnecting", reason)
-                self._stats.last_error = reason
+                logger.warning("connection lost (%s); reconnecting", loss.reason)
+                self._stats.last_error = loss.reason
                 self._stats.reconnects += 1
-                if self._options.clock.monotonic() - began >= STABLE_AFTER:
+                if loss.at_once or self._options.clock.monotonic() - began >= STABLE_AFTER:
                     attempt = 0
                     continue
                 # a connection that dies young is retried with backoff, not in a tight loop
             await self._pause(self._options.backoff.delay(attempt, self._rng))
             attempt += 1
 
-    async def _after_refusal(self, exc: WhipError, refusals: int) -> None:
-        """403/409: DELETE what we hold so the next POST can succeed, or raise."""
+    async def _after_refusal(self, exc: WhipError, refusals: int) -> bool:
+        """403/409: DELETE what we hold so the next POST can succeed (True when a DELETE
+        succeeded), or raise."""
         reason = " ".join(exc.text.split())[:120] or "no reason given"
         if exc.status == 403 and self._location is None:
             raise WhipError(
@@ -307,7 +382,7 @@ class Publisher:
                 f" ({reason})",
             ) from exc
         logger.warning("WHIP POST refused (%d): deleting the last resource", exc.status)
-        await self._delete_location()
+        return await self._delete_location()
 
     async def _refetch_after(self, exc: WhipError) -> bool:
         """After a 404/410: True when a fresh whipUrl is in place (or worth waiting for)."""
@@ -377,20 +452,81 @@ class Publisher:
 
     async def _connect(self, whip: WhipClient, source: MediaSource) -> Connection:
         self._stats.new_connection()
-        track, codec, encoder = video_track(source, self._options.video, self._stats.encoder_opened)
-        if encoder is not None:
-            self._stats.encoder = encoder
+        estimator = self._estimator_for(source)
+        estimator.restart_stream()
+        adaptive = self._options.adaptive
+        if adaptive and source.kind == "h264" and self._switch is None:
+            self._switch = PassthroughSwitch(transcode=self._options.video.transcode)
+            # the receiver may hold holes of the old mode it will never get repaired
+            self._switch.on_switch(lambda _: self._flush_receiver())
+        video = video_track(
+            source,
+            self._options.video,
+            adaptive=adaptive,
+            switch=self._switch,
+            now=self._options.clock.monotonic,
+            on_encoder=self._stats.encoder_opened,
+        )
+        if video.encoder is not None:
+            self._stats.encoder = video.encoder
+        self._video = video
+        self._retarget()
         connection = await open_connection(
             whip,
             source,
-            track,
-            codec,
+            video.track,
+            video.codec,
             ice_servers=(*self._options.ice_servers, *self._announced_ice),
+            estimator=estimator,
+            enforce=adaptive,
+            clock=self._options.clock,
             on_frame=self._stats.count_frame,
             on_resource=self._hold,
         )
+        connection.tap.on_change(lambda _: self._retarget())
         self._connection = connection
+        self._refused_seen = 0
         return connection
+
+    def _estimator_for(self, source: MediaSource) -> BandwidthEstimator:
+        """The publisher's one estimator, kept across connections (the link is the same)."""
+        if self._estimator is None:
+            cap = float(self._options.video.bitrate)
+            # a camera's stream is not ours to cap: the estimate may go as high as the link
+            ceiling = cap if source.kind == "raw" else max(cap, PASSTHROUGH_CEILING_BPS)
+            # start where a fixed-rate publisher would: the link says soon enough if not
+            self._estimator = BandwidthEstimator(
+                max_bps=ceiling, start_bps=ceiling, clock=self._options.clock
+            )
+        return self._estimator
+
+    def _flush_receiver(self) -> None:
+        """Have the next keyframe start past a sequence jump (rtcp_tap.SEQUENCE_JUMP)."""
+        if self._connection is not None:
+            self._connection.tap.request_jump()
+
+    def _repair_holes(self) -> None:
+        """Retransmissions refused by the budget left holes: flush them at a keyframe,
+        and ask our encoder for one (within the PLI rate limit)."""
+        connection = self._connection
+        if connection is None or connection.tap.retransmissions_dropped == self._refused_seen:
+            return
+        self._refused_seen = connection.tap.retransmissions_dropped
+        connection.tap.request_jump()
+        track = self._video.track if self._video is not None else None
+        request_keyframe = getattr(track, "request_keyframe", None)
+        if request_keyframe is not None and connection.tap.keyframes.allow():
+            request_keyframe()
+
+    def _retarget(self) -> None:
+        """Hand the estimate to what follows it (and let its hysteresis timers run)."""
+        control = self._video.control if self._video is not None else None
+        if control is None or self._estimator is None or not self._options.adaptive:
+            return
+        target = self._estimator.estimate_bps * ENCODER_SHARE
+        if self._switch is not None:
+            self._switch.congested = self._estimator.snapshot().state is RateState.DECREASE
+        control.set_target(target, self._options.clock.monotonic())
 
     def _hold(self, resource: WhipResource) -> None:
         assert self._whip is not None
@@ -400,11 +536,14 @@ class Publisher:
             # only the next offer can use them: this one has gathered already
             self._announced_ice = resource.ice_servers
 
-    async def _watch(self, connection: Connection) -> str | None:
+    async def _watch(self, connection: Connection) -> _Loss | None:
         """Sample stats each second; return why the connection must go, or None to stop."""
         clock = self._options.clock
         changed = asyncio.Event()
         connection.on_change(changed.set)
+        if self._netwatch is not None:
+            self._netwatch.watch(())
+        self._moves.clear()
         started = clock.monotonic()
         connected_at: float | None = None
         last_mark: tuple[float, int] | None = None
@@ -413,23 +552,36 @@ class Publisher:
             now = clock.monotonic()
             failure = connection.failure()
             if failure is not None:
-                return failure
+                return _Loss(failure)
+            lost_path = next((c for c in self._moves if c.reason in PATH_LOST), None)
+            if lost_path is not None:
+                return _Loss(f"network changed: {lost_path}", at_once=True)
+            self._moves.clear()
+            self._moved.clear()
             if connection.connected:
                 if connected_at is None:
                     connected_at = last_report_at = now
+                    self._watch_address(connection)
                     self._set_state(PublisherState.PUBLISHING)
             elif now - started > self._options.connect_timeout:
-                return f"not connected after {self._options.connect_timeout:.0f} s"
+                return _Loss(f"not connected after {self._options.connect_timeout:.0f} s")
             if connected_at is not None:
                 report = await connection.report()
                 self._stats.add(now, report)
+                self._retarget()
+                self._repair_holes()
                 if report.remote_mark != last_mark:
                     last_mark, last_report_at = report.remote_mark, now
                 elif now - last_report_at > self._options.stale_after:
-                    return f"no receiver report for {now - last_report_at:.1f} s"
+                    return _Loss(f"no receiver report for {now - last_report_at:.1f} s")
             changed.clear()
-            if await sleep_or_event(clock, 1.0, self._stop_event, changed):
+            if await sleep_or_event(clock, 1.0, self._stop_event, changed, self._moved):
                 return None
+
+    def _watch_address(self, connection: Connection) -> None:
+        address = connection.local_address()
+        if self._netwatch is not None and address is not None:
+            self._netwatch.watch([address])
 
     async def _teardown(self) -> None:
         connection, self._connection = self._connection, None
@@ -443,18 +595,20 @@ class Publisher:
 
     # -- the resource and its file -------------------------------------------------------
 
-    async def _delete_location(self) -> None:
+    async def _delete_location(self) -> bool:
+        """DELETE the resource we hold; True when one was deleted."""
         location = self._location
         if location is None or self._whip is None:
-            return
+            return False
         try:
             await self._whip.delete(location)
         except MediaError as exc:
             # best effort, kept for later: a 403 on the next POST asks for this DELETE again
             logger.info("DELETE of the previous WHIP resource failed: %s", exc)
-            return
+            return False
         self._location = None
         self._resource_file.save(self._whip.whip_url, None)
+        return True
 
     async def _delete_orphan(self) -> None:
         """DELETE the resource a previous process left behind for this whipUrl."""
@@ -465,6 +619,13 @@ class Publisher:
             logger.info("deleting the WHIP resource a previous run left behind")
             self._location = location
             await self._delete_location()
+
+
+class _Loss(NamedTuple):
+    """Why a connection had to go, and whether to re-offer without a backoff."""
+
+    reason: str
+    at_once: bool = False
 
 
 class _NoWhipUrl(LuxxonError):

@@ -60,6 +60,15 @@ _RTCP_PSFB_FIR = 4
 _RTCP_RTPFB_NACK = 1
 _HISTORY = 4096
 _FULL_PACKET = 1200
+SEQUENCE_JUMP = 2048
+"""Sequence numbers skipped at a keyframe after a hole that will never be repaired.
+
+A receiver that waits for every packet (aiortc's video jitter buffer holds 512)
+freezes until that many packets have passed a hole: 20 s and more at the packet
+rate of a narrow link. A jump of more than twice that flushes it at once; any
+receiver sees a burst loss just before a keyframe, which it needs no repair for.
+"""
+_NAL_IDR, _NAL_SPS, _NAL_STAP_A, _NAL_FU_A = 5, 7, 24, 28
 
 
 class AiortcChangedError(RuntimeError):
@@ -124,6 +133,12 @@ class RtcpTap:
         self.keyframe_requests = 0
         self.keyframe_requests_dropped = 0
         self.retransmissions_dropped = 0
+        self.sequence_jumps = 0
+        self._offset = 0
+        self._jump_pending = False
+        self._out_of: dict[int, int] = {}
+        """Sequence number as aiortc numbered a packet -> as it went on the wire."""
+        self._in_of: dict[int, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -172,6 +187,10 @@ class RtcpTap:
 
     def snapshot(self) -> BandwidthSnapshot:
         return self.estimator.snapshot()
+
+    def request_jump(self) -> None:
+        """Skip SEQUENCE_JUMP sequence numbers at the next H.264 keyframe (see there)."""
+        self._jump_pending = True
 
     def on_change(self, listener: Callable[[BandwidthSnapshot], None]) -> None:
         """Call `listener(snapshot)` when the estimate moves by MIN_CHANGE or backs off."""
@@ -235,22 +254,63 @@ class RtcpTap:
         return True
 
     async def _retransmit(self, sequence_number: int) -> None:
+        key = sequence_number & 0xFFFF
+        # before any jump, a packet we did not see (sent before attach) kept its number
+        original_number = self._in_of.get(key, None if self.sequence_jumps else key)
+        if original_number is None:
+            return  # from before a sequence jump: the receiver flushed it
         if self.enforce:
             # a packet sent before attach() is not in our sizes: count a full one
-            size = self._sizes.get(sequence_number & 0xFFFF, _FULL_PACKET)
-            if not self.budget.allow(size, self.estimator.estimate_bps):
+            size = self._sizes.get(key, _FULL_PACKET)
+            # what arrived bounds the budget too: right after a step down the estimate is stale
+            snapshot = self.estimator.snapshot()
+            basis = min(snapshot.estimate_bps, snapshot.receive_bps or snapshot.estimate_bps)
+            if not self.budget.allow(size, basis):
                 self.retransmissions_dropped += 1
                 return
         original: Callable[[int], Awaitable[None]] = self._originals["_retransmit"]
         self._retransmitting = True
         try:
-            await original(sequence_number)
+            await original(original_number)
         finally:
             self._retransmitting = False
 
     async def _send_rtp(self, data: bytes) -> None:
+        data = self._renumber(data)
         self._observe_outgoing(data)
         await self._originals["_send_rtp"](data)
+
+    def _renumber(self, data: bytes) -> bytes:
+        """Our media packets with the sequence offset applied (RTX: its original number)."""
+        if len(data) < 12 or 192 <= data[1] <= 208:
+            return data
+        seq, ssrc = struct.unpack_from("!H4xI", data, 2)
+        if ssrc == self.sender._ssrc:
+            # aiortc numbers each new packet afresh: a known number is a retransmission
+            known = self._out_of.get(seq)
+            if known is not None:
+                out = known
+            else:
+                if self._jump_pending and _starts_keyframe(data):
+                    self._jump_pending = False
+                    self._offset = (self._offset + SEQUENCE_JUMP) & 0xFFFF
+                    self.sequence_jumps += 1
+                    self.estimator.on_sequence_jump(seq + self._offset)
+                    # the receiver flushed what came before: repairing it would undo that
+                    self._out_of.clear()
+                    self._in_of.clear()
+                out = (seq + self._offset) & 0xFFFF
+                self._out_of[seq], self._in_of[out] = out, seq
+                if len(self._out_of) > _HISTORY:
+                    self._in_of.pop(self._out_of.pop(next(iter(self._out_of))), None)
+            return data if out == seq else data[:2] + struct.pack("!H", out) + data[4:]
+        if ssrc == self.sender._rtx_ssrc and self._offset:
+            at = _header_length(data)
+            if len(data) >= at + 2:
+                (original,) = struct.unpack_from("!H", data, at)
+                out = self._out_of.get(original, original)
+                return data[:at] + struct.pack("!H", out) + data[at + 2 :]
+        return data
 
     def _observe_outgoing(self, data: bytes) -> None:
         if len(data) < 12:
@@ -291,3 +351,27 @@ class RtcpTap:
         self._changed.set()
         for listener in list(self._listeners):
             listener(snap)
+
+
+def _header_length(data: bytes) -> int:
+    """Bytes of an RTP packet's fixed header, CSRCs and header extension."""
+    length = 12 + 4 * (data[0] & 0x0F)
+    if data[0] & 0x10 and len(data) >= length + 4:
+        (words,) = struct.unpack_from("!H", data, length + 2)
+        length += 4 + 4 * words
+    return length
+
+
+def _starts_keyframe(data: bytes) -> bool:
+    """Whether this H.264 RTP packet begins an IDR access unit (SPS or IDR first)."""
+    at = _header_length(data)
+    if len(data) < at + 2:
+        return False
+    nal = data[at] & 0x1F
+    if nal in (_NAL_IDR, _NAL_SPS):
+        return True
+    if nal == _NAL_STAP_A and len(data) >= at + 4:
+        return data[at + 3] & 0x1F in (_NAL_IDR, _NAL_SPS)
+    if nal == _NAL_FU_A:
+        return bool(data[at + 1] & 0x80) and data[at + 1] & 0x1F in (_NAL_IDR, _NAL_SPS)
+    return False

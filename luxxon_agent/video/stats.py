@@ -42,6 +42,26 @@ class PublisherStats:
     encoder: str | None
     """`passthrough`, `libx264`, `h264_v4l2m2m`, `aiortc-vp8`, or None before media."""
     last_error: str | None
+    freezes: int = 0
+    """Times the source handed nothing to send for more than FREEZE_S."""
+    adaptive: bool = False
+    estimate_bps: float | None = None
+    """The link's estimated bandwidth (bandwidth.py), on the wire."""
+    target_bps: float | None = None
+    """What the encoder (or the passthrough switch) aims at; None at a fixed rate."""
+    sent_bps: float = 0.0
+    """Everything sent over the last second on the wire, retransmissions included."""
+    loss: float = 0.0
+    """Fraction lost, from the receiver's reports over the last 2 s."""
+    rtt_ms: float | None = None
+    retransmitted_bytes: int = 0
+    rung: str | None = None
+    """The ladder's picture, e.g. `360p30`, for our encoder."""
+    ladder_steps: int = 0
+    mode: str | None = None
+    """`passthrough`, `transcode` or `keyframes` for an H.264 camera."""
+    mode_switches: int = 0
+    mode_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,10 +132,17 @@ def counting_track(inner: MediaStreamTrack, on_frame: Callable[[], None]) -> Med
     return CountingTrack()
 
 
+FREEZE_S = 0.5
+"""A gap between frames handed to aiortc longer than this counts as a freeze."""
+
+
 class StatsBook:
     """The publisher's running counters, across its connections."""
 
-    def __init__(self) -> None:
+    def __init__(self, monotonic: Callable[[], float]) -> None:
+        self._monotonic = monotonic
+        self._last_frame_at: float | None = None
+        self.freezes = 0
         self.encoder: str | None = None
         self.encoders_opened = 0
         self.reconnects = 0
@@ -129,6 +156,10 @@ class StatsBook:
 
     def count_frame(self) -> None:
         self.frames += 1
+        now = self._monotonic()
+        if self._last_frame_at is not None and now - self._last_frame_at > FREEZE_S:
+            self.freezes += 1
+        self._last_frame_at = now
 
     def encoder_opened(self, name: str) -> None:
         self.encoders_opened += 1
@@ -138,6 +169,7 @@ class StatsBook:
         self._bytes_closed += self._bytes_current
         self._bytes_current = 0
         self.packets_lost = 0
+        self._last_frame_at = None
         self._meter.reset()
 
     def connection_closed(self, last: SenderReport | None) -> None:
@@ -162,4 +194,5 @@ class StatsBook:
             bytes_sent=self._bytes_closed + self._bytes_current,
             encoder=self.encoder,
             last_error=self.last_error,
+            freezes=self.freezes,
         )

@@ -10,6 +10,7 @@ cached background: about a third of a millisecond a frame at 720p.
 
 from __future__ import annotations
 
+import collections
 import fractions
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,6 +56,8 @@ _BITS = 64
 _MS_BITS = 41
 _COUNTER_BITS = 20
 _Y_ONE, _Y_ZERO = 235, 16
+_LADDER_SCALES = (0.75, 0.5, 0.25)
+"""The picture sizes the publisher's ladder scales to (video/ladder.py RUNGS)."""
 
 
 def _strip_block(width: int, height: int) -> int:
@@ -154,9 +157,10 @@ class TestPattern:
         text = now.astimezone(UTC).strftime("%H:%M:%S.") + f"{now.microsecond // 1000:03d}"
         self._draw_text(y_plane, u_plane, v_plane, ys, cs, f"{text} #{counter}")
 
-        frame.planes[0].update(y_plane)
-        frame.planes[1].update(u_plane)
-        frame.planes[2].update(v_plane)
+        # PyAV takes any buffer; its stub says bytes, and a copy would cost a frame's worth
+        frame.planes[0].update(y_plane)  # type: ignore[arg-type]
+        frame.planes[1].update(u_plane)  # type: ignore[arg-type]
+        frame.planes[2].update(v_plane)  # type: ignore[arg-type]
         return frame
 
     def _draw_strip(self, yp: bytearray, ys: int, word: int) -> None:
@@ -201,21 +205,47 @@ class TestPattern:
 
 
 def read_burned_clock(frame: av.VideoFrame) -> tuple[datetime, int] | None:
-    """(capture time, frame counter) from a testsrc frame's strip, or None if unreadable."""
+    """(capture time, frame counter) from a testsrc frame's strip, or None if unreadable.
+
+    The frame may be the pattern scaled down by the publisher's ladder (3/4, 1/2,
+    1/4): when the strip does not read at the frame's own size, those scales are
+    tried too.
+    """
     if frame.format.name not in ("yuv420p", "yuvj420p"):
         frame = frame.reformat(format="yuv420p")
     plane = frame.planes[0]
     data = bytes(plane)
     stride = plane.line_size
-    block = _strip_block(frame.width, frame.height)
-    word = 0
-    for bit in range(_BITS):
-        cx = (bit % 32) * block + block // 2
-        cy = (bit // 32) * block + block // 2
-        word = (word << 1) | (1 if data[cy * stride + cx] > 125 else 0)
-    unpacked = _unpack(word)
-    if unpacked is None:
+
+    def read(block: float) -> tuple[int, int] | None:
+        if 64 * block > frame.width * 2 or 2 * block > frame.height:
+            return None
+        word = 0
+        for bit in range(_BITS):
+            cx = int((bit % 32) * block + block / 2)
+            cy = int((bit // 32) * block + block / 2)
+            word = (word << 1) | (1 if data[cy * stride + cx] > 125 else 0)
+        return _unpack(word)
+
+    own = read(_strip_block(frame.width, frame.height))
+    # the 3-bit check passes a misread one time in eight: the reading most sizes agree on
+    # wins, the frame's own size on a tie
+    votes = collections.Counter(
+        reading
+        for scale in _LADDER_SCALES
+        if (
+            reading := read(
+                _strip_block(int(frame.width / scale), int(frame.height / scale)) * scale
+            )
+        )
+        is not None
+    )
+    if own is not None:
+        votes[own] += 1
+    if not votes:
         return None
+    best, count = votes.most_common(1)[0]
+    unpacked = own if own is not None and votes[own] >= count else best
     ms, counter = unpacked
     return datetime.fromtimestamp(ms / 1000, UTC), counter
 

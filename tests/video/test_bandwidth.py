@@ -189,12 +189,13 @@ def test_step_up_gets_back_to_80_percent_within_ten_seconds() -> None:
 def test_loss_thresholds_grow_hold_and_back_off() -> None:
     _, est, link = make(start_bps=1_000_000)
     link.drop = 0.05
-    held = link.run(8)
-    assert max(held) <= 1_050_000 and min(held) >= 950_000, held
-    assert est.snapshot().state is RateState.HOLD
+    # 5 % loss with no queue behind it is the radio's, not congestion: growth goes on
+    grown = link.run(8)
+    assert min(grown) >= 950_000 and grown[-1] > 1_500_000, grown
     link.drop = 0.25
+    before = est.estimate_bps
     link.run(4)
-    assert est.estimate_bps < 800_000
+    assert est.estimate_bps < 0.5 * before
     assert est.snapshot().reason.startswith("loss")
     link.drop = 0.005
     low = est.estimate_bps

@@ -13,10 +13,9 @@ from tests.support import wait_frames
 from tests.video.conftest import publishing
 
 
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _make_clip(directory: Path, fps: int) -> Path:
     ffmpeg = require_tool("ffmpeg")
-    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    path = directory / f"clip{fps}.mp4"
     import subprocess
 
     subprocess.run(
@@ -27,7 +26,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "-f",
             "lavfi",
             "-i",
-            "testsrc2=size=320x240:rate=15",
+            f"testsrc2=size=320x240:rate={fps}",
             "-t",
             "1",
             "-c:v",
@@ -37,13 +36,18 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "-pix_fmt",
             "yuv420p",
             "-g",
-            "15",
+            str(fps),
             str(path),
         ],
         check=True,
         timeout=60,
     )
     return path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _make_clip(tmp_path_factory.mktemp("clip"), 15)
 
 
 @pytest.mark.parametrize("passthrough", [False, True])
@@ -59,3 +63,33 @@ async def test_looping_mp4_reaches_ingest(
         # a 1 s clip at 15 fps: 25 frames means it looped
         await wait_frames(ingest, video_input.ref, 25, 20)
     assert publisher.encoders_opened == (0 if passthrough else 1)
+
+
+@pytest.mark.parametrize("fps", [10, 30])
+@pytest.mark.parametrize("passthrough", [False, True])
+async def test_looping_file_keeps_real_time_pacing_across_loops(
+    tmp_path: Path, fps: int, passthrough: bool
+) -> None:
+    import asyncio
+    import time
+
+    clip = _make_clip(tmp_path, fps)
+    url = f"file://{clip}?loop=1" + ("&passthrough=1" if passthrough else "")
+    source = await open_media_source(url)
+    track = source.video_track()
+    stamps: list[tuple[float, float]] = []
+    try:
+        began = time.monotonic()
+        # a 1 s clip: three and a half passes
+        while time.monotonic() - began < 3.5:
+            item = await asyncio.wait_for(track.recv(), 5)
+            stamps.append((time.monotonic(), float(item.pts * item.time_base)))
+    finally:
+        track.stop()
+        await source.close()
+    wall = stamps[-1][0] - stamps[0][0]
+    media = stamps[-1][1] - stamps[0][1]
+    assert all(b[1] > a[1] for a, b in zip(stamps, stamps[1:], strict=False))
+    # real time across the loops: frames at the clip's rate, timestamps keeping up with the clock
+    assert abs(len(stamps) / wall - fps) < 0.2 * fps, (len(stamps), wall)
+    assert abs(media - wall) < 0.3, (media, wall)

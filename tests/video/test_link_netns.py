@@ -65,8 +65,7 @@ def test_estimate_follows_a_tbf_step_down_and_up(tmp_path: Path) -> None:
         publisher = link.popen(
             link.client_ns,
             [sys.executable, "-m", "tests.link_publisher",
-             "--source", "testsrc://?size=1280x720&fps=30", "--bitrate", str(CAP),
-             "--no-remb"],
+             "--source", "testsrc://?size=1280x720&fps=30", "--bitrate", str(CAP)],
             cwd=str(ROOT),
             stdin=subprocess.PIPE,
         )  # fmt: skip

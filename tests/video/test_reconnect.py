@@ -17,6 +17,7 @@ from luxxon_agent.errors import WhipError
 from luxxon_agent.secret import Secret
 from luxxon_agent.stub.ingest import WhipIngest
 from luxxon_agent.video import (
+    MediaSource,
     Publisher,
     PublisherOptions,
     PublisherState,
@@ -264,3 +265,74 @@ async def test_persistent_409_gives_up_after_bounded_delete_and_retry_rounds(
         # 5 refused rounds with backoff; the 6th 409 is final
         assert front.log == ["POST 409"] * 6
     await source.close()
+
+
+async def test_403_with_nothing_of_ours_to_delete_is_refused_after_one_post(
+    ingest_server: tuple[WhipIngest, str],
+) -> None:
+    ingest, _ = ingest_server
+    video_input = ingest.create_input("ses_wrong_token")
+    front = StrictFront(ingest, video_input.ref)
+    port = free_port()
+    source = await open_media_source(SMALL)
+    async with serve(front.router_app, port):
+        publisher = Publisher(
+            Secret(f"http://127.0.0.1:{port}/strict/ok"), source, PublisherOptions(backoff=FAST)
+        )
+        await publisher.start()
+        with pytest.raises(WhipError) as failure:
+            await asyncio.wait_for(publisher.wait(), 10)
+        await publisher.stop()
+    await source.close()
+    message = str(failure.value)
+    assert failure.value.status == 403 and "\n" not in message
+    assert "rejects our credentials" in message and "endpoint in use" in message
+    assert front.log == ["POST 403"]
+    assert publisher.state is PublisherState.FAILED
+
+
+async def test_persistent_publisher_reports_blocked_and_retries_slowly_until_it_publishes(
+    ingest_server: tuple[WhipIngest, str],
+) -> None:
+    ingest, _ = ingest_server
+    video_input = ingest.create_input("ses_blocked")
+    front = StrictFront(ingest, video_input.ref)
+    port = free_port()
+    seen: list[tuple[PublisherState, str | None]] = []
+    opened: list[int] = []
+
+    async def open_camera() -> MediaSource:
+        opened.append(1)
+        return await open_media_source(SMALL)
+
+    options = PublisherOptions(
+        backoff=FAST, blocked_backoff=Backoff(initial=0.4, maximum=0.4, jitter=0), persistent=True
+    )
+    async with serve(front.router_app, port):
+        publisher = Publisher(
+            Secret(f"http://127.0.0.1:{port}/strict/ok"),
+            open_camera,
+            options,
+            on_state=lambda state, stats: seen.append((state, stats.last_error)),
+        )
+        await publisher.start()
+        try:
+            await wait_for(lambda: front.log.count("POST 403") >= 2, 10, "two refused rounds")
+            assert publisher.state is PublisherState.BLOCKED
+            # whoever held the endpoint let go: the next slow round gets through
+            front.held = None
+            await wait_frames(ingest, video_input.ref, 10, 20)
+            assert publisher.state is PublisherState.PUBLISHING
+        finally:
+            await publisher.stop()
+    states = [state for state, _ in seen]
+    assert states[:2] == [PublisherState.CONNECTING, PublisherState.BLOCKED]
+    assert states[-2:] == [PublisherState.PUBLISHING, PublisherState.STOPPED]
+    blocked_errors = {error for state, error in seen if state is PublisherState.BLOCKED}
+    assert len(blocked_errors) == 1 and "rejects our credentials" in blocked_errors.pop()
+    # one source for all rounds, opened by the publisher and closed when it stopped
+    assert opened == [1]
+    # refused rounds, one POST that got through, then the stop DELETEs (503 once, retried)
+    refused, rest = front.log[:-3], front.log[-3:]
+    assert len(refused) >= 2 and set(refused) == {"POST 403"}
+    assert rest == ["POST 201", "DELETE 503", "DELETE 200"]

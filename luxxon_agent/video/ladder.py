@@ -1,0 +1,159 @@
+"""The resolution and frame-rate ladder: which picture fits the bitrate the link allows.
+
+Lowering the bitrate alone keeps 720p30 and makes each frame a smear of
+blocks; below some bits per pixel a smaller, or slower, picture looks better
+and decodes on time. The rungs (for a 1280x720 30 fps source):
+
+    720p30  from 1.2 Mbit/s      540p30  from 700 kbit/s
+    360p30  from 400 kbit/s      360p15  from 250 kbit/s     180p15 below
+
+Floors scale with the source's pixels per second, so a 640x480 camera steps
+at proportionally lower rates. Down is immediate (the link is already too
+narrow); up needs the target to stay `UP_MARGIN` above the higher rung's
+floor for `UP_HOLD_S` seconds, so an estimate wobbling around a floor does
+not flap between rungs. A resolution step reopens the encoder (the receiver
+needs new parameter sets, so it costs one keyframe); a frame-rate step does not.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+REFERENCE_PIXELS_PER_S = 1280 * 720 * 30
+UP_MARGIN = 1.3
+"""Stepping up needs the target this far above the higher rung's floor."""
+UP_HOLD_S = 4.0
+"""...for this long."""
+APP_LIMITED_SHARE = 0.5
+"""An encoder producing less than this share of its target is app-limited."""
+QP_HIGH = 35.0
+"""Mean H.264 QP above which the picture suffers at this rung (libwebrtc's quality
+scaler uses 37 for its high threshold; blocks show from about here at ultrafast)."""
+QP_LOW = 27.0
+"""Mean QP below which this rung's picture is easy: a bigger one may fit the same bits."""
+PROBE_FAILED_S = 10.0
+"""A step down this soon after a probing step up undoes the probe."""
+MAX_PROBE_HOLD_S = 64.0
+
+
+@dataclass(frozen=True)
+class Rung:
+    scale: float
+    """Share of the source's width and height."""
+    fps_share: float
+    """Share of the source's frame rate."""
+    floor_bps: float
+    """Lowest target (for the reference 720p30 source) this rung is used at."""
+
+    def size(self, width: int, height: int) -> tuple[int, int]:
+        """This rung's picture size for a source of `width` x `height` (even, >= 16)."""
+        return _even(width * self.scale), _even(height * self.scale)
+
+    def label(self, height: int, fps: float) -> str:
+        return f"{_even(height * self.scale)}p{round(fps * self.fps_share)}"
+
+
+RUNGS = (
+    Rung(1.0, 1.0, 1_200_000),
+    Rung(0.75, 1.0, 700_000),
+    Rung(0.5, 1.0, 400_000),
+    Rung(0.5, 0.5, 250_000),
+    Rung(0.25, 0.5, 0),
+)
+
+
+def _even(value: float) -> int:
+    return max(16, int(value) // 2 * 2)
+
+
+class Ladder:
+    """Picks the rung for a target bitrate, with hysteresis; logs each step once.
+
+    The estimate cannot grow far past what is sent (it is capped at 1.5 x what
+    arrived, and so is a receiver's REMB), so an encoder that needs less than
+    its target (a simple picture) is *app-limited*: its target says nothing
+    about the link. Then the ladder neither steps down (the picture fits) nor
+    waits for a target that cannot come to step up: after `UP_HOLD_S` it tries
+    the next rung up, and waits twice as long each time such a try is undone
+    within `PROBE_FAILED_S`.
+    """
+
+    def __init__(self, width: int, height: int, fps: float, rungs: tuple[Rung, ...] = RUNGS):
+        self.width, self.height, self.fps = width, height, fps
+        self.rungs = rungs
+        self.index = 0
+        self.steps = 0
+        self._scale = width * height * fps / REFERENCE_PIXELS_PER_S
+        self._up_since: float | None = None
+        self._probe_hold = UP_HOLD_S
+        self._probed_at: float | None = None
+
+    @property
+    def rung(self) -> Rung:
+        return self.rungs[self.index]
+
+    @property
+    def label(self) -> str:
+        return self.rung.label(self.height, self.fps)
+
+    def floor(self, index: int) -> float:
+        return self.rungs[index].floor_bps * self._scale
+
+    def choose(
+        self,
+        target_bps: float,
+        now: float,
+        output_bps: float | None = None,
+        qp: float | None = None,
+    ) -> Rung:
+        """The rung for `target_bps` at monotonic time `now`. `output_bps` is what the
+        encoder actually produces, `qp` its mean quantiser (None: unknown; the floors alone
+        decide). A picture that is easy at this rung (app-limited, or a low QP) neither
+        steps down for a floor nor waits for one to step up."""
+        limited = output_bps is not None and output_bps < APP_LIMITED_SHARE * target_bps
+        if qp is not None:
+            limited = limited or qp < QP_HIGH
+            easy = qp < QP_LOW
+        else:
+            easy = limited
+        fitting = next(
+            (i for i in range(len(self.rungs)) if target_bps >= self.floor(i)),
+            len(self.rungs) - 1,
+        )
+        if fitting > self.index and not limited:
+            self._up_since = None
+            if self._probed_at is not None and now - self._probed_at < PROBE_FAILED_S:
+                self._probe_hold = min(MAX_PROBE_HOLD_S, self._probe_hold * 2)
+            self._probed_at = None
+            self._step(fitting, target_bps, "down")
+            return self.rung
+        # the highest rung whose floor the target clears with the margin
+        up = next((i for i in range(self.index) if target_bps >= self.floor(i) * UP_MARGIN), None)
+        probing = up is None and easy and self.index > 0
+        if probing:
+            up = self.index - 1
+        if up is None:
+            self._up_since = None
+            return self.rung
+        if self._up_since is None:
+            self._up_since = now
+        if now - self._up_since >= (self._probe_hold if probing else UP_HOLD_S):
+            self._up_since = None
+            self._probed_at = now if probing else None
+            self._step(up, target_bps, "probe" if probing else "up")
+        return self.rung
+
+    def _step(self, index: int, target_bps: float, why: str) -> None:
+        before = self.label
+        self.index = index
+        self.steps += 1
+        logger.info(
+            "video ladder: %s -> %s (%s, target %.0f kbit/s)",
+            before,
+            self.label,
+            why,
+            target_bps / 1000,
+        )

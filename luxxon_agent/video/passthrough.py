@@ -1,0 +1,322 @@
+"""Passthrough that degrades instead of freezing: forward the camera's H.264, or re-encode it.
+
+A camera's encoder does not hear the link. When the estimate stays below the
+camera's own bitrate (measured over `CAMERA_WINDOW_S`) for `DOWN_HOLD_S`,
+forwarding it means dropping most packets and decoding nothing; instead
+`PassthroughSwitch` goes to TRANSCODE: decode the camera's stream and encode
+it with our libx264 at the estimate (same track, same RTP stream, no
+reconnect). It returns to PASSTHROUGH once the estimate has stayed
+`UP_MARGIN` above the camera's rate for `UP_HOLD_S`. A box that cannot
+afford the transcode (`VideoOptions.transcode=False`, or encoding that turns
+out slower than the frame rate) forwards keyframes only (KEYFRAMES): a slow
+but whole picture rather than a broken stream, and tries passthrough again
+after `PROBE_S` (doubling while it keeps failing).
+
+Switching to TRANSCODE starts the decoder at the camera's next keyframe;
+switching back waits for one too, and re-encodes until then, so the receiver
+never gets a P-frame whose reference it does not have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, cast
+
+from luxxon_agent.video.encoder import VIDEO_TIME_BASE, H264Encoder, VideoOptions
+
+if TYPE_CHECKING:
+    import av
+    from aiortc.mediastreams import MediaStreamTrack
+
+logger = logging.getLogger(__name__)
+
+CAMERA_WINDOW_S = 4.0
+"""The camera's bitrate is measured over this long (two keyframe intervals, typically)."""
+DOWN_MARGIN = 1.1
+"""Transcode when the estimate is below the camera's rate times this (RTP and SRTP
+overhead, retransmissions)..."""
+DOWN_HOLD_S = 1.0
+"""...for this long."""
+UP_MARGIN = 1.3
+"""Back to passthrough when the estimate is above the camera's rate times this..."""
+UP_HOLD_S = 8.0
+"""...for this long."""
+PROBE_S = 15.0
+"""Where the estimate cannot grow to the camera's rate (keyframes only, or a transcoder
+that needs far less than its target: the estimate stays within 1.5 x what is sent), or
+the link has shown no congestion for UP_HOLD_S, try passthrough after this, and twice as
+long after each try the link refused."""
+MAX_PROBE_S = 120.0
+PROBE_GRACE_S = 12.0
+"""A probe is judged by congestion, not by the estimate, for this long: the estimate
+starts where transcoding left it and needs about 10 s at 25 %/s to reach the camera's."""
+APP_LIMITED_SHARE = 0.5
+"""A transcoder producing less than this share of its target is app-limited."""
+AFFORDABLE_SHARE = 0.8
+"""Transcoding that takes more than this share of the frame interval is not affordable."""
+COST_SAMPLE_FRAMES = 30
+
+
+class PassthroughMode(StrEnum):
+    PASSTHROUGH = "passthrough"
+    TRANSCODE = "transcode"
+    KEYFRAMES = "keyframes"
+    """Keyframes only: the camera's stream is too wide and transcoding is not possible."""
+
+
+class PassthroughSwitch:
+    """Decides the mode from the camera's measured bitrate and the target, with hysteresis."""
+
+    def __init__(self, *, transcode: bool = True) -> None:
+        self.transcode_allowed = transcode
+        self.mode = PassthroughMode.PASSTHROUGH
+        self.switches = 0
+        self.reason = "start"
+        self.target_bps: float | None = None
+        self.congested = False
+        """Set by the publisher: the estimator is backing off (loss or delay)."""
+        self._congested_at: float | None = None
+        self._packets: collections.deque[tuple[float, int]] = collections.deque()
+        self._bytes = 0
+        self._since: float | None = None
+        self._probe_s = PROBE_S
+        self._probing = False
+        self._entered_at = 0.0
+        self._listeners: list[Callable[[PassthroughMode], None]] = []
+
+    def on_switch(self, listener: Callable[[PassthroughMode], None]) -> None:
+        self._listeners.append(listener)
+
+    def camera_bps(self, now: float) -> float | None:
+        """The camera's bitrate over the last CAMERA_WINDOW_S, once that much was seen."""
+        if not self._packets or now - self._packets[0][0] < CAMERA_WINDOW_S / 2:
+            return None
+        return self._bytes * 8 / max(1e-3, now - self._packets[0][0])
+
+    def add_packet(self, size: int, now: float) -> None:
+        self._packets.append((now, size))
+        self._bytes += size
+        while self._packets and self._packets[0][0] < now - CAMERA_WINDOW_S:
+            self._bytes -= self._packets.popleft()[1]
+
+    def not_affordable(self, why: str, now: float) -> None:
+        """Transcoding turned out too slow here: keyframes only from now on."""
+        self.transcode_allowed = False
+        if self.mode is PassthroughMode.TRANSCODE:
+            self._enter(PassthroughMode.KEYFRAMES, why, now)
+
+    def update(
+        self, target_bps: float, now: float, output_bps: float | None = None
+    ) -> PassthroughMode:
+        """The mode for `target_bps`; `output_bps` is what the transcoder produces."""
+        self.target_bps = target_bps
+        camera = self.camera_bps(now)
+        if camera is None:
+            return self.mode
+        if self.mode is PassthroughMode.PASSTHROUGH:
+            narrow = target_bps < camera * DOWN_MARGIN
+            in_grace = self._probing and now - self._entered_at < PROBE_GRACE_S
+            if in_grace:
+                narrow = narrow and self.congested
+            elif self._probing:
+                self._probing = False  # the probe held: the link takes the camera again
+                self._probe_s = PROBE_S
+            if self._held(narrow, now, DOWN_HOLD_S):
+                if in_grace:
+                    self._probe_s = min(MAX_PROBE_S, self._probe_s * 2)
+                self._probing = False
+                mode = (
+                    PassthroughMode.TRANSCODE
+                    if self.transcode_allowed
+                    else PassthroughMode.KEYFRAMES
+                )
+                self._enter(
+                    mode,
+                    f"estimate {target_bps / 1000:.0f} kbit/s below the camera's"
+                    f" {camera / 1000:.0f} kbit/s",
+                    now,
+                )
+            return self.mode
+        if self.congested:
+            self._congested_at = now
+        wide = target_bps >= camera * UP_MARGIN
+        limited = self.mode is PassthroughMode.KEYFRAMES or (
+            output_bps is not None and output_bps < APP_LIMITED_SHARE * target_bps
+        )
+        quiet = self._congested_at is None or now - self._congested_at >= UP_HOLD_S
+        if self._held(wide, now, UP_HOLD_S):
+            self._probe_s = PROBE_S
+            self._enter(
+                PassthroughMode.PASSTHROUGH,
+                f"estimate {target_bps / 1000:.0f} kbit/s above the camera's"
+                f" {camera / 1000:.0f} kbit/s",
+                now,
+            )
+        elif (limited or quiet) and now - self._entered_at >= self._probe_s:
+            self._probing = True
+            self._enter(
+                PassthroughMode.PASSTHROUGH,
+                "probing the link with passthrough (the estimate cannot grow past what is sent)",
+                now,
+            )
+        return self.mode
+
+    def _held(self, condition: bool, now: float, hold: float) -> bool:
+        if not condition:
+            self._since = None
+            return False
+        if self._since is None:
+            self._since = now
+        return now - self._since >= hold
+
+    def _enter(self, mode: PassthroughMode, reason: str, now: float) -> None:
+        logger.warning("video: %s -> %s (%s)", self.mode, mode, reason)
+        self.mode, self.reason = mode, reason
+        self.switches += 1
+        self._since = None
+        self._entered_at = now
+        for listener in list(self._listeners):
+            listener(mode)
+
+
+class _Transcoder:
+    """Camera packets in, our encoder's packets out (runs in a worker thread)."""
+
+    def __init__(self, encoder: H264Encoder, fps: float) -> None:
+        import av
+
+        self.encoder = encoder
+        self._decoder = av.CodecContext.create("h264", "r")
+        self._frame_s = 1.0 / fps
+        self._spent = 0.0
+        self._frames = 0
+        self.cost_ms: float | None = None
+        """Mean decode + encode time per frame over the first frames, once measured."""
+
+    def transcode(self, packet: av.Packet[Any]) -> list[av.Packet[Any]]:
+        import av
+
+        began = time.perf_counter()
+        source = av.Packet(bytes(packet))
+        source.pts, source.time_base = packet.pts, VIDEO_TIME_BASE
+        out: list[av.Packet[Any]] = []
+        try:
+            frames = self._decoder.decode(source)
+        except av.FFmpegError as exc:
+            logger.debug("transcode: camera packet not decodable: %s", exc)
+            return out
+        for frame in frames:
+            out += self.encoder.encode(frame)
+        self._frames += 1
+        if self.cost_ms is None:
+            self._spent += time.perf_counter() - began
+            if self._frames >= COST_SAMPLE_FRAMES:
+                self.cost_ms = self._spent / self._frames * 1000
+        return out
+
+    @property
+    def affordable(self) -> bool:
+        return self.cost_ms is None or self.cost_ms / 1000 <= self._frame_s * AFFORDABLE_SHARE
+
+
+def make_switching_track(
+    camera: MediaStreamTrack,
+    fps: float,
+    options: VideoOptions,
+    switch: PassthroughSwitch,
+    *,
+    now: Callable[[], float],
+    on_encoder: Callable[[str], None] | None = None,
+) -> MediaStreamTrack:
+    """A track of the camera's H.264, or of its re-encoding, as `switch` decides."""
+    from aiortc.mediastreams import MediaStreamTrack
+
+    class SwitchingTrack(MediaStreamTrack):
+        kind = "video"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._transcoder: _Transcoder | None = None
+            self._pending: list[Any] = []
+            self._cost_logged = False
+
+        def request_keyframe(self) -> None:
+            if self._transcoder is not None:
+                self._transcoder.encoder.request_keyframe()
+
+        def set_target(self, bitrate_bps: float, at: float) -> None:
+            encoder = self._transcoder.encoder if self._transcoder is not None else None
+            switch.update(bitrate_bps, at, encoder.output_bps if encoder is not None else None)
+            if encoder is not None:
+                encoder.set_target(bitrate_bps, at)
+
+        async def recv(self) -> Any:
+            while not self._pending:
+                # the camera's track hands out packets only
+                packet = cast("av.Packet[Any]", await camera.recv())
+                at = now()
+                switch.add_packet(packet.size, at)
+                self._pending = await self._route(packet, at)
+            return self._pending.pop(0)
+
+        async def _route(self, packet: Any, at: float) -> list[Any]:
+            mode = switch.mode
+            if self._transcoder is not None and mode is not PassthroughMode.TRANSCODE:
+                if not packet.is_keyframe:
+                    return await self._transcode(packet, at)  # until the camera's keyframe
+                self._transcoder = None
+            if mode is PassthroughMode.PASSTHROUGH:
+                return [packet]
+            if mode is PassthroughMode.KEYFRAMES:
+                return [packet] if packet.is_keyframe else []
+            if self._transcoder is None:
+                if not packet.is_keyframe:
+                    return [packet]  # the camera's stream until its next keyframe
+                self._transcoder = self._start_transcoder(packet)
+            return await self._transcode(packet, at)
+
+        def _start_transcoder(self, packet: Any) -> _Transcoder:
+            camera_bps = switch.camera_bps(now()) or float(options.bitrate)
+            # never above the camera's own rate: that is what passthrough is for
+            encoder = H264Encoder(
+                fps,
+                replace(options, bitrate=max(100_000, int(camera_bps))),
+                adaptive=True,
+                on_open=on_encoder,
+            )
+            encoder.set_target(switch.target_bps or camera_bps, now())
+            logger.warning(
+                "video: transcoding the camera costs a decoder and a libx264 encoder"
+                " (CPU, and about one frame of latency)"
+            )
+            return _Transcoder(encoder, fps)
+
+        async def _transcode(self, packet: Any, at: float) -> list[Any]:
+            transcoder = self._transcoder
+            assert transcoder is not None
+            loop = asyncio.get_running_loop()
+            out: list[Any] = await loop.run_in_executor(None, transcoder.transcode, packet)
+            for encoded in out:
+                encoded.time_base = VIDEO_TIME_BASE
+            if transcoder.cost_ms is not None and not self._cost_logged:
+                self._cost_logged = True
+                logger.warning(
+                    "video: transcoding costs %.1f ms a frame (%.0f %% of a frame interval)",
+                    transcoder.cost_ms,
+                    transcoder.cost_ms * fps / 10,
+                )
+                if not transcoder.affordable:
+                    switch.not_affordable("transcoding is slower than the frame rate", at)
+            return out
+
+        def stop(self) -> None:
+            super().stop()
+            camera.stop()
+
+    return SwitchingTrack()

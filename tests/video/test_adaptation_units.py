@@ -1,0 +1,106 @@
+"""The ladder and the passthrough switch as decisions over time (no media, no network)."""
+
+from __future__ import annotations
+
+from luxxon_agent.video.ladder import PROBE_FAILED_S, UP_HOLD_S, Ladder
+from luxxon_agent.video.passthrough import (
+    DOWN_HOLD_S,
+    PROBE_GRACE_S,
+    PROBE_S,
+    PassthroughMode,
+    PassthroughSwitch,
+)
+
+CAMERA_BPS = 2_500_000
+
+
+def test_ladder_steps_down_at_once_only_when_the_picture_suffers() -> None:
+    ladder = Ladder(1280, 720, 30)
+    # an easy picture (low QP) at 720p30 keeps its size on a narrow target
+    assert ladder.choose(300_000, 0.0, output_bps=280_000, qp=22).label(720, 30) == "720p30"
+    # a suffering one jumps straight to the rung that fits
+    ladder.choose(300_000, 1.0, output_bps=300_000, qp=45)
+    assert ladder.label == "360p15" and ladder.steps == 1
+    ladder.choose(100_000, 1.5, output_bps=100_000, qp=45)
+    assert ladder.label == "180p15"
+
+
+def test_ladder_steps_up_with_margin_and_hold_and_backs_off_failed_probes() -> None:
+    ladder = Ladder(1280, 720, 30)
+    ladder.choose(100_000, 0.0, qp=45)
+    assert ladder.label == "180p15"
+    # above 360p15's floor but not by the margin: no step, however long
+    for t in range(20):
+        ladder.choose(260_000, 1.0 + t, qp=30)
+    assert ladder.label == "180p15"
+    ladder.choose(340_000, 30.0, qp=30)
+    ladder.choose(340_000, 30.0 + UP_HOLD_S - 0.1, qp=30)
+    assert ladder.label == "180p15"
+    ladder.choose(340_000, 30.0 + UP_HOLD_S, qp=30)
+    assert ladder.label == "360p15"
+    # an easy picture probes one rung up without the target; undone soon, it waits longer
+    ladder.choose(300_000, 40.0, qp=20)
+    ladder.choose(300_000, 40.0 + UP_HOLD_S, qp=20)
+    assert ladder.label == "360p30"
+    ladder.choose(300_000, 45.0, qp=45)  # the probe failed
+    assert ladder.label == "360p15"
+    ladder.choose(300_000, 46.0, qp=20)
+    ladder.choose(300_000, 46.0 + UP_HOLD_S, qp=20)
+    assert ladder.label == "360p15", "a failed probe doubles the wait"
+    ladder.choose(300_000, 46.0 + 2 * UP_HOLD_S, qp=20)
+    assert ladder.label == "360p30"
+    assert PROBE_FAILED_S > UP_HOLD_S
+
+
+def _camera(switch: PassthroughSwitch, start: float, end: float) -> None:
+    """A 2.5 Mbit/s camera's packets at 30 fps from `start` to `end`."""
+    frames = round((end - start) * 30)
+    for n in range(1, frames + 1):
+        switch.add_packet(CAMERA_BPS // 8 // 30, start + n / 30)
+
+
+def _switch_with_camera(transcode: bool = True) -> tuple[PassthroughSwitch, float]:
+    switch = PassthroughSwitch(transcode=transcode)
+    _camera(switch, 0.0, 4.0)
+    assert abs((switch.camera_bps(4.0) or 0) - CAMERA_BPS) < 0.05 * CAMERA_BPS
+    return switch, 4.0
+
+
+def test_switch_goes_to_transcode_after_the_hold_and_back_with_hysteresis() -> None:
+    switch, now = _switch_with_camera()
+    assert switch.update(800_000, now) is PassthroughMode.PASSTHROUGH
+    assert switch.update(800_000, now + DOWN_HOLD_S / 2) is PassthroughMode.PASSTHROUGH
+    assert switch.update(800_000, now + DOWN_HOLD_S) is PassthroughMode.TRANSCODE
+    assert "below the camera" in switch.reason and switch.switches == 1
+    now += DOWN_HOLD_S
+    switch.congested = True  # the link backed off meanwhile: no quiet-spell probe
+    switch.update(800_000, now)
+    switch.congested = False
+    for t in range(7):  # wide again, but not yet for long enough (the camera goes on)
+        _camera(switch, now + t, now + t + 1)
+        switch.update(3_500_000, now + t + 1, output_bps=3_000_000)
+    assert switch.mode is PassthroughMode.TRANSCODE
+    for t in range(7, 10):
+        _camera(switch, now + t, now + t + 1)
+        switch.update(3_500_000, now + t + 1, output_bps=3_000_000)
+    assert switch.mode is PassthroughMode.PASSTHROUGH and switch.switches == 2
+
+
+def test_switch_without_transcoding_forwards_keyframes_and_probes() -> None:
+    switch, now = _switch_with_camera(transcode=False)
+    switch.update(500_000, now)
+    assert switch.update(500_000, now + DOWN_HOLD_S) is PassthroughMode.KEYFRAMES
+    now += DOWN_HOLD_S
+    # keyframes only: the estimate cannot grow, so passthrough is tried after PROBE_S
+    _camera(switch, now, now + PROBE_S)
+    assert switch.update(500_000, now + PROBE_S - 0.5) is PassthroughMode.KEYFRAMES
+    assert switch.update(500_000, now + PROBE_S) is PassthroughMode.PASSTHROUGH
+    probe_at = now + PROBE_S
+    # during the grace a low estimate alone does not undo the probe; congestion does
+    _camera(switch, probe_at, probe_at + 3 + DOWN_HOLD_S)
+    switch.update(500_000, probe_at + 1)
+    assert switch.update(500_000, probe_at + 1 + DOWN_HOLD_S) is PassthroughMode.PASSTHROUGH
+    switch.congested = True
+    switch.update(500_000, probe_at + 2.5)
+    assert switch.update(500_000, probe_at + 2.5 + DOWN_HOLD_S) is PassthroughMode.KEYFRAMES
+    assert PROBE_GRACE_S > 2.5 + DOWN_HOLD_S
