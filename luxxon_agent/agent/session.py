@@ -447,20 +447,41 @@ class SessionRun:
         return self.publisher.stats().frames_sent if self.publisher is not None else None
 
     def _video_figures(self) -> VideoStatus:
-        """The publisher's figures now; once it is stopped, what it sent."""
+        """The publisher's figures now; once it is stopped, its counters (rates are 0).
+
+        The one mapping from `PublisherStats` to the status (bit/s shown as kbit/s)."""
         if self.publisher is None:
             sent = self._video_sent
             return VideoStatus(
-                frames=sent.frames, bytes_sent=sent.bytes_sent, reconnects=sent.reconnects
+                frames=sent.frames,
+                bytes_sent=sent.bytes_sent,
+                reconnects=sent.reconnects,
+                freezes=sent.freezes,
+                retransmitted_bytes=sent.retransmitted_bytes,
+                ladder_steps=sent.ladder_steps,
+                mode_switches=sent.mode_switches,
             )
         stats = self.publisher.stats()
         return VideoStatus(
             state=stats.state.value,
-            bitrate_kbps=round(stats.bitrate_bps / 1000, 1),
+            bitrate_kbps=_kbps(stats.bitrate_bps),
             fps=round(stats.fps, 1),
             frames=stats.frames_sent,
             bytes_sent=stats.bytes_sent,
             reconnects=stats.reconnects,
+            freezes=stats.freezes,
+            adaptive=stats.adaptive,
+            estimate_kbps=_kbps(stats.estimate_bps) if stats.estimate_bps is not None else None,
+            target_kbps=_kbps(stats.target_bps) if stats.target_bps is not None else None,
+            sent_kbps=_kbps(stats.sent_bps),
+            loss=round(stats.loss, 4),
+            rtt_ms=round(stats.rtt_ms, 1) if stats.rtt_ms is not None else None,
+            retransmitted_bytes=stats.retransmitted_bytes,
+            rung=stats.rung,
+            ladder_steps=stats.ladder_steps,
+            mode=stats.mode,
+            mode_switches=stats.mode_switches,
+            mode_reason=stats.mode_reason,
         )
 
     def snapshot(self) -> SessionSnapshot:
@@ -484,6 +505,10 @@ class SessionRun:
             video=self._video_figures(),
             telemetry=self._telemetry,
         )
+
+
+def _kbps(bps: float) -> float:
+    return round(bps / 1000, 1)
 
 
 async def still_ours(context: SessionContext, label: str, session: Session) -> Session | None:

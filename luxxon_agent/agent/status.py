@@ -51,12 +51,36 @@ class SessionPhase(StrEnum):
 
 @dataclass
 class VideoStatus:
+    """The publisher's figures (video.PublisherStats, mapped in `SessionRun._video_figures`)."""
+
     state: str = "idle"
     bitrate_kbps: float = 0.0
+    """Media payload over the last second."""
     fps: float = 0.0
     frames: int = 0
     bytes_sent: int = 0
     reconnects: int = 0
+    freezes: int = 0
+    """Times the source handed nothing to send for a while."""
+    adaptive: bool = False
+    """The rate follows the link's bandwidth estimate."""
+    estimate_kbps: float | None = None
+    """The link's estimated bandwidth, on the wire."""
+    target_kbps: float | None = None
+    """What the encoder aims at; None at a fixed rate."""
+    sent_kbps: float = 0.0
+    """Everything on the wire over the last second, retransmissions included."""
+    loss: float = 0.0
+    """Fraction lost, from the receiver's reports."""
+    rtt_ms: float | None = None
+    retransmitted_bytes: int = 0
+    rung: str | None = None
+    """Our encoder's picture on its ladder, e.g. `360p30`."""
+    ladder_steps: int = 0
+    mode: str | None = None
+    """`passthrough`, `transcode` or `keyframes` for an H.264 camera."""
+    mode_switches: int = 0
+    mode_reason: str | None = None
 
 
 @dataclass

@@ -250,13 +250,34 @@ def render_dashboard(snapshot: dict[str, Any], title: str | None = None) -> Rend
             op["label"],
             state,
             session,
-            f"{video['state']}\n{video['bitrate_kbps']:.0f} kbps {video['fps']:.0f} fps"
-            f" ↻{video['reconnects']}",
+            _video_cell(video),
             gps_text,
             f"{tele['spooled']} taken\n{tele['delivered']} sent {tele['pending']} pending",
             f"{op.get('earned_micro_usdc', 0) / 1e6:.4f} USDC",
         )
     return table
+
+
+def _video_cell(video: dict[str, Any]) -> str:
+    """State, rate, reconnects; with adaptive video the estimate and target, and the mode."""
+    from rich.markup import escape
+
+    lines = [
+        f"{video['state']}",
+        f"{video['bitrate_kbps']:.0f} kbps {video['fps']:.0f} fps ↻{video['reconnects']}",
+    ]
+    estimate, target = video.get("estimate_kbps"), video.get("target_kbps")
+    if estimate is not None or target is not None:
+        shown = [f"{name} {value:.0f}" for name, value in (("est", estimate), ("tgt", target))
+                 if value is not None]  # fmt: skip
+        lines.append(" ".join(shown) + f" sent {video.get('sent_kbps', 0):.0f} kbps")
+    if video.get("loss") or video.get("rtt_ms") is not None:
+        rtt = video.get("rtt_ms")
+        lines.append(f"loss {video.get('loss', 0):.1%}" + (f" rtt {rtt:.0f} ms" if rtt else ""))
+    mode = " ".join(escape(str(v)) for v in (video.get("mode"), video.get("rung")) if v)
+    if mode:
+        lines.append(mode)
+    return "\n".join(lines)
 
 
 # ---- doctor ---------------------------------------------------------------------------------
