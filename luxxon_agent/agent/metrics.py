@@ -24,7 +24,7 @@ fleet (several agents, several operators each) is one query per panel
                                                    encoder's target (NaN when unknown / fixed),
                                                    all bits on the wire
     luxxon_agent_video_{loss_ratio,rtt_ms,adaptive} gauges (rtt NaN before a receiver report)
-    luxxon_agent_video_info                        1 while publishing; labels mode, rung
+    luxxon_agent_video_info                        1 per operator; labels mode, rung ("" if none)
     luxxon_agent_telemetry_pending                 gauge, samples spooled not yet delivered
     luxxon_agent_session_live_seconds              gauge
     luxxon_agent_session_earned_micro_usdc         gauge, this session's estimated earnings
@@ -167,12 +167,11 @@ def _labelled(status: AgentStatus) -> Iterator[Metric]:
     )
     video = GaugeMetricFamily(
         PREFIX + "video_info",
-        "1 while the operator's video has a mode (an H.264 camera) or a rung (our encoder).",
+        "The operator's video mode (an H.264 camera) and rung (our encoder); empty when none.",
         labels=["operator", "mode", "rung"],
     )
     for op in status.operators:
-        if op.video.mode or op.video.rung:
-            video.add_metric([op.label, op.video.mode or "", op.video.rung or ""], 1.0)
+        video.add_metric([op.label, op.video.mode or "", op.video.rung or ""], 1.0)
         info.add_metric(
             [op.label, op.operator_id or "", op.workspace_id or "", op.device_kind], 1.0
         )
