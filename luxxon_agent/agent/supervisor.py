@@ -13,8 +13,9 @@
   /end budget (`shutdown_budget_seconds`), after which the stragglers are
   cancelled (and counted in the log). A second SIGINT cancels at once.
 
-An unexpected exception in a session or a link is logged once and that part
-restarts with backoff (RESTART_BACKOFF: bugs only; the video retries itself);
+An unexpected exception in a session, a link, a position follower or the
+status/watchdog tick is logged once and that part restarts with backoff
+(RESTART_BACKOFF, `_restarting`: bugs only; the video retries itself);
 the process itself keeps serving the other operators.
 
 Ownership (docs/architecture.md): links hand sessions over as
