@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import datetime
 from pathlib import Path
 
-from luxxon_agent.agent.config import AgentConfig, OnSigterm
+from luxxon_agent.agent.config import OnSigterm
 from luxxon_agent.agent.context import ApiHealth, ServerFacts, SessionContext, SessionPolicy
 from luxxon_agent.agent.operator import OperatorRunner
 from luxxon_agent.agent.provision import new_private_key
@@ -16,29 +15,14 @@ from luxxon_agent.agent.statefile import StateFile
 from luxxon_agent.api import AsyncLuxxonClient
 from luxxon_agent.clock import FakeClock
 from luxxon_agent.eip712 import KeySigner
-from luxxon_agent.models import Session, SessionState, TelemetrySample
+from luxxon_agent.models import TelemetrySample
 from luxxon_agent.telemetry import Spool
 
-
-def _session(started_at: datetime) -> Session:
-    return Session(
-        id="ses_lock", consumer_workspace_id="ws_c", operator_workspace_id="ws_op",
-        state=SessionState.LIVE, max_duration_seconds=60, rate_per_second_micro_usdc=100,
-        hold_micro_usdc=6000, created_at=started_at, started_at=started_at,
-        requested_lat=10.0, requested_lng=20.0,
-    )  # fmt: skip
+from .conftest import live_session, one_camera_config
 
 
 async def test_snapshot_reads_cached_counts_while_the_spool_is_locked(tmp_path: Path) -> None:
-    config = AgentConfig.model_validate(
-        {
-            "agent": {"state_dir": str(tmp_path)},
-            "operators": [{
-                "label": "cam", "position": "fixed://?lat=10&lng=20", "video": "testsrc://",
-                "coverage": {"lat": 10, "lng": 20, "radius_m": 1000},
-            }],
-        }
-    )  # fmt: skip
+    config = one_camera_config(tmp_path)
     clock = FakeClock()
     health = ApiHealth(clock)
     # never called here: the run reads only its spool
@@ -62,7 +46,14 @@ async def test_snapshot_reads_cached_counts_while_the_spool_is_locked(tmp_path: 
             )  # fmt: skip
             spool.append("ses_lock", sample)
             signer = KeySigner(new_private_key())
-            run = SessionRun(runner, context, _session(clock.now()), asyncio.Event(), spool, signer)
+            run = SessionRun(
+                runner,
+                context,
+                live_session("ses_lock", clock.now()),
+                asyncio.Event(),
+                spool,
+                signer,
+            )
             await run._refresh_telemetry()
             assert run.snapshot().telemetry.spooled == 1
 

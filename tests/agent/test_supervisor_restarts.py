@@ -8,21 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from luxxon_agent.agent.config import AgentConfig
 from luxxon_agent.agent.supervisor import Supervisor
+
+from .conftest import one_camera_config
 
 
 def _supervisor(tmp_path: Path) -> Supervisor:
-    config = AgentConfig.model_validate(
-        {
-            "agent": {"state_dir": str(tmp_path)},
-            "operators": [{
-                "label": "cam", "position": "fixed://?lat=10&lng=20", "video": "testsrc://",
-                "coverage": {"lat": 10, "lng": 20, "radius_m": 1000},
-            }],
-        }
-    )  # fmt: skip
-    return Supervisor(config, env={})
+    return Supervisor(one_camera_config(tmp_path), env={})
 
 
 async def test_a_crashing_loop_is_logged_once_and_restarted_its_siblings_run_on(
