@@ -53,11 +53,24 @@ class Fleet:
     def path(self, operator_id: str, tail: str = "") -> str:
         return f"/workspaces/{self.ws}/operators/{operator_id}{tail}"
 
-    async def register(self, label: str) -> str:
-        device = KeySigner(Secret("0x" + (f"{len(self.devices) + 1:02x}" * 32)))
+    def new_device(self) -> KeySigner:
+        return KeySigner(Secret("0x" + (f"{len(self.devices) + 1:02x}" * 32)))
+
+    async def register(
+        self,
+        label: str,
+        device: KeySigner | None = None,
+        lifetime: timedelta = timedelta(days=30),
+    ) -> str:
+        device = device or self.new_device()
         registered = data(
             await register_device(
-                self.operate, self.supplier, device, label=label, issued_at=self.clock.now()
+                self.operate,
+                self.supplier,
+                device,
+                label=label,
+                issued_at=self.clock.now(),
+                lifetime=lifetime,
             ),
             201,
         )
@@ -534,6 +547,98 @@ async def test_expiry_frees_the_operator(fleet: Fleet) -> None:
     freed = await fleet.operator(op)
     assert (freed["availabilityState"], freed.get("sessionId")) == ("ONLINE", None)
     assert await fleet.workspace_state() == "ONLINE"
+
+
+async def test_an_expired_delegation_counts_as_offline_and_cannot_go_online(
+    fleet: Fleet,
+) -> None:
+    short = await fleet.register("cam-short", lifetime=timedelta(seconds=60))
+    other = await fleet.register("cam-other")
+    await fleet.online(short)
+    await fleet.online(other)
+    await fleet.clock.advance(61)
+    # the expired operator cannot be (re)set ONLINE, and the refusal names the expiry
+    expires_at = (await fleet.operator(short))["expiresAt"]
+    before = fleet.harness.snapshot()
+    refused = error(
+        await fleet.operate.patch(
+            fleet.path(short),
+            json={
+                "availabilityState": "ONLINE",
+                "coverageLat": HERE[0],
+                "coverageLng": HERE[1],
+                "coverageRadiusMeters": 5_000,
+            },
+        ),
+        409,
+        "INVALID_STATE",
+    )
+    assert refused["message"].startswith("availabilityState: the operator's delegation expired")
+    assert expires_at in refused["message"]
+    assert fleet.harness.snapshot() == before
+    # the only dispatchable operator goes OFFLINE: so does the workspace, the expired
+    # one's stored ONLINE notwithstanding
+    data(await fleet.operate.patch(fleet.path(other), json={"availabilityState": "OFFLINE"}))
+    assert await fleet.workspace_state() == "OFFLINE"
+    await fleet.no_coverage()
+
+
+async def test_a_device_key_belongs_to_one_operator_of_the_workspace(fleet: Fleet) -> None:
+    device = fleet.new_device()
+    first = await fleet.register("cam-a", device=device)
+    before = fleet.harness.snapshot()
+    refused = error(
+        await register_device(
+            fleet.operate, fleet.supplier, device, label="cam-b", issued_at=fleet.clock.now()
+        ),
+        409,
+        "CONFLICT",
+    )
+    assert "deviceAddress" in refused["message"] and refused["detail"] == first
+    assert fleet.harness.snapshot() == before
+    # once the first is revoked, the key may serve a new operator
+    data(await fleet.operate.post(fleet.path(first, "/revoke")))
+    await fleet.clock.advance(1)
+    second = await fleet.register("cam-b", device=device)
+    assert second != first
+
+
+async def test_a_retired_operators_key_no_longer_signs_workspace_level_sessions(
+    fleet: Fleet,
+) -> None:
+    a, b = await fleet.register("cam-a"), await fleet.register("cam-b")
+    # no operator ever ONLINE: the workspace serves at workspace level
+    data(
+        await fleet.operate.patch(
+            f"/workspaces/{fleet.ws}",
+            json={
+                "availabilityState": "ONLINE",
+                "coverageLat": HERE[0],
+                "coverageLng": HERE[1],
+                "coverageRadiusMeters": 5_000,
+            },
+        )
+    )
+    session = await fleet.request()
+    started = await fleet.live(session["id"])
+    assert "operatorId" not in started
+    sid = started["id"]
+    whole = fleet.clock.now().replace(microsecond=0)
+    await fleet.clock.advance(2)
+    data(await fleet.operate.post(fleet.path(a, "/retire")))
+    await fleet.clock.advance(2)
+    url = f"/sessions/{sid}/telemetry"
+    # taken before the retire: still a's to sign
+    early = signed(sid, whole + timedelta(seconds=1), signer=fleet.devices[a])
+    data(await fleet.operate.post(url, json=early.to_wire()), 201)
+    before = fleet.harness.snapshot()
+    late = signed(sid, whole + timedelta(seconds=3), signer=fleet.devices[a])
+    refused = error(await fleet.operate.post(url, json=late.to_wire()), 403, "DEVICE_REVOKED")
+    assert "retired" in refused["message"]
+    assert fleet.harness.snapshot() == before
+    # the operator that was not retired signs on
+    other = signed(sid, whole + timedelta(seconds=3), signer=fleet.devices[b])
+    data(await fleet.operate.post(url, json=other.to_wire()), 201)
 
 
 async def test_with_the_capability_off_the_stub_is_workspace_level(fleet_off: Fleet) -> None:
