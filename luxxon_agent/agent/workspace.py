@@ -45,6 +45,7 @@ from luxxon_agent.agent.context import (
 from luxxon_agent.agent.fleet import FleetApi, OperatorRoster
 from luxxon_agent.agent.operator import OperatorRunner
 from luxxon_agent.agent.statefile import StateFile
+from luxxon_agent.agent.status import Availability
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import Clock, sleep_or_event
 from luxxon_agent.errors import ApiError, AuthError, TransportError
@@ -97,7 +98,10 @@ class WorkspaceApi(SessionApi, FleetApi, Protocol):
 def _key_workspace(me: Me) -> str:
     """The workspace of the operator API key GET /me describes; AuthError for anything else."""
     if me.kind != "api_key" or not me.workspace_id:
-        raise AuthError("the agent needs an operator API key (GET /me is not a key)")
+        raise AuthError(
+            "the agent's credential is not a workspace API key; mint one with "
+            "`luxxon keys create` and point api.key_file at it"
+        )
     missing = [s.value for s in REQUIRED_SCOPES if s not in me.scopes]
     if missing:
         raise AuthError(f"the API key lacks scope(s) {', '.join(missing)}")
@@ -119,8 +123,7 @@ class OperatorView:
     """What the link decided about one operator, for the status."""
 
     workspace_id: str | None
-    availability: str
-    """STARTING (not judged yet), ONLINE, OFFLINE or BUSY (holds a session)."""
+    availability: Availability
     reason: str | None
     """Why the operator cannot serve, at the last check."""
     session_id: str | None
@@ -169,15 +172,15 @@ class WorkspaceLink:
         session_id = self._held.get(label)
         reason = self._reasons.get(label)
         if session_id is not None:
-            availability = "BUSY"
+            availability = Availability.BUSY
         elif label not in self._reasons:
-            availability = "STARTING"
+            availability = Availability.STARTING
         elif reason:
-            availability = "OFFLINE"
+            availability = Availability.OFFLINE
         elif self.roster is not None and self.roster.sent(label) is not AvailabilityState.ONLINE:
-            availability = "STARTING"  # healthy, not yet ONLINE on the server
+            availability = Availability.STARTING  # healthy, not yet ONLINE on the server
         else:
-            availability = "ONLINE"
+            availability = Availability.ONLINE
         operator_id = self.roster.operator_id(label) if self.roster else None
         return OperatorView(self.workspace_id, availability, reason, session_id, operator_id)
 
@@ -543,14 +546,17 @@ class WorkspaceLink:
                 continue
             self._held[op.label] = session.id  # claimed before the await: no double accept
             operator_id = self.roster.operator_id(op.label) if self.roster else None
+            accepted: Session | None = None
             try:
                 accepted = await self.client.accept(
                     session.id, self.workspace_id, operator_id=operator_id
                 )
             except (ApiError, TransportError) as exc:
-                del self._held[op.label]
                 logger.info("%s: could not accept %s: %s", op.label, session.id, exc)
                 return
+            finally:
+                if accepted is None:  # refused, cancelled or a bug: the claim goes too
+                    self._held.pop(op.label, None)
             self.api_health.ok()
             logger.info("%s: auto-accepted session %s", op.label, session.id)
             self._take(op, accepted)
