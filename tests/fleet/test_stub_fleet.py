@@ -33,6 +33,16 @@ FAR = (4.9, -74.3)  # ~32 km from HERE
 OUTSIDE_COVERAGE = 1_000.0
 
 
+def online_body(at: tuple[float, float] = HERE, radius: float = 5_000) -> dict[str, Any]:
+    """A PATCH body going ONLINE with this coverage (an operator's or a workspace's)."""
+    return {
+        "availabilityState": "ONLINE",
+        "coverageLat": at[0],
+        "coverageLng": at[1],
+        "coverageRadiusMeters": radius,
+    }
+
+
 @dataclass
 class Fleet:
     """A SUPPLIER workspace with registered operators, a consumer, and the stub."""
@@ -80,13 +90,12 @@ class Fleet:
     async def online(
         self, operator_id: str, at: tuple[float, float] = HERE, radius: float = 5_000
     ) -> dict[str, Any]:
-        body = {
-            "availabilityState": "ONLINE",
-            "coverageLat": at[0],
-            "coverageLng": at[1],
-            "coverageRadiusMeters": radius,
-        }
+        body = online_body(at, radius)
         return dict(data(await self.operate.patch(self.path(operator_id), json=body)))
+
+    async def workspace_online(self) -> None:
+        """The workspace itself ONLINE: workspace level, while no operator was set ONLINE."""
+        data(await self.operate.patch(f"/workspaces/{self.ws}", json=online_body()))
 
     async def operator(self, operator_id: str) -> dict[str, Any]:
         return dict(data(await self.operate.get(self.path(operator_id))))
@@ -334,17 +343,7 @@ async def test_dispatch_picks_the_longest_idle_covering_operator(fleet: Fleet) -
 
 async def test_accept_with_and_without_an_operator_id(fleet: Fleet) -> None:
     # dispatched at workspace level (no operator ONLINE yet), then the fleet comes up
-    data(
-        await fleet.operate.patch(
-            f"/workspaces/{fleet.ws}",
-            json={
-                "availabilityState": "ONLINE",
-                "coverageLat": HERE[0],
-                "coverageLng": HERE[1],
-                "coverageRadiusMeters": 5_000,
-            },
-        )
-    )
+    await fleet.workspace_online()
     sessions = [await fleet.request() for _ in range(4)]
     assert {s["operatorWorkspaceId"] for s in sessions} == {fleet.ws}
     assert all("operatorId" not in s for s in sessions)
@@ -561,15 +560,7 @@ async def test_an_expired_delegation_counts_as_offline_and_cannot_go_online(
     expires_at = (await fleet.operator(short))["expiresAt"]
     before = fleet.harness.snapshot()
     refused = error(
-        await fleet.operate.patch(
-            fleet.path(short),
-            json={
-                "availabilityState": "ONLINE",
-                "coverageLat": HERE[0],
-                "coverageLng": HERE[1],
-                "coverageRadiusMeters": 5_000,
-            },
-        ),
+        await fleet.operate.patch(fleet.path(short), json=online_body()),
         409,
         "INVALID_STATE",
     )
@@ -608,17 +599,7 @@ async def test_a_retired_operators_key_no_longer_signs_workspace_level_sessions(
 ) -> None:
     a, b = await fleet.register("cam-a"), await fleet.register("cam-b")
     # no operator ever ONLINE: the workspace serves at workspace level
-    data(
-        await fleet.operate.patch(
-            f"/workspaces/{fleet.ws}",
-            json={
-                "availabilityState": "ONLINE",
-                "coverageLat": HERE[0],
-                "coverageLng": HERE[1],
-                "coverageRadiusMeters": 5_000,
-            },
-        )
-    )
+    await fleet.workspace_online()
     session = await fleet.request()
     started = await fleet.live(session["id"])
     assert "operatorId" not in started
@@ -655,17 +636,7 @@ async def test_with_the_capability_off_the_stub_is_workspace_level(fleet_off: Fl
     error(await fleet.operate.post(fleet.path(op, "/retire")), 404, "NOT_FOUND")
     error(await fleet.operate.get("/sessions", params={"operatorId": op}), 400, "INVALID_INPUT")
     assert fleet.harness.snapshot() == before
-    data(
-        await fleet.operate.patch(
-            f"/workspaces/{fleet.ws}",
-            json={
-                "availabilityState": "ONLINE",
-                "coverageLat": HERE[0],
-                "coverageLng": HERE[1],
-                "coverageRadiusMeters": 5_000,
-            },
-        )
-    )
+    await fleet.workspace_online()
     first, second = await fleet.request(), await fleet.request()
     assert "operatorId" not in first
     error(await fleet.accept(first["id"], op), 400, "INVALID_INPUT")
