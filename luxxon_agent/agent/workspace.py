@@ -95,6 +95,19 @@ class WorkspaceApi(SessionApi, FleetApi, Protocol):
     async def post_location(self, workspace_id: str, heartbeat: LocationHeartbeat) -> None: ...
 
 
+def _key_workspace(me: Me) -> str:
+    """The workspace of the operator API key GET /me describes; AuthError for anything else."""
+    if me.kind != "api_key" or not me.workspace_id:
+        raise AuthError(
+            "the agent's credential is not a workspace API key; mint one with "
+            "`luxxon keys create` and point api.key_file at it"
+        )
+    missing = [s.value for s in REQUIRED_SCOPES if s not in me.scopes]
+    if missing:
+        raise AuthError(f"the API key lacks scope(s) {', '.join(missing)}")
+    return me.workspace_id
+
+
 @dataclass(frozen=True)
 class SessionAssigned:
     """A link took `session` for `runner`: the supervisor runs it with `context`."""
@@ -198,6 +211,15 @@ class WorkspaceLink:
             try:
                 me = await self.client.me()
                 server = await self.client.config()
+                workspace_id = _key_workspace(me)
+                # the roster is part of connecting: a link with a workspace id is connected
+                # (the supervisor does not connect it again), and a fleet whose operator list
+                # failed must retry here, not run on as workspace-level
+                roster = (
+                    await self._roster(workspace_id)
+                    if server.has_feature(Feature.PER_OPERATOR_DISPATCH)
+                    else None
+                )
             except TransportError as exc:
                 self.api_health.failed(exc)
                 logger.warning("API not reachable (%s); retrying", exc)
@@ -208,18 +230,9 @@ class WorkspaceLink:
                 logger.warning("API error on connect: %s; retrying", exc)
             else:
                 self.api_health.ok()
-                if me.kind != "api_key" or not me.workspace_id:
-                    raise AuthError(
-                        "the agent's credential is not a workspace API key; mint one with "
-                        "`luxxon keys create` and point api.key_file at it"
-                    )
-                missing = [s.value for s in REQUIRED_SCOPES if s not in me.scopes]
-                if missing:
-                    raise AuthError(f"the API key lacks scope(s) {', '.join(missing)}")
-                self.workspace_id = me.workspace_id
                 self.server.learn(server)
-                if server.has_feature(Feature.PER_OPERATOR_DISPATCH):
-                    await self._join_roster(me.workspace_id)
+                self.roster = roster
+                self.workspace_id = workspace_id
                 logger.info("%r connected (key %s)", self, me.key_id)
                 return True
             if await sleep_or_event(self.clock, CONNECT_BACKOFF.delay(attempt), stop):
@@ -227,7 +240,7 @@ class WorkspaceLink:
             attempt += 1
         return False
 
-    async def _join_roster(self, workspace_id: str) -> None:
+    async def _roster(self, workspace_id: str) -> OperatorRoster:
         roster = OperatorRoster(
             self.client,
             workspace_id,
@@ -235,9 +248,10 @@ class WorkspaceLink:
             self._device_addresses,
             self.state,
             self.api_health,
+            self.clock,
         )
         await roster.refresh()
-        self.roster = roster
+        return roster
 
     def resume_offline(self) -> None:
         """Resume at once the LIVE sessions the state file describes fully (no API call).
@@ -510,8 +524,8 @@ class WorkspaceLink:
         healthy = [op for op in self.operators if self._free(op) and self._healthy(op)]
         covering = [op for op in healthy if op.op.coverage.contains(*point)]
         named = self._dispatched_to(session)
-        if named is not None:  # per-operator dispatch: that operator, or nobody here
-            healthy = covering = named
+        if named is not None:  # per-operator dispatch: that operator if healthy, or nobody
+            healthy = covering = [op for op in named if self._healthy(op)]
         if session.state is SessionState.ASSIGNED and (
             session.operator_workspace_id == self.workspace_id
         ):
