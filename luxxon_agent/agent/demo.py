@@ -229,8 +229,11 @@ async def _follow(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
     while loop.time() < deadline:
-        if agent_task.done():
-            await agent_task  # an error in the agent surfaces here
+        # Ctrl-C ends the session too: checked first, so that ENDED is not taken for
+        # the demo's own normal end
+        if agent_task.done() or supervisor.should_exit.is_set():
+            if agent_task.done():
+                await agent_task  # an error in the agent surfaces here
             raise DemoInterrupted("interrupted: the agent stopped (Ctrl-C)")
         session = await client.get_session(session_id)
         if session.state is SessionState.LIVE:
