@@ -19,9 +19,10 @@ adaptive, and with adaptation off (`--no-adapt`). Until `luxxon-agent
 publish` has `--no-adapt`, today's publisher is the non-adaptive run and
 the adaptive column says "not available": no number is made up.
 
-Paths: software (testsrc 720p30 with `detail=high`, libx264, 2 Mbit/s cap;
-the noise fills the cap, where the flat pattern needs about 300 kbit/s) and passthrough (the test RTSP camera,
-720p30 Constrained Baseline H.264, made a 2.5 Mbit/s CBR camera by
+Paths: software (testsrc 720p30 with `detail=high`, libx264, 2 Mbit/s cap:
+the noise fills the cap, where the flat pattern needs about 300 kbit/s) and
+passthrough (the test RTSP camera, 720p30 Constrained Baseline H.264, made
+a 2.5 Mbit/s CBR camera by
 benchmarks/_cbr_camera.py, run in the client namespace). `--scale` shortens
 every phase for a smoke run.
 """

@@ -390,9 +390,7 @@ async def open_media_source(
     if scheme == "testsrc":
         width, height = _size(query.get("size"), (1280, 720))
         try:
-            test = TestSource(
-                width, height, fps, clock=clock, detail=query.get("detail", "low")
-            )
+            test = TestSource(width, height, fps, clock=clock, detail=query.get("detail", "low"))
         except ValueError as exc:
             raise MediaError(str(exc)) from None
         raw_cls = _raw_track_class()
