@@ -124,7 +124,8 @@ def run_profile(source: str, adaptive: bool, scale: float, subnet: int) -> tuple
     work = Path(tempfile.mkdtemp(prefix="bench-link-"))
     frames = work / "frames"
     run = Run()
-    with NetnsLink(subnet=subnet, name="bl") as link:
+    # the publisher's log (mode switches, ladder steps) next to the frames, to read a run after
+    with NetnsLink(subnet=subnet, name="bl") as link, (work / "publisher.log").open("w") as log:
         ingest = start_ingest(link, str(frames), PORT)
         if source.startswith("rtsp://"):
             start_cbr_camera(link, CAMERA_PORT)
@@ -135,9 +136,7 @@ def run_profile(source: str, adaptive: bool, scale: float, subnet: int) -> tuple
         argv = [CLI, "publish", "--source", source, "--bitrate", "2000000", "--json"]
         if not adaptive and has_adaptation():
             argv.append("--no-adapt")
-        publisher = link.popen(
-            link.client_ns, argv, env=env, cwd=str(ROOT), stderr=subprocess.DEVNULL
-        )
+        publisher = link.popen(link.client_ns, argv, env=env, cwd=str(ROOT), stderr=log)
         # the profile starts with the first frame at the ingest
         deadline = time.time() + 30
         while "F " not in frames.read_text() and time.time() < deadline:
@@ -153,6 +152,10 @@ def run_profile(source: str, adaptive: bool, scale: float, subnet: int) -> tuple
             run.phases.append((phase, start, time.time()))
         link.stop(publisher)
         link.stop(ingest)
+    with (work / "stats.jsonl").open("w") as out:
+        out.writelines(f"{json.dumps({'t': t} | stats)}\n" for t, stats in run.stats)
+    kind = "adaptive" if adaptive else "fixed"
+    print(f"bench_link: the {kind} run's frames, log and stats are in {work}", file=sys.stderr)
     return run, frames
 
 

@@ -183,7 +183,7 @@ class PassthroughSwitch:
                 f" {camera / 1000:.0f} kbit/s",
                 now,
             )
-        elif (limited or (quiet and carried)) and now - self._entered_at >= self._probe_s:
+        elif quiet and (limited or carried) and now - self._entered_at >= self._probe_s:
             self._probing = True
             why = (
                 "the estimate cannot grow past what is sent"
