@@ -108,6 +108,21 @@ async def _status(listen: str) -> dict[str, Any] | None:
         return None
 
 
+async def _stay_live(fleet: Fleet, ids: list[str], seconds: float, n: int) -> None:
+    """Wait out the window, checking once a second that every session is still LIVE:
+    figures for a window in which a session ended would not be N operators' figures."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        await asyncio.sleep(min(1.0, left))
+        dropped = [
+            f"{s.id} {s.state.value}"
+            for s in await fleet.sessions(ids)
+            if s.state is not SessionState.LIVE
+        ]
+        if dropped:
+            raise RuntimeError(f"N={n}: not LIVE through the window: {', '.join(dropped)}")
+
+
 async def measure(n: int, seconds: float, root: Path) -> Figures:
     stub = LocalStub(db=root / "stub.sqlite3", data_dir=root / "stub", meter="telemetry")
     await stub.start()
@@ -143,7 +158,7 @@ async def measure(n: int, seconds: float, root: Path) -> Figures:
             )
             await asyncio.sleep(3)  # encoders and bitrate estimators settle
             cpu0, t0 = _cpu_seconds(agent.pid), time.monotonic()
-            await asyncio.sleep(seconds)
+            await _stay_live(fleet, ids, seconds, n)
             cpu1, t1 = _cpu_seconds(agent.pid), time.monotonic()
             rss, peak = _memory_mb(agent.pid)
             status = await _status(listen) or {"operators": []}

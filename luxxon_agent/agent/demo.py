@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from luxxon_agent.agent.config import AgentConfig
 from luxxon_agent.agent.localstub import LocalStub
 from luxxon_agent.agent.provision import Account, create_account, new_private_key
+from luxxon_agent.agent.status import Availability
 from luxxon_agent.errors import EXIT_INTERRUPTED, ApiError, LuxxonError
 from luxxon_agent.files import write_atomic
 from luxxon_agent.meter import session_seconds
@@ -152,7 +153,9 @@ async def _demo(
     try:
         async with consumer_client:
             await _wait_for(
-                lambda: any(op.availability == "ONLINE" for op in supervisor.status().operators),
+                lambda: any(
+                    op.availability is Availability.ONLINE for op in supervisor.status().operators
+                ),
                 agent_task,
                 ONLINE_TIMEOUT_S,
                 "the agent did not go ONLINE",

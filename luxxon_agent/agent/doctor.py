@@ -28,6 +28,8 @@ from luxxon_agent.secret import Secret, redact_url, strip_userinfo
 from luxxon_agent.telemetry.sampler import DEFAULT_MAX_CLOCK_OFFSET_S
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from luxxon_agent.api import AsyncLuxxonClient
 
 DELEGATION_WARN_DAYS = 30
@@ -51,9 +53,9 @@ class Check:
 async def run_doctor(
     config: AgentConfig, env: Mapping[str, str], *, gps_seconds: float = 5.0
 ) -> list[Check]:
-    key_check, device_address = _device_key(config, env)
-    checks = [_state_dir(config), key_check]
-    checks += await _api_checks(config, env, device_address)
+    key_checks, devices = _device_keys(config, env)
+    checks = [_state_dir(config), *key_checks]
+    checks += await _api_checks(config, env, devices)
     results = await asyncio.gather(
         *(_gps(op, gps_seconds) for op in config.operators),
         *(_camera(op) for op in config.operators),
@@ -79,21 +81,41 @@ def _state_dir(config: AgentConfig) -> Check:
     return Check("spool disk space", True, f"{free_mb} MB free in {probe}")
 
 
-def _device_key(config: AgentConfig, env: Mapping[str, str]) -> tuple[Check, str | None]:
+def _device_keys(
+    config: AgentConfig, env: Mapping[str, str]
+) -> tuple[list[Check], dict[str, str | None]]:
+    """A check per device key file (each [[operators]] `device_key_file`, default the
+    agent's), and operator label -> the address its key signs as (None: unreadable)."""
     from luxxon_agent.agent.credentials import load_device_signer
 
-    try:
-        signer = load_device_signer(config.agent.device_key_file, env)
-    except LuxxonError as exc:
-        return Check(
-            "device key", False, str(exc),
-            "run `luxxon-agent keygen` and register it: `luxxon operators register`",
-        ), None  # fmt: skip
-    return Check("device key", True, f"signs as {signer.address}"), signer.address
+    users: dict[Path | None, list[str]] = {}
+    for op in config.operators:
+        users.setdefault(op.device_key_file or config.agent.device_key_file, []).append(op.label)
+    checks: list[Check] = []
+    addresses: dict[str, str | None] = {}
+    for key_file, labels in users.items():
+        name = _for(labels, len(users), "device key")
+        address: str | None = None
+        try:
+            address = load_device_signer(key_file, env).address
+        except LuxxonError as exc:
+            checks.append(Check(
+                name, False, str(exc),
+                "run `luxxon-agent keygen` and register it: `luxxon operators register`",
+            ))  # fmt: skip
+        else:
+            checks.append(Check(name, True, f"signs as {address}"))
+        addresses.update(dict.fromkeys(labels, address))
+    return checks, addresses
+
+
+def _for(labels: list[str], groups: int, name: str) -> str:
+    """A check's name: plain when every operator shares it, else naming its operators."""
+    return name if groups == 1 else f"{', '.join(labels)}: {name}"
 
 
 async def _api_checks(
-    config: AgentConfig, env: Mapping[str, str], device_address: str | None
+    config: AgentConfig, env: Mapping[str, str], devices: dict[str, str | None]
 ) -> list[Check]:
     import httpx
 
@@ -121,12 +143,16 @@ async def _api_checks(
               None if response.status_code == 200 else "is [api] base_url the /api/v1 root?")
     )  # fmt: skip
     checks.append(_clock(response.headers.get("date"), (sent + received) / 2))
-    for key_file in sorted(
-        {str(op.api_key_file or config.api.key_file) for op in config.operators}
-    ):
-        checks += await _credentials(
-            config, env, None if key_file == "None" else key_file, device_address
-        )
+    by_key: dict[Path | None, list[str]] = {}
+    for op in config.operators:
+        by_key.setdefault(op.api_key_file or config.api.key_file, []).append(op.label)
+    groups = len(set(devices.values()))
+    for key_file, labels in by_key.items():
+        # the device addresses these operators sign with, each checked in the key's workspace
+        signing: dict[str | None, list[str]] = {}
+        for label in labels:
+            signing.setdefault(devices[label], []).append(label)
+        checks += await _credentials(config, env, key_file, signing, groups)
     return checks
 
 
@@ -148,15 +174,17 @@ def _clock(date_header: str | None, local: float) -> Check:
 
 
 async def _credentials(
-    config: AgentConfig, env: Mapping[str, str], key_file: str | None, device_address: str | None
+    config: AgentConfig,
+    env: Mapping[str, str],
+    key_file: Path | None,
+    signing: dict[str | None, list[str]],
+    groups: int,
 ) -> list[Check]:
-    from pathlib import Path
-
     from luxxon_agent.agent.credentials import resolve_agent_key
     from luxxon_agent.api import AsyncLuxxonClient
 
     try:
-        key, origin = resolve_agent_key(Path(key_file) if key_file else None, env)
+        key, origin = resolve_agent_key(key_file, env)
     except LuxxonError as exc:
         return [Check("credentials", False, str(exc), "provide the operator API key")]
     mint = "mint a key: luxxon keys create --scope sessions:operate --scope sessions:read"
@@ -175,14 +203,17 @@ async def _credentials(
             )
         ]  # fmt: skip
         if me.workspace_id:
-            checks.append(await _delegation(client, me.workspace_id, device_address))
+            for address, labels in signing.items():
+                name = _for(labels, groups, "device delegation")
+                checks.append(await _delegation(client, me.workspace_id, address, name))
         checks.append(await _whip(client))
     return checks
 
 
-async def _delegation(client: AsyncLuxxonClient, workspace_id: str, address: str | None) -> Check:
+async def _delegation(
+    client: AsyncLuxxonClient, workspace_id: str, address: str | None, name: str
+) -> Check:
     """The device key is registered in the workspace, neither revoked nor expired."""
-    name = "device delegation"
     if address is None:
         return Check(name, False, "no device key to look up", "see the device key check")
     register = (

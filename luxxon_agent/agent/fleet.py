@@ -7,21 +7,26 @@ its own heartbeat (`.../location`, a sequence per operator) and its own
 sessions (accepted with its `operatorId`, paid on its own device key).
 
 The roster knows which server operator each runner is: the operator registered
-(`luxxon operators register`) for the runner's device address, neither revoked
-nor retired. A runner with none cannot be dispatched and says why. It also
-remembers what it last told the server per operator, so an unchanged state is
-not sent again. The link asks it; it never runs a loop of its own.
+(`luxxon operators register`) for the runner's device address, neither revoked,
+expired nor retired. A runner with none cannot be dispatched and says why. It
+also remembers what it last told the server per operator, so an unchanged state
+is not sent again; the Operator each heartbeat (and update) answers is checked
+against it, so a revoke, an expiry, a retire or an availability changed behind
+the agent's back is noticed within a heartbeat. The link asks it; it never runs
+a loop of its own.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Protocol
 
 from luxxon_agent.agent.context import ApiHealth
 from luxxon_agent.agent.operator import OperatorRunner
 from luxxon_agent.agent.statefile import StateFile
+from luxxon_agent.clock import Clock
 from luxxon_agent.errors import ApiError, LuxxonError, TransportError
 from luxxon_agent.models import (
     AvailabilityState,
@@ -34,6 +39,19 @@ from luxxon_agent.models import (
 logger = logging.getLogger(__name__)
 
 RETIRED = "retired on the server"
+REGISTER_AGAIN = "luxxon operators register a new one"
+
+
+def refusal(operator: Operator, now: datetime) -> str | None:
+    """Why the server will never dispatch this operator (retired, revoked, expired), or None."""
+    if operator.retired_at is not None:
+        return RETIRED
+    if operator.revoked_at is not None:
+        return f"device key revoked on the server ({REGISTER_AGAIN})"
+    if operator.expires_at <= now:
+        expired = operator.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"delegation expired at {expired} ({REGISTER_AGAIN})"
+    return None
 
 
 class FleetApi(Protocol):
@@ -59,8 +77,10 @@ class OperatorRoster:
         device_addresses: Mapping[str, str],
         state: StateFile,
         api_health: ApiHealth,
+        clock: Clock,
     ) -> None:
         self.client = client
+        self.clock = clock
         self.workspace_id = workspace_id
         self.runners = runners
         self.device_addresses = {k: v.lower() for k, v in device_addresses.items()}
@@ -69,7 +89,8 @@ class OperatorRoster:
         self._ids: dict[str, str] = {}
         """Runner label -> the server operator's id."""
         self._problems: dict[str, str] = {}
-        """Runner label -> why it has no server operator (unregistered, retired)."""
+        """Runner label -> why it has no server operator (unregistered, retired, revoked,
+        expired)."""
         self._sent: dict[str, AvailabilityState] = {}
 
     # ---- who is who ----------------------------------------------------------------------
@@ -78,12 +99,16 @@ class OperatorRoster:
         """Match each runner to its registered operator (GET /workspaces/:id/operators)."""
         operators = await self.client.list_operators(self.workspace_id)
         self.api_health.ok()
-        usable = {
-            op.device_address.lower(): op
-            for op in operators
-            if op.revoked_at is None and op.retired_at is None
-        }
-        retired = {op.device_address.lower() for op in operators if op.retired_at is not None}
+        now = self.clock.now()
+        usable: dict[str, Operator] = {}
+        refused: dict[str, str] = {}
+        """Device address -> why its (latest) operator is out, when none is usable."""
+        for op in operators:
+            reason = refusal(op, now)
+            if reason is None:
+                usable[op.device_address.lower()] = op
+            else:
+                refused[op.device_address.lower()] = reason
         claimed: dict[str, str] = {}
         for runner in self.runners:
             label = runner.label
@@ -91,10 +116,8 @@ class OperatorRoster:
             found = usable.get(address) if address else None
             self._ids.pop(label, None)
             if found is None:
-                self._problems[label] = (
-                    RETIRED
-                    if address in retired
-                    else f"device key {address or '?'} is not a registered operator"
+                self._problems[label] = (refused.get(address) if address else None) or (
+                    f"device key {address or '?'} is not a registered operator"
                     " (luxxon operators register)"
                 )
             elif found.id in claimed:
@@ -147,7 +170,7 @@ class OperatorRoster:
             else UpdateOperatorRequest(availability_state=desired)
         )
         try:
-            await self.client.update_operator(self.workspace_id, operator_id, request)
+            answer = await self.client.update_operator(self.workspace_id, operator_id, request)
         except (ApiError, TransportError) as exc:
             self.api_health.failed(exc)
             self._note_retired(runner.label, exc)
@@ -156,6 +179,8 @@ class OperatorRoster:
         self.api_health.ok()
         previous = self._sent.get(runner.label)
         self._sent[runner.label] = desired
+        if not self._still_as_sent(runner.label, answer):
+            return
         # "OFFLINE: label: reason", as the workspace-level link words it
         if desired is AvailabilityState.OFFLINE:
             logger.warning(
@@ -173,7 +198,7 @@ class OperatorRoster:
         if beat is None:
             return
         try:
-            await self.client.post_operator_location(self.workspace_id, operator_id, beat)
+            answer = await self.client.post_operator_location(self.workspace_id, operator_id, beat)
         except ApiError as exc:
             self.api_health.failed(exc)
             if self._note_retired(runner.label, exc):
@@ -192,6 +217,33 @@ class OperatorRoster:
             logger.warning("%s: heartbeat: %s", runner.label, exc)
         else:
             self.api_health.ok()
+            self._still_as_sent(runner.label, answer)
+
+    def _still_as_sent(self, label: str, operator: Operator) -> bool:
+        """Check the server's Operator against what we told it; False (and the runner is
+        out, with the reason, or its availability sent again) when it is not."""
+        reason = refusal(operator, self.clock.now())
+        if reason is not None:
+            if self._ids.pop(label, None) is not None:
+                logger.warning("%s: the operator takes no work: %s", label, reason)
+            self._problems[label] = reason
+            self._sent.pop(label, None)
+            return False
+        sent = self._sent.get(label)
+        expected = {
+            AvailabilityState.ONLINE: {AvailabilityState.ONLINE, AvailabilityState.BUSY},
+            AvailabilityState.OFFLINE: {AvailabilityState.OFFLINE},
+        }
+        if sent is not None and operator.availability_state not in expected[sent]:
+            logger.warning(
+                "%s: the server has the operator %s, not %s; sending it again",
+                label,
+                operator.availability_state.value,
+                sent.value,
+            )
+            self._sent.pop(label, None)
+            return False
+        return True
 
     def _note_retired(self, label: str, exc: LuxxonError) -> bool:
         """True (and the runner is out for good) when the server says it was retired."""

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from luxxon_agent.agent.config import AgentConfig
 from luxxon_agent.agent.localstub import LocalStub
 from luxxon_agent.agent.provision import Account, create_account, new_private_key
+from luxxon_agent.agent.status import Availability
 from luxxon_agent.errors import LuxxonError
 from luxxon_agent.files import write_atomic
 from luxxon_agent.models import CreateSessionRequest, DeviceKind, Role, Session, Settlement
@@ -205,7 +206,9 @@ class Fleet:
     def all_online(self) -> bool:
         """Every operator ONLINE, per the agent (none listed before its startup ran)."""
         ops = self._statuses()
-        return len(ops) == len(self.labels) and all(op.availability == "ONLINE" for op in ops)
+        return len(ops) == len(self.labels) and all(
+            op.availability is Availability.ONLINE for op in ops
+        )
 
     def _operator_table(self, index: int, label: str, key_file: Path) -> dict[str, Any]:
         # each camera a few metres apart, every coverage holding the fleet's point

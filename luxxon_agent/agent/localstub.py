@@ -24,7 +24,9 @@ from luxxon_agent.errors import EXIT_STARTUP_FAILURE, LuxxonError
 logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
-_ENTRY = "from luxxon_agent.cli.agent import main; main()"
+AGENT_MODULE = "luxxon_agent.cli.agent"
+"""`python -m luxxon_agent.cli.agent` is `luxxon-agent` (the console script's own entry point),
+run with this interpreter whether or not the script is on PATH."""
 
 
 class StubStartError(LuxxonError):
@@ -78,7 +80,7 @@ class LocalStub:
 
     async def start(self, timeout: float = 45.0) -> None:
         args = [
-            sys.executable, "-c", _ENTRY, "stub",
+            sys.executable, "-m", AGENT_MODULE, "stub",
             "--host", "127.0.0.1", "--port", str(self.port),
             "--db", str(self.db), "--meter", self.meter,
         ]  # fmt: skip

@@ -20,12 +20,18 @@ fleet (several agents, several operators each) is one query per panel
     luxxon_agent_{online,live,gps_fix}             gauges, 0/1 per operator
     luxxon_agent_gps_accuracy_meters               gauge (NaN without an accuracy)
     luxxon_agent_video_{bitrate_kbps,fps}          gauges
+    luxxon_agent_video_{estimate,target,sent}_kbps gauges: the link's bandwidth estimate, the
+                                                   encoder's target (NaN when unknown / fixed),
+                                                   all bits on the wire
+    luxxon_agent_video_{loss_ratio,rtt_ms,adaptive} gauges (rtt NaN before a receiver report)
+    luxxon_agent_video_info                        1 per operator; labels mode, rung ("" if none)
     luxxon_agent_telemetry_pending                 gauge, samples spooled not yet delivered
     luxxon_agent_session_live_seconds              gauge
     luxxon_agent_session_earned_micro_usdc         gauge, this session's estimated earnings
     luxxon_agent_earned_micro_usdc_total           counter, estimated earnings since start
     luxxon_agent_video_reconnects_total            counter
     luxxon_agent_video_frames_total                counter
+    luxxon_agent_video_{freezes,ladder_steps,mode_switches,retransmitted_bytes}_total  counters
     luxxon_agent_telemetry_delivered_total         counter
     luxxon_agent_sessions_served_total             counter
 """
@@ -40,7 +46,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
-from luxxon_agent.agent.status import AgentStatus, OperatorStatus
+from luxxon_agent.agent.status import AgentStatus, Availability, OperatorStatus, SessionPhase
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """The text format every Prometheus 2.x scrapes (Debian 12 ships 2.42)."""
@@ -52,17 +58,39 @@ GAUGES: tuple[tuple[str, str, OperatorValue], ...] = (
     (
         "online",
         "1 when the operator is ONLINE or serving.",
-        lambda o: 1.0 if o.availability in ("ONLINE", "BUSY") else 0.0,
+        lambda o: 1.0 if o.availability.serving_or_ready else 0.0,
     ),
-    ("live", "1 while a session is LIVE.", lambda o: 1.0 if o.session_state == "LIVE" else 0.0),
+    (
+        "live",
+        "1 while a session is LIVE.",
+        lambda o: 1.0 if o.session_state is SessionPhase.LIVE else 0.0,
+    ),
     ("gps_fix", "1 with a fresh position fix.", lambda o: 1.0 if o.gps.fix else 0.0),
     (
         "gps_accuracy_meters",
         "Horizontal accuracy of the fix.",
-        lambda o: o.gps.accuracy_m if o.gps.accuracy_m is not None else math.nan,
+        lambda o: _or_nan(o.gps.accuracy_m),
     ),
     ("video_bitrate_kbps", "Publish bitrate.", lambda o: o.video.bitrate_kbps),
     ("video_fps", "Publish frame rate.", lambda o: o.video.fps),
+    (
+        "video_estimate_kbps",
+        "The link's estimated bandwidth (NaN until estimated).",
+        lambda o: _or_nan(o.video.estimate_kbps),
+    ),
+    (
+        "video_target_kbps",
+        "The encoder's target bitrate (NaN at a fixed rate).",
+        lambda o: _or_nan(o.video.target_kbps),
+    ),
+    (
+        "video_sent_kbps",
+        "All bits on the wire, retransmissions included.",
+        lambda o: o.video.sent_kbps,
+    ),
+    ("video_loss_ratio", "Fraction of packets lost (receiver reports).", lambda o: o.video.loss),
+    ("video_rtt_ms", "Round-trip time (NaN before a report).", lambda o: _or_nan(o.video.rtt_ms)),
+    ("video_adaptive", "1 when the rate follows the estimate.", lambda o: float(o.video.adaptive)),
     ("telemetry_pending", "Samples spooled, not yet delivered.", lambda o: o.telemetry.pending),
     ("session_live_seconds", "Seconds LIVE in the current session.", lambda o: o.live_seconds),
     (
@@ -74,6 +102,14 @@ GAUGES: tuple[tuple[str, str, OperatorValue], ...] = (
 COUNTERS: tuple[tuple[str, str, OperatorValue], ...] = (
     ("video_reconnects", "WHIP reconnects.", lambda o: o.video.reconnects),
     ("video_frames", "Frames sent.", lambda o: o.video.frames),
+    ("video_freezes", "Times the source stalled.", lambda o: o.video.freezes),
+    ("video_ladder_steps", "Encoder ladder changes.", lambda o: o.video.ladder_steps),
+    ("video_mode_switches", "Passthrough/transcode switches.", lambda o: o.video.mode_switches),
+    (
+        "video_retransmitted_bytes",
+        "Bytes sent again (NACK).",
+        lambda o: o.video.retransmitted_bytes,
+    ),
     ("telemetry_delivered", "Samples delivered.", lambda o: o.telemetry.delivered),
     ("sessions_served", "Sessions served since start.", lambda o: o.sessions_served),
     (
@@ -83,8 +119,7 @@ COUNTERS: tuple[tuple[str, str, OperatorValue], ...] = (
     ),
 )
 """Named without `_total`: prometheus_client appends it to the sample name."""
-AVAILABILITY_STATES = ("STARTING", "ONLINE", "OFFLINE", "BUSY")
-LABELLED = ("operator_info", "availability", "session_info")
+LABELLED = ("operator_info", "availability", "session_info", "video_info")
 """The families with labels beyond `operator` (built in `StatusCollector.collect`)."""
 
 
@@ -130,15 +165,26 @@ def _labelled(status: AgentStatus) -> Iterator[Metric]:
         "1 while the operator holds the session.",
         labels=["operator", "session_id", "state"],
     )
+    video = GaugeMetricFamily(
+        PREFIX + "video_info",
+        "The operator's video mode (an H.264 camera) and rung (our encoder); empty when none.",
+        labels=["operator", "mode", "rung"],
+    )
     for op in status.operators:
+        video.add_metric([op.label, op.video.mode or "", op.video.rung or ""], 1.0)
         info.add_metric(
             [op.label, op.operator_id or "", op.workspace_id or "", op.device_kind], 1.0
         )
-        for state in AVAILABILITY_STATES:
-            availability.add_metric([op.label, state], float(op.availability == state))
+        for state in Availability:
+            availability.add_metric([op.label, state.value], float(op.availability is state))
         if op.session_id:
-            session.add_metric([op.label, op.session_id, op.session_state or "ASSIGNED"], 1.0)
-    yield from (info, availability, session)
+            phase = op.session_state or SessionPhase.ASSIGNED
+            session.add_metric([op.label, op.session_id, phase.value], 1.0)
+    yield from (info, availability, session, video)
+
+
+def _or_nan(value: float | None) -> float:
+    return value if value is not None else math.nan
 
 
 def metrics_registry(status: Callable[[], AgentStatus]) -> CollectorRegistry:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from luxxon_agent.agent.config import OnSigterm
 from luxxon_agent.agent.context import SessionContext
-from luxxon_agent.agent.status import TelemetryStatus, VideoStatus
+from luxxon_agent.agent.status import SessionPhase, TelemetryStatus, VideoStatus
 from luxxon_agent.clock import sleep_or_event
 from luxxon_agent.errors import ApiError, LuxxonError, TransportError
 from luxxon_agent.meter import earnings, session_seconds
@@ -71,19 +71,14 @@ class Outcome(StrEnum):
     CONSUMER_ENDED = "consumer-ended"
     MAX_DURATION = "max-duration"
     STOPPING = "agent-stopping"
+    DROPPED = "dropped"
+    """Never went LIVE under us: not startable any more, or over before a resume."""
     FAILED = "failed"
 
-
-class SessionPhase(StrEnum):
-    """Where a run is; changed only by `SessionRun._set_phase`."""
-
-    ASSIGNED = "ASSIGNED"
-    """Taken, not started (or a resume not yet reconciled)."""
-    LIVE = "LIVE"
-    ENDING = "ENDING"
-    """Stopping sampling, draining the spool, stopping the video, POST /end."""
-    DONE = "DONE"
-    """This run is over: the session ended, was left LIVE for a restart, or given up."""
+    @property
+    def served(self) -> bool:
+        """The session went LIVE and this run saw it through (ended, or left for a restart)."""
+        return self in (Outcome.CONSUMER_ENDED, Outcome.MAX_DURATION, Outcome.STOPPING)
 
 
 @dataclass(frozen=True)
@@ -133,6 +128,9 @@ class SessionRun:
         self.last_sampler_tick: float | None = None
         self.last_spool_write: float | None = None
         """When a tick last wrote (or had nothing to write) without a spool error."""
+        self._telemetry = TelemetryStatus()
+        """The spool's counts for this session at the last refresh (`_refresh_telemetry`):
+        the status reads these, never SQLite, which blocks (fsync) on the sampler's writes."""
         self._workspace_id = context.workspace_id or context.state.record(runner.label).workspace_id
         self._log = f"{runner.label}/{session.id}"
 
@@ -148,10 +146,10 @@ class SessionRun:
             logger.info("%s: %s -> %s", self._log, self.phase.value, phase.value)
             self.phase = phase
 
-    def _remember(self, state: str | None) -> None:
+    def _remember(self, state: SessionState | None) -> None:
         sid = self.session.id if state else None
         snapshot: dict[str, Any] | None = None
-        if state == "LIVE":
+        if state is SessionState.LIVE:
             snapshot = self.session.to_wire()
             snapshot.pop("whipUrl", None)  # a credential: re-fetched with producer-token
             snapshot.pop("whepUrl", None)
@@ -171,7 +169,7 @@ class SessionRun:
                 await self._start_telemetry()
             live, whip = await self._go_live()
             if not live:
-                return Outcome.CONSUMER_ENDED
+                return Outcome.DROPPED
             await self._start_pipeline(whip)
             outcome = await self._watch()
             self._set_phase(SessionPhase.ENDING)
@@ -192,7 +190,7 @@ class SessionRun:
         """
         session = self.session
         if session.state is SessionState.ASSIGNED:
-            self._remember("ASSIGNED")
+            self._remember(SessionState.ASSIGNED)
             try:
                 started = await self.client.start(session.id)
             except ApiError as exc:
@@ -229,7 +227,7 @@ class SessionRun:
             else:
                 self.context.api_health.ok()
                 logger.info("%s: resuming LIVE session on its whipUrl", self._log)
-        self._remember("LIVE")
+        self._remember(SessionState.LIVE)
         self._set_phase(SessionPhase.LIVE)
         return True, whip
 
@@ -335,11 +333,21 @@ class SessionRun:
             return None
         return Secret(token.whip_url)
 
+    async def _refresh_telemetry(self) -> None:
+        """Re-read this session's spool counts, in a thread (the spool's calls block)."""
+        try:
+            stats = await asyncio.to_thread(self.spool.stats, self.session.id)
+        except LuxxonError as exc:
+            logger.warning("%s: spool stats: %s", self._log, exc)
+            return
+        self._telemetry = TelemetryStatus(stats.spooled, stats.delivered, stats.pending)
+
     async def _watch(self) -> Outcome:
         """Poll the session until the consumer ends it, maxDuration, or the agent stops."""
         poll = self.context.policy.poll_seconds
         while True:
             await self._mind_sampling()
+            await self._refresh_telemetry()
             deadline = self._deadline_in()
             if deadline is not None and deadline <= 0:
                 logger.info("%s: maxDuration reached", self._log)
@@ -406,6 +414,9 @@ class SessionRun:
         result = await drain_while_progressing(
             self.uploader, self.session.id, self.clock, DRAIN_PROGRESS_WINDOW_S, bound
         )
+        self._telemetry = TelemetryStatus(
+            result.delivered + result.pending + result.rejected, result.delivered, result.pending
+        )
         if not result.complete:
             logger.warning("%s: %d sample(s) still pending at /end", self._log, result.pending)
 
@@ -427,6 +438,7 @@ class SessionRun:
         if self.uploader is not None:
             await self.uploader.stop()
             self.uploader = None
+            await self._refresh_telemetry()  # the final counts, kept in the status
 
     # ---- status ------------------------------------------------------------------------
 
@@ -435,33 +447,46 @@ class SessionRun:
         return self.publisher.stats().frames_sent if self.publisher is not None else None
 
     def _video_figures(self) -> VideoStatus:
-        """The publisher's figures now; once it is stopped, what it sent."""
+        """The publisher's figures now; once it is stopped, its counters (rates are 0).
+
+        The one mapping from `PublisherStats` to the status (bit/s shown as kbit/s)."""
         if self.publisher is None:
             sent = self._video_sent
             return VideoStatus(
-                frames=sent.frames, bytes_sent=sent.bytes_sent, reconnects=sent.reconnects
+                frames=sent.frames,
+                bytes_sent=sent.bytes_sent,
+                reconnects=sent.reconnects,
+                freezes=sent.freezes,
+                retransmitted_bytes=sent.retransmitted_bytes,
+                ladder_steps=sent.ladder_steps,
+                mode_switches=sent.mode_switches,
             )
         stats = self.publisher.stats()
         return VideoStatus(
             state=stats.state.value,
-            bitrate_kbps=round(stats.bitrate_bps / 1000, 1),
+            bitrate_kbps=_kbps(stats.bitrate_bps),
             fps=round(stats.fps, 1),
             frames=stats.frames_sent,
             bytes_sent=stats.bytes_sent,
             reconnects=stats.reconnects,
+            freezes=stats.freezes,
+            adaptive=stats.adaptive,
+            estimate_kbps=_kbps(stats.estimate_bps) if stats.estimate_bps is not None else None,
+            target_kbps=_kbps(stats.target_bps) if stats.target_bps is not None else None,
+            sent_kbps=_kbps(stats.sent_bps),
+            loss=round(stats.loss, 4),
+            rtt_ms=round(stats.rtt_ms, 1) if stats.rtt_ms is not None else None,
+            retransmitted_bytes=stats.retransmitted_bytes,
+            rung=stats.rung,
+            ladder_steps=stats.ladder_steps,
+            mode=stats.mode,
+            mode_switches=stats.mode_switches,
+            mode_reason=stats.mode_reason,
         )
 
     def snapshot(self) -> SessionSnapshot:
         """This run's figures now: phase, video, telemetry, live seconds, earnings estimate."""
         session = self.session
-        video = self._video_figures()
-        telemetry = TelemetryStatus()
-        try:
-            spooled = self.spool.stats(session.id)
-        except LuxxonError as exc:
-            logger.warning("%s: spool stats: %s", self._log, exc)
-        else:
-            telemetry = TelemetryStatus(spooled.spooled, spooled.delivered, spooled.pending)
         live = 0
         started = session.started_at
         if started is not None:
@@ -477,9 +502,13 @@ class SessionRun:
             live_seconds=live,
             earned_micro_usdc=earned.operator_earned_micro_usdc,
             last_error=self._last_error,
-            video=video,
-            telemetry=telemetry,
+            video=self._video_figures(),
+            telemetry=self._telemetry,
         )
+
+
+def _kbps(bps: float) -> float:
+    return round(bps / 1000, 1)
 
 
 async def still_ours(context: SessionContext, label: str, session: Session) -> Session | None:

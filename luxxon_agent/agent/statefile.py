@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from luxxon_agent.files import write_atomic
+from luxxon_agent.models import SessionState
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class OperatorRecord:
     def resumable(self) -> bool:
         """Enough is known to sample a LIVE session before the API answers."""
         return (
-            self.state == "LIVE"
+            self.state == SessionState.LIVE
             and self.session is not None
             and self.session.get("startedAt") is not None
             and self.chain_id is not None
@@ -98,7 +99,7 @@ class StateFile:
         self,
         label: str,
         session_id: str | None,
-        state: str | None,
+        state: SessionState | None,
         workspace_id: str | None,
         *,
         session: dict[str, Any] | None = None,
@@ -107,7 +108,7 @@ class StateFile:
         """Remember (or with None, forget) `label`'s session, durably, before acting on it."""
         new = OperatorRecord(
             session_id=session_id,
-            state=state,
+            state=state.value if state is not None else None,
             workspace_id=workspace_id,
             session=session if session_id else None,
             chain_id=chain_id if session_id else None,

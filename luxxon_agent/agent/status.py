@@ -9,6 +9,7 @@ status` uses, reads either with httpx.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from luxxon_agent.errors import EXIT_STARTUP_FAILURE, LuxxonError
@@ -20,14 +21,66 @@ UNIX_PREFIX = "unix:"
 """`listen = "unix:/run/luxxon-agent/status.sock"`: a Unix socket instead of a TCP port."""
 
 
+class Availability(StrEnum):
+    """What the agent's link decided about an operator (`WorkspaceLink.view`)."""
+
+    STARTING = "STARTING"
+    """Not judged yet, or healthy and not yet ONLINE on the server."""
+    ONLINE = "ONLINE"
+    OFFLINE = "OFFLINE"
+    """It cannot serve (the reason is in the status)."""
+    BUSY = "BUSY"
+    """It holds a session."""
+
+    @property
+    def serving_or_ready(self) -> bool:
+        return self in (Availability.ONLINE, Availability.BUSY)
+
+
+class SessionPhase(StrEnum):
+    """Where a session run is; changed only by `SessionRun._set_phase`."""
+
+    ASSIGNED = "ASSIGNED"
+    """Taken, not started (or a resume not yet reconciled)."""
+    LIVE = "LIVE"
+    ENDING = "ENDING"
+    """Stopping sampling, draining the spool, stopping the video, POST /end."""
+    DONE = "DONE"
+    """This run is over: the session ended, was left LIVE for a restart, or given up."""
+
+
 @dataclass
 class VideoStatus:
+    """The publisher's figures (video.PublisherStats, mapped in `SessionRun._video_figures`)."""
+
     state: str = "idle"
     bitrate_kbps: float = 0.0
+    """Media payload over the last second."""
     fps: float = 0.0
     frames: int = 0
     bytes_sent: int = 0
     reconnects: int = 0
+    freezes: int = 0
+    """Times the source handed nothing to send for a while."""
+    adaptive: bool = False
+    """The rate follows the link's bandwidth estimate."""
+    estimate_kbps: float | None = None
+    """The link's estimated bandwidth, on the wire."""
+    target_kbps: float | None = None
+    """What the encoder aims at; None at a fixed rate."""
+    sent_kbps: float = 0.0
+    """Everything on the wire over the last second, retransmissions included."""
+    loss: float = 0.0
+    """Fraction lost, from the receiver's reports."""
+    rtt_ms: float | None = None
+    retransmitted_bytes: int = 0
+    rung: str | None = None
+    """Our encoder's picture on its ladder, e.g. `360p30`."""
+    ladder_steps: int = 0
+    mode: str | None = None
+    """`passthrough`, `transcode` or `keyframes` for an H.264 camera."""
+    mode_switches: int = 0
+    mode_reason: str | None = None
 
 
 @dataclass
@@ -53,14 +106,13 @@ class OperatorStatus:
     label: str
     device_kind: str
     workspace_id: str | None = None
-    availability: str = "STARTING"
-    """STARTING (not judged yet), ONLINE, OFFLINE or BUSY (holds a session)."""
+    availability: Availability = Availability.STARTING
     reason: str | None = None
     """Why the operator cannot serve, when it cannot."""
     session_id: str | None = None
     operator_id: str | None = None
     """The server's operator this is, with per-operator dispatch."""
-    session_state: str | None = None
+    session_state: SessionPhase | None = None
     session_started_at: str | None = None
     max_duration_seconds: int | None = None
     rate_per_second_micro_usdc: int | None = None
@@ -84,6 +136,8 @@ class AgentStatus:
     api_base_url: str
     api_ok: bool = False
     api_last_ok_age_s: float | None = None
+    api_last_error: str | None = None
+    """Why the last API call failed, until the API answers again."""
     state: str = "starting"
     operators: list[OperatorStatus] = field(default_factory=list)
 
@@ -91,6 +145,8 @@ class AgentStatus:
         """The JSON body; the endpoint is unauthenticated, so URLs and errors are redacted."""
         data = asdict(self)
         data["api_base_url"] = strip_userinfo(self.api_base_url)
+        if self.api_last_error:
+            data["api_last_error"] = redact(self.api_last_error)
         for op in data["operators"]:
             for key in ("reason", "last_error"):
                 if op.get(key):

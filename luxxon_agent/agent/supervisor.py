@@ -13,8 +13,9 @@
   /end budget (`shutdown_budget_seconds`), after which the stragglers are
   cancelled (and counted in the log). A second SIGINT cancels at once.
 
-An unexpected exception in a session or a link is logged once and that part
-restarts with backoff (RESTART_BACKOFF: bugs only; the video retries itself);
+An unexpected exception in a session, a link, a position follower or the
+status/watchdog tick is logged once and that part restarts with backoff
+(RESTART_BACKOFF, `_restarting`: bugs only; the video retries itself);
 the process itself keeps serving the other operators.
 
 Ownership (docs/architecture.md): links hand sessions over as
@@ -26,10 +27,11 @@ from the link's, the run's and the operator's snapshots.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -45,13 +47,12 @@ from luxxon_agent.agent.session import (
     END_BUDGET_S,
     SHUTDOWN_DRAIN_MAX_S,
     Outcome,
-    SessionPhase,
     SessionRun,
     SessionSnapshot,
     still_ours,
 )
 from luxxon_agent.agent.statefile import StateFile
-from luxxon_agent.agent.status import AgentStatus, OperatorStatus
+from luxxon_agent.agent.status import AgentStatus, OperatorStatus, SessionPhase
 from luxxon_agent.agent.workspace import SessionAssigned, WorkspaceLink
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock, sleep_or_event
@@ -126,8 +127,10 @@ class Supervisor:
         self._assignments: asyncio.Queue[SessionAssigned] = asyncio.Queue()
         self._link_of: dict[str, WorkspaceLink] = {}
         self._served: dict[str, int] = {}
+        """Operator label -> sessions it saw through LIVE (not the dropped or given up)."""
         self._crashes: dict[str, str] = {}
-        """Operator label -> the last error that ended one of its session runs."""
+        """Operator label -> the error that ended its current session's last run; cleared
+        when a run of it goes through and when the next session begins."""
         self._earned_before: dict[str, int] = {}
         """Operator label -> estimated earnings of its sessions that are over."""
         self._finished: dict[str, SessionSnapshot] = {}
@@ -189,6 +192,7 @@ class Supervisor:
             api_base_url=self.config.api.base_url,
             api_ok=last is not None and now - last < self.config.agent.stall_seconds,
             api_last_ok_age_s=round(now - last, 1) if last is not None else None,
+            api_last_error=self.api_health.last_error,
             state=self.phase.value,
             operators=[self._operator_status(op) for op in self.operators],
         )
@@ -219,7 +223,7 @@ class Supervisor:
         else:
             snap = run.snapshot()
             status.session_id = snap.session_id
-            status.session_state = snap.phase.value
+            status.session_state = snap.phase
             status.session_started_at = snap.started_at
             status.max_duration_seconds = snap.max_duration_seconds
             status.rate_per_second_micro_usdc = snap.rate_per_second_micro_usdc
@@ -240,12 +244,12 @@ class Supervisor:
         parts = []
         for s in self.status().operators:
             if s.session_id:
-                state = s.session_state or SessionPhase.ASSIGNED.value
-                parts.append(f"{s.label} {state} {s.session_id}")
+                state = s.session_state or SessionPhase.ASSIGNED
+                parts.append(f"{s.label} {state.value} {s.session_id}")
             elif s.reason:
                 parts.append(f"{s.label} OFFLINE: {s.reason}")
             else:
-                parts.append(f"{s.label} {s.availability}")
+                parts.append(f"{s.label} {s.availability.value}")
         return "; ".join(parts)[:400] or self.phase.value
 
     def _set_phase(self, phase: AgentPhase) -> None:
@@ -331,11 +335,19 @@ class Supervisor:
     async def _run(self) -> None:
         async with asyncio.TaskGroup() as group:
             self._group = group
+            # these run on through the wind-down (sessions still sample, STATUS= goes on)
             background = [
-                group.create_task(op.follow_position(), name=f"{op.label}.position")
+                group.create_task(
+                    self._restarting(f"{op.label}: position", op.follow_position),
+                    name=f"{op.label}.position",
+                )
                 for op in self.operators
             ]
-            background.append(group.create_task(self._tick_loop(), name="status+watchdog"))
+            background.append(
+                group.create_task(
+                    self._restarting("status+watchdog", self._tick_loop), name="status+watchdog"
+                )
+            )
             background.append(group.create_task(self._dispatch_loop(), name="dispatch"))
             links = [
                 group.create_task(self._run_link(link), name=repr(link)) for link in self.links
@@ -376,29 +388,45 @@ class Supervisor:
 
     async def _run_link(self, link: WorkspaceLink) -> None:
         link.resume_offline()  # before connect(): the API may be unreachable for a while
-        attempt = 0
-        while not self.should_exit.is_set():
-            try:
-                if link.workspace_id is None and not await link.connect(self.should_exit):
-                    return
-                if not link.recovered:  # retried after a failure, like the connect
-                    await link.recover()
-                await link.run(self.should_exit)
+
+        async def connect_recover_run() -> None:
+            if link.workspace_id is None and not await link.connect(self.should_exit):
                 return
-            except Exception as exc:  # the supervisor's one catch-all: log once, restart
+            if not link.recovered:  # retried after a failure, like the connect
+                await link.recover()
+            await link.run(self.should_exit)
+
+        await self._restarting(repr(link), connect_recover_run, self.should_exit)
+
+    async def _restarting(
+        self, name: str, body: Callable[[], Awaitable[None]], stop: asyncio.Event | None = None
+    ) -> None:
+        """Run `body` until it returns (or `stop` is set); when it raises, log once and run it
+        again after RESTART_BACKOFF. The supervisor's one catch-all: a bug in one part never
+        cancels the task group, hence every other operator. An AuthError is fatal instead:
+        the key is wrong for every part alike."""
+        attempt = 0
+        while stop is None or not stop.is_set():
+            try:
+                await body()
+                return
+            except Exception as exc:  # logged once below, then restarted
                 errors = _leaves(exc)
                 fatal = next((e for e in errors if isinstance(e, AuthError)), None)
                 if fatal is not None:
-                    logger.error("%r: %s", link, fatal)
+                    logger.error("%s: %s", name, fatal)
                     self.exit_code = EXIT_AUTH
                     self.request_exit()
                     return
                 for error in errors:
                     if isinstance(error, LuxxonError):
-                        logger.error("%r failed: %s; restarting it", link, error)
+                        logger.error("%s failed: %s; restarting it", name, error)
                     else:
-                        logger.error("%r crashed; restarting it", link, exc_info=error)
-            if await sleep_or_event(self.clock, RESTART_BACKOFF.delay(attempt), self.should_exit):
+                        logger.error("%s crashed; restarting it", name, exc_info=error)
+            delay = RESTART_BACKOFF.delay(attempt)
+            if stop is None:
+                await self.clock.sleep(delay)
+            elif await sleep_or_event(self.clock, delay, stop):
                 return
             attempt += 1
 
@@ -421,6 +449,8 @@ class Supervisor:
         op, context, session = assigned.runner, assigned.context, assigned.session
         signer = self._signers[op.label]
         attempt = 0
+        outcome = Outcome.FAILED
+        self._crashes.pop(op.label, None)  # a new session: an older one's crash is history
         try:
             while True:
                 run = SessionRun(
@@ -436,6 +466,8 @@ class Supervisor:
                     else:
                         logger.error("%r crashed", run, exc_info=exc)
                     outcome = Outcome.FAILED
+                else:
+                    self._crashes.pop(op.label, None)  # the retry went through
                 if outcome is not Outcome.FAILED or self.should_exit.is_set():
                     return
                 if await sleep_or_event(
@@ -454,7 +486,8 @@ class Supervisor:
                 self._earned_before[op.label] = (
                     self._earned_before.get(op.label, 0) + last.earned_micro_usdc
                 )
-            self._served[op.label] += 1
+            if outcome.served:
+                self._served[op.label] += 1
             assigned.link.release(op.label)
 
     # ---- watchdog and STATUS= --------------------------------------------------------------
@@ -511,13 +544,15 @@ class Supervisor:
     # ---- close ----------------------------------------------------------------------------
 
     async def _close(self) -> None:
-        if self.status_server is not None:
-            await self.status_server.stop()
-        for client in self._clients:
-            await client.aclose()
-        for spool in self._spools.values():
-            spool.close()
-        self.notifier.close()
+        """Close everything opened; each part is closed even when another fails to."""
+        async with contextlib.AsyncExitStack() as stack:  # unwinds last-in first
+            stack.callback(self.notifier.close)
+            for spool in self._spools.values():
+                stack.callback(spool.close)
+            for client in self._clients:
+                stack.push_async_callback(client.aclose)
+            if self.status_server is not None:
+                stack.push_async_callback(self.status_server.stop)
 
 
 class StartupError(LuxxonError):

@@ -45,6 +45,7 @@ from luxxon_agent.agent.context import (
 from luxxon_agent.agent.fleet import FleetApi, OperatorRoster
 from luxxon_agent.agent.operator import OperatorRunner
 from luxxon_agent.agent.statefile import StateFile
+from luxxon_agent.agent.status import Availability
 from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import Clock, sleep_or_event
 from luxxon_agent.errors import ApiError, AuthError, TransportError
@@ -94,6 +95,19 @@ class WorkspaceApi(SessionApi, FleetApi, Protocol):
     async def post_location(self, workspace_id: str, heartbeat: LocationHeartbeat) -> None: ...
 
 
+def _key_workspace(me: Me) -> str:
+    """The workspace of the operator API key GET /me describes; AuthError for anything else."""
+    if me.kind != "api_key" or not me.workspace_id:
+        raise AuthError(
+            "the agent's credential is not a workspace API key; mint one with "
+            "`luxxon keys create` and point api.key_file at it"
+        )
+    missing = [s.value for s in REQUIRED_SCOPES if s not in me.scopes]
+    if missing:
+        raise AuthError(f"the API key lacks scope(s) {', '.join(missing)}")
+    return me.workspace_id
+
+
 @dataclass(frozen=True)
 class SessionAssigned:
     """A link took `session` for `runner`: the supervisor runs it with `context`."""
@@ -109,8 +123,7 @@ class OperatorView:
     """What the link decided about one operator, for the status."""
 
     workspace_id: str | None
-    availability: str
-    """STARTING (not judged yet), ONLINE, OFFLINE or BUSY (holds a session)."""
+    availability: Availability
     reason: str | None
     """Why the operator cannot serve, at the last check."""
     session_id: str | None
@@ -159,15 +172,15 @@ class WorkspaceLink:
         session_id = self._held.get(label)
         reason = self._reasons.get(label)
         if session_id is not None:
-            availability = "BUSY"
+            availability = Availability.BUSY
         elif label not in self._reasons:
-            availability = "STARTING"
+            availability = Availability.STARTING
         elif reason:
-            availability = "OFFLINE"
+            availability = Availability.OFFLINE
         elif self.roster is not None and self.roster.sent(label) is not AvailabilityState.ONLINE:
-            availability = "STARTING"  # healthy, not yet ONLINE on the server
+            availability = Availability.STARTING  # healthy, not yet ONLINE on the server
         else:
-            availability = "ONLINE"
+            availability = Availability.ONLINE
         operator_id = self.roster.operator_id(label) if self.roster else None
         return OperatorView(self.workspace_id, availability, reason, session_id, operator_id)
 
@@ -198,6 +211,15 @@ class WorkspaceLink:
             try:
                 me = await self.client.me()
                 server = await self.client.config()
+                workspace_id = _key_workspace(me)
+                # the roster is part of connecting: a link with a workspace id is connected
+                # (the supervisor does not connect it again), and a fleet whose operator list
+                # failed must retry here, not run on as workspace-level
+                roster = (
+                    await self._roster(workspace_id)
+                    if server.has_feature(Feature.PER_OPERATOR_DISPATCH)
+                    else None
+                )
             except TransportError as exc:
                 self.api_health.failed(exc)
                 logger.warning("API not reachable (%s); retrying", exc)
@@ -208,15 +230,9 @@ class WorkspaceLink:
                 logger.warning("API error on connect: %s; retrying", exc)
             else:
                 self.api_health.ok()
-                if me.kind != "api_key" or not me.workspace_id:
-                    raise AuthError("the agent needs an operator API key (GET /me is not a key)")
-                missing = [s.value for s in REQUIRED_SCOPES if s not in me.scopes]
-                if missing:
-                    raise AuthError(f"the API key lacks scope(s) {', '.join(missing)}")
-                self.workspace_id = me.workspace_id
                 self.server.learn(server)
-                if server.has_feature(Feature.PER_OPERATOR_DISPATCH):
-                    await self._join_roster(me.workspace_id)
+                self.roster = roster
+                self.workspace_id = workspace_id
                 logger.info("%r connected (key %s)", self, me.key_id)
                 return True
             if await sleep_or_event(self.clock, CONNECT_BACKOFF.delay(attempt), stop):
@@ -224,7 +240,7 @@ class WorkspaceLink:
             attempt += 1
         return False
 
-    async def _join_roster(self, workspace_id: str) -> None:
+    async def _roster(self, workspace_id: str) -> OperatorRoster:
         roster = OperatorRoster(
             self.client,
             workspace_id,
@@ -232,9 +248,10 @@ class WorkspaceLink:
             self._device_addresses,
             self.state,
             self.api_health,
+            self.clock,
         )
         await roster.refresh()
-        self.roster = roster
+        return roster
 
     def resume_offline(self) -> None:
         """Resume at once the LIVE sessions the state file describes fully (no API call).
@@ -507,8 +524,8 @@ class WorkspaceLink:
         healthy = [op for op in self.operators if self._free(op) and self._healthy(op)]
         covering = [op for op in healthy if op.op.coverage.contains(*point)]
         named = self._dispatched_to(session)
-        if named is not None:  # per-operator dispatch: that operator, or nobody here
-            healthy = covering = named
+        if named is not None:  # per-operator dispatch: that operator if healthy, or nobody
+            healthy = covering = [op for op in named if self._healthy(op)]
         if session.state is SessionState.ASSIGNED and (
             session.operator_workspace_id == self.workspace_id
         ):
@@ -529,14 +546,17 @@ class WorkspaceLink:
                 continue
             self._held[op.label] = session.id  # claimed before the await: no double accept
             operator_id = self.roster.operator_id(op.label) if self.roster else None
+            accepted: Session | None = None
             try:
                 accepted = await self.client.accept(
                     session.id, self.workspace_id, operator_id=operator_id
                 )
             except (ApiError, TransportError) as exc:
-                del self._held[op.label]
                 logger.info("%s: could not accept %s: %s", op.label, session.id, exc)
                 return
+            finally:
+                if accepted is None:  # refused, cancelled or a bug: the claim goes too
+                    self._held.pop(op.label, None)
             self.api_health.ok()
             logger.info("%s: auto-accepted session %s", op.label, session.id)
             self._take(op, accepted)

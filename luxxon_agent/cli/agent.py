@@ -33,3 +33,7 @@ def version() -> None:
 def main() -> None:
     skip_httpx_command_line()
     app()
+
+
+if __name__ == "__main__":  # `python -m luxxon_agent.cli.agent`, as agent/localstub.py runs it
+    main()

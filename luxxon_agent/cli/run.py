@@ -23,7 +23,7 @@ from luxxon_agent.cli._common import (
 from luxxon_agent.errors import EXIT_FAILURE, EXIT_OK
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
+    from rich.console import Console, RenderableType
 
 DEFAULT_STATUS = "127.0.0.1:8765"
 DEFAULT_UNIT_PATH = Path("/etc/systemd/system/luxxon-agent.service")
@@ -174,19 +174,41 @@ def status(
         sys.stdout.write(run_async(fetch_status(listen)) + "\n")
         return
     from rich.console import Console
-    from rich.live import Live
 
     console = Console()
     snapshot = json.loads(run_async(fetch_status(listen)))
     if once:
         console.print(render_dashboard(snapshot))
         return
-    import time
+    run_async(_live_dashboard(listen, snapshot, console))
 
-    with Live(render_dashboard(snapshot), console=console, refresh_per_second=2) as live:
-        while True:  # until Ctrl-C (handle_errors turns it into exit 130)
-            time.sleep(1.0)
-            live.update(render_dashboard(json.loads(run_async(fetch_status(listen)))))
+
+async def _live_dashboard(listen: str, snapshot: dict[str, Any], console: Console) -> None:
+    """Redraw every second until Ctrl-C; an agent that goes away (a restart) is shown as
+    unreachable, with its last figures, until it answers again."""
+    import asyncio
+    import json
+
+    from rich.live import Live
+    from rich.markup import escape
+
+    from luxxon_agent.agent import StatusEndpointError, fetch_status
+    from luxxon_agent.clock import SYSTEM_CLOCK, sleep_or_event
+    from luxxon_agent.signals import stop_on_signals
+
+    stop = asyncio.Event()
+    with (
+        stop_on_signals(stop),
+        Live(render_dashboard(snapshot), console=console, refresh_per_second=2) as live,
+    ):
+        while not await sleep_or_event(SYSTEM_CLOCK, 1.0, stop):
+            try:
+                snapshot = json.loads(await fetch_status(listen))
+            except StatusEndpointError as exc:
+                title = f"luxxon-agent [red]unreachable[/] ({escape(str(exc))}); retrying"
+                live.update(render_dashboard(snapshot, title=title))
+            else:
+                live.update(render_dashboard(snapshot))
 
 
 def render_dashboard(snapshot: dict[str, Any], title: str | None = None) -> RenderableType:
@@ -195,6 +217,8 @@ def render_dashboard(snapshot: dict[str, Any], title: str | None = None) -> Rend
     from rich.table import Table
 
     api = "[green]up[/]" if snapshot.get("api_ok") else "[red]down[/]"
+    if not snapshot.get("api_ok") and snapshot.get("api_last_error"):
+        api += f" ({escape(snapshot['api_last_error'])})"
     table = Table(
         title=title
         or f"luxxon-agent {snapshot.get('state', '?')} · API {api} · "
@@ -226,13 +250,34 @@ def render_dashboard(snapshot: dict[str, Any], title: str | None = None) -> Rend
             op["label"],
             state,
             session,
-            f"{video['state']}\n{video['bitrate_kbps']:.0f} kbps {video['fps']:.0f} fps"
-            f" ↻{video['reconnects']}",
+            _video_cell(video),
             gps_text,
             f"{tele['spooled']} taken\n{tele['delivered']} sent {tele['pending']} pending",
             f"{op.get('earned_micro_usdc', 0) / 1e6:.4f} USDC",
         )
     return table
+
+
+def _video_cell(video: dict[str, Any]) -> str:
+    """State, rate, reconnects; with adaptive video the estimate and target, and the mode."""
+    from rich.markup import escape
+
+    lines = [
+        f"{video['state']}",
+        f"{video['bitrate_kbps']:.0f} kbps {video['fps']:.0f} fps ↻{video['reconnects']}",
+    ]
+    estimate, target = video.get("estimate_kbps"), video.get("target_kbps")
+    if estimate is not None or target is not None:
+        shown = [f"{name} {value:.0f}" for name, value in (("est", estimate), ("tgt", target))
+                 if value is not None]  # fmt: skip
+        lines.append(" ".join(shown) + f" sent {video.get('sent_kbps', 0):.0f} kbps")
+    if video.get("loss") or video.get("rtt_ms") is not None:
+        rtt = video.get("rtt_ms")
+        lines.append(f"loss {video.get('loss', 0):.1%}" + (f" rtt {rtt:.0f} ms" if rtt else ""))
+    mode = " ".join(escape(str(v)) for v in (video.get("mode"), video.get("rung")) if v)
+    if mode:
+        lines.append(mode)
+    return "\n".join(lines)
 
 
 # ---- doctor ---------------------------------------------------------------------------------

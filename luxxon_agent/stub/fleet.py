@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime
+from typing import Literal
 
 from luxxon_agent.geo import haversine_meters
 from luxxon_agent.models import AvailabilityState, ErrorCode
@@ -50,14 +51,19 @@ def is_operator_level(store: Store, workspace_id: str) -> bool:
     return row is not None
 
 
-def derive_workspace_availability(conn: sqlite3.Connection, workspace_id: str) -> None:
+def derive_workspace_availability(
+    conn: sqlite3.Connection, workspace_id: str, now: datetime
+) -> None:
     """ONLINE while any operator is ONLINE (and so free), BUSY when every operator that is
-    not OFFLINE holds a session, OFFLINE when none is ONLINE or BUSY."""
+    not OFFLINE holds a session, OFFLINE when none is ONLINE or BUSY. An operator whose
+    device key is revoked or whose delegation has expired counts as OFFLINE: it can never
+    be dispatched, so it must not keep the workspace ONLINE."""
     states = {
         row[0]
         for row in conn.execute(
-            "SELECT DISTINCT availability_state FROM operators WHERE workspace_id = ?",
-            (workspace_id,),
+            "SELECT DISTINCT availability_state FROM operators WHERE workspace_id = ?"
+            " AND revoked_at IS NULL AND retired_at IS NULL AND expires_at > ?",
+            (workspace_id, ts(now)),
         )
     }
     state = ONLINE if ONLINE in states else BUSY if BUSY in states else OFFLINE
@@ -86,20 +92,34 @@ def hold_session(conn: sqlite3.Connection, operator_id: str, session_id: str) ->
     )
 
 
+def require_valid_key(operator: sqlite3.Row, now: datetime, prefix: str = "") -> None:
+    """Raise 409 INVALID_STATE when the operator's device key is revoked or its delegation
+    has expired (`prefix` names the field that asked, if any)."""
+    operator_id = operator["id"]
+    if operator["revoked_at"] is not None:
+        raise HttpError(
+            409,
+            ErrorCode.INVALID_STATE,
+            f"{prefix}the operator's device key is revoked; register a new one",
+            operator_id,
+        )
+    if datetime.fromisoformat(operator["expires_at"]) <= now:
+        raise HttpError(
+            409,
+            ErrorCode.INVALID_STATE,
+            f"{prefix}the operator's delegation expired at {operator['expires_at']};"
+            " register a new one",
+            operator_id,
+        )
+
+
 def usable_operator(operator: sqlite3.Row, now: datetime) -> None:
     """Raise unless the operator can take new work: not retired, not revoked, delegation
     valid, ONLINE and free."""
     operator_id = operator["id"]
     if operator["retired_at"] is not None:
         raise retired(operator_id)
-    if operator["revoked_at"] is not None:
-        raise HttpError(
-            409, ErrorCode.INVALID_STATE, "the operator's device key is revoked", operator_id
-        )
-    if datetime.fromisoformat(operator["expires_at"]) <= now:
-        raise HttpError(
-            409, ErrorCode.INVALID_STATE, "the operator's delegation has expired", operator_id
-        )
+    require_valid_key(operator, now)
     if operator["availability_state"] != ONLINE or operator["session_id"] is not None:
         state = operator["availability_state"]
         raise HttpError(
@@ -149,9 +169,34 @@ def longest_idle_covering(
     )
 
 
-def offered(conn: sqlite3.Connection, operator_id: str, now: datetime) -> None:
-    """An offer counts as work: the next dispatch prefers another idle operator."""
+def offered(
+    conn: sqlite3.Connection,
+    table: Literal["operators", "workspaces"],
+    offered_id: str,
+    now: datetime,
+) -> None:
+    """An offer counts as work: the next dispatch prefers another idle operator (or, at
+    workspace level, another idle supplier workspace)."""
     conn.execute(
-        "UPDATE operators SET idle_since = ?, last_offered_at = ? WHERE id = ?",
-        (ts(now), ts(now), operator_id),
+        f"UPDATE {table} SET idle_since = ?, last_offered_at = ? WHERE id = ?",
+        (ts(now), ts(now), offered_id),
     )
+
+
+def label_taken(store: Store, workspace_id: str, label: str) -> bool:
+    """True when an un-revoked operator of the workspace already has this label."""
+    row = store.one(
+        "SELECT 1 FROM operators WHERE workspace_id = ? AND label = ? AND revoked_at IS NULL",
+        (workspace_id, label),
+    )
+    return row is not None
+
+
+def address_taken(store: Store, workspace_id: str, device_address: str) -> str | None:
+    """The id of an un-revoked operator of the workspace registered with this device key."""
+    row = store.one(
+        "SELECT id FROM operators WHERE workspace_id = ? AND lower(device_address) = lower(?)"
+        " AND revoked_at IS NULL ORDER BY created_at, id LIMIT 1",
+        (workspace_id, device_address),
+    )
+    return None if row is None else str(row["id"])

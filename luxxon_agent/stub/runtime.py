@@ -175,7 +175,7 @@ class StubRuntime:
         if workspace_id is None:
             return
         if self.operator_level(workspace_id):
-            fleet.derive_workspace_availability(conn, workspace_id)
+            fleet.derive_workspace_availability(conn, workspace_id, self.now())
             return
         busy = conn.execute(
             f"SELECT 1 FROM sessions WHERE operator_workspace_id = ?"
@@ -189,7 +189,7 @@ class StubRuntime:
         """BUSY → ONLINE unconditionally (an OFFLINE workspace stays OFFLINE); an
         operator-level workspace is derived from its operators instead."""
         if self.operator_level(workspace_id):
-            fleet.derive_workspace_availability(conn, workspace_id)
+            fleet.derive_workspace_availability(conn, workspace_id, self.now())
             return
         conn.execute(
             "UPDATE workspaces SET availability_state = ?, idle_since = ?"

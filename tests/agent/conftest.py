@@ -10,12 +10,14 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
+from luxxon_agent.agent.config import AgentConfig
 from luxxon_agent.agent.localstub import LocalStub
 from luxxon_agent.agent.provision import Account, create_account, new_private_key
 from luxxon_agent.agent.status import StatusEndpointError, fetch_status
@@ -25,7 +27,31 @@ from luxxon_agent.secret import Secret
 
 LAT, LNG = 4.711, -74.072
 VIDEO = "testsrc://?size=320x240&fps=10"
-AGENT_ENTRY = "from luxxon_agent.cli.agent import main; main()"
+AGENT_COMMAND = (sys.executable, "-m", "luxxon_agent.cli.agent")
+"""`luxxon-agent` through its real entry point, with this interpreter."""
+
+
+def one_camera_config(state_dir: Path) -> AgentConfig:
+    """An agent config of one operator, "cam", at a fixed point (10, 20) covering 1 km."""
+    return AgentConfig.model_validate(
+        {
+            "agent": {"state_dir": str(state_dir)},
+            "operators": [{
+                "label": "cam", "position": "fixed://?lat=10&lng=20", "video": "testsrc://",
+                "coverage": {"lat": 10, "lng": 20, "radius_m": 1000},
+            }],
+        }
+    )  # fmt: skip
+
+
+def live_session(session_id: str, started_at: datetime) -> Session:
+    """A LIVE 60 s session at (10, 20), as the API returns it."""
+    return Session(
+        id=session_id, consumer_workspace_id="ws_c", operator_workspace_id="ws_op",
+        state=SessionState.LIVE, max_duration_seconds=60, rate_per_second_micro_usdc=100,
+        hold_micro_usdc=6000, created_at=started_at, started_at=started_at,
+        requested_lat=10.0, requested_lng=20.0,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -168,7 +194,7 @@ class AgentProcess:
         env.pop("LUXXON_API_KEY", None)
         with self.log.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", AGENT_ENTRY, "run", "--config", str(self.config),
+                *AGENT_COMMAND, "run", "--config", str(self.config),
                 "--log-format", "json",
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                 start_new_session=True,

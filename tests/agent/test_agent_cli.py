@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from luxxon_agent.agent.localstub import LocalStub, free_port
@@ -17,7 +16,7 @@ from luxxon_agent.meter import earnings
 from luxxon_agent.telemetry import Spool
 
 from .conftest import (
-    AGENT_ENTRY,
+    AGENT_COMMAND,
     VIDEO,
     Area,
     operator_account,
@@ -31,7 +30,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 def agent_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", AGENT_ENTRY, *args],
+        [*AGENT_COMMAND, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -126,7 +125,7 @@ async def test_demo_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
     temp = tmp_path / "tmp"
     temp.mkdir()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", AGENT_ENTRY, "demo", "--seconds", "60", "--json",
+        *AGENT_COMMAND, "demo", "--seconds", "60", "--json",
         "--frame", str(tmp_path / "frame.jpg"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "TMPDIR": str(temp)},
@@ -199,3 +198,29 @@ async def test_doctor_passes_on_a_good_box_and_names_fixes(
     revoked = checks["device delegation"]
     assert not revoked["ok"] and "delegation revoked" in revoked["detail"]
     assert "luxxon operators register" in revoked["fix"]
+
+
+async def test_doctor_checks_each_operators_own_device_key(
+    stub: LocalStub, tmp_path: Path, area: Area
+) -> None:
+    from luxxon_agent.agent.provision import new_private_key
+    from luxxon_agent.files import write_atomic
+
+    await operator_account(stub, "op-fleet-doc", "cam-1", tmp_path)
+    unregistered = tmp_path / "cam-2.device-key"
+    write_atomic(unregistered, new_private_key().reveal().encode())
+    tables = operator_table("cam-1", "op-fleet-doc", tmp_path, area) + operator_table(
+        "cam-2", "op-fleet-doc", tmp_path, area
+    ) + f'device_key_file = "{unregistered}"\n'  # fmt: skip
+    config = write_config(
+        tmp_path, stub, tables, device_slug="op-fleet-doc", status_port=free_port()
+    )
+    done = await asyncio.to_thread(
+        agent_cli, "doctor", "--json", "--seconds", "1", "--config", str(config)
+    )
+    checks = {c["name"]: c for c in json.loads(done.stdout)}
+    assert checks["cam-1: device key"]["ok"] and checks["cam-2: device key"]["ok"]
+    assert checks["cam-1: device delegation"]["ok"], checks
+    own = checks["cam-2: device delegation"]
+    assert not own["ok"] and "is not registered" in own["detail"]
+    assert done.returncode == 1

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from luxxon_agent.secret import Secret
 from luxxon_agent.telemetry import Spool, recover_signer
 
 from .conftest import (
-    AGENT_ENTRY,
+    AGENT_COMMAND,
     Agents,
     Area,
     operator_account,
@@ -37,7 +36,7 @@ from .conftest import (
 
 async def agent_cli(*args: str) -> str:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", AGENT_ENTRY, *args,
+        *AGENT_COMMAND, *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip
@@ -102,9 +101,11 @@ async def test_full_loop_online_session_earnings_and_sd_notify(
         cam = shown["operators"][0]
         assert cam["session_id"] == session.id and cam["session_state"] == "LIVE"
         assert cam["gps"]["fix"] and cam["video"]["state"] == "publishing"
+        assert cam["video"]["sent_kbps"] > 0  # the publisher's wire figures reach the status
         metrics = await agent_cli("status", "--metrics", "--listen", listen)
         assert 'luxxon_agent_live{operator="cam-1"} 1.0' in metrics
         assert "# TYPE luxxon_agent_video_frames_total counter" in metrics
+        assert 'luxxon_agent_video_sent_kbps{operator="cam-1"}' in metrics
         table = await agent_cli("status", "--once", "--listen", listen)
         assert "cam-1" in table and session.id[:8] in table
         ended = await wait_state(buyer, session.id, {SessionState.ENDED}, 20)

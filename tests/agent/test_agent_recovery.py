@@ -412,7 +412,7 @@ async def test_restart_starts_recorded_assigned_and_reclaims_leftovers(
         await seller.accept(ours.id, operator.workspace_id)
         await seller.accept(leftover.id, operator.workspace_id)
         state = StateFile(tmp_path / "agent-state" / "state.json")
-        state.set_session("cam-1", ours.id, "ASSIGNED", operator.workspace_id)
+        state.set_session("cam-1", ours.id, SessionState.ASSIGNED, operator.workspace_id)
 
         port = free_port()
         config = write_config(

@@ -6,10 +6,13 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from luxxon_agent.agent.config import AgentConfig
 from luxxon_agent.agent.context import ApiHealth
 from luxxon_agent.agent.operator import OperatorRunner
 from luxxon_agent.agent.statefile import StateFile
+from luxxon_agent.agent.status import Availability
 from luxxon_agent.agent.workspace import SessionAssigned, WorkspaceLink
 from luxxon_agent.clock import FakeClock
 from luxxon_agent.models import Session, SessionState
@@ -72,7 +75,7 @@ def _link(
     )
     link.workspace_id = "ws_op"
     link.assess_health()
-    assert link.view("cam").availability == "ONLINE"  # a fresh fix: healthy
+    assert link.view("cam").availability is Availability.ONLINE  # a fresh fix: healthy
     return link, assignments
 
 
@@ -99,7 +102,9 @@ async def test_auto_accept_rules(tmp_path: Path) -> None:
     await link._consider(_session("good"))
     assert _taken(assignments) == ["good"]
     assert link.client.accepted == ["good"]  # type: ignore[attr-defined]
-    assert link.view("cam").session_id == "good" and link.view("cam").availability == "BUSY"
+    assert (
+        link.view("cam").session_id == "good" and link.view("cam").availability is Availability.BUSY
+    )
     await link._consider(_session("second"))  # the only operator is busy now
     assert _taken(assignments) == []
     link.release("cam")
@@ -113,3 +118,41 @@ async def test_disabled_policy_still_serves_assigned(tmp_path: Path) -> None:
     # accepted by a person (luxxon sessions accept): the agent starts and serves it
     await link._consider(_session("accepted", SessionState.ASSIGNED, lat=10.1))
     assert _taken(assignments) == ["accepted"]
+
+
+class HangingClient(FakeClient):
+    """An accept that never answers (the API stalls; the agent is stopped meanwhile)."""
+
+    async def accept(
+        self, session_id: str, workspace_id: str | None = None, *, operator_id: str | None = None
+    ) -> Session:
+        self.accepted.append(session_id)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+class BuggyClient(FakeClient):
+    async def accept(
+        self, session_id: str, workspace_id: str | None = None, *, operator_id: str | None = None
+    ) -> Session:
+        raise KeyError("a bug")
+
+
+async def test_a_cancelled_or_crashed_accept_leaves_the_operator_free(tmp_path: Path) -> None:
+    link, assignments = _link(tmp_path, {})
+    link.client = HangingClient()  # type: ignore[assignment]
+    task = asyncio.create_task(link._consider(_session("stalled")))
+    while not link.client.accepted:  # type: ignore[attr-defined]
+        await asyncio.sleep(0)
+    assert link.view("cam").availability is Availability.BUSY  # claimed while the accept is out
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert (
+        link.view("cam").availability is Availability.ONLINE and link.view("cam").session_id is None
+    )
+
+    link.client = BuggyClient()  # type: ignore[assignment]
+    with pytest.raises(KeyError):
+        await link._consider(_session("buggy"))
+    assert link.view("cam").availability is Availability.ONLINE
+    assert _taken(assignments) == []

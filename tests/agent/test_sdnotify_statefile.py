@@ -11,6 +11,7 @@ import pytest
 
 from luxxon_agent.agent.sdnotify import SdNotifier
 from luxxon_agent.agent.statefile import SEQUENCE_RESERVE, StateFile
+from luxxon_agent.models import SessionState
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ def test_notify_disabled_and_foreign_watchdog() -> None:
 def test_state_file_round_trip_and_atomic(tmp_path: Path) -> None:
     path = tmp_path / "state" / "state.json"
     state = StateFile(path)
-    state.set_session("cam-1", "ses_1", "LIVE", "ws_1")
+    state.set_session("cam-1", "ses_1", SessionState.LIVE, "ws_1")
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     again = StateFile(path)
     assert again.record("cam-1").session_id == "ses_1"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,9 @@ from luxxon_agent.agent.metrics import COUNTERS, GAUGES, LABELLED, metrics_regis
 from luxxon_agent.agent.session import END_BUDGET_S, SHUTDOWN_DRAIN_MAX_S
 from luxxon_agent.agent.status import (
     AgentStatus,
+    Availability,
     OperatorStatus,
+    SessionPhase,
     StatusEndpointError,
     fetch_status,
 )
@@ -26,11 +29,13 @@ from luxxon_agent.video import PublisherState
 
 
 def _status() -> AgentStatus:
-    op = OperatorStatus(label='cam "1"', device_kind="FIXED", availability="BUSY")
-    op.session_state, op.session_id = "LIVE", "ses_1"
+    op = OperatorStatus(label='cam "1"', device_kind="FIXED", availability=Availability.BUSY)
+    op.session_state, op.session_id = SessionPhase.LIVE, "ses_1"
     op.video.frames = 42
+    op.video.estimate_kbps, op.video.target_kbps, op.video.sent_kbps = 1800.0, 1500.0, 1520.5
+    op.video.mode, op.video.mode_switches = "transcode", 2
     op.gps.fix, op.gps.accuracy_m = True, 2.5
-    idle = OperatorStatus(label="cam-2", device_kind="FIXED", availability="OFFLINE")
+    idle = OperatorStatus(label="cam-2", device_kind="FIXED", availability=Availability.OFFLINE)
     return AgentStatus(
         version="0", pid=1, started_at="now", api_base_url="http://127.0.0.1:1",
         api_ok=True, state="running", operators=[op, idle],
@@ -95,6 +100,23 @@ def test_metrics_parse_as_prometheus_text_with_the_operator_label() -> None:
     assert states[("cam-2", "OFFLINE")] == 1 and sum(states.values()) == 2
     [held] = families["luxxon_agent_session_info"].samples  # the idle operator holds none
     assert held.labels["operator"] == 'cam "1"' and held.value == 1
+    by_op = {
+        name: {s.labels["operator"]: s.value for s in families[f"luxxon_agent_{name}"].samples}
+        for name in ("video_estimate_kbps", "video_target_kbps", "video_sent_kbps")
+    }
+    assert by_op["video_estimate_kbps"]['cam "1"'] == 1800.0
+    assert by_op["video_target_kbps"]['cam "1"'] == 1500.0
+    assert by_op["video_sent_kbps"]['cam "1"'] == 1520.5
+    assert math.isnan(by_op["video_estimate_kbps"]["cam-2"])  # no video, no estimate
+    modes = {
+        s.labels["operator"]: s.labels["mode"] for s in families["luxxon_agent_video_info"].samples
+    }
+    assert modes == {'cam "1"': "transcode", "cam-2": ""}
+    [switches] = [
+        s for s in families["luxxon_agent_video_mode_switches"].samples
+        if s.labels["operator"] == 'cam "1"'
+    ]  # fmt: skip
+    assert switches.value == 2
 
 
 class _Run:

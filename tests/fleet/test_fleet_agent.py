@@ -8,6 +8,7 @@ key and checked by the stub's meter through signature recovery.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -16,15 +17,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 
+from luxxon_agent.agent.config import AgentConfig
 from luxxon_agent.agent.fleet_demo import FLEET_LAT, FLEET_LNG, Fleet, FleetOptions
+from luxxon_agent.agent.supervisor import Supervisor
+from luxxon_agent.api import RetryPolicy
 from luxxon_agent.eip712 import KeySigner
 from luxxon_agent.errors import ApiError
-from luxxon_agent.models import AvailabilityState, Session, SessionState
+from luxxon_agent.models import AvailabilityState, Session, SessionState, UpdateOperatorRequest
 from luxxon_agent.secret import Secret
 from luxxon_agent.telemetry import TelemetryPayload, sign_sample
+from tests.conftest import free_port
+from tests.support import serve
 
 LIVE_TIMEOUT_S = 45.0
 LUXXON = [sys.executable, "-c", "from luxxon_agent.cli.luxxon import main; main()"]
@@ -80,6 +89,181 @@ async def _luxxon_json(fleet: Fleet, home: Path, *args: str) -> Any:
     code, out, err = await _luxxon(fleet, home, "--json", *args)
     assert code == 0, err
     return json.loads(out)
+
+
+@contextlib.asynccontextmanager
+async def _agent(fleet: Fleet) -> AsyncIterator[Supervisor]:
+    """The agent of `fleet.config_data` (as the test changed it), in this event loop."""
+    assert fleet.operator is not None and fleet.operator.api_key is not None
+    supervisor = Supervisor(
+        AgentConfig.model_validate(fleet.config_data),
+        env={"LUXXON_API_KEY": fleet.operator.api_key.reveal()},
+    )
+    fleet.supervisor = supervisor
+    task = asyncio.create_task(supervisor.serve(), name="test-agent")
+    try:
+        yield supervisor
+    finally:
+        supervisor.request_exit()
+        async with asyncio.timeout(30):
+            await task
+
+
+class OperatorListOutage:
+    """A loopback HTTP proxy in front of the stub that answers 503 (as a load balancer
+    would) to the first `failures` GETs of a workspace's operator list, forwarding the rest."""
+
+    HOP_BY_HOP = frozenset(
+        {"host", "content-length", "transfer-encoding", "connection", "content-encoding"}
+    )
+
+    def __init__(self, upstream: str, failures: int) -> None:
+        self.upstream = upstream
+        self.failures = failures
+        self.refused = 0
+        self._http = httpx.AsyncClient(base_url=upstream, timeout=30.0)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        response = await self._answer(Request(scope, receive))
+        await response(scope, receive, send)
+
+    async def _answer(self, request: Request) -> Response:
+        path = request.url.path
+        if request.method == "GET" and path.endswith("/operators") and self.refused < self.failures:
+            self.refused += 1
+            return PlainTextResponse("upstream unavailable", status_code=503)
+        upstream = await self._http.request(
+            request.method,
+            path + (f"?{request.url.query}" if request.url.query else ""),
+            headers={k: v for k, v in request.headers.items() if k not in self.HOP_BY_HOP},
+            content=await request.body(),
+        )
+        headers = {k: v for k, v in upstream.headers.items() if k not in self.HOP_BY_HOP}
+        return Response(upstream.content, status_code=upstream.status_code, headers=headers)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+async def test_a_failed_operator_list_at_connect_is_retried_not_fallen_back_from(
+    tmp_path: Path,
+) -> None:
+    options = FleetOptions(operators=2, seconds=6, run_agent=False)
+    async with Fleet(options, tmp_path) as fleet:
+        assert fleet.supplier is not None
+        # one failed list_operators call: every attempt of the client's retries refused
+        failures = RetryPolicy().attempts
+        outage = OperatorListOutage(fleet.base_url.removesuffix("/api/v1"), failures)
+        port = free_port()
+        fleet.config_data["api"]["base_url"] = f"http://127.0.0.1:{port}/api/v1"
+        try:
+            async with serve(outage, port), _agent(fleet) as supervisor:
+
+                def per_operator_online() -> bool:
+                    ops = supervisor.status().operators
+                    return fleet.all_online() and all(op.operator_id for op in ops)
+
+                await fleet.wait_for(per_operator_online, 45.0, "every operator ONLINE as itself")
+                assert outage.refused == failures
+                served_by = _served_by(fleet)
+                assert sorted(served_by.values()) == fleet.labels
+                session = await fleet.request()
+                assert session.operator_id in served_by
+                await fleet.wait_sessions([session.id], _live, LIVE_TIMEOUT_S, "LIVE")
+        finally:
+            await outage.aclose()
+
+
+async def test_a_session_made_out_to_an_unhealthy_operator_is_not_accepted(
+    tmp_path: Path,
+) -> None:
+    options = FleetOptions(operators=2, seconds=8, run_agent=False)
+    async with Fleet(options, tmp_path) as fleet:
+        assert fleet.supplier is not None and fleet.operator is not None
+        healthy, unplugged = fleet.labels
+        fleet.config_data["operators"][1]["video"] = f"file://{tmp_path / 'unplugged.mp4'}"
+        async with _agent(fleet) as supervisor:
+
+            def judged() -> bool:
+                ops = {op.label: op for op in supervisor.status().operators}
+                return (
+                    len(ops) == 2
+                    and ops[healthy].availability == "ONLINE"
+                    and ops[unplugged].availability == "OFFLINE"
+                    and "camera down" in (ops[unplugged].reason or "")
+                    and all(op.operator_id for op in ops.values())
+                )
+
+            await fleet.wait_for(judged, 45.0, "one operator ONLINE, the other OFFLINE")
+            ids = {label: op_id for op_id, label in _served_by(fleet).items()}
+            workspace = fleet.operator.workspace_id
+            # someone else sets the unplugged camera's operator ONLINE on the server
+            table = fleet.config_data["operators"][1]["coverage"]
+            await fleet.supplier.update_operator(
+                workspace,
+                ids[unplugged],
+                UpdateOperatorRequest(
+                    availability_state=AvailabilityState.ONLINE,
+                    coverage_lat=table["lat"],
+                    coverage_lng=table["lng"],
+                    coverage_radius_meters=table["radius_m"],
+                ),
+            )
+            sessions = [await fleet.request() for _ in range(2)]
+            made_out = {s.operator_id: s.id for s in sessions}
+            assert set(made_out) == {ids[healthy], ids[unplugged]}
+            await fleet.wait_sessions(
+                [made_out[ids[healthy]]], _live, LIVE_TIMEOUT_S, "the healthy one LIVE"
+            )
+            # many intake polls (0.5 s) later, the other is still only offered
+            await asyncio.sleep(3)
+            (offered,) = await fleet.sessions([made_out[ids[unplugged]]])
+            assert offered.state is SessionState.REQUESTED, offered
+            held = await fleet.supplier.get_operator(workspace, ids[unplugged])
+            assert held.session_id is None
+            status = {op.label: op for op in supervisor.status().operators}
+            assert status[unplugged].session_id is None
+
+
+async def test_a_revoke_or_a_hand_set_availability_is_noticed_on_the_next_heartbeat(
+    tmp_path: Path,
+) -> None:
+    async with Fleet(FleetOptions(operators=2, seconds=6), tmp_path) as fleet:
+        assert fleet.supplier is not None and fleet.operator is not None
+        supervisor = fleet.supervisor
+        assert supervisor is not None
+        workspace = fleet.operator.workspace_id
+        ids = {label: op_id for op_id, label in _served_by(fleet).items()}
+        revoked, kept = fleet.labels
+        # set OFFLINE behind the agent's back: it sends ONLINE again
+        await fleet.supplier.update_operator(
+            workspace,
+            ids[kept],
+            UpdateOperatorRequest(availability_state=AvailabilityState.OFFLINE),
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15.0
+        while (await fleet.supplier.get_operator(workspace, ids[kept])).availability_state is not (
+            AvailabilityState.ONLINE
+        ):
+            assert loop.time() < deadline, "the agent never set the operator ONLINE again"
+            await asyncio.sleep(0.25)
+        # revoked on the server: the agent says so and stops claiming it ONLINE
+        await fleet.supplier.revoke_operator(workspace, ids[revoked])
+
+        def sees_revoke() -> bool:
+            ops = {op.label: op for op in supervisor.status().operators}
+            reason = ops[revoked].reason or ""
+            return ops[revoked].availability == "OFFLINE" and "revoked" in reason
+
+        await fleet.wait_for(sees_revoke, 15.0, "the agent knows the key was revoked")
+        status = {op.label: op for op in supervisor.status().operators}
+        assert status[revoked].operator_id is None
+        assert status[kept].availability == "ONLINE"
+        session = await fleet.request()
+        assert session.operator_id == ids[kept]
 
 
 @pytest_asyncio.fixture

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,8 @@ from tests.conftest import require_tool
 DASHBOARD = Path(__file__).parents[2] / "examples" / "grafana-dashboard.json"
 GRID_COLUMNS = 24
 PANEL_TYPES = {"stat", "timeseries", "state-timeline", "table", "gauge", "bargauge", "row"}
+SHARED_LABELS = ["cam-1", "cam-2"]
+"""Both agents name their operators alike, as two sites copying one agent.toml would."""
 PROMQL_WORDS = {
     "by", "without", "on", "ignoring", "group_left", "group_right", "bool",
     "and", "or", "unless", "offset",
@@ -44,12 +45,6 @@ def _dashboard() -> dict[str, Any]:
 
 def _panels() -> list[dict[str, Any]]:
     return list(_dashboard()["panels"])
-
-
-def _targets() -> Iterator[tuple[dict[str, Any], str]]:
-    for panel in _panels():
-        for target in panel["targets"]:
-            yield panel, target["expr"]
 
 
 def metric_names(expr: str) -> set[str]:
@@ -114,6 +109,14 @@ def test_dashboard_follows_grafanas_dashboard_model() -> None:
         for target in panel["targets"]:
             assert target["datasource"] == panel["datasource"]
             assert metric_names(target["expr"]), target["expr"]
+    # an operator is known by (instance, operator): labels repeat across agents
+    for panel in panels:
+        for target in panel["targets"]:
+            for grouping in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", target["expr"]):
+                if "operator" in grouping:
+                    assert "instance" in grouping, (panel["title"], target["expr"])
+            if "{{operator}}" in target.get("legendFormat", ""):
+                assert "{{instance}}" in target["legendFormat"], panel["title"]
     titles = " ".join(panel["title"].lower() for panel in panels)
     for wanted in ("availability", "session", "bitrate", "frame rate", "gps fix"):
         assert wanted in titles, wanted
@@ -147,10 +150,10 @@ async def test_prometheus_scrapes_two_agents_per_operator_and_the_dashboard_read
 async def _two_agents(stub: LocalStub, tmp_path: Path) -> None:
     north_options = FleetOptions(operators=2, seconds=20, name="north")
     south_options = FleetOptions(operators=2, seconds=20, name="south")
-    async with (
-        Fleet(north_options, tmp_path / "north", stub) as north,
-        Fleet(south_options, tmp_path / "south", stub) as south,
-    ):
+    north = Fleet(north_options, tmp_path / "north", stub)
+    south = Fleet(south_options, tmp_path / "south", stub)
+    north.labels = south.labels = SHARED_LABELS
+    async with north, south:
         fleets = [north, south]
         addresses = {}
         for fleet in fleets:
@@ -165,7 +168,7 @@ async def _two_agents(stub: LocalStub, tmp_path: Path) -> None:
         with prometheus(tmp_path, *addresses) as base_url:
             async with httpx.AsyncClient(base_url=base_url, timeout=5, trust_env=False) as client:
                 await _check_series(client, fleets, addresses, ids)
-                await _check_dashboard(client, fleets)
+                await _check_dashboard(client, fleets, addresses)
 
 
 async def _wait_query(
@@ -215,10 +218,29 @@ async def _check_series(
     }
 
 
-async def _check_dashboard(client: httpx.AsyncClient, fleets: list[Fleet]) -> None:
+async def _check_dashboard(
+    client: httpx.AsyncClient, fleets: list[Fleet], addresses: dict[str, Fleet]
+) -> None:
     exported = await _all_series(fleets)
-    for panel, expr in _targets():
-        unknown = metric_names(expr) - exported
-        assert not unknown, f"panel {panel['title']!r} reads {unknown}, not exported"
-        # a range function needs two scrapes in its window: waited for, bounded
-        await _wait_query(client, _substituted(expr), None, f"panel {panel['title']!r}")
+    wanted = sorted(
+        (address, label) for address, fleet in addresses.items() for label in fleet.labels
+    )
+    for panel in _panels():
+        title = panel["title"]
+        for target in panel["targets"]:
+            expr = target["expr"]
+            unknown = metric_names(expr) - exported
+            assert not unknown, f"panel {title!r} reads {unknown}, not exported"
+            # a per-operator panel: one series per operator of each agent, never two
+            # agents' same-named operators merged into one
+            per_operator = "{{operator}}" in target.get("legendFormat", "")
+            # a range function needs two scrapes in its window: waited for, bounded
+            result = await _wait_query(
+                client,
+                _substituted(expr),
+                len(wanted) if per_operator else None,
+                f"panel {title!r}",
+            )
+            if per_operator:
+                pairs = sorted((s["metric"]["instance"], s["metric"]["operator"]) for s in result)
+                assert pairs == wanted, (title, pairs)

@@ -33,6 +33,16 @@ FAR = (4.9, -74.3)  # ~32 km from HERE
 OUTSIDE_COVERAGE = 1_000.0
 
 
+def online_body(at: tuple[float, float] = HERE, radius: float = 5_000) -> dict[str, Any]:
+    """A PATCH body going ONLINE with this coverage (an operator's or a workspace's)."""
+    return {
+        "availabilityState": "ONLINE",
+        "coverageLat": at[0],
+        "coverageLng": at[1],
+        "coverageRadiusMeters": radius,
+    }
+
+
 @dataclass
 class Fleet:
     """A SUPPLIER workspace with registered operators, a consumer, and the stub."""
@@ -53,11 +63,24 @@ class Fleet:
     def path(self, operator_id: str, tail: str = "") -> str:
         return f"/workspaces/{self.ws}/operators/{operator_id}{tail}"
 
-    async def register(self, label: str) -> str:
-        device = KeySigner(Secret("0x" + (f"{len(self.devices) + 1:02x}" * 32)))
+    def new_device(self) -> KeySigner:
+        return KeySigner(Secret("0x" + (f"{len(self.devices) + 1:02x}" * 32)))
+
+    async def register(
+        self,
+        label: str,
+        device: KeySigner | None = None,
+        lifetime: timedelta = timedelta(days=30),
+    ) -> str:
+        device = device or self.new_device()
         registered = data(
             await register_device(
-                self.operate, self.supplier, device, label=label, issued_at=self.clock.now()
+                self.operate,
+                self.supplier,
+                device,
+                label=label,
+                issued_at=self.clock.now(),
+                lifetime=lifetime,
             ),
             201,
         )
@@ -67,13 +90,12 @@ class Fleet:
     async def online(
         self, operator_id: str, at: tuple[float, float] = HERE, radius: float = 5_000
     ) -> dict[str, Any]:
-        body = {
-            "availabilityState": "ONLINE",
-            "coverageLat": at[0],
-            "coverageLng": at[1],
-            "coverageRadiusMeters": radius,
-        }
+        body = online_body(at, radius)
         return dict(data(await self.operate.patch(self.path(operator_id), json=body)))
+
+    async def workspace_online(self) -> None:
+        """The workspace itself ONLINE: workspace level, while no operator was set ONLINE."""
+        data(await self.operate.patch(f"/workspaces/{self.ws}", json=online_body()))
 
     async def operator(self, operator_id: str) -> dict[str, Any]:
         return dict(data(await self.operate.get(self.path(operator_id))))
@@ -321,17 +343,7 @@ async def test_dispatch_picks_the_longest_idle_covering_operator(fleet: Fleet) -
 
 async def test_accept_with_and_without_an_operator_id(fleet: Fleet) -> None:
     # dispatched at workspace level (no operator ONLINE yet), then the fleet comes up
-    data(
-        await fleet.operate.patch(
-            f"/workspaces/{fleet.ws}",
-            json={
-                "availabilityState": "ONLINE",
-                "coverageLat": HERE[0],
-                "coverageLng": HERE[1],
-                "coverageRadiusMeters": 5_000,
-            },
-        )
-    )
+    await fleet.workspace_online()
     sessions = [await fleet.request() for _ in range(4)]
     assert {s["operatorWorkspaceId"] for s in sessions} == {fleet.ws}
     assert all("operatorId" not in s for s in sessions)
@@ -536,6 +548,80 @@ async def test_expiry_frees_the_operator(fleet: Fleet) -> None:
     assert await fleet.workspace_state() == "ONLINE"
 
 
+async def test_an_expired_delegation_counts_as_offline_and_cannot_go_online(
+    fleet: Fleet,
+) -> None:
+    short = await fleet.register("cam-short", lifetime=timedelta(seconds=60))
+    other = await fleet.register("cam-other")
+    await fleet.online(short)
+    await fleet.online(other)
+    await fleet.clock.advance(61)
+    # the expired operator cannot be (re)set ONLINE, and the refusal names the expiry
+    expires_at = (await fleet.operator(short))["expiresAt"]
+    before = fleet.harness.snapshot()
+    refused = error(
+        await fleet.operate.patch(fleet.path(short), json=online_body()),
+        409,
+        "INVALID_STATE",
+    )
+    assert refused["message"].startswith("availabilityState: the operator's delegation expired")
+    assert expires_at in refused["message"]
+    assert fleet.harness.snapshot() == before
+    # the only dispatchable operator goes OFFLINE: so does the workspace, the expired
+    # one's stored ONLINE notwithstanding
+    data(await fleet.operate.patch(fleet.path(other), json={"availabilityState": "OFFLINE"}))
+    assert await fleet.workspace_state() == "OFFLINE"
+    await fleet.no_coverage()
+
+
+async def test_a_device_key_belongs_to_one_operator_of_the_workspace(fleet: Fleet) -> None:
+    device = fleet.new_device()
+    first = await fleet.register("cam-a", device=device)
+    before = fleet.harness.snapshot()
+    refused = error(
+        await register_device(
+            fleet.operate, fleet.supplier, device, label="cam-b", issued_at=fleet.clock.now()
+        ),
+        409,
+        "CONFLICT",
+    )
+    assert "deviceAddress" in refused["message"] and refused["detail"] == first
+    assert fleet.harness.snapshot() == before
+    # once the first is revoked, the key may serve a new operator
+    data(await fleet.operate.post(fleet.path(first, "/revoke")))
+    await fleet.clock.advance(1)
+    second = await fleet.register("cam-b", device=device)
+    assert second != first
+
+
+async def test_a_retired_operators_key_no_longer_signs_workspace_level_sessions(
+    fleet: Fleet,
+) -> None:
+    a, b = await fleet.register("cam-a"), await fleet.register("cam-b")
+    # no operator ever ONLINE: the workspace serves at workspace level
+    await fleet.workspace_online()
+    session = await fleet.request()
+    started = await fleet.live(session["id"])
+    assert "operatorId" not in started
+    sid = started["id"]
+    whole = fleet.clock.now().replace(microsecond=0)
+    await fleet.clock.advance(2)
+    data(await fleet.operate.post(fleet.path(a, "/retire")))
+    await fleet.clock.advance(2)
+    url = f"/sessions/{sid}/telemetry"
+    # taken before the retire: still a's to sign
+    early = signed(sid, whole + timedelta(seconds=1), signer=fleet.devices[a])
+    data(await fleet.operate.post(url, json=early.to_wire()), 201)
+    before = fleet.harness.snapshot()
+    late = signed(sid, whole + timedelta(seconds=3), signer=fleet.devices[a])
+    refused = error(await fleet.operate.post(url, json=late.to_wire()), 403, "DEVICE_REVOKED")
+    assert "retired" in refused["message"]
+    assert fleet.harness.snapshot() == before
+    # the operator that was not retired signs on
+    other = signed(sid, whole + timedelta(seconds=3), signer=fleet.devices[b])
+    data(await fleet.operate.post(url, json=other.to_wire()), 201)
+
+
 async def test_with_the_capability_off_the_stub_is_workspace_level(fleet_off: Fleet) -> None:
     fleet = fleet_off
     assert data(await fleet.operate.get("/config"))["features"] == []
@@ -550,17 +636,7 @@ async def test_with_the_capability_off_the_stub_is_workspace_level(fleet_off: Fl
     error(await fleet.operate.post(fleet.path(op, "/retire")), 404, "NOT_FOUND")
     error(await fleet.operate.get("/sessions", params={"operatorId": op}), 400, "INVALID_INPUT")
     assert fleet.harness.snapshot() == before
-    data(
-        await fleet.operate.patch(
-            f"/workspaces/{fleet.ws}",
-            json={
-                "availabilityState": "ONLINE",
-                "coverageLat": HERE[0],
-                "coverageLng": HERE[1],
-                "coverageRadiusMeters": 5_000,
-            },
-        )
-    )
+    await fleet.workspace_online()
     first, second = await fleet.request(), await fleet.request()
     assert "operatorId" not in first
     error(await fleet.accept(first["id"], op), 400, "INVALID_INPUT")

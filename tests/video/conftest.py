@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from luxxon_agent.secret import Secret
 from luxxon_agent.stub.ingest import WhipIngest
+from luxxon_agent.stub.limits import RequestGuard
 from luxxon_agent.video import MediaSource, Publisher, PublisherOptions, pin_ice_to_loopback
 from tests.conftest import free_port
 from tests.support import serve
@@ -86,6 +87,7 @@ async def ingest_server() -> AsyncIterator[tuple[WhipIngest, str]]:
     ingest = WhipIngest(base)
     app = FastAPI()
     app.include_router(ingest.router)
+    app.add_middleware(RequestGuard)  # the body limit, as in the stub's app
     async with serve(app, port):
         try:
             yield ingest, base

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from luxxon_agent.stub.ingest import MAX_OFFER_BYTES, WhipIngest
+from luxxon_agent.stub.ingest import WhipIngest
+from luxxon_agent.stub.limits import MAX_BODY_BYTES
 from tests.support import wait_for
 from tests.video.conftest import publishing
 from tests.video.test_ingest_offers import aiortc_offer, view_of
@@ -63,7 +64,7 @@ def mutated(draw: st.DrawFn, base: str) -> tuple[str, str]:
             lines[at] = " ".join(words)
     offer = "\r\n".join(lines)
     if draw(st.integers(0, 49)) == 0:
-        offer += "a=x:1\r\n" * (MAX_OFFER_BYTES // 7 + 1)  # now past the limit
+        offer += "a=x:1\r\n" * (MAX_BODY_BYTES // 7 + 1)  # now past the limit
     content_type = draw(
         st.sampled_from(["application/sdp"] * 18 + ["text/plain", "application/sdp; x=1"])
     )

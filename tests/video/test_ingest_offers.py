@@ -115,6 +115,11 @@ async def test_offers_over_64_kib_are_413_and_a_wrong_content_type_415(
             response = await http.post(whip_url, content=padded.encode(), headers=SDP)
             assert response.status_code == 413, response.status_code
             assert "65536" in response.text
+        # the limit is on the body: an offer of exactly 64 KiB reaches the SDP check
+        at_limit = "v=0\r\n" + "x" * (65536 - 5)
+        for body, status in ((at_limit, 400), (at_limit + "x", 413)):
+            response = await http.post(whip_url, content=body.encode(), headers=SDP)
+            assert response.status_code == status, (len(body), response.text)
         wrong = await http.post(
             whip_url, content=base.encode(), headers={"Content-Type": "application/json"}
         )

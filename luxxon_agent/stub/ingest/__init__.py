@@ -8,20 +8,27 @@
     store.py    the ingest's tables in the stub's SQLite (survive a restart)
 
 WHEP viewers get the latest decoded frames re-encoded by aiortc, and keep
-playing across publisher reconnects. Non-video tracks (a publisher's
-microphone) are read and discarded.
+playing across publisher reconnects; an input serves at most `MAX_VIEWERS` (8)
+by default. Non-video tracks (a publisher's microphone) are read and discarded.
 """
 
-from luxxon_agent.stub.ingest.backend import InputGone, WhipIngest, create_video_backend
+from luxxon_agent.stub.ingest.backend import (
+    MAX_VIEWERS,
+    InputGone,
+    ViewersFull,
+    WhipIngest,
+    create_video_backend,
+)
 from luxxon_agent.stub.ingest.inputs import IngestStats, InputView
-from luxxon_agent.stub.ingest.sdp import MAX_OFFER_BYTES, BadOffer, check_offer
+from luxxon_agent.stub.ingest.sdp import BadOffer, check_offer
 
 __all__ = [
-    "MAX_OFFER_BYTES",
+    "MAX_VIEWERS",
     "BadOffer",
     "IngestStats",
     "InputGone",
     "InputView",
+    "ViewersFull",
     "WhipIngest",
     "check_offer",
     "create_video_backend",

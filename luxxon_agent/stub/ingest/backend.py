@@ -6,7 +6,10 @@ checked completely (`sdp.check_offer`) and negotiated on a new peer
 connection before it touches the input. The first publisher goes live at
 once; a later one (a crashed publisher coming back) waits as `pending` until
 its first decoded frame, then replaces the live one. DELETE on a resource
-ends that connection.
+ends that connection. An input serves at most `max_viewers` WHEP viewers at
+once; a viewer whose connection fails or closes (a reloaded page, a vanished
+peer), or is not connected `viewer_connect_timeout` after its answer, is
+dropped without waiting for a DELETE.
 
 Disconnect windows are the stretches without decoded media longer than
 `gap_threshold`: from the input's creation to the first frame, and from any
@@ -51,10 +54,23 @@ SAVE_EVERY_S = 1.0
 """How stale the stored start of an input's quiet stretch may get while frames flow."""
 PENDING_TIMEOUT_S = 20.0
 """How long an accepted offer may wait for its first frame beside a live publisher."""
+MAX_VIEWERS = 8
+"""WHEP viewers per input: each holds an aiortc connection and a VP8/H.264 encoder."""
+VIEWER_CONNECT_TIMEOUT_S = 20.0
+"""How long an answered viewer may take to connect: one that never does (gone before ICE,
+no candidate the ingest can reach) would otherwise hold its slot, and aioice gives up on
+unanswered checks only after about a minute."""
+VIEWERS_RETRY_AFTER_S = 5
+"""Retry-After of the 503 answered to a viewer beyond `max_viewers`."""
 
 
 class InputGone(Exception):
     """The input was closed while an offer was being negotiated (answered 404)."""
+
+
+class ViewersFull(Exception):
+    """The input already has its `max_viewers` viewers (answered 503 with Retry-After,
+    as RFC 9725 section 4.6 answers an endpoint without capacity)."""
 
 
 def _negotiation_errors() -> tuple[type[BaseException], ...]:
@@ -87,12 +103,16 @@ class WhipIngest:
         *,
         clock: Clock = SYSTEM_CLOCK,
         gap_threshold: float = 2.0,
+        max_viewers: int = MAX_VIEWERS,
+        viewer_connect_timeout: float = VIEWER_CONNECT_TIMEOUT_S,
     ) -> None:
         from luxxon_agent.stub.ingest.router import make_router
 
         self._base = public_base_url.rstrip("/")
         self._clock = clock
         self._gap = gap_threshold
+        self.max_viewers = max_viewers
+        self.viewer_connect_timeout = viewer_connect_timeout
         self._store: IngestStore | None = None
         self._inputs: dict[str, InputState] = {}
         self._by_whip: dict[str, InputState] = {}
@@ -340,10 +360,16 @@ class WhipIngest:
         return pc.localDescription.sdp, conn.resource
 
     async def accept_viewer(self, entry: InputState, offer: str) -> tuple[str, str]:
+        """Raises BadOffer, InputGone or ViewersFull."""
         summary = check_offer(offer, "viewer")
+        self._check_viewer_room(entry)
         logger.debug("video input %s: viewer offer, %s", entry.ref, summary.describe())
         pc = _new_peer_connection()
         conn = PublisherConnection(pc, secrets.token_urlsafe(12), self._clock.monotonic())
+
+        @pc.on("connectionstatechange")
+        def _on_state() -> None:
+            self._drop_viewer_if_gone(entry, conn.resource, pc)
 
         async def send() -> None:
             from aiortc import RTCSessionDescription
@@ -360,8 +386,25 @@ class WhipIngest:
         if entry.closed_at is not None:
             await pc.close()
             raise InputGone(entry.ref)
+        try:
+            # others may have been negotiating at the same time
+            self._check_viewer_room(entry)
+        except ViewersFull:
+            await pc.close()
+            raise
         entry.viewers[conn.resource] = pc
+        # ICE may have failed already, while the answer was made
+        self._drop_viewer_if_gone(entry, conn.resource, pc)
+        self._spawn(self._viewer_deadline(entry, conn.resource, pc))
         return pc.localDescription.sdp, conn.resource
+
+    async def end_viewer(self, entry: InputState, resource: str) -> bool:
+        """DELETE of a WHEP resource: end that viewer's connection; False if unknown."""
+        pc = entry.viewers.pop(resource, None)
+        if pc is None:
+            return False
+        await pc.close()
+        return True
 
     async def end_resource(self, entry: InputState, resource: str) -> bool:
         """DELETE of a WHIP resource: end that publisher connection; False if unknown."""
@@ -380,6 +423,35 @@ class WhipIngest:
         self._inputs[entry.ref] = entry
         self._by_whip[entry.whip_token] = entry
         self._by_whep[entry.whep_token] = entry
+
+    def _check_viewer_room(self, entry: InputState) -> None:
+        if len(entry.viewers) >= self.max_viewers:
+            raise ViewersFull(
+                f"this stream already has {self.max_viewers} viewers, the most it serves"
+            )
+
+    def _drop_viewer_if_gone(self, entry: InputState, resource: str, pc: RTCPeerConnection) -> None:
+        """Forget viewer `resource` once its connection failed or closed, and close it."""
+        if pc.connectionState not in ("failed", "closed"):
+            return
+        if entry.viewers.get(resource) is pc:
+            del entry.viewers[resource]
+            logger.info("video input %s: a viewer's connection %s", entry.ref, pc.connectionState)
+        if pc.connectionState == "failed":
+            self._spawn(pc.close())
+
+    async def _viewer_deadline(
+        self, entry: InputState, resource: str, pc: RTCPeerConnection
+    ) -> None:
+        await asyncio.sleep(self.viewer_connect_timeout)
+        if pc.connectionState != "connected" and entry.viewers.get(resource) is pc:
+            del entry.viewers[resource]
+            logger.info(
+                "video input %s: a viewer did not connect within %.0f s",
+                entry.ref,
+                self.viewer_connect_timeout,
+            )
+            await pc.close()
 
     def _spawn(self, work: Any) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(work)

@@ -6,8 +6,11 @@
     DELETE /whep/{token}/{resource}   end that viewer
 
 Errors are plain text, one line: 404 unknown endpoint, 415 a Content-Type
-other than application/sdp, 413 an offer over 64 KiB (read no further than
-that), 400 an offer the ingest cannot use, with the reason.
+other than application/sdp, 400 an offer the ingest cannot use, with the
+reason, 503 with Retry-After a viewer beyond the input's `max_viewers`.
+An offer over 64 KiB is answered 413 before it gets here, by the app's
+`RequestGuard` (stub/limits.py), which bounds every body: mount this router
+behind it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Request, Response
 
 from luxxon_agent.stub.ingest.inputs import InputState
-from luxxon_agent.stub.ingest.sdp import MAX_OFFER_BYTES, BadOffer
+from luxxon_agent.stub.ingest.sdp import BadOffer
 
 if TYPE_CHECKING:
     from luxxon_agent.stub.ingest.backend import WhipIngest
@@ -32,25 +35,8 @@ def _text(status: int, message: str) -> Response:
     return Response(status_code=status, content=message, media_type="text/plain")
 
 
-class _TooLarge(Exception):
-    pass
-
-
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The request body, refused as soon as it is known to pass `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _TooLarge
-    return bytes(body)
-
-
 def make_router(ingest: WhipIngest) -> APIRouter:
-    from luxxon_agent.stub.ingest.backend import InputGone
+    from luxxon_agent.stub.ingest.backend import VIEWERS_RETRY_AFTER_S, InputGone, ViewersFull
 
     router = APIRouter(include_in_schema=False)
 
@@ -66,11 +52,7 @@ def make_router(ingest: WhipIngest) -> APIRouter:
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != SDP:
             return _text(415, "Content-Type must be application/sdp")
         try:
-            raw = await read_limited(request, MAX_OFFER_BYTES)
-        except _TooLarge:
-            return _text(413, f"SDP offer larger than the {MAX_OFFER_BYTES}-byte limit")
-        try:
-            offer = raw.decode("utf-8")
+            offer = (await request.body()).decode("utf-8")
         except UnicodeDecodeError:
             return _text(400, "SDP offer is not UTF-8 text")
         try:
@@ -79,6 +61,10 @@ def make_router(ingest: WhipIngest) -> APIRouter:
             return _text(400, str(exc))
         except InputGone:
             return not_found()
+        except ViewersFull as exc:
+            response = _text(503, str(exc))
+            response.headers["Retry-After"] = str(VIEWERS_RETRY_AFTER_S)
+            return response
         return Response(
             status_code=201,
             content=answer,
@@ -104,10 +90,8 @@ def make_router(ingest: WhipIngest) -> APIRouter:
     @router.delete("/whep/{token}/{resource}")
     async def whep_delete(token: str, resource: str) -> Response:
         entry = ingest.by_whep(token)
-        pc = entry.viewers.pop(resource, None) if entry is not None else None
-        if pc is None:
+        if entry is None or not await ingest.end_viewer(entry, resource):
             return not_found()
-        await pc.close()
         return Response(status_code=200)
 
     return router

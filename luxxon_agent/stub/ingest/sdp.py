@@ -21,13 +21,12 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from aiortc.sdp import MediaDescription, SessionDescription
 
-MAX_OFFER_BYTES = 64 * 1024
-"""Largest SDP offer read; real offers are 2-6 KB."""
 MAX_MEDIA_LINES = 16
 MAX_CANDIDATES_PER_MEDIA = 32
 """Real offers carry 1-3 m-lines and a handful of candidates each; aiortc makes a
-transceiver per m-line and aioice pairs every candidate (and logs each one), so a
-64 KiB offer of either would hold the event loop."""
+transceiver per m-line and aioice pairs every candidate (and logs each one), so an
+offer of either up to the body limit (64 KiB, stub/limits.py) would hold the event loop.
+Real offers are 2-6 KB."""
 SUPPORTED_FINGERPRINT_HASHES = frozenset({"sha-256", "sha-384", "sha-512"})
 """What aiortc's DTLS transport can verify (aiortc.rtcdtlstransport)."""
 _FINGERPRINT = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){15,63}$")

@@ -136,7 +136,7 @@ def _dispatch_runtime(request: Request, found: Principal, workspace_id: str) -> 
 def _derive_workspace(stub: StubRuntime, conn: sqlite3.Connection, workspace_id: str) -> None:
     """An operator changed: an operator-level workspace's availability follows it."""
     if stub.operator_level(workspace_id):
-        fleet.derive_workspace_availability(conn, workspace_id)
+        fleet.derive_workspace_availability(conn, workspace_id, stub.now())
 
 
 def _live_operator(stub: StubRuntime, workspace_id: str, operator_id: str) -> sqlite3.Row:
@@ -186,12 +186,18 @@ async def register_operator(
     digest = "0x" + delegation.digest(stub.config.chain_id).hex()
     if stub.store.one("SELECT 1 FROM operators WHERE delegation_digest = ?", (digest,)):
         raise HttpError(409, ErrorCode.CONFLICT, "this delegation was already used; sign a new one")
-    if stub.store.one(
-        "SELECT 1 FROM operators WHERE workspace_id = ? AND label = ? AND revoked_at IS NULL",
-        (workspace_id, body.label),
-    ):
+    if fleet.label_taken(stub.store, workspace_id, body.label):
         raise HttpError(
             409, ErrorCode.CONFLICT, f"operator {body.label!r} exists; revoke it first", body.label
+        )
+    # one device key, one operator: else each could sign (and so pay) the other's session
+    holder = fleet.address_taken(stub.store, workspace_id, delegation.device_address)
+    if holder is not None:
+        raise HttpError(
+            409,
+            ErrorCode.CONFLICT,
+            f"deviceAddress: operator {holder} already has this device key; revoke it first",
+            holder,
         )
     operator_id = stub.new_id("op")
     with stub.store.transaction() as conn:
@@ -291,13 +297,7 @@ async def update_operator(
     now = stub.now()
     if wanted is AvailabilityState.ONLINE:
         require_coverage(merged)
-        if row["revoked_at"] is not None:
-            raise HttpError(
-                409,
-                ErrorCode.INVALID_STATE,
-                "availabilityState: the operator's device key is revoked; register a new one",
-                operator_id,
-            )
+        fleet.require_valid_key(row, now, "availabilityState: ")
         if row["availability_state"] == fleet.OFFLINE:
             holding = row["session_id"] is not None
             merged["availability_state"] = fleet.BUSY if holding else fleet.ONLINE
@@ -306,11 +306,7 @@ async def update_operator(
     elif wanted is AvailabilityState.OFFLINE:
         merged["availability_state"] = fleet.OFFLINE
     if body.label is not None and body.label != row["label"]:
-        taken = stub.store.one(
-            "SELECT 1 FROM operators WHERE workspace_id = ? AND label = ? AND revoked_at IS NULL",
-            (workspace_id, body.label),
-        )
-        if taken:
+        if fleet.label_taken(stub.store, workspace_id, body.label):
             raise HttpError(409, ErrorCode.CONFLICT, f"label: {body.label!r} is taken", body.label)
     with stub.store.transaction() as conn:
         conn.execute(

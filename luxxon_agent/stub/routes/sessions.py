@@ -206,13 +206,9 @@ async def dispatch(session_id: str, request: Request, found: Requester) -> JSONR
             (chosen_id, operator_id, ts(now), session_id),
         )
         if operator_id is not None:
-            fleet.offered(conn, operator_id, now)
+            fleet.offered(conn, "operators", operator_id, now)
         else:
-            # an offer counts as work: the next dispatch prefers another idle supplier
-            conn.execute(
-                "UPDATE workspaces SET idle_since = ?, last_offered_at = ? WHERE id = ?",
-                (ts(now), ts(now), chosen_id),
-            )
+            fleet.offered(conn, "workspaces", chosen_id, now)
     return _session_ok(request, stub, session_id, found)
 
 
@@ -368,7 +364,7 @@ async def accept(
             )
         else:
             fleet.hold_session(conn, operator["id"], session_id)
-            fleet.derive_workspace_availability(conn, operator["workspace_id"])
+            fleet.derive_workspace_availability(conn, operator["workspace_id"], stub.now())
     return _session_ok(request, stub, session_id, found)
 
 

@@ -16,6 +16,8 @@ Checks, in order; the first that fails answers with its code and stores nothing:
       none ............................. 403 UNKNOWN_SIGNER
       only revoked ones ................ 403 DEVICE_REVOKED
       delegation expired at capturedAt . 403 DEVICE_EXPIRED
+      a workspace-level session: the operator retired before capturedAt
+                                         403 DEVICE_REVOKED
       a session held by an operator (per-operator dispatch): the signer is the
       wallet or that operator's device key, else 403 OPERATOR_MISMATCH
 
@@ -98,7 +100,22 @@ def _authorised_signer(
             signer,
         )
     if session_operator_id is None:
-        return str(valid[0]["id"])
+        # a workspace-level session: any operator of the workspace may sign, but not one
+        # retired before the sample was taken (a retired operator's own LIVE session,
+        # below, still takes its key: it runs to its end)
+        serving = [
+            row
+            for row in valid
+            if row["retired_at"] is None or captured_at < datetime.fromisoformat(row["retired_at"])
+        ]
+        if not serving:
+            raise HttpError(
+                403,
+                ErrorCode.DEVICE_REVOKED,
+                "the device key's operator was retired before capturedAt",
+                signer,
+            )
+        return str(serving[0]["id"])
     if any(row["id"] == session_operator_id for row in valid):
         return session_operator_id
     # permanent, unlike UNKNOWN_SIGNER: the uploader drops the sample, never retries it
