@@ -19,9 +19,10 @@ adaptive, and with adaptation off (`--no-adapt`). Until `luxxon-agent
 publish` has `--no-adapt`, today's publisher is the non-adaptive run and
 the adaptive column says "not available": no number is made up.
 
-Paths: software (testsrc 720p30, libx264, 2 Mbit/s cap; the pattern
-itself needs only about 300 kbit/s) and passthrough (the test RTSP camera,
-720p30 Constrained Baseline H.264, made a 2.5 Mbit/s CBR camera by
+Paths: software (testsrc 720p30 with `detail=high`, libx264, 2 Mbit/s cap:
+the noise fills the cap, where the flat pattern needs about 300 kbit/s) and
+passthrough (the test RTSP camera, 720p30 Constrained Baseline H.264, made
+a 2.5 Mbit/s CBR camera by
 benchmarks/_cbr_camera.py, run in the client namespace). `--scale` shortens
 every phase for a smoke run.
 """
@@ -123,7 +124,8 @@ def run_profile(source: str, adaptive: bool, scale: float, subnet: int) -> tuple
     work = Path(tempfile.mkdtemp(prefix="bench-link-"))
     frames = work / "frames"
     run = Run()
-    with NetnsLink(subnet=subnet, name="bl") as link:
+    # the publisher's log (mode switches, ladder steps) next to the frames, to read a run after
+    with NetnsLink(subnet=subnet, name="bl") as link, (work / "publisher.log").open("w") as log:
         ingest = start_ingest(link, str(frames), PORT)
         if source.startswith("rtsp://"):
             start_cbr_camera(link, CAMERA_PORT)
@@ -134,9 +136,7 @@ def run_profile(source: str, adaptive: bool, scale: float, subnet: int) -> tuple
         argv = [CLI, "publish", "--source", source, "--bitrate", "2000000", "--json"]
         if not adaptive and has_adaptation():
             argv.append("--no-adapt")
-        publisher = link.popen(
-            link.client_ns, argv, env=env, cwd=str(ROOT), stderr=subprocess.DEVNULL
-        )
+        publisher = link.popen(link.client_ns, argv, env=env, cwd=str(ROOT), stderr=log)
         # the profile starts with the first frame at the ingest
         deadline = time.time() + 30
         while "F " not in frames.read_text() and time.time() < deadline:
@@ -152,6 +152,10 @@ def run_profile(source: str, adaptive: bool, scale: float, subnet: int) -> tuple
             run.phases.append((phase, start, time.time()))
         link.stop(publisher)
         link.stop(ingest)
+    with (work / "stats.jsonl").open("w") as out:
+        out.writelines(f"{json.dumps({'t': t} | stats)}\n" for t, stats in run.stats)
+    kind = "adaptive" if adaptive else "fixed"
+    print(f"bench_link: the {kind} run's frames, log and stats are in {work}", file=sys.stderr)
     return run, frames
 
 
@@ -228,8 +232,8 @@ def main() -> int:
         return 2
     paths = {
         "software": (
-            "testsrc://?size=1280x720&fps=30",
-            "software: testsrc 720p30, libx264, 2 Mbit/s cap",
+            "testsrc://?size=1280x720&fps=30&detail=high",
+            "software: testsrc 720p30 detail=high, libx264, 2 Mbit/s cap",
         ),
         "passthrough": (
             f"rtsp://127.0.0.1:{CAMERA_PORT}/cam",

@@ -40,6 +40,12 @@ NOT_FOLLOWING_S = 1.0
 """libx264 producing more than OVERSHOOT x its aim for this long is reopened."""
 OUTPUT_HEADROOM = 1.5
 """libx264 is aimed at most this far above what it produced over OUTPUT_WINDOW_S."""
+ADAPTIVE_BUFFER_S = 0.25
+"""VBV buffer of an adaptive encoder, in seconds of its VBV rate. aiortc has no pacer:
+a frame leaves as one burst, and a keyframe bigger than the bottleneck's queue loses
+packets, the receiver waits for another (PLIs are rate-limited) and the picture
+freezes. Measured on the 1 Mbit/s phase of bench_link (tbf, 200 ms queue) with a 1 s
+buffer: each ladder step's IDR at 540p froze the picture for 2-6 s."""
 MIN_TARGET_BPS = 50_000.0
 """Below this libx264 cannot make a picture worth sending, whatever the link."""
 _UNUSABLE: set[str] = set()
@@ -88,11 +94,13 @@ def open_h264_encoder(
     *,
     bitrate: int | None = None,
     max_rate: int | None = None,
+    buffer_s: float = 1.0,
 ) -> tuple[av.video.codeccontext.VideoCodecContext, str]:
     """An opened H.264 encoder context and its name; hardware first when allowed.
 
     `bitrate` is the average target (default: the cap), `max_rate` the VBV
-    rate and buffer (default: the cap): one second of it at most in flight.
+    rate (default: the cap), and `buffer_s` seconds of it the VBV buffer: at
+    most that much in flight, and the largest a keyframe can be.
     """
     import av
 
@@ -101,7 +109,8 @@ def open_h264_encoder(
         names = [n for n in HARDWARE_H264_ENCODERS if n not in _UNUSABLE] + ["libx264"]
     elif options.encoder != "libx264":
         names = [options.encoder]
-    rate = str(max_rate or options.bitrate)
+    rate = max_rate or options.bitrate
+    buffer = str(max(1, int(rate * buffer_s)))
     failures: list[str] = []
     for name in names:
         try:
@@ -116,7 +125,7 @@ def open_h264_encoder(
             codec.bit_rate = bitrate or options.bitrate
             codec.gop_size = max(1, round(options.keyframe_interval * fps))
             codec.max_b_frames = 0
-            opts: dict[str, str] = {"maxrate": rate, "bufsize": rate}
+            opts: dict[str, str] = {"maxrate": str(rate), "bufsize": buffer}
             if name == "libx264":
                 opts |= {
                     "preset": options.preset,
@@ -304,7 +313,13 @@ class H264Encoder:
         fps = self.fps * (self.ladder.rung.fps_share if self.ladder is not None else 1.0)
         bitrate = self._aim() if self.adaptive else None
         self._codec, name = open_h264_encoder(
-            size[0], size[1], fps, self.options, bitrate=bitrate, max_rate=max_rate
+            size[0],
+            size[1],
+            fps,
+            self.options,
+            bitrate=bitrate,
+            max_rate=max_rate,
+            buffer_s=ADAPTIVE_BUFFER_S if self.adaptive else 1.0,
         )
         self._opened_for = size
         self._over_since = None

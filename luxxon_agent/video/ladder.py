@@ -29,6 +29,11 @@ UP_HOLD_S = 4.0
 """...for this long."""
 APP_LIMITED_SHARE = 0.5
 """An encoder producing less than this share of its target is app-limited."""
+PINNING_SHARE = 0.75
+"""An encoder producing less than this share of its target pins the estimate: the
+estimator grows to at most 1.5 x what arrived and the encoder gets 0.85 of the
+estimate, so below about 0.78 x its target neither can move. A bigger rung is the
+only way out: it is tried as for an easy picture."""
 QP_HIGH = 35.0
 """Mean H.264 QP above which the picture suffers at this rung (libwebrtc's quality
 scaler uses 37 for its high threshold; blocks show from about here at ultrafast)."""
@@ -132,7 +137,8 @@ class Ladder:
             return self.rung
         # the highest rung whose floor the target clears with the margin
         up = next((i for i in range(self.index) if target_bps >= self.floor(i) * UP_MARGIN), None)
-        probing = up is None and easy and self.index > 0
+        pinning = output_bps is not None and output_bps < PINNING_SHARE * target_bps
+        probing = up is None and (easy or pinning) and self.index > 0
         if probing:
             up = self.index - 1
         if up is None:

@@ -373,7 +373,8 @@ async def open_media_source(
 ) -> MediaSource:
     """Open a video source by URL, and optionally an `alsa://DEVICE` audio source.
 
-    testsrc://?size=1280x720&fps=30      synthetic, burned-in clock
+    testsrc://?size=1280x720&fps=30      synthetic, burned-in clock;
+                                         `detail=high` makes it costly to encode
     file://clip.mp4?loop=1               a file (relative) or file:///abs/clip.mp4;
                                          `passthrough=1` sends its H.264 untouched
     v4l2:///dev/video0?size=1280x720&fps=30&format=mjpeg|h264|yuyv422
@@ -389,7 +390,7 @@ async def open_media_source(
     if scheme == "testsrc":
         width, height = _size(query.get("size"), (1280, 720))
         try:
-            test = TestSource(width, height, fps, clock=clock)
+            test = TestSource(width, height, fps, clock=clock, detail=query.get("detail", "low"))
         except ValueError as exc:
             raise MediaError(str(exc)) from None
         raw_cls = _raw_track_class()

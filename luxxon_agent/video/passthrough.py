@@ -2,19 +2,27 @@
 
 A camera's encoder does not hear the link. When the estimate stays below the
 camera's own bitrate (measured over `CAMERA_WINDOW_S`) for `DOWN_HOLD_S`,
-forwarding it means dropping most packets and decoding nothing; instead
+or at once when the estimator is backing off on loss or delay, forwarding it
+means dropping most packets and decoding nothing; instead
 `PassthroughSwitch` goes to TRANSCODE: decode the camera's stream and encode
 it with our libx264 at the estimate (same track, same RTP stream, no
 reconnect). It returns to PASSTHROUGH once the estimate has stayed
-`UP_MARGIN` above the camera's rate for `UP_HOLD_S`. A box that cannot
+`UP_MARGIN` above the camera's rate for `UP_HOLD_S`, or tries it (a probe) when
+the transcoder's target has reached `PROBE_FROM` of the camera's rate with no
+congestion for `QUIET_S`: a link that carries that much without a queue
+probably carries the camera. A box that cannot
 afford the transcode (`VideoOptions.transcode=False`, or encoding that turns
 out slower than the frame rate) forwards keyframes only (KEYFRAMES): a slow
 but whole picture rather than a broken stream, and tries passthrough again
 after `PROBE_S` (doubling while it keeps failing).
 
-Switching to TRANSCODE starts the decoder at the camera's next keyframe;
-switching back waits for one too, and re-encodes until then, so the receiver
-never gets a P-frame whose reference it does not have.
+Switching to TRANSCODE starts the decoder warm: the track keeps the camera's
+packets since its last keyframe (`MAX_GOP_S` at most) and decodes them before
+the first frame it encodes, so the first transcoded keyframe follows the switch
+at once instead of at the camera's next keyframe; with no keyframe kept it
+forwards keyframes only until one comes. Switching back waits for a camera
+keyframe, and re-encodes until then, so the receiver never gets a P-frame whose
+reference it does not have.
 """
 
 from __future__ import annotations
@@ -42,16 +50,27 @@ DOWN_MARGIN = 1.1
 """Transcode when the estimate is below the camera's rate times this (RTP and SRTP
 overhead, retransmissions)..."""
 DOWN_HOLD_S = 1.0
-"""...for this long."""
+"""...for this long (no wait when the estimator is backing off: that is the link
+saying so, and every second forwarding the camera into it is a second frozen)."""
 UP_MARGIN = 1.3
 """Back to passthrough when the estimate is above the camera's rate times this..."""
 UP_HOLD_S = 8.0
 """...for this long."""
+PROBE_FROM = 0.8
+QUIET_S = 4.0
+"""Probe when the transcoder's target is at least PROBE_FROM of the camera's rate and
+the link has shown no congestion for QUIET_S: the estimate cannot prove more than the
+transcoder sends (1.5 x what arrived), so waiting for UP_MARGIN can take a long while."""
 PROBE_S = 15.0
 """Where the estimate cannot grow to the camera's rate (keyframes only, or a transcoder
 that needs far less than its target: the estimate stays within 1.5 x what is sent), or
 the link has shown no congestion for UP_HOLD_S, try passthrough after this, and twice as
-long after each try the link refused."""
+long after each try the link refused (back to PROBE_S once the estimate has grown
+REOPENED x past the rate at which a probe was refused: the link has changed since)."""
+REOPENED = 2.0
+MAX_GOP_S = 10.0
+"""Camera packets kept for a warm decoder start: a camera with a longer keyframe
+interval waits for its next keyframe instead."""
 MAX_PROBE_S = 120.0
 PROBE_GRACE_S = 12.0
 """A probe is judged by congestion, not by the estimate, for this long: the estimate
@@ -87,6 +106,7 @@ class PassthroughSwitch:
         self._since: float | None = None
         self._probe_s = PROBE_S
         self._probing = False
+        self._refused_bps: float | None = None
         self._entered_at = 0.0
         self._listeners: list[Callable[[PassthroughMode], None]] = []
 
@@ -127,9 +147,10 @@ class PassthroughSwitch:
             elif self._probing:
                 self._probing = False  # the probe held: the link takes the camera again
                 self._probe_s = PROBE_S
-            if self._held(narrow, now, DOWN_HOLD_S):
+            if self._held(narrow, now, 0.0 if self.congested else DOWN_HOLD_S):
                 if in_grace:
                     self._probe_s = min(MAX_PROBE_S, self._probe_s * 2)
+                    self._refused_bps = target_bps
                 self._probing = False
                 mode = (
                     PassthroughMode.TRANSCODE
@@ -149,7 +170,11 @@ class PassthroughSwitch:
         limited = self.mode is PassthroughMode.KEYFRAMES or (
             output_bps is not None and output_bps < APP_LIMITED_SHARE * target_bps
         )
-        quiet = self._congested_at is None or now - self._congested_at >= UP_HOLD_S
+        quiet = self._congested_at is None or now - self._congested_at >= QUIET_S
+        carried = target_bps >= camera * PROBE_FROM
+        if self._refused_bps is not None and target_bps >= self._refused_bps * REOPENED:
+            self._refused_bps = None
+            self._probe_s = PROBE_S
         if self._held(wide, now, UP_HOLD_S):
             self._probe_s = PROBE_S
             self._enter(
@@ -158,13 +183,15 @@ class PassthroughSwitch:
                 f" {camera / 1000:.0f} kbit/s",
                 now,
             )
-        elif (limited or quiet) and now - self._entered_at >= self._probe_s:
+        elif quiet and (limited or carried) and now - self._entered_at >= self._probe_s:
             self._probing = True
-            self._enter(
-                PassthroughMode.PASSTHROUGH,
-                "probing the link with passthrough (the estimate cannot grow past what is sent)",
-                now,
+            why = (
+                "the estimate cannot grow past what is sent"
+                if limited
+                else f"{target_bps / 1000:.0f} kbit/s carried with no congestion"
             )
+            reason = f"probing the link with passthrough ({why})"
+            self._enter(PassthroughMode.PASSTHROUGH, reason, now)
         return self.mode
 
     def _held(self, condition: bool, now: float, hold: float) -> bool:
@@ -199,19 +226,16 @@ class _Transcoder:
         self.cost_ms: float | None = None
         """Mean decode + encode time per frame over the first frames, once measured."""
 
-    def transcode(self, packet: av.Packet[Any]) -> list[av.Packet[Any]]:
-        import av
+    def warm(self, packets: list[av.Packet[Any]]) -> None:
+        """Decode the camera's packets since its last keyframe, encoding nothing: the
+        next packet then decodes to a picture the encoder can start its keyframe from."""
+        for packet in packets:
+            self._decode(packet)
 
+    def transcode(self, packet: av.Packet[Any]) -> list[av.Packet[Any]]:
         began = time.perf_counter()
-        source = av.Packet(bytes(packet))
-        source.pts, source.time_base = packet.pts, VIDEO_TIME_BASE
         out: list[av.Packet[Any]] = []
-        try:
-            frames = self._decoder.decode(source)
-        except av.FFmpegError as exc:
-            logger.debug("transcode: camera packet not decodable: %s", exc)
-            return out
-        for frame in frames:
+        for frame in self._decode(packet):
             out += self.encoder.encode(frame)
         self._frames += 1
         if self.cost_ms is None:
@@ -219,6 +243,17 @@ class _Transcoder:
             if self._frames >= COST_SAMPLE_FRAMES:
                 self.cost_ms = self._spent / self._frames * 1000
         return out
+
+    def _decode(self, packet: av.Packet[Any]) -> list[av.VideoFrame]:
+        import av
+
+        source = av.Packet(bytes(packet))
+        source.pts, source.time_base = packet.pts, VIDEO_TIME_BASE
+        try:
+            return self._decoder.decode(source)
+        except av.FFmpegError as exc:
+            logger.debug("transcode: camera packet not decodable: %s", exc)
+            return []
 
     @property
     def affordable(self) -> bool:
@@ -245,6 +280,8 @@ def make_switching_track(
             self._transcoder: _Transcoder | None = None
             self._pending: list[Any] = []
             self._cost_logged = False
+            self._gop: list[Any] = []
+            """The camera's packets since its last keyframe, for a warm decoder start."""
 
         def request_keyframe(self) -> None:
             if self._transcoder is not None:
@@ -265,7 +302,19 @@ def make_switching_track(
                 self._pending = await self._route(packet, at)
             return self._pending.pop(0)
 
+        def _keep_gop(self, packet: Any) -> None:
+            if packet.is_keyframe:
+                self._gop = [packet]
+            elif self._gop and len(self._gop) < MAX_GOP_S * fps:
+                self._gop.append(packet)
+            else:
+                self._gop = []  # no keyframe in sight: the next one starts the decoder
+
         async def _route(self, packet: Any, at: float) -> list[Any]:
+            if self._transcoder is None:
+                self._keep_gop(packet)
+            else:
+                self._gop = []
             mode = switch.mode
             if self._transcoder is not None and mode is not PassthroughMode.TRANSCODE:
                 if not packet.is_keyframe:
@@ -276,12 +325,18 @@ def make_switching_track(
             if mode is PassthroughMode.KEYFRAMES:
                 return [packet] if packet.is_keyframe else []
             if self._transcoder is None:
-                if not packet.is_keyframe:
-                    return [packet]  # the camera's stream until its next keyframe
-                self._transcoder = self._start_transcoder(packet)
+                if not self._gop:
+                    # no keyframe to start from: keyframes only until the camera's next
+                    return [packet] if packet.is_keyframe else []
+                transcoder = self._start_transcoder()
+                # the packet itself is the last of the GOP: it is transcoded below
+                await asyncio.get_running_loop().run_in_executor(
+                    None, transcoder.warm, self._gop[:-1]
+                )
+                self._transcoder, self._gop = transcoder, []
             return await self._transcode(packet, at)
 
-        def _start_transcoder(self, packet: Any) -> _Transcoder:
+        def _start_transcoder(self) -> _Transcoder:
             camera_bps = switch.camera_bps(now()) or float(options.bitrate)
             # never above the camera's own rate: that is what passthrough is for
             encoder = H264Encoder(

@@ -39,8 +39,10 @@ from typing import Any
 
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
 from luxxon_agent.video.bandwidth import (
+    RANDOM_LOSS_QUEUE_MS,
     BandwidthEstimator,
     BandwidthSnapshot,
+    DelaySignal,
     KeyframeLimiter,
     RateState,
     RetransmissionBudget,
@@ -265,7 +267,13 @@ class RtcpTap:
             # what arrived bounds the budget too: right after a step down the estimate is stale
             snapshot = self.estimator.snapshot()
             basis = min(snapshot.estimate_bps, snapshot.receive_bps or snapshot.estimate_bps)
-            if not self.budget.allow(size, basis):
+            queuing = snapshot.queuing_delay_ms
+            delay_flat = (
+                queuing is not None
+                and queuing < RANDOM_LOSS_QUEUE_MS
+                and snapshot.delay_signal is DelaySignal.NORMAL
+            )
+            if not self.budget.allow(size, basis, delay_flat=delay_flat):
                 self.retransmissions_dropped += 1
                 return
         original: Callable[[int], Awaitable[None]] = self._originals["_retransmit"]

@@ -204,6 +204,24 @@ def test_loss_thresholds_grow_hold_and_back_off() -> None:
     assert est.snapshot().state is RateState.INCREASE
 
 
+def test_retransmission_budget_grows_while_the_delay_stays_flat_and_resets_on_a_queue() -> None:
+    clock = ManualClock()
+    budget = RetransmissionBudget(0.1, window_s=1.0, clock=clock)
+    # 10 kB a second at 800 kbit/s; flat delay from now on
+    assert budget.allow(1000, 800_000, delay_flat=True)
+    clock.t += 1.0  # flat for a second: twice the share
+    assert all(budget.allow(1000, 800_000, delay_flat=True) for _ in range(20))
+    assert not budget.allow(1000, 800_000, delay_flat=True)
+    clock.t += 5.0  # capped at MAX_FLAT_DELAY_FACTOR x the share
+    assert all(budget.allow(1000, 800_000, delay_flat=True) for _ in range(30))
+    assert not budget.allow(1000, 800_000, delay_flat=True)
+    clock.t += 1.0
+    # a standing queue: back to the plain share at once
+    assert all(budget.allow(1000, 800_000) for _ in range(10))
+    assert not budget.allow(1000, 800_000)
+    assert budget.denied == 3
+
+
 def test_bounds_hold_whatever_the_feedback() -> None:
     _, est, link = make(min_bps=100_000, start_bps=CAP)
     link.drop = 0.9

@@ -132,6 +132,37 @@ def test_burned_clock_reads_back_after_jpeg_roundtrip() -> None:
     assert read_burned_clock(decoded) == (now, 777)
 
 
+def test_high_detail_testsrc_costs_the_encoder_many_more_bits_and_keeps_its_clock() -> None:
+    from fractions import Fraction
+
+    import av
+
+    def encoded_bytes(detail: str) -> tuple[int, int]:
+        pattern = TestPattern(640, 360, detail=detail)
+        encoder = av.CodecContext.create("libx264", "w")
+        encoder.width, encoder.height, encoder.pix_fmt = 640, 360, "yuv420p"
+        encoder.time_base = Fraction(1, 30)
+        encoder.options = {"preset": "ultrafast", "tune": "zerolatency", "qp": "30"}
+        decoder = av.CodecContext.create("h264", "r")
+        size = read = 0
+        start = datetime(2026, 5, 13, 8, 42, tzinfo=UTC)
+        for counter in range(10):
+            frame = pattern.frame(counter, start + timedelta(milliseconds=33 * counter))
+            frame.pts = counter
+            for packet in encoder.encode(frame):
+                size += packet.size
+                for decoded in decoder.decode(packet):
+                    read += read_burned_clock(decoded) is not None
+        return size, read
+
+    low, low_read = encoded_bytes("low")
+    high, high_read = encoded_bytes("high")
+    assert high > 10 * low
+    assert low_read == high_read == 10
+    with pytest.raises(ValueError, match="detail"):
+        TestPattern(640, 360, detail="extreme")
+
+
 async def test_unknown_source_schemes_and_bad_options_are_clear() -> None:
     with pytest.raises(MediaError, match="unknown source scheme 'http'"):
         await open_media_source("http://secret-camera/stream")
