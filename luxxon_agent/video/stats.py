@@ -55,6 +55,8 @@ class PublisherStats:
     """Fraction lost, from the receiver's reports over the last 2 s."""
     rtt_ms: float | None = None
     retransmitted_bytes: int = 0
+    padding_bytes: int = 0
+    """Padding-only probe bytes sent on the wire (pacer.py), in all."""
     rung: str | None = None
     """The ladder's picture, e.g. `360p30`, for our encoder."""
     ladder_steps: int = 0
