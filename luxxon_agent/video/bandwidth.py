@@ -402,7 +402,8 @@ class BandwidthEstimator:
         self._capacity: float | None = None
         self._congested_bps: float | None = None
         """The receive rate at the last back-off (unlike `_capacity`, never forgotten)."""
-        self._jump_to: int | None = None
+        self._jumps: list[int] = []
+        """First sequence numbers after jumps the receiver has not reported past yet."""
         self._probe = _ProbeState()
 
     def restart_stream(self) -> None:
@@ -412,7 +413,7 @@ class BandwidthEstimator:
         self._rtx.clear()
         self._sr_sent.clear()
         self._last_decrease = None
-        self._jump_to = None
+        self._jumps = []
         self._probe = _ProbeState()
 
     # -- what the sender sent -------------------------------------------------------------
@@ -474,10 +475,11 @@ class BandwidthEstimator:
             if rtt >= 0:
                 self._rtt = rtt if self._rtt is None else 0.8 * self._rtt + 0.2 * rtt
                 self._rtt_trend.add(now, rtt * 1000)
-        if self._jump_to is not None and (highest_sequence - self._jump_to) & 0xFFFF < 0x8000:
-            # the first report past a sequence jump: its counts span the skipped numbers,
-            # which were never sent; count from here, keep the loss known before
-            self._jump_to = None
+        passed = [j for j in self._jumps if (highest_sequence - j) & 0xFFFF < 0x8000]
+        if passed:
+            # the first report past a sequence jump (or several): its counts span the
+            # skipped numbers, which were never sent; count from here, keep the loss known
+            self._jumps = [j for j in self._jumps if j not in passed]
             self._media.restart_counts(now, highest_sequence, packets_lost)
         else:
             self._take_counts(now, highest_sequence, packets_lost, max(0, fraction_lost))
@@ -493,7 +495,7 @@ class BandwidthEstimator:
     def on_sequence_jump(self, first_sequence: int) -> None:
         """Our sequence numbers skipped ahead to `first_sequence` (16-bit): the receiver
         will count the skipped ones as lost in its next report."""
-        self._jump_to = first_sequence & 0xFFFF
+        self._jumps.append(first_sequence & 0xFFFF)
 
     def on_remb(self, bitrate_bps: float) -> None:
         """The receiver's estimated maximum bitrate: a bound, not a target."""

@@ -187,6 +187,8 @@ class Publisher:
                 rtt_ms=None if link.rtt_s is None else link.rtt_s * 1000,
                 retransmitted_bytes=link.retransmitted_bytes,
                 padding_bytes=link.padding_bytes,
+                receive_bps=link.receive_bps,
+                link_reason=link.reason,
             )
         h264 = self._video.h264 if self._video is not None else None
         if h264 is not None:

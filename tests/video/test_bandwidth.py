@@ -369,3 +369,43 @@ def test_no_padding_for_a_sender_that_wants_nothing_more() -> None:
     assert est.padding_bps(0.0) == 0.0
     assert est.padding_bps(CAP) > 0
     assert link.padding_bits == 0
+
+
+def test_two_sequence_jumps_before_a_report_are_not_loss() -> None:
+    """A flush after a collapse and one after refused repairs can both come before the
+    receiver reports: the skipped numbers of either were never sent."""
+    clock = ManualClock()
+    est = BandwidthEstimator(max_bps=CAP, start_bps=1_000_000, clock=clock)
+    seq = 0
+    lost = 0
+
+    def send(count: int) -> None:
+        nonlocal seq
+        for _ in range(count):
+            seq += 1
+            est.on_packet_sent(seq, 1000)
+
+    def report(highest: int, lost: int) -> None:
+        clock.t += 0.5
+        est.on_receiver_report(
+            fraction_lost=0, packets_lost=lost, highest_sequence=highest, jitter=0, lsr=0, dlsr=0
+        )
+        assert est.snapshot().loss == 0.0
+        assert est.snapshot().state is not RateState.DECREASE
+
+    send(100)
+    report(seq, 0)
+    send(50)
+    report(seq, 0)
+    seq += 2048
+    est.on_sequence_jump(seq + 1)
+    send(40)
+    seen = seq  # the receiver has this far when it reports; the second jump is in flight
+    seq += 2048
+    est.on_sequence_jump(seq + 1)
+    send(40)
+    # the receiver counts what it never got as lost
+    report(seen, 2048)
+    report(seq, 4096)
+    send(50)
+    report(seq, 4096)
