@@ -209,9 +209,7 @@ def cell(result: PhaseResult | None) -> str:
     )
 
 
-def report(
-    title: str, adaptive: list[PhaseResult] | None, fixed: list[PhaseResult] | None
-) -> None:
+def report(title: str, adaptive: list[PhaseResult] | None, fixed: list[PhaseResult] | None) -> None:
     print(f"\n{title}")
     head = f"{'fps':>5} {'frozen':>6} {'stale ms':>11} {'kbit/s':>6} {'rec':>3} {'drops':>6}"
     print(f"{'phase':<20} | {'adaptive':<44} | non-adaptive (today's publisher)")

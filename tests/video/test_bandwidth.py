@@ -377,7 +377,6 @@ def test_two_sequence_jumps_before_a_report_are_not_loss() -> None:
     clock = ManualClock()
     est = BandwidthEstimator(max_bps=CAP, start_bps=1_000_000, clock=clock)
     seq = 0
-    lost = 0
 
     def send(count: int) -> None:
         nonlocal seq
