@@ -6,7 +6,8 @@ controllers, cut to what a WHIP publisher hears back from any receiver:
 - RTCP receiver reports (always): fraction lost, jitter, the round-trip time
   from LSR/DLSR (matched against the sender reports we sent), and, from the
   highest sequence number and cumulative loss against the sizes of the packets
-  we sent, the rate that actually arrived;
+  we sent, the rate that actually arrived, on the media stream and on its RTX
+  stream (retransmissions and padding probes) together;
 - REMB (when the receiver sends it): an upper bound;
 - transport-wide feedback (when negotiated): one-way delays and arrival rate.
 
@@ -23,7 +24,9 @@ Two controllers, the lower wins (GCC's A = min(As, Ad)):
 
 The estimate never leaves [min_bps, max_bps], never grows past 1.5 x what
 arrived (+10 kbit/s: an encoder that sends less than allowed proves nothing
-above it), and REMB caps it. Decreases come at most once per RTT + 300 ms.
+above it; `padding_bps` says how much padding would prove it), and REMB caps
+it. Decreases come at most once per RTT + 300 ms, and are not cut to what
+arrived while that is what we sent (the link keeps up: it measured us).
 Everything here is synchronous and reads time from the injected clock; the
 aiortc boundary is `rtcp_tap`.
 """
@@ -676,6 +679,10 @@ class BandwidthEstimator:
             return
         if self._signal is DelaySignal.UNDERUSE:
             self._set(self._estimate, RateState.HOLD, "queue draining")
+            return
+        if self._signal is DelaySignal.OVERUSE:
+            # a standing queue the link is draining (see above): no back-off, no growth
+            self._set(self._estimate, RateState.HOLD, "queue standing")
             return
         self._set(self._grown(elapsed, rtt), RateState.INCREASE, LINK_CLEAR)
 
