@@ -563,6 +563,12 @@ class BandwidthEstimator:
         self._trim_sent()
         return self._padding_window_bytes * 8 / SENT_WINDOW_S
 
+    @property
+    def padding_heard(self) -> bool:
+        """Whether padding can prove anything here: not yet found unreported on this
+        connection (True until then)."""
+        return not self._probe.unheard
+
     def padding_bps(self, wanted_bps: float) -> float:
         """Padding bit/s to send beside the media now, so that what arrives can prove the
         estimate (0: none); the total stays within `wanted_bps`, what the sender would use

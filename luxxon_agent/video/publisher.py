@@ -554,6 +554,7 @@ class Publisher:
         target = self._estimator.estimate_bps * ENCODER_SHARE
         if self._switch is not None:
             self._switch.congested = self._estimator.snapshot().state is RateState.DECREASE
+            self._switch.padding = self._estimator.padding_heard
         control.set_target(target, self._options.clock.monotonic())
 
     def _hold(self, resource: WhipResource) -> None:
