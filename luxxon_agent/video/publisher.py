@@ -10,6 +10,15 @@ jitter. That Location is also kept in the leftover-resource file
 (resource_file.py), so a restarted process DELETEs the orphan of the one
 that died.
 
+A server that cannot be reached at all (no route, no answer within
+`whip.CONNECT_TIMEOUT`) is tried again about once a second, whatever
+happened before: such an attempt costs the server nothing, and the path
+may come back at any moment (netlink's link-up, address-added or
+default-route change wakes the wait at once). The resource of a lost
+connection is DELETEd first (it is the next POST's first obstacle on
+servers that keep one publisher per endpoint), then the fresh offer is
+POSTed.
+
 POST answers: 403/409 mean an old publisher may still hold the endpoint:
 DELETE what we hold and retry, at most `max_refusals` rounds in a row (then
 the endpoint belongs to someone else). A 403 when we hold nothing to DELETE
@@ -48,7 +57,7 @@ from luxxon_agent.video.netwatch import NetWatch, NetworkChange
 from luxxon_agent.video.passthrough import PassthroughSwitch
 from luxxon_agent.video.resource_file import ResourceFile
 from luxxon_agent.video.stats import PublisherState, PublisherStats, SenderReport, StatsBook
-from luxxon_agent.video.whip import IceServer, WhipClient, WhipResource
+from luxxon_agent.video.whip import IceServer, WhipClient, WhipResource, WhipUnreachable
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +77,8 @@ PASSTHROUGH_CEILING_BPS = 20_000_000.0
 """The estimate's ceiling for a camera's stream, whatever `--bitrate` (our encoder's cap) says."""
 PATH_LOST = frozenset({"address-removed", "link-down"})
 """Network changes after which the media's path is gone: re-offer at once."""
+PATH_BACK = frozenset({"link-up", "address-added", "default-route-changed"})
+"""Network changes after which a path may be there again: a waiting retry goes at once."""
 
 SourceOpener = Callable[[], Awaitable[MediaSource]]
 """Opens the source; a publisher given one opens, re-opens and closes the source itself."""
@@ -93,7 +104,10 @@ class PublisherOptions:
     adaptive: bool = True
     """Follow the link's estimated bandwidth; False sends at the configured cap."""
     backoff: Backoff = Backoff(initial=0.5, maximum=10.0)
-    """Between reconnection attempts."""
+    """Between reconnection attempts the server answered (or that failed on our side)."""
+    unreachable_backoff: Backoff = Backoff(initial=0.5, maximum=1.0)
+    """From the start of one attempt that could not reach the WHIP server to the next: it
+    does not grow, so the path coming back is found within about a second."""
     blocked_backoff: Backoff = Backoff(initial=2.0, maximum=30.0)
     """Between attempts after a terminal condition, with `persistent`."""
     stale_after: float = 5.0
@@ -151,6 +165,7 @@ class Publisher:
         self._netwatch: NetWatch | None = None
         self._moves: list[NetworkChange] = []
         self._moved = asyncio.Event()
+        self._path_back = asyncio.Event()
         self._refused_seen = 0
 
     def __repr__(self) -> str:
@@ -281,6 +296,8 @@ class Publisher:
     def _network_changed(self, change: NetworkChange) -> None:
         self._moves.append(change)
         self._moved.set()
+        if change.reason in PATH_BACK:
+            self._path_back.set()
 
     async def _retry_when_blocked(self) -> None:
         """`_loop`, and with `persistent` its terminal errors as BLOCKED, retried slowly."""
@@ -312,17 +329,30 @@ class Publisher:
         attempt = 0
         refetches = 0
         refusals = 0
+        outage = _Outage()
+        clock = self._options.clock
         while not self._stop_event.is_set():
             if self._options.is_live is not None and not await self._still_live():
                 logger.info("session is no longer live; publisher stops")
                 return
-            first = self._stats.reconnects == 0 and attempt == 0
+            first = self._stats.reconnects == 0 and attempt == 0 and outage.attempts == 0
             self._set_state(PublisherState.CONNECTING if first else PublisherState.RECONNECTING)
+            # a change from now on may be what the next attempt needs: it must not be missed
+            self._path_back.clear()
+            began = clock.monotonic()
             try:
                 whip = await self._current_whip()
+                await self._delete_location(unreachable_raises=True)
                 source = await self._current_source()
                 connection = await self._connect(whip, source)
+            except WhipUnreachable as exc:
+                self._stats.last_error = str(exc)
+                outage.failed(exc, clock.monotonic())
+                delay = self._options.unreachable_backoff.delay(outage.attempts - 1, self._rng)
+                await self._pause(delay - (clock.monotonic() - began), wake_on_network=True)
+                continue
             except WhipError as exc:
+                outage.ended(clock.monotonic())
                 self._stats.last_error = str(exc)
                 if exc.status in GONE_STATUSES:
                     if refetches >= MAX_REFETCHES or not await self._refetch_after(exc):
@@ -344,25 +374,30 @@ class Publisher:
             except MediaError as exc:
                 if self._stop_event.is_set():
                     return
+                outage.ended(clock.monotonic())
                 refusals = 0
                 self._stats.last_error = str(exc)
                 logger.warning("publish attempt failed: %s", exc)
             else:
+                outage.ended(clock.monotonic())
                 refetches = 0
                 refusals = 0
-                began = self._options.clock.monotonic()
+                began = clock.monotonic()
                 loss = await self._watch(connection)
-                await self._teardown()
                 if loss is None:
                     return
                 logger.warning("connection lost (%s); reconnecting", loss.reason)
+                # the path is gone or broken: its kept-alive connections lead nowhere, and
+                # the DELETE waits for the next attempt, under the unreachable pace
+                await whip.drop_connections()
+                await self._teardown(delete=False)
                 self._stats.last_error = loss.reason
                 self._stats.reconnects += 1
-                if loss.at_once or self._options.clock.monotonic() - began >= STABLE_AFTER:
+                if loss.at_once or clock.monotonic() - began >= STABLE_AFTER:
                     attempt = 0
                     continue
                 # a connection that dies young is retried with backoff, not in a tight loop
-            await self._pause(self._options.backoff.delay(attempt, self._rng))
+            await self._pause(self._options.backoff.delay(attempt, self._rng), wake_on_network=True)
             attempt += 1
 
     async def _after_refusal(self, exc: WhipError, refusals: int) -> bool:
@@ -411,8 +446,11 @@ class Publisher:
             logger.warning("could not check the session state: %s", exc)
             return True
 
-    async def _pause(self, seconds: float) -> None:
-        if await sleep_or_event(self._options.clock, seconds, self._stop_event):
+    async def _pause(self, seconds: float, *, wake_on_network: bool = False) -> None:
+        """Wait `seconds` (raise `_StopRequested` on stop); `wake_on_network`: also end the
+        wait when a path may be back (PATH_BACK since the last attempt began)."""
+        wake = (self._path_back,) if wake_on_network and self._netwatch is not None else ()
+        if await sleep_or_event(self._options.clock, seconds, self._stop_event, *wake):
             raise _StopRequested
 
     def _whip_client(self, url: Secret) -> WhipClient:
@@ -583,25 +621,32 @@ class Publisher:
         if self._netwatch is not None and address is not None:
             self._netwatch.watch([address])
 
-    async def _teardown(self) -> None:
+    async def _teardown(self, *, delete: bool = True) -> None:
         connection, self._connection = self._connection, None
         last: SenderReport | None = None
         if connection is not None:
             last = await connection.report()
         self._stats.connection_closed(last)
-        await self._delete_location()
+        if delete:
+            await self._delete_location()
         if connection is not None:
             await connection.close()
 
     # -- the resource and its file -------------------------------------------------------
 
-    async def _delete_location(self) -> bool:
-        """DELETE the resource we hold; True when one was deleted."""
+    async def _delete_location(self, *, unreachable_raises: bool = False) -> bool:
+        """DELETE the resource we hold; True when one was deleted. `unreachable_raises`:
+        a server out of reach raises `WhipUnreachable` (a POST would not get there either)."""
         location = self._location
         if location is None or self._whip is None:
             return False
         try:
             await self._whip.delete(location)
+        except WhipUnreachable:
+            if unreachable_raises:
+                raise
+            logger.info("DELETE of the previous WHIP resource failed: the server is unreachable")
+            return False
         except MediaError as exc:
             # best effort, kept for later: a 403 on the next POST asks for this DELETE again
             logger.info("DELETE of the previous WHIP resource failed: %s", exc)
@@ -619,6 +664,36 @@ class Publisher:
             logger.info("deleting the WHIP resource a previous run left behind")
             self._location = location
             await self._delete_location()
+
+
+class _Outage:
+    """Attempts in a row that could not reach the WHIP server: one warning when it starts,
+    one line when it ends, quiet in between (a drone out of coverage tries for hours)."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self._since = 0.0
+
+    def failed(self, exc: WhipUnreachable, now: float) -> None:
+        if self.attempts == 0:
+            self._since = now
+            logger.warning(
+                "WHIP server unreachable (%s); trying again about every second, and at once"
+                " when the network changes",
+                exc,
+            )
+        else:
+            logger.debug("WHIP server still unreachable (%s)", exc)
+        self.attempts += 1
+
+    def ended(self, now: float) -> None:
+        if self.attempts:
+            logger.info(
+                "WHIP server reachable again after %.1f s (%d attempts)",
+                now - self._since,
+                self.attempts,
+            )
+        self.attempts = 0
 
 
 class _Loss(NamedTuple):
