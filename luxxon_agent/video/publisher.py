@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -50,7 +52,13 @@ from luxxon_agent.clock import SYSTEM_CLOCK, Clock, sleep_or_event
 from luxxon_agent.errors import LuxxonError, MediaError, WhipError
 from luxxon_agent.secret import Secret, redact_url
 from luxxon_agent.video.bandwidth import BandwidthEstimator, BandwidthSnapshot, RateState
-from luxxon_agent.video.connection import Connection, VideoTrack, open_connection, video_track
+from luxxon_agent.video.connection import (
+    Connection,
+    ConnectTimings,
+    VideoTrack,
+    open_connection,
+    video_track,
+)
 from luxxon_agent.video.encoder import VideoOptions
 from luxxon_agent.video.mediasource import MediaSource
 from luxxon_agent.video.netwatch import NetWatch, NetworkChange
@@ -166,6 +174,8 @@ class Publisher:
         self._moves: list[NetworkChange] = []
         self._moved = asyncio.Event()
         self._path_back = asyncio.Event()
+        self._deleted_in: float | None = None
+        """How long the DELETE before the coming connection's POST took (None: there was none)."""
         self._refused_seen = 0
 
     def __repr__(self) -> str:
@@ -340,11 +350,17 @@ class Publisher:
             # a change from now on may be what the next attempt needs: it must not be missed
             self._path_back.clear()
             began = clock.monotonic()
+            freeing: asyncio.Task[None] | None = None
             try:
                 whip = await self._current_whip()
-                await self._delete_location(unreachable_raises=True)
+                if self._location is not None and outage.attempts:
+                    # out of reach so far: this DELETE probes the path before anything else
+                    await self._free_stale(began)
+                if self._location is not None:
+                    # the resource goes while the offer gathers; the POST waits for it
+                    freeing = asyncio.ensure_future(self._free_stale(began))
                 source = await self._current_source()
-                connection = await self._connect(whip, source)
+                connection = await self._connect(whip, source, before_post=freeing)
             except WhipUnreachable as exc:
                 self._stats.last_error = str(exc)
                 outage.failed(exc, clock.monotonic())
@@ -385,6 +401,8 @@ class Publisher:
                 began = clock.monotonic()
                 loss = await self._watch(connection)
                 if loss is None:
+                    # a DELETE refused now is tried once more by `_run`'s final teardown
+                    await self._teardown()
                     return
                 logger.warning("connection lost (%s); reconnecting", loss.reason)
                 # the path is gone or broken: its kept-alive connections lead nowhere, and
@@ -397,6 +415,8 @@ class Publisher:
                     attempt = 0
                     continue
                 # a connection that dies young is retried with backoff, not in a tight loop
+            finally:
+                _settle(freeing)
             await self._pause(self._options.backoff.delay(attempt, self._rng), wake_on_network=True)
             attempt += 1
 
@@ -488,7 +508,9 @@ class Publisher:
 
     # -- one connection ------------------------------------------------------------------
 
-    async def _connect(self, whip: WhipClient, source: MediaSource) -> Connection:
+    async def _connect(
+        self, whip: WhipClient, source: MediaSource, *, before_post: Awaitable[None] | None = None
+    ) -> Connection:
         self._stats.new_connection()
         estimator = self._estimator_for(source)
         estimator.restart_stream()
@@ -520,6 +542,7 @@ class Publisher:
             clock=self._options.clock,
             on_frame=self._stats.count_frame,
             on_resource=self._hold,
+            before_post=before_post,
         )
         connection.tap.on_change(lambda _: self._retarget())
         self._connection = connection
@@ -583,6 +606,7 @@ class Publisher:
             self._netwatch.watch(())
         self._moves.clear()
         started = clock.monotonic()
+        timed = False
         connected_at: float | None = None
         last_mark: tuple[float, int] | None = None
         last_report_at = started
@@ -603,6 +627,9 @@ class Publisher:
                     self._set_state(PublisherState.PUBLISHING)
             elif now - started > self._options.connect_timeout:
                 return _Loss(f"not connected after {self._options.connect_timeout:.0f} s")
+            if not timed and connection.timings.first_frame is not None:
+                timed = True
+                self._log_timings(connection.timings)
             if connected_at is not None:
                 report = await connection.report()
                 self._stats.add(now, report)
@@ -615,6 +642,24 @@ class Publisher:
             changed.clear()
             if await sleep_or_event(clock, 1.0, self._stop_event, changed, self._moved):
                 return None
+
+    def _log_timings(self, timings: ConnectTimings) -> None:
+        """One line on where a connection's set-up spent its time (no URL, nothing secret)."""
+        deleted, self._deleted_in = self._deleted_in, None
+        # the DELETE of a stale resource runs alongside the gathering, the POST after both
+        before = "" if deleted is None else f"DELETE {deleted:.3f} s; "
+        age = process_age()
+        since_start = ""
+        if age is not None and timings.first_frame is not None:
+            first_frame_age = age - (self._options.clock.monotonic() - timings.first_frame)
+            since_start = f"; first frame {first_frame_age:.3f} s after the process started"
+        logger.info(
+            "connection %d set-up (s): %s%s%s",
+            self._stats.reconnects + 1,
+            before,
+            timings.describe(),
+            since_start,
+        )
 
     def _watch_address(self, connection: Connection) -> None:
         address = connection.local_address()
@@ -633,6 +678,13 @@ class Publisher:
             await connection.close()
 
     # -- the resource and its file -------------------------------------------------------
+
+    async def _free_stale(self, began: float) -> None:
+        """DELETE the resource of a lost connection (or a dead process) before the POST it
+        would block; an unreachable server raises `WhipUnreachable`."""
+        if self._location is not None:
+            await self._delete_location(unreachable_raises=True)
+            self._deleted_in = self._options.clock.monotonic() - began
 
     async def _delete_location(self, *, unreachable_raises: bool = False) -> bool:
         """DELETE the resource we hold; True when one was deleted. `unreachable_raises`:
@@ -656,14 +708,35 @@ class Publisher:
         return True
 
     async def _delete_orphan(self) -> None:
-        """DELETE the resource a previous process left behind for this whipUrl."""
+        """Take up the resource a previous process left behind for this whipUrl: the next
+        attempt DELETEs it before its POST."""
         if self._whip is None:
             return
         location = self._resource_file.load(self._whip.whip_url)
         if location is not None:
             logger.info("deleting the WHIP resource a previous run left behind")
             self._location = location
-            await self._delete_location()
+
+
+def _settle(task: asyncio.Task[None] | None) -> None:
+    """A DELETE the attempt no longer waits for: cancelled if running, its outcome taken
+    (already raised through the attempt, or moot) so asyncio does not report it."""
+    if task is None:
+        return
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled():
+        task.exception()
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux /proc, 10 ms steps), None where unknown."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 class _Outage:
