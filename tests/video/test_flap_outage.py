@@ -70,7 +70,7 @@ class Path:
         await self._upstream.aclose()
 
 
-async def test_an_unreachable_server_is_retried_at_a_steady_pace_and_the_stale_resource_deleted_first(
+async def test_unreachable_server_retried_at_a_steady_pace_stale_resource_deleted_first(
     ingest_server: tuple[WhipIngest, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     ingest, _ = ingest_server
