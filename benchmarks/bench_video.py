@@ -317,7 +317,7 @@ async def restart_case(ingest: WhipIngest, rounds: int = 5) -> dict[str, Any]:
             proc = await spawn_publisher(
                 video_input.whip_url, "testsrc://?size=1280x720&fps=30", 120, log=True
             )
-            reading = asyncio.ensure_future(setup_breakdown(proc, 30))
+            reading = asyncio.ensure_future(setup_breakdown(proc, 10))
             while "t" not in first_frame:
                 if time.monotonic() - t0 > 30:
                     raise RuntimeError("no frame 30 s after restart")
