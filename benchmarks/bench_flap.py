@@ -130,22 +130,19 @@ def wait_live(frames: Path, seconds: float) -> None:
     raise RuntimeError("the publisher is not live")
 
 
+def set_path(link: NetnsLink, kind: str, *, up: bool) -> None:
+    if kind == "blackhole":
+        link.blackhole(not up)
+    else:
+        link.set_client_link(up)
+
+
 def flap_round(link: NetnsLink, frames: Path, log: PublisherLog, kind: str, flap: float) -> Round:
     wait_live(frames, 3.0)
-    cut = (
-        (lambda: link.blackhole(True))
-        if kind == "blackhole"
-        else (lambda: link.set_client_link(False))
-    )
-    restore = (
-        (lambda: link.blackhole(False))
-        if kind == "blackhole"
-        else (lambda: link.set_client_link(True))
-    )
     cut_at = time.time()
-    cut()
+    set_path(link, kind, up=False)
     time.sleep(flap)
-    restore()
+    set_path(link, kind, up=True)
     up_at = time.time()
     result = Round(kind, cut_at, up_at)
     result.frame_at = first_new_frame(frames, up_at, up_at + GIVE_UP_S)
@@ -169,10 +166,13 @@ def describe(r: Round) -> str:
     lost = "-" if r.lost_after_cut is None else f"{r.lost_after_cut:.2f}"
     answers = " ".join(f"{m}{s}@{t:.2f}" for t, m, s in r.requests) or "none"
     publishing = "-" if r.publishing_after_up is None else f"{r.publishing_after_up:.2f}"
-    return (
+    line = (
         f"  {r.kind:<9} live after link-up {live} | loss noticed {lost} s after the cut"
         f" | WHIP answers (s after up) {answers} | ICE+DTLS up at {publishing}"
     )
+    # the publisher's own account: how long it could not reach the server, the set-up
+    notes = [m for _, m in r.events if "reachable again" in m or "set-up (s)" in m]
+    return "\n".join([line, *(f"      {m}" for m in notes)])
 
 
 def main(rounds: int, flap: float, kinds: list[str]) -> int:
