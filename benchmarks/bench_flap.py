@@ -147,8 +147,8 @@ def flap_round(link: NetnsLink, frames: Path, log: PublisherLog, kind: str, flap
     result = Round(kind, cut_at, up_at)
     result.frame_at = first_new_frame(frames, up_at, up_at + GIVE_UP_S)
     end = result.frame_at or time.time()
-    time.sleep(0.3)  # the last log lines
-    for t, msg in log.since(cut_at, end):
+    # the set-up line comes at the publisher's next stats tick, within a second
+    for t, msg in log.since(cut_at, end + 1.5):
         result.events.append((t - up_at, msg))
         if result.lost_after_cut is None and "connection lost" in msg:
             result.lost_after_cut = t - cut_at
