@@ -209,14 +209,15 @@ def cell(result: PhaseResult | None) -> str:
     )
 
 
-def report(title: str, adaptive: list[PhaseResult] | None, fixed: list[PhaseResult]) -> None:
+def report(title: str, adaptive: list[PhaseResult] | None, fixed: list[PhaseResult] | None) -> None:
     print(f"\n{title}")
     head = f"{'fps':>5} {'frozen':>6} {'stale ms':>11} {'kbit/s':>6} {'rec':>3} {'drops':>6}"
     print(f"{'phase':<20} | {'adaptive':<44} | non-adaptive (today's publisher)")
     print(f"{'':<20} | {head:<44} | {head}")
     for index, phase in enumerate(PROFILE):
         left = adaptive[index] if adaptive is not None else None
-        print(f"{phase.name:<20} | {cell(left):<44} | {cell(fixed[index])}")
+        right = fixed[index] if fixed is not None else None
+        print(f"{phase.name:<20} | {cell(left):<44} | {cell(right)}")
     if adaptive is None:
         print("adaptive: not available (`luxxon-agent publish` has no --no-adapt yet)")
 
@@ -225,6 +226,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=("software", "passthrough"))
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every phase's length")
+    parser.add_argument(
+        "--adaptive-only", action="store_true", help="skip the non-adaptive runs (for tuning)"
+    )
     args = parser.parse_args()
     reason = netns_unavailable()
     if reason is not None:
@@ -248,8 +252,11 @@ def main() -> int:
         if adaptation:
             run, frames = run_profile(source, True, args.scale, 50 + 2 * index)
             adaptive = summarize(run, frames, name == "software")
-        run, frames = run_profile(source, False, args.scale, 51 + 2 * index)
-        report(title, adaptive, summarize(run, frames, name == "software"))
+        fixed = None
+        if not args.adaptive_only:
+            run, frames = run_profile(source, False, args.scale, 51 + 2 * index)
+            fixed = summarize(run, frames, name == "software")
+        report(title, adaptive, fixed)
     return 0
 
 

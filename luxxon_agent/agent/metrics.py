@@ -31,7 +31,8 @@ fleet (several agents, several operators each) is one query per panel
     luxxon_agent_earned_micro_usdc_total           counter, estimated earnings since start
     luxxon_agent_video_reconnects_total            counter
     luxxon_agent_video_frames_total                counter
-    luxxon_agent_video_{freezes,ladder_steps,mode_switches,retransmitted_bytes}_total  counters
+    luxxon_agent_video_{freezes,ladder_steps,mode_switches}_total      counters
+    luxxon_agent_video_{retransmitted,padding}_bytes_total            counters
     luxxon_agent_telemetry_delivered_total         counter
     luxxon_agent_sessions_served_total             counter
 """
@@ -109,6 +110,11 @@ COUNTERS: tuple[tuple[str, str, OperatorValue], ...] = (
         "video_retransmitted_bytes",
         "Bytes sent again (NACK).",
         lambda o: o.video.retransmitted_bytes,
+    ),
+    (
+        "video_padding_bytes",
+        "Padding bytes sent to probe the link.",
+        lambda o: o.video.padding_bytes,
     ),
     ("telemetry_delivered", "Samples delivered.", lambda o: o.telemetry.delivered),
     ("sessions_served", "Sessions served since start.", lambda o: o.sessions_served),

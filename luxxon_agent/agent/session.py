@@ -458,6 +458,7 @@ class SessionRun:
                 reconnects=sent.reconnects,
                 freezes=sent.freezes,
                 retransmitted_bytes=sent.retransmitted_bytes,
+                padding_bytes=sent.padding_bytes,
                 ladder_steps=sent.ladder_steps,
                 mode_switches=sent.mode_switches,
             )
@@ -477,6 +478,7 @@ class SessionRun:
             loss=round(stats.loss, 4),
             rtt_ms=round(stats.rtt_ms, 1) if stats.rtt_ms is not None else None,
             retransmitted_bytes=stats.retransmitted_bytes,
+            padding_bytes=stats.padding_bytes,
             rung=stats.rung,
             ladder_steps=stats.ladder_steps,
             mode=stats.mode,

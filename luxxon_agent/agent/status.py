@@ -74,6 +74,8 @@ class VideoStatus:
     """Fraction lost, from the receiver's reports."""
     rtt_ms: float | None = None
     retransmitted_bytes: int = 0
+    padding_bytes: int = 0
+    """Padding sent to probe the link (on the wire)."""
     rung: str | None = None
     """Our encoder's picture on its ladder, e.g. `360p30`."""
     ladder_steps: int = 0

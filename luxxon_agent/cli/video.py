@@ -72,7 +72,8 @@ def _render(stats: PublisherStats, as_json: bool) -> None:
         line += (
             f" | link {stats.estimate_bps / 1000:.0f} target {target} sent"
             f" {stats.sent_bps / 1000:.0f} kbit/s loss {stats.loss * 100:.1f} % rtt {rtt} ms"
-            f" rtx {stats.retransmitted_bytes // 1000} kB freezes {stats.freezes}"
+            f" rtx {stats.retransmitted_bytes // 1000} kB pad {stats.padding_bytes // 1000} kB"
+            f" freezes {stats.freezes}"
         )
     if stats.rung is not None:
         line += f" rung {stats.rung}"

@@ -6,7 +6,8 @@ controllers, cut to what a WHIP publisher hears back from any receiver:
 - RTCP receiver reports (always): fraction lost, jitter, the round-trip time
   from LSR/DLSR (matched against the sender reports we sent), and, from the
   highest sequence number and cumulative loss against the sizes of the packets
-  we sent, the rate that actually arrived;
+  we sent, the rate that actually arrived, on the media stream and on its RTX
+  stream (retransmissions and padding probes) together;
 - REMB (when the receiver sends it): an upper bound;
 - transport-wide feedback (when negotiated): one-way delays and arrival rate.
 
@@ -23,7 +24,9 @@ Two controllers, the lower wins (GCC's A = min(As, Ad)):
 
 The estimate never leaves [min_bps, max_bps], never grows past 1.5 x what
 arrived (+10 kbit/s: an encoder that sends less than allowed proves nothing
-above it), and REMB caps it. Decreases come at most once per RTT + 300 ms.
+above it; `padding_bps` says how much padding would prove it), and REMB caps
+it. Decreases come at most once per RTT + 300 ms, and are not cut to what
+arrived while that is what we sent (the link keeps up: it measured us).
 Everything here is synchronous and reads time from the injected clock; the
 aiortc boundary is `rtcp_tap`.
 """
@@ -83,6 +86,10 @@ DEFAULT_PACKET_BYTES = 1200
 MIN_ADDITIVE_BPS_PER_S = 4_000.0
 ACKED_HEADROOM = 1.5
 ACKED_HEADROOM_BPS = 10_000.0
+KEEPING_UP = 0.95
+"""What arrived over what was sent at or above this share: the link keeps up with us. A
+standing queue that is not growing then needs no further back-off (it drains), and a
+back-off is not cut to what arrived: that measured our own sending, not the link."""
 DECREASE_EXTRA_S = 0.3
 """After a back-off, wait RTT + this before the next one (libwebrtc's 300 ms)."""
 STALE_FEEDBACK_S = 2.5
@@ -98,6 +105,26 @@ HISTORY_PACKETS = 8192
 WIRE_OVERHEAD_BYTES = 20 + 8 + 10
 """IPv4 + UDP + SRTP auth tag, on top of the RTP packet: what a link shaper counts."""
 _NTP_TO_S = 1 / 65536
+LINK_CLEAR = "link clear"
+PROBE_APP_LIMITED_SHARE = 0.75
+"""Padding fills the gap up to the estimate only while the media sends less than this
+share of it (an app-limited sender: the estimate cannot grow past 1.5 x what arrived, so
+without padding a sender held low by a narrow phase stays low after the link opens)."""
+PROBE_HOLD_S = 2.0
+"""No padding for this long after any back-off."""
+REFUSED_HOLD_S = 4.0
+"""A back-off within PROBE_REFUSED_S of padding refused the probe: for this long (doubled
+with each refusal in a row, to MAX_REFUSED_HOLD_S) padding fills only up to REFUSED_SHARE
+of what arrived when it was refused: it keeps the estimate proven just under the link
+without knocking on it again. Back to REFUSED_HOLD_S once what arrived has grown
+PROBE_REOPENED x past the refused rate (the link has changed)."""
+MAX_REFUSED_HOLD_S = 16.0
+REFUSED_SHARE = 0.9
+PROBE_REFUSED_S = 3.0
+PROBE_REOPENED = 1.3
+PROBE_UNHEARD_S = 4.0
+"""Padding for this long with no receiver report about the RTX stream: the receiver does
+not report on it, so padding proves nothing there; it stops for this connection."""
 
 
 class RateState(StrEnum):
@@ -143,6 +170,8 @@ class BandwidthSnapshot:
     """What arrived, from receiver reports (or transport-wide feedback)."""
     remb_bps: float | None
     retransmitted_bytes: int
+    padding_bytes: int
+    """Padding-only probe bytes sent (on the wire), in all."""
     reports: int
     """Receiver reports taken in."""
 
@@ -187,6 +216,10 @@ class _DelayTrend:
             return 0.0
         return sum((t - mean_t) * (d - mean_d) for t, d in recent) / var
 
+    def rising(self) -> bool:
+        """Whether the latest sample is above the one before it."""
+        return len(self._samples) >= 2 and self._samples[-1][1] > self._samples[-2][1]
+
     def signal(self) -> DelaySignal:
         queuing = self.queuing_ms()
         if queuing is None:
@@ -197,6 +230,129 @@ class _DelayTrend:
         if queuing > OVERUSE_QUEUE_MS:
             return DelaySignal.OVERUSE
         return DelaySignal.NORMAL
+
+
+class _ProbeState:
+    """Padding probes on one connection: when they ran, whether the receiver reports on
+    them, and how long to wait after one was refused."""
+
+    def __init__(self) -> None:
+        self.refused_hold_s = REFUSED_HOLD_S
+        self.first_at: float | None = None
+        self.last_at: float | None = None
+        self.heard = False
+        self.unheard = False
+        self.refused_bps: float | None = None
+        self.refused_at: float | None = None
+
+    def sending(self, now: float) -> None:
+        if self.first_at is None:
+            self.first_at = now
+        self.last_at = now
+
+    def backed_off(self, now: float, carried_bps: float | None) -> None:
+        if self.last_at is None or now - self.last_at >= PROBE_REFUSED_S or not carried_bps:
+            return
+        if self.refused_at is not None and now - self.refused_at < 2 * self.refused_hold_s:
+            self.refused_hold_s = min(MAX_REFUSED_HOLD_S, self.refused_hold_s * 2)
+            # the same episode's later back-offs measure our own reduced sending
+            carried_bps = max(carried_bps, self.refused_bps or 0.0)
+        self.refused_bps, self.refused_at = carried_bps, now
+
+    def ceiling(self, now: float) -> float | None:
+        """The most padding may bring the total to now (None: the estimate)."""
+        if self.refused_at is None or self.refused_bps is None:
+            return None
+        if now - self.refused_at >= self.refused_hold_s:
+            return None
+        return REFUSED_SHARE * self.refused_bps
+
+    def carried(self, receive_bps: float | None) -> None:
+        """What arrived: past the refused rate by PROBE_REOPENED, the link has changed."""
+        if (
+            self.refused_bps is not None
+            and receive_bps is not None
+            and receive_bps >= self.refused_bps * PROBE_REOPENED
+        ):
+            self.refused_bps = self.refused_at = None
+            self.refused_hold_s = REFUSED_HOLD_S
+
+
+class _Stream:
+    """One SSRC as sent (wire size by sequence number) and the receiver's cumulative
+    counts about it: (at, extended highest sequence, cumulative lost, bytes sent up to it)."""
+
+    def __init__(self) -> None:
+        self.sizes: dict[int, int] = {}
+        self.order: collections.deque[int] = collections.deque()
+        self.points: collections.deque[tuple[float, int, int, float]] = collections.deque()
+        self.bytes = 0.0
+        self.packet_bytes = float(DEFAULT_PACKET_BYTES)
+
+    def clear(self) -> None:
+        self.sizes.clear()
+        self.order.clear()
+        self.points.clear()
+
+    def sent(self, seq: int, wire: int) -> None:
+        seq &= 0xFFFF
+        if seq not in self.sizes:
+            self.order.append(seq)
+            if len(self.order) > HISTORY_PACKETS:
+                self.sizes.pop(self.order.popleft(), None)
+        self.sizes[seq] = wire
+        self.packet_bytes = 0.95 * self.packet_bytes + 0.05 * wire
+
+    def restart_counts(self, now: float, highest: int, lost: int) -> None:
+        self.points.clear()
+        self.points.append((now, highest, lost, self.bytes))
+
+    def take(self, now: float, highest: int, lost: int) -> None:
+        """One report's counts. Receivers that send the 16-bit sequence number only
+        (aiortc) are unwrapped here."""
+        if self.points:
+            last_highest = self.points[-1][1]
+            step = (highest - last_highest) & 0xFFFF
+            if step >= 0x8000:
+                # an older report arriving late, or a stream that restarted: count from here
+                self.restart_counts(now, highest, lost)
+                return
+            for ext in range(last_highest + 1, last_highest + 1 + min(step, HISTORY_PACKETS)):
+                self.bytes += self.sizes.get(ext & 0xFFFF, self.packet_bytes)
+            highest = last_highest + step
+        self.points.append((now, highest, lost, self.bytes))
+        while len(self.points) > 2 and self.points[1][0] <= now - LOSS_WINDOW_S:
+            self.points.popleft()
+
+    def first_since(self, since: float | None) -> tuple[float, int, int, float] | None:
+        """The first point at or after `since` (the last back-off), else the oldest."""
+        if not self.points:
+            return None
+        return next((p for p in self.points if since is not None and p[0] >= since), self.points[0])
+
+    def loss_counts(self, since: float | None) -> tuple[int, int]:
+        """(lost, expected) over the loss window, never from before `since`."""
+        first = self.first_since(since)
+        if first is None:
+            return 0, 0
+        last = self.points[-1]
+        return last[2] - first[2], last[1] - first[1]
+
+    def receive_bps(self, now: float, since: float | None) -> float | None:
+        """What arrived over about the last RECEIVE_WINDOW_S: our sizes for the new sequence
+        numbers, scaled by the share that arrived."""
+        first = self.first_since(since)
+        if first is None:
+            return None
+        at, first_highest, first_lost, first_bytes = next(
+            p for p in reversed(self.points) if p[0] <= now - RECEIVE_WINDOW_S or p is first
+        )
+        _, highest, lost, total = self.points[-1]
+        span, expected = now - at, highest - first_highest
+        if span < 0.2 or expected <= 0:
+            return None
+        arrived = max(0.0, min(1.0, (expected - (lost - first_lost)) / expected))
+        return (total - first_bytes) * arrived * 8 / span
 
 
 class BandwidthEstimator:
@@ -222,18 +378,18 @@ class BandwidthEstimator:
         self._state = RateState.HOLD
         self._reason = "start"
         self._signal = DelaySignal.NORMAL
-        # what we sent: size by RTP sequence number, and a one-second window of wire bytes
-        self._sizes: dict[int, int] = {}
-        self._order: collections.deque[int] = collections.deque()
-        self._sent: collections.deque[tuple[float, int]] = collections.deque()
+        # what we sent, per stream (media and its RTX), and one-second windows of wire bytes
+        self._media = _Stream()
+        self._rtx = _Stream()
+        self._sent: collections.deque[tuple[float, int, bool]] = collections.deque()
         self._sent_window_bytes = 0
-        self._packet_bytes = float(DEFAULT_PACKET_BYTES)
+        self._padding_window_bytes = 0
         self._retransmitted = 0
+        self._padding_sent = 0
         self._sr_sent: dict[int, float] = {}
         # what came back
-        self._rr_points: collections.deque[tuple[float, int, int, float]] = collections.deque()
-        self._cum_bytes = 0.0
         self._reports = 0
+        self._rtx_reports = 0
         self._loss = 0.0
         self._rtt: float | None = None
         self._jitter: float | None = None
@@ -249,36 +405,48 @@ class BandwidthEstimator:
         self._capacity: float | None = None
         self._congested_bps: float | None = None
         """The receive rate at the last back-off (unlike `_capacity`, never forgotten)."""
-        self._jump_to: int | None = None
+        self._jumps: list[int] = []
+        """First sequence numbers after jumps the receiver has not reported past yet."""
+        self._probe = _ProbeState()
 
     def restart_stream(self) -> None:
         """A new connection (new SSRC, new sequence numbers): forget the old stream's
         packets and reports, keep the estimate and what was learnt about the link."""
-        self._sizes.clear()
-        self._order.clear()
+        self._media.clear()
+        self._rtx.clear()
         self._sr_sent.clear()
-        self._rr_points.clear()
         self._last_decrease = None
-        self._jump_to = None
+        self._jumps = []
+        self._probe = _ProbeState()
 
     # -- what the sender sent -------------------------------------------------------------
 
-    def on_packet_sent(self, seq: int, size: int, *, retransmission: bool = False) -> None:
-        """An RTP packet of `size` bytes (as serialized, before SRTP) left."""
+    def on_packet_sent(
+        self,
+        seq: int,
+        size: int,
+        *,
+        retransmission: bool = False,
+        rtx: bool = False,
+        padding: bool = False,
+    ) -> None:
+        """An RTP packet of `size` bytes (as serialized, before SRTP) left: on the media
+        stream, or with `rtx` on its retransmission stream (a retransmission or, with
+        `padding`, a padding-only probe packet)."""
         now = self._clock.monotonic()
         wire = size + WIRE_OVERHEAD_BYTES
-        self._sent.append((now, wire))
+        self._sent.append((now, wire, padding))
         self._sent_window_bytes += wire
+        if padding:
+            self._padding_window_bytes += wire
+            self._padding_sent += wire
+            self._probe.sending(now)
         if retransmission:
             self._retransmitted += wire
-            return
-        seq &= 0xFFFF
-        if seq not in self._sizes:
-            self._order.append(seq)
-            if len(self._order) > HISTORY_PACKETS:
-                self._sizes.pop(self._order.popleft(), None)
-        self._sizes[seq] = wire
-        self._packet_bytes = 0.95 * self._packet_bytes + 0.05 * wire
+        if rtx:
+            self._rtx.sent(seq, wire)
+        elif not retransmission:
+            self._media.sent(seq, wire)
 
     def on_sender_report_sent(self, ntp_timestamp: int) -> None:
         """A sender report with this 64-bit NTP timestamp left: its LSR comes back in RRs."""
@@ -310,20 +478,27 @@ class BandwidthEstimator:
             if rtt >= 0:
                 self._rtt = rtt if self._rtt is None else 0.8 * self._rtt + 0.2 * rtt
                 self._rtt_trend.add(now, rtt * 1000)
-        if self._jump_to is not None and (highest_sequence - self._jump_to) & 0xFFFF < 0x8000:
-            # the first report past a sequence jump: its counts span the skipped numbers,
-            # which were never sent; count from here, keep the loss known before
-            self._jump_to = None
-            self._rr_points.clear()
-            self._rr_points.append((now, highest_sequence, packets_lost, self._cum_bytes))
+        passed = [j for j in self._jumps if (highest_sequence - j) & 0xFFFF < 0x8000]
+        if passed:
+            # the first report past a sequence jump (or several): its counts span the
+            # skipped numbers, which were never sent; count from here, keep the loss known
+            self._jumps = [j for j in self._jumps if j not in passed]
+            self._media.restart_counts(now, highest_sequence, packets_lost)
         else:
             self._take_counts(now, highest_sequence, packets_lost, max(0, fraction_lost))
         self._update(now)
 
+    def on_rtx_report(self, *, packets_lost: int, highest_sequence: int) -> None:
+        """The receiver's report block about our RTX stream (retransmissions and padding).
+        Take it before the media block of the same RTCP packet, which updates the estimate."""
+        self._rtx_reports += 1
+        self._probe.heard = True
+        self._rtx.take(self._clock.monotonic(), highest_sequence, packets_lost)
+
     def on_sequence_jump(self, first_sequence: int) -> None:
         """Our sequence numbers skipped ahead to `first_sequence` (16-bit): the receiver
         will count the skipped ones as lost in its next report."""
-        self._jump_to = first_sequence & 0xFFFF
+        self._jumps.append(first_sequence & 0xFFFF)
 
     def on_remb(self, bitrate_bps: float) -> None:
         """The receiver's estimated maximum bitrate: a bound, not a target."""
@@ -374,57 +549,90 @@ class BandwidthEstimator:
             receive_bps=self._receive_bps,
             remb_bps=self._remb,
             retransmitted_bytes=self._retransmitted,
+            padding_bytes=self._padding_sent,
             reports=self._reports,
         )
 
     def sent_bps(self) -> float:
         """Wire bit/s over the last second, retransmissions included."""
+        self._trim_sent()
+        return self._sent_window_bytes * 8 / SENT_WINDOW_S
+
+    def padding_sent_bps(self) -> float:
+        """Padding bit/s (on the wire) over the last second."""
+        self._trim_sent()
+        return self._padding_window_bytes * 8 / SENT_WINDOW_S
+
+    @property
+    def padding_heard(self) -> bool:
+        """Whether padding can prove anything here: not yet found unreported on this
+        connection (True until then)."""
+        return not self._probe.unheard
+
+    def padding_bps(self, wanted_bps: float) -> float:
+        """Padding bit/s to send beside the media now, so that what arrives can prove the
+        estimate (0: none); the total stays within `wanted_bps`, what the sender would use
+        if the link allowed (0: it wants no more than it has). Only while the media is
+        app-limited (under PROBE_APP_LIMITED_SHARE of the estimate) and the link clear, not
+        within PROBE_HOLD_S of a back-off, and only where the receiver reports on the RTX
+        stream the padding goes on."""
+        now = self._clock.monotonic()
+        probe = self._probe
+        if (
+            probe.first_at is not None
+            and not probe.heard
+            and now - probe.first_at > PROBE_UNHEARD_S
+        ):
+            probe.unheard = True
+        # "link clear" even when the estimate is pinned (HOLD) by what arrived: padding is
+        # how a pinned estimate gets out
+        if probe.unheard or wanted_bps <= 0 or self._reason != LINK_CLEAR:
+            return 0.0
+        if self._last_feedback is None or now - self._last_feedback > STALE_FEEDBACK_S:
+            return 0.0
+        if self._last_decrease is not None and now - self._last_decrease < PROBE_HOLD_S:
+            return 0.0
+        self._trim_sent()
+        media_bps = (self._sent_window_bytes - self._padding_window_bytes) * 8 / SENT_WINDOW_S
+        if media_bps >= PROBE_APP_LIMITED_SHARE * self._estimate:
+            return 0.0
+        ceiling = probe.ceiling(now)
+        total = min(self._estimate, wanted_bps, math.inf if ceiling is None else ceiling)
+        return max(0.0, total - media_bps)
+
+    def _trim_sent(self) -> None:
         now = self._clock.monotonic()
         while self._sent and self._sent[0][0] < now - SENT_WINDOW_S:
-            self._sent_window_bytes -= self._sent.popleft()[1]
-        return self._sent_window_bytes * 8 / SENT_WINDOW_S
+            _, wire, padding = self._sent.popleft()
+            self._sent_window_bytes -= wire
+            if padding:
+                self._padding_window_bytes -= wire
 
     # -- control --------------------------------------------------------------------------
 
     def _take_counts(self, now: float, highest: int, lost: int, fraction_lost: int) -> None:
-        """Loss and receive rate from the cumulative counts of successive reports: our
-        sizes for the new sequence numbers, scaled by the share that arrived."""
-        if self._rr_points and highest < self._rr_points[-1][1]:
-            # an older report arriving late, or a stream that restarted: count from here
-            self._rr_points.clear()
-        if self._rr_points:
-            prev_highest = self._rr_points[-1][1]
-            new = highest - prev_highest
-            for ext in range(prev_highest + 1, prev_highest + 1 + min(new, HISTORY_PACKETS)):
-                self._cum_bytes += self._sizes.get(ext & 0xFFFF, self._packet_bytes)
-        self._rr_points.append((now, highest, lost, self._cum_bytes))
-        while len(self._rr_points) > 2 and self._rr_points[1][0] <= now - LOSS_WINDOW_S:
-            self._rr_points.popleft()
+        """Loss and receive rate from the cumulative counts of successive reports, over
+        the media stream and its RTX stream (where padding probes go) together."""
+        self._media.take(now, highest, lost)
         # loss counted before the last back-off says nothing about the new rate
-        first = next(
-            (
-                p
-                for p in self._rr_points
-                if self._last_decrease is not None and p[0] >= self._last_decrease
-            ),
-            self._rr_points[0],
+        since = self._last_decrease
+        lost_packets, expected = (
+            sum(pair)
+            for pair in zip(
+                self._media.loss_counts(since), self._rtx.loss_counts(since), strict=True
+            )
         )
-        expected = highest - first[1]
         self._loss = (
-            min(1.0, max(0.0, (lost - first[2]) / expected))
+            min(1.0, max(0.0, lost_packets / expected))
             if expected > 0
             else min(1.0, fraction_lost / 256)
         )
         if self._trend() is self._owd_trend:
             return  # transport-wide feedback measures arrivals better
-        at, first_highest, first_lost, first_bytes = next(
-            p for p in reversed(self._rr_points) if p[0] <= now - RECEIVE_WINDOW_S or p is first
-        )
-        span, expected = now - at, highest - first_highest
-        if span < 0.2 or expected <= 0:
+        media = self._media.receive_bps(now, since)
+        if media is None:
             return
-        arrived = max(0.0, min(1.0, (expected - (lost - first_lost)) / expected))
-        self._receive_bps = (self._cum_bytes - first_bytes) * arrived * 8 / span
+        self._receive_bps = media + (self._rtx.receive_bps(now, since) or 0.0)
 
     def _trend(self) -> _DelayTrend:
         if self._twcc_at is not None and self._clock.monotonic() - self._twcc_at < STALE_FEEDBACK_S:
@@ -440,13 +648,16 @@ class BandwidthEstimator:
         since = math.inf if self._last_decrease is None else now - self._last_decrease
         may_decrease = since >= rtt + DECREASE_EXTRA_S
         candidates: list[tuple[float, str]] = []
+        keeping_up = self._keeping_up()
         if self._loss > LOSS_BACKOFF_ABOVE:
             backed_off = self._estimate * (1 - 0.5 * self._loss)
-            if self._receive_bps is not None:
+            if self._receive_bps is not None and not keeping_up:
                 # losing that much, the link carried what arrived and no more
                 backed_off = min(backed_off, self._receive_bps)
             candidates.append((backed_off, f"loss {self._loss * 100:.0f} %"))
-        if self._signal is DelaySignal.OVERUSE:
+        # a queue left by the last back-off drains slowly in RTT samples a second apart:
+        # while the link keeps up with what we send, only a queue still growing is overuse
+        if self._signal is DelaySignal.OVERUSE and (trend.rising() or not keeping_up):
             base = self._receive_bps if self._receive_bps is not None else self._estimate
             queuing = trend.queuing_ms() or 0.0
             candidates.append((DELAY_BACKOFF * base, f"delay +{queuing:.0f} ms"))
@@ -455,6 +666,7 @@ class BandwidthEstimator:
                 self._set(self._estimate, RateState.HOLD, "waiting after a back-off")
                 return
             target, reason = min(candidates)
+            self._probe.backed_off(now, self._receive_bps)
             self._last_decrease = now
             if self._receive_bps is not None:
                 self._congested_bps = self._receive_bps
@@ -474,7 +686,15 @@ class BandwidthEstimator:
         if self._signal is DelaySignal.UNDERUSE:
             self._set(self._estimate, RateState.HOLD, "queue draining")
             return
-        self._set(self._grown(elapsed, rtt), RateState.INCREASE, "link clear")
+        if self._signal is DelaySignal.OVERUSE:
+            # a standing queue the link is draining (see above): no back-off, no growth
+            self._set(self._estimate, RateState.HOLD, "queue standing")
+            return
+        self._set(self._grown(elapsed, rtt), RateState.INCREASE, LINK_CLEAR)
+
+    def _keeping_up(self) -> bool:
+        sent = self.sent_bps()
+        return self._receive_bps is not None and sent > 0 and self._receive_bps >= KEEPING_UP * sent
 
     def _grown(self, elapsed: float, rtt: float) -> float:
         estimate = self._estimate
@@ -492,7 +712,7 @@ class BandwidthEstimator:
                 MIN_ADDITIVE_BPS_PER_S,
                 min(
                     NEAR_MAX_SHARE_PER_S * estimate,
-                    self._packet_bytes * 8 / (rtt + RESPONSE_TIME_EXTRA_S),
+                    self._media.packet_bytes * 8 / (rtt + RESPONSE_TIME_EXTRA_S),
                 ),
             )
             grown = estimate + per_s * elapsed
@@ -528,6 +748,7 @@ class BandwidthEstimator:
         self._estimate = bounded
         self._state = state
         self._reason = reason
+        self._probe.carried(self._receive_bps)
 
 
 FLAT_DELAY_GROWTH_PER_S = 1.0

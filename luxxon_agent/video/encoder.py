@@ -41,11 +41,15 @@ NOT_FOLLOWING_S = 1.0
 OUTPUT_HEADROOM = 1.5
 """libx264 is aimed at most this far above what it produced over OUTPUT_WINDOW_S."""
 ADAPTIVE_BUFFER_S = 0.25
-"""VBV buffer of an adaptive encoder, in seconds of its VBV rate. aiortc has no pacer:
-a frame leaves as one burst, and a keyframe bigger than the bottleneck's queue loses
-packets, the receiver waits for another (PLIs are rate-limited) and the picture
-freezes. Measured on the 1 Mbit/s phase of bench_link (tbf, 200 ms queue) with a 1 s
-buffer: each ladder step's IDR at 540p froze the picture for 2-6 s."""
+"""VBV buffer of an adaptive encoder, in seconds of its target when it opens (not of its
+VBV rate, the rung's ceiling, which is up to 4 x more on a narrow link). A keyframe
+bigger than the bottleneck's queue loses packets even paced (pacer.py), the receiver
+waits for another (PLIs are rate-limited) and the picture freezes. Measured on the
+1 Mbit/s phase of bench_link (tbf, 200 ms queue) with a 1 s buffer: each ladder step's
+IDR at 540p froze the picture for 2-6 s; at 300 kbit/s (a 7.5 kB queue) a 360p IDR of
+0.25 s of the rung's 910 kbit/s ceiling was 28 kB."""
+MIN_BUFFER_FRAMES = 3.0
+"""...but never under this many average frames: x264 needs room for a P-frame's swing."""
 MIN_TARGET_BPS = 50_000.0
 """Below this libx264 cannot make a picture worth sending, whatever the link."""
 _UNUSABLE: set[str] = set()
@@ -95,12 +99,14 @@ def open_h264_encoder(
     bitrate: int | None = None,
     max_rate: int | None = None,
     buffer_s: float = 1.0,
+    buffer_bits: int | None = None,
 ) -> tuple[av.video.codeccontext.VideoCodecContext, str]:
     """An opened H.264 encoder context and its name; hardware first when allowed.
 
     `bitrate` is the average target (default: the cap), `max_rate` the VBV
-    rate (default: the cap), and `buffer_s` seconds of it the VBV buffer: at
-    most that much in flight, and the largest a keyframe can be.
+    rate (default: the cap), and `buffer_s` seconds of it the VBV buffer (or
+    `buffer_bits` exactly): at most that much in flight, and the largest a
+    keyframe can be.
     """
     import av
 
@@ -110,7 +116,7 @@ def open_h264_encoder(
     elif options.encoder != "libx264":
         names = [options.encoder]
     rate = max_rate or options.bitrate
-    buffer = str(max(1, int(rate * buffer_s)))
+    buffer = str(max(1, buffer_bits if buffer_bits is not None else int(rate * buffer_s)))
     failures: list[str] = []
     for name in names:
         try:
@@ -312,6 +318,10 @@ class H264Encoder:
             max_rate = int(min(self.options.bitrate, ceiling))
         fps = self.fps * (self.ladder.rung.fps_share if self.ladder is not None else 1.0)
         bitrate = self._aim() if self.adaptive else None
+        buffer_bits = None
+        if bitrate is not None:
+            # the link's rate, not the rung's ceiling, decides what a keyframe may weigh
+            buffer_bits = int(max(ADAPTIVE_BUFFER_S * bitrate, MIN_BUFFER_FRAMES * bitrate / fps))
         self._codec, name = open_h264_encoder(
             size[0],
             size[1],
@@ -319,7 +329,7 @@ class H264Encoder:
             self.options,
             bitrate=bitrate,
             max_rate=max_rate,
-            buffer_s=ADAPTIVE_BUFFER_S if self.adaptive else 1.0,
+            buffer_bits=buffer_bits,
         )
         self._opened_for = size
         self._over_since = None

@@ -39,6 +39,10 @@ QP_HIGH = 35.0
 scaler uses 37 for its high threshold; blocks show from about here at ultrafast)."""
 QP_LOW = 27.0
 """Mean QP below which this rung's picture is easy: a bigger one may fit the same bits."""
+PROBE_SETTLE_SHARE = 0.9
+"""After a probing step up, and until the new rung's encoder reports its output or QP,
+only a target under this share of the one the probe was taken at steps down: without
+evidence the floors alone would undo the probe at once (two keyframes for nothing)."""
 PROBE_FAILED_S = 10.0
 """A step down this soon after a probing step up undoes the probe."""
 MAX_PROBE_HOLD_S = 64.0
@@ -95,6 +99,7 @@ class Ladder:
         self._up_since: float | None = None
         self._probe_hold = UP_HOLD_S
         self._probed_at: float | None = None
+        self._probed_target = 0.0
 
     @property
     def rung(self) -> Rung:
@@ -128,7 +133,13 @@ class Ladder:
             (i for i in range(len(self.rungs)) if target_bps >= self.floor(i)),
             len(self.rungs) - 1,
         )
-        if fitting > self.index and not limited:
+        settling = (
+            self._probed_at is not None
+            and qp is None
+            and output_bps is None
+            and target_bps >= PROBE_SETTLE_SHARE * self._probed_target
+        )
+        if fitting > self.index and not limited and not settling:
             self._up_since = None
             if self._probed_at is not None and now - self._probed_at < PROBE_FAILED_S:
                 self._probe_hold = min(MAX_PROBE_HOLD_S, self._probe_hold * 2)
@@ -149,6 +160,7 @@ class Ladder:
         if now - self._up_since >= (self._probe_hold if probing else UP_HOLD_S):
             self._up_since = None
             self._probed_at = now if probing else None
+            self._probed_target = target_bps
             self._step(up, target_bps, "probe" if probing else "up")
         return self.rung
 

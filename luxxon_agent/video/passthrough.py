@@ -100,6 +100,10 @@ class PassthroughSwitch:
         self.target_bps: float | None = None
         self.congested = False
         """Set by the publisher: the estimator is backing off (loss or delay)."""
+        self.padding = True
+        """Set by the publisher: padding probes can prove the estimate here. Then an
+        app-limited transcoder is no reason to try passthrough blind: padding lifts the
+        estimate to the camera's rate where the link takes it."""
         self._congested_at: float | None = None
         self._packets: collections.deque[tuple[float, int]] = collections.deque()
         self._bytes = 0
@@ -167,8 +171,9 @@ class PassthroughSwitch:
         if self.congested:
             self._congested_at = now
         wide = target_bps >= camera * UP_MARGIN
-        limited = self.mode is PassthroughMode.KEYFRAMES or (
-            output_bps is not None and output_bps < APP_LIMITED_SHARE * target_bps
+        limited = not self.padding and (
+            self.mode is PassthroughMode.KEYFRAMES
+            or (output_bps is not None and output_bps < APP_LIMITED_SHARE * target_bps)
         )
         quiet = self._congested_at is None or now - self._congested_at >= QUIET_S
         carried = target_bps >= camera * PROBE_FROM

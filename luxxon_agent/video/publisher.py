@@ -62,7 +62,8 @@ from luxxon_agent.video.connection import (
 from luxxon_agent.video.encoder import VideoOptions
 from luxxon_agent.video.mediasource import MediaSource
 from luxxon_agent.video.netwatch import NetWatch, NetworkChange
-from luxxon_agent.video.passthrough import PassthroughSwitch
+from luxxon_agent.video.passthrough import UP_MARGIN as PASSTHROUGH_UP_MARGIN
+from luxxon_agent.video.passthrough import PassthroughMode, PassthroughSwitch
 from luxxon_agent.video.resource_file import ResourceFile
 from luxxon_agent.video.stats import PublisherState, PublisherStats, SenderReport, StatsBook
 from luxxon_agent.video.whip import IceServer, WhipClient, WhipResource, WhipUnreachable
@@ -83,6 +84,8 @@ ENCODER_SHARE = 0.85
 overhead and the retransmission budget (15 %), so repairs never push past the link."""
 PASSTHROUGH_CEILING_BPS = 20_000_000.0
 """The estimate's ceiling for a camera's stream, whatever `--bitrate` (our encoder's cap) says."""
+PROBE_OVER_WANTED = 1.1
+"""Padding may prove this much more than the camera's switch-back rate (its RTP overhead)."""
 PATH_LOST = frozenset({"address-removed", "link-down"})
 """Network changes after which the media's path is gone: re-offer at once."""
 PATH_BACK = frozenset({"link-up", "address-added", "default-route-changed"})
@@ -208,6 +211,9 @@ class Publisher:
                 loss=link.loss,
                 rtt_ms=None if link.rtt_s is None else link.rtt_s * 1000,
                 retransmitted_bytes=link.retransmitted_bytes,
+                padding_bytes=link.padding_bytes,
+                receive_bps=link.receive_bps,
+                link_reason=link.reason,
             )
         h264 = self._video.h264 if self._video is not None else None
         if h264 is not None:
@@ -545,6 +551,8 @@ class Publisher:
             before_post=before_post,
         )
         connection.tap.on_change(lambda _: self._retarget())
+        connection.tap.on_collapse(lambda _: self._request_keyframe())
+        connection.tap.wanted_bps = self._wanted_bps
         self._connection = connection
         self._refused_seen = 0
         return connection
@@ -574,10 +582,30 @@ class Publisher:
             return
         self._refused_seen = connection.tap.retransmissions_dropped
         connection.tap.request_jump()
+        if connection.tap.keyframes.allow():
+            self._request_keyframe()
+
+    def _request_keyframe(self) -> None:
+        """Ask our encoder (or the transcoder) for a keyframe; a camera's own cannot be."""
         track = self._video.track if self._video is not None else None
         request_keyframe = getattr(track, "request_keyframe", None)
-        if request_keyframe is not None and connection.tap.keyframes.allow():
+        if request_keyframe is not None:
             request_keyframe()
+
+    def _wanted_bps(self) -> float:
+        """What the sender would send (wire bit/s) if the link allowed, when that is more
+        than it is allowed now (else 0): a camera being transcoded wants enough to go back
+        to passthrough, our encoder on a lower ladder rung wants its cap."""
+        if self._switch is not None:
+            if self._switch.mode is PassthroughMode.PASSTHROUGH:
+                return 0.0
+            camera = self._switch.camera_bps(self._options.clock.monotonic()) or 0.0
+            return camera * PASSTHROUGH_UP_MARGIN * PROBE_OVER_WANTED
+        h264 = self._video.h264 if self._video is not None else None
+        ladder = h264.ladder if h264 is not None else None
+        if ladder is None or ladder.index == 0:
+            return 0.0
+        return float(self._options.video.bitrate)
 
     def _retarget(self) -> None:
         """Hand the estimate to what follows it (and let its hysteresis timers run)."""
@@ -587,6 +615,7 @@ class Publisher:
         target = self._estimator.estimate_bps * ENCODER_SHARE
         if self._switch is not None:
             self._switch.congested = self._estimator.snapshot().state is RateState.DECREASE
+            self._switch.padding = self._estimator.padding_heard
         control.set_target(target, self._options.clock.monotonic())
 
     def _hold(self, resource: WhipResource) -> None:

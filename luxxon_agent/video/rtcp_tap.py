@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -47,6 +48,7 @@ from luxxon_agent.video.bandwidth import (
     RateState,
     RetransmissionBudget,
 )
+from luxxon_agent.video.pacer import Pacer
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +73,15 @@ rate of a narrow link. A jump of more than twice that flushes it at once; any
 receiver sees a burst loss just before a keyframe, which it needs no repair for.
 """
 _NAL_IDR, _NAL_SPS, _NAL_STAP_A, _NAL_FU_A = 5, 7, 24, 28
+RTX_PAYLOAD_TYPE_SEAM = "_RTCRtpSender__rtx_payload_type"
+"""aiortc keeps the negotiated RTX payload type in a name-mangled private (None: no RTX)."""
+COLLAPSE_SHARE = 0.75
+"""A back-off to under this share of the estimate in one step is a collapse: the link
+narrowed (a step down, a handover), not a queue building slowly."""
+MAX_DRAIN_S = 0.3
+"""The longest media is held after a collapse for the bottleneck's queue to drain."""
+PADDING_BYTES = 255
+"""RTP padding is counted in one octet: a padding-only packet carries at most 255."""
 
 
 class AiortcChangedError(RuntimeError):
@@ -141,6 +152,15 @@ class RtcpTap:
         self._out_of: dict[int, int] = {}
         """Sequence number as aiortc numbered a packet -> as it went on the wire."""
         self._in_of: dict[int, int] = {}
+        self._rtx_sequence = random.getrandbits(16)
+        """The RTX stream is numbered here, so padding and retransmissions share it."""
+        self._last_timestamp = 0
+        self.wanted_bps: Callable[[], float] = lambda: 0.0
+        """Set by the publisher: what its sender would send (wire bit/s) if the link
+        allowed, 0 when it is not held back; only then is the link probed with padding."""
+        self.pacer = Pacer(self._transmit, make_padding=self._padding_packet, clock=clock)
+        self._collapse_listeners: list[Callable[[BandwidthSnapshot], None]] = []
+        self.collapses = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -164,9 +184,14 @@ class RtcpTap:
         self.sender._handle_rtcp_packet = self._handle_rtcp_packet
         self.sender._retransmit = self._retransmit
         transport._send_rtp = self._send_rtp
+        if self.enforce:
+            self.pacer.set_estimate(self.estimator.estimate_bps)
+            self.pacer.start()
 
     def detach(self) -> None:
         """Put aiortc's own methods back (where they are still ours to replace)."""
+        self.pacer.padding_bps = 0.0
+        self._close_pacer()
         originals, self._originals = self._originals, {}
         if not originals:
             return
@@ -177,6 +202,13 @@ class RtcpTap:
         if self._transport._send_rtp == self._send_rtp:
             self._transport._send_rtp = originals["_send_rtp"]
         self._changed.set()
+
+    def _close_pacer(self) -> None:
+        task = self.pacer.close()
+        try:
+            asyncio.get_running_loop().create_task(task)
+        except RuntimeError:
+            task.close()  # no loop left: the padding task went with it
 
     async def __aenter__(self) -> RtcpTap:
         self.attach()
@@ -212,6 +244,7 @@ class RtcpTap:
     async def _handle_rtcp_packet(self, packet: Any) -> None:
         forward = self._observe_rtcp(packet)
         self._announce_if_changed()
+        self._steer_pacer()
         if forward:
             await self._originals["_handle_rtcp_packet"](packet)
 
@@ -225,10 +258,16 @@ class RtcpTap:
             unpack_remb_fci,
         )
 
-        ssrc = self.sender._ssrc
+        ssrc, rtx_ssrc = self.sender._ssrc, self.sender._rtx_ssrc
         if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
-            for report in packet.reports:
-                if report.ssrc == ssrc:
+            # the RTX block first: the media block updates the estimate with both
+            for report in sorted(packet.reports, key=lambda block: block.ssrc != rtx_ssrc):
+                if report.ssrc == rtx_ssrc:
+                    self.estimator.on_rtx_report(
+                        packets_lost=report.packets_lost,
+                        highest_sequence=report.highest_sequence,
+                    )
+                elif report.ssrc == ssrc:
                     self.receiver_reports += 1
                     self.estimator.on_receiver_report(
                         fraction_lost=report.fraction_lost,
@@ -283,10 +322,44 @@ class RtcpTap:
         finally:
             self._retransmitting = False
 
+    def _steer_pacer(self) -> None:
+        if not self.enforce:
+            return
+        self.pacer.set_estimate(self.estimator.estimate_bps)
+        self.pacer.padding_bps = self.estimator.padding_bps(self.wanted_bps())
+
     async def _send_rtp(self, data: bytes) -> None:
         data = self._renumber(data)
+        if self.enforce and len(data) >= 12 and not 192 <= data[1] <= 208:
+            await self.pacer.send(data)  # RTP is paced; RTCP goes at once
+        else:
+            await self._transmit(data)
+
+    async def _transmit(self, data: bytes) -> None:
         self._observe_outgoing(data)
         await self._originals["_send_rtp"](data)
+
+    def _padding_packet(self) -> bytes | None:
+        """A padding-only RTP packet on our RTX stream (None without RTX): the receiver
+        counts it in its report on that stream and drops it (no payload to repair)."""
+        payload_type = getattr(self.sender, RTX_PAYLOAD_TYPE_SEAM, None)
+        if not self._originals or not isinstance(payload_type, int):
+            return None
+        sequence = self._next_rtx_sequence()
+        header = struct.pack(
+            "!BBHII",
+            0xA0,  # version 2, padding
+            payload_type & 0x7F,
+            sequence,
+            self._last_timestamp,
+            self.sender._rtx_ssrc,
+        )
+        return header + bytes(PADDING_BYTES - 1) + bytes([PADDING_BYTES])
+
+    def _next_rtx_sequence(self) -> int:
+        sequence = self._rtx_sequence
+        self._rtx_sequence = (sequence + 1) & 0xFFFF
+        return sequence
 
     def _renumber(self, data: bytes) -> bytes:
         """Our media packets with the sequence offset applied (RTX: its original number)."""
@@ -294,6 +367,7 @@ class RtcpTap:
             return data
         seq, ssrc = struct.unpack_from("!H4xI", data, 2)
         if ssrc == self.sender._ssrc:
+            (self._last_timestamp,) = struct.unpack_from("!I", data, 4)
             # aiortc numbers each new packet afresh: a known number is a retransmission
             known = self._out_of.get(seq)
             if known is not None:
@@ -312,12 +386,14 @@ class RtcpTap:
                 if len(self._out_of) > _HISTORY:
                     self._in_of.pop(self._out_of.pop(next(iter(self._out_of))), None)
             return data if out == seq else data[:2] + struct.pack("!H", out) + data[4:]
-        if ssrc == self.sender._rtx_ssrc and self._offset:
+        if ssrc == self.sender._rtx_ssrc:
+            renumbered = data[:2] + struct.pack("!H", self._next_rtx_sequence()) + data[4:]
             at = _header_length(data)
-            if len(data) >= at + 2:
+            if self._offset and len(data) >= at + 2:
                 (original,) = struct.unpack_from("!H", data, at)
                 out = self._out_of.get(original, original)
-                return data[:at] + struct.pack("!H", out) + data[at + 2 :]
+                return renumbered[:at] + struct.pack("!H", out) + renumbered[at + 2 :]
+            return renumbered
         return data
 
     def _observe_outgoing(self, data: bytes) -> None:
@@ -332,7 +408,10 @@ class RtcpTap:
             return
         seq, ssrc = struct.unpack_from("!H4xI", data, 2)
         if ssrc == self.sender._rtx_ssrc:
-            self.estimator.on_packet_sent(seq, len(data), retransmission=True)
+            padding = bool(data[0] & 0x20)  # aiortc never pads: padding is ours
+            self.estimator.on_packet_sent(
+                seq, len(data), rtx=True, retransmission=not padding, padding=padding
+            )
         elif ssrc == self.sender._ssrc:
             if self._retransmitting:
                 # without RTX a retransmission goes out as itself, from inside _retransmit
@@ -355,9 +434,29 @@ class RtcpTap:
             backed_off = snap.state is RateState.DECREASE and snap.estimate_bps < last.estimate_bps
             if moved < MIN_CHANGE and not backed_off:
                 return
+            if backed_off and snap.estimate_bps < COLLAPSE_SHARE * last.estimate_bps:
+                self._collapsed(snap)
         self._announced = snap
         self._changed.set()
         for listener in list(self._listeners):
+            listener(snap)
+
+    def on_collapse(self, listener: Callable[[BandwidthSnapshot], None]) -> None:
+        """Call `listener(snapshot)` when the estimate collapses (see COLLAPSE_SHARE), after
+        the tap has scheduled the receiver's flush: the listener asks for the keyframe."""
+        self._collapse_listeners.append(listener)
+
+    def _collapsed(self, snap: BandwidthSnapshot) -> None:
+        """The link narrowed under us: what the bottleneck dropped before the report said so
+        is more than any retransmission budget repairs. Flush the receiver at the next
+        keyframe, and hold our media until the bottleneck's queue has drained, so that the
+        keyframe is not dropped behind the old queue."""
+        self.collapses += 1
+        if not self.enforce:
+            return
+        self.request_jump()
+        self.pacer.hold(min(MAX_DRAIN_S, (snap.queuing_delay_ms or 0.0) / 1000))
+        for listener in list(self._collapse_listeners):
             listener(snap)
 
 

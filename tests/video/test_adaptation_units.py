@@ -88,6 +88,7 @@ def test_switch_goes_to_transcode_after_the_hold_and_back_with_hysteresis() -> N
 
 def test_switch_without_transcoding_forwards_keyframes_and_probes() -> None:
     switch, now = _switch_with_camera(transcode=False)
+    switch.padding = False  # a receiver that does not report our padding: nothing lifts it
     switch.update(500_000, now)
     assert switch.update(500_000, now + DOWN_HOLD_S) is PassthroughMode.KEYFRAMES
     now += DOWN_HOLD_S
@@ -104,3 +105,13 @@ def test_switch_without_transcoding_forwards_keyframes_and_probes() -> None:
     switch.update(500_000, probe_at + 2.5)
     assert switch.update(500_000, probe_at + 2.5 + DOWN_HOLD_S) is PassthroughMode.KEYFRAMES
     assert PROBE_GRACE_S > 2.5 + DOWN_HOLD_S
+
+
+def test_with_padding_a_stuck_estimate_is_no_reason_to_try_passthrough_blind() -> None:
+    switch, now = _switch_with_camera(transcode=False)
+    switch.update(500_000, now)
+    assert switch.update(500_000, now + DOWN_HOLD_S) is PassthroughMode.KEYFRAMES
+    now += DOWN_HOLD_S
+    _camera(switch, now, now + 3 * PROBE_S)
+    # padding would have lifted the estimate if the link took the camera: it did not
+    assert switch.update(500_000, now + 3 * PROBE_S) is PassthroughMode.KEYFRAMES

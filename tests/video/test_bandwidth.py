@@ -25,6 +25,8 @@ from luxxon_agent.video.bandwidth import (
 
 CAP = 2_000_000.0
 PACKET = 1200
+PAD = 12 + 255 + 38
+"""A padding-only RTP packet on the wire."""
 DT = 0.01
 
 
@@ -53,7 +55,7 @@ class Link:
         self.queue_s = 0.2
         self.base_delay = 0.01
         self.rng = random.Random(seed)
-        self.queue: list[tuple[int, int, int | None]] = []  # (seq, bytes, sr ntp or None)
+        self.queue: list[tuple[int, int, int | None, bool]] = []  # (seq, bytes, sr ntp, rtx)
         self.queue_bytes = 0
         self.credit = 0.0
         self.budget = 0.0
@@ -66,13 +68,22 @@ class Link:
         self.next_sr = 0.3
         self.next_rr = 1.0
         self.delivered_bits = 0.0
+        self.media_cap_bps: float | None = None
+        """An app-limited sender: media never above this, whatever the estimate."""
+        self.wanted_bps = 0.0
+        """What the sender would use: with more than it sends, it pads on an RTX stream."""
+        self.pad_budget = 0.0
+        self.rtx_seq = 0
+        self.rtx_received = 0
+        self.rtx_highest = -1
+        self.padding_bits = 0.0
 
-    def _enqueue(self, size: int, ntp: int | None) -> None:
+    def _enqueue(self, size: int, ntp: int | None, rtx: bool = False) -> None:
         if self.queue_bytes + size > self.rate_bps * self.queue_s / 8 and self.queue:
             return
         if ntp is None and self.rng.random() < self.drop:
             return
-        self.queue.append((self.seq, size, ntp))
+        self.queue.append((self.rtx_seq if rtx else self.seq, size, ntp, rtx))
         self.queue_bytes += size
 
     def run(self, seconds: float) -> list[float]:
@@ -83,12 +94,23 @@ class Link:
         while self.clock.t < end - 1e-9:
             self.clock.t += DT
             now = self.clock.t
-            self.budget += self.est.estimate_bps * DT / 8
+            rate = self.est.estimate_bps
+            if self.media_cap_bps is not None:
+                rate = min(rate, self.media_cap_bps)
+            self.budget += rate * DT / 8
             while self.budget >= PACKET:
                 self.budget -= PACKET
                 self.seq += 1
                 self.est.on_packet_sent(self.seq, PACKET - 38)
                 self._enqueue(PACKET, None)
+            if self.wanted_bps:
+                self.pad_budget += self.est.padding_bps(self.wanted_bps) * DT / 8
+                while self.pad_budget >= PAD:
+                    self.pad_budget -= PAD
+                    self.rtx_seq += 1
+                    self.padding_bits += PAD * 8
+                    self.est.on_packet_sent(self.rtx_seq, PAD - 38, rtx=True, padding=True)
+                    self._enqueue(PAD, None, rtx=True)
             if now >= self.next_sr:
                 self.next_sr += 1.0
                 ntp = int(now * 2**32)
@@ -98,11 +120,14 @@ class Link:
                 self.credit + self.rate_bps * DT / 8, self.rate_bps * DT / 8 + 2 * PACKET
             )
             while self.queue and self.queue[0][1] <= self.credit:
-                seq, size, sr_ntp = self.queue.pop(0)
+                seq, size, sr_ntp, rtx = self.queue.pop(0)
                 self.credit -= size
                 self.queue_bytes -= size
                 if sr_ntp is not None:
                     self.last_sr = (sr_ntp, now + self.base_delay)
+                elif rtx:
+                    self.rtx_received += 1
+                    self.rtx_highest = max(self.rtx_highest, seq)
                 else:
                     self.received += 1
                     self.highest = max(self.highest, seq)
@@ -126,6 +151,11 @@ class Link:
         if self.last_sr is not None and self.last_sr[1] <= now:
             lsr = (self.last_sr[0] >> 16) & 0xFFFFFFFF
             dlsr = int((now - self.last_sr[1]) * 65536)
+        if self.rtx_highest >= 0:
+            self.est.on_rtx_report(
+                packets_lost=self.rtx_highest - self.rtx_received,
+                highest_sequence=self.rtx_highest,
+            )
         self.est.on_receiver_report(
             fraction_lost=min(255, fraction),
             packets_lost=expected - self.received,
@@ -164,7 +194,7 @@ def test_step_down_falls_under_the_link_within_seconds_and_stays_near_it() -> No
     # reports come once a second: under the link by the third
     assert min(samples[:3]) < 1_000_000
     settled = samples[5:]
-    assert max(settled) < 1_300_000
+    assert max(settled) < 1_350_000
     assert sum(settled) / len(settled) > 500_000, settled
     assert est.snapshot().queuing_delay_ms is not None
 
@@ -298,3 +328,83 @@ def test_keyframe_limiter_allows_one_per_interval() -> None:
     clock.t += 0.2
     assert limiter.allow()
     assert limiter.denied == 1
+
+
+def test_padding_lifts_an_app_limited_estimate_to_the_link_and_stops_at_what_is_wanted() -> None:
+    _, est, link = make(start_bps=300_000)
+    link.media_cap_bps = 200_000  # a 180p15 picture: it cannot prove more on its own
+    link.run(10)
+    pinned = est.estimate_bps
+    assert pinned < 1.6 * 200_000, pinned  # 1.5 x what arrived, no more
+    link.wanted_bps = CAP
+    lifted = link.run(10)
+    assert lifted[-1] >= 0.8 * CAP, lifted
+    # wanted reached: padding stops (at the cap nothing more is proven or needed)
+    link.run(2)
+    bits = link.padding_bits
+    link.run(3)
+    assert link.padding_bits == bits
+    assert est.snapshot().padding_bytes * 8 == pytest.approx(bits, rel=0.01)
+
+
+def test_a_refused_probe_pads_only_to_just_under_what_the_link_carried() -> None:
+    _, est, link = make(start_bps=300_000)
+    link.rate_bps = 1_000_000
+    link.media_cap_bps = 200_000
+    link.wanted_bps = CAP
+    link.run(20)
+    # probing found the link: media and padding fill it nearly, without knocking it
+    # over again (the estimate itself may run ahead, to 1.5 x what arrived)
+    sent = []
+    for _ in range(10):
+        link.run(1)
+        sent.append(est.sent_bps())
+    assert sum(sent) / len(sent) > 0.6 * 1_000_000 and max(sent) <= 1_000_000, sent
+
+
+def test_no_padding_for_a_sender_that_wants_nothing_more() -> None:
+    _, est, link = make(start_bps=300_000)
+    link.media_cap_bps = 200_000
+    link.run(10)
+    assert est.padding_bps(0.0) == 0.0
+    assert est.padding_bps(CAP) > 0
+    assert link.padding_bits == 0
+
+
+def test_two_sequence_jumps_before_a_report_are_not_loss() -> None:
+    """A flush after a collapse and one after refused repairs can both come before the
+    receiver reports: the skipped numbers of either were never sent."""
+    clock = ManualClock()
+    est = BandwidthEstimator(max_bps=CAP, start_bps=1_000_000, clock=clock)
+    seq = 0
+
+    def send(count: int) -> None:
+        nonlocal seq
+        for _ in range(count):
+            seq += 1
+            est.on_packet_sent(seq, 1000)
+
+    def report(highest: int, lost: int) -> None:
+        clock.t += 0.5
+        est.on_receiver_report(
+            fraction_lost=0, packets_lost=lost, highest_sequence=highest, jitter=0, lsr=0, dlsr=0
+        )
+        assert est.snapshot().loss == 0.0
+        assert est.snapshot().state is not RateState.DECREASE
+
+    send(100)
+    report(seq, 0)
+    send(50)
+    report(seq, 0)
+    seq += 2048
+    est.on_sequence_jump(seq + 1)
+    send(40)
+    seen = seq  # the receiver has this far when it reports; the second jump is in flight
+    seq += 2048
+    est.on_sequence_jump(seq + 1)
+    send(40)
+    # the receiver counts what it never got as lost
+    report(seen, 2048)
+    report(seq, 4096)
+    send(50)
+    report(seq, 4096)

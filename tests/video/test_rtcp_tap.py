@@ -170,3 +170,35 @@ def test_aiortc_does_not_offer_transport_cc() -> None:
     """When this fails, aiortc offers transport-wide feedback: feed it to
     BandwidthEstimator.on_transport_feedback in rtcp_tap."""
     assert not transport_cc_offered()
+
+
+async def test_padding_probes_reach_the_receivers_reports_and_lift_a_pinned_estimate() -> None:
+    """An app-limited sender (a flat picture) that wants more: padding on the RTX stream
+    is counted in the receiver's own report on that stream, so what arrived (and with it
+    the estimate) grows past what the media alone could prove; the picture keeps coming."""
+    async with peers(drop_every=1 << 20) as (sender_pc, receiver_pc):
+        sender = sender_pc.getSenders()[0]
+        estimator = BandwidthEstimator(max_bps=6_000_000, start_bps=1_500_000)
+        # REMB not obeyed, as the publisher does: aiortc's grows 8 %/s at most
+        async with RtcpTap(sender, estimator, use_remb=False) as tap:
+            tap.wanted_bps = lambda: 6_000_000.0
+            stats_before = await receiver_pc.getStats()
+            await until_reports(tap, 6, timeout=15)
+            snap = tap.snapshot()
+            padding_bps = estimator.padding_sent_bps()
+            media_bps = snap.sent_bps - padding_bps
+            stats_after = await receiver_pc.getStats()
+    assert snap.padding_bytes > 0 and padding_bps > 0, snap
+    # the receiver reported on the RTX stream: arrivals include the padding
+    assert snap.receive_bps is not None and snap.receive_bps > 1.2 * media_bps, snap
+    assert snap.estimate_bps > 1.5 * media_bps, snap
+    assert snap.loss < 0.02, snap
+
+    def received(stats: Any) -> int:
+        return sum(
+            s.packetsReceived
+            for s in stats.values()
+            if s.type == "inbound-rtp" and s.kind == "video"
+        )
+
+    assert received(stats_after) > received(stats_before)
