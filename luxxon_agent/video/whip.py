@@ -27,9 +27,9 @@ logger = logging.getLogger(__name__)
 SDP_CONTENT_TYPE = "application/sdp"
 DEFAULT_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 2.0
-"""Seconds to open a connection (TCP and TLS). A server that answers at all does within
-two SYN retransmissions at most; longer only keeps a publisher that lost its path
-from trying again when the path comes back (a dead link answers nothing)."""
+"""Seconds to open a connection (TCP and TLS): room for one lost SYN (sent again after 1 s)
+and a TLS handshake over a slow uplink. Longer only keeps a publisher whose path died
+from trying again when it comes back (a dead link answers nothing)."""
 _MAX_REDIRECTS = 5
 
 
