@@ -12,7 +12,8 @@ Cases:
                                   libx264 ultrafast/zerolatency to null: the floor
   testsrc-x264-720p / 1080p       synthetic frames drawn and encoded
   latency                         glass-to-glass from the burned-in clock (testsrc 720p30)
-  restart                         SIGKILL the publisher, start a new one: seconds to a new frame
+  restart                         SIGKILL the publisher, start a new one: seconds to a new frame,
+                                  and where they went (the publisher's set-up log lines)
 The RTSP camera is GStreamer (tests/video/rtsp_camera.py, system python3 + gi).
 """
 
@@ -20,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import re
 import signal
 import statistics
 import sys
@@ -117,7 +120,10 @@ async def camera(size: str) -> AsyncIterator[str]:
         await proc.wait()
 
 
-async def spawn_publisher(whip_url: str, source: str, seconds: float) -> asyncio.subprocess.Process:
+async def spawn_publisher(
+    whip_url: str, source: str, seconds: float, *, log: bool = False
+) -> asyncio.subprocess.Process:
+    """`luxxon-agent publish`; `log`: its log as JSON lines on stderr (a pipe), else discarded."""
     env = os.environ | {
         "LUXXON_WHIP_URL": whip_url,
         "LUXXON_ICE_LOOPBACK": "1",
@@ -132,10 +138,57 @@ async def spawn_publisher(whip_url: str, source: str, seconds: float) -> asyncio
         str(seconds),
         "--bitrate",
         "2500000",
+        *(["--json"] if log else []),
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE if log else asyncio.subprocess.DEVNULL,
     )
+
+
+SETUP_LINES = {
+    "start": re.compile(r"started ([\d.]+) s after the process .* source open in ([\d.]+) s"),
+    "delete": re.compile(r"set-up \(s\): DELETE ([\d.]+) s"),
+    "steps": re.compile(
+        r"gathered \+([\d.]+), answered \+([\d.]+), ICE \+([\d.]+), DTLS \+([\d.]+),"
+        r" first frame \+([\d.]+); first frame ([\d.]+) s after the process started"
+    ),
+}
+
+
+async def setup_breakdown(proc: asyncio.subprocess.Process, timeout: float) -> dict[str, float]:
+    """Where a starting publisher's time went, from its log: seconds since process start
+    at the end of each phase."""
+    assert proc.stderr is not None
+    found: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    while "first_frame" not in found and (left := deadline - time.monotonic()) > 0:
+        try:
+            raw = await asyncio.wait_for(proc.stderr.readline(), left)
+        except TimeoutError:
+            break
+        if not raw:
+            break
+        try:
+            message = str(json.loads(raw)["msg"])
+        except (ValueError, KeyError):
+            continue
+        if match := SETUP_LINES["start"].search(message):
+            found["imports"] = float(match[1])
+            found["source_open"] = found["imports"] + float(match[2])
+        if match := SETUP_LINES["delete"].search(message):
+            found["orphan_delete_s"] = float(match[1])
+        if match := SETUP_LINES["steps"].search(message):
+            gathered, answered, ice, dtls, sent, age = (float(x) for x in match.groups())
+            # the set-up's own offsets, placed on the process clock by its first frame
+            began = age - sent
+            found |= {
+                "gathered": began + gathered,
+                "answered": began + answered,
+                "ice": began + ice,
+                "dtls": began + dtls,
+                "first_frame": age,
+            }
+    return found
 
 
 async def measure(pid: int, seconds: float) -> tuple[float, float]:
@@ -239,7 +292,7 @@ async def latency_case(ingest: WhipIngest, seconds: float) -> dict[str, Any]:
     }
 
 
-async def restart_case(ingest: WhipIngest, rounds: int = 3) -> dict[str, Any]:
+async def restart_case(ingest: WhipIngest, rounds: int = 5) -> dict[str, Any]:
     video_input = ingest.create_input("bench-restart")
     first_frame: dict[str, float] = {}
 
@@ -249,6 +302,7 @@ async def restart_case(ingest: WhipIngest, rounds: int = 3) -> dict[str, Any]:
     ingest.add_frame_listener(video_input.ref, on_frame)
     results: list[float] = []
     post_to_frame: list[float] = []
+    phases: list[dict[str, float]] = []
     proc = await spawn_publisher(video_input.whip_url, "testsrc://?size=1280x720&fps=30", 120)
     try:
         await wait_frames(ingest, video_input.ref, 30, 30)
@@ -261,8 +315,9 @@ async def restart_case(ingest: WhipIngest, rounds: int = 3) -> dict[str, Any]:
             t0 = time.monotonic()
             t_post = None
             proc = await spawn_publisher(
-                video_input.whip_url, "testsrc://?size=1280x720&fps=30", 120
+                video_input.whip_url, "testsrc://?size=1280x720&fps=30", 120, log=True
             )
+            reading = asyncio.ensure_future(setup_breakdown(proc, 10))
             while "t" not in first_frame:
                 if time.monotonic() - t0 > 30:
                     raise RuntimeError("no frame 30 s after restart")
@@ -272,13 +327,24 @@ async def restart_case(ingest: WhipIngest, rounds: int = 3) -> dict[str, Any]:
             results.append(first_frame["t"] - t0)
             post_to_frame.append(first_frame["t"] - (t_post or first_frame["t"]))
             await asyncio.sleep(2)
+            breakdown = await reading
+            # the ingest's first decoded frame, on the same scale (spawn ~ process start)
+            breakdown["decoded"] = first_frame["t"] - t0
+            phases.append(breakdown)
     finally:
         proc.send_signal(signal.SIGTERM)
         await proc.wait()
+    order = ("imports", "source_open", "gathered", "answered", "ice", "dtls", "first_frame")
+    medians = {
+        key: round(statistics.median(p[key] for p in phases), 3)
+        for key in (*order, "orphan_delete_s", "decoded")
+        if all(key in p for p in phases)
+    }
     return {
         "spawn_to_frame_s": [round(r, 2) for r in results],
         "median_s": round(statistics.median(results), 2),
         "post_to_frame_s": [round(r, 2) for r in post_to_frame],
+        "phase_ends_since_start_median_s": medians,
     }
 
 

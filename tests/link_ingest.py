@@ -7,9 +7,16 @@ It creates one input, writes its whipUrl to `<out>.url` (owner-only: the URL is
 the credential, so it never goes through argv or stdout), prints "ready", and
 appends one line per decoded frame to `<out>`:
     F <arrival unix s> <burned-in clock unix s or -> <width>x<height>
-and once a second a line of the input's counters:
+once a second a line of the input's counters:
     S <unix s> <publisher connections> <frames>
+and one line per WHIP request answered (POST or DELETE):
+    W <unix s> <method> <status>
 until SIGTERM.
+
+`--refuse-until-delete` makes it behave like some production WHIP servers:
+while the input has a live publisher resource, a new POST is answered 403
+until that resource is DELETEd (the stub itself lets a new publisher replace
+the old one). The resource lives until its DELETE, whatever its media does.
 """
 
 from __future__ import annotations
@@ -21,13 +28,14 @@ import signal
 import time
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from starlette.middleware.base import RequestResponseEndpoint
 
 from luxxon_agent.stub.ingest import WhipIngest
 from luxxon_agent.video.testsrc import read_burned_clock
 
 
-async def main(host: str, port: int, out: str) -> None:
+async def main(host: str, port: int, out: str, refuse_until_delete: bool) -> None:
     import uvicorn
 
     ingest = WhipIngest(f"http://{host}:{port}")
@@ -38,6 +46,28 @@ async def main(host: str, port: int, out: str) -> None:
     with os.fdopen(fd, "w") as handle:
         handle.write(video.whip_url)
     lines = open(out, "a", buffering=1)  # noqa: SIM115  # closed below, after the server
+    held: dict[str, str] = {}
+    """WHIP endpoint path -> path of its live resource (--refuse-until-delete)."""
+
+    @app.middleware("http")
+    async def whip_requests(request: Request, call_next: RequestResponseEndpoint) -> Response:
+        path, method = request.url.path, request.method
+        if not path.startswith("/whip/") or method not in ("POST", "DELETE"):
+            return await call_next(request)
+        endpoint = path.rsplit("/", 1)[0] if method == "DELETE" else path
+        if refuse_until_delete and method == "POST" and endpoint in held:
+            response = Response("a publisher resource is still live: DELETE it first", 403)
+        elif refuse_until_delete and method == "DELETE" and held.get(endpoint) == path:
+            del held[endpoint]
+            await call_next(request)
+            # ours until DELETEd: gone from the ingest already (its media died) is still a 200
+            response = Response(status_code=200)
+        else:
+            response = await call_next(request)
+            if method == "POST" and response.status_code == 201:
+                held[endpoint] = response.headers["location"]
+        lines.write(f"W {time.time():.3f} {method} {response.status_code}\n")
+        return response
 
     def on_frame(frame: Any, received_at: Any) -> None:
         burned = read_burned_clock(frame)
@@ -76,5 +106,6 @@ if __name__ == "__main__":
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--refuse-until-delete", action="store_true")
     args = parser.parse_args()
-    asyncio.run(main(args.host, args.port, args.out))
+    asyncio.run(main(args.host, args.port, args.out, args.refuse_until_delete))

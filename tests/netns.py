@@ -35,6 +35,7 @@ TBF_LATENCY_MS = 200
 """Longest a packet waits in the tbf queue before it is dropped: a modem's buffer."""
 TOOLS = ("ip", "tc", "nft")
 _NFT_TABLE = "luxxon_link"
+_BLACKHOLE_TABLE = "luxxon_blackhole"
 
 
 def netns_unavailable() -> str | None:
@@ -211,6 +212,27 @@ class NetnsLink:
             _ip(*nft, "add", "rule", "inet", _NFT_TABLE, "ingress", "iifname", self.server_dev,
                 "numgen", "random", "mod", "100", "<", str(drop_percent), "drop")  # fmt: skip
 
+    def blackhole(self, on: bool) -> None:
+        """Drop everything between the namespaces, both ways, or stop doing so: radio loss.
+
+        No interface, address or route changes, so no netlink event tells the
+        client. Both drops happen as a side receives (each namespace's prerouting),
+        so neither side's sendto() fails: packets just vanish, as on a dead link.
+        """
+        for ns, dev in ((self.server_ns, self.server_dev), (self.client_ns, self.client_dev)):
+            nft = ("netns", "exec", ns, "nft")
+            _ip(*nft, "delete", "table", "inet", _BLACKHOLE_TABLE, check=False)
+            if on:
+                _ip(*nft, "add", "table", "inet", _BLACKHOLE_TABLE)
+                _ip(*nft, "add", "chain", "inet", _BLACKHOLE_TABLE, "ingress",
+                    "{ type filter hook prerouting priority -10; policy accept; }")  # fmt: skip
+                _ip(*nft, "add", "rule", "inet", _BLACKHOLE_TABLE, "ingress", "iifname", dev,
+                    "drop")  # fmt: skip
+
+    def set_client_link(self, up: bool) -> None:
+        """`ip link set <client veth> up|down`: a modem detaching and re-attaching."""
+        _ip("-n", self.client_ns, "link", "set", self.client_dev, "up" if up else "down")
+
     def tbf_drops(self) -> int:
         """Packets the client's tbf dropped so far (0 when unshaped)."""
         out = _ip("netns", "exec", self.client_ns, "tc", "-s", "qdisc", "show", "dev",
@@ -254,16 +276,18 @@ def _stop(proc: subprocess.Popen[Any], timeout: float = 5) -> None:
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def start_ingest(link: NetnsLink, out: str, port: int = 8080) -> subprocess.Popen[Any]:
-    """The stub's ingest (tests/link_ingest.py) in the server namespace, once ready."""
+def start_ingest(
+    link: NetnsLink, out: str, port: int = 8080, *, refuse_until_delete: bool = False
+) -> subprocess.Popen[Any]:
+    """The stub's ingest (tests/link_ingest.py) in the server namespace, once ready;
+    `refuse_until_delete`: a POST is refused 403 while the last resource lives."""
     import sys
 
-    ingest = link.popen(
-        link.server_ns,
-        [sys.executable, "-m", "tests.link_ingest", "--host", link.server_ip,
-         "--port", str(port), "--out", out],
-        cwd=_ROOT,
-    )  # fmt: skip
+    argv = [sys.executable, "-m", "tests.link_ingest", "--host", link.server_ip,
+            "--port", str(port), "--out", out]  # fmt: skip
+    if refuse_until_delete:
+        argv.append("--refuse-until-delete")
+    ingest = link.popen(link.server_ns, argv, cwd=_ROOT)
     assert ingest.stdout is not None
     assert ingest.stdout.readline().strip() == "ready", "the ingest did not start"
     return ingest

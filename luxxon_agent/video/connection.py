@@ -8,7 +8,7 @@ and the connection's state, never an aiortc exception.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -93,13 +93,46 @@ def video_track(
     return VideoTrack(track, "h264", None, control=encoder if adaptive else None, h264=encoder)
 
 
+@dataclass
+class ConnectTimings:
+    """When each step of one connection's set-up ended, on the publisher's monotonic clock
+    (None: not yet): what a restart or a reconnection spends its time on."""
+
+    began: float
+    gathered: float | None = None
+    """The offer is complete (aiortc gathers every candidate before it)."""
+    answered: float | None = None
+    """The WHIP POST was answered 201."""
+    ice_connected: float | None = None
+    dtls_connected: float | None = None
+    """The connection state is `connected`: ICE and the DTLS handshake are done."""
+    first_frame: float | None = None
+    """The first frame (encoded, for our encoder) was handed to aiortc to send."""
+
+    def describe(self) -> str:
+        """Seconds from the start of the set-up to the end of each step."""
+        steps = (
+            ("gathered", self.gathered),
+            ("answered", self.answered),
+            ("ICE", self.ice_connected),
+            ("DTLS", self.dtls_connected),
+            ("first frame", self.first_frame),
+        )
+        return ", ".join(
+            f"{name} {'-' if at is None else f'+{at - self.began:.3f}'}" for name, at in steps
+        )
+
+
 class Connection:
     """An established (or establishing) peer connection and the WHIP resource it holds."""
 
-    def __init__(self, pc: RTCPeerConnection, sender: RTCRtpSender, tap: RtcpTap) -> None:
+    def __init__(
+        self, pc: RTCPeerConnection, sender: RTCRtpSender, tap: RtcpTap, timings: ConnectTimings
+    ) -> None:
         self.pc = pc
         self.sender = sender
         self.tap = tap
+        self.timings = timings
 
     def local_address(self) -> str | None:
         """The local IP address the media flows from, once ICE has chosen a pair."""
@@ -142,8 +175,12 @@ async def open_connection(
     clock: Clock,
     on_frame: Callable[[], None],
     on_resource: Callable[[WhipResource], None],
+    before_post: Awaitable[None] | None = None,
 ) -> Connection:
     """Offer `track` (plus the source's audio) to `whip`; answered and ready to connect.
+
+    `before_post` (the DELETE of a stale resource) runs while the offer gathers and
+    must end before the POST; what it raises, this raises.
 
     `on_resource` hears of the resource as soon as the POST created it, before
     anything else can fail, so it is never forgotten. Errors: `WhipError` from
@@ -151,10 +188,17 @@ async def open_connection(
     feeds `estimator`; with `enforce` the retransmission budget and the PLI
     limit apply (without, they are only counted).
     """
+    timings = ConnectTimings(clock.monotonic())
+
+    def count_frame() -> None:
+        if timings.first_frame is None:
+            timings.first_frame = clock.monotonic()
+        on_frame()
+
     errors = _webrtc_errors()
     setup_errors: tuple[type[BaseException], ...] = (*errors, AiortcChangedError)
     try:
-        pc, sender = _build(source, track, codec, ice_servers, on_frame)
+        pc, sender = _build(source, track, codec, ice_servers, count_frame)
         # REMB is counted, not obeyed: aiortc receivers (our stub's ingest) send one that
         # starts at the incoming payload rate and grows 8 %/s at most, which would hold a
         # publisher far under a link that reopened; loss and RTT from RRs drive instead
@@ -162,13 +206,18 @@ async def open_connection(
         tap.attach()
     except setup_errors as exc:
         raise MediaError(f"cannot set up the WebRTC connection: {exc}") from exc
-    connection = Connection(pc, sender, tap)
+    connection = Connection(pc, sender, tap, timings)
+    _time_states(pc, timings, clock)
     try:
         try:
             from aiortc import RTCSessionDescription
 
             await pc.setLocalDescription(await pc.createOffer())
+            timings.gathered = clock.monotonic()
+            if before_post is not None:
+                await before_post
             resource = await whip.publish(pc.localDescription.sdp)
+            timings.answered = clock.monotonic()
             on_resource(resource)
             await pc.setRemoteDescription(
                 RTCSessionDescription(sdp=resource.answer_sdp, type="answer")
@@ -179,6 +228,19 @@ async def open_connection(
         await connection.close()
         raise
     return connection
+
+
+def _time_states(pc: RTCPeerConnection, timings: ConnectTimings, clock: Clock) -> None:
+    def ice_changed() -> None:
+        if timings.ice_connected is None and pc.iceConnectionState == "completed":
+            timings.ice_connected = clock.monotonic()
+
+    def state_changed() -> None:
+        if timings.dtls_connected is None and pc.connectionState == "connected":
+            timings.dtls_connected = clock.monotonic()
+
+    pc.on("iceconnectionstatechange", ice_changed)
+    pc.on("connectionstatechange", state_changed)
 
 
 def _build(

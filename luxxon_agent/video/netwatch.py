@@ -9,7 +9,13 @@ AF_NETLINK socket read by the asyncio loop, no dependency) and reports:
 - `address-removed`: one of the watched local addresses was deleted;
 - `link-down`: the interface holding a watched address lost its carrier or went down;
 - `default-route-changed`: the best default route (lowest metric) is another
-  one, or there is none any more.
+  one, or there is none any more;
+- `link-up`: an interface that was down is up again (any interface: the
+  path may come back on another one);
+- `address-added`: an address the host did not have appeared.
+
+The first two mean the media's path is gone; the last three that a path may
+be there again (a publisher waiting to retry goes at once).
 
 Linux only (AF_NETLINK). Message layouts: rtnetlink(7), linux/rtnetlink.h,
 linux/if_addr.h.
@@ -33,7 +39,7 @@ _IFINFOMSG = struct.Struct("=BxHiII")
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _RTATTR = struct.Struct("=HH")
 _NLMSG_DONE, _NLMSG_ERROR = 3, 2
-_RTM_NEWLINK, _RTM_DELLINK = 16, 17
+_RTM_NEWLINK, _RTM_DELLINK, _RTM_GETLINK = 16, 17, 18
 _RTM_NEWADDR, _RTM_DELADDR, _RTM_GETADDR = 20, 21, 22
 _RTM_NEWROUTE, _RTM_DELROUTE, _RTM_GETROUTE = 24, 25, 26
 _NLM_F_REQUEST, _NLM_F_DUMP = 0x1, 0x300
@@ -55,9 +61,9 @@ class NetworkChange:
     """Something the media's path depends on changed."""
 
     reason: str
-    """`address-removed`, `link-down` or `default-route-changed`."""
+    """`address-removed`, `link-down`, `default-route-changed`, `link-up` or `address-added`."""
     address: str | None
-    """The watched address concerned (None for a route change)."""
+    """The watched (or added) address concerned (None for a route or link change)."""
     detail: str
 
     def __str__(self) -> str:
@@ -139,7 +145,7 @@ class NetWatch:
         sock.setblocking(False)
         # subscribed first: whatever changes during the dump is read afterwards, not lost
         self._sock = sock
-        for message in (_RTM_GETADDR, _RTM_GETROUTE):
+        for message in (_RTM_GETLINK, _RTM_GETADDR, _RTM_GETROUTE):
             for kind, _seq, body in self._dump(message):
                 self._take(kind, body, report=False)
         asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
@@ -213,7 +219,11 @@ class NetWatch:
         if address is None:
             return
         if kind == _RTM_NEWADDR:
+            # the kernel repeats NEWADDR for a known address (IPv6 lifetimes): not news
+            new = address not in self._index_of
             self._index_of[address] = index
+            if report and new:
+                self._report(NetworkChange("address-added", address, f"{address} was added"))
             return
         self._index_of.pop(address, None)
         if report and address in self._addresses:
@@ -258,7 +268,10 @@ class NetWatch:
         _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(body)
         up = kind == _RTM_NEWLINK and flags & _IFF_UP and flags & _IFF_LOWER_UP
         if up:
-            self._down.discard(index)
+            if index in self._down:
+                self._down.discard(index)
+                if report:
+                    self._report(NetworkChange("link-up", None, f"interface {index} is up"))
             return
         if index in self._down:
             return

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
 from luxxon_agent.clock import sleep_or_event
 from luxxon_agent.secret import Secret
 from luxxon_agent.video.mediasource import open_media_source
-from luxxon_agent.video.publisher import Publisher, PublisherOptions
+from luxxon_agent.video.publisher import Publisher, PublisherOptions, process_age
 from luxxon_agent.video.resource_file import whip_url_digest
 from luxxon_agent.video.stats import PublisherState, PublisherStats
+
+logger = logging.getLogger(__name__)
 
 
 def default_state_path(whip_url: Secret) -> Path:
@@ -38,9 +41,17 @@ async def publish(
     """
     options = options or PublisherOptions()
     clock = options.clock
+    started_at, opening = process_age(), clock.monotonic()
     source = await open_media_source(
         source_url, audio=audio, max_level=options.video.max_level, clock=clock
     )
+    if started_at is not None:
+        logger.info(
+            "publish: started %.3f s after the process (interpreter, imports), source open"
+            " in %.3f s",
+            started_at,
+            clock.monotonic() - opening,
+        )
     publisher = Publisher(whip_url, source, options)
     stop = stop or asyncio.Event()
     deadline = None if seconds is None else clock.monotonic() + seconds

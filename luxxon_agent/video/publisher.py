@@ -10,6 +10,15 @@ jitter. That Location is also kept in the leftover-resource file
 (resource_file.py), so a restarted process DELETEs the orphan of the one
 that died.
 
+A server that cannot be reached at all (no route, no answer within
+`whip.CONNECT_TIMEOUT`) is tried again about once a second, whatever
+happened before: such an attempt costs the server nothing, and the path
+may come back at any moment (netlink's link-up, address-added or
+default-route change wakes the wait at once). The resource of a lost
+connection is DELETEd first (it is the next POST's first obstacle on
+servers that keep one publisher per endpoint), then the fresh offer is
+POSTed.
+
 POST answers: 403/409 mean an old publisher may still hold the endpoint:
 DELETE what we hold and retry, at most `max_refusals` rounds in a row (then
 the endpoint belongs to someone else). A 403 when we hold nothing to DELETE
@@ -27,8 +36,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,7 +52,13 @@ from luxxon_agent.clock import SYSTEM_CLOCK, Clock, sleep_or_event
 from luxxon_agent.errors import LuxxonError, MediaError, WhipError
 from luxxon_agent.secret import Secret, redact_url
 from luxxon_agent.video.bandwidth import BandwidthEstimator, BandwidthSnapshot, RateState
-from luxxon_agent.video.connection import Connection, VideoTrack, open_connection, video_track
+from luxxon_agent.video.connection import (
+    Connection,
+    ConnectTimings,
+    VideoTrack,
+    open_connection,
+    video_track,
+)
 from luxxon_agent.video.encoder import VideoOptions
 from luxxon_agent.video.mediasource import MediaSource
 from luxxon_agent.video.netwatch import NetWatch, NetworkChange
@@ -49,7 +66,7 @@ from luxxon_agent.video.passthrough import UP_MARGIN as PASSTHROUGH_UP_MARGIN
 from luxxon_agent.video.passthrough import PassthroughMode, PassthroughSwitch
 from luxxon_agent.video.resource_file import ResourceFile
 from luxxon_agent.video.stats import PublisherState, PublisherStats, SenderReport, StatsBook
-from luxxon_agent.video.whip import IceServer, WhipClient, WhipResource
+from luxxon_agent.video.whip import IceServer, WhipClient, WhipResource, WhipUnreachable
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +88,8 @@ PROBE_OVER_WANTED = 1.1
 """Padding may prove this much more than the camera's switch-back rate (its RTP overhead)."""
 PATH_LOST = frozenset({"address-removed", "link-down"})
 """Network changes after which the media's path is gone: re-offer at once."""
+PATH_BACK = frozenset({"link-up", "address-added", "default-route-changed"})
+"""Network changes after which a path may be there again: a waiting retry goes at once."""
 
 SourceOpener = Callable[[], Awaitable[MediaSource]]
 """Opens the source; a publisher given one opens, re-opens and closes the source itself."""
@@ -96,7 +115,10 @@ class PublisherOptions:
     adaptive: bool = True
     """Follow the link's estimated bandwidth; False sends at the configured cap."""
     backoff: Backoff = Backoff(initial=0.5, maximum=10.0)
-    """Between reconnection attempts."""
+    """Between reconnection attempts the server answered (or that failed on our side)."""
+    unreachable_backoff: Backoff = Backoff(initial=0.5, maximum=1.0)
+    """From the start of one attempt that could not reach the WHIP server to the next: it
+    does not grow, so the path coming back is found within about a second."""
     blocked_backoff: Backoff = Backoff(initial=2.0, maximum=30.0)
     """Between attempts after a terminal condition, with `persistent`."""
     stale_after: float = 5.0
@@ -154,6 +176,9 @@ class Publisher:
         self._netwatch: NetWatch | None = None
         self._moves: list[NetworkChange] = []
         self._moved = asyncio.Event()
+        self._path_back = asyncio.Event()
+        self._deleted_in: float | None = None
+        """How long the DELETE before the coming connection's POST took (None: there was none)."""
         self._refused_seen = 0
 
     def __repr__(self) -> str:
@@ -287,6 +312,8 @@ class Publisher:
     def _network_changed(self, change: NetworkChange) -> None:
         self._moves.append(change)
         self._moved.set()
+        if change.reason in PATH_BACK:
+            self._path_back.set()
 
     async def _retry_when_blocked(self) -> None:
         """`_loop`, and with `persistent` its terminal errors as BLOCKED, retried slowly."""
@@ -318,17 +345,36 @@ class Publisher:
         attempt = 0
         refetches = 0
         refusals = 0
+        outage = _Outage()
+        clock = self._options.clock
         while not self._stop_event.is_set():
             if self._options.is_live is not None and not await self._still_live():
                 logger.info("session is no longer live; publisher stops")
                 return
-            first = self._stats.reconnects == 0 and attempt == 0
+            first = self._stats.reconnects == 0 and attempt == 0 and outage.attempts == 0
             self._set_state(PublisherState.CONNECTING if first else PublisherState.RECONNECTING)
+            # a change from now on may be what the next attempt needs: it must not be missed
+            self._path_back.clear()
+            began = clock.monotonic()
+            freeing: asyncio.Task[None] | None = None
             try:
                 whip = await self._current_whip()
+                if self._location is not None and outage.attempts:
+                    # out of reach so far: this DELETE probes the path before anything else
+                    await self._free_stale(began)
+                if self._location is not None:
+                    # the resource goes while the offer gathers; the POST waits for it
+                    freeing = asyncio.ensure_future(self._free_stale(began))
                 source = await self._current_source()
-                connection = await self._connect(whip, source)
+                connection = await self._connect(whip, source, before_post=freeing)
+            except WhipUnreachable as exc:
+                self._stats.last_error = str(exc)
+                outage.failed(exc, clock.monotonic())
+                delay = self._options.unreachable_backoff.delay(outage.attempts - 1, self._rng)
+                await self._pause(delay - (clock.monotonic() - began), wake_on_network=True)
+                continue
             except WhipError as exc:
+                outage.ended(clock.monotonic())
                 self._stats.last_error = str(exc)
                 if exc.status in GONE_STATUSES:
                     if refetches >= MAX_REFETCHES or not await self._refetch_after(exc):
@@ -350,25 +396,34 @@ class Publisher:
             except MediaError as exc:
                 if self._stop_event.is_set():
                     return
+                outage.ended(clock.monotonic())
                 refusals = 0
                 self._stats.last_error = str(exc)
                 logger.warning("publish attempt failed: %s", exc)
             else:
+                outage.ended(clock.monotonic())
                 refetches = 0
                 refusals = 0
-                began = self._options.clock.monotonic()
+                began = clock.monotonic()
                 loss = await self._watch(connection)
-                await self._teardown()
                 if loss is None:
+                    # a DELETE refused now is tried once more by `_run`'s final teardown
+                    await self._teardown()
                     return
                 logger.warning("connection lost (%s); reconnecting", loss.reason)
+                # the path is gone or broken: its kept-alive connections lead nowhere, and
+                # the DELETE waits for the next attempt, under the unreachable pace
+                await whip.drop_connections()
+                await self._teardown(delete=False)
                 self._stats.last_error = loss.reason
                 self._stats.reconnects += 1
-                if loss.at_once or self._options.clock.monotonic() - began >= STABLE_AFTER:
+                if loss.at_once or clock.monotonic() - began >= STABLE_AFTER:
                     attempt = 0
                     continue
                 # a connection that dies young is retried with backoff, not in a tight loop
-            await self._pause(self._options.backoff.delay(attempt, self._rng))
+            finally:
+                _settle(freeing)
+            await self._pause(self._options.backoff.delay(attempt, self._rng), wake_on_network=True)
             attempt += 1
 
     async def _after_refusal(self, exc: WhipError, refusals: int) -> bool:
@@ -417,8 +472,11 @@ class Publisher:
             logger.warning("could not check the session state: %s", exc)
             return True
 
-    async def _pause(self, seconds: float) -> None:
-        if await sleep_or_event(self._options.clock, seconds, self._stop_event):
+    async def _pause(self, seconds: float, *, wake_on_network: bool = False) -> None:
+        """Wait `seconds` (raise `_StopRequested` on stop); `wake_on_network`: also end the
+        wait when a path may be back (PATH_BACK since the last attempt began)."""
+        wake = (self._path_back,) if wake_on_network and self._netwatch is not None else ()
+        if await sleep_or_event(self._options.clock, seconds, self._stop_event, *wake):
             raise _StopRequested
 
     def _whip_client(self, url: Secret) -> WhipClient:
@@ -456,7 +514,9 @@ class Publisher:
 
     # -- one connection ------------------------------------------------------------------
 
-    async def _connect(self, whip: WhipClient, source: MediaSource) -> Connection:
+    async def _connect(
+        self, whip: WhipClient, source: MediaSource, *, before_post: Awaitable[None] | None = None
+    ) -> Connection:
         self._stats.new_connection()
         estimator = self._estimator_for(source)
         estimator.restart_stream()
@@ -488,6 +548,7 @@ class Publisher:
             clock=self._options.clock,
             on_frame=self._stats.count_frame,
             on_resource=self._hold,
+            before_post=before_post,
         )
         connection.tap.on_change(lambda _: self._retarget())
         connection.tap.on_collapse(lambda _: self._request_keyframe())
@@ -574,6 +635,7 @@ class Publisher:
             self._netwatch.watch(())
         self._moves.clear()
         started = clock.monotonic()
+        timed = False
         connected_at: float | None = None
         last_mark: tuple[float, int] | None = None
         last_report_at = started
@@ -594,6 +656,9 @@ class Publisher:
                     self._set_state(PublisherState.PUBLISHING)
             elif now - started > self._options.connect_timeout:
                 return _Loss(f"not connected after {self._options.connect_timeout:.0f} s")
+            if not timed and connection.timings.first_frame is not None:
+                timed = True
+                self._log_timings(connection.timings)
             if connected_at is not None:
                 report = await connection.report()
                 self._stats.add(now, report)
@@ -607,30 +672,62 @@ class Publisher:
             if await sleep_or_event(clock, 1.0, self._stop_event, changed, self._moved):
                 return None
 
+    def _log_timings(self, timings: ConnectTimings) -> None:
+        """One line on where a connection's set-up spent its time (no URL, nothing secret)."""
+        deleted, self._deleted_in = self._deleted_in, None
+        # the DELETE of a stale resource runs alongside the gathering, the POST after both
+        before = "" if deleted is None else f"DELETE {deleted:.3f} s; "
+        age = process_age()
+        since_start = ""
+        if age is not None and timings.first_frame is not None:
+            first_frame_age = age - (self._options.clock.monotonic() - timings.first_frame)
+            since_start = f"; first frame {first_frame_age:.3f} s after the process started"
+        logger.info(
+            "connection %d set-up (s): %s%s%s",
+            self._stats.reconnects + 1,
+            before,
+            timings.describe(),
+            since_start,
+        )
+
     def _watch_address(self, connection: Connection) -> None:
         address = connection.local_address()
         if self._netwatch is not None and address is not None:
             self._netwatch.watch([address])
 
-    async def _teardown(self) -> None:
+    async def _teardown(self, *, delete: bool = True) -> None:
         connection, self._connection = self._connection, None
         last: SenderReport | None = None
         if connection is not None:
             last = await connection.report()
         self._stats.connection_closed(last)
-        await self._delete_location()
+        if delete:
+            await self._delete_location()
         if connection is not None:
             await connection.close()
 
     # -- the resource and its file -------------------------------------------------------
 
-    async def _delete_location(self) -> bool:
-        """DELETE the resource we hold; True when one was deleted."""
+    async def _free_stale(self, began: float) -> None:
+        """DELETE the resource of a lost connection (or a dead process) before the POST it
+        would block; an unreachable server raises `WhipUnreachable`."""
+        if self._location is not None:
+            await self._delete_location(unreachable_raises=True)
+            self._deleted_in = self._options.clock.monotonic() - began
+
+    async def _delete_location(self, *, unreachable_raises: bool = False) -> bool:
+        """DELETE the resource we hold; True when one was deleted. `unreachable_raises`:
+        a server out of reach raises `WhipUnreachable` (a POST would not get there either)."""
         location = self._location
         if location is None or self._whip is None:
             return False
         try:
             await self._whip.delete(location)
+        except WhipUnreachable:
+            if unreachable_raises:
+                raise
+            logger.info("DELETE of the previous WHIP resource failed: the server is unreachable")
+            return False
         except MediaError as exc:
             # best effort, kept for later: a 403 on the next POST asks for this DELETE again
             logger.info("DELETE of the previous WHIP resource failed: %s", exc)
@@ -640,14 +737,65 @@ class Publisher:
         return True
 
     async def _delete_orphan(self) -> None:
-        """DELETE the resource a previous process left behind for this whipUrl."""
+        """Take up the resource a previous process left behind for this whipUrl: the next
+        attempt DELETEs it before its POST."""
         if self._whip is None:
             return
         location = self._resource_file.load(self._whip.whip_url)
         if location is not None:
             logger.info("deleting the WHIP resource a previous run left behind")
             self._location = location
-            await self._delete_location()
+
+
+def _settle(task: asyncio.Task[None] | None) -> None:
+    """A DELETE the attempt no longer waits for: cancelled if running, its outcome taken
+    (already raised through the attempt, or moot) so asyncio does not report it."""
+    if task is None:
+        return
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled():
+        task.exception()
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux /proc, 10 ms steps), None where unknown."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+class _Outage:
+    """Attempts in a row that could not reach the WHIP server: one warning when it starts,
+    one line when it ends, quiet in between (a drone out of coverage tries for hours)."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self._since = 0.0
+
+    def failed(self, exc: WhipUnreachable, now: float) -> None:
+        if self.attempts == 0:
+            self._since = now
+            logger.warning(
+                "WHIP server unreachable (%s); trying again about every second, and at once"
+                " when the network changes",
+                exc,
+            )
+        else:
+            logger.debug("WHIP server still unreachable (%s)", exc)
+        self.attempts += 1
+
+    def ended(self, now: float) -> None:
+        if self.attempts:
+            logger.info(
+                "WHIP server reachable again after %.1f s (%d attempts)",
+                now - self._since,
+                self.attempts,
+            )
+        self.attempts = 0
 
 
 class _Loss(NamedTuple):

@@ -26,7 +26,16 @@ logger = logging.getLogger(__name__)
 
 SDP_CONTENT_TYPE = "application/sdp"
 DEFAULT_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 2.0
+"""Seconds to open a connection (TCP and TLS): room for one lost SYN (sent again after 1 s)
+and a TLS handshake over a slow uplink. Longer only keeps a publisher whose path died
+from trying again when it comes back (a dead link answers nothing)."""
 _MAX_REDIRECTS = 5
+
+
+class WhipUnreachable(MediaError):
+    """The WHIP server could not be reached (connection refused or timed out, no route,
+    no answer): the request says nothing about the server, only about the path."""
 
 
 @dataclass(frozen=True)
@@ -87,11 +96,28 @@ class WhipClient:
     ) -> None:
         self.whip_url = whip_url
         self._token = token
-        self._http = httpx.AsyncClient(
-            timeout=timeout,
-            transport=transport,
+        self._timeout = httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT))
+        self._transport = transport
+        # made once (loading the CA bundle takes about 40 ms), shared by the clients
+        # `drop_connections` makes
+        self._tls = httpx.create_ssl_context()
+        self._http = self._client()
+
+    def _client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=self._timeout,
+            transport=self._transport,
+            verify=self._tls,
             follow_redirects=False,
         )
+
+    async def drop_connections(self) -> None:
+        """Forget kept-alive connections: after the path was lost, a request on one would
+        wait for an answer that went nowhere instead of connecting afresh."""
+        if self._transport is not None:
+            return  # a test's transport is the client's to keep
+        old, self._http = self._http, self._client()
+        await old.aclose()
 
     def __repr__(self) -> str:
         return f"WhipClient({redact_url(self.whip_url.reveal())})"
@@ -112,7 +138,7 @@ class WhipClient:
             try:
                 response = await self._http.post(url, content=offer_sdp.encode(), headers=headers)
             except httpx.HTTPError as exc:
-                raise MediaError(f"WHIP POST failed: {type(exc).__name__}") from exc
+                raise _request_error("POST", exc) from exc
             if response.status_code not in (307, 308) or "Location" not in response.headers:
                 break
             # followed by hand: httpx drops Authorization on a cross-origin redirect, and
@@ -146,7 +172,7 @@ class WhipClient:
         try:
             response = await self._http.delete(location, headers=self._headers())
         except httpx.HTTPError as exc:
-            raise MediaError(f"WHIP DELETE failed: {type(exc).__name__}") from exc
+            raise _request_error("DELETE", exc) from exc
         if response.status_code >= 400 and response.status_code not in (404, 410):
             raise WhipError(response.status_code, response.text, method="DELETE")
 
@@ -158,3 +184,10 @@ class WhipClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _request_error(method: str, exc: httpx.HTTPError) -> MediaError:
+    """`WhipUnreachable` when the request never got an answer, `MediaError` otherwise."""
+    if isinstance(exc, httpx.NetworkError | httpx.TimeoutException):
+        return WhipUnreachable(f"WHIP {method} failed: {type(exc).__name__}")
+    return MediaError(f"WHIP {method} failed: {type(exc).__name__}")

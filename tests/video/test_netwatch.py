@@ -44,11 +44,19 @@ def test_address_removal_and_default_route_change_are_reported_at_once() -> None
         assert ("default-route-changed", None) in reasons, changes
 
         link.run(ns, ["ip", "addr", "add", f"{link.client_ip}/24", "dev", dev])
+        change = read_json_line(probe, PROMPT_S)
+        assert change is not None and change["reason"] == "address-added", change
+        assert change["address"] == link.client_ip
         began = time.monotonic()
         link.run(ns, ["ip", "link", "set", dev, "down"])
         change = read_json_line(probe, PROMPT_S)
         assert change is not None and change["reason"] == "link-down", change
         assert change["address"] == link.client_ip and time.monotonic() - began < PROMPT_S
+
+        # back up: a path may be there again (the veth's carrier follows within linkwatch's 1 s)
+        link.run(ns, ["ip", "link", "set", dev, "up"])
+        change = read_json_line(probe, PROMPT_S + 1)
+        assert change is not None and change["reason"] == "link-up", change
         assert link.stop(probe) == 0
 
 
