@@ -389,7 +389,6 @@ class BandwidthEstimator:
         self._sr_sent: dict[int, float] = {}
         # what came back
         self._reports = 0
-        self._rtx_reports = 0
         self._loss = 0.0
         self._rtt: float | None = None
         self._jitter: float | None = None
@@ -491,7 +490,6 @@ class BandwidthEstimator:
     def on_rtx_report(self, *, packets_lost: int, highest_sequence: int) -> None:
         """The receiver's report block about our RTX stream (retransmissions and padding).
         Take it before the media block of the same RTCP packet, which updates the estimate."""
-        self._rtx_reports += 1
         self._probe.heard = True
         self._rtx.take(self._clock.monotonic(), highest_sequence, packets_lost)
 

@@ -98,14 +98,13 @@ def open_h264_encoder(
     *,
     bitrate: int | None = None,
     max_rate: int | None = None,
-    buffer_s: float = 1.0,
     buffer_bits: int | None = None,
 ) -> tuple[av.video.codeccontext.VideoCodecContext, str]:
     """An opened H.264 encoder context and its name; hardware first when allowed.
 
     `bitrate` is the average target (default: the cap), `max_rate` the VBV
-    rate (default: the cap), and `buffer_s` seconds of it the VBV buffer (or
-    `buffer_bits` exactly): at most that much in flight, and the largest a
+    rate (default: the cap), and `buffer_bits` the VBV buffer (default: one
+    second of that rate): at most that much in flight, and the largest a
     keyframe can be.
     """
     import av
@@ -116,7 +115,7 @@ def open_h264_encoder(
     elif options.encoder != "libx264":
         names = [options.encoder]
     rate = max_rate or options.bitrate
-    buffer = str(max(1, buffer_bits if buffer_bits is not None else int(rate * buffer_s)))
+    buffer = str(max(1, buffer_bits if buffer_bits is not None else rate))
     failures: list[str] = []
     for name in names:
         try:

@@ -160,7 +160,6 @@ class RtcpTap:
         allowed, 0 when it is not held back; only then is the link probed with padding."""
         self.pacer = Pacer(self._transmit, make_padding=self._padding_packet, clock=clock)
         self._collapse_listeners: list[Callable[[BandwidthSnapshot], None]] = []
-        self.collapses = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -330,7 +329,7 @@ class RtcpTap:
 
     async def _send_rtp(self, data: bytes) -> None:
         data = self._renumber(data)
-        if self.enforce and len(data) >= 12 and not 192 <= data[1] <= 208:
+        if self.enforce and len(data) >= 12 and not _is_rtcp(data):
             await self.pacer.send(data)  # RTP is paced; RTCP goes at once
         else:
             await self._transmit(data)
@@ -362,8 +361,9 @@ class RtcpTap:
         return sequence
 
     def _renumber(self, data: bytes) -> bytes:
-        """Our media packets with the sequence offset applied (RTX: its original number)."""
-        if len(data) < 12 or 192 <= data[1] <= 208:
+        """Our media packets with the sequence offset applied; RTX packets numbered in our
+        RTX sequence, their original number with the offset."""
+        if len(data) < 12 or _is_rtcp(data):
             return data
         seq, ssrc = struct.unpack_from("!H4xI", data, 2)
         if ssrc == self.sender._ssrc:
@@ -399,7 +399,7 @@ class RtcpTap:
     def _observe_outgoing(self, data: bytes) -> None:
         if len(data) < 12:
             return
-        if 192 <= data[1] <= 208:
+        if _is_rtcp(data):
             # compound RTCP starts with our SR when it is ours: V/P/RC, PT, length, SSRC, NTP
             if data[1] == _RTCP_SR and len(data) >= 16:
                 ssrc, ntp = struct.unpack_from("!IQ", data, 4)
@@ -451,13 +451,19 @@ class RtcpTap:
         is more than any retransmission budget repairs. Flush the receiver at the next
         keyframe, and hold our media until the bottleneck's queue has drained, so that the
         keyframe is not dropped behind the old queue."""
-        self.collapses += 1
         if not self.enforce:
             return
         self.request_jump()
         self.pacer.hold(min(MAX_DRAIN_S, (snap.queuing_delay_ms or 0.0) / 1000))
         for listener in list(self._collapse_listeners):
             listener(snap)
+
+
+def _is_rtcp(data: bytes) -> bool:
+    """Whether a packet on the shared transport is RTCP (RFC 5761: its second byte, the
+    RTCP packet type, is 192-208), read as aiortc's own `aiortc.rtp.is_rtcp` does, without
+    importing aiortc here on every packet."""
+    return 192 <= data[1] <= 208
 
 
 def _header_length(data: bytes) -> int:
