@@ -106,6 +106,11 @@ WIRE_OVERHEAD_BYTES = 20 + 8 + 10
 """IPv4 + UDP + SRTP auth tag, on top of the RTP packet: what a link shaper counts."""
 _NTP_TO_S = 1 / 65536
 LINK_CLEAR = "link clear"
+ENCODER_SHARE = 0.85
+"""Share of the estimate (wire bytes) the publisher's encoder aims at: the rest is RTP/SRTP
+overhead and the retransmission budget (15 %), so repairs never push past the link.
+Padding fills up to this share too: a probe sends what the media will once it has
+succeeded, so an estimate grown past the link overloads it no more than the media would."""
 PROBE_APP_LIMITED_SHARE = 0.75
 """Padding fills the gap up to the estimate only while the media sends less than this
 share of it (an app-limited sender: the estimate cannot grow past 1.5 x what arrived, so
@@ -280,7 +285,12 @@ class _ProbeState:
 
 class _Stream:
     """One SSRC as sent (wire size by sequence number) and the receiver's cumulative
-    counts about it: (at, extended highest sequence, cumulative lost, bytes sent up to it)."""
+    counts about it: (at, extended highest sequence, cumulative lost, bytes sent up to it).
+
+    Numbers skipped by a sequence jump were never sent: the receiver counts them as
+    expected and lost once it reports past them, and the points here leave them out of
+    both, so loss and the receive rate read through a jump as if it had not happened.
+    """
 
     def __init__(self) -> None:
         self.sizes: dict[int, int] = {}
@@ -288,11 +298,20 @@ class _Stream:
         self.points: collections.deque[tuple[float, int, int, float]] = collections.deque()
         self.bytes = 0.0
         self.packet_bytes = float(DEFAULT_PACKET_BYTES)
+        self.skipped: set[int] = set()
+        """Numbers skipped by jumps the receiver has not reported past yet."""
+        self.skipped_reported = 0
+        """Skipped numbers the receiver has reported past (and counted lost), in all."""
+        self.last_highest: int | None = None
+        """The last report's 16-bit highest sequence number, as the receiver sent it."""
 
     def clear(self) -> None:
         self.sizes.clear()
         self.order.clear()
         self.points.clear()
+        self.skipped.clear()
+        self.skipped_reported = 0
+        self.last_highest = None
 
     def sent(self, seq: int, wire: int) -> None:
         seq &= 0xFFFF
@@ -303,24 +322,38 @@ class _Stream:
         self.sizes[seq] = wire
         self.packet_bytes = 0.95 * self.packet_bytes + 0.05 * wire
 
+    def jump(self, first_sequence: int, skipped: int) -> None:
+        """The `skipped` numbers before `first_sequence` will never be sent."""
+        self.skipped.update((first_sequence - 1 - k) & 0xFFFF for k in range(skipped))
+
     def restart_counts(self, now: float, highest: int, lost: int) -> None:
         self.points.clear()
-        self.points.append((now, highest, lost, self.bytes))
+        self.last_highest = highest
+        self.points.append((now, highest, lost - self.skipped_reported, self.bytes))
 
     def take(self, now: float, highest: int, lost: int) -> None:
         """One report's counts. Receivers that send the 16-bit sequence number only
         (aiortc) are unwrapped here."""
-        if self.points:
-            last_highest = self.points[-1][1]
-            step = (highest - last_highest) & 0xFFFF
-            if step >= 0x8000:
-                # an older report arriving late, or a stream that restarted: count from here
-                self.restart_counts(now, highest, lost)
-                return
-            for ext in range(last_highest + 1, last_highest + 1 + min(step, HISTORY_PACKETS)):
-                self.bytes += self.sizes.get(ext & 0xFFFF, self.packet_bytes)
-            highest = last_highest + step
-        self.points.append((now, highest, lost, self.bytes))
+        if not self.points or self.last_highest is None:
+            self.restart_counts(now, highest, lost)
+            return
+        step = (highest - self.last_highest) & 0xFFFF
+        if step >= 0x8000:
+            # an older report arriving late, or a stream that restarted: count from here
+            self.restart_counts(now, highest, lost)
+            return
+        skipped = 0
+        for offset in range(1, min(step, HISTORY_PACKETS) + 1):
+            seq = (self.last_highest + offset) & 0xFFFF
+            if seq in self.skipped:
+                self.skipped.discard(seq)
+                skipped += 1
+            else:
+                self.bytes += self.sizes.get(seq, self.packet_bytes)
+        self.skipped_reported += skipped
+        self.last_highest = highest
+        extended = self.points[-1][1] + step - skipped
+        self.points.append((now, extended, lost - self.skipped_reported, self.bytes))
         while len(self.points) > 2 and self.points[1][0] <= now - LOSS_WINDOW_S:
             self.points.popleft()
 
@@ -404,8 +437,6 @@ class BandwidthEstimator:
         self._capacity: float | None = None
         self._congested_bps: float | None = None
         """The receive rate at the last back-off (unlike `_capacity`, never forgotten)."""
-        self._jumps: list[int] = []
-        """First sequence numbers after jumps the receiver has not reported past yet."""
         self._probe = _ProbeState()
 
     def restart_stream(self) -> None:
@@ -415,7 +446,6 @@ class BandwidthEstimator:
         self._rtx.clear()
         self._sr_sent.clear()
         self._last_decrease = None
-        self._jumps = []
         self._probe = _ProbeState()
 
     # -- what the sender sent -------------------------------------------------------------
@@ -477,14 +507,7 @@ class BandwidthEstimator:
             if rtt >= 0:
                 self._rtt = rtt if self._rtt is None else 0.8 * self._rtt + 0.2 * rtt
                 self._rtt_trend.add(now, rtt * 1000)
-        passed = [j for j in self._jumps if (highest_sequence - j) & 0xFFFF < 0x8000]
-        if passed:
-            # the first report past a sequence jump (or several): its counts span the
-            # skipped numbers, which were never sent; count from here, keep the loss known
-            self._jumps = [j for j in self._jumps if j not in passed]
-            self._media.restart_counts(now, highest_sequence, packets_lost)
-        else:
-            self._take_counts(now, highest_sequence, packets_lost, max(0, fraction_lost))
+        self._take_counts(now, highest_sequence, packets_lost, max(0, fraction_lost))
         self._update(now)
 
     def on_rtx_report(self, *, packets_lost: int, highest_sequence: int) -> None:
@@ -493,10 +516,10 @@ class BandwidthEstimator:
         self._probe.heard = True
         self._rtx.take(self._clock.monotonic(), highest_sequence, packets_lost)
 
-    def on_sequence_jump(self, first_sequence: int) -> None:
-        """Our sequence numbers skipped ahead to `first_sequence` (16-bit): the receiver
-        will count the skipped ones as lost in its next report."""
-        self._jumps.append(first_sequence & 0xFFFF)
+    def on_sequence_jump(self, first_sequence: int, skipped: int) -> None:
+        """Our sequence numbers skipped `skipped` ahead to `first_sequence` (16-bit): the
+        receiver will count the skipped ones as lost; they are left out of loss and rate."""
+        self._media.jump(first_sequence, skipped)
 
     def on_remb(self, bitrate_bps: float) -> None:
         """The receiver's estimated maximum bitrate: a bound, not a target."""
@@ -569,11 +592,11 @@ class BandwidthEstimator:
 
     def padding_bps(self, wanted_bps: float) -> float:
         """Padding bit/s to send beside the media now, so that what arrives can prove the
-        estimate (0: none); the total stays within `wanted_bps`, what the sender would use
-        if the link allowed (0: it wants no more than it has). Only while the media is
-        app-limited (under PROBE_APP_LIMITED_SHARE of the estimate) and the link clear, not
-        within PROBE_HOLD_S of a back-off, and only where the receiver reports on the RTX
-        stream the padding goes on."""
+        estimate (0: none). The total stays within ENCODER_SHARE of the estimate and within
+        `wanted_bps`, what the sender would use if the link allowed (0: it wants no more
+        than it has). Only while the media is app-limited (under PROBE_APP_LIMITED_SHARE of
+        the estimate) and the link clear, not within PROBE_HOLD_S of a back-off, and only
+        where the receiver reports on the RTX stream the padding goes on."""
         now = self._clock.monotonic()
         probe = self._probe
         if (
@@ -595,7 +618,9 @@ class BandwidthEstimator:
         if media_bps >= PROBE_APP_LIMITED_SHARE * self._estimate:
             return 0.0
         ceiling = probe.ceiling(now)
-        total = min(self._estimate, wanted_bps, math.inf if ceiling is None else ceiling)
+        total = min(
+            ENCODER_SHARE * self._estimate, wanted_bps, math.inf if ceiling is None else ceiling
+        )
         return max(0.0, total - media_bps)
 
     def _trim_sent(self) -> None:

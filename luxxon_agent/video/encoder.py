@@ -50,6 +50,12 @@ IDR at 540p froze the picture for 2-6 s; at 300 kbit/s (a 7.5 kB queue) a 360p I
 0.25 s of the rung's 910 kbit/s ceiling was 28 kB."""
 MIN_BUFFER_FRAMES = 3.0
 """...but never under this many average frames: x264 needs room for a P-frame's swing."""
+DROP_AHEAD_S = 0.4
+"""An adaptive encoder that has produced more than this many seconds of its target ahead
+of the wall clock skips frames until it is back under (libwebrtc's frame dropper does the
+same). libx264 runs over its target for seconds after a reopen, a ladder step or a busy
+scene, its VBV rate being the rung's ceiling; the pacer spreads that but cannot make the
+link take it. The bar lets a keyframe (ADAPTIVE_BUFFER_S of the target) through whole."""
 MIN_TARGET_BPS = 50_000.0
 """Below this libx264 cannot make a picture worth sending, whatever the link."""
 _UNUSABLE: set[str] = set()
@@ -190,6 +196,10 @@ class H264Encoder:
         self._qps: collections.deque[float] = collections.deque(maxlen=QP_FRAMES)
         self.mean_qp: float | None = None
         self._over_since: float | None = None
+        self._ahead_bits = 0.0
+        self._ahead_at: float | None = None
+        self.frames_dropped = 0
+        """Frames skipped because the encoder was DROP_AHEAD_S ahead of its target."""
         self.reopens = 0
         """Contexts reopened because libx264 did not follow a lower target."""
         """libx264's mean quantiser over the last QP_FRAMES frames (None: not reported)."""
@@ -220,6 +230,9 @@ class H264Encoder:
             if not self._keep(frame, rung.fps_share):
                 return []
             size = rung.size(frame.width, frame.height)
+        if self._ahead_of_target():
+            self.frames_dropped += 1
+            return []
         if size != (frame.width, frame.height) or frame.format.name != "yuv420p":
             frame = frame.reformat(width=size[0], height=size[1], format="yuv420p")
         codec = self._codec
@@ -236,10 +249,24 @@ class H264Encoder:
         )
         self._force_keyframe = False
         packets = list(codec.encode(frame))
-        self._count_output(sum(p.size for p in packets))
+        produced = sum(p.size for p in packets)
+        self._ahead_bits += produced * 8
+        self._count_output(produced)
         for packet in packets:
             self._count_qp(packet)
         return packets
+
+    def _ahead_of_target(self) -> bool:
+        """Whether this frame is to be skipped: more than DROP_AHEAD_S of the target sent
+        ahead of the clock (never while a keyframe is asked for: the receiver waits on it)."""
+        if not self.adaptive:
+            return False
+        now = time.monotonic()
+        if self._ahead_at is not None:
+            spent = self.target_bps * (now - self._ahead_at)
+            self._ahead_bits = max(0.0, self._ahead_bits - spent)
+        self._ahead_at = now
+        return not self._force_keyframe and self._ahead_bits > DROP_AHEAD_S * self.target_bps
 
     def _count_qp(self, packet: av.Packet[Any]) -> None:
         from av.packet import PacketSideData

@@ -51,7 +51,12 @@ from luxxon_agent.backoff import Backoff
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock, sleep_or_event
 from luxxon_agent.errors import LuxxonError, MediaError, WhipError
 from luxxon_agent.secret import Secret, redact_url
-from luxxon_agent.video.bandwidth import BandwidthEstimator, BandwidthSnapshot, RateState
+from luxxon_agent.video.bandwidth import (
+    ENCODER_SHARE,
+    BandwidthEstimator,
+    BandwidthSnapshot,
+    RateState,
+)
 from luxxon_agent.video.connection import (
     Connection,
     ConnectTimings,
@@ -79,9 +84,6 @@ MAX_REFETCHES = 3
 """Consecutive 404/410 answers, each followed by a re-fetched whipUrl, before giving up."""
 STABLE_AFTER = 10.0
 """Seconds a connection must have lasted for its loss to reset the backoff."""
-ENCODER_SHARE = 0.85
-"""Share of the estimate (wire bytes) the encoder aims at: the rest is RTP/SRTP
-overhead and the retransmission budget (15 %), so repairs never push past the link."""
 PASSTHROUGH_CEILING_BPS = 20_000_000.0
 """The estimate's ceiling for a camera's stream, whatever `--bitrate` (our encoder's cap) says."""
 PROBE_OVER_WANTED = 1.1

@@ -377,7 +377,7 @@ class RtcpTap:
                     self._jump_pending = False
                     self._offset = (self._offset + SEQUENCE_JUMP) & 0xFFFF
                     self.sequence_jumps += 1
-                    self.estimator.on_sequence_jump(seq + self._offset)
+                    self.estimator.on_sequence_jump(seq + self._offset, SEQUENCE_JUMP)
                     # the receiver flushed what came before: repairing it would undo that
                     self._out_of.clear()
                     self._in_of.clear()

@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from luxxon_agent.video.bandwidth import (
+    PROBE_HOLD_S,
+    REFUSED_HOLD_S,
     BandwidthEstimator,
     DelaySignal,
     KeyframeLimiter,
@@ -352,11 +354,17 @@ def test_a_refused_probe_pads_only_to_just_under_what_the_link_carried() -> None
     link.rate_bps = 1_000_000
     link.media_cap_bps = 200_000
     link.wanted_bps = CAP
-    link.run(20)
-    # probing found the link: media and padding fill it nearly, without knocking it
+    for _ in range(30):
+        link.run(1)
+        if est.snapshot().state is RateState.DECREASE:
+            break  # padding has found the link
+    else:
+        pytest.fail("padding never reached the link")
+    link.run(PROBE_HOLD_S + 2)  # the back-off drains the queue; no padding meanwhile
+    # for the rest of the hold media and padding fill the link nearly, without knocking it
     # over again (the estimate itself may run ahead, to 1.5 x what arrived)
     sent = []
-    for _ in range(10):
+    for _ in range(int(REFUSED_HOLD_S)):
         link.run(1)
         sent.append(est.sent_bps())
     assert sum(sent) / len(sent) > 0.6 * 1_000_000 and max(sent) <= 1_000_000, sent
@@ -397,14 +405,44 @@ def test_two_sequence_jumps_before_a_report_are_not_loss() -> None:
     send(50)
     report(seq, 0)
     seq += 2048
-    est.on_sequence_jump(seq + 1)
+    est.on_sequence_jump(seq + 1, 2048)
     send(40)
     seen = seq  # the receiver has this far when it reports; the second jump is in flight
     seq += 2048
-    est.on_sequence_jump(seq + 1)
+    est.on_sequence_jump(seq + 1, 2048)
     send(40)
     # the receiver counts what it never got as lost
     report(seen, 2048)
     report(seq, 4096)
     send(50)
     report(seq, 4096)
+
+
+def test_loss_and_receive_rate_read_through_a_sequence_jump() -> None:
+    """The report past a jump (a collapse flush) is the first about the new rate: its real
+    loss and what arrived must count then, not one report later."""
+    clock = ManualClock()
+    est = BandwidthEstimator(max_bps=CAP, start_bps=1_000_000, clock=clock)
+    seq = 0
+    for _ in range(2):  # two reports of 100 packets a second, all arrived
+        for _ in range(100):
+            seq += 1
+            est.on_packet_sent(seq, 1000)
+        clock.t += 1.0
+        est.on_receiver_report(
+            fraction_lost=0, packets_lost=0, highest_sequence=seq, jitter=0, lsr=0, dlsr=0
+        )
+    seq += 2048
+    est.on_sequence_jump(seq + 1, 2048)
+    for _ in range(100):
+        seq += 1
+        est.on_packet_sent(seq, 1000)
+    clock.t += 1.0
+    # 20 of the 100 sent after the jump were lost, and the 2048 skipped ones count too
+    est.on_receiver_report(
+        fraction_lost=255, packets_lost=2048 + 20, highest_sequence=seq, jitter=0, lsr=0, dlsr=0
+    )
+    snap = est.snapshot()
+    assert snap.loss == pytest.approx(20 / 200)
+    wire = 1000 + 38
+    assert snap.receive_bps == pytest.approx(80 * wire * 8 / 1.0)

@@ -1,8 +1,10 @@
-"""WHIP client, SPS parsing, burned-in clock, ingest HTTP rules and disconnect windows."""
+"""WHIP client, SPS parsing, burned-in clock, the encoder's frame dropper, ingest HTTP rules
+and disconnect windows."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import types
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +22,7 @@ from luxxon_agent.video import (
     parse_ice_servers,
     read_burned_clock,
 )
+from luxxon_agent.video.encoder import DROP_AHEAD_S, H264Encoder
 from luxxon_agent.video.h264 import find_profile, parameter_sets
 from luxxon_agent.video.testsrc import TestPattern
 
@@ -237,6 +240,37 @@ async def test_disconnect_windows_are_media_gaps() -> None:
     await ingest.close_input(video_input.ref)
     await clock.advance(10.0)  # and stops at the close
     assert ingest.disconnect_windows(video_input.ref)[-1][1] == start + timedelta(seconds=9)
+
+
+def test_encoder_skips_frames_rather_than_run_ahead_of_its_target() -> None:
+    """Frames handed over faster than the target can pay for (a burst after a stall, or
+    libx264 over its target) are skipped: what comes out stays within the target over
+    the wall clock plus DROP_AHEAD_S of it; a keyframe asked for is never skipped."""
+    from fractions import Fraction
+
+    import av
+
+    pattern = TestPattern(320, 180, detail="high")
+    encoder = H264Encoder(30, VideoOptions(), adaptive=True)
+    encoder.set_target(200_000, 0.0)
+    start = datetime(2026, 5, 13, 8, 42, tzinfo=UTC)
+
+    def frame(counter: int) -> av.VideoFrame:
+        picture = pattern.frame(counter, start + timedelta(milliseconds=33 * counter))
+        picture.pts, picture.time_base = counter * 3000, Fraction(1, 90000)
+        return picture
+
+    began = time.monotonic()
+    bits = largest = 0
+    for counter in range(90):  # three seconds of video, handed over at once
+        produced = sum(p.size for p in encoder.encode(frame(counter))) * 8
+        bits, largest = bits + produced, max(largest, produced)
+    elapsed = time.monotonic() - began
+    assert encoder.frames_dropped > 0
+    assert bits <= encoder.target_bps * (elapsed + DROP_AHEAD_S) + largest
+    encoder.request_keyframe()
+    packets = encoder.encode(frame(90))
+    assert packets and packets[0].is_keyframe
 
 
 def test_public_surface_matches_all() -> None:
