@@ -56,6 +56,8 @@ PORT = 8080
 CAMERA_PORT = 8554
 FROZEN_GAP_S = 0.2
 CLOCK_SLACK_S = 0.05
+CAPACITY_SHARE = 0.8
+"""Issue 11: back to 80 % of capacity after a step up."""
 
 
 def readable_clocks(arrivals: list[tuple[float, float | None]]) -> tuple[list[float | None], int]:
@@ -109,6 +111,11 @@ class PhaseResult:
     sent_kbps: float
     reconnects: int
     tbf_drops: int
+    react_s: float | None
+    """After a step down: seconds until everything sent (padding and repairs too) was
+    under the link; after a step up: until the media reached CAPACITY_SHARE of capacity
+    (the link less its drops; unshaped: what the first unshaped phase sent). inf: never
+    within the phase; None: no step."""
 
 
 @dataclass
@@ -196,16 +203,17 @@ def summarize(run: Run, frames_path: Path, clocked: bool) -> list[PhaseResult]:
         print(f"bench_link: {misread} misread clock strips left out of staleness", file=sys.stderr)
     arrivals = [(t, c) for (t, _), c in zip(arrivals, clocks, strict=True)]
     results = []
-    for (_phase, start, end), drops in zip(run.phases, run.drops, strict=True):
+    previous: Phase | None = None
+    for (phase, start, end), drops in zip(run.phases, run.drops, strict=True):
         inside = [(t, c) for t, c in arrivals if start <= t < end]
         times = [start, *(t for t, _ in inside), end]
         frozen = sum(b - a for a, b in zip(times, times[1:], strict=False) if b - a > FROZEN_GAP_S)
         stale = sorted((t - c) * 1000 for t, c in inside if c is not None)
-        stats = [s for t, s in run.stats if start <= t < end]
+        stats = [(t, s) for t, s in run.stats if start <= t < end]
         sent = [
-            float(str(s.get("bitrate_bps", 0))) for s in stats if s.get("state") == "publishing"
+            float(str(s.get("bitrate_bps", 0))) for _, s in stats if s.get("state") == "publishing"
         ]
-        reconnects = [int(str(s.get("reconnects", 0))) for s in stats]
+        reconnects = [int(str(s.get("reconnects", 0))) for _, s in stats]
         results.append(
             PhaseResult(
                 fps=len(inside) / (end - start),
@@ -215,34 +223,74 @@ def summarize(run: Run, frames_path: Path, clocked: bool) -> list[PhaseResult]:
                 sent_kbps=statistics.mean(sent) / 1000 if sent else 0.0,
                 reconnects=(max(reconnects) - min(reconnects)) if reconnects else 0,
                 tbf_drops=drops,
+                react_s=reaction(previous, phase, start, stats, results),
             )
         )
+        previous = phase
     return results
+
+
+def reaction(
+    previous: Phase | None,
+    phase: Phase,
+    start: float,
+    stats: list[tuple[float, dict[str, object]]],
+    earlier: list[PhaseResult],
+) -> float | None:
+    """PhaseResult.react_s from the publisher's per-second stats (1 s resolution)."""
+    if previous is None:
+        return None
+    before = previous.rate_bps or float("inf")
+    after = phase.rate_bps or float("inf")
+    if after < before:  # a step down: the wire rate, retransmissions and padding included
+        times = [t for t, s in stats if float(str(s.get("sent_bps") or 0)) <= after]
+    elif after > before:
+        capacity = (
+            after * (1 - phase.drop_percent / 100)
+            if phase.rate_bps is not None
+            else earlier[0].sent_kbps * 1000
+        )
+        times = [
+            t
+            for t, s in stats
+            if float(str(s.get("bitrate_bps") or 0)) >= CAPACITY_SHARE * capacity
+        ]
+    else:
+        return None
+    return times[0] - start if times else float("inf")
 
 
 def cell(result: PhaseResult | None) -> str:
     if result is None:
-        return f"{'not available':<44}"
+        return f"{'not available':<50}"
 
     def ms(value: float | None) -> str:
         return "-" if value is None else f"{value:.0f}"
 
     stale = f"{ms(result.stale_median_ms)}/{ms(result.stale_p95_ms)}"
+    react = "-" if result.react_s is None else f"{result.react_s:.1f}"
     return (
         f"{result.fps:5.1f} {result.frozen_s:6.1f} {stale:>11} {result.sent_kbps:6.0f} "
-        f"{result.reconnects:3d} {result.tbf_drops:6d}"
+        f"{result.reconnects:3d} {result.tbf_drops:6d} {react:>5}"
     )
 
 
 def report(title: str, adaptive: list[PhaseResult] | None, fixed: list[PhaseResult] | None) -> None:
     print(f"\n{title}")
-    head = f"{'fps':>5} {'frozen':>6} {'stale ms':>11} {'kbit/s':>6} {'rec':>3} {'drops':>6}"
-    print(f"{'phase':<20} | {'adaptive':<44} | non-adaptive (today's publisher)")
-    print(f"{'':<20} | {head:<44} | {head}")
+    head = (
+        f"{'fps':>5} {'frozen':>6} {'stale ms':>11} {'kbit/s':>6} {'rec':>3} {'drops':>6} "
+        f"{'react':>5}"
+    )
+    print(f"{'phase':<20} | {'adaptive':<50} | non-adaptive (today's publisher)")
+    print(f"{'':<20} | {head:<50} | {head}")
     for index, phase in enumerate(PROFILE):
         left = adaptive[index] if adaptive is not None else None
         right = fixed[index] if fixed is not None else None
-        print(f"{phase.name:<20} | {cell(left):<44} | {cell(right)}")
+        print(f"{phase.name:<20} | {cell(left):<50} | {cell(right)}")
+    print(
+        "react: s until all sent was under the link after a step down; until the media "
+        f"reached {CAPACITY_SHARE:.0%} of capacity after a step up (inf: not in the phase)"
+    )
     if adaptive is None:
         print("adaptive: not available (`luxxon-agent publish` has no --no-adapt yet)")
 

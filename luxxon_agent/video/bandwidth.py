@@ -48,6 +48,10 @@ DEFAULT_START_BPS = 1_000_000.0
 LOSS_GROW_BELOW = 0.02
 LOSS_BACKOFF_ABOVE = 0.10
 """GCC's loss thresholds: random loss up to 2 % is noise, above 10 % is congestion."""
+LOSS_NOISE_SIGMAS = 2.0
+"""Above 10 % by more than this many standard deviations of a count at 10 %: a second of
+30 packets at 5 % random loss reads over 10 % one time in 25, and each such back-off
+throws away a fifth of the rate on a link that had room."""
 RANDOM_LOSS_QUEUE_MS = 10.0
 """Loss between the thresholds with less queuing delay than this is the radio's, not
 congestion (a full bottleneck queue shows as delay first): it does not stop growth, or a
@@ -423,6 +427,8 @@ class BandwidthEstimator:
         # what came back
         self._reports = 0
         self._loss = 0.0
+        self._loss_expected = 0
+        """Packets the loss fraction was counted over (0: from the report's fraction)."""
         self._rtt: float | None = None
         self._jitter: float | None = None
         self._receive_bps: float | None = None
@@ -650,6 +656,7 @@ class BandwidthEstimator:
             if expected > 0
             else min(1.0, fraction_lost / 256)
         )
+        self._loss_expected = max(0, expected)
         if self._trend() is self._owd_trend:
             return  # transport-wide feedback measures arrivals better
         media = self._media.receive_bps(now, since)
@@ -672,7 +679,7 @@ class BandwidthEstimator:
         may_decrease = since >= rtt + DECREASE_EXTRA_S
         candidates: list[tuple[float, str]] = []
         keeping_up = self._keeping_up()
-        if self._loss > LOSS_BACKOFF_ABOVE:
+        if self._congestion_loss():
             backed_off = self._estimate * (1 - 0.5 * self._loss)
             if self._receive_bps is not None and not keeping_up:
                 # losing that much, the link carried what arrived and no more
@@ -714,6 +721,17 @@ class BandwidthEstimator:
             self._set(self._estimate, RateState.HOLD, "queue standing")
             return
         self._set(self._grown(elapsed, rtt), RateState.INCREASE, LINK_CLEAR)
+
+    def _congestion_loss(self) -> bool:
+        """Loss above LOSS_BACKOFF_ABOVE, and by more than counting noise where the loss
+        was counted over few packets (see LOSS_NOISE_SIGMAS)."""
+        if self._loss <= LOSS_BACKOFF_ABOVE:
+            return False
+        n = self._loss_expected
+        if n == 0:
+            return True
+        noise = LOSS_NOISE_SIGMAS * math.sqrt(LOSS_BACKOFF_ABOVE * (1 - LOSS_BACKOFF_ABOVE) / n)
+        return self._loss > LOSS_BACKOFF_ABOVE + noise
 
     def _keeping_up(self) -> bool:
         sent = self.sent_bps()

@@ -40,6 +40,7 @@ from typing import Any
 
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
 from luxxon_agent.video.bandwidth import (
+    LOSS_BACKOFF_ABOVE,
     RANDOM_LOSS_QUEUE_MS,
     BandwidthEstimator,
     BandwidthSnapshot,
@@ -76,8 +77,11 @@ _NAL_IDR, _NAL_SPS, _NAL_STAP_A, _NAL_FU_A = 5, 7, 24, 28
 RTX_PAYLOAD_TYPE_SEAM = "_RTCRtpSender__rtx_payload_type"
 """aiortc keeps the negotiated RTX payload type in a name-mangled private (None: no RTX)."""
 COLLAPSE_SHARE = 0.75
-"""A back-off to under this share of the estimate in one step is a collapse: the link
-narrowed (a step down, a handover), not a queue building slowly."""
+"""A back-off to under this share of the estimate in one step, with loss above the loss
+controller's bar, is a collapse: the link narrowed (a step down, a handover), not a queue
+building slowly. Without the loss (a refused padding probe: the padding stops and the
+queue drains by itself) there are no holes to flush, and a keyframe would only refill
+the queue."""
 MAX_DRAIN_S = 0.3
 """The longest media is held after a collapse for the bottleneck's queue to drain."""
 PADDING_BYTES = 255
@@ -434,7 +438,8 @@ class RtcpTap:
             backed_off = snap.state is RateState.DECREASE and snap.estimate_bps < last.estimate_bps
             if moved < MIN_CHANGE and not backed_off:
                 return
-            if backed_off and snap.estimate_bps < COLLAPSE_SHARE * last.estimate_bps:
+            collapsed = backed_off and snap.estimate_bps < COLLAPSE_SHARE * last.estimate_bps
+            if collapsed and snap.loss > LOSS_BACKOFF_ABOVE:
                 self._collapsed(snap)
         self._announced = snap
         self._changed.set()
