@@ -91,7 +91,8 @@ MIN_ADDITIVE_BPS_PER_S = 4_000.0
 ACKED_HEADROOM = 1.5
 ACKED_HEADROOM_BPS = 10_000.0
 KEEPING_UP = 0.95
-"""What arrived over what was sent at or above this share: the link keeps up with us. A
+"""What arrived (and what was lost) over what was sent at or above this share: the link
+keeps up with us. A
 standing queue that is not growing then needs no further back-off (it drains), and a
 back-off is not cut to what arrived: that measured our own sending, not the link."""
 DECREASE_EXTRA_S = 0.3
@@ -700,9 +701,15 @@ class BandwidthEstimator:
             self._last_decrease = now
             if self._receive_bps is not None:
                 self._congested_bps = self._receive_bps
+                # congestion outside the band around the last is another link (a step
+                # down): start over from it, as libwebrtc resets its capacity estimate
+                elsewhere = (
+                    self._capacity is None
+                    or abs(self._receive_bps - self._capacity) > NEAR_BAND * self._capacity
+                )
                 self._capacity = (
                     self._receive_bps
-                    if self._capacity is None
+                    if elsewhere
                     else CAPACITY_SMOOTHING * self._receive_bps
                     + (1 - CAPACITY_SMOOTHING) * self._capacity
                 )
@@ -734,8 +741,14 @@ class BandwidthEstimator:
         return self._loss > LOSS_BACKOFF_ABOVE + noise
 
     def _keeping_up(self) -> bool:
+        """Whether the link passes packets as fast as we send them, the ones lost up to the
+        loss controller's bar counted as passed (on a link with 5 % random loss what arrives
+        is never 95 % of what was sent; more loss than that is the link's limit)."""
         sent = self.sent_bps()
-        return self._receive_bps is not None and sent > 0 and self._receive_bps >= KEEPING_UP * sent
+        if self._receive_bps is None or sent <= 0:
+            return False
+        passed = self._receive_bps / (1 - min(self._loss, LOSS_BACKOFF_ABOVE))
+        return passed >= KEEPING_UP * sent
 
     def _grown(self, elapsed: float, rtt: float) -> float:
         estimate = self._estimate
