@@ -703,16 +703,13 @@ class BandwidthEstimator:
                 self._congested_bps = self._receive_bps
                 # congestion outside the band around the last is another link (a step
                 # down): start over from it, as libwebrtc resets its capacity estimate
-                elsewhere = (
-                    self._capacity is None
-                    or abs(self._receive_bps - self._capacity) > NEAR_BAND * self._capacity
-                )
-                self._capacity = (
-                    self._receive_bps
-                    if elsewhere
-                    else CAPACITY_SMOOTHING * self._receive_bps
-                    + (1 - CAPACITY_SMOOTHING) * self._capacity
-                )
+                last = self._capacity
+                if last is None or abs(self._receive_bps - last) > NEAR_BAND * last:
+                    self._capacity = self._receive_bps
+                else:
+                    self._capacity = (
+                        CAPACITY_SMOOTHING * self._receive_bps + (1 - CAPACITY_SMOOTHING) * last
+                    )
             self._set(min(self._estimate, target), RateState.DECREASE, reason)
             return
         standing = trend.queuing_ms()

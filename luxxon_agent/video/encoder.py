@@ -38,6 +38,12 @@ FF_QP2LAMBDA = 118
 OVERSHOOT = 1.3
 NOT_FOLLOWING_S = 1.0
 """libx264 producing more than OVERSHOOT x its aim for this long is reopened."""
+PINNED_BELOW = 1.3
+PINNED_USING = 0.8
+"""libx264 does not raise its rate on an open context (measured at 640x360: opened at
+345 kbit/s and asked for 1 Mbit/s, it kept sending 340-350). A context opened at less
+than 1 / PINNED_BELOW of today's target that uses PINNED_USING of what it was opened at
+(the picture wants more) for NOT_FOLLOWING_S is reopened at the target."""
 OUTPUT_HEADROOM = 1.5
 """libx264 is aimed at most this far above what it produced over OUTPUT_WINDOW_S."""
 ADAPTIVE_BUFFER_S = 0.25
@@ -162,12 +168,15 @@ def open_h264_encoder(
 class H264Encoder:
     """Raw frames in, H.264 packets out, at a target bitrate that may change while it runs.
 
-    A new target reaches libx264 by `bit_rate` on the open context: FFmpeg's
+    A lower target reaches libx264 by `bit_rate` on the open context: FFmpeg's
     libx264 wrapper compares it before each frame and calls
-    `x264_encoder_reconfig`, so the rate follows within about half a second
-    with no keyframe and no new parameter sets. (PyAV cannot change the VBV
-    rate of an open context; it is set per ladder rung when the encoder opens.)
-    With `adaptive` the ladder scales and thins frames below its floors.
+    `x264_encoder_reconfig`, so the rate falls within about half a second with
+    no keyframe (where it does not, `_not_following` reopens). A higher one does
+    not: x264 keeps the rate it was opened at, so `_pinned_below_target`
+    reopens it (one IDR). PyAV cannot change the VBV rate of an open context;
+    it is set per ladder rung when the encoder opens. With `adaptive` the ladder
+    scales and thins frames below its floors, and frames are skipped when the
+    output runs DROP_AHEAD_S ahead of the target.
     `encode()` runs in a worker thread; `set_target()` and `request_keyframe()`
     only store values it reads before the next frame.
     """
@@ -179,8 +188,10 @@ class H264Encoder:
         *,
         adaptive: bool = False,
         on_open: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.fps = fps
+        self._clock = clock
         self.options = options
         self.adaptive = adaptive
         self.target_bps = float(options.bitrate)
@@ -196,12 +207,14 @@ class H264Encoder:
         self._qps: collections.deque[float] = collections.deque(maxlen=QP_FRAMES)
         self.mean_qp: float | None = None
         self._over_since: float | None = None
+        self._pinned_since: float | None = None
+        self._opened_bps: float | None = None
         self._ahead_bits = 0.0
         self._ahead_at: float | None = None
         self.frames_dropped = 0
         """Frames skipped because the encoder was DROP_AHEAD_S ahead of its target."""
         self.reopens = 0
-        """Contexts reopened because libx264 did not follow a lower target."""
+        """Contexts reopened because libx264 did not follow its target (down or up)."""
         """libx264's mean quantiser over the last QP_FRAMES frames (None: not reported)."""
         """What the encoder produced over the last OUTPUT_WINDOW_S (None before that)."""
 
@@ -236,7 +249,12 @@ class H264Encoder:
         if size != (frame.width, frame.height) or frame.format.name != "yuv420p":
             frame = frame.reformat(width=size[0], height=size[1], format="yuv420p")
         codec = self._codec
-        if codec is None or self._opened_for != size or self._not_following():
+        if (
+            codec is None
+            or self._opened_for != size
+            or self._not_following()
+            or self._pinned_below_target()
+        ):
             codec = self._open(size)
         elif self.adaptive:
             aim = self._aim()
@@ -261,7 +279,7 @@ class H264Encoder:
         ahead of the clock (never while a keyframe is asked for: the receiver waits on it)."""
         if not self.adaptive:
             return False
-        now = time.monotonic()
+        now = self._clock()
         if self._ahead_at is not None:
             spent = self.target_bps * (now - self._ahead_at)
             self._ahead_bits = max(0.0, self._ahead_bits - spent)
@@ -282,7 +300,7 @@ class H264Encoder:
 
     def _count_output(self, size: int) -> None:
         # only the encoding thread touches the window; readers see the float
-        now = time.monotonic()
+        now = self._clock()
         self._output.append((now, size))
         self._output_bytes += size
         if now - self._output[0][0] >= OUTPUT_WINDOW_S:
@@ -306,7 +324,7 @@ class H264Encoder:
         (one IDR: the least disruptive way PyAV leaves, measured in docs/video.md)."""
         if not self.adaptive or self.output_bps is None:
             return False
-        now = time.monotonic()
+        now = self._clock()
         if self.output_bps <= OVERSHOOT * self._aim():
             self._over_since = None
             return False
@@ -319,6 +337,29 @@ class H264Encoder:
             "libx264 kept sending %.0f kbit/s for a %.0f kbit/s target: reopening it",
             self.output_bps / 1000,
             self._aim() / 1000,
+        )
+        self.reopens += 1
+        return True
+
+    def _pinned_below_target(self) -> bool:
+        """Whether libx264 is held at the rate it was opened at, well under its target now
+        (see PINNED_BELOW): only a new context (one IDR) takes the higher rate."""
+        opened = self._opened_bps
+        if not self.adaptive or self.output_bps is None or opened is None:
+            return False
+        now = self._clock()
+        if self.target_bps < PINNED_BELOW * opened or self.output_bps < PINNED_USING * opened:
+            self._pinned_since = None
+            return False
+        if self._pinned_since is None:
+            self._pinned_since = now
+            return False
+        if now - self._pinned_since < NOT_FOLLOWING_S:
+            return False
+        logger.info(
+            "libx264 opened at %.0f kbit/s stays there under a %.0f kbit/s target: reopening it",
+            opened / 1000,
+            self.target_bps / 1000,
         )
         self.reopens += 1
         return True
@@ -343,7 +384,9 @@ class H264Encoder:
             ceiling = self.ladder.floor(self.ladder.index - 1) * UP_MARGIN
             max_rate = int(min(self.options.bitrate, ceiling))
         fps = self.fps * (self.ladder.rung.fps_share if self.ladder is not None else 1.0)
-        bitrate = self._aim() if self.adaptive else None
+        # a new context has banked nothing (see _aim): it opens at the target, which it
+        # will not rise above (PINNED_BELOW)
+        bitrate = int(self.target_bps) if self.adaptive else None
         buffer_bits = None
         if bitrate is not None:
             # the link's rate, not the rung's ceiling, decides what a keyframe may weigh
@@ -358,7 +401,8 @@ class H264Encoder:
             buffer_bits=buffer_bits,
         )
         self._opened_for = size
-        self._over_since = None
+        self._opened_bps = float(bitrate) if bitrate is not None else None
+        self._over_since = self._pinned_since = None
         self._output.clear()
         self._output_bytes = 0
         self.output_bps = None

@@ -273,6 +273,31 @@ def test_encoder_skips_frames_rather_than_run_ahead_of_its_target() -> None:
     assert packets and packets[0].is_keyframe
 
 
+def test_encoder_opened_low_is_reopened_to_follow_a_higher_target() -> None:
+    """x264 keeps the rate a context was opened at when `bit_rate` goes up (340-350
+    kbit/s asked for 1 Mbit/s): after a rise the encoder is reopened at the new target."""
+    from fractions import Fraction
+
+    import av
+
+    now = 0.0
+    pattern = TestPattern(640, 360, detail="high")
+    encoder = H264Encoder(30, VideoOptions(), adaptive=True, clock=lambda: now)
+    encoder.set_target(400_000, 0.0)
+    start = datetime(2026, 5, 13, 8, 42, tzinfo=UTC)
+    per_frame: list[int] = []
+    for counter in range(240):
+        if counter == 90:
+            encoder.set_target(1_200_000, now)
+        frame: av.VideoFrame = pattern.frame(counter, start + timedelta(milliseconds=33 * counter))
+        frame.pts, frame.time_base = counter * 3000, Fraction(1, 90000)
+        per_frame.append(sum(p.size for p in encoder.encode(frame)) * 8)
+        now += 1 / 30
+    before, after = sum(per_frame[30:90]) / 2, sum(per_frame[180:240]) / 2
+    assert before < 600_000 and after > 900_000, (before, after)
+    assert encoder.reopens == 1
+
+
 def test_public_surface_matches_all() -> None:
     import luxxon_agent.video as video
 
