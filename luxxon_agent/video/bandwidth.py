@@ -38,7 +38,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
 
@@ -230,6 +230,10 @@ class _DelayTrend:
         """Whether the latest sample is above the one before it."""
         return len(self._samples) >= 2 and self._samples[-1][1] > self._samples[-2][1]
 
+    def falling(self) -> bool:
+        """Whether the latest sample is below the one before it."""
+        return len(self._samples) >= 2 and self._samples[-1][1] < self._samples[-2][1]
+
     def signal(self) -> DelaySignal:
         queuing = self.queuing_ms()
         if queuing is None:
@@ -288,9 +292,23 @@ class _ProbeState:
             self.refused_hold_s = REFUSED_HOLD_S
 
 
+class _Point(NamedTuple):
+    """The receiver's cumulative counts about one stream at one report."""
+
+    at: float
+    highest: int
+    """Extended highest sequence number, numbers skipped by jumps left out."""
+    lost: int
+    """Cumulative lost, numbers skipped by jumps left out."""
+    sent_bytes: float
+    """Wire bytes we sent up to `highest`."""
+    sent_at: float | None
+    """When we sent the packet numbered `highest` (None: not in our history)."""
+
+
 class _Stream:
-    """One SSRC as sent (wire size by sequence number) and the receiver's cumulative
-    counts about it: (at, extended highest sequence, cumulative lost, bytes sent up to it).
+    """One SSRC as sent (wire size and send time by sequence number) and the receiver's
+    cumulative counts about it, one `_Point` per report.
 
     Numbers skipped by a sequence jump were never sent: the receiver counts them as
     expected and lost once it reports past them, and the points here leave them out of
@@ -298,9 +316,10 @@ class _Stream:
     """
 
     def __init__(self) -> None:
-        self.sizes: dict[int, int] = {}
+        self.sizes: dict[int, tuple[int, float]] = {}
+        """Wire size and send time by 16-bit sequence number."""
         self.order: collections.deque[int] = collections.deque()
-        self.points: collections.deque[tuple[float, int, int, float]] = collections.deque()
+        self.points: collections.deque[_Point] = collections.deque()
         self.bytes = 0.0
         self.packet_bytes = float(DEFAULT_PACKET_BYTES)
         self.skipped: set[int] = set()
@@ -318,23 +337,29 @@ class _Stream:
         self.skipped_reported = 0
         self.last_highest = None
 
-    def sent(self, seq: int, wire: int) -> None:
+    def sent(self, seq: int, wire: int, at: float) -> None:
         seq &= 0xFFFF
         if seq not in self.sizes:
             self.order.append(seq)
             if len(self.order) > HISTORY_PACKETS:
                 self.sizes.pop(self.order.popleft(), None)
-        self.sizes[seq] = wire
+        self.sizes[seq] = (wire, at)
         self.packet_bytes = 0.95 * self.packet_bytes + 0.05 * wire
 
     def jump(self, first_sequence: int, skipped: int) -> None:
         """The `skipped` numbers before `first_sequence` will never be sent."""
         self.skipped.update((first_sequence - 1 - k) & 0xFFFF for k in range(skipped))
 
+    def _sent_at(self, seq: int) -> float | None:
+        known = self.sizes.get(seq & 0xFFFF)
+        return known[1] if known is not None else None
+
     def restart_counts(self, now: float, highest: int, lost: int) -> None:
         self.points.clear()
         self.last_highest = highest
-        self.points.append((now, highest, lost - self.skipped_reported, self.bytes))
+        self.points.append(
+            _Point(now, highest, lost - self.skipped_reported, self.bytes, self._sent_at(highest))
+        )
 
     def take(self, now: float, highest: int, lost: int) -> None:
         """One report's counts. Receivers that send the 16-bit sequence number only
@@ -354,19 +379,22 @@ class _Stream:
                 self.skipped.discard(seq)
                 skipped += 1
             else:
-                self.bytes += self.sizes.get(seq, self.packet_bytes)
+                known = self.sizes.get(seq)
+                self.bytes += known[0] if known is not None else self.packet_bytes
         self.skipped_reported += skipped
         self.last_highest = highest
-        extended = self.points[-1][1] + step - skipped
-        self.points.append((now, extended, lost - self.skipped_reported, self.bytes))
-        while len(self.points) > 2 and self.points[1][0] <= now - LOSS_WINDOW_S:
+        extended = self.points[-1].highest + step - skipped
+        self.points.append(
+            _Point(now, extended, lost - self.skipped_reported, self.bytes, self._sent_at(highest))
+        )
+        while len(self.points) > 2 and self.points[1].at <= now - LOSS_WINDOW_S:
             self.points.popleft()
 
-    def first_since(self, since: float | None) -> tuple[float, int, int, float] | None:
+    def first_since(self, since: float | None) -> _Point | None:
         """The first point at or after `since` (the last back-off), else the oldest."""
         if not self.points:
             return None
-        return next((p for p in self.points if since is not None and p[0] >= since), self.points[0])
+        return next((p for p in self.points if since is not None and p.at >= since), self.points[0])
 
     def loss_counts(self, since: float | None) -> tuple[int, int]:
         """(lost, expected) over the loss window, never from before `since`."""
@@ -374,23 +402,42 @@ class _Stream:
         if first is None:
             return 0, 0
         last = self.points[-1]
-        return last[2] - first[2], last[1] - first[1]
+        return last.lost - first.lost, last.highest - first.highest
+
+    def _rate_window(self, now: float, since: float | None) -> tuple[_Point, _Point] | None:
+        """The points spanning about the last RECEIVE_WINDOW_S, never from before `since`."""
+        first = self.first_since(since)
+        if first is None:
+            return None
+        start = next(
+            p for p in reversed(self.points) if p.at <= now - RECEIVE_WINDOW_S or p is first
+        )
+        last = self.points[-1]
+        if now - start.at < 0.2 or last.highest <= start.highest:
+            return None
+        return start, last
 
     def receive_bps(self, now: float, since: float | None) -> float | None:
         """What arrived over about the last RECEIVE_WINDOW_S: our sizes for the new sequence
         numbers, scaled by the share that arrived."""
-        first = self.first_since(since)
-        if first is None:
+        window = self._rate_window(now, since)
+        if window is None:
             return None
-        at, first_highest, first_lost, first_bytes = next(
-            p for p in reversed(self.points) if p[0] <= now - RECEIVE_WINDOW_S or p is first
-        )
-        _, highest, lost, total = self.points[-1]
-        span, expected = now - at, highest - first_highest
-        if span < 0.2 or expected <= 0:
+        start, last = window
+        expected = last.highest - start.highest
+        arrived = max(0.0, min(1.0, (expected - (last.lost - start.lost)) / expected))
+        return (last.sent_bytes - start.sent_bytes) * arrived * 8 / (now - start.at)
+
+    def send_bps(self, now: float, since: float | None) -> float | None:
+        """The rate we sent the packets of `receive_bps`'s window at (None: their send times
+        are not known): the same packets, so the two compare like for like."""
+        window = self._rate_window(now, since)
+        if window is None:
             return None
-        arrived = max(0.0, min(1.0, (expected - (lost - first_lost)) / expected))
-        return (total - first_bytes) * arrived * 8 / span
+        start, last = window
+        if start.sent_at is None or last.sent_at is None or last.sent_at - start.sent_at < 0.1:
+            return None
+        return (last.sent_bytes - start.sent_bytes) * 8 / (last.sent_at - start.sent_at)
 
 
 class BandwidthEstimator:
@@ -433,6 +480,8 @@ class BandwidthEstimator:
         self._rtt: float | None = None
         self._jitter: float | None = None
         self._receive_bps: float | None = None
+        self._send_bps: float | None = None
+        """The rate we sent the packets `_receive_bps` was measured over at."""
         self._remb: float | None = None
         self._rtt_trend = _DelayTrend()
         self._owd_trend = _DelayTrend()
@@ -480,9 +529,9 @@ class BandwidthEstimator:
         if retransmission:
             self._retransmitted += wire
         if rtx:
-            self._rtx.sent(seq, wire)
+            self._rtx.sent(seq, wire, now)
         elif not retransmission:
-            self._media.sent(seq, wire)
+            self._media.sent(seq, wire, now)
 
     def on_sender_report_sent(self, ntp_timestamp: int) -> None:
         """A sender report with this 64-bit NTP timestamp left: its LSR comes back in RRs."""
@@ -664,6 +713,10 @@ class BandwidthEstimator:
         if media is None:
             return
         self._receive_bps = media + (self._rtx.receive_bps(now, since) or 0.0)
+        media_sent = self._media.send_bps(now, since)
+        self._send_bps = (
+            None if media_sent is None else media_sent + (self._rtx.send_bps(now, since) or 0.0)
+        )
 
     def _trend(self) -> _DelayTrend:
         if self._twcc_at is not None and self._clock.monotonic() - self._twcc_at < STALE_FEEDBACK_S:
@@ -687,8 +740,11 @@ class BandwidthEstimator:
                 backed_off = min(backed_off, self._receive_bps)
             candidates.append((backed_off, f"loss {self._loss * 100:.0f} %"))
         # a queue left by the last back-off drains slowly in RTT samples a second apart:
-        # while the link keeps up with what we send, only a queue still growing is overuse
-        if self._signal is DelaySignal.OVERUSE and (trend.rising() or not keeping_up):
+        # while it shrinks, or while the link keeps up with what we send, only a queue still
+        # growing is overuse (the packets of a shrinking queue were sent before the back-off,
+        # faster than they arrive: they say nothing about now)
+        falling_behind = not keeping_up and not trend.falling()
+        if self._signal is DelaySignal.OVERUSE and (trend.rising() or falling_behind):
             base = self._receive_bps if self._receive_bps is not None else self._estimate
             queuing = trend.queuing_ms() or 0.0
             candidates.append((DELAY_BACKOFF * base, f"delay +{queuing:.0f} ms"))
@@ -738,10 +794,15 @@ class BandwidthEstimator:
         return self._loss > LOSS_BACKOFF_ABOVE + noise
 
     def _keeping_up(self) -> bool:
-        """Whether the link passes packets as fast as we send them, the ones lost up to the
-        loss controller's bar counted as passed (on a link with 5 % random loss what arrives
-        is never 95 % of what was sent; more loss than that is the link's limit)."""
+        """Whether the link passes packets as fast as we send them (see below), the ones
+        lost up to the loss controller's bar counted as passed (on a link with 5 % random
+        loss what arrives is never 95 % of what was sent; more is the link's limit)."""
+        # against the rate the same packets were sent at and against our sending now: right
+        # after a back-off (or a collapse's hold) we send less than arrives, and what
+        # arrives then measures the queue we left, not the link
         sent = self.sent_bps()
+        if self._send_bps is not None:
+            sent = min(sent, self._send_bps)
         if self._receive_bps is None or sent <= 0:
             return False
         passed = self._receive_bps / (1 - min(self._loss, LOSS_BACKOFF_ABOVE))

@@ -211,6 +211,8 @@ class H264Encoder:
         self._opened_bps: float | None = None
         self._ahead_bits = 0.0
         self._ahead_at: float | None = None
+        self._dropped: collections.deque[float] = collections.deque()
+        """When frames were skipped, over the last OUTPUT_WINDOW_S."""
         self.frames_dropped = 0
         """Frames skipped because the encoder was DROP_AHEAD_S ahead of its target."""
         self.reopens = 0
@@ -245,6 +247,7 @@ class H264Encoder:
             size = rung.size(frame.width, frame.height)
         if self._ahead_of_target():
             self.frames_dropped += 1
+            self._dropped.append(self._clock())
             return []
         if size != (frame.width, frame.height) or frame.format.name != "yuv420p":
             frame = frame.reformat(width=size[0], height=size[1], format="yuv420p")
@@ -319,13 +322,15 @@ class H264Encoder:
         return int(aim)
 
     def _not_following(self) -> bool:
-        """Whether libx264 has kept producing well over its aim for NOT_FOLLOWING_S: it is
-        spending bits it banked under a higher target, and only a new context forgets them
-        (one IDR: the least disruptive way PyAV leaves, measured in docs/video.md)."""
-        if not self.adaptive or self.output_bps is None:
+        """Whether libx264 has kept producing well over its aim for NOT_FOLLOWING_S, the
+        frames the dropper skipped counted in: it is spending bits it banked under a higher
+        target, or it kept the higher rate it was opened at, and only a new context forgets
+        that (one IDR: the least disruptive way PyAV leaves, measured in docs/video.md)."""
+        demand = self._demand_bps()
+        if not self.adaptive or demand is None:
             return False
         now = self._clock()
-        if self.output_bps <= OVERSHOOT * self._aim():
+        if demand <= OVERSHOOT * self._aim():
             self._over_since = None
             return False
         if self._over_since is None:
@@ -334,12 +339,23 @@ class H264Encoder:
         if now - self._over_since < NOT_FOLLOWING_S:
             return False
         logger.info(
-            "libx264 kept sending %.0f kbit/s for a %.0f kbit/s target: reopening it",
-            self.output_bps / 1000,
+            "libx264 kept to %.0f kbit/s for a %.0f kbit/s target: reopening it",
+            demand / 1000,
             self._aim() / 1000,
         )
         self.reopens += 1
         return True
+
+    def _demand_bps(self) -> float | None:
+        """What libx264 would send without the frame dropper: its output over the last
+        OUTPUT_WINDOW_S, scaled by the frames offered over the frames it encoded."""
+        if self.output_bps is None:
+            return None
+        now = self._clock()
+        while self._dropped and self._dropped[0] < now - OUTPUT_WINDOW_S:
+            self._dropped.popleft()
+        encoded = len(self._output)
+        return self.output_bps * (encoded + len(self._dropped)) / max(1, encoded)
 
     def _pinned_below_target(self) -> bool:
         """Whether libx264 is held at the rate it was opened at, well under its target now
@@ -405,6 +421,7 @@ class H264Encoder:
         self._over_since = self._pinned_since = None
         self._output.clear()
         self._output_bytes = 0
+        self._dropped.clear()
         self.output_bps = None
         self._qps.clear()  # another picture size: its quantisers are another story
         self.mean_qp = None

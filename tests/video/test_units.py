@@ -298,6 +298,36 @@ def test_encoder_opened_low_is_reopened_to_follow_a_higher_target() -> None:
     assert encoder.reopens == 1
 
 
+def test_encoder_that_only_the_frame_dropper_holds_to_its_target_is_reopened() -> None:
+    """x264 does not always take a lower `bit_rate` (opened at 1.2 Mbit/s under a 2 Mbit/s
+    VBV rate it stayed there); the dropper then holds the output to the target by skipping
+    frames, which must not hide the overshoot: the context is reopened and stops dropping."""
+    from fractions import Fraction
+
+    import av
+
+    now = 0.0
+    pattern = TestPattern(640, 360, detail="high")
+    encoder = H264Encoder(30, VideoOptions(), adaptive=True, clock=lambda: now)
+    encoder.set_target(1_200_000, 0.0)
+    start = datetime(2026, 5, 13, 8, 42, tzinfo=UTC)
+    dropped: list[int] = []
+    for counter in range(420):
+        if counter == 90:
+            encoder.set_target(1_000_000, now)
+        if counter == 180:
+            encoder.set_target(850_000, now)
+        frame: av.VideoFrame = pattern.frame(counter, start + timedelta(milliseconds=33 * counter))
+        frame.pts, frame.time_base = counter * 3000, Fraction(1, 90000)
+        before = encoder.frames_dropped
+        encoder.encode(frame)
+        dropped.append(encoder.frames_dropped - before)
+        now += 1 / 30
+    assert sum(dropped[180:300]) > 0  # the dropper held it at first
+    assert encoder.reopens == 1
+    assert sum(dropped[300:]) == 0, dropped
+
+
 def test_public_surface_matches_all() -> None:
     import luxxon_agent.video as video
 
