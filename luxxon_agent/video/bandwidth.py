@@ -239,7 +239,8 @@ class _DelayTrend:
         if queuing is None:
             return DelaySignal.NORMAL
         slope = self.slope_ms_per_s()
-        if slope < DRAINING_SLOPE_MS_PER_S:
+        # a falling delay is a queue draining until there is none left to drain
+        if slope < DRAINING_SLOPE_MS_PER_S and queuing >= RANDOM_LOSS_QUEUE_MS:
             return DelaySignal.UNDERUSE
         if queuing > OVERUSE_QUEUE_MS:
             return DelaySignal.OVERUSE
@@ -810,9 +811,10 @@ class BandwidthEstimator:
 
     def _grown(self, elapsed: float, rtt: float) -> float:
         estimate = self._estimate
-        above = self._capacity is not None and (
-            estimate > self._capacity * (1 + NEAR_BAND)
-            or (self._receive_bps or 0.0) > self._capacity * (1 + NEAR_BAND)
+        # what arrived decides, not the estimate: an estimate past the band has proven
+        # nothing (it grew to 1.5 x a 300 kbit/s link that way, and the padding with it)
+        above = self._capacity is not None and (self._receive_bps or 0.0) > self._capacity * (
+            1 + NEAR_BAND
         )
         if above:
             # more got through than the link took at the last congestion (libwebrtc resets its

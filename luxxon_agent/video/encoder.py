@@ -257,6 +257,7 @@ class H264Encoder:
             or self._opened_for != size
             or self._not_following()
             or self._pinned_below_target()
+            or self._keyframe_too_big()
         ):
             codec = self._open(size)
         elif self.adaptive:
@@ -356,6 +357,20 @@ class H264Encoder:
             self._dropped.popleft()
         encoded = len(self._output)
         return self.output_bps * (encoded + len(self._dropped)) / max(1, encoded)
+
+    def _keyframe_too_big(self) -> bool:
+        """Whether a keyframe asked for now would be sized for a rate well above today's
+        target: the VBV buffer, the most it may weigh, was set when the context opened, and
+        a keyframe bigger than the bottleneck's queue loses its tail there (the receiver then
+        waits for the next one, seconds with PLIs rate-limited). A new context sized for the
+        target starts with a keyframe of its own."""
+        opened = self._opened_bps
+        return (
+            self.adaptive
+            and self._force_keyframe
+            and opened is not None
+            and opened >= PINNED_BELOW * self.target_bps
+        )
 
     def _pinned_below_target(self) -> bool:
         """Whether libx264 is held at the rate it was opened at, well under its target now
