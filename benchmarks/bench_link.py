@@ -164,7 +164,10 @@ def run_profile(source: str, adaptive: bool, scale: float, subnet: int) -> tuple
             "LUXXON_WHIP_URL": Path(str(frames) + ".url").read_text(),
             "XDG_STATE_HOME": str(work / "state"),
         }
+        # stats four times a second: the sent rate (over the last second) falls under the
+        # link at some instant, which once-a-second lines would see up to a second late
         argv = [CLI, "publish", "--source", source, "--bitrate", "2000000", "--json"]
+        argv += ["--stats-interval", "0.25"]
         if not adaptive and has_adaptation():
             argv.append("--no-adapt")
         publisher = link.popen(link.client_ns, argv, env=env, cwd=str(ROOT), stderr=log)

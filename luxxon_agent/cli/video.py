@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -54,6 +54,14 @@ def _require_frames(stats: PublisherStats) -> None:
 
     if stats.frames_sent == 0:
         raise MediaError(f"no frame was published (last error: {stats.last_error or 'none'})")
+
+
+@dataclass(frozen=True)
+class _StatsLines:
+    """How `publish` shows its stats: JSON lines or a status line, and how often."""
+
+    as_json: bool
+    interval: float
 
 
 def _render(stats: PublisherStats, as_json: bool) -> None:
@@ -157,12 +165,18 @@ def publish_command(
         ),
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines of stats on stdout")] = False,
+    stats_interval: Annotated[
+        float,
+        typer.Option("--stats-interval", help="Seconds between stats lines (0.1 to 60)"),
+    ] = 1.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Publish one source to one WHIP endpoint, reconnecting by itself; shows bitrate and fps."""
     from luxxon_agent.video import PublisherOptions, VideoOptions
 
     configure_logging(verbose, json_lines=as_json)
+    if not 0.1 <= stats_interval <= 60:
+        raise ConfigError(f"--stats-interval must be 0.1 to 60 seconds, got {stats_interval:g}")
     url = _read_secret(whip_url, WHIP_URL_ENV, "--whip-url")
     bearer = _read_secret(token, WHIP_TOKEN_ENV, "--token")
     if (url is None) == (session is None):
@@ -193,7 +207,7 @@ def publish_command(
             loopback,
             Path(state_file) if state_file else None,
             (base_url, api_key, profile),
-            as_json,
+            _StatsLines(as_json, stats_interval),
         )
     )
 
@@ -208,7 +222,7 @@ async def _publish(
     loopback: bool,
     state_path: Path | None,
     api: tuple[str | None, str | None, str | None],
-    as_json: bool,
+    lines: _StatsLines,
 ) -> None:
     import asyncio
 
@@ -221,11 +235,11 @@ async def _publish(
     with stop_on_signals(stop):
         if session is not None:
             await _publish_session(
-                session, source, seconds, options, audio, state_path, api, as_json, stop
+                session, source, seconds, options, audio, state_path, api, lines, stop
             )
             return
         assert url is not None
-        await _publish_checked(url, source, seconds, options, audio, state_path, as_json, stop)
+        await _publish_checked(url, source, seconds, options, audio, state_path, lines, stop)
 
 
 async def _publish_checked(
@@ -235,7 +249,7 @@ async def _publish_checked(
     options: PublisherOptions,
     audio: str | None,
     state_path: Path | None,
-    as_json: bool,
+    lines: _StatsLines,
     stop: asyncio.Event,
 ) -> None:
     """`publish()` with the CLI's state file and rendering; fails if no frame was sent."""
@@ -249,7 +263,8 @@ async def _publish_checked(
             options,
             seconds=seconds,
             audio=audio,
-            on_stats=lambda s: _render(s, as_json),
+            on_stats=lambda s: _render(s, lines.as_json),
+            stats_interval=lines.interval,
             stop=stop,
         )
     )
@@ -263,7 +278,7 @@ async def _publish_session(
     audio: str | None,
     state_path: Path | None,
     api: tuple[str | None, str | None, str | None],
-    as_json: bool,
+    lines: _StatsLines,
     stop: asyncio.Event,
 ) -> None:
     from luxxon_agent.api import AsyncLuxxonClient
@@ -298,4 +313,4 @@ async def _publish_session(
             return state in (SessionState.LIVE, SessionState.PAUSED)
 
         options = replace(options, refetch=refetch, is_live=is_live)
-        await _publish_checked(url, source, seconds, options, audio, state_path, as_json, stop)
+        await _publish_checked(url, source, seconds, options, audio, state_path, lines, stop)

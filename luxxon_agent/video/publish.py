@@ -33,9 +33,12 @@ async def publish(
     seconds: float | None = None,
     audio: str | None = None,
     on_stats: Callable[[PublisherStats], None] | None = None,
+    stats_interval: float = 1.0,
     stop: asyncio.Event | None = None,
 ) -> PublisherStats:
     """Publish until `seconds` pass, `stop` is set, or the session ends; return the last stats.
+    `on_stats` gets them every `stats_interval` seconds (the rates in them are measured
+    over the last second, whatever the interval).
 
     A fatal WHIP or media error propagates after the resource was DELETEd.
     """
@@ -63,7 +66,7 @@ async def publish(
         while not run.done() and not stop.is_set():
             if deadline is not None and clock.monotonic() >= deadline:
                 break
-            await sleep_or_event(clock, 1.0, stop, finished)
+            await sleep_or_event(clock, stats_interval, stop, finished)
             if on_stats is not None:
                 on_stats(publisher.stats())
         if run.done():

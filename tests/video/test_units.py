@@ -369,3 +369,13 @@ def test_public_surface_matches_all() -> None:
     # submodules show up as attributes once imported; `publish` is a function and a module
     modules = {n for n in public if isinstance(getattr(video, n), types.ModuleType)}
     assert public - modules - {"annotations"} == set(video.__all__)
+
+
+def test_publish_refuses_a_stats_interval_out_of_range() -> None:
+    from typer.testing import CliRunner
+
+    from luxxon_agent.cli.agent import app
+
+    result = CliRunner().invoke(app, ["publish", "--source", "testsrc://", "--stats-interval", "0"])
+    assert result.exit_code != 0
+    assert "--stats-interval must be 0.1 to 60 seconds, got 0" in result.output
