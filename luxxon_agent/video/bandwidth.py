@@ -781,6 +781,11 @@ class BandwidthEstimator:
             # a standing queue the link is draining (see above): no back-off, no growth
             self._set(self._estimate, RateState.HOLD, "queue standing")
             return
+        if self._send_bps is not None and not keeping_up:
+            # less arrived than we sent of the same packets: the link is full, whatever the
+            # RTT samples (one a second) say yet; growing now only overshoots it
+            self._set(self._estimate, RateState.HOLD, "link full")
+            return
         self._set(self._grown(elapsed, rtt), RateState.INCREASE, LINK_CLEAR)
 
     def _congestion_loss(self) -> bool:

@@ -518,3 +518,28 @@ def test_a_standing_queue_on_a_lossy_link_is_held_not_backed_off_again() -> None
         second(0.060)  # a queue of 50 ms: it came once, then stands
     assert states[0] is RateState.DECREASE
     assert RateState.DECREASE not in states[1:], states
+
+
+def test_growth_stops_when_less_arrives_than_was_sent_before_the_delay_shows() -> None:
+    """RTT samples come once a second; a link that delivers 1 Mbit/s of the 1.24 Mbit/s we
+    send is full before they show the queue: the estimate holds instead of growing on."""
+    clock = ManualClock()
+    est = BandwidthEstimator(max_bps=CAP, start_bps=1_300_000, clock=clock)
+    seq = 0
+    for second in range(1, 6):
+        for _ in range(125):  # 1200-byte packets, 8 ms apart
+            clock.t += 0.008
+            seq += 1
+            est.on_packet_sent(seq, 1200)
+        # 104 a second get through: the rest wait in the bottleneck's queue
+        est.on_receiver_report(
+            fraction_lost=0,
+            packets_lost=0,
+            highest_sequence=104 * second,
+            jitter=0,
+            lsr=0,
+            dlsr=0,
+        )
+    snap = est.snapshot()
+    assert snap.reason == "link full" and snap.state is RateState.HOLD
+    assert est.estimate_bps == 1_300_000
