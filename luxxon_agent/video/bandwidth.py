@@ -85,6 +85,12 @@ NEAR_MAX_SHARE_PER_S = 0.10
 """Near it, at most +10 % a second: on a 300 kbit/s link GCC's packet per response time
 is +20 %/s, an overshoot of half the link before the next report says so."""
 CAPACITY_SMOOTHING = 0.3
+CAPACITY_FORGET_S = 3.0
+"""Growing past the last congestion point for this long without meeting congestion: the
+link has changed (a narrow phase is over), so the point is forgotten. On a steady link
+congestion comes sooner (a 10 % overshoot of a 300 kbit/s link shows as delay within a
+second or two); without this the additive growth near the old point took 9 s to get
+from 260 to 510 kbit/s on an open 1 Mbit/s link."""
 RESPONSE_TIME_EXTRA_S = 0.1
 DEFAULT_PACKET_BYTES = 1200
 MIN_ADDITIVE_BPS_PER_S = 4_000.0
@@ -99,6 +105,11 @@ DECREASE_EXTRA_S = 0.3
 """After a back-off, wait RTT + this before the next one (libwebrtc's 300 ms)."""
 STALE_FEEDBACK_S = 2.5
 """Without a report for this long the estimate holds: growing blind is not safe."""
+MIN_RATE_PACKETS = 20
+"""A receive rate over fewer packets (the report right after a back-off, at a narrow link's
+packet rate) says more about when the reports came than about the link: a back-off is not
+cut to it (one such, over 14 packets, cut 241 kbit/s to the 80 kbit/s floor on a 300 kbit/s
+link)."""
 RECEIVE_WINDOW_S = 1.0
 """Receive rate over the last report interval: after a step down the rate must be
 the new link's, not an average with the old."""
@@ -492,6 +503,8 @@ class BandwidthEstimator:
         self._last_update: float | None = None
         self._last_decrease: float | None = None
         self._capacity: float | None = None
+        self._past_capacity_at: float | None = None
+        """When the estimate grew past `_capacity` without congestion since."""
         self._congested_bps: float | None = None
         """The receive rate at the last back-off (unlike `_capacity`, never forgotten)."""
         self._probe = _ProbeState()
@@ -734,11 +747,13 @@ class BandwidthEstimator:
         may_decrease = since >= rtt + DECREASE_EXTRA_S
         candidates: list[tuple[float, str]] = []
         keeping_up = self._keeping_up()
+        # what arrived, where enough packets measured it to cut a back-off to
+        measured = self._receive_bps if self._loss_expected >= MIN_RATE_PACKETS else None
         if self._congestion_loss():
             backed_off = self._estimate * (1 - 0.5 * self._loss)
-            if self._receive_bps is not None and not keeping_up:
+            if measured is not None and not keeping_up:
                 # losing that much, the link carried what arrived and no more
-                backed_off = min(backed_off, self._receive_bps)
+                backed_off = min(backed_off, measured)
             candidates.append((backed_off, f"loss {self._loss * 100:.0f} %"))
         # a queue left by the last back-off drains slowly in RTT samples a second apart:
         # while it shrinks, or while the link keeps up with what we send, only a queue still
@@ -746,7 +761,7 @@ class BandwidthEstimator:
         # faster than they arrive: they say nothing about now)
         falling_behind = not keeping_up and not trend.falling()
         if self._signal is DelaySignal.OVERUSE and (trend.rising() or falling_behind):
-            base = self._receive_bps if self._receive_bps is not None else self._estimate
+            base = measured if measured is not None else self._estimate
             queuing = trend.queuing_ms() or 0.0
             candidates.append((DELAY_BACKOFF * base, f"delay +{queuing:.0f} ms"))
         if candidates:
@@ -756,17 +771,16 @@ class BandwidthEstimator:
             target, reason = min(candidates)
             self._probe.backed_off(now, self._receive_bps)
             self._last_decrease = now
-            if self._receive_bps is not None:
-                self._congested_bps = self._receive_bps
+            self._past_capacity_at = None
+            if measured is not None:
+                self._congested_bps = measured
                 # congestion outside the band around the last is another link (a step
                 # down): start over from it, as libwebrtc resets its capacity estimate
                 last = self._capacity
-                if last is None or abs(self._receive_bps - last) > NEAR_BAND * last:
-                    self._capacity = self._receive_bps
+                if last is None or abs(measured - last) > NEAR_BAND * last:
+                    self._capacity = measured
                 else:
-                    self._capacity = (
-                        CAPACITY_SMOOTHING * self._receive_bps + (1 - CAPACITY_SMOOTHING) * last
-                    )
+                    self._capacity = CAPACITY_SMOOTHING * measured + (1 - CAPACITY_SMOOTHING) * last
             self._set(min(self._estimate, target), RateState.DECREASE, reason)
             return
         standing = trend.queuing_ms()
@@ -786,7 +800,7 @@ class BandwidthEstimator:
             # RTT samples (one a second) say yet; growing now only overshoots it
             self._set(self._estimate, RateState.HOLD, "link full")
             return
-        self._set(self._grown(elapsed, rtt), RateState.INCREASE, LINK_CLEAR)
+        self._set(self._grown(now, elapsed, rtt), RateState.INCREASE, LINK_CLEAR)
 
     def _congestion_loss(self) -> bool:
         """Loss above LOSS_BACKOFF_ABOVE, and by more than counting noise where the loss
@@ -814,8 +828,14 @@ class BandwidthEstimator:
         passed = self._receive_bps / (1 - min(self._loss, LOSS_BACKOFF_ABOVE))
         return passed >= KEEPING_UP * sent
 
-    def _grown(self, elapsed: float, rtt: float) -> float:
+    def _grown(self, now: float, elapsed: float, rtt: float) -> float:
         estimate = self._estimate
+        if self._capacity is None or estimate <= self._capacity:
+            self._past_capacity_at = None
+        elif self._past_capacity_at is None:
+            self._past_capacity_at = now
+        elif now - self._past_capacity_at > CAPACITY_FORGET_S:
+            self._capacity = self._past_capacity_at = None
         # what arrived decides, not the estimate: an estimate past the band has proven
         # nothing (it grew to 1.5 x a 300 kbit/s link that way, and the padding with it)
         above = self._capacity is not None and (self._receive_bps or 0.0) > self._capacity * (

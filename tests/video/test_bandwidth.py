@@ -543,3 +543,38 @@ def test_growth_stops_when_less_arrives_than_was_sent_before_the_delay_shows() -
     snap = est.snapshot()
     assert snap.reason == "link full" and snap.state is RateState.HOLD
     assert est.estimate_bps == 1_300_000
+
+
+def test_a_back_off_is_not_cut_to_a_rate_measured_over_a_handful_of_packets() -> None:
+    """Right after a back-off the next report may cover a dozen packets (a narrow link, the
+    sender holding back): 0.85 x that rate cut 241 kbit/s to the 80 kbit/s floor."""
+    clock = ManualClock()
+    est = BandwidthEstimator(max_bps=CAP, start_bps=300_000, clock=clock)
+    seq = 0
+
+    def report(packets: int, spacing_s: float, rtt_s: float) -> None:
+        nonlocal seq
+        ntp = int(clock.t * 2**32)
+        est.on_sender_report_sent(ntp)
+        sent_at = clock.t
+        for _ in range(packets):
+            clock.t += spacing_s
+            seq += 1
+            est.on_packet_sent(seq, 1200)
+        est.on_receiver_report(
+            fraction_lost=0,
+            packets_lost=0,
+            highest_sequence=seq,
+            jitter=0,
+            lsr=(ntp >> 16) & 0xFFFFFFFF,
+            dlsr=int((clock.t - sent_at - rtt_s) * 65536),
+        )
+
+    for _ in range(8):
+        report(30, 1 / 30, 0.010)  # 300 kbit/s, no queue
+    report(30, 1 / 30, 0.080)  # a queue: back off
+    assert est.snapshot().state is RateState.DECREASE
+    first = est.estimate_bps
+    report(8, 0.1, 0.120)  # still rising, over 8 packets at 100 kbit/s
+    assert est.snapshot().state is RateState.DECREASE
+    assert est.estimate_bps >= 0.8 * first
