@@ -85,12 +85,6 @@ NEAR_MAX_SHARE_PER_S = 0.10
 """Near it, at most +10 % a second: on a 300 kbit/s link GCC's packet per response time
 is +20 %/s, an overshoot of half the link before the next report says so."""
 CAPACITY_SMOOTHING = 0.3
-CAPACITY_FORGET_S = 3.0
-"""Growing past the last congestion point for this long without meeting congestion: the
-link has changed (a narrow phase is over), so the point is forgotten. On a steady link
-congestion comes sooner (a 10 % overshoot of a 300 kbit/s link shows as delay within a
-second or two); without this the additive growth near the old point took 9 s to get
-from 260 to 510 kbit/s on an open 1 Mbit/s link."""
 RESPONSE_TIME_EXTRA_S = 0.1
 DEFAULT_PACKET_BYTES = 1200
 MIN_ADDITIVE_BPS_PER_S = 4_000.0
@@ -139,7 +133,7 @@ with each refusal in a row, to MAX_REFUSED_HOLD_S) padding fills only up to REFU
 of what arrived when it was refused: it keeps the estimate proven just under the link
 without knocking on it again. Back to REFUSED_HOLD_S once what arrived has grown
 PROBE_REOPENED x past the refused rate (the link has changed)."""
-MAX_REFUSED_HOLD_S = 16.0
+MAX_REFUSED_HOLD_S = 8.0
 REFUSED_SHARE = 0.9
 PROBE_REFUSED_S = 3.0
 PROBE_REOPENED = 1.3
@@ -222,6 +216,15 @@ class _DelayTrend:
             return None
         return max(0.0, self._smoothed - min(d for _, d in self._samples))
 
+    def queuing_now_ms(self) -> float | None:
+        """The queuing delay, or the last sample's if that is lower: the smoothing keeps 40 %
+        of a drained queue for another sample (a second), which is not a queue any more."""
+        queuing = self.queuing_ms()
+        if queuing is None:
+            return None
+        latest = self._samples[-1][1] - min(d for _, d in self._samples)
+        return max(0.0, min(queuing, latest))
+
     def slope_ms_per_s(self) -> float:
         """Least-squares slope of the samples in the last SLOPE_WINDOW_S (0 with < 2)."""
         if not self._samples:
@@ -251,7 +254,8 @@ class _DelayTrend:
             return DelaySignal.NORMAL
         slope = self.slope_ms_per_s()
         # a falling delay is a queue draining until there is none left to drain
-        if slope < DRAINING_SLOPE_MS_PER_S and queuing >= RANDOM_LOSS_QUEUE_MS:
+        left = self.queuing_now_ms() or 0.0
+        if slope < DRAINING_SLOPE_MS_PER_S and left >= RANDOM_LOSS_QUEUE_MS:
             return DelaySignal.UNDERUSE
         if queuing > OVERUSE_QUEUE_MS:
             return DelaySignal.OVERUSE
@@ -503,8 +507,6 @@ class BandwidthEstimator:
         self._last_update: float | None = None
         self._last_decrease: float | None = None
         self._capacity: float | None = None
-        self._past_capacity_at: float | None = None
-        """When the estimate grew past `_capacity` without congestion since."""
         self._congested_bps: float | None = None
         """The receive rate at the last back-off (unlike `_capacity`, never forgotten)."""
         self._probe = _ProbeState()
@@ -771,7 +773,6 @@ class BandwidthEstimator:
             target, reason = min(candidates)
             self._probe.backed_off(now, self._receive_bps)
             self._last_decrease = now
-            self._past_capacity_at = None
             if measured is not None:
                 self._congested_bps = measured
                 # congestion outside the band around the last is another link (a step
@@ -783,7 +784,7 @@ class BandwidthEstimator:
                     self._capacity = CAPACITY_SMOOTHING * measured + (1 - CAPACITY_SMOOTHING) * last
             self._set(min(self._estimate, target), RateState.DECREASE, reason)
             return
-        standing = trend.queuing_ms()
+        standing = trend.queuing_now_ms()
         random_loss = standing is not None and standing < RANDOM_LOSS_QUEUE_MS
         if self._loss >= LOSS_GROW_BELOW and not random_loss:
             self._set(self._estimate, RateState.HOLD, f"loss {self._loss * 100:.0f} %")
@@ -800,7 +801,7 @@ class BandwidthEstimator:
             # RTT samples (one a second) say yet; growing now only overshoots it
             self._set(self._estimate, RateState.HOLD, "link full")
             return
-        self._set(self._grown(now, elapsed, rtt), RateState.INCREASE, LINK_CLEAR)
+        self._set(self._grown(elapsed, rtt), RateState.INCREASE, LINK_CLEAR)
 
     def _congestion_loss(self) -> bool:
         """Loss above LOSS_BACKOFF_ABOVE, and by more than counting noise where the loss
@@ -828,14 +829,8 @@ class BandwidthEstimator:
         passed = self._receive_bps / (1 - min(self._loss, LOSS_BACKOFF_ABOVE))
         return passed >= KEEPING_UP * sent
 
-    def _grown(self, now: float, elapsed: float, rtt: float) -> float:
+    def _grown(self, elapsed: float, rtt: float) -> float:
         estimate = self._estimate
-        if self._capacity is None or estimate <= self._capacity:
-            self._past_capacity_at = None
-        elif self._past_capacity_at is None:
-            self._past_capacity_at = now
-        elif now - self._past_capacity_at > CAPACITY_FORGET_S:
-            self._capacity = self._past_capacity_at = None
         # what arrived decides, not the estimate: an estimate past the band has proven
         # nothing (it grew to 1.5 x a 300 kbit/s link that way, and the padding with it)
         above = self._capacity is not None and (self._receive_bps or 0.0) > self._capacity * (

@@ -83,7 +83,8 @@ building slowly. Without the loss (a refused padding probe: the padding stops an
 queue drains by itself) there are no holes to flush, and a keyframe would only refill
 the queue."""
 MAX_DRAIN_S = 0.3
-"""The longest media is held after a collapse for the bottleneck's queue to drain."""
+"""How long media is held after a collapse for the bottleneck's queue to drain (a tbf
+queue of 200 ms; deeper queues keep some of the old packets)."""
 PADDING_BYTES = 255
 """RTP padding is counted in one octet: a padding-only packet carries at most 255."""
 
@@ -459,7 +460,9 @@ class RtcpTap:
         if not self.enforce:
             return
         self.request_jump()
-        self.pacer.hold(min(MAX_DRAIN_S, (snap.queuing_delay_ms or 0.0) / 1000))
+        # the loss says the queue overflowed, whatever the RTT samples (a second behind)
+        # say of its depth: measured 20 ms then, and the keyframe lost its tail in it
+        self.pacer.hold(MAX_DRAIN_S)
         for listener in list(self._collapse_listeners):
             listener(snap)
 

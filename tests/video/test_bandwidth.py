@@ -578,3 +578,39 @@ def test_a_back_off_is_not_cut_to_a_rate_measured_over_a_handful_of_packets() ->
     report(8, 0.1, 0.120)  # still rising, over 8 packets at 100 kbit/s
     assert est.snapshot().state is RateState.DECREASE
     assert est.estimate_bps >= 0.8 * first
+
+
+def test_random_loss_after_a_drained_queue_does_not_hold_growth() -> None:
+    """The smoothed delay keeps 40 % of a queue for one more RTT sample after it drained;
+    5 % loss then read as a full queue's and held the estimate for seconds."""
+    clock = ManualClock()
+    est = BandwidthEstimator(max_bps=CAP, start_bps=500_000, clock=clock)
+    seq = lost = 0
+
+    def second(rtt_s: float, lost_now: int) -> None:
+        nonlocal seq, lost
+        ntp = int(clock.t * 2**32)
+        est.on_sender_report_sent(ntp)
+        sent_at = clock.t
+        for _ in range(50):
+            clock.t += 0.02
+            seq += 1
+            est.on_packet_sent(seq, 1200)
+        lost += lost_now
+        est.on_receiver_report(
+            fraction_lost=lost_now * 256 // 50,
+            packets_lost=lost,
+            highest_sequence=seq,
+            jitter=0,
+            lsr=(ntp >> 16) & 0xFFFFFFFF,
+            dlsr=int((clock.t - sent_at - rtt_s) * 65536),
+        )
+
+    for _ in range(5):
+        second(0.010, 0)
+    second(0.060, 0)
+    second(0.110, 0)  # a queue came (and was backed off from)
+    second(0.010, 2)
+    second(0.010, 3)  # drained: 5 % loss is the radio's
+    snap = est.snapshot()
+    assert snap.state is RateState.INCREASE and snap.reason == "link clear", snap
