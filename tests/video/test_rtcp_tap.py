@@ -33,10 +33,13 @@ REPORTS = 3
 
 
 @contextlib.asynccontextmanager
-async def peers(drop_every: int = 10) -> AsyncIterator[tuple[Any, Any]]:
+async def peers(
+    drop_every: int = 10, *, rtx_drop_every: int | None = None, h264: bool = False
+) -> AsyncIterator[tuple[Any, Any]]:
     """(sender pc, receiver pc), connected, media flowing; the receiver drops one media
-    packet in `drop_every` on arrival."""
-    from aiortc import RTCConfiguration, RTCPeerConnection
+    packet in `drop_every` on arrival (and one RTX packet in `rtx_drop_every`). `h264`
+    negotiates aiortc's H.264 instead of its VP8."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
     from aiortc.mediastreams import MediaStreamError
 
     pin_ice_to_loopback()
@@ -54,7 +57,12 @@ async def peers(drop_every: int = 10) -> AsyncIterator[tuple[Any, Any]]:
 
         consumers.append(asyncio.ensure_future(pull()))
 
-    sender_pc.addTransceiver(source.video_track(), direction="sendonly")
+    transceiver = sender_pc.addTransceiver(source.video_track(), direction="sendonly")
+    if h264:
+        codecs = RTCRtpSender.getCapabilities("video").codecs
+        transceiver.setCodecPreferences(
+            [c for c in codecs if c.mimeType in ("video/H264", "video/rtx")]
+        )
     try:
         await sender_pc.setLocalDescription(await sender_pc.createOffer())
         await receiver_pc.setRemoteDescription(sender_pc.localDescription)
@@ -62,11 +70,14 @@ async def peers(drop_every: int = 10) -> AsyncIterator[tuple[Any, Any]]:
         await sender_pc.setRemoteDescription(receiver_pc.localDescription)
         transport = receiver_pc.getTransceivers()[0].receiver.transport
         media_ssrc = sender_pc.getSenders()[0]._ssrc
+        rtx_ssrc = sender_pc.getSenders()[0]._rtx_ssrc
         original = transport._handle_rtp_data
 
         async def lossy(data: bytes, arrival_time_ms: int) -> None:
             seq, ssrc = int.from_bytes(data[2:4], "big"), int.from_bytes(data[8:12], "big")
             if ssrc == media_ssrc and seq % drop_every == 0:
+                return
+            if ssrc == rtx_ssrc and rtx_drop_every is not None and seq % rtx_drop_every == 0:
                 return
             await original(data, arrival_time_ms)
 
@@ -202,3 +213,28 @@ async def test_padding_probes_reach_the_receivers_reports_and_lift_a_pinned_esti
         )
 
     assert received(stats_after) > received(stats_before)
+
+
+async def test_a_repair_lost_on_the_rtx_stream_flushes_the_receiver_at_the_next_keyframe() -> None:
+    """aiortc's receiver NACKs a missing packet again only at its next new gap: a lost
+    retransmission on a link that stops losing left it waiting 7 s. Loss on the RTX stream
+    while repairs go out has the next keyframe start past a sequence jump."""
+    from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
+
+    async with peers(drop_every=50, rtx_drop_every=2, h264=True) as (sender_pc, _):
+        sender = sender_pc.getSenders()[0]
+        estimator = BandwidthEstimator(max_bps=2_000_000)
+        # 2 % media loss: no collapse, so only the lost repairs can cause a jump
+        limiter = KeyframeLimiter(0.5)
+        async with RtcpTap(sender, estimator, use_remb=False, keyframe_limiter=limiter) as tap:
+            await until_reports(tap, REPORTS)
+            assert estimator.snapshot().retransmitted_bytes > 0
+            pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc)
+            # a keyframe each second, as a receiver's PLIs or the encoder's interval give
+            for _ in range(12):
+                await sender._handle_rtcp_packet(pli)
+                await asyncio.sleep(1.0)
+                if tap.sequence_jumps:
+                    break
+            assert tap.sequence_jumps == 1
+            assert estimator.snapshot().loss < 0.1
