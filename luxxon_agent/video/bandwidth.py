@@ -97,6 +97,17 @@ standing queue that is not growing then needs no further back-off (it drains), a
 back-off is not cut to what arrived: that measured our own sending, not the link."""
 DECREASE_EXTRA_S = 0.3
 """After a back-off, wait RTT + this before the next one (libwebrtc's 300 ms)."""
+COLLAPSE_SHARE = 0.75
+COLLAPSE_WINDOW_S = 2.5
+"""A back-off that takes the estimate under COLLAPSE_SHARE of what it was before the
+congestion began (back-offs less than COLLAPSE_WINDOW_S apart are one congestion), with
+loss above LOSS_BACKOFF_ABOVE, is a collapse: the link narrowed (a step down, a handover),
+and the bottleneck dropped more before the reports said so than any retransmission budget
+repairs. A step down often shows first as delay (a back-off with no loss yet) and a report
+later as loss: measured, 2 Mbit/s to 1.13 Mbit/s on +151 ms, then to 919 kbit/s on 37 %
+loss, neither step under 75 % of the one before, and the picture froze 2.7 s on holes.
+Without the loss (a refused padding probe: the padding stops and the queue drains by
+itself) there are no holes to flush."""
 STALE_FEEDBACK_S = 2.5
 """Without a report for this long the estimate holds: growing blind is not safe."""
 MIN_RATE_PACKETS = 20
@@ -509,6 +520,9 @@ class BandwidthEstimator:
         self._capacity: float | None = None
         self._congested_bps: float | None = None
         """The receive rate at the last back-off (unlike `_capacity`, never forgotten)."""
+        self._before_congestion: float | None = None
+        """The estimate before the first back-off of the current congestion."""
+        self._collapsed = False
         self._probe = _ProbeState()
 
     def restart_stream(self) -> None:
@@ -592,6 +606,11 @@ class BandwidthEstimator:
         """Our sequence numbers skipped `skipped` ahead to `first_sequence` (16-bit): the
         receiver will count the skipped ones as lost; they are left out of loss and rate."""
         self._media.jump(first_sequence, skipped)
+
+    def take_collapse(self) -> bool:
+        """Whether a back-off since the last call was a collapse (see COLLAPSE_SHARE)."""
+        collapsed, self._collapsed = self._collapsed, False
+        return collapsed
 
     def on_remb(self, bitrate_bps: float) -> None:
         """The receiver's estimated maximum bitrate: a bound, not a target."""
@@ -771,6 +790,7 @@ class BandwidthEstimator:
                 self._set(self._estimate, RateState.HOLD, "waiting after a back-off")
                 return
             target, reason = min(candidates)
+            self._note_collapse(now, min(self._estimate, target))
             self._probe.backed_off(now, self._receive_bps)
             self._last_decrease = now
             if measured is not None:
@@ -802,6 +822,16 @@ class BandwidthEstimator:
             self._set(self._estimate, RateState.HOLD, "link full")
             return
         self._set(self._grown(elapsed, rtt), RateState.INCREASE, LINK_CLEAR)
+
+    def _note_collapse(self, now: float, backed_off: float) -> None:
+        if self._last_decrease is None or now - self._last_decrease > COLLAPSE_WINDOW_S:
+            self._before_congestion = self._estimate
+        start = self._before_congestion
+        if start is not None and self._loss > LOSS_BACKOFF_ABOVE:
+            if backed_off < COLLAPSE_SHARE * start:
+                self._collapsed = True
+                # measured from here on: a further collapse needs another fall as large
+                self._before_congestion = backed_off
 
     def _congestion_loss(self) -> bool:
         """Loss above LOSS_BACKOFF_ABOVE, and by more than counting noise where the loss

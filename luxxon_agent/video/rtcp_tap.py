@@ -40,7 +40,6 @@ from typing import Any
 
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
 from luxxon_agent.video.bandwidth import (
-    LOSS_BACKOFF_ABOVE,
     RANDOM_LOSS_QUEUE_MS,
     BandwidthEstimator,
     BandwidthSnapshot,
@@ -76,12 +75,6 @@ receiver sees a burst loss just before a keyframe, which it needs no repair for.
 _NAL_IDR, _NAL_SPS, _NAL_STAP_A, _NAL_FU_A = 5, 7, 24, 28
 RTX_PAYLOAD_TYPE_SEAM = "_RTCRtpSender__rtx_payload_type"
 """aiortc keeps the negotiated RTX payload type in a name-mangled private (None: no RTX)."""
-COLLAPSE_SHARE = 0.75
-"""A back-off to under this share of the estimate in one step, with loss above the loss
-controller's bar, is a collapse: the link narrowed (a step down, a handover), not a queue
-building slowly. Without the loss (a refused padding probe: the padding stops and the
-queue drains by itself) there are no holes to flush, and a keyframe would only refill
-the queue."""
 MAX_DRAIN_S = 0.3
 """How long media is held after a collapse for the bottleneck's queue to drain (a tbf
 queue of 200 ms; deeper queues keep some of the old packets)."""
@@ -449,6 +442,8 @@ class RtcpTap:
 
     def _announce_if_changed(self) -> None:
         snap = self.estimator.snapshot()
+        if self.estimator.take_collapse():
+            self._collapsed(snap)
         last = self._announced
         if last is None:
             if snap.reports == 0 and snap.remb_bps is None:
@@ -458,17 +453,14 @@ class RtcpTap:
             backed_off = snap.state is RateState.DECREASE and snap.estimate_bps < last.estimate_bps
             if moved < MIN_CHANGE and not backed_off:
                 return
-            collapsed = backed_off and snap.estimate_bps < COLLAPSE_SHARE * last.estimate_bps
-            if collapsed and snap.loss > LOSS_BACKOFF_ABOVE:
-                self._collapsed(snap)
         self._announced = snap
         self._changed.set()
         for listener in list(self._listeners):
             listener(snap)
 
     def on_collapse(self, listener: Callable[[BandwidthSnapshot], None]) -> None:
-        """Call `listener(snapshot)` when the estimate collapses (see COLLAPSE_SHARE), after
-        the tap has scheduled the receiver's flush: the listener asks for the keyframe."""
+        """Call `listener(snapshot)` when the estimate collapses (bandwidth.COLLAPSE_SHARE),
+        after the tap has scheduled the receiver's flush: the listener asks for the keyframe."""
         self._collapse_listeners.append(listener)
 
     def _collapsed(self, snap: BandwidthSnapshot) -> None:

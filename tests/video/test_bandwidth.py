@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from luxxon_agent.video.bandwidth import (
+    COLLAPSE_SHARE,
     PROBE_HOLD_S,
     REFUSED_HOLD_S,
     BandwidthEstimator,
@@ -199,6 +200,34 @@ def test_step_down_falls_under_the_link_within_seconds_and_stays_near_it() -> No
     assert max(settled) < 1_350_000
     assert sum(settled) / len(settled) > 500_000, settled
     assert est.snapshot().queuing_delay_ms is not None
+
+
+def test_a_step_down_seen_first_as_delay_then_as_loss_is_one_collapse() -> None:
+    """A deeper queue shows a step down as delay a report before it shows the loss: neither
+    back-off alone falls under COLLAPSE_SHARE of the one before, together they do."""
+    _, est, link = make(start_bps=CAP)
+    link.queue_s = 0.3
+    link.run(10)
+    assert not est.take_collapse()
+    link.rate_bps = 1_300_000
+    backoffs: list[tuple[float, float, bool]] = []  # (estimate, loss, collapse)
+    for _ in range(16):
+        link.run(0.25)
+        snap = est.snapshot()
+        collapsed = est.take_collapse()
+        if snap.state is RateState.DECREASE and (
+            not backoffs or backoffs[-1][0] != snap.estimate_bps
+        ):
+            backoffs.append((snap.estimate_bps, snap.loss, collapsed))
+        else:
+            assert not collapsed  # flagged once, at the back-off itself
+    assert len(backoffs) >= 2, backoffs
+    (first, first_loss, first_collapse), (second, _, second_collapse) = backoffs[:2]
+    # the first is on delay alone (no holes: no collapse), the second is not a fall under
+    # COLLAPSE_SHARE of the first but under it of the estimate before the congestion
+    assert first_loss <= 0.1 and not first_collapse, backoffs
+    assert second > COLLAPSE_SHARE * first and second < COLLAPSE_SHARE * CAP, backoffs
+    assert second_collapse, backoffs
 
 
 def test_step_up_gets_back_to_80_percent_within_ten_seconds() -> None:
