@@ -78,6 +78,12 @@ RTX_PAYLOAD_TYPE_SEAM = "_RTCRtpSender__rtx_payload_type"
 MAX_DRAIN_S = 0.3
 """How long media is held after a collapse for the bottleneck's queue to drain (a tbf
 queue of 200 ms; deeper queues keep some of the old packets)."""
+REPAIR_LOSS_WINDOW_S = 4.0
+"""RTX loss this soon after a retransmission may be that retransmission: the receiver
+counts a lost RTX packet only when a later one (another repair, padding) arrives, and
+says so in its next report, up to 1.5 s later. Measured: a drop phase's last repairs went
+out at 90.3 s, the padding that revealed their loss from 91.0 s, no repair in between,
+and the picture froze 5.1 s (a window of one report interval missed it)."""
 PADDING_BYTES = 255
 """RTP padding is counted in one octet: a padding-only packet carries at most 255."""
 
@@ -147,8 +153,9 @@ class RtcpTap:
         self.sequence_jumps = 0
         self._rtx_lost: int | None = None
         """The receiver's cumulative loss on our RTX stream at its last report."""
-        self._repaired = False
-        """Retransmissions went out since that report."""
+        self._last_repair_at: float | None = None
+        """When the last retransmission went out (monotonic)."""
+        self._clock = clock
         self._offset = 0
         self._jump_pending = False
         self._out_of: dict[int, int] = {}
@@ -319,24 +326,24 @@ class RtcpTap:
                 return
         original: Callable[[int], Awaitable[None]] = self._originals["_retransmit"]
         self._retransmitting = True
-        self._repaired = True
+        self._last_repair_at = self._clock.monotonic()
         try:
             await original(original_number)
         finally:
             self._retransmitting = False
 
     def _check_repairs(self, rtx_lost: int) -> None:
-        """Loss on the RTX stream while repairs were going out may be a repair that never
+        """Loss on the RTX stream soon after repairs went out may be a repair that never
         arrived. A receiver that waits for every packet (aiortc) NACKs it again only at its
         next new gap; on a link that has stopped losing there is none, and it waits until
-        its buffer's 512 packets have passed: 7 s frozen at 600 kbit/s, measured after the
-        5 % drop phase. The next keyframe starts past a sequence jump (no keyframe is asked
-        for: the next one, at most a keyframe interval away, costs nothing extra)."""
-        if self.enforce and self._repaired and self._rtx_lost is not None:
-            if rtx_lost > self._rtx_lost:
-                self.request_jump()
+        its buffer's 512 packets have passed: 5-7 s frozen at 600-900 kbit/s, measured after
+        the 5 % drop phase. The next keyframe starts past a sequence jump (no keyframe is
+        asked for: the next one, at most a keyframe interval away, costs nothing extra)."""
+        last = self._last_repair_at
+        recent = last is not None and self._clock.monotonic() - last < REPAIR_LOSS_WINDOW_S
+        if self.enforce and recent and self._rtx_lost is not None and rtx_lost > self._rtx_lost:
+            self.request_jump()
         self._rtx_lost = rtx_lost
-        self._repaired = False
 
     def _steer_pacer(self) -> None:
         if not self.enforce:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 from collections.abc import AsyncIterator
 from typing import Any
@@ -32,13 +33,30 @@ from luxxon_agent.video.rtcp_tap import (
 REPORTS = 3
 
 
+@dataclasses.dataclass
+class Loss:
+    """What the receiver drops on arrival; the test may change it while media flows."""
+
+    media_every: int | None = 10
+    """One media packet in this many (None: none)."""
+    rtx_every: int | None = None
+    """One RTX packet in this many (None: none)."""
+    drop_next_repair: bool = False
+    """Drop the next retransmission (not padding), then stop dropping media."""
+
+
 @contextlib.asynccontextmanager
 async def peers(
-    drop_every: int = 10, *, rtx_drop_every: int | None = None, h264: bool = False
+    drop_every: int = 10,
+    *,
+    rtx_drop_every: int | None = None,
+    h264: bool = False,
+    loss: Loss | None = None,
 ) -> AsyncIterator[tuple[Any, Any]]:
     """(sender pc, receiver pc), connected, media flowing; the receiver drops one media
-    packet in `drop_every` on arrival (and one RTX packet in `rtx_drop_every`). `h264`
-    negotiates aiortc's H.264 instead of its VP8."""
+    packet in `drop_every` on arrival (and one RTX packet in `rtx_drop_every`), or what
+    `loss` says. `h264` negotiates aiortc's H.264 instead of its VP8."""
+    loss = loss or Loss(media_every=drop_every, rtx_every=rtx_drop_every)
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
     from aiortc.mediastreams import MediaStreamError
 
@@ -75,10 +93,14 @@ async def peers(
 
         async def lossy(data: bytes, arrival_time_ms: int) -> None:
             seq, ssrc = int.from_bytes(data[2:4], "big"), int.from_bytes(data[8:12], "big")
-            if ssrc == media_ssrc and seq % drop_every == 0:
+            if ssrc == media_ssrc and loss.media_every and seq % loss.media_every == 0:
                 return
-            if ssrc == rtx_ssrc and rtx_drop_every is not None and seq % rtx_drop_every == 0:
-                return
+            if ssrc == rtx_ssrc:
+                if loss.rtx_every and seq % loss.rtx_every == 0:
+                    return
+                if loss.drop_next_repair and not data[0] & 0x20:  # not padding
+                    loss.drop_next_repair, loss.media_every = False, None
+                    return
             await original(data, arrival_time_ms)
 
         transport._handle_rtp_data = lossy  # type: ignore[method-assign]
@@ -238,3 +260,38 @@ async def test_a_repair_lost_on_the_rtx_stream_flushes_the_receiver_at_the_next_
                     break
             assert tap.sequence_jumps == 1
             assert estimator.snapshot().loss < 0.1
+
+
+async def test_a_lost_last_repair_found_after_the_loss_stopped_still_flushes() -> None:
+    """The receiver counts a lost RTX packet only when a later one arrives: the last repair
+    of a lossy phase is found lost by the padding that follows, in a report with no repair
+    since the one before; it still has the next keyframe start past a sequence jump."""
+    from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
+
+    loss = Loss(media_every=50)
+    async with peers(h264=True, loss=loss) as (sender_pc, _):
+        sender = sender_pc.getSenders()[0]
+        estimator = BandwidthEstimator(max_bps=2_000_000)
+        limiter = KeyframeLimiter(0.5)
+        async with RtcpTap(sender, estimator, use_remb=False, keyframe_limiter=limiter) as tap:
+            await until_reports(tap, REPORTS)
+            assert estimator.snapshot().retransmitted_bytes > 0
+            loss.drop_next_repair = True
+            async with asyncio.timeout(8):
+                while loss.drop_next_repair:
+                    await asyncio.sleep(0.05)
+            # a report or so with neither loss nor repairs, then padding reveals the loss
+            reports = tap.receiver_reports
+            async with asyncio.timeout(4):
+                while tap.receiver_reports == reports:
+                    await asyncio.sleep(0.05)
+            padding = tap._padding_packet()
+            assert padding is not None
+            await tap._transmit(padding)
+            pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc)
+            for _ in range(8):
+                await sender._handle_rtcp_packet(pli)
+                await asyncio.sleep(1.0)
+                if tap.sequence_jumps:
+                    break
+            assert tap.sequence_jumps == 1
