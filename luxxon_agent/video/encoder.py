@@ -165,6 +165,24 @@ def open_h264_encoder(
     raise MediaError("no H.264 encoder could be opened: " + "; ".join(failures))
 
 
+class _Sustained:
+    """A condition that counts once it has held NOT_FOLLOWING_S without a break."""
+
+    def __init__(self) -> None:
+        self._since: float | None = None
+
+    def held(self, condition: bool, now: float) -> bool:
+        if not condition:
+            self._since = None
+            return False
+        if self._since is None:
+            self._since = now
+        return now - self._since >= NOT_FOLLOWING_S
+
+    def reset(self) -> None:
+        self._since = None
+
+
 class H264Encoder:
     """Raw frames in, H.264 packets out, at a target bitrate that may change while it runs.
 
@@ -206,8 +224,8 @@ class H264Encoder:
         self.output_bps: float | None = None
         self._qps: collections.deque[float] = collections.deque(maxlen=QP_FRAMES)
         self.mean_qp: float | None = None
-        self._over_since: float | None = None
-        self._pinned_since: float | None = None
+        self._overshooting = _Sustained()
+        self._pinned = _Sustained()
         self._opened_bps: float | None = None
         self._ahead_bits = 0.0
         self._ahead_at: float | None = None
@@ -330,14 +348,7 @@ class H264Encoder:
         demand = self._demand_bps()
         if not self.adaptive or demand is None:
             return False
-        now = self._clock()
-        if demand <= OVERSHOOT * self._aim():
-            self._over_since = None
-            return False
-        if self._over_since is None:
-            self._over_since = now
-            return False
-        if now - self._over_since < NOT_FOLLOWING_S:
+        if not self._overshooting.held(demand > OVERSHOOT * self._aim(), self._clock()):
             return False
         logger.info(
             "libx264 kept to %.0f kbit/s for a %.0f kbit/s target: reopening it",
@@ -378,14 +389,10 @@ class H264Encoder:
         opened = self._opened_bps
         if not self.adaptive or self.output_bps is None or opened is None:
             return False
-        now = self._clock()
-        if self.target_bps < PINNED_BELOW * opened or self.output_bps < PINNED_USING * opened:
-            self._pinned_since = None
-            return False
-        if self._pinned_since is None:
-            self._pinned_since = now
-            return False
-        if now - self._pinned_since < NOT_FOLLOWING_S:
+        pinned = (
+            self.target_bps >= PINNED_BELOW * opened and self.output_bps >= PINNED_USING * opened
+        )
+        if not self._pinned.held(pinned, self._clock()):
             return False
         logger.info(
             "libx264 opened at %.0f kbit/s stays there under a %.0f kbit/s target: reopening it",
@@ -433,7 +440,8 @@ class H264Encoder:
         )
         self._opened_for = size
         self._opened_bps = float(bitrate) if bitrate is not None else None
-        self._over_since = self._pinned_since = None
+        self._overshooting.reset()
+        self._pinned.reset()
         self._output.clear()
         self._output_bytes = 0
         self._dropped.clear()

@@ -19,6 +19,7 @@ from luxxon_agent.video.bandwidth import (
     PROBE_HOLD_S,
     REFUSED_HOLD_S,
     BandwidthEstimator,
+    BandwidthSnapshot,
     DelaySignal,
     KeyframeLimiter,
     PacketResult,
@@ -511,40 +512,46 @@ def test_random_loss_over_few_packets_is_not_read_as_congestion() -> None:
     assert est.snapshot().reason.startswith("loss")
 
 
-def test_a_standing_queue_on_a_lossy_link_is_held_not_backed_off_again() -> None:
-    """After a back-off the queue it answered drains over several RTT samples; with 6 %
-    random loss what arrives is 94 % of what was sent, which must not read as a link
-    falling behind (each such misreading was another back-off, to 0.85 x what arrived)."""
-    clock = ManualClock()
-    est = BandwidthEstimator(max_bps=CAP, start_bps=1_500_000, clock=clock)
-    seq = lost = 0
-    states: list[RateState] = []
+class ScriptedSeconds:
+    """Seconds of evenly spaced 1200-byte packets, each ended by a sender report answered
+    at once with the given RTT and loss: the feedback written out, not simulated."""
 
-    def second(rtt_s: float) -> None:
-        nonlocal seq, lost
+    def __init__(self, start_bps: float, packets_per_s: int) -> None:
+        self.clock = ManualClock()
+        self.est = BandwidthEstimator(max_bps=CAP, start_bps=start_bps, clock=self.clock)
+        self.packets = packets_per_s
+        self.seq = self.lost = 0
+
+    def second(self, rtt_s: float, lost_now: int) -> BandwidthSnapshot:
+        clock, est = self.clock, self.est
         ntp = int(clock.t * 2**32)
         est.on_sender_report_sent(ntp)
         sent_at = clock.t
-        for _ in range(100):
-            clock.t += 0.01
-            seq += 1
-            est.on_packet_sent(seq, 1200)
-        lost += 6
+        for _ in range(self.packets):
+            clock.t += 1 / self.packets
+            self.seq += 1
+            est.on_packet_sent(self.seq, 1200)
+        self.lost += lost_now
         est.on_receiver_report(
-            fraction_lost=15,
-            packets_lost=lost,
-            highest_sequence=seq,
+            fraction_lost=lost_now * 256 // self.packets,
+            packets_lost=self.lost,
+            highest_sequence=self.seq,
             jitter=0,
             lsr=(ntp >> 16) & 0xFFFFFFFF,
             dlsr=int((clock.t - sent_at - rtt_s) * 65536),
         )
-        states.append(est.snapshot().state)
+        return est.snapshot()
 
+
+def test_a_standing_queue_on_a_lossy_link_is_held_not_backed_off_again() -> None:
+    """After a back-off the queue it answered drains over several RTT samples; with 6 %
+    random loss what arrives is 94 % of what was sent, which must not read as a link
+    falling behind (each such misreading was another back-off, to 0.85 x what arrived)."""
+    link = ScriptedSeconds(start_bps=1_500_000, packets_per_s=100)
     for _ in range(10):
-        second(0.010)
-    states.clear()
-    for _ in range(5):
-        second(0.060)  # a queue of 50 ms: it came once, then stands
+        link.second(0.010, 6)
+    # a queue of 50 ms: it came once, then stands
+    states = [link.second(0.060, 6).state for _ in range(5)]
     assert states[0] is RateState.DECREASE
     assert RateState.DECREASE not in states[1:], states
 
@@ -612,34 +619,11 @@ def test_a_back_off_is_not_cut_to_a_rate_measured_over_a_handful_of_packets() ->
 def test_random_loss_after_a_drained_queue_does_not_hold_growth() -> None:
     """The smoothed delay keeps 40 % of a queue for one more RTT sample after it drained;
     5 % loss then read as a full queue's and held the estimate for seconds."""
-    clock = ManualClock()
-    est = BandwidthEstimator(max_bps=CAP, start_bps=500_000, clock=clock)
-    seq = lost = 0
-
-    def second(rtt_s: float, lost_now: int) -> None:
-        nonlocal seq, lost
-        ntp = int(clock.t * 2**32)
-        est.on_sender_report_sent(ntp)
-        sent_at = clock.t
-        for _ in range(50):
-            clock.t += 0.02
-            seq += 1
-            est.on_packet_sent(seq, 1200)
-        lost += lost_now
-        est.on_receiver_report(
-            fraction_lost=lost_now * 256 // 50,
-            packets_lost=lost,
-            highest_sequence=seq,
-            jitter=0,
-            lsr=(ntp >> 16) & 0xFFFFFFFF,
-            dlsr=int((clock.t - sent_at - rtt_s) * 65536),
-        )
-
+    link = ScriptedSeconds(start_bps=500_000, packets_per_s=50)
     for _ in range(5):
-        second(0.010, 0)
-    second(0.060, 0)
-    second(0.110, 0)  # a queue came (and was backed off from)
-    second(0.010, 2)
-    second(0.010, 3)  # drained: 5 % loss is the radio's
-    snap = est.snapshot()
+        link.second(0.010, 0)
+    link.second(0.060, 0)
+    link.second(0.110, 0)  # a queue came (and was backed off from)
+    link.second(0.010, 2)
+    snap = link.second(0.010, 3)  # drained: 5 % loss is the radio's
     assert snap.state is RateState.INCREASE and snap.reason == "link clear", snap

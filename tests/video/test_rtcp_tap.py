@@ -237,45 +237,51 @@ async def test_padding_probes_reach_the_receivers_reports_and_lift_a_pinned_esti
     assert received(stats_after) > received(stats_before)
 
 
+@contextlib.asynccontextmanager
+async def repairing_tap(sender_pc: Any) -> AsyncIterator[RtcpTap]:
+    """An enforcing tap on the sender, once retransmissions have gone out; keyframes
+    allowed twice a second."""
+    sender = sender_pc.getSenders()[0]
+    estimator = BandwidthEstimator(max_bps=2_000_000)
+    limiter = KeyframeLimiter(0.5)
+    async with RtcpTap(sender, estimator, use_remb=False, keyframe_limiter=limiter) as tap:
+        await until_reports(tap, REPORTS)
+        assert estimator.snapshot().retransmitted_bytes > 0
+        yield tap
+
+
+async def keyframes_until_a_jump(tap: RtcpTap, seconds: int) -> None:
+    """A PLI each second (a keyframe, as a receiver's PLIs or the encoder's interval give)
+    until the tap has made a sequence jump, for at most `seconds`."""
+    from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
+
+    pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=tap.sender._ssrc)
+    for _ in range(seconds):
+        await tap.sender._handle_rtcp_packet(pli)
+        await asyncio.sleep(1.0)
+        if tap.sequence_jumps:
+            return
+
+
 async def test_a_repair_lost_on_the_rtx_stream_flushes_the_receiver_at_the_next_keyframe() -> None:
     """aiortc's receiver NACKs a missing packet again only at its next new gap: a lost
     retransmission on a link that stops losing left it waiting 7 s. Loss on the RTX stream
     while repairs go out has the next keyframe start past a sequence jump."""
-    from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
-
+    # 2 % media loss: no collapse, so only the lost repairs can cause a jump
     async with peers(drop_every=50, rtx_drop_every=2, h264=True) as (sender_pc, _):
-        sender = sender_pc.getSenders()[0]
-        estimator = BandwidthEstimator(max_bps=2_000_000)
-        # 2 % media loss: no collapse, so only the lost repairs can cause a jump
-        limiter = KeyframeLimiter(0.5)
-        async with RtcpTap(sender, estimator, use_remb=False, keyframe_limiter=limiter) as tap:
-            await until_reports(tap, REPORTS)
-            assert estimator.snapshot().retransmitted_bytes > 0
-            pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc)
-            # a keyframe each second, as a receiver's PLIs or the encoder's interval give
-            for _ in range(12):
-                await sender._handle_rtcp_packet(pli)
-                await asyncio.sleep(1.0)
-                if tap.sequence_jumps:
-                    break
+        async with repairing_tap(sender_pc) as tap:
+            await keyframes_until_a_jump(tap, 12)
             assert tap.sequence_jumps == 1
-            assert estimator.snapshot().loss < 0.1
+            assert tap.snapshot().loss < 0.1
 
 
 async def test_a_lost_last_repair_found_after_the_loss_stopped_still_flushes() -> None:
     """The receiver counts a lost RTX packet only when a later one arrives: the last repair
     of a lossy phase is found lost by the padding that follows, in a report with no repair
     since the one before; it still has the next keyframe start past a sequence jump."""
-    from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
-
     loss = Loss(media_every=50)
     async with peers(h264=True, loss=loss) as (sender_pc, _):
-        sender = sender_pc.getSenders()[0]
-        estimator = BandwidthEstimator(max_bps=2_000_000)
-        limiter = KeyframeLimiter(0.5)
-        async with RtcpTap(sender, estimator, use_remb=False, keyframe_limiter=limiter) as tap:
-            await until_reports(tap, REPORTS)
-            assert estimator.snapshot().retransmitted_bytes > 0
+        async with repairing_tap(sender_pc) as tap:
             loss.drop_next_repair = True
             async with asyncio.timeout(8):
                 while loss.drop_next_repair:
@@ -288,10 +294,5 @@ async def test_a_lost_last_repair_found_after_the_loss_stopped_still_flushes() -
             padding = tap._padding_packet()
             assert padding is not None
             await tap._transmit(padding)
-            pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc)
-            for _ in range(8):
-                await sender._handle_rtcp_packet(pli)
-                await asyncio.sleep(1.0)
-                if tap.sequence_jumps:
-                    break
+            await keyframes_until_a_jump(tap, 8)
             assert tap.sequence_jumps == 1

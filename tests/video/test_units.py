@@ -7,6 +7,7 @@ import asyncio
 import time
 import types
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -273,58 +274,63 @@ def test_encoder_skips_frames_rather_than_run_ahead_of_its_target() -> None:
     assert packets and packets[0].is_keyframe
 
 
+class EncoderRun:
+    """An adaptive 640x360 encoder fed the noisy test pattern at 30 fps, on its own clock."""
+
+    def __init__(self, target_bps: int) -> None:
+        self.now = 0.0
+        self.counter = 0
+        self.pattern = TestPattern(640, 360, detail="high")
+        self.encoder = H264Encoder(30, VideoOptions(), adaptive=True, clock=lambda: self.now)
+        self.encoder.set_target(target_bps, 0.0)
+        self.start = datetime(2026, 5, 13, 8, 42, tzinfo=UTC)
+
+    def set_target(self, target_bps: int) -> None:
+        self.encoder.set_target(target_bps, self.now)
+
+    def encode(self) -> list[Any]:
+        """The next frame's packets (none: the frame dropper skipped it)."""
+        from fractions import Fraction
+
+        counter = self.counter
+        frame = self.pattern.frame(counter, self.start + timedelta(milliseconds=33 * counter))
+        frame.pts, frame.time_base = counter * 3000, Fraction(1, 90000)
+        self.counter += 1
+        packets = self.encoder.encode(frame)
+        self.now += 1 / 30
+        return packets
+
+
 def test_encoder_opened_low_is_reopened_to_follow_a_higher_target() -> None:
     """x264 keeps the rate a context was opened at when `bit_rate` goes up (340-350
     kbit/s asked for 1 Mbit/s): after a rise the encoder is reopened at the new target."""
-    from fractions import Fraction
-
-    import av
-
-    now = 0.0
-    pattern = TestPattern(640, 360, detail="high")
-    encoder = H264Encoder(30, VideoOptions(), adaptive=True, clock=lambda: now)
-    encoder.set_target(400_000, 0.0)
-    start = datetime(2026, 5, 13, 8, 42, tzinfo=UTC)
+    run = EncoderRun(400_000)
     per_frame: list[int] = []
     for counter in range(240):
         if counter == 90:
-            encoder.set_target(1_200_000, now)
-        frame: av.VideoFrame = pattern.frame(counter, start + timedelta(milliseconds=33 * counter))
-        frame.pts, frame.time_base = counter * 3000, Fraction(1, 90000)
-        per_frame.append(sum(p.size for p in encoder.encode(frame)) * 8)
-        now += 1 / 30
+            run.set_target(1_200_000)
+        per_frame.append(sum(p.size for p in run.encode()) * 8)
     before, after = sum(per_frame[30:90]) / 2, sum(per_frame[180:240]) / 2
     assert before < 600_000 and after > 900_000, (before, after)
-    assert encoder.reopens == 1
+    assert run.encoder.reopens == 1
 
 
 def test_encoder_that_only_the_frame_dropper_holds_to_its_target_is_reopened() -> None:
     """x264 does not always take a lower `bit_rate` (opened at 1.2 Mbit/s under a 2 Mbit/s
     VBV rate it stayed there); the dropper then holds the output to the target by skipping
     frames, which must not hide the overshoot: the context is reopened and stops dropping."""
-    from fractions import Fraction
-
-    import av
-
-    now = 0.0
-    pattern = TestPattern(640, 360, detail="high")
-    encoder = H264Encoder(30, VideoOptions(), adaptive=True, clock=lambda: now)
-    encoder.set_target(1_200_000, 0.0)
-    start = datetime(2026, 5, 13, 8, 42, tzinfo=UTC)
+    run = EncoderRun(1_200_000)
     dropped: list[int] = []
     for counter in range(420):
         if counter == 90:
-            encoder.set_target(1_000_000, now)
+            run.set_target(1_000_000)
         if counter == 180:
-            encoder.set_target(850_000, now)
-        frame: av.VideoFrame = pattern.frame(counter, start + timedelta(milliseconds=33 * counter))
-        frame.pts, frame.time_base = counter * 3000, Fraction(1, 90000)
-        before = encoder.frames_dropped
-        encoder.encode(frame)
-        dropped.append(encoder.frames_dropped - before)
-        now += 1 / 30
+            run.set_target(850_000)
+        before = run.encoder.frames_dropped
+        run.encode()
+        dropped.append(run.encoder.frames_dropped - before)
     assert sum(dropped[180:300]) > 0  # the dropper held it at first
-    assert encoder.reopens == 1
+    assert run.encoder.reopens == 1
     # held by the dropper alone it skipped 8-13 frames a second; reopened, one at most
     assert sum(dropped[300:]) <= 1, dropped
 
@@ -333,28 +339,12 @@ def test_keyframe_asked_for_after_the_target_fell_is_sized_for_the_target() -> N
     """A keyframe weighs up to the VBV buffer set when the context opened (0.25 s of the
     rate then): asked for after a fall to a quarter of that, it comes from a new context
     sized for the new target, or it would not fit the narrow link's queue."""
-    from fractions import Fraction
-
-    import av
-
-    now = 0.0
-    pattern = TestPattern(640, 360, detail="high")
-    encoder = H264Encoder(30, VideoOptions(), adaptive=True, clock=lambda: now)
-    encoder.set_target(1_200_000, 0.0)
-    start = datetime(2026, 5, 13, 8, 42, tzinfo=UTC)
-
-    def encode(counter: int) -> list[av.Packet]:
-        nonlocal now
-        frame: av.VideoFrame = pattern.frame(counter, start + timedelta(milliseconds=33 * counter))
-        frame.pts, frame.time_base = counter * 3000, Fraction(1, 90000)
-        now += 1 / 30
-        return encoder.encode(frame)
-
-    for counter in range(30):
-        encode(counter)
-    encoder.set_target(300_000, now)
-    encoder.request_keyframe()
-    packets = encode(30)
+    run = EncoderRun(1_200_000)
+    for _ in range(30):
+        run.encode()
+    run.set_target(300_000)
+    run.encoder.request_keyframe()
+    packets = run.encode()
     assert packets and packets[0].is_keyframe
     assert sum(p.size for p in packets) * 8 <= 0.5 * 300_000
 
