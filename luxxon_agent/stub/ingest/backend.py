@@ -22,6 +22,7 @@ inside a window.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import secrets
 from collections.abc import Sequence
@@ -593,6 +594,9 @@ def create_video_backend(public_base_url: str, clock: Clock) -> WhipIngest:
     """
     from luxxon_agent.video import pin_ice_to_loopback
 
+    # imported here, before serving: the first offer would import it on the event loop,
+    # holding it 0.3-0.5 s (measured by the stub's loop watch)
+    importlib.import_module("aiortc")
     if urlsplit(public_base_url).hostname in ("127.0.0.1", "localhost", "::1"):
         pin_ice_to_loopback()
     return WhipIngest(public_base_url, clock=clock)
