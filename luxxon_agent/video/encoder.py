@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from luxxon_agent.errors import MediaError
 from luxxon_agent.video.ladder import UP_MARGIN, Ladder
+from luxxon_agent.video.sustained import Sustained
 
 if TYPE_CHECKING:
     import av
@@ -165,24 +166,6 @@ def open_h264_encoder(
     raise MediaError("no H.264 encoder could be opened: " + "; ".join(failures))
 
 
-class _Sustained:
-    """A condition that counts once it has held NOT_FOLLOWING_S without a break."""
-
-    def __init__(self) -> None:
-        self._since: float | None = None
-
-    def held(self, condition: bool, now: float) -> bool:
-        if not condition:
-            self._since = None
-            return False
-        if self._since is None:
-            self._since = now
-        return now - self._since >= NOT_FOLLOWING_S
-
-    def reset(self) -> None:
-        self._since = None
-
-
 class H264Encoder:
     """Raw frames in, H.264 packets out, at a target bitrate that may change while it runs.
 
@@ -224,8 +207,8 @@ class H264Encoder:
         self.output_bps: float | None = None
         self._qps: collections.deque[float] = collections.deque(maxlen=QP_FRAMES)
         self.mean_qp: float | None = None
-        self._overshooting = _Sustained()
-        self._pinned = _Sustained()
+        self._overshooting = Sustained()
+        self._pinned = Sustained()
         self._opened_bps: float | None = None
         self._ahead_bits = 0.0
         self._ahead_at: float | None = None
@@ -348,7 +331,9 @@ class H264Encoder:
         demand = self._demand_bps()
         if not self.adaptive or demand is None:
             return False
-        if not self._overshooting.held(demand > OVERSHOOT * self._aim(), self._clock()):
+        if not self._overshooting.held(
+            demand > OVERSHOOT * self._aim(), self._clock(), NOT_FOLLOWING_S
+        ):
             return False
         logger.info(
             "libx264 kept to %.0f kbit/s for a %.0f kbit/s target: reopening it",
@@ -392,7 +377,7 @@ class H264Encoder:
         pinned = (
             self.target_bps >= PINNED_BELOW * opened and self.output_bps >= PINNED_USING * opened
         )
-        if not self._pinned.held(pinned, self._clock()):
+        if not self._pinned.held(pinned, self._clock(), NOT_FOLLOWING_S):
             return False
         logger.info(
             "libx264 opened at %.0f kbit/s stays there under a %.0f kbit/s target: reopening it",

@@ -20,6 +20,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from luxxon_agent.video.sustained import Sustained
+
 logger = logging.getLogger(__name__)
 
 REFERENCE_PIXELS_PER_S = 1280 * 720 * 30
@@ -96,7 +98,7 @@ class Ladder:
         self.index = 0
         self.steps = 0
         self._scale = width * height * fps / REFERENCE_PIXELS_PER_S
-        self._up_since: float | None = None
+        self._up = Sustained()
         self._probe_hold = UP_HOLD_S
         self._probed_at: float | None = None
         self._probed_target = 0.0
@@ -140,7 +142,7 @@ class Ladder:
             and target_bps >= PROBE_SETTLE_SHARE * self._probed_target
         )
         if fitting > self.index and not limited and not settling:
-            self._up_since = None
+            self._up.reset()
             if self._probed_at is not None and now - self._probed_at < PROBE_FAILED_S:
                 self._probe_hold = min(MAX_PROBE_HOLD_S, self._probe_hold * 2)
             self._probed_at = None
@@ -153,12 +155,10 @@ class Ladder:
         if probing:
             up = self.index - 1
         if up is None:
-            self._up_since = None
+            self._up.reset()
             return self.rung
-        if self._up_since is None:
-            self._up_since = now
-        if now - self._up_since >= (self._probe_hold if probing else UP_HOLD_S):
-            self._up_since = None
+        if self._up.held(True, now, self._probe_hold if probing else UP_HOLD_S):
+            self._up.reset()
             self._probed_at = now if probing else None
             self._probed_target = target_bps
             self._step(up, target_bps, "probe" if probing else "up")

@@ -37,6 +37,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, cast
 
 from luxxon_agent.video.encoder import VIDEO_TIME_BASE, H264Encoder, VideoOptions
+from luxxon_agent.video.sustained import Sustained
 
 if TYPE_CHECKING:
     import av
@@ -107,7 +108,8 @@ class PassthroughSwitch:
         self._congested_at: float | None = None
         self._packets: collections.deque[tuple[float, int]] = collections.deque()
         self._bytes = 0
-        self._since: float | None = None
+        self._switch = Sustained()
+        """How long the current mode's switch condition has held."""
         self._probe_s = PROBE_S
         self._probing = False
         self._refused_bps: float | None = None
@@ -151,7 +153,7 @@ class PassthroughSwitch:
             elif self._probing:
                 self._probing = False  # the probe held: the link takes the camera again
                 self._probe_s = PROBE_S
-            if self._held(narrow, now, 0.0 if self.congested else DOWN_HOLD_S):
+            if self._switch.held(narrow, now, 0.0 if self.congested else DOWN_HOLD_S):
                 if in_grace:
                     self._probe_s = min(MAX_PROBE_S, self._probe_s * 2)
                     self._refused_bps = target_bps
@@ -180,7 +182,7 @@ class PassthroughSwitch:
         if self._refused_bps is not None and target_bps >= self._refused_bps * REOPENED:
             self._refused_bps = None
             self._probe_s = PROBE_S
-        if self._held(wide, now, UP_HOLD_S):
+        if self._switch.held(wide, now, UP_HOLD_S):
             self._probe_s = PROBE_S
             self._enter(
                 PassthroughMode.PASSTHROUGH,
@@ -199,19 +201,11 @@ class PassthroughSwitch:
             self._enter(PassthroughMode.PASSTHROUGH, reason, now)
         return self.mode
 
-    def _held(self, condition: bool, now: float, hold: float) -> bool:
-        if not condition:
-            self._since = None
-            return False
-        if self._since is None:
-            self._since = now
-        return now - self._since >= hold
-
     def _enter(self, mode: PassthroughMode, reason: str, now: float) -> None:
         logger.warning("video: %s -> %s (%s)", self.mode, mode, reason)
         self.mode, self.reason = mode, reason
         self.switches += 1
-        self._since = None
+        self._switch.reset()
         self._entered_at = now
         for listener in list(self._listeners):
             listener(mode)
