@@ -520,7 +520,7 @@ class BandwidthEstimator:
         self._capacity: float | None = None
         self._congested_bps: float | None = None
         """The receive rate at the last back-off (unlike `_capacity`, never forgotten)."""
-        self._before_congestion: float | None = None
+        self._before_congestion = self._estimate
         """The estimate before the first back-off of the current congestion."""
         self._collapsed = False
         self._probe = _ProbeState()
@@ -826,12 +826,13 @@ class BandwidthEstimator:
     def _note_collapse(self, now: float, backed_off: float) -> None:
         if self._last_decrease is None or now - self._last_decrease > COLLAPSE_WINDOW_S:
             self._before_congestion = self._estimate
-        start = self._before_congestion
-        if start is not None and self._loss > LOSS_BACKOFF_ABOVE:
-            if backed_off < COLLAPSE_SHARE * start:
-                self._collapsed = True
-                # measured from here on: a further collapse needs another fall as large
-                self._before_congestion = backed_off
+        if (
+            self._loss > LOSS_BACKOFF_ABOVE
+            and backed_off < COLLAPSE_SHARE * self._before_congestion
+        ):
+            self._collapsed = True
+            # measured from here on: a further collapse needs another fall as large
+            self._before_congestion = backed_off
 
     def _congestion_loss(self) -> bool:
         """Loss above LOSS_BACKOFF_ABOVE, and by more than counting noise where the loss
