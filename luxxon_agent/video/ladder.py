@@ -27,8 +27,13 @@ logger = logging.getLogger(__name__)
 REFERENCE_PIXELS_PER_S = 1280 * 720 * 30
 UP_MARGIN = 1.3
 """Stepping up needs the target this far above the higher rung's floor."""
-UP_HOLD_S = 4.0
-"""...for this long."""
+UP_HOLD_S = 2.0
+"""...for this long: two reports, each of which could have backed off. The estimate grows
+25-50 % a second once a link opens, and each rung caps the encoder at the next one's
+threshold: at 4 s a hold per rung was most of the time to 80 % of a step up (bench_link:
+180p15 at a 325 kbit/s ceiling for 4 s while the target was twice that)."""
+PROBE_UP_HOLD_S = 4.0
+"""A probe (a step up without the target, below) waits this long first: it is a guess."""
 APP_LIMITED_SHARE = 0.5
 """An encoder producing less than this share of its target is app-limited."""
 PINNING_SHARE = 0.75
@@ -87,7 +92,7 @@ class Ladder:
     arrived, and so is a receiver's REMB), so an encoder that needs less than
     its target (a simple picture) is *app-limited*: its target says nothing
     about the link. Then the ladder neither steps down (the picture fits) nor
-    waits for a target that cannot come to step up: after `UP_HOLD_S` it tries
+    waits for a target that cannot come to step up: after `PROBE_UP_HOLD_S` it tries
     the next rung up, and waits twice as long each time such a try is undone
     within `PROBE_FAILED_S`.
     """
@@ -99,7 +104,7 @@ class Ladder:
         self.steps = 0
         self._scale = width * height * fps / REFERENCE_PIXELS_PER_S
         self._up = Sustained()
-        self._probe_hold = UP_HOLD_S
+        self._probe_hold = PROBE_UP_HOLD_S
         self._probed_at: float | None = None
         self._probed_target = 0.0
 

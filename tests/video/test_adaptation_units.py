@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from luxxon_agent.video.ladder import PROBE_FAILED_S, UP_HOLD_S, Ladder
+from luxxon_agent.video.ladder import PROBE_FAILED_S, PROBE_UP_HOLD_S, UP_HOLD_S, Ladder
 from luxxon_agent.video.passthrough import (
     DOWN_HOLD_S,
     PROBE_GRACE_S,
@@ -40,16 +40,18 @@ def test_ladder_steps_up_with_margin_and_hold_and_backs_off_failed_probes() -> N
     assert ladder.label == "360p15"
     # an easy picture probes one rung up without the target; undone soon, it waits longer
     ladder.choose(300_000, 40.0, qp=20)
-    ladder.choose(300_000, 40.0 + UP_HOLD_S, qp=20)
+    ladder.choose(300_000, 40.0 + PROBE_UP_HOLD_S - 0.1, qp=20)
+    assert ladder.label == "360p15", "a probe waits longer than a step the target asks for"
+    ladder.choose(300_000, 40.0 + PROBE_UP_HOLD_S, qp=20)
     assert ladder.label == "360p30"
     ladder.choose(300_000, 45.0, qp=45)  # the probe failed
     assert ladder.label == "360p15"
     ladder.choose(300_000, 46.0, qp=20)
-    ladder.choose(300_000, 46.0 + UP_HOLD_S, qp=20)
+    ladder.choose(300_000, 46.0 + PROBE_UP_HOLD_S, qp=20)
     assert ladder.label == "360p15", "a failed probe doubles the wait"
-    ladder.choose(300_000, 46.0 + 2 * UP_HOLD_S, qp=20)
+    ladder.choose(300_000, 46.0 + 2 * PROBE_UP_HOLD_S, qp=20)
     assert ladder.label == "360p30"
-    assert PROBE_FAILED_S > UP_HOLD_S
+    assert PROBE_FAILED_S > PROBE_UP_HOLD_S > UP_HOLD_S
 
 
 def _camera(switch: PassthroughSwitch, start: float, end: float) -> None:
