@@ -148,13 +148,6 @@ MAX_REFUSED_HOLD_S = 8.0
 REFUSED_SHARE = 0.9
 PROBE_REFUSED_S = 3.0
 PROBE_REOPENED = 1.3
-NACK_WINDOW_S = 0.5
-"""Loss read from NACKs, over the media packets sent in this long before the newest hole
-(the later ones cannot have been NACKed yet). A receiver NACKs a hole as soon as the next
-packet shows it, a report (about a second apart) later says the same: on a step down the
-bottleneck's queue has overflowed for most of that second, and every packet it dropped
-is a hole the picture waits on."""
-NACK_HISTORY = 4096
 PROBE_UNHEARD_S = 4.0
 """Padding for this long with no receiver report about the RTX stream: the receiver does
 not report on it, so padding proves nothing there; it stops for this connection."""
@@ -371,22 +364,6 @@ class _Stream:
         self.skipped_reported = 0
         self.last_highest = None
 
-    def sent_between(self, start: float, end: float) -> tuple[int, int]:
-        """(packets, wire bytes) sent in [start, end], counted back from the newest."""
-        count = size = 0
-        for seq in reversed(self.order):
-            wire, at = self.sizes[seq]
-            if at < start:
-                break
-            if at <= end:
-                count += 1
-                size += wire
-        return count, size
-
-    def sent_time(self, seq: int) -> float | None:
-        known = self.sizes.get(seq & 0xFFFF)
-        return known[1] if known is not None else None
-
     def sent(self, seq: int, wire: int, at: float) -> None:
         seq &= 0xFFFF
         if seq not in self.sizes:
@@ -400,11 +377,15 @@ class _Stream:
         """The `skipped` numbers before `first_sequence` will never be sent."""
         self.skipped.update((first_sequence - 1 - k) & 0xFFFF for k in range(skipped))
 
+    def _sent_at(self, seq: int) -> float | None:
+        known = self.sizes.get(seq & 0xFFFF)
+        return known[1] if known is not None else None
+
     def restart_counts(self, now: float, highest: int, lost: int) -> None:
         self.points.clear()
         self.last_highest = highest
         self.points.append(
-            _Point(now, highest, lost - self.skipped_reported, self.bytes, self.sent_time(highest))
+            _Point(now, highest, lost - self.skipped_reported, self.bytes, self._sent_at(highest))
         )
 
     def take(self, now: float, highest: int, lost: int) -> None:
@@ -431,7 +412,7 @@ class _Stream:
         self.last_highest = highest
         extended = self.points[-1].highest + step - skipped
         self.points.append(
-            _Point(now, extended, lost - self.skipped_reported, self.bytes, self.sent_time(highest))
+            _Point(now, extended, lost - self.skipped_reported, self.bytes, self._sent_at(highest))
         )
         while len(self.points) > 2 and self.points[1].at <= now - LOSS_WINDOW_S:
             self.points.popleft()
@@ -536,8 +517,6 @@ class BandwidthEstimator:
         self._last_feedback: float | None = None
         self._last_update: float | None = None
         self._last_decrease: float | None = None
-        """The last back-off on a report (or transport-wide feedback)."""
-        self._last_nack_decrease: float | None = None
         self._capacity: float | None = None
         self._congested_bps: float | None = None
         """The receive rate at the last back-off (unlike `_capacity`, never forgotten)."""
@@ -545,8 +524,6 @@ class BandwidthEstimator:
         """The estimate before the first back-off of the current congestion."""
         self._collapsed = False
         self._probe = _ProbeState()
-        self._nacked: collections.OrderedDict[int, float] = collections.OrderedDict()
-        """Media sequence numbers NACKed at least once, with when we sent them."""
 
     def restart_stream(self) -> None:
         """A new connection (new SSRC, new sequence numbers): forget the old stream's
@@ -554,8 +531,7 @@ class BandwidthEstimator:
         self._media.clear()
         self._rtx.clear()
         self._sr_sent.clear()
-        self._nacked.clear()
-        self._last_decrease = self._last_nack_decrease = None
+        self._last_decrease = None
         self._probe = _ProbeState()
 
     # -- what the sender sent -------------------------------------------------------------
@@ -625,62 +601,6 @@ class BandwidthEstimator:
         Take it before the media block of the same RTCP packet, which updates the estimate."""
         self._probe.heard = True
         self._rtx.take(self._clock.monotonic(), highest_sequence, packets_lost)
-
-    def on_nack(self, sequence_numbers: Sequence[int]) -> None:
-        """The receiver NACKed these media packets (a receiver repeats the ones still
-        missing: each counts once). Loss in them beyond counting noise backs off at once,
-        a report before the loss controller would (NACK_WINDOW_S)."""
-        now = self._clock.monotonic()
-        newest: float | None = None
-        for seq in sequence_numbers:
-            key = seq & 0xFFFF
-            sent_at = self._media.sent_time(key)
-            if sent_at is None:
-                continue  # not ours (from before a jump, or long gone)
-            newest = sent_at if newest is None else max(newest, sent_at)
-            if key not in self._nacked:
-                self._nacked[key] = sent_at
-                if len(self._nacked) > NACK_HISTORY:
-                    self._nacked.popitem(last=False)
-        if newest is None:
-            return
-        # the receiver has seen a packet sent after the newest hole: up to it, every hole
-        # is in this NACK or an earlier one
-        end = newest
-        start = end - NACK_WINDOW_S
-        backed_off = self._last_backoff()
-        if backed_off is not None:
-            # holes in what was sent before the last back-off were answered by it
-            start = max(start, backed_off)
-        # the newest hole is why this NACK came: counted, it would bias a short window
-        sent, sent_bytes = self._media.sent_between(start, end)
-        sent -= 1
-        if sent < MIN_RATE_PACKETS or end - start < RECEIVE_WINDOW_S / 5:
-            return
-        lost = -1
-        for at in reversed(self._nacked.values()):
-            if at < start - NACK_WINDOW_S:
-                break  # NACKs come about in sending order: the rest are older
-            lost += start <= at <= end
-        loss = min(1.0, max(0, lost) / sent)
-        wait = (self._rtt if self._rtt is not None else 0.1) + DECREASE_EXTRA_S
-        recent = backed_off is not None and now - backed_off < wait
-        if recent or not self._congestion_loss(loss, sent):
-            return
-        # over an overflowing queue, what passed is what the link carries: back off under it
-        # as the delay controller does under what arrived
-        passed = sent_bytes * 8 / (end - start) * (1 - loss)
-        target = min(self._estimate * (1 - 0.5 * loss), DELAY_BACKOFF * passed)
-        self._note_collapse(now, min(self._estimate, target), loss)
-        self._probe.backed_off(now, self._receive_bps)
-        # the reports' loss and receive windows are not reset: the next report measures the
-        # same congestion, and cuts to what arrived
-        self._last_nack_decrease = now
-        self._set(
-            min(self._estimate, target),
-            RateState.DECREASE,
-            f"NACKs {loss * 100:.0f} %",
-        )
 
     def on_sequence_jump(self, first_sequence: int, skipped: int) -> None:
         """Our sequence numbers skipped `skipped` ahead to `first_sequence` (16-bit): the
@@ -782,8 +702,7 @@ class BandwidthEstimator:
             return 0.0
         if self._last_feedback is None or now - self._last_feedback > STALE_FEEDBACK_S:
             return 0.0
-        backed_off = self._last_backoff()
-        if backed_off is not None and now - backed_off < PROBE_HOLD_S:
+        if self._last_decrease is not None and now - self._last_decrease < PROBE_HOLD_S:
             return 0.0
         self._trim_sent()
         media_bps = (self._sent_window_bytes - self._padding_window_bytes) * 8 / SENT_WINDOW_S
@@ -851,7 +770,7 @@ class BandwidthEstimator:
         keeping_up = self._keeping_up()
         # what arrived, where enough packets measured it to cut a back-off to
         measured = self._receive_bps if self._loss_expected >= MIN_RATE_PACKETS else None
-        if self._congestion_loss(self._loss, self._loss_expected):
+        if self._congestion_loss():
             backed_off = self._estimate * (1 - 0.5 * self._loss)
             if measured is not None and not keeping_up:
                 # losing that much, the link carried what arrived and no more
@@ -871,7 +790,7 @@ class BandwidthEstimator:
                 self._set(self._estimate, RateState.HOLD, "waiting after a back-off")
                 return
             target, reason = min(candidates)
-            self._note_collapse(now, min(self._estimate, target), self._loss)
+            self._note_collapse(now, min(self._estimate, target))
             self._probe.backed_off(now, self._receive_bps)
             self._last_decrease = now
             if measured is not None:
@@ -904,32 +823,27 @@ class BandwidthEstimator:
             return
         self._set(self._grown(elapsed, rtt), RateState.INCREASE, LINK_CLEAR)
 
-    def _last_backoff(self) -> float | None:
-        """When the estimate last backed off, on a report or on NACKs (None: never)."""
-        times = [t for t in (self._last_decrease, self._last_nack_decrease) if t is not None]
-        return max(times, default=None)
-
-    def _note_collapse(self, now: float, backed_off: float, loss: float) -> None:
-        last = self._last_backoff()
-        if last is None or now - last > COLLAPSE_WINDOW_S:
+    def _note_collapse(self, now: float, backed_off: float) -> None:
+        if self._last_decrease is None or now - self._last_decrease > COLLAPSE_WINDOW_S:
             self._before_congestion = self._estimate
-        if loss > LOSS_BACKOFF_ABOVE and backed_off < COLLAPSE_SHARE * self._before_congestion:
+        if (
+            self._loss > LOSS_BACKOFF_ABOVE
+            and backed_off < COLLAPSE_SHARE * self._before_congestion
+        ):
             self._collapsed = True
             # measured from here on: a further collapse needs another fall as large
             self._before_congestion = backed_off
 
-    @staticmethod
-    def _congestion_loss(loss: float, counted: int) -> bool:
-        """`loss` above LOSS_BACKOFF_ABOVE, and by more than counting noise where it was
-        counted over few packets (see LOSS_NOISE_SIGMAS; `counted` 0: not counted)."""
-        if loss <= LOSS_BACKOFF_ABOVE:
+    def _congestion_loss(self) -> bool:
+        """Loss above LOSS_BACKOFF_ABOVE, and by more than counting noise where the loss
+        was counted over few packets (see LOSS_NOISE_SIGMAS)."""
+        if self._loss <= LOSS_BACKOFF_ABOVE:
             return False
-        if counted == 0:
+        n = self._loss_expected
+        if n == 0:
             return True
-        noise = LOSS_NOISE_SIGMAS * math.sqrt(
-            LOSS_BACKOFF_ABOVE * (1 - LOSS_BACKOFF_ABOVE) / counted
-        )
-        return loss > LOSS_BACKOFF_ABOVE + noise
+        noise = LOSS_NOISE_SIGMAS * math.sqrt(LOSS_BACKOFF_ABOVE * (1 - LOSS_BACKOFF_ABOVE) / n)
+        return self._loss > LOSS_BACKOFF_ABOVE + noise
 
     def _keeping_up(self) -> bool:
         """Whether the link passes packets as fast as we send them (see below), the ones

@@ -301,8 +301,6 @@ class RtcpTap:
                     return False
         elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == _RTCP_RTPFB_NACK:
             self.nacks += len(packet.lost)
-            if packet.media_ssrc == ssrc:
-                self.estimator.on_nack(packet.lost)
         return True
 
     async def _retransmit(self, sequence_number: int) -> None:

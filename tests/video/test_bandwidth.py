@@ -4,8 +4,7 @@ The link model is what `tc tbf` does: a byte queue drained at the link rate,
 holding at most `queue_s` of it, dropping what does not fit. The sender sends
 exactly what the estimate allows (an encoder that follows its target). The
 receiver reports once a second as RFC 3550 says: fraction lost since the last
-report, cumulative loss, highest sequence number, LSR/DLSR; and it NACKs each
-hole when the next packet shows it, as aiortc's receiver does.
+report, cumulative loss, highest sequence number, LSR/DLSR.
 """
 
 from __future__ import annotations
@@ -82,7 +81,6 @@ class Link:
         self.rtx_received = 0
         self.rtx_highest = -1
         self.padding_bits = 0.0
-        self.nacked = 0
 
     def _enqueue(self, size: int, ntp: int | None, rtx: bool = False) -> None:
         if self.queue_bytes + size > self.rate_bps * self.queue_s / 8 and self.queue:
@@ -135,10 +133,6 @@ class Link:
                     self.rtx_received += 1
                     self.rtx_highest = max(self.rtx_highest, seq)
                 else:
-                    if seq > self.highest + 1:
-                        # a receiver NACKs a hole when the next packet shows it
-                        self.est.on_nack(range(self.highest + 1, seq))
-                        self.nacked += seq - self.highest - 1
                     self.received += 1
                     self.highest = max(self.highest, seq)
                     self.delivered_bits += size * 8
@@ -237,35 +231,6 @@ def test_a_step_down_seen_first_as_delay_then_as_loss_is_one_collapse() -> None:
     assert second_collapse, backoffs
 
 
-def test_a_step_down_backs_off_on_nacks_before_the_first_report_sees_it() -> None:
-    _, est, link = make(start_bps=CAP)
-    link.run(10.05)  # a report went at 10.0: the next one is a second away
-    link.rate_bps = 1_000_000
-    reasons = []
-    for _ in range(9):
-        link.run(0.1)
-        reasons.append(est.snapshot().reason)
-    # the queue (0.2 s) overflows in 0.2 s, the NACKs come a queue later
-    assert est.estimate_bps < 0.8 * CAP, reasons
-    assert any(reason.startswith("NACKs") for reason in reasons), reasons
-    assert est.take_collapse()  # the holes are there: the receiver is flushed
-    link.run(3)
-    assert est.estimate_bps < 1_000_000
-
-
-def test_nacks_of_random_loss_do_not_back_off() -> None:
-    _, est, link = make(start_bps=1_000_000)
-    link.drop = 0.05
-    nack_backoffs = 0
-    for _ in range(200):
-        link.run(0.1)
-        snap = est.snapshot()
-        nack_backoffs += snap.state is RateState.DECREASE and snap.reason.startswith("NACKs")
-    assert link.nacked > 100  # the holes were NACKed
-    assert nack_backoffs == 0
-    assert est.estimate_bps > 1_500_000
-
-
 def test_step_up_gets_back_to_80_percent_within_ten_seconds() -> None:
     # the issue's profile: 300 kbit/s -> 1 Mbit/s -> unshaped (the 2 Mbit/s cap)
     _, est, link = make(start_bps=CAP)
@@ -294,8 +259,7 @@ def test_loss_thresholds_grow_hold_and_back_off() -> None:
     # the 2 s loss window mixes in the 5 % for a report: the back-offs start a second later
     link.run(5)
     assert est.estimate_bps < 0.5 * before
-    # the reports' loss or, a report sooner, the NACKs'
-    assert est.snapshot().reason.startswith(("loss", "NACKs"))
+    assert est.snapshot().reason.startswith("loss")
     link.drop = 0.005
     low = est.estimate_bps
     link.run(8)
@@ -545,8 +509,7 @@ def test_random_loss_over_few_packets_is_not_read_as_congestion() -> None:
     second(25, 12, 19)
     second(25, 12, 31)
     assert est.snapshot().state is RateState.DECREASE
-    # the reports' loss or, a report sooner, the NACKs'
-    assert est.snapshot().reason.startswith(("loss", "NACKs"))
+    assert est.snapshot().reason.startswith("loss")
 
 
 class ScriptedSeconds:
