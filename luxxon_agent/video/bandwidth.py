@@ -136,6 +136,13 @@ PROBE_APP_LIMITED_SHARE = 0.75
 """Padding fills the gap up to the estimate only while the media sends less than this
 share of it (an app-limited sender: the estimate cannot grow past 1.5 x what arrived, so
 without padding a sender held low by a narrow phase stays low after the link opens)."""
+BAND_TEST_SHARE = 1.0
+"""With the estimate back at the last congestion's rate (the capacity), padding fills up to
+the whole estimate, media or not: growth there is additive until more *arrives* than
+1.15 x the capacity, and at ENCODER_SHARE that took an estimate of 1.35-1.4 x it, seconds
+of additive growth on a link that had opened (bench_link: 10 s at 7 %/s from 700 kbit/s
+after the drop phase). On a link that has not moved, the padding meets it a little
+sooner than the media would; the refused-probe hold then keeps it under the link."""
 PROBE_HOLD_S = 2.0
 """No padding for this long after any back-off."""
 REFUSED_HOLD_S = 4.0
@@ -519,7 +526,8 @@ class BandwidthEstimator:
         self._last_decrease: float | None = None
         self._capacity: float | None = None
         self._congested_bps: float | None = None
-        """The receive rate at the last back-off (unlike `_capacity`, never forgotten)."""
+        """The receive rate at the last back-off the link limited (unlike `_capacity`, never
+        forgotten). A back-off while the link keeps up with us measured our own sending."""
         self._before_congestion = self._estimate
         """The estimate before the first back-off of the current congestion."""
         self._collapsed = False
@@ -683,11 +691,12 @@ class BandwidthEstimator:
 
     def padding_bps(self, wanted_bps: float) -> float:
         """Padding bit/s to send beside the media now, so that what arrives can prove the
-        estimate (0: none). The total stays within ENCODER_SHARE of the estimate and within
-        `wanted_bps`, what the sender would use if the link allowed (0: it wants no more
-        than it has). Only while the media is app-limited (under PROBE_APP_LIMITED_SHARE of
-        the estimate) and the link clear, not within PROBE_HOLD_S of a back-off, and only
-        where the receiver reports on the RTX stream the padding goes on."""
+        estimate (0: none). The total stays within ENCODER_SHARE of the estimate (BAND_TEST_SHARE
+        while testing the band) and within `wanted_bps`, what the sender
+        would use if the link allowed (0: it wants no more than it has). Only while the
+        media is app-limited (under PROBE_APP_LIMITED_SHARE of the estimate; or testing the
+        band) and the link clear, not within PROBE_HOLD_S of a back-off, and only where the
+        receiver reports on the RTX stream the padding goes on."""
         now = self._clock.monotonic()
         probe = self._probe
         if (
@@ -706,12 +715,12 @@ class BandwidthEstimator:
             return 0.0
         self._trim_sent()
         media_bps = (self._sent_window_bytes - self._padding_window_bytes) * 8 / SENT_WINDOW_S
-        if media_bps >= PROBE_APP_LIMITED_SHARE * self._estimate:
+        testing = self._capacity is not None and self._estimate >= self._capacity
+        share = BAND_TEST_SHARE if testing else ENCODER_SHARE
+        if not testing and media_bps >= PROBE_APP_LIMITED_SHARE * self._estimate:
             return 0.0
         ceiling = probe.ceiling(now)
-        total = min(
-            ENCODER_SHARE * self._estimate, wanted_bps, math.inf if ceiling is None else ceiling
-        )
+        total = min(share * self._estimate, wanted_bps, math.inf if ceiling is None else ceiling)
         return max(0.0, total - media_bps)
 
     def _trim_sent(self) -> None:
@@ -793,7 +802,11 @@ class BandwidthEstimator:
             self._note_collapse(now, min(self._estimate, target))
             self._probe.backed_off(now, self._receive_bps)
             self._last_decrease = now
-            if measured is not None:
+            if measured is not None and not keeping_up:
+                # keeping up, what arrived is what we sent (held back after a collapse, or
+                # an encoder under its target): it measured us, not the link (measured: such
+                # a point at 146 kbit/s on a 300 kbit/s link was passed by 15 % at once, and
+                # growth went multiplicative into an overshoot, 1.34 s frozen)
                 self._congested_bps = measured
                 # congestion outside the band around the last is another link (a step
                 # down): start over from it, as libwebrtc resets its capacity estimate
