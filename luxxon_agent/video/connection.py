@@ -50,7 +50,9 @@ def _webrtc_errors() -> tuple[type[BaseException], ...]:
 class RateControl(Protocol):
     """What follows the estimate: our encoder, or the passthrough switch's track."""
 
-    def set_target(self, bitrate_bps: float, now: float) -> None: ...
+    def set_target(
+        self, bitrate_bps: float, now: float, carried_bps: float | None = None
+    ) -> None: ...
 
 
 @dataclass

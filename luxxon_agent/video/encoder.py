@@ -228,11 +228,14 @@ class H264Encoder:
     def request_keyframe(self) -> None:
         self._force_keyframe = True
 
-    def set_target(self, bitrate_bps: float, now: float) -> None:
-        """Aim at `bitrate_bps` (bounded by the cap); picks the ladder rung with `adaptive`."""
+    def set_target(self, bitrate_bps: float, now: float, carried_bps: float | None = None) -> None:
+        """Aim at `bitrate_bps` (bounded by the cap); picks the ladder rung with `adaptive`.
+        `carried_bps` is what the link carried lately (None: unknown)."""
         self.target_bps = max(MIN_TARGET_BPS, min(float(self.options.bitrate), bitrate_bps))
         if self.ladder is not None:
-            self.ladder.choose(self.target_bps, now, self.output_bps, self.mean_qp)
+            self.ladder.choose(
+                self.target_bps, now, self.output_bps, self.mean_qp, carried_bps=carried_bps
+            )
 
     def encode(self, frame: av.VideoFrame) -> list[av.Packet[Any]]:
         import av

@@ -286,11 +286,13 @@ def make_switching_track(
             if self._transcoder is not None:
                 self._transcoder.encoder.request_keyframe()
 
-        def set_target(self, bitrate_bps: float, at: float) -> None:
+        def set_target(
+            self, bitrate_bps: float, at: float, carried_bps: float | None = None
+        ) -> None:
             encoder = self._transcoder.encoder if self._transcoder is not None else None
             switch.update(bitrate_bps, at, encoder.output_bps if encoder is not None else None)
             if encoder is not None:
-                encoder.set_target(bitrate_bps, at)
+                encoder.set_target(bitrate_bps, at, carried_bps)
 
         async def recv(self) -> Any:
             while not self._pending:

@@ -615,10 +615,11 @@ class Publisher:
         if control is None or self._estimator is None or not self._options.adaptive:
             return
         target = self._estimator.estimate_bps * ENCODER_SHARE
+        snapshot = self._estimator.snapshot()
         if self._switch is not None:
-            self._switch.congested = self._estimator.snapshot().state is RateState.DECREASE
+            self._switch.congested = snapshot.state is RateState.DECREASE
             self._switch.padding = self._estimator.padding_heard
-        control.set_target(target, self._options.clock.monotonic())
+        control.set_target(target, self._options.clock.monotonic(), snapshot.receive_bps)
 
     def _hold(self, resource: WhipResource) -> None:
         assert self._whip is not None

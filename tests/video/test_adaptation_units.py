@@ -54,6 +54,24 @@ def test_ladder_steps_up_with_margin_and_hold_and_backs_off_failed_probes() -> N
     assert PROBE_FAILED_S > PROBE_UP_HOLD_S > UP_HOLD_S
 
 
+def test_ladder_steps_up_only_once_the_link_has_carried_the_target() -> None:
+    ladder = Ladder(1280, 720, 30)
+    ladder.choose(300_000, 0.0, qp=45)
+    assert ladder.label == "360p15"
+    # the estimate ran a report ahead of the link: 600 kbit/s asked, 400 arrived
+    for t in range(10):
+        ladder.choose(600_000, 1.0 + t, qp=30, carried_bps=400_000)
+    assert ladder.label == "360p15"
+    # what arrived catches up: the hold is already served, the step comes at once
+    ladder.choose(600_000, 11.0, qp=30, carried_bps=0.95 * 600_000)
+    assert ladder.label == "360p30"
+    # a probe (an easy picture) is a guess about the picture, not the link: it does not wait
+    ladder.choose(300_000, 12.0, qp=45)
+    ladder.choose(300_000, 13.0, qp=20, carried_bps=100_000)
+    ladder.choose(300_000, 13.0 + PROBE_UP_HOLD_S, qp=20, carried_bps=100_000)
+    assert ladder.label == "360p30"
+
+
 def _camera(switch: PassthroughSwitch, start: float, end: float) -> None:
     """A 2.5 Mbit/s camera's packets at 30 fps from `start` to `end`."""
     frames = round((end - start) * 30)
