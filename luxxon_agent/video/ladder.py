@@ -17,6 +17,7 @@ needs new parameter sets, so it costs one keyframe); a frame-rate step does not.
 
 from __future__ import annotations
 
+import collections
 import logging
 from dataclasses import dataclass
 
@@ -32,14 +33,15 @@ UP_HOLD_S = 2.0
 25-50 % a second once a link opens, and each rung caps the encoder at the next one's
 threshold: at 4 s a hold per rung was most of the time to 80 % of a step up (bench_link:
 180p15 at a 325 kbit/s ceiling for 4 s while the target was twice that)."""
-CARRIED_SHARE = 1.05
-"""...and the link to have carried the target and the overhead of sending it (what
-arrived, padding and repairs in it, wire bytes against the encoder's target): the estimate
-grows to 1.5 x what arrived, a report ahead of what the link shows, and a step up reopens
-the encoder, whose first second runs over its target. On a 1 Mbit/s link with 5 % loss, a
-step to 540p30 at a 1.19 Mbit/s target with 927 kbit/s arriving sent 1.5 Mbit/s and froze
-the picture 2.3 s; at 0.9 of the target, steps to 540p30 at 1 Mbit/s targets with 0.9-1
-Mbit/s arriving flapped on a steady 1 Mbit/s link (bench_link, 5.3 s frozen)."""
+CARRIED_SHARE = 0.9
+CARRIED_LAG_S = 1.0
+"""...and the link to have carried this share of the target of CARRIED_LAG_S ago (what
+arrived, padding and repairs in it; a report measures packets sent up to a second before
+it, while the target grew 25-50 % a second): the estimate grows to 1.5 x what arrived, a
+report ahead of what the link shows, and a step up reopens the encoder, whose first second
+runs over its target. On a 1 Mbit/s link with 5 % loss, a step to 540p30 at a 1.19 Mbit/s
+target (1.1 a second before) with 927 kbit/s arriving sent 1.5 Mbit/s and froze the
+picture 2.3 s (bench_link)."""
 PROBE_UP_HOLD_S = 4.0
 """A probe (a step up without the target, below) waits this long first: it is a guess."""
 APP_LIMITED_SHARE = 0.5
@@ -115,6 +117,7 @@ class Ladder:
         self._probe_hold = PROBE_UP_HOLD_S
         self._probed_at: float | None = None
         self._probed_target = 0.0
+        self._targets: collections.deque[tuple[float, float]] = collections.deque()
 
     @property
     def rung(self) -> Rung:
@@ -141,6 +144,9 @@ class Ladder:
         decide), `carried_bps` what the link carried lately (None: unknown; a step up then
         does not wait for it). A picture that is easy at this rung (app-limited, or a low
         QP) neither steps down for a floor nor waits for one to step up."""
+        self._targets.append((now, target_bps))
+        while len(self._targets) > 1 and self._targets[1][0] <= now - CARRIED_LAG_S:
+            self._targets.popleft()
         limited = output_bps is not None and output_bps < APP_LIMITED_SHARE * target_bps
         if qp is not None:
             limited = limited or qp < QP_HIGH
@@ -173,7 +179,9 @@ class Ladder:
         if up is None:
             self._up.reset()
             return self.rung
-        carried = carried_bps is None or carried_bps >= CARRIED_SHARE * target_bps
+        # the target CARRIED_LAG_S ago (the oldest known if younger), or now's if lower
+        then = min(target_bps, self._targets[0][1])
+        carried = carried_bps is None or carried_bps >= CARRIED_SHARE * then
         if not self._up.held(True, now, self._probe_hold if probing else UP_HOLD_S):
             return self.rung
         if probing or carried:
