@@ -16,6 +16,7 @@ import pytest
 
 from luxxon_agent.video.bandwidth import (
     COLLAPSE_SHARE,
+    ENCODER_SHARE,
     PROBE_HOLD_S,
     REFUSED_HOLD_S,
     BandwidthEstimator,
@@ -629,3 +630,50 @@ def test_random_loss_after_a_drained_queue_does_not_hold_growth() -> None:
     link.second(0.010, 2)
     snap = link.second(0.010, 3)  # drained: 5 % loss is the radio's
     assert snap.state is RateState.INCREASE and snap.reason == "link clear", snap
+
+
+def test_a_back_off_while_the_link_keeps_up_sets_no_congestion_point() -> None:
+    """After a collapse the sender holds back (the pacer drains the queue, the encoder
+    reopens): a delay back-off then measures our own sending. Taken as the link's rate, the
+    band around it was passed at once and growth went multiplicative into an overshoot."""
+    link = ScriptedSeconds(start_bps=1_000_000, packets_per_s=100)
+    for _ in range(6):
+        link.second(0.010, 0)
+    for _ in range(2):
+        snap = link.second(0.010, 25)  # the link limits: 25 % lost
+    assert snap.state is RateState.DECREASE and snap.reason.startswith("loss")
+    congested = snap.receive_bps
+    assert congested is not None
+    link.packets = 50  # held back, and all of it arrives
+    for rtt in (0.010, 0.010, 0.010, 0.060, 0.110):
+        snap = link.second(rtt, 0)
+    assert snap.state is RateState.DECREASE and snap.reason.startswith("delay")
+    # what arrives now is under 1.15 x the rate of the real congestion: near it, growth is
+    # additive (at most 10 % a second), not the 25 % of a band already passed
+    link.packets = 85
+    assert 85 * 1238 * 8 < 1.15 * congested
+    estimates = [link.second(0.010, 0).estimate_bps for _ in range(4)]
+    assert estimates[-1] < 1.15 * estimates[-2], estimates
+
+
+def test_back_at_the_last_congestion_padding_fills_the_whole_estimate() -> None:
+    """Growth near the last congestion point is additive until more arrives than 1.15 x it;
+    padding to 0.85 x the estimate proves that only once the estimate is 1.35-1.4 x it."""
+    link = ScriptedSeconds(start_bps=1_000_000, packets_per_s=70)
+    est = link.est
+    for _ in range(6):
+        link.second(0.010, 0)
+    # no congestion yet: padding fills to what the encoder would be given, 0.85
+    media = est.sent_bps()
+    assert est.padding_bps(CAP) == pytest.approx(ENCODER_SHARE * est.estimate_bps - media)
+    for _ in range(2):
+        snap = link.second(0.010, 18)  # the link limits: a quarter lost
+    assert snap.state is RateState.DECREASE
+    congested = snap.receive_bps
+    assert congested is not None
+    link.packets = 55  # under what the link took: all of it arrives
+    for _ in range(int(PROBE_HOLD_S) + 2):
+        snap = link.second(0.010, 0)
+    assert snap.reason == "link clear" and est.estimate_bps > congested
+    # back past it: padding tests the band with the whole estimate
+    assert est.padding_bps(CAP) == pytest.approx(est.estimate_bps - est.sent_bps())
