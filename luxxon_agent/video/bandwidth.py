@@ -691,12 +691,13 @@ class BandwidthEstimator:
 
     def padding_bps(self, wanted_bps: float) -> float:
         """Padding bit/s to send beside the media now, so that what arrives can prove the
-        estimate (0: none). The total stays within ENCODER_SHARE of the estimate (BAND_TEST_SHARE
-        while testing the band) and within `wanted_bps`, what the sender
-        would use if the link allowed (0: it wants no more than it has). Only while the
-        media is app-limited (under PROBE_APP_LIMITED_SHARE of the estimate; or testing the
-        band) and the link clear, not within PROBE_HOLD_S of a back-off, and only where the
-        receiver reports on the RTX stream the padding goes on."""
+        estimate (0: none). The total stays within ENCODER_SHARE of the estimate (within
+        BAND_TEST_SHARE once it is back at the last congestion's rate) and within
+        `wanted_bps`, what the sender would use if the link allowed (0: it wants no more
+        than it has). Only while the media is app-limited (under PROBE_APP_LIMITED_SHARE of
+        the estimate; any media while testing the band) and the link clear, not within
+        PROBE_HOLD_S of a back-off, and only where the receiver reports on the RTX stream
+        the padding goes on."""
         now = self._clock.monotonic()
         probe = self._probe
         if (
