@@ -179,12 +179,11 @@ class Ladder:
         if up is None:
             self._up.reset()
             return self.rung
-        # the target CARRIED_LAG_S ago (the oldest known if younger), or now's if lower
-        then = min(target_bps, self._targets[0][1])
-        carried = carried_bps is None or carried_bps >= CARRIED_SHARE * then
         if not self._up.held(True, now, self._probe_hold if probing else UP_HOLD_S):
             return self.rung
-        if probing or carried:
+        # the target CARRIED_LAG_S ago (the oldest known if younger), or now's if lower
+        then = min(target_bps, self._targets[0][1])
+        if probing or carried_bps is None or carried_bps >= CARRIED_SHARE * then:
             self._up.reset()
             self._probed_at = now if probing else None
             self._probed_target = target_bps

@@ -73,8 +73,6 @@ class Link:
         self.next_sr = 0.3
         self.next_rr = 1.0
         self.delivered_bits = 0.0
-        self.media_share = 1.0
-        """Of the estimate, what the media uses (the publisher's encoder: ENCODER_SHARE)."""
         self.media_cap_bps: float | None = None
         """An app-limited sender: media never above this, whatever the estimate."""
         self.wanted_bps = 0.0
@@ -101,7 +99,7 @@ class Link:
         while self.clock.t < end - 1e-9:
             self.clock.t += DT
             now = self.clock.t
-            rate = self.est.estimate_bps * self.media_share
+            rate = self.est.estimate_bps
             if self.media_cap_bps is not None:
                 rate = min(rate, self.media_cap_bps)
             self.budget += rate * DT / 8
