@@ -90,6 +90,14 @@ DEFAULT_PACKET_BYTES = 1200
 MIN_ADDITIVE_BPS_PER_S = 4_000.0
 ACKED_HEADROOM = 1.5
 ACKED_HEADROOM_BPS = 10_000.0
+PROVEN_SHARE = 0.9
+"""Growing, the estimate rises at once to this share of what the link carried of what we
+sent (the lesser of the receive rate and the rate the same packets went out at), as
+libwebrtc takes a probe's result: packets above the estimate (an encoder that does not
+follow it, a keyframe) that all arrived at a flat delay were a probe that passed. Measured:
+an encoder at 290 kbit/s on a link just reopened, all of it arriving, and the estimate
+climbing from the 80 kbit/s floor at 25 %/s took 8-10 s to reach it. Sending at the
+estimate (the adaptive encoder and its padding) this never fires."""
 KEEPING_UP = 0.95
 """What arrived (and what was lost) over what was sent at or above this share: the link
 keeps up with us. A
@@ -905,6 +913,13 @@ class BandwidthEstimator:
             grown = min(
                 grown, max(estimate, ACKED_HEADROOM * self._receive_bps + ACKED_HEADROOM_BPS)
             )
+        if (
+            self._receive_bps is not None
+            and self._send_bps is not None
+            and self._loss_expected >= MIN_RATE_PACKETS
+        ):
+            # called only while the link keeps up with us (see `_update`)
+            grown = max(grown, PROVEN_SHARE * min(self._receive_bps, self._send_bps))
         return grown
 
     def _bounded(self, value: float) -> float:

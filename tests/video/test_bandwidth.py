@@ -18,6 +18,7 @@ from luxxon_agent.video.bandwidth import (
     COLLAPSE_SHARE,
     ENCODER_SHARE,
     PROBE_HOLD_S,
+    PROVEN_SHARE,
     REFUSED_HOLD_S,
     BandwidthEstimator,
     BandwidthSnapshot,
@@ -75,6 +76,8 @@ class Link:
         self.delivered_bits = 0.0
         self.media_cap_bps: float | None = None
         """An app-limited sender: media never above this, whatever the estimate."""
+        self.fixed_bps: float | None = None
+        """A sender that does not follow the estimate (an observe-only tap): media at this."""
         self.wanted_bps = 0.0
         """What the sender would use: with more than it sends, it pads on an RTX stream."""
         self.pad_budget = 0.0
@@ -99,7 +102,7 @@ class Link:
         while self.clock.t < end - 1e-9:
             self.clock.t += DT
             now = self.clock.t
-            rate = self.est.estimate_bps
+            rate = self.est.estimate_bps if self.fixed_bps is None else self.fixed_bps
             if self.media_cap_bps is not None:
                 rate = min(rate, self.media_cap_bps)
             self.budget += rate * DT / 8
@@ -247,6 +250,25 @@ def test_step_up_gets_back_to_80_percent_within_ten_seconds() -> None:
     link.rate_bps = 100e6
     wide = link.run(10)
     assert wide[9] >= 0.8 * CAP, wide
+
+
+def test_what_the_link_carried_above_the_estimate_raises_it_at_once() -> None:
+    """A sender that does not follow the estimate (300 kbit/s through a link narrowed to
+    150 kbit/s, the estimate down at the floor) proves the reopened link: once what it sends
+    all arrives, the estimate takes PROVEN_SHARE of it instead of growing 25 %/s from the
+    floor (which took 8-10 s in the namespace test)."""
+    _, est, link = make(start_bps=CAP)
+    link.fixed_bps = 300_000
+    link.run(5)
+    link.rate_bps = 150_000
+    narrow = link.run(8)
+    assert narrow[-1] < 150_000, narrow
+    link.rate_bps = 100e6
+    wide = link.run(6)
+    reached = [i for i, bps in enumerate(wide) if bps >= PROVEN_SHARE * 0.95 * 300_000]
+    assert reached and reached[0] <= 2, wide
+    # no further than the proof: growth goes on from there at its own pace
+    assert wide[reached[0]] < 1.5 * 300_000, wide
 
 
 def test_loss_thresholds_grow_hold_and_back_off() -> None:
