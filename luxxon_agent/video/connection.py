@@ -201,10 +201,7 @@ async def open_connection(
     setup_errors: tuple[type[BaseException], ...] = (*errors, AiortcChangedError)
     try:
         pc, sender = _build(source, track, codec, ice_servers, count_frame)
-        # REMB is counted, not obeyed: aiortc receivers (our stub's ingest) send one that
-        # starts at the incoming payload rate and grows 8 %/s at most, which would hold a
-        # publisher far under a link that reopened; loss and RTT from RRs drive instead
-        tap = RtcpTap(sender, estimator, enforce=enforce, use_remb=False, clock=clock)
+        tap = RtcpTap(sender, estimator, enforce=enforce, clock=clock)
         tap.attach()
     except setup_errors as exc:
         raise MediaError(f"cannot set up the WebRTC connection: {exc}") from exc

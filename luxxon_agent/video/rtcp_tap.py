@@ -75,6 +75,8 @@ receiver sees a burst loss just before a keyframe, which it needs no repair for.
 _NAL_IDR, _NAL_SPS, _NAL_STAP_A, _NAL_FU_A = 5, 7, 24, 28
 RTX_PAYLOAD_TYPE_SEAM = "_RTCRtpSender__rtx_payload_type"
 """aiortc keeps the negotiated RTX payload type in a name-mangled private (None: no RTX)."""
+EXTENSIONS_MAP_SEAMS = ("_RTCRtpSender__rtp_header_extensions_map", "_HeaderExtensionsMap__ids")
+"""Where aiortc keeps the negotiated header extension ids (name-mangled privates)."""
 MAX_DRAIN_S = 0.3
 """How long media is held after a collapse for the bottleneck's queue to drain (a tbf
 queue of 200 ms; deeper queues keep some of the old packets)."""
@@ -97,6 +99,43 @@ def transport_cc_offered() -> bool:
     from aiortc.codecs import HEADER_EXTENSIONS
 
     return any(ext.uri == TRANSPORT_CC_URI for ext in HEADER_EXTENSIONS["video"])
+
+
+def abs_send_time_id(sender: Any) -> int | None:
+    """The abs-send-time extension id negotiated for this sender (None: not negotiated)."""
+    ids: Any = sender
+    for name in EXTENSIONS_MAP_SEAMS:
+        ids = getattr(ids, name, None)
+    value = getattr(ids, "abs_send_time", None)
+    return value if isinstance(value, int) and 0 < value < 15 else None
+
+
+def restamp_abs_send_time(data: bytes, extension_id: int, now_s: float) -> bytes:
+    """The RTP packet `data` with its abs-send-time (one-byte header extension
+    `extension_id`, 6.18 fixed-point seconds) set to `now_s`; unchanged without one. As
+    libwebrtc's pacer does: the stamp says when the packet left, not when it was made."""
+    if len(data) < 12 or not data[0] & 0x10:
+        return data
+    at = 12 + 4 * (data[0] & 0x0F)
+    if len(data) < at + 4:
+        return data
+    profile, words = struct.unpack_from("!HH", data, at)
+    if profile != 0xBEDE:
+        return data
+    index, end = at + 4, min(len(data), at + 4 + 4 * words)
+    while index < end:
+        element = data[index]
+        if element == 0:  # padding between elements
+            index += 1
+            continue
+        ident, length = element >> 4, (element & 0x0F) + 1
+        if ident == 15:
+            break
+        if ident == extension_id and length == 3 and index + 4 <= end:
+            stamp = (int(now_s * (1 << 18)) & 0xFFFFFF).to_bytes(3, "big")
+            return data[: index + 1] + stamp + data[index + 4 :]
+        index += 1 + length
+    return data
 
 
 def media_local_address(sender: Any) -> str | None:
@@ -126,14 +165,12 @@ class RtcpTap:
         enforce: bool = True,
         retransmission_budget: RetransmissionBudget | None = None,
         keyframe_limiter: KeyframeLimiter | None = None,
-        use_remb: bool = True,
         on_change: Callable[[BandwidthSnapshot], None] | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.sender = sender
         self.estimator = estimator
         self.enforce = enforce
-        self.use_remb = use_remb
         self.budget = retransmission_budget or RetransmissionBudget(clock=clock)
         self.keyframes = keyframe_limiter or KeyframeLimiter(clock=clock)
         self._listeners: list[Callable[[BandwidthSnapshot], None]] = []
@@ -292,7 +329,7 @@ class RtcpTap:
                     bitrate, ssrcs = unpack_remb_fci(packet.fci)
                 except ValueError:
                     return True
-                if self.use_remb and ssrc in ssrcs:
+                if ssrc in ssrcs:
                     self.estimator.on_remb(bitrate)
             elif packet.fmt in (_RTCP_PSFB_PLI, _RTCP_PSFB_FIR):
                 self.keyframe_requests += 1
@@ -359,24 +396,36 @@ class RtcpTap:
             await self._transmit(data)
 
     async def _transmit(self, data: bytes) -> None:
+        if self.enforce:
+            # aiortc stamps abs-send-time when it packetizes; the receiver's delay detector
+            # (the REMB it sends) must see the network's queue, not the pacer's
+            extension_id = abs_send_time_id(self.sender)
+            if extension_id is not None:
+                data = restamp_abs_send_time(data, extension_id, self._clock.monotonic())
         self._observe_outgoing(data)
         await self._originals["_send_rtp"](data)
 
     def _padding_packet(self) -> bytes | None:
         """A padding-only RTP packet on our RTX stream (None without RTX): the receiver
-        counts it in its report on that stream and drops it (no payload to repair)."""
+        counts it in its report on that stream and drops it (no payload to repair). It
+        carries abs-send-time where negotiated (stamped as it leaves): a receiver's REMB
+        then counts the padding with the media, as it must for a fall to mean the link."""
         payload_type = getattr(self.sender, RTX_PAYLOAD_TYPE_SEAM, None)
         if not self._originals or not isinstance(payload_type, int):
             return None
+        extension_id = abs_send_time_id(self.sender)
         sequence = self._next_rtx_sequence()
         header = struct.pack(
             "!BBHII",
-            0xA0,  # version 2, padding
+            0xA0 if extension_id is None else 0xB0,  # version 2, padding (, extension)
             payload_type & 0x7F,
             sequence,
             self._last_timestamp,
             self.sender._rtx_ssrc,
         )
+        if extension_id is not None:
+            # one-byte header extension (RFC 8285), one word: the id and 3 bytes of time
+            header += struct.pack("!HHB3x", 0xBEDE, 1, extension_id << 4 | 2)
         return header + bytes(PADDING_BYTES - 1) + bytes([PADDING_BYTES])
 
     def _next_rtx_sequence(self) -> int:
