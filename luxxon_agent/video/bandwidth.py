@@ -116,6 +116,16 @@ later as loss: measured, 2 Mbit/s to 1.13 Mbit/s on +151 ms, then to 919 kbit/s 
 loss, neither step under 75 % of the one before, and the picture froze 2.7 s on holes.
 Without the loss (a refused padding probe: the padding stops and the queue drains by
 itself) there are no holes to flush."""
+REMB_FALL_SHARE = 0.97
+REMB_UNDER_SENT_SHARE = 0.9
+"""A REMB under 0.97 x the one before and under 0.9 x what we send is a fall: the
+receiver's delay detector saw a queue. aiortc's receiver (like libwebrtc's) then answers
+0.85 x what arrives at once and again with every packet while the queue grows, where
+receiver reports come a second apart: measured in bench_link, the first falling REMB came
+0.36 s after a step down from 2 Mbit/s to 1 Mbit/s and the back-off on the next receiver
+report 1.1 s after that. REMB counts payload and our rate is the wire's (hence 0.9), and a
+receiver clamps its REMB to 1.5 x what arrives, so a fall after we sent less says nothing of
+the link and stays above what we send."""
 STALE_FEEDBACK_S = 2.5
 """Without a report for this long the estimate holds: growing blind is not safe."""
 MIN_RATE_PACKETS = 20
@@ -538,6 +548,8 @@ class BandwidthEstimator:
         forgotten). A back-off while the link keeps up with us measured our own sending."""
         self._before_congestion = self._estimate
         """The estimate before the first back-off of the current congestion."""
+        self._congested_at: float | None = None
+        """When the last back-off (or REMB fall) was: the current congestion's latest."""
         self._collapsed = False
         self._probe = _ProbeState()
 
@@ -547,7 +559,8 @@ class BandwidthEstimator:
         self._media.clear()
         self._rtx.clear()
         self._sr_sent.clear()
-        self._last_decrease = None
+        self._last_decrease = self._congested_at = None
+        self._remb = None
         self._probe = _ProbeState()
 
     # -- what the sender sent -------------------------------------------------------------
@@ -629,11 +642,20 @@ class BandwidthEstimator:
         return collapsed
 
     def on_remb(self, bitrate_bps: float) -> None:
-        """The receiver's estimated maximum bitrate: a bound, not a target."""
-        self._remb = max(0.0, bitrate_bps)
-        bounded = self._bounded(self._estimate)
-        if bounded < self._estimate:
-            self._set(bounded, RateState.DECREASE, f"REMB {self._remb / 1000:.0f} kbit/s")
+        """The receiver's estimated maximum bitrate, obeyed only while it falls under what
+        we send (see REMB_FALL_SHARE): the estimate is cut to it at once. It is no bound
+        otherwise: aiortc's grows 8 %/s at most after a fall, which would hold a publisher
+        far under a link that reopened; receiver reports decide growth."""
+        remb = max(0.0, bitrate_bps)
+        previous, self._remb = self._remb, remb
+        if previous is None or remb >= REMB_FALL_SHARE * previous:
+            return
+        if remb >= REMB_UNDER_SENT_SHARE * self.sent_bps() or remb >= self._estimate:
+            return
+        # a congestion episode for the collapse rule, but not a back-off of ours: the
+        # receiver report that follows still backs off on what it measured
+        self._note_collapse(self._clock.monotonic(), remb)
+        self._set(remb, RateState.DECREASE, f"REMB falling, {remb / 1000:.0f} kbit/s")
 
     def on_transport_feedback(self, packets: Sequence[PacketResult]) -> None:
         """A transport-wide congestion control feedback, matched to our send times."""
@@ -846,8 +868,9 @@ class BandwidthEstimator:
         self._set(self._grown(elapsed, rtt), RateState.INCREASE, LINK_CLEAR)
 
     def _note_collapse(self, now: float, backed_off: float) -> None:
-        if self._last_decrease is None or now - self._last_decrease > COLLAPSE_WINDOW_S:
+        if self._congested_at is None or now - self._congested_at > COLLAPSE_WINDOW_S:
             self._before_congestion = self._estimate
+        self._congested_at = now
         if (
             self._loss > LOSS_BACKOFF_ABOVE
             and backed_off < COLLAPSE_SHARE * self._before_congestion
@@ -923,8 +946,6 @@ class BandwidthEstimator:
         return grown
 
     def _bounded(self, value: float) -> float:
-        if self._remb is not None:
-            value = min(value, self._remb)
         return min(self.max_bps, max(self.min_bps, value))
 
     def _set(self, value: float, state: RateState, reason: str) -> None:

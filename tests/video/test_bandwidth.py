@@ -317,16 +317,36 @@ def test_bounds_hold_whatever_the_feedback() -> None:
         BandwidthEstimator(max_bps=50_000, min_bps=100_000)
 
 
-def test_remb_caps_the_estimate_but_not_below_the_floor() -> None:
+def test_a_falling_remb_under_what_is_sent_cuts_the_estimate_and_is_no_bound_after() -> None:
     _, est, link = make(start_bps=CAP)
     link.run(3)
-    est.on_remb(600_000)
-    assert est.estimate_bps == 600_000
-    assert est.snapshot().state is RateState.DECREASE and "REMB" in est.snapshot().reason
+    sent = est.sent_bps()
+    assert sent > 1_500_000
+    est.on_remb(3_000_000)  # the first: nothing to fall from
+    est.on_remb(2_900_000)  # falling, but above what is sent
+    assert est.estimate_bps == CAP
+    est.on_remb(1_200_000)  # the receiver's detector saw a queue
+    snap = est.snapshot()
+    assert snap.estimate_bps == 1_200_000, snap
+    assert snap.state is RateState.DECREASE and "REMB" in snap.reason
+    est.on_remb(1_190_000)  # within 3 % of the last: not falling
+    assert est.estimate_bps == 1_200_000
+    # a REMB that stops falling bounds nothing: the receiver reports grow the estimate
     link.run(5)
-    assert est.estimate_bps == 600_000
+    assert est.estimate_bps > 1_500_000, est.snapshot()
     est.on_remb(1000)
     assert est.estimate_bps == est.min_bps
+
+
+def test_a_remb_fall_after_we_sent_less_is_not_congestion() -> None:
+    """A receiver clamps its REMB to 1.5 x what arrives: once we send less (an app-limited
+    encoder) its REMB falls, but stays above what we send, and must not cut anything."""
+    _, est, link = make(start_bps=CAP)
+    link.media_cap_bps = 300_000
+    link.run(5)
+    est.on_remb(2_000_000)
+    est.on_remb(460_000)  # 1.5 x 300 kbit/s + 10 kbit/s
+    assert est.estimate_bps == CAP, est.snapshot()
 
 
 def test_transport_feedback_rising_one_way_delay_backs_off() -> None:

@@ -26,7 +26,9 @@ from luxxon_agent.video.rtcp_tap import (
     SENDER_SEAMS,
     TRANSPORT_SEAMS,
     RtcpTap,
+    abs_send_time_id,
     media_local_address,
+    restamp_abs_send_time,
     transport_cc_offered,
 )
 
@@ -132,6 +134,8 @@ async def test_observe_only_sees_rtt_loss_remb_and_retransmissions() -> None:
                     await asyncio.sleep(0.1)
             snap = tap.snapshot()
             assert media_local_address(sender) == "127.0.0.1"
+            # negotiated, where the tap restamps it after pacing
+            assert isinstance(abs_send_time_id(sender), int)
     assert snap.rtt_s is not None and 0 <= snap.rtt_s < 0.2, snap
     # every 10th packet: the reports say about 10 %
     assert 0.04 < snap.loss < 0.2, snap
@@ -199,6 +203,37 @@ def test_the_aiortc_internals_the_tap_uses_are_there() -> None:
     assert "await self._retransmit(seq)" in source
 
 
+def test_abs_send_time_is_restamped_in_place_and_nothing_else_changes() -> None:
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+    from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+
+    uri = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+    extensions = HeaderExtensionsMap()
+    extensions.configure(
+        RTCRtpParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+                RTCRtpHeaderExtensionParameters(id=3, uri=uri),
+            ]
+        )
+    )
+    packet = RtpPacket(payload_type=96, sequence_number=7, timestamp=90, ssrc=1234)
+    packet.extensions.mid = "0"
+    packet.extensions.abs_send_time = 0x123456
+    packet.payload = b"\x65" + bytes(100)
+    data = packet.serialize(extensions)
+    restamped = restamp_abs_send_time(data, 3, 12.5)
+    parsed = RtpPacket.parse(restamped, extensions)
+    assert parsed.extensions.abs_send_time == int(12.5 * (1 << 18)) & 0xFFFFFF
+    assert parsed.extensions.mid == "0"
+    assert (parsed.sequence_number, parsed.payload) == (7, packet.payload)
+    assert len(restamped) == len(data)
+    # another id, or a packet with no extension (our padding): unchanged
+    assert restamp_abs_send_time(data, 2, 12.5) == data
+    bare = RtpPacket(payload_type=96, sequence_number=8, ssrc=1234, payload=b"x").serialize()
+    assert restamp_abs_send_time(bare, 3, 12.5) == bare
+
+
 def test_aiortc_does_not_offer_transport_cc() -> None:
     """When this fails, aiortc offers transport-wide feedback: feed it to
     BandwidthEstimator.on_transport_feedback in rtcp_tap."""
@@ -212,8 +247,7 @@ async def test_padding_probes_reach_the_receivers_reports_and_lift_a_pinned_esti
     async with peers(drop_every=1 << 20) as (sender_pc, receiver_pc):
         sender = sender_pc.getSenders()[0]
         estimator = BandwidthEstimator(max_bps=6_000_000, start_bps=1_500_000)
-        # REMB not obeyed, as the publisher does: aiortc's grows 8 %/s at most
-        async with RtcpTap(sender, estimator, use_remb=False) as tap:
+        async with RtcpTap(sender, estimator) as tap:
             tap.wanted_bps = lambda: 6_000_000.0
             stats_before = await receiver_pc.getStats()
             await until_reports(tap, 6, timeout=15)
@@ -226,6 +260,9 @@ async def test_padding_probes_reach_the_receivers_reports_and_lift_a_pinned_esti
     assert snap.receive_bps is not None and snap.receive_bps > 1.2 * media_bps, snap
     assert snap.estimate_bps > 1.5 * media_bps, snap
     assert snap.loss < 0.02, snap
+    # the padding carries abs-send-time: the receiver's REMB counts it with the media
+    # (without: 1.3 x the media, measured; with: 5.5 x)
+    assert snap.remb_bps is not None and snap.remb_bps > 2 * media_bps, snap
 
     def received(stats: Any) -> int:
         return sum(
@@ -244,7 +281,7 @@ async def repairing_tap(sender_pc: Any) -> AsyncIterator[RtcpTap]:
     sender = sender_pc.getSenders()[0]
     estimator = BandwidthEstimator(max_bps=2_000_000)
     limiter = KeyframeLimiter(0.5)
-    async with RtcpTap(sender, estimator, use_remb=False, keyframe_limiter=limiter) as tap:
+    async with RtcpTap(sender, estimator, keyframe_limiter=limiter) as tap:
         await until_reports(tap, REPORTS)
         assert estimator.snapshot().retransmitted_bytes > 0
         yield tap
