@@ -5,7 +5,7 @@ Run inside the client namespace of a NetnsLink, the whipUrl on stdin:
 
 With `adaptive=False` the publisher's RTCP tap only observes: the encoder
 sends at the cap whatever the estimate says, no retransmission or PLI is
-refused, and the estimate rests on receiver reports (REMB is never obeyed).
+refused, and the estimate rests on receiver reports (and REMB falls).
 That shows what the estimator makes of the real link.
 
 Prints one JSON line every half second: the time, the publisher's state and

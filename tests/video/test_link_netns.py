@@ -7,9 +7,9 @@ other, with an observe-only RtcpTap on its sender. The link narrows to
 so the link stays overloaded (and NACKs and PLIs make the publisher send
 *more*): what is checked is that the estimate, from the ingest's receiver
 reports, falls under the shaped rate within seconds and grows back to 80 % of
-what the link carried before once it opens. The ingest's REMB is ignored: this is
-the estimator on receiver reports alone, as against a server that sends
-nothing else (aiortc's REMB, a bound when used, recovers at GCC's 8 %/s).
+what the link carried before once it opens. The ingest's REMB counts only as it
+falls (a cut at once); growth back is the receiver reports' alone, as against a
+server that sends nothing else (aiortc's REMB recovers at GCC's 8 %/s).
 Root only (namespaces, tc, nft).
 """
 
