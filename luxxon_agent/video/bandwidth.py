@@ -8,7 +8,8 @@ controllers, cut to what a WHIP publisher hears back from any receiver:
   highest sequence number and cumulative loss against the sizes of the packets
   we sent, the rate that actually arrived, on the media stream and on its RTX
   stream (retransmissions and padding probes) together;
-- REMB (when the receiver sends it): an upper bound;
+- REMB (when the receiver sends it): a fall under what we send cuts the estimate
+  at once (the receiver's delay detector saw a queue); no bound otherwise;
 - transport-wide feedback (when negotiated): one-way delays and arrival rate.
 
 Two controllers, the lower wins (GCC's A = min(As, Ad)):
@@ -24,9 +25,11 @@ Two controllers, the lower wins (GCC's A = min(As, Ad)):
 
 The estimate never leaves [min_bps, max_bps], never grows past 1.5 x what
 arrived (+10 kbit/s: an encoder that sends less than allowed proves nothing
-above it; `padding_bps` says how much padding would prove it), and REMB caps
-it. Decreases come at most once per RTT + 300 ms, and are not cut to what
-arrived while that is what we sent (the link keeps up: it measured us).
+above it; `padding_bps` says how much padding would prove it), and growing
+rises at once to 0.9 x what the link carried of what we sent (a probe's
+result). Decreases on reports come at most once per RTT + 300 ms, and are
+not cut to what arrived while that is what we sent (the link keeps up: it
+measured us).
 Everything here is synchronous and reads time from the injected clock; the
 aiortc boundary is `rtcp_tap`.
 """
