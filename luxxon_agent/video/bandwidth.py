@@ -129,6 +129,13 @@ receiver reports come a second apart: measured in bench_link, the first falling 
 report 1.1 s after that. REMB counts payload and our rate is the wire's (hence 0.9), and a
 receiver clamps its REMB to 1.5 x what arrives, so a fall after we sent less says nothing of
 the link and stays above what we send."""
+REMB_FALL_EPISODE_S = 1.0
+"""For this long after a REMB fall was taken, a REMB under REMB_FALL_SHARE x the one taken
+is a further fall, however little each falls from the one before: aiortc's receiver sends
+0.85 x its arrival rate over the last second with every packet while it sees overuse, a
+fall of a fraction of a percent a packet that reaches the link's rate a second later.
+Measured in bench_link (2 Mbit/s to 1 Mbit/s): the first fall cut to 1.6 Mbit/s, and the
+estimate stayed there for 0.75 s, the link dropping packets, until a receiver report."""
 STALE_FEEDBACK_S = 2.5
 """Without a report for this long the estimate holds: growing blind is not safe."""
 MIN_RATE_PACKETS = 20
@@ -538,6 +545,8 @@ class BandwidthEstimator:
         self._send_bps: float | None = None
         """The rate we sent the packets `_receive_bps` was measured over at."""
         self._remb: float | None = None
+        self._remb_fall: tuple[float, float] | None = None
+        """When the last REMB fall was taken, and the REMB taken."""
         self._rtt_trend = _DelayTrend()
         self._owd_trend = _DelayTrend()
         self._twcc_at: float | None = None
@@ -563,7 +572,7 @@ class BandwidthEstimator:
         self._rtx.clear()
         self._sr_sent.clear()
         self._last_decrease = self._congested_at = None
-        self._remb = None
+        self._remb = self._remb_fall = None
         self._probe = _ProbeState()
 
     # -- what the sender sent -------------------------------------------------------------
@@ -650,14 +659,21 @@ class BandwidthEstimator:
         otherwise: aiortc's grows 8 %/s at most after a fall, which would hold a publisher
         far under a link that reopened; receiver reports decide growth."""
         remb = max(0.0, bitrate_bps)
+        now = self._clock.monotonic()
         previous, self._remb = self._remb, remb
-        if previous is None or remb >= REMB_FALL_SHARE * previous:
+        if previous is None:
+            return
+        reference = previous
+        if self._remb_fall is not None and now - self._remb_fall[0] < REMB_FALL_EPISODE_S:
+            reference = max(reference, self._remb_fall[1])
+        if remb >= REMB_FALL_SHARE * reference:
             return
         if remb >= REMB_UNDER_SENT_SHARE * self.sent_bps() or remb >= self._estimate:
             return
+        self._remb_fall = (now, remb)
         # a congestion episode for the collapse rule, but not a back-off of ours: the
         # receiver report that follows still backs off on what it measured
-        self._note_collapse(self._clock.monotonic(), remb)
+        self._note_collapse(now, remb)
         self._set(remb, RateState.DECREASE, f"REMB falling, {remb / 1000:.0f} kbit/s")
 
     def on_transport_feedback(self, packets: Sequence[PacketResult]) -> None:

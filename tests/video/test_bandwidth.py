@@ -20,6 +20,7 @@ from luxxon_agent.video.bandwidth import (
     PROBE_HOLD_S,
     PROVEN_SHARE,
     REFUSED_HOLD_S,
+    REMB_FALL_SHARE,
     BandwidthEstimator,
     BandwidthSnapshot,
     DelaySignal,
@@ -336,6 +337,32 @@ def test_a_falling_remb_under_what_is_sent_cuts_the_estimate_and_is_no_bound_aft
     assert est.estimate_bps > 1_500_000, est.snapshot()
     est.on_remb(1000)
     assert est.estimate_bps == est.min_bps
+
+
+def test_a_remb_that_keeps_falling_a_little_a_packet_keeps_cutting() -> None:
+    """aiortc's receiver sends 0.85 x its arrival rate of the last second with every packet
+    while it sees overuse: after the first fall each REMB is a fraction of a percent under
+    the one before, and together they reach the link's rate within a second."""
+    _, est, link = make(start_bps=CAP)
+    link.fixed_bps = 1_800_000  # the encoder has not followed yet
+    link.run(3)
+    est.on_remb(2_200_000)
+    for k in range(41):
+        est.on_remb(1_600_000 - k * 15_000)  # 0.9 % a step, from 1.6 to 1.0 Mbit/s
+        link.run(DT)
+    snap = est.snapshot()
+    # within REMB_FALL_SHARE of the last REMB (cuts come in steps of that share)
+    assert 1_000_000 <= snap.estimate_bps <= 1_000_000 / REMB_FALL_SHARE, snap
+    assert "REMB" in snap.reason
+    # once the fall has stopped for REMB_FALL_EPISODE_S, only a fall from the one before
+    # counts: 2.5 % under it is not one (within the episode, under 0.97 x the one taken was)
+    link.run(1.5)
+    before = est.estimate_bps
+    est.on_remb(990_000)
+    est.on_remb(965_000)
+    assert est.estimate_bps == before, est.snapshot()
+    est.on_remb(900_000)
+    assert est.estimate_bps == 900_000
 
 
 def test_a_remb_fall_after_we_sent_less_is_not_congestion() -> None:
