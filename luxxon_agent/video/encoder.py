@@ -245,35 +245,42 @@ class H264Encoder:
             self.ladder.choose(self.target_bps, 0.0)
         size = (frame.width, frame.height)
         if self.ladder is not None:
-            rung = self.ladder.rung
+            rung = self.ladder.poll(self._clock())
             if not self._keep(frame, rung.fps_share):
                 return []
             size = rung.size(frame.width, frame.height)
-        if self._ahead_of_target():
+        # a keyframe asked for while the ladder waits to step down comes with the step
+        deferred = self.ladder is not None and self.ladder.deferring
+        if self._ahead_of_target(keyframe_due=self._force_keyframe and not deferred):
             self.frames_dropped += 1
             self._dropped.append(self._clock())
             return []
-        if size != (frame.width, frame.height) or frame.format.name != "yuv420p":
-            frame = frame.reformat(width=size[0], height=size[1], format="yuv420p")
-        codec = self._codec
-        if (
+        codec = opened = self._codec
+        reopen = (
             codec is None
             or self._opened_for != size
             or self._not_following()
             or self._pinned_below_target()
-            or self._keyframe_too_big()
-        ):
+            or (not deferred and self._keyframe_too_big())
+        )
+        if reopen and deferred and self.ladder is not None:
+            # a new context costs a keyframe anyway: the step down that waited comes with it
+            size = self.ladder.settle().size(frame.width, frame.height)
+            deferred = False
+        if size != (frame.width, frame.height) or frame.format.name != "yuv420p":
+            frame = frame.reformat(width=size[0], height=size[1], format="yuv420p")
+        if reopen or codec is None:
             codec = self._open(size)
         elif self.adaptive:
             aim = self._aim()
             if abs((codec.bit_rate or 0) - aim) > 0.05 * aim:
                 codec.bit_rate = aim
+        forced = self._force_keyframe and not deferred
         frame.pict_type = (
-            av.video.frame.PictureType.I
-            if self._force_keyframe
-            else av.video.frame.PictureType.NONE
+            av.video.frame.PictureType.I if forced else av.video.frame.PictureType.NONE
         )
-        self._force_keyframe = False
+        if forced or codec is not opened:
+            self._force_keyframe = False  # a new context starts with a keyframe
         packets = list(codec.encode(frame))
         produced = sum(p.size for p in packets)
         self._ahead_bits += produced * 8
@@ -282,9 +289,9 @@ class H264Encoder:
             self._count_qp(packet)
         return packets
 
-    def _ahead_of_target(self) -> bool:
+    def _ahead_of_target(self, *, keyframe_due: bool) -> bool:
         """Whether this frame is to be skipped: more than DROP_AHEAD_S of the target sent
-        ahead of the clock (never while a keyframe is asked for: the receiver waits on it)."""
+        ahead of the clock (never a keyframe that is due: the receiver waits on it)."""
         if not self.adaptive:
             return False
         now = self._clock()
@@ -292,7 +299,7 @@ class H264Encoder:
             spent = self.target_bps * (now - self._ahead_at)
             self._ahead_bits = max(0.0, self._ahead_bits - spent)
         self._ahead_at = now
-        return not self._force_keyframe and self._ahead_bits > DROP_AHEAD_S * self.target_bps
+        return not keyframe_due and self._ahead_bits > DROP_AHEAD_S * self.target_bps
 
     def _count_qp(self, packet: av.Packet[Any]) -> None:
         from av.packet import PacketSideData

@@ -9,16 +9,20 @@ and decodes on time. The rungs (for a 1280x720 30 fps source):
 
 Floors scale with the source's pixels per second, so a 640x480 camera steps
 at proportionally lower rates. Down is immediate (the link is already too
-narrow); up needs the target to stay `UP_MARGIN` above the higher rung's
-floor for `UP_HOLD_S` seconds, so an estimate wobbling around a floor does
-not flap between rungs. A resolution step reopens the encoder (the receiver
-needs new parameter sets, so it costs one keyframe); a frame-rate step does not.
+narrow), except while the target is still falling: then it waits until the
+target has settled, and takes one step to the rung that fits instead of a
+keyframe for each rung on the way down, each into a full queue. Up needs the
+target to stay `UP_MARGIN` above the higher rung's floor for `UP_HOLD_S`
+seconds, so an estimate wobbling around a floor does not flap between rungs.
+A resolution step reopens the encoder (the receiver needs new parameter sets,
+so it costs one keyframe); a frame-rate step does not.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import threading
 from dataclasses import dataclass
 
 from luxxon_agent.video.sustained import Sustained
@@ -63,6 +67,16 @@ evidence the floors alone would undo the probe at once (two keyframes for nothin
 PROBE_FAILED_S = 10.0
 """A step down this soon after a probing step up undoes the probe."""
 MAX_PROBE_HOLD_S = 64.0
+FALLING_SHARE = 0.97
+"""A target under this share of the one before it is falling."""
+DOWN_SETTLE_S = 0.4
+DOWN_MAX_WAIT_S = 1.0
+"""A step down waits until the target has not fallen for DOWN_SETTLE_S, at most
+DOWN_MAX_WAIT_S: a step reopens the encoder, and its keyframe, sent while the link is
+still narrowing, lands in a full queue. Measured on bench_link's step from 2 Mbit/s to
+1 Mbit/s: REMB cuts every 0.1-0.2 s for a second took the ladder 720p30 -> 540p30, a
+reopen at 540p for a keyframe, then 360p30, three keyframes of 24, 18 and 13 kB in one
+second while the link dropped packets; only the last got through whole."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +132,12 @@ class Ladder:
         self._probed_at: float | None = None
         self._probed_target = 0.0
         self._targets: collections.deque[tuple[float, float]] = collections.deque()
+        self._last_target: float | None = None
+        self._fell_at: float | None = None
+        self._pending: tuple[int, float, float] | None = None
+        """A step down that waits for the target to settle: (rung, target, since when)."""
+        # choose() runs on the event loop, poll() in the encoder's worker thread
+        self._lock = threading.Lock()
 
     @property
     def rung(self) -> Rung:
@@ -144,6 +164,49 @@ class Ladder:
         decide), `carried_bps` what the link carried lately (None: unknown; a step up then
         does not wait for it). A picture that is easy at this rung (app-limited, or a low
         QP) neither steps down for a floor nor waits for one to step up."""
+        with self._lock:
+            return self._choose(target_bps, now, output_bps, qp, carried_bps)
+
+    @property
+    def deferring(self) -> bool:
+        """Whether a step down waits for the target to settle (a keyframe asked for now
+        would be spent on a rung about to go)."""
+        return self._pending is not None
+
+    def poll(self, now: float) -> Rung:
+        """The rung now: a step down that waited is taken once the target has settled."""
+        with self._lock:
+            if self._pending is not None and self._settled(now, self._pending[2]):
+                self._take_pending()
+            return self.rung
+
+    def settle(self) -> Rung:
+        """The rung now, a step down that waits taken at once (the encoder reopens anyway)."""
+        with self._lock:
+            self._take_pending()
+            return self.rung
+
+    def _take_pending(self) -> None:
+        if self._pending is not None:
+            index, target, _ = self._pending
+            self._pending = None
+            self._step(index, target, "down")
+
+    def _settled(self, now: float, since: float) -> bool:
+        falling = self._fell_at is not None and now - self._fell_at < DOWN_SETTLE_S
+        return not falling or now - since >= DOWN_MAX_WAIT_S
+
+    def _choose(
+        self,
+        target_bps: float,
+        now: float,
+        output_bps: float | None,
+        qp: float | None,
+        carried_bps: float | None,
+    ) -> Rung:
+        if self._last_target is not None and target_bps < FALLING_SHARE * self._last_target:
+            self._fell_at = now
+        self._last_target = target_bps
         self._targets.append((now, target_bps))
         while len(self._targets) > 1 and self._targets[1][0] <= now - CARRIED_LAG_S:
             self._targets.popleft()
@@ -168,8 +231,14 @@ class Ladder:
             if self._probed_at is not None and now - self._probed_at < PROBE_FAILED_S:
                 self._probe_hold = min(MAX_PROBE_HOLD_S, self._probe_hold * 2)
             self._probed_at = None
-            self._step(fitting, target_bps, "down")
+            since = self._pending[2] if self._pending is not None else now
+            if self._settled(now, since):
+                self._pending = None
+                self._step(fitting, target_bps, "down")
+            else:
+                self._pending = (fitting, target_bps, since)
             return self.rung
+        self._pending = None
         # the highest rung whose floor the target clears with the margin
         up = next((i for i in range(self.index) if target_bps >= self.floor(i) * UP_MARGIN), None)
         pinning = output_bps is not None and output_bps < PINNING_SHARE * target_bps

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from luxxon_agent.video.ladder import PROBE_FAILED_S, PROBE_UP_HOLD_S, UP_HOLD_S, Ladder
+from luxxon_agent.video.ladder import (
+    DOWN_MAX_WAIT_S,
+    DOWN_SETTLE_S,
+    PROBE_FAILED_S,
+    PROBE_UP_HOLD_S,
+    UP_HOLD_S,
+    Ladder,
+)
 from luxxon_agent.video.passthrough import (
     DOWN_HOLD_S,
     PROBE_GRACE_S,
@@ -21,8 +28,48 @@ def test_ladder_steps_down_at_once_only_when_the_picture_suffers() -> None:
     # a suffering one jumps straight to the rung that fits
     ladder.choose(300_000, 1.0, output_bps=300_000, qp=45)
     assert ladder.label == "360p15" and ladder.steps == 1
+    # a target that has just fallen waits to settle (see the next test)
     ladder.choose(100_000, 1.5, output_bps=100_000, qp=45)
-    assert ladder.label == "180p15"
+    assert ladder.label == "360p15"
+    ladder.poll(1.51 + DOWN_SETTLE_S)
+    assert ladder.label == "180p15" and ladder.steps == 2
+
+
+def test_ladder_steps_down_once_when_the_falling_target_has_settled() -> None:
+    """REMB cuts every 0.1-0.2 s while a link narrows: one step to the rung that fits
+    when they stop, not a keyframe for each rung on the way down."""
+    ladder = Ladder(1280, 720, 30)
+    ladder.choose(1_700_000, 0.0, qp=30)
+    target, now = 1_700_000.0, 0.0
+    labels = []
+    for _ in range(15):  # 8 % every 0.1 s, from 1.7 Mbit/s to 490 kbit/s
+        now, target = now + 0.1, target * 0.92
+        ladder.choose(target, now, qp=40)
+        ladder.poll(now + 0.05)
+        labels.append(ladder.label)
+    # under 720p30's floor from 0.5 s on; the fall went on past DOWN_MAX_WAIT_S, so one
+    # step then, to the rung of that moment
+    waited = round(DOWN_MAX_WAIT_S / 0.1)
+    assert labels[: 4 + waited] == ["720p30"] * (4 + waited), labels
+    assert ladder.steps == 1 and ladder.label == "360p30", labels
+    # a fall that recovers before it has settled steps nowhere
+    ladder.choose(300_000, now + 0.5, qp=40)
+    ladder.choose(450_000, now + 0.6, qp=40)
+    ladder.poll(now + 1.5)
+    assert ladder.label == "360p30" and ladder.steps == 1 and not ladder.deferring
+    # a fall that has stopped for DOWN_SETTLE_S is taken then
+    now += 2
+    ladder.choose(200_000, now, qp=40)
+    ladder.poll(now - 0.01 + DOWN_SETTLE_S)
+    assert ladder.label == "360p30" and ladder.deferring
+    ladder.poll(now + 0.01 + DOWN_SETTLE_S)
+    assert ladder.label == "180p15" and ladder.steps == 2 and not ladder.deferring
+    # an encoder that reopens anyway (a keyframe) takes a waiting step with it
+    ladder = Ladder(1280, 720, 30)
+    ladder.choose(1_700_000, 0.0, qp=30)
+    ladder.choose(800_000, 0.1, qp=40)
+    assert ladder.deferring and ladder.settle().label(720, 30) == "540p30"
+    assert not ladder.deferring and ladder.steps == 1
 
 
 def test_ladder_steps_up_with_margin_and_hold_and_backs_off_failed_probes() -> None:
@@ -68,6 +115,8 @@ def test_ladder_steps_up_only_once_the_link_has_carried_the_target() -> None:
     assert ladder.label == "360p30"
     # a probe (an easy picture) is a guess about the picture, not the link: it does not wait
     ladder.choose(300_000, 12.0, qp=45)
+    ladder.poll(12.01 + DOWN_SETTLE_S)
+    assert ladder.label == "360p15"
     ladder.choose(300_000, 13.0, qp=20, carried_bps=100_000)
     ladder.choose(300_000, 13.0 + PROBE_UP_HOLD_S, qp=20, carried_bps=100_000)
     assert ladder.label == "360p30"

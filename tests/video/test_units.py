@@ -369,3 +369,20 @@ def test_publish_refuses_a_stats_interval_out_of_range() -> None:
     result = CliRunner().invoke(app, ["publish", "--source", "testsrc://", "--stats-interval", "0"])
     assert result.exit_code != 0
     assert "--stats-interval must be 0.1 to 60 seconds, got 0" in result.output
+
+
+def test_keyframe_asked_for_while_the_ladder_waits_to_step_down_comes_with_the_step() -> None:
+    """While the target falls, a step down waits (ladder.DOWN_SETTLE_S), and so does a
+    keyframe asked for meanwhile: it would be spent on a size about to go. The step, when
+    it comes, is the keyframe: one, not two."""
+    run = EncoderRun(400_000)
+    for _ in range(30):
+        run.encode()
+    run.set_target(250_000)  # under 360p30's floor for this source: 270p30 fits
+    run.encoder.request_keyframe()
+    keyframes: list[str] = []
+    for _ in range(30):
+        packets = run.encode()
+        if any(p.is_keyframe for p in packets):
+            keyframes.append(run.encoder.rung_label or "")
+    assert keyframes == ["270p30"], keyframes
