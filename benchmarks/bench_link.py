@@ -1,7 +1,7 @@
 """Video over a link that moves: issue 11's profile, adaptive and not, side by side.
 
 Run as root: .venv/bin/python benchmarks/bench_link.py [--only software|passthrough]
-                                                        [--scale 0.2]
+                                                        [--scale 0.2] [--repeat 3]
 
 Two network namespaces on a veth pair (tests/netns.py): the stub's WHIP
 ingest in the server one (tests/link_ingest.py, which logs every decoded
@@ -24,7 +24,9 @@ the noise fills the cap, where the flat pattern needs about 300 kbit/s) and
 passthrough (the test RTSP camera, 720p30 Constrained Baseline H.264, made
 a 2.5 Mbit/s CBR camera by
 benchmarks/_cbr_camera.py, run in the client namespace). `--scale` shortens
-every phase for a smoke run.
+every phase for a smoke run. `--repeat N` runs the adaptive profile N times and
+prints each cell's median, then each run's fps, frozen seconds, staleness p95
+and react side by side: one run's spread is as wide as most changes.
 """
 
 from __future__ import annotations
@@ -298,6 +300,47 @@ def report(title: str, adaptive: list[PhaseResult] | None, fixed: list[PhaseResu
         print("adaptive: not available (`luxxon-agent publish` has no --no-adapt yet)")
 
 
+def median_results(runs: list[list[PhaseResult]]) -> list[PhaseResult]:
+    """Per phase, the median of each figure over `runs` (reconnects: the most in any)."""
+
+    def median(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if known else None
+
+    results = []
+    for phase in zip(*runs, strict=True):
+        results.append(
+            PhaseResult(
+                fps=statistics.median(r.fps for r in phase),
+                frozen_s=statistics.median(r.frozen_s for r in phase),
+                stale_median_ms=median([r.stale_median_ms for r in phase]),
+                stale_p95_ms=median([r.stale_p95_ms for r in phase]),
+                sent_kbps=statistics.median(r.sent_kbps for r in phase),
+                reconnects=max(r.reconnects for r in phase),
+                tbf_drops=round(statistics.median(r.tbf_drops for r in phase)),
+                react_s=median([r.react_s for r in phase]),
+            )
+        )
+    return results
+
+
+def report_spread(runs: list[list[PhaseResult]]) -> None:
+    """Each adaptive run's fps, frozen seconds, staleness p95 and react, phase by phase."""
+    print(f"adaptive, each of {len(runs)} runs (fps | frozen s | stale p95 ms | react s):")
+
+    def joined(values: list[float | None], digits: int) -> str:
+        return " ".join("-" if v is None else f"{v:.{digits}f}" for v in values)
+
+    for index, phase in enumerate(PROFILE):
+        results = [run[index] for run in runs]
+        print(
+            f"{phase.name:<20} | {joined([r.fps for r in results], 1)} | "
+            f"{joined([r.frozen_s for r in results], 1)} | "
+            f"{joined([r.stale_p95_ms for r in results], 0)} | "
+            f"{joined([r.react_s for r in results], 1)}"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=("software", "passthrough"))
@@ -305,7 +348,16 @@ def main() -> int:
     parser.add_argument(
         "--adaptive-only", action="store_true", help="skip the non-adaptive runs (for tuning)"
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the adaptive profile N times and print medians, then each run",
+    )
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     reason = netns_unavailable()
     if reason is not None:
         print(f"bench_link: {reason}", file=sys.stderr)
@@ -324,15 +376,19 @@ def main() -> int:
     for index, (name, (source, title)) in enumerate(paths.items()):
         if args.only and name != args.only:
             continue
-        adaptive = None
-        if adaptation:
+        runs = []
+        for _ in range(args.repeat if adaptation else 0):
             run, frames = run_profile(source, True, args.scale, 50 + 2 * index)
-            adaptive = summarize(run, frames, name == "software")
+            runs.append(summarize(run, frames, name == "software"))
         fixed = None
         if not args.adaptive_only:
             run, frames = run_profile(source, False, args.scale, 51 + 2 * index)
             fixed = summarize(run, frames, name == "software")
-        report(title, adaptive, fixed)
+        if len(runs) > 1:
+            title += f"; adaptive: median of {len(runs)} runs"
+        report(title, median_results(runs) if runs else None, fixed)
+        if len(runs) > 1:
+            report_spread(runs)
     return 0
 
 
