@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import select
 import statistics
@@ -224,7 +225,7 @@ def summarize(run: Run, frames_path: Path, clocked: bool) -> list[PhaseResult]:
                 fps=len(inside) / (end - start),
                 frozen_s=frozen,
                 stale_median_ms=statistics.median(stale) if stale else None,
-                stale_p95_ms=stale[int(0.95 * (len(stale) - 1))] if stale else None,
+                stale_p95_ms=stale[math.ceil(0.95 * len(stale)) - 1] if stale else None,
                 sent_kbps=statistics.mean(sent) / 1000 if sent else 0.0,
                 reconnects=(max(reconnects) - min(reconnects)) if reconnects else 0,
                 tbf_drops=drops,
