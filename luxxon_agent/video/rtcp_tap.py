@@ -197,9 +197,9 @@ class RtcpTap:
         self._rtx_lost: int | None = None
         """The receiver's cumulative loss on our RTX stream at its last report."""
         self._last_repair_at: float | None = None
-        """When the last retransmission went out (monotonic)."""
         self._repair_copies = 1
         """Copies of each repair lately (RANDOM_LOSS_REPAIR_COPIES on a flat delay)."""
+        """When the last retransmission went out (monotonic)."""
         self._clock = clock
         self._offset = 0
         self._jump_pending = False
