@@ -86,12 +86,6 @@ counts a lost RTX packet only when a later one (another repair, padding) arrives
 says so in its next report, up to 1.5 s later. Measured: a drop phase's last repairs went
 out at 90.3 s, the padding that revealed their loss from 91.0 s, no repair in between,
 and the picture froze 5.1 s (a window of one report interval missed it)."""
-RANDOM_LOSS_REPAIR_COPIES = 2
-"""Copies of each retransmission while the delay is flat (the loss is the radio's, not a
-queue's): aiortc's receiver asks again for a repair that was lost only at its next new
-gap. Measured in bench_link's 5 % drop phase: 8 of 55 repairs were asked for again, one
-0.33 s later with the picture frozen meanwhile. Both copies count in the budget; under a
-standing queue the loss is congestion and each repair goes once."""
 PADDING_BYTES = 255
 """RTP padding is counted in one octet: a padding-only packet carries at most 255."""
 
@@ -197,8 +191,6 @@ class RtcpTap:
         self._rtx_lost: int | None = None
         """The receiver's cumulative loss on our RTX stream at its last report."""
         self._last_repair_at: float | None = None
-        self._repair_copies = 1
-        """Copies of each repair lately (RANDOM_LOSS_REPAIR_COPIES on a flat delay)."""
         """When the last retransmission went out (monotonic)."""
         self._clock = clock
         self._offset = 0
@@ -354,7 +346,6 @@ class RtcpTap:
         original_number = self._in_of.get(key, None if self.sequence_jumps else key)
         if original_number is None:
             return  # from before a sequence jump: the receiver flushed it
-        copies = 1
         if self.enforce:
             # a packet sent before attach() is not in our sizes: count a full one
             size = self._sizes.get(key, _FULL_PACKET)
@@ -370,19 +361,13 @@ class RtcpTap:
             if not self.budget.allow(size, basis, delay_flat=delay_flat):
                 self.retransmissions_dropped += 1
                 return
-            # the radio's loss takes a repair as often as a packet, and the receiver asks
-            # again only at its next new gap (see _check_repairs): send a second copy
-            if delay_flat and self.budget.allow(size, basis, delay_flat=True):
-                copies = RANDOM_LOSS_REPAIR_COPIES
         original: Callable[[int], Awaitable[None]] = self._originals["_retransmit"]
-        self._repair_copies = copies
+        self._retransmitting = True
         self._last_repair_at = self._clock.monotonic()
-        for _ in range(copies):
-            self._retransmitting = True
-            try:
-                await original(original_number)
-            finally:
-                self._retransmitting = False
+        try:
+            await original(original_number)
+        finally:
+            self._retransmitting = False
 
     def _check_repairs(self, rtx_lost: int) -> None:
         """Loss on the RTX stream soon after repairs went out may be a repair that never
@@ -393,9 +378,7 @@ class RtcpTap:
         asked for: the next one, at most a keyframe interval away, costs nothing extra)."""
         last = self._last_repair_at
         recent = last is not None and self._clock.monotonic() - last < REPAIR_LOSS_WINDOW_S
-        lost = None if self._rtx_lost is None else rtx_lost - self._rtx_lost
-        # with two copies of each repair (RANDOM_LOSS_REPAIR_COPIES) one lost is no hole
-        if self.enforce and recent and lost is not None and lost >= self._repair_copies:
+        if self.enforce and recent and self._rtx_lost is not None and rtx_lost > self._rtx_lost:
             self.request_jump()
         self._rtx_lost = rtx_lost
 
