@@ -255,7 +255,7 @@ class H264Encoder:
             self.frames_dropped += 1
             self._dropped.append(self._clock())
             return []
-        codec = opened = self._codec
+        codec = self._codec
         reopen = (
             codec is None
             or self._opened_for != size
@@ -279,7 +279,7 @@ class H264Encoder:
         frame.pict_type = (
             av.video.frame.PictureType.I if forced else av.video.frame.PictureType.NONE
         )
-        if forced or codec is not opened:
+        if forced or reopen:
             self._force_keyframe = False  # a new context starts with a keyframe
         packets = list(codec.encode(frame))
         produced = sum(p.size for p in packets)
