@@ -136,6 +136,30 @@ is a further fall, however little each falls from the one before: aiortc's recei
 fall of a fraction of a percent a packet that reaches the link's rate a second later.
 Measured in bench_link (2 Mbit/s to 1 Mbit/s): the first fall cut to 1.6 Mbit/s, and the
 estimate stayed there for 0.75 s, the link dropping packets, until a receiver report."""
+REMB_THROUGHPUT_SHARE = 0.85
+REMB_WINDOW_S = 1.0
+"""While its delay detector sees overuse, aiortc's receiver (like libwebrtc's AIMD rate
+control) sends 0.85 x the payload that arrived over its last second, with every packet."""
+REMB_OVERUSE_SPACING_S = 0.15
+"""REMBs that come closer together than this are the overuse's, one a packet: otherwise
+aiortc sends one every 200 ms to 1 s (its feedback interval), holding or growing, and that
+one is no measure of what arrived. A REMB under the one before starts such a run."""
+REMB_SLOPE_MIN_S = 0.15
+REMB_SLOPE_MAX_S = 0.5
+"""Two falling REMBs this far apart tell what arrived between them (`_arrived_between`):
+their difference is what arrived between them less what arrived over the same span a second
+before, and a second before, the link open, that was what we sent (a base round trip
+earlier). Measured in tests/video/test_bandwidth.py against aiortc's own estimator: the
+REMB alone reached a step from 2 Mbit/s to 1 Mbit/s 0.8 s after it, 0.5 s after the tbf
+queue was full and dropping; what arrived between two REMBs said 1 Mbit/s 0.15 s after the
+first fall."""
+REMB_QUIET_S = 2.0
+"""...provided nothing was cut for this long before the fall began: after a cut the queue
+drains, more arrives than was sent, and the difference would read too low."""
+REMB_ARRIVED_FLOOR = 0.3
+"""A cut to what arrived goes no lower than this share of the REMB: the span holds a few
+packets at a narrow link's rate, and a REMB is a second of them."""
+SENT_HISTORY_S = REMB_WINDOW_S + REMB_SLOPE_MAX_S + 1.0
 STALE_FEEDBACK_S = 2.5
 """Without a report for this long the estimate holds: growing blind is not safe."""
 MIN_RATE_PACKETS = 20
@@ -261,6 +285,10 @@ class _DelayTrend:
         if self._smoothed is None:
             return None
         return max(0.0, self._smoothed - min(d for _, d in self._samples))
+
+    def base_ms(self) -> float | None:
+        """The lowest delay over BASE_WINDOW_S: the empty-queue delay (None: no sample)."""
+        return min((d for _, d in self._samples), default=None)
 
     def queuing_now_ms(self) -> float | None:
         """The queuing delay, or the last sample's if that is lower: the smoothing keeps 40 %
@@ -547,6 +575,16 @@ class BandwidthEstimator:
         self._remb: float | None = None
         self._remb_fall: tuple[float, float] | None = None
         """When the last REMB fall was taken, and the REMB taken."""
+        self._remb_at: float | None = None
+        self._overuse_rembs: collections.deque[tuple[float, float]] = collections.deque()
+        """The REMBs of the receiver's current overuse and when each came, over
+        REMB_SLOPE_MAX_S (see REMB_OVERUSE_SPACING_S)."""
+        self._fall_began: float | None = None
+        """When the current REMB fall's first cut was, if nothing was cut for REMB_QUIET_S
+        before it (None: it was, or there is none)."""
+        self._payload_sent: collections.deque[tuple[float, int, int]] = collections.deque()
+        """(when, RTP payload and padding bytes, wire bytes) of every packet sent, over
+        SENT_HISTORY_S: what a REMB counts, and what it costs on the wire."""
         self._rtt_trend = _DelayTrend()
         self._owd_trend = _DelayTrend()
         self._twcc_at: float | None = None
@@ -572,7 +610,8 @@ class BandwidthEstimator:
         self._rtx.clear()
         self._sr_sent.clear()
         self._last_decrease = self._congested_at = None
-        self._remb = self._remb_fall = None
+        self._remb = self._remb_at = self._remb_fall = self._fall_began = None
+        self._overuse_rembs.clear()
         self._probe = _ProbeState()
 
     # -- what the sender sent -------------------------------------------------------------
@@ -585,12 +624,17 @@ class BandwidthEstimator:
         retransmission: bool = False,
         rtx: bool = False,
         padding: bool = False,
+        payload: int | None = None,
     ) -> None:
         """An RTP packet of `size` bytes (as serialized, before SRTP) left: on the media
         stream, or with `rtx` on its retransmission stream (a retransmission or, with
-        `padding`, a padding-only probe packet)."""
+        `padding`, a padding-only probe packet). `payload` is what follows its header
+        (payload and padding; None: all but a 12-byte header)."""
         now = self._clock.monotonic()
         wire = size + WIRE_OVERHEAD_BYTES
+        self._payload_sent.append((now, size - 12 if payload is None else payload, wire))
+        while self._payload_sent and self._payload_sent[0][0] < now - SENT_HISTORY_S:
+            self._payload_sent.popleft()
         self._sent.append((now, wire, padding))
         self._sent_window_bytes += wire
         if padding:
@@ -663,18 +707,66 @@ class BandwidthEstimator:
         previous, self._remb = self._remb, remb
         if previous is None:
             return
+        previous_at, self._remb_at = self._remb_at, now
+        dense = previous_at is not None and now - previous_at < REMB_OVERUSE_SPACING_S
+        if remb < previous or dense:
+            self._overuse_rembs.append((now, remb))
+        else:
+            self._overuse_rembs.clear()  # a REMB on the receiver's timer: overuse is over
+        while self._overuse_rembs and self._overuse_rembs[0][0] < now - REMB_SLOPE_MAX_S:
+            self._overuse_rembs.popleft()
         reference = previous
-        if self._remb_fall is not None and now - self._remb_fall[0] < REMB_FALL_EPISODE_S:
+        episode = self._remb_fall is not None and now - self._remb_fall[0] < REMB_FALL_EPISODE_S
+        if episode and self._remb_fall is not None:
             reference = max(reference, self._remb_fall[1])
         if remb >= REMB_FALL_SHARE * reference:
             return
-        if remb >= REMB_UNDER_SENT_SHARE * self.sent_bps() or remb >= self._estimate:
+        if remb >= REMB_UNDER_SENT_SHARE * self.sent_bps():
+            return
+        if not episode:
+            cuts = [t for t in (self._last_decrease, self._congested_at) if t is not None]
+            quiet = not cuts or now - max(cuts) >= REMB_QUIET_S
+            self._fall_began = now if quiet else None
+        arrived = self._arrived_between(now, remb)
+        cut = remb if arrived is None else max(REMB_ARRIVED_FLOOR * remb, min(remb, arrived))
+        if cut >= self._estimate:
             return
         self._remb_fall = (now, remb)
         # a congestion episode for the collapse rule, but not a back-off of ours: the
         # receiver report that follows still backs off on what it measured
-        self._note_collapse(now, remb)
-        self._set(remb, RateState.DECREASE, f"REMB falling, {remb / 1000:.0f} kbit/s")
+        self._note_collapse(now, cut)
+        reason = f"REMB falling, {remb / 1000:.0f} kbit/s"
+        if cut < remb:
+            reason += f", {cut / 1000:.0f} arriving"
+        self._set(cut, RateState.DECREASE, reason)
+
+    def _arrived_between(self, now: float, remb: float) -> float | None:
+        """The wire rate that arrived since an earlier REMB of this fall, from REMBs that are
+        0.85 x the payload arrived over the receiver's last second (see REMB_SLOPE_MIN_S);
+        None when the fall did not start on a quiet link or no REMB is far enough back."""
+        if self._fall_began is None:
+            return None
+        earlier = next(
+            (
+                (at, value)
+                for at, value in self._overuse_rembs
+                if at >= self._fall_began and now - at >= REMB_SLOPE_MIN_S
+            ),
+            None,
+        )
+        if earlier is None:
+            return None
+        at, earlier_remb = earlier
+        base_s = (self._rtt_trend.base_ms() or 0.0) / 1000
+        start, end = at - REMB_WINDOW_S - base_s, now - REMB_WINDOW_S - base_s
+        window = [(p, w) for t, p, w in self._payload_sent if start < t <= end]
+        payload = sum(p for p, _ in window)
+        if payload <= 0:
+            return None
+        wire_share = sum(w for _, w in window) / payload
+        arrived_bits = (remb - earlier_remb) / REMB_THROUGHPUT_SHARE * REMB_WINDOW_S
+        arrived_bits += payload * 8
+        return max(0.0, arrived_bits) * wire_share / (now - at)
 
     def on_transport_feedback(self, packets: Sequence[PacketResult]) -> None:
         """A transport-wide congestion control feedback, matched to our send times."""

@@ -480,21 +480,28 @@ class RtcpTap:
                     self.estimator.on_sender_report_sent(ntp)
             return
         seq, ssrc = struct.unpack_from("!H4xI", data, 2)
+        # what a receiver's REMB counts: all after the header, padding included
+        payload = len(data) - _header_length(data)
         if ssrc == self.sender._rtx_ssrc:
             padding = bool(data[0] & 0x20)  # aiortc never pads: padding is ours
             self.estimator.on_packet_sent(
-                seq, len(data), rtx=True, retransmission=not padding, padding=padding
+                seq,
+                len(data),
+                rtx=True,
+                retransmission=not padding,
+                padding=padding,
+                payload=payload,
             )
         elif ssrc == self.sender._ssrc:
             if self._retransmitting:
                 # without RTX a retransmission goes out as itself, from inside _retransmit
                 self._retransmitting = False
-                self.estimator.on_packet_sent(seq, len(data), retransmission=True)
+                self.estimator.on_packet_sent(seq, len(data), retransmission=True, payload=payload)
                 return
             self._sizes[seq] = len(data)
             if len(self._sizes) > _HISTORY:
                 self._sizes.pop(next(iter(self._sizes)))
-            self.estimator.on_packet_sent(seq, len(data))
+            self.estimator.on_packet_sent(seq, len(data), payload=payload)
 
     def _announce_if_changed(self) -> None:
         snap = self.estimator.snapshot()

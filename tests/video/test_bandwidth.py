@@ -13,6 +13,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiortc.rate import RemoteBitrateEstimator
 
 from luxxon_agent.video.bandwidth import (
     COLLAPSE_SHARE,
@@ -62,7 +63,8 @@ class Link:
         self.queue_s = 0.2
         self.base_delay = 0.01
         self.rng = random.Random(seed)
-        self.queue: list[tuple[int, int, int | None, bool]] = []  # (seq, bytes, sr ntp, rtx)
+        self.queue: list[tuple[int, int, int | None, bool, float]] = []
+        """(seq, bytes, sr ntp, rtx, sent at)"""
         self.queue_bytes = 0
         self.credit = 0.0
         self.budget = 0.0
@@ -86,14 +88,33 @@ class Link:
         self.rtx_received = 0
         self.rtx_highest = -1
         self.padding_bits = 0.0
+        self.remb: RemoteBitrateEstimator | None = None
+        """aiortc's receive-side estimator: given one, the receiver sends its REMBs."""
+        self.rembs: list[tuple[float, int]] = []
 
     def _enqueue(self, size: int, ntp: int | None, rtx: bool = False) -> None:
         if self.queue_bytes + size > self.rate_bps * self.queue_s / 8 and self.queue:
             return
         if ntp is None and self.rng.random() < self.drop:
             return
-        self.queue.append((self.rtx_seq if rtx else self.seq, size, ntp, rtx))
+        seq = self.rtx_seq if rtx else self.seq
+        self.queue.append((seq, size, ntp, rtx, self.clock.t))
         self.queue_bytes += size
+
+    def _arrived(self, size: int, sent_at: float, now: float) -> None:
+        """What aiortc's receiver does with a packet's arrival: its REMB, if it sends one,
+        reaches the sender a base delay later (the model delivers it at once)."""
+        if self.remb is None:
+            return
+        remb = self.remb.add(
+            arrival_time_ms=round((now + self.base_delay) * 1000),
+            abs_send_time=int(sent_at * (1 << 18)) & 0xFFFFFF,
+            payload_size=size - 38 - 12,
+            ssrc=1,
+        )
+        if remb is not None:
+            self.rembs.append((now, remb[0]))
+            self.est.on_remb(remb[0])
 
     def run(self, seconds: float) -> list[float]:
         """Advance `seconds`; the estimate after each second."""
@@ -129,9 +150,11 @@ class Link:
                 self.credit + self.rate_bps * DT / 8, self.rate_bps * DT / 8 + 2 * PACKET
             )
             while self.queue and self.queue[0][1] <= self.credit:
-                seq, size, sr_ntp, rtx = self.queue.pop(0)
+                seq, size, sr_ntp, rtx, sent_at = self.queue.pop(0)
                 self.credit -= size
                 self.queue_bytes -= size
+                if sr_ntp is None:
+                    self._arrived(size, sent_at, now)
                 if sr_ntp is not None:
                     self.last_sr = (sr_ntp, now + self.base_delay)
                 elif rtx:
@@ -342,10 +365,15 @@ def test_a_falling_remb_under_what_is_sent_cuts_the_estimate_and_is_no_bound_aft
 def test_a_remb_that_keeps_falling_a_little_a_packet_keeps_cutting() -> None:
     """aiortc's receiver sends 0.85 x its arrival rate of the last second with every packet
     while it sees overuse: after the first fall each REMB is a fraction of a percent under
-    the one before, and together they reach the link's rate within a second."""
+    the one before, and together they reach the link's rate within a second. (A fall that
+    begins on a quiet link is cut to what arrives at once, below; this one begins within
+    REMB_QUIET_S of a cut, where that reading would be too low.)"""
     _, est, link = make(start_bps=CAP)
     link.fixed_bps = 1_800_000  # the encoder has not followed yet
     link.run(3)
+    est.on_remb(2_200_000)
+    est.on_remb(1_500_000)  # a fall, cut to
+    link.run(1.2)  # that episode is over
     est.on_remb(2_200_000)
     for k in range(41):
         est.on_remb(1_600_000 - k * 15_000)  # 0.9 % a step, from 1.6 to 1.0 Mbit/s
@@ -353,7 +381,7 @@ def test_a_remb_that_keeps_falling_a_little_a_packet_keeps_cutting() -> None:
     snap = est.snapshot()
     # within REMB_FALL_SHARE of the last REMB (cuts come in steps of that share)
     assert 1_000_000 <= snap.estimate_bps <= 1_000_000 / REMB_FALL_SHARE, snap
-    assert "REMB" in snap.reason
+    assert "REMB" in snap.reason and "arriving" not in snap.reason
     # once the fall has stopped for REMB_FALL_EPISODE_S, only a fall from the one before
     # counts: 2.5 % under it is not one (within the episode, under 0.97 x the one taken was)
     link.run(1.5)
@@ -363,6 +391,30 @@ def test_a_remb_that_keeps_falling_a_little_a_packet_keeps_cutting() -> None:
     assert est.estimate_bps == before, est.snapshot()
     est.on_remb(900_000)
     assert est.estimate_bps == 900_000
+
+
+@pytest.mark.parametrize("link_bps", [1_000_000, 300_000])
+def test_what_arrived_between_two_falling_rembs_reaches_a_step_down_before_the_remb(
+    link_bps: int,
+) -> None:
+    """aiortc's own receive-side estimator behind the bottleneck: a REMB is 0.85 x a second
+    of arrivals, so it reaches a step down 0.8-1 s after it (the queue full and dropping
+    by then); the difference of two falling REMBs, with what was sent a second before,
+    says what arrives now."""
+    clock, est, link = make(start_bps=CAP)
+    link.remb = RemoteBitrateEstimator()
+    link.run(6)
+    assert est.estimate_bps == CAP
+    link.rate_bps = link_bps
+    step = clock.t
+    link.run(0.45)
+    first_fall = next(t for t, bitrate in link.rembs if t > step and bitrate < CAP)
+    snap = est.snapshot()
+    # the REMB itself is still far above the link (1.3 Mbit/s, 1 Mbit/s)
+    assert snap.remb_bps is not None and snap.remb_bps > 1.25 * link_bps, snap
+    assert 0.8 * link_bps <= snap.estimate_bps <= 1.25 * link_bps, snap
+    assert "arriving" in snap.reason
+    assert clock.t - first_fall < 0.4
 
 
 def test_a_remb_fall_after_we_sent_less_is_not_congestion() -> None:
