@@ -971,10 +971,20 @@ class BandwidthEstimator:
             # a standing queue the link is draining (see above): no back-off, no growth
             self._set(self._estimate, RateState.HOLD, "queue standing")
             return
-        if self._send_bps is not None and not keeping_up:
+        if self._send_bps is not None and not keeping_up and self._receive_bps is not None:
             # less arrived than we sent of the same packets: the link is full, whatever the
-            # RTT samples (one a second) say yet; growing now only overshoots it
-            self._set(self._estimate, RateState.HOLD, "link full")
+            # RTT samples (one a second) say yet, and carries what arrived (the loss up to
+            # the loss controller's bar counted in); above that the estimate has proven
+            # nothing, and an encoder or ladder following it overloads the link further
+            passed = self._receive_bps / (1 - min(self._loss, LOSS_BACKOFF_ABOVE))
+            if passed < self._estimate:
+                self._set(passed, RateState.DECREASE, "link full")
+            else:
+                self._set(self._estimate, RateState.HOLD, "link full")
+            return
+        if self._remb_fall is not None and now - self._remb_fall[0] < REMB_FALL_EPISODE_S:
+            # the receiver saw its queue grow a moment ago; this report measured before that
+            self._set(self._estimate, RateState.HOLD, "REMB falling")
             return
         self._set(self._grown(elapsed, rtt), RateState.INCREASE, LINK_CLEAR)
 
