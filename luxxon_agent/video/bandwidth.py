@@ -154,8 +154,11 @@ REMB alone reached a step from 2 Mbit/s to 1 Mbit/s 0.8 s after it, 0.5 s after 
 queue was full and dropping; what arrived between two REMBs said 1 Mbit/s 0.15 s after the
 first fall."""
 REMB_QUIET_S = 2.0
-"""...provided nothing was cut for this long before the fall began: after a cut the queue
-drains, more arrives than was sent, and the difference would read too low."""
+"""...provided nothing was cut from this long before that span of a second before to its
+end: after a cut the queue drains, more arrives than was sent, and the difference would
+read too low. Measured in bench_link: a fall that went on from the end of the 1 Mbit/s
+phase into the 300 kbit/s one, its span of a second before draining the first cut's queue,
+read 136 kbit/s on the 300 kbit/s link."""
 REMB_ARRIVED_FLOOR = 0.3
 """A cut to what arrived goes no lower than this share of the REMB: the span holds a few
 packets at a narrow link's rate, and a REMB is a second of them."""
@@ -579,9 +582,8 @@ class BandwidthEstimator:
         self._overuse_rembs: collections.deque[tuple[float, float]] = collections.deque()
         """The REMBs of the receiver's current overuse and when each came, over
         REMB_SLOPE_MAX_S (see REMB_OVERUSE_SPACING_S)."""
-        self._fall_began: float | None = None
-        """When the current REMB fall's first cut was, if nothing was cut for REMB_QUIET_S
-        before it (None: it was, or there is none)."""
+        self._cuts: collections.deque[float] = collections.deque()
+        """When the estimate was lowered, over SENT_HISTORY_S + REMB_QUIET_S."""
         self._payload_sent: collections.deque[tuple[float, int, int]] = collections.deque()
         """(when, RTP payload and padding bytes, wire bytes) of every packet sent, over
         SENT_HISTORY_S: what a REMB counts, and what it costs on the wire."""
@@ -610,7 +612,7 @@ class BandwidthEstimator:
         self._rtx.clear()
         self._sr_sent.clear()
         self._last_decrease = self._congested_at = None
-        self._remb = self._remb_at = self._remb_fall = self._fall_began = None
+        self._remb = self._remb_at = self._remb_fall = None
         self._overuse_rembs.clear()
         self._probe = _ProbeState()
 
@@ -699,15 +701,16 @@ class BandwidthEstimator:
 
     def on_remb(self, bitrate_bps: float) -> None:
         """The receiver's estimated maximum bitrate, obeyed only while it falls under what
-        we send (see REMB_FALL_SHARE): the estimate is cut to it at once. It is no bound
-        otherwise: aiortc's grows 8 %/s at most after a fall, which would hold a publisher
-        far under a link that reopened; receiver reports decide growth."""
+        we send (see REMB_FALL_SHARE): the estimate is cut to it at once, or to what arrived
+        since an earlier REMB of the fall where that is lower (REMB_SLOPE_MIN_S). It is no
+        bound otherwise: aiortc's grows 8 %/s at most after a fall, which would hold a
+        publisher far under a link that reopened; receiver reports decide growth."""
         remb = max(0.0, bitrate_bps)
         now = self._clock.monotonic()
         previous, self._remb = self._remb, remb
+        previous_at, self._remb_at = self._remb_at, now
         if previous is None:
             return
-        previous_at, self._remb_at = self._remb_at, now
         dense = previous_at is not None and now - previous_at < REMB_OVERUSE_SPACING_S
         if remb < previous or dense:
             self._overuse_rembs.append((now, remb))
@@ -716,17 +719,12 @@ class BandwidthEstimator:
         while self._overuse_rembs and self._overuse_rembs[0][0] < now - REMB_SLOPE_MAX_S:
             self._overuse_rembs.popleft()
         reference = previous
-        episode = self._remb_fall is not None and now - self._remb_fall[0] < REMB_FALL_EPISODE_S
-        if episode and self._remb_fall is not None:
+        if self._remb_fall is not None and now - self._remb_fall[0] < REMB_FALL_EPISODE_S:
             reference = max(reference, self._remb_fall[1])
         if remb >= REMB_FALL_SHARE * reference:
             return
         if remb >= REMB_UNDER_SENT_SHARE * self.sent_bps():
             return
-        if not episode:
-            cuts = [t for t in (self._last_decrease, self._congested_at) if t is not None]
-            quiet = not cuts or now - max(cuts) >= REMB_QUIET_S
-            self._fall_began = now if quiet else None
         arrived = self._arrived_between(now, remb)
         cut = remb if arrived is None else max(REMB_ARRIVED_FLOOR * remb, min(remb, arrived))
         if cut >= self._estimate:
@@ -741,17 +739,12 @@ class BandwidthEstimator:
         self._set(cut, RateState.DECREASE, reason)
 
     def _arrived_between(self, now: float, remb: float) -> float | None:
-        """The wire rate that arrived since an earlier REMB of this fall, from REMBs that are
-        0.85 x the payload arrived over the receiver's last second (see REMB_SLOPE_MIN_S);
-        None when the fall did not start on a quiet link or no REMB is far enough back."""
-        if self._fall_began is None:
-            return None
+        """The wire rate that arrived since an earlier REMB of this overuse, from REMBs that
+        are 0.85 x the payload arrived over the receiver's last second (see
+        REMB_SLOPE_MIN_S); None when no REMB is far enough back, or the span a second before
+        was not on a quiet link (REMB_QUIET_S)."""
         earlier = next(
-            (
-                (at, value)
-                for at, value in self._overuse_rembs
-                if at >= self._fall_began and now - at >= REMB_SLOPE_MIN_S
-            ),
+            ((at, value) for at, value in self._overuse_rembs if now - at >= REMB_SLOPE_MIN_S),
             None,
         )
         if earlier is None:
@@ -759,6 +752,8 @@ class BandwidthEstimator:
         at, earlier_remb = earlier
         base_s = (self._rtt_trend.base_ms() or 0.0) / 1000
         start, end = at - REMB_WINDOW_S - base_s, now - REMB_WINDOW_S - base_s
+        if any(start - REMB_QUIET_S <= cut <= end for cut in self._cuts):
+            return None
         window = [(p, w) for t, p, w in self._payload_sent if start < t <= end]
         payload = sum(p for p, _ in window)
         if payload <= 0:
@@ -1078,6 +1073,11 @@ class BandwidthEstimator:
             state, reason = RateState.HOLD, "no recent feedback"
             value = self._estimate
         bounded = self._bounded(value)
+        now = self._clock.monotonic()
+        if bounded < self._estimate:
+            self._cuts.append(now)
+        while self._cuts and self._cuts[0] < now - SENT_HISTORY_S - REMB_QUIET_S:
+            self._cuts.popleft()
         if state is RateState.INCREASE and bounded <= self._estimate:
             state = RateState.HOLD
             reason = "at the cap" if bounded >= self.max_bps else reason
