@@ -373,7 +373,7 @@ def test_a_remb_that_keeps_falling_a_little_a_packet_keeps_cutting() -> None:
     link.run(3)
     est.on_remb(2_200_000)
     est.on_remb(1_500_000)  # a fall, cut to
-    link.run(1.2)  # that episode is over
+    link.run(2.6)  # that episode and its growth hold are over
     est.on_remb(2_200_000)
     for k in range(41):
         est.on_remb(1_600_000 - k * 15_000)  # 0.9 % a step, from 1.6 to 1.0 Mbit/s
