@@ -736,6 +736,9 @@ class BandwidthEstimator:
         if arrived is not None:
             # GCC's back-off from what arrives, as the REMB itself says a second later
             cut = max(REMB_ARRIVED_FLOOR * remb, min(remb, DELAY_BACKOFF * arrived))
+            if arrived < remb / DELAY_BACKOFF:
+                # what the link carries, where growth near it is to be careful next
+                self._link_carried(arrived)
         if cut >= self._estimate:
             return
         self._remb_fall = (now, remb)
@@ -953,14 +956,7 @@ class BandwidthEstimator:
                 # an encoder under its target): it measured us, not the link (measured: such
                 # a point at 146 kbit/s on a 300 kbit/s link was passed by 15 % at once, and
                 # growth went multiplicative into an overshoot, 1.34 s frozen)
-                self._congested_bps = measured
-                # congestion outside the band around the last is another link (a step
-                # down): start over from it, as libwebrtc resets its capacity estimate
-                last = self._capacity
-                if last is None or abs(measured - last) > NEAR_BAND * last:
-                    self._capacity = measured
-                else:
-                    self._capacity = CAPACITY_SMOOTHING * measured + (1 - CAPACITY_SMOOTHING) * last
+                self._link_carried(measured)
             self._set(min(self._estimate, target), RateState.DECREASE, reason)
             return
         standing = trend.queuing_now_ms()
@@ -981,6 +977,8 @@ class BandwidthEstimator:
             # the loss controller's bar counted in); above that the estimate has proven
             # nothing, and an encoder or ladder following it overloads the link further
             passed = self._receive_bps / (1 - min(self._loss, LOSS_BACKOFF_ABOVE))
+            if self._loss_expected >= MIN_RATE_PACKETS:
+                self._link_carried(passed)
             if passed < self._estimate:
                 self._set(passed, RateState.DECREASE, "link full")
             else:
@@ -991,6 +989,17 @@ class BandwidthEstimator:
             self._set(self._estimate, RateState.HOLD, "REMB falling")
             return
         self._set(self._grown(elapsed, rtt), RateState.INCREASE, LINK_CLEAR)
+
+    def _link_carried(self, measured: float) -> None:
+        """The link carried `measured` and no more: the congestion point growth respects."""
+        self._congested_bps = measured
+        # congestion outside the band around the last is another link (a step down): start
+        # over from it, as libwebrtc resets its capacity estimate
+        last = self._capacity
+        if last is None or abs(measured - last) > NEAR_BAND * last:
+            self._capacity = measured
+        else:
+            self._capacity = CAPACITY_SMOOTHING * measured + (1 - CAPACITY_SMOOTHING) * last
 
     def _note_collapse(self, now: float, backed_off: float) -> None:
         if self._congested_at is None or now - self._congested_at > COLLAPSE_WINDOW_S:

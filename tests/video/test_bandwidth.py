@@ -362,6 +362,25 @@ def test_a_falling_remb_under_what_is_sent_cuts_the_estimate_and_is_no_bound_aft
     assert est.estimate_bps == est.min_bps
 
 
+@pytest.mark.parametrize("link_bps", [1_000_000, 300_000])
+def test_growth_after_a_step_down_the_remb_showed_stays_near_the_new_link(link_bps: int) -> None:
+    """What arrived between two REMBs measured the link: growth near it is additive. (Taken
+    as a cut only, the congestion point stayed unknown, growth went 25-50 % a second, and
+    the sawtooth peaked at 1.25-1.29 x the link; in bench_link such a climb to 1.48 x a
+    1 Mbit/s link, padding with it, froze the picture 2.6 s.)"""
+    clock, est, link = make(start_bps=CAP)
+    link.remb = RemoteBitrateEstimator()
+    link.run(6)
+    link.rate_bps = link_bps
+    link.run(2)
+    peaks = []
+    for _ in range(52):
+        link.run(0.25)
+        peaks.append(est.estimate_bps)
+    assert max(peaks) < 1.2 * link_bps
+    assert min(peaks) > 0.7 * link_bps
+
+
 def test_a_remb_that_keeps_falling_a_little_a_packet_keeps_cutting() -> None:
     """aiortc's receiver sends 0.85 x its arrival rate of the last second with every packet
     while it sees overuse: after the first fall each REMB is a fraction of a percent under
