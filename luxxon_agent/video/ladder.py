@@ -11,7 +11,8 @@ Floors scale with the source's pixels per second, so a 640x480 camera steps
 at proportionally lower rates. Down is immediate (the link is already too
 narrow), except while the target is still falling: then it waits until the
 target has settled, and takes one step to the rung that fits instead of a
-keyframe for each rung on the way down, each into a full queue. Up needs the
+keyframe for each rung on the way down, each into a full queue (a step to
+the bottom rung, with nothing below it, does not wait). Up needs the
 target to stay `UP_MARGIN` above the higher rung's floor for `UP_HOLD_S`
 seconds, so an estimate wobbling around a floor does not flap between rungs.
 A resolution step reopens the encoder (the receiver needs new parameter sets,
@@ -72,11 +73,13 @@ FALLING_SHARE = 0.97
 DOWN_SETTLE_S = 0.4
 DOWN_MAX_WAIT_S = 1.0
 """A step down waits until the target has not fallen for DOWN_SETTLE_S, at most
-DOWN_MAX_WAIT_S: a step reopens the encoder, and its keyframe, sent while the link is
-still narrowing, lands in a full queue. Measured on bench_link's step from 2 Mbit/s to
-1 Mbit/s: REMB cuts every 0.1-0.2 s for a second took the ladder 720p30 -> 540p30, a
-reopen at 540p for a keyframe, then 360p30, three keyframes of 24, 18 and 13 kB in one
-second while the link dropped packets; only the last got through whole."""
+DOWN_MAX_WAIT_S (a step to the bottom rung not at all: measured in bench_link's transcoded
+300 kbit/s phase, the wait for REMB cuts of 7 % kept 360p30 at twice the link for 1.1 s
+after the estimate had reached it): a step reopens the encoder, and its keyframe, sent
+while the link is still narrowing, lands in a full queue. Measured on bench_link's step
+from 2 Mbit/s to 1 Mbit/s: REMB cuts every 0.1-0.2 s for a second took the ladder
+720p30 -> 540p30, a reopen at 540p for a keyframe, then 360p30, three keyframes of 24, 18
+and 13 kB in one second while the link dropped packets; only the last got through whole."""
 
 
 @dataclass(frozen=True)
@@ -232,7 +235,8 @@ class Ladder:
                 self._probe_hold = min(MAX_PROBE_HOLD_S, self._probe_hold * 2)
             self._probed_at = None
             since = self._pending[2] if self._pending is not None else now
-            if self._settled(now, since):
+            # the bottom rung has nothing below it to wait for
+            if fitting == len(self.rungs) - 1 or self._settled(now, since):
                 self._pending = None
                 self._step(fitting, target_bps, "down")
             else:

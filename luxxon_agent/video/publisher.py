@@ -181,7 +181,7 @@ class Publisher:
         self._path_back = asyncio.Event()
         self._deleted_in: float | None = None
         """How long the DELETE before the coming connection's POST took (None: there was none)."""
-        self._refused_seen = 0
+        self._holes_seen = 0
 
     def __repr__(self) -> str:
         url = "no whipUrl yet" if self._whip is None else redact_url(self._whip.whip_url.reveal())
@@ -556,7 +556,7 @@ class Publisher:
         connection.tap.on_collapse(lambda _: self._request_keyframe())
         connection.tap.wanted_bps = self._wanted_bps
         self._connection = connection
-        self._refused_seen = 0
+        self._holes_seen = 0
         return connection
 
     def _estimator_for(self, source: MediaSource) -> BandwidthEstimator:
@@ -577,12 +577,12 @@ class Publisher:
             self._connection.tap.request_jump()
 
     def _repair_holes(self) -> None:
-        """Retransmissions refused by the budget left holes: flush them at a keyframe,
-        and ask our encoder for one (within the PLI rate limit)."""
+        """Retransmissions refused by the budget, or no longer possible, left holes: flush
+        them at a keyframe, and ask our encoder for one (within the PLI rate limit)."""
         connection = self._connection
-        if connection is None or connection.tap.retransmissions_dropped == self._refused_seen:
+        if connection is None or connection.tap.holes_left == self._holes_seen:
             return
-        self._refused_seen = connection.tap.retransmissions_dropped
+        self._holes_seen = connection.tap.holes_left
         connection.tap.request_jump()
         if connection.tap.keyframes.allow():
             self._request_keyframe()

@@ -28,11 +28,10 @@ def test_ladder_steps_down_at_once_only_when_the_picture_suffers() -> None:
     # a suffering one jumps straight to the rung that fits
     ladder.choose(300_000, 1.0, output_bps=300_000, qp=45)
     assert ladder.label == "360p15" and ladder.steps == 1
-    # a target that has just fallen waits to settle (see the next test)
+    # a target that has just fallen waits to settle (see the next test), but not for the
+    # bottom rung: there is nothing below it to wait for
     ladder.choose(100_000, 1.5, output_bps=100_000, qp=45)
-    assert ladder.label == "360p15"
-    ladder.poll(1.51 + DOWN_SETTLE_S)
-    assert ladder.label == "180p15" and ladder.steps == 2
+    assert ladder.label == "180p15" and ladder.steps == 2 and not ladder.deferring
 
 
 def test_ladder_steps_down_once_when_the_falling_target_has_settled() -> None:
@@ -59,11 +58,14 @@ def test_ladder_steps_down_once_when_the_falling_target_has_settled() -> None:
     assert ladder.label == "360p30" and ladder.steps == 1 and not ladder.deferring
     # a fall that has stopped for DOWN_SETTLE_S is taken then
     now += 2
-    ladder.choose(200_000, now, qp=40)
+    ladder.choose(300_000, now, qp=40)
     ladder.poll(now - 0.01 + DOWN_SETTLE_S)
     assert ladder.label == "360p30" and ladder.deferring
     ladder.poll(now + 0.01 + DOWN_SETTLE_S)
-    assert ladder.label == "180p15" and ladder.steps == 2 and not ladder.deferring
+    assert ladder.label == "360p15" and ladder.steps == 2 and not ladder.deferring
+    # a fall to the bottom rung is taken at once
+    ladder.choose(100_000, now + 1.0, qp=40)
+    assert ladder.label == "180p15" and ladder.steps == 3 and not ladder.deferring
     # an encoder that reopens anyway (a keyframe) takes a waiting step with it
     ladder = Ladder(1280, 720, 30)
     ladder.choose(1_700_000, 0.0, qp=30)

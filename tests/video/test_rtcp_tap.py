@@ -149,6 +149,35 @@ async def test_observe_only_sees_rtt_loss_remb_and_retransmissions() -> None:
     assert sender.transport._send_rtp.__self__ is sender.transport
 
 
+async def test_a_nack_for_a_packet_aiortc_no_longer_has_is_a_hole_left() -> None:
+    """aiortc resends from its last 128 packets only. A NACK for an older one leaves a hole
+    that its receiver's jitter buffer waits for until 512 packets have passed: counted with
+    the refused ones, so that the publisher flushes it at a keyframe."""
+    from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket
+
+    async with peers() as (sender_pc, _):
+        sender = sender_pc.getSenders()[0]
+        estimator = BandwidthEstimator(max_bps=2_000_000)
+        async with RtcpTap(sender, estimator, enforce=False) as tap:
+            async with asyncio.timeout(10):
+                # past aiortc's history of 128, and some
+                while len(tap._sizes) <= 128 + 16:
+                    await asyncio.sleep(0.1)
+            sent = list(tap._sizes)  # media sequence numbers as sent, oldest first
+            refused = tap.retransmissions_dropped
+
+            def nack(sequence: int) -> RtcpRtpfbPacket:
+                return RtcpRtpfbPacket(
+                    fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=sender._ssrc, lost=[sequence]
+                )
+
+            await sender._handle_rtcp_packet(nack(sent[-1]))
+            assert tap.repairs_unavailable == 0
+            await sender._handle_rtcp_packet(nack(sent[0]))
+            assert tap.repairs_unavailable == 1
+            assert tap.holes_left == refused + 1
+
+
 async def test_enforcing_drops_retransmissions_over_budget_and_extra_keyframe_requests() -> None:
     from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 
