@@ -736,7 +736,7 @@ class BandwidthEstimator:
         if arrived is not None:
             # GCC's back-off from what arrives, as the REMB itself says a second later
             cut = max(REMB_ARRIVED_FLOOR * remb, min(remb, DELAY_BACKOFF * arrived))
-            if arrived < remb / DELAY_BACKOFF:
+            if arrived < remb / REMB_THROUGHPUT_SHARE:
                 # what the link carries, where growth near it is to be careful next
                 self._link_carried(arrived)
         if cut >= self._estimate:

@@ -577,13 +577,13 @@ class Publisher:
             self._connection.tap.request_jump()
 
     def _repair_holes(self) -> None:
-        """Retransmissions refused by the budget, or no longer possible, left holes: flush
-        them at a keyframe, and ask our encoder for one (within the PLI rate limit)."""
+        """Retransmissions refused by the budget, or no longer possible, left holes, which
+        the tap flushes at the next keyframe: ask our encoder for one (within the PLI rate
+        limit)."""
         connection = self._connection
         if connection is None or connection.tap.holes_left == self._holes_seen:
             return
         self._holes_seen = connection.tap.holes_left
-        connection.tap.request_jump()
         if connection.tap.keyframes.allow():
             self._request_keyframe()
 

@@ -385,8 +385,9 @@ class RtcpTap:
     def holes_left(self) -> int:
         """NACKed packets not repaired, in all: refused by the budget, or gone from aiortc's
         history. aiortc's receiver stops asking for a hole 128 packets later, and its video
-        jitter buffer waits for it until 512 have passed (17 s measured at 180p15 on the
-        300 kbit/s link): only a sequence jump at a keyframe flushes it sooner."""
+        jitter buffer waits for it until 512 have passed (17 s at 180p15 on a 300 kbit/s
+        link): only a sequence jump at a keyframe flushes it sooner. The jump is requested
+        where the hole is left (`_retransmit`)."""
         return self.retransmissions_dropped + self.repairs_unavailable
 
     def _check_repairs(self, rtx_lost: int) -> None:

@@ -153,11 +153,11 @@ class Link:
                 seq, size, sr_ntp, rtx, sent_at = self.queue.pop(0)
                 self.credit -= size
                 self.queue_bytes -= size
-                if sr_ntp is None:
-                    self._arrived(size, sent_at, now)
                 if sr_ntp is not None:
                     self.last_sr = (sr_ntp, now + self.base_delay)
-                elif rtx:
+                    continue
+                self._arrived(size, sent_at, now)
+                if rtx:
                     self.rtx_received += 1
                     self.rtx_highest = max(self.rtx_highest, seq)
                 else:
