@@ -37,7 +37,10 @@ UP_HOLD_S = 2.0
 """...for this long: two reports, each of which could have backed off. The estimate grows
 25-50 % a second once a link opens, and each rung caps the encoder at the next one's
 threshold: at 4 s a hold per rung was most of the time to 80 % of a step up (bench_link:
-180p15 at a 325 kbit/s ceiling for 4 s while the target was twice that)."""
+180p15 at a 325 kbit/s ceiling for 4 s while the target was twice that). The step goes as
+far as the target of CARRIED_LAG_S ago reaches (at least one rung), not the target of the
+moment: one grown past the link in its last second took 360p15 straight to 540p30 at 937
+kbit/s on a 1 Mbit/s link, and its keyframe froze the picture 0.9 s (bench_link)."""
 CARRIED_SHARE = 0.9
 CARRIED_LAG_S = 1.0
 """...and the link to have carried this share of the target of CARRIED_LAG_S ago (what
@@ -256,6 +259,12 @@ class Ladder:
             return self.rung
         # the target CARRIED_LAG_S ago (the oldest known if younger), or now's if lower
         then = min(target_bps, self._targets[0][1])
+        if not probing:
+            # as far as that target reaches, at least one rung: see UP_HOLD_S
+            up = next(
+                (i for i in range(up, self.index) if then >= self.floor(i) * UP_MARGIN),
+                self.index - 1,
+            )
         if probing or carried_bps is None or carried_bps >= CARRIED_SHARE * then:
             self._up.reset()
             self._probed_at = now if probing else None
