@@ -733,17 +733,14 @@ class BandwidthEstimator:
             return
         arrived = self._arrived_between(now, remb)
         cut = remb
-        carried = remb / REMB_THROUGHPUT_SHARE
         if arrived is not None:
             # GCC's back-off from what arrives, as the REMB itself says a second later
             cut = max(REMB_ARRIVED_FLOOR * remb, min(remb, DELAY_BACKOFF * arrived))
-            carried = min(carried, arrived)
+            if arrived < remb / REMB_THROUGHPUT_SHARE:
+                # what the link carries, where growth near it is to be careful next
+                self._link_carried(arrived)
         if cut >= self._estimate:
             return
-        # what the link carries (a REMB is 0.85 x a second of arrivals), where growth is
-        # to be careful next: without it growth after the fall was the 50 %/s of no known
-        # congestion, and overshot a 1 Mbit/s link to 1.17 Mbit/s (bench_link, 0.4 s frozen)
-        self._link_carried(carried)
         self._remb_fall = (now, remb)
         # a congestion episode for the collapse rule, but not a back-off of ours: the
         # receiver report that follows still backs off on what it measured
