@@ -124,6 +124,25 @@ def test_ladder_steps_up_only_once_the_link_has_carried_the_target() -> None:
     assert ladder.label == "360p30"
 
 
+def test_ladder_steps_up_as_far_as_the_target_of_a_second_ago_reaches() -> None:
+    """A target that shot up in its last second (an estimate growing 50 % a second past a
+    link it has not met yet) takes one rung, not two: 360p15 -> 360p30, not 540p30."""
+    ladder = Ladder(1280, 720, 30)
+    ladder.choose(300_000, 0.0, qp=45)
+    assert ladder.label == "360p15"
+    now = 1.0
+    for _ in range(round(UP_HOLD_S / 0.25)):  # 360p30's threshold held, 540p30's not
+        ladder.choose(800_000, now, qp=30, carried_bps=800_000)
+        now += 0.25
+    ladder.choose(950_000, now, qp=30, carried_bps=800_000)
+    assert ladder.label == "360p30" and ladder.steps == 2
+    # sustained, the next one comes after its own hold
+    for _ in range(round(UP_HOLD_S / 0.25) + 1):
+        now += 0.25
+        ladder.choose(950_000, now, qp=30, carried_bps=950_000)
+    assert ladder.label == "540p30" and ladder.steps == 3
+
+
 def _camera(switch: PassthroughSwitch, start: float, end: float) -> None:
     """A 2.5 Mbit/s camera's packets at 30 fps from `start` to `end`."""
     frames = round((end - start) * 30)
