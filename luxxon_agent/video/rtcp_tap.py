@@ -363,6 +363,7 @@ class RtcpTap:
         # repair is a duplicate most of the time, and asks for no recheck of its own
         overtaken = key in self._reordered
         self._reordered.discard(key)
+        recheck = False
         if self.enforce:
             # a packet sent before attach() is not in our sizes: count a full one
             size = self._sizes.get(key, _FULL_PACKET)
@@ -383,6 +384,8 @@ class RtcpTap:
                 # second: the publisher's loop, which also asks for one, runs once a second)
                 self.request_jump()
                 return
+            # a queue's loss makes new gaps of its own; a recheck would only add traffic
+            recheck = delay_flat and not overtaken
         original: Callable[[int], Awaitable[None]] = self._originals["_retransmit"]
         self._retransmitting = True
         sent_before = self._repairs_sent
@@ -396,7 +399,7 @@ class RtcpTap:
             self.request_jump()
         else:
             self._last_repair_at = self._clock.monotonic()
-            self._recheck_due = self._recheck_due or not overtaken
+            self._recheck_due = self._recheck_due or recheck
 
     @property
     def holes_left(self) -> int:
@@ -430,8 +433,8 @@ class RtcpTap:
         self.pacer.padding_bps = self.estimator.padding_bps(self.wanted_bps())
 
     async def _send_rtp(self, data: bytes) -> None:
-        """RTP is paced, RTCP goes at once. After a repair, two media packets of one frame
-        swap places once: aiortc's receiver asks again for a lost packet only when it
+        """RTP is paced, RTCP goes at once. After a repair on a flat delay, two media packets
+        of one frame swap places once: aiortc's receiver asks again for a lost packet only when it
         sees a new gap, and a lost repair on a link that loses 5 % waited 0.2-0.5 s for
         one, the picture frozen (bench_link: most of the 5 % drop phase's frozen time).
         The overtaking packet is that gap, after the repair on the same path: the NACK it
