@@ -163,6 +163,13 @@ read 136 kbit/s on the 300 kbit/s link."""
 REMB_ARRIVED_FLOOR = 0.3
 """A cut to what arrived goes no lower than this share of the REMB: the span holds a few
 packets at a narrow link's rate, and a REMB is a second of them."""
+REMB_ARRIVED_IMPLAUSIBLE = 0.15
+"""A reading whose cut would be under this share of the REMB is left out (the cut goes to
+the REMB): the REMBs fell by more than we had sent a second before, which no link does (a
+burst queued on its way, leaving the receiver's window later than we sent it). A step from
+1 Mbit/s to 300 kbit/s cuts to about 0.3 x the first falling REMB. Measured in bench_link:
+such a reading cut a 1 Mbit/s link's estimate from 925 to 247 kbit/s (the floor) and took
+the ladder to 180p15."""
 SENT_HISTORY_S = REMB_WINDOW_S + REMB_SLOPE_MAX_S + 1.0
 REMB_GROWTH_HOLD_S = 2.0
 """No growth for this long after a REMB fall was taken: the reports' loss window (2 s) and
@@ -732,6 +739,18 @@ class BandwidthEstimator:
         if remb >= REMB_UNDER_SENT_SHARE * self.sent_bps():
             return
         arrived = self._arrived_between(now, remb)
+        if arrived is not None and DELAY_BACKOFF * arrived < REMB_ARRIVED_IMPLAUSIBLE * remb:
+            arrived = None
+        knock = self._capacity is not None and remb / REMB_THROUGHPUT_SHARE >= self._capacity * (
+            1 - NEAR_BAND
+        )
+        if knock:
+            # the REMB says the link has not moved: a probe knocked at it, the span a second
+            # before was at the link already with its queue building (less arrived than we
+            # sent), and the reading is too low (bench_link: 142 kbit/s on the 300 kbit/s
+            # link, the estimate cut to 121 and the encoder to 56 kbit/s). After a real step
+            # down the REMBs leave the band within a few tenths of a second.
+            arrived = None
         cut = remb
         if arrived is not None:
             # GCC's back-off from what arrives, as the REMB itself says a second later

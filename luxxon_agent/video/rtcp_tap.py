@@ -12,7 +12,8 @@ wraps three attributes on the *instances* it is given (never the classes):
 - `RTCDtlsTransport._send_rtp(data)`: every plaintext RTP/RTCP packet before
   SRTP, shared by all senders of the transport; packets of our SSRC (media),
   `_rtx_ssrc` (retransmissions) and our sender reports (their NTP time makes
-  the RTT) are counted, the rest passed through untouched.
+  the RTT) are counted, the rest passed through untouched. Enforcing, our RTP
+  is paced, and after a repair two media packets swap places once (a recheck).
 
 `_ssrc` and `_rtx_ssrc` are read too. `attach()` checks all of them first and
 raises `AiortcChangedError` naming the missing one; tests/video/test_rtcp_tap.py
@@ -199,7 +200,9 @@ class RtcpTap:
         self._last_repair_at: float | None = None
         """When the last retransmission went out (monotonic)."""
         self._recheck_due = False
-        """A repair went out since the last recheck (see `_send_rtp`)."""
+        """A repair went out on a flat delay since the last recheck (see `_send_rtp`)."""
+        self._unchecked_repair = False
+        """A repair went out since the last recheck, whatever the delay."""
         self._overtaken: bytes | None = None
         """The media packet held back for the next one to overtake."""
         self._reordered: set[int] = set()
@@ -400,6 +403,7 @@ class RtcpTap:
         else:
             self._last_repair_at = self._clock.monotonic()
             self._recheck_due = self._recheck_due or recheck
+            self._unchecked_repair = True
 
     @property
     def holes_left(self) -> int:
@@ -422,7 +426,7 @@ class RtcpTap:
         last = self._last_repair_at
         recent = last is not None and self._clock.monotonic() - last < REPAIR_LOSS_WINDOW_S
         lost = self._rtx_lost is not None and rtx_lost > self._rtx_lost
-        if self.enforce and recent and lost and self._recheck_due:
+        if self.enforce and recent and lost and self._unchecked_repair:
             self.request_jump()
         self._rtx_lost = rtx_lost
 
@@ -454,7 +458,7 @@ class RtcpTap:
             return
         # the marker bit ends a frame: another packet of this one follows at once
         if new_media and self._recheck_due and not data[1] & 0x80:
-            self._recheck_due = False
+            self._recheck_due = self._unchecked_repair = False
             self.rechecks += 1
             self._overtaken = data
             if len(self._reordered) >= RECHECK_HISTORY:
