@@ -403,7 +403,8 @@ class RtcpTap:
         else:
             self._last_repair_at = self._clock.monotonic()
             self._recheck_due = self._recheck_due or recheck
-            self._unchecked_repair = True
+            # a duplicate for an overtaken packet, lost, most likely left no hole
+            self._unchecked_repair = self._unchecked_repair or not overtaken
 
     @property
     def holes_left(self) -> int:

@@ -353,7 +353,8 @@ def test_a_falling_remb_under_what_is_sent_cuts_the_estimate_and_is_no_bound_aft
     snap = est.snapshot()
     assert snap.estimate_bps == 1_200_000, snap
     assert snap.state is RateState.DECREASE and "REMB" in snap.reason
-    est.on_remb(1_190_000)  # within 3 % of the last: not falling
+    link.run(0.2)
+    est.on_remb(1_190_000)  # on the receiver's timer, within 3 % of the last: not falling
     assert est.estimate_bps == 1_200_000
     # a REMB that stops falling bounds nothing: the receiver reports grow the estimate
     link.run(5)
@@ -406,10 +407,15 @@ def test_a_remb_that_keeps_falling_a_little_a_packet_keeps_cutting() -> None:
     link.run(1.5)
     before = est.estimate_bps
     est.on_remb(990_000)
+    link.run(0.2)  # on the receiver's timer: one a packet would be overuse (below)
     est.on_remb(965_000)
     assert est.estimate_bps == before, est.snapshot()
+    link.run(0.2)
     est.on_remb(900_000)
     assert est.estimate_bps == 900_000
+    # REMBs one a packet are the receiver's overuse, whatever their value: each cuts to it
+    est.on_remb(895_000)
+    assert est.estimate_bps == 895_000
 
 
 @pytest.mark.parametrize("link_bps", [1_000_000, 300_000])
@@ -434,6 +440,28 @@ def test_what_arrived_between_two_falling_rembs_reaches_a_step_down_before_the_r
     assert 0.8 * link_bps <= snap.estimate_bps <= 1.25 * link_bps, snap
     assert "arriving" in snap.reason
     assert clock.t - first_fall < 0.4
+
+
+def test_a_remb_fall_at_the_last_congestion_point_is_cut_to_the_remb() -> None:
+    """Near the link's last congestion rate a falling REMB is a probe knocking at a link that
+    has not moved. What arrived between two of its REMBs reads low there (a second before,
+    the link was already full and its queue growing, so less arrived than was sent), and
+    a cut to it threw away more than half of a 300 kbit/s link (bench_link: 121 kbit/s on a
+    221 kbit/s REMB): the REMB is the measure."""
+    clock, est, link = make(start_bps=600_000)
+    link.rate_bps = 300_000
+    link.run(8)  # the media meets the link: a congestion point near it
+    link.media_cap_bps = 280_000
+    link.run(6)  # quiet: nothing cut for a while
+    assert est.estimate_bps > 280_000
+    est.on_remb(400_000)  # on the receiver's timer
+    link.run(0.05)
+    est.on_remb(250_000)  # a fall: the probe's queue
+    assert est.estimate_bps == 250_000
+    link.run(0.2)
+    est.on_remb(221_000)  # 0.2 s on: less than the span a second before would explain
+    snap = est.snapshot()
+    assert snap.estimate_bps == 221_000 and "arriving" not in snap.reason, snap
 
 
 def test_a_receiver_report_right_after_a_remb_fall_does_not_grow_the_estimate() -> None:
