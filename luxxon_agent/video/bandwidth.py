@@ -144,12 +144,7 @@ control) sends 0.85 x the payload that arrived over its last second, with every 
 REMB_OVERUSE_SPACING_S = 0.15
 """REMBs that come closer together than this are the overuse's, one a packet: otherwise
 aiortc sends one every 200 ms to 1 s (its feedback interval), holding or growing, and that
-one is no measure of what arrived. A REMB under the one before starts such a run. A run
-is overuse even when its REMBs are above the one before: after a fall aiortc's own estimate
-recovers at 8 %/s, so 0.85 x what arrives can be above it while we climb faster. Seen in
-bench_link: a climb to 1.27 x the 1 Mbit/s link took no REMB fall at all (that is the
-likely reason; the stats keep no REMBs), the next receiver report found 16 % lost, and the
-picture froze 1.6 s."""
+one is no measure of what arrived. A REMB under the one before starts such a run."""
 REMB_SLOPE_MIN_S = 0.15
 REMB_SLOPE_MAX_S = 0.5
 """Two falling REMBs this far apart tell what arrived between them (`_arrived_between`):
@@ -739,8 +734,7 @@ class BandwidthEstimator:
         reference = previous
         if self._remb_fall is not None and now - self._remb_fall[0] < REMB_FALL_EPISODE_S:
             reference = max(reference, self._remb_fall[1])
-        # one a packet is the receiver's overuse whatever its value (REMB_OVERUSE_SPACING_S)
-        if remb >= REMB_FALL_SHARE * reference and not dense:
+        if remb >= REMB_FALL_SHARE * reference:
             return
         if remb >= REMB_UNDER_SENT_SHARE * self.sent_bps():
             return

@@ -200,9 +200,7 @@ class RtcpTap:
         self._last_repair_at: float | None = None
         """When the last retransmission went out (monotonic)."""
         self._recheck_due = False
-        """A repair went out on a flat delay since the last recheck (see `_send_rtp`)."""
-        self._unchecked_repair = False
-        """A repair went out since the last recheck, whatever the delay."""
+        """A repair went out since the last recheck (see `_send_rtp`)."""
         self._overtaken: bytes | None = None
         """The media packet held back for the next one to overtake."""
         self._reordered: set[int] = set()
@@ -366,7 +364,6 @@ class RtcpTap:
         # repair is a duplicate most of the time, and asks for no recheck of its own
         overtaken = key in self._reordered
         self._reordered.discard(key)
-        recheck = False
         if self.enforce:
             # a packet sent before attach() is not in our sizes: count a full one
             size = self._sizes.get(key, _FULL_PACKET)
@@ -387,8 +384,6 @@ class RtcpTap:
                 # second: the publisher's loop, which also asks for one, runs once a second)
                 self.request_jump()
                 return
-            # a queue's loss makes new gaps of its own; a recheck would only add traffic
-            recheck = delay_flat and not overtaken
         original: Callable[[int], Awaitable[None]] = self._originals["_retransmit"]
         self._retransmitting = True
         sent_before = self._repairs_sent
@@ -402,9 +397,8 @@ class RtcpTap:
             self.request_jump()
         else:
             self._last_repair_at = self._clock.monotonic()
-            self._recheck_due = self._recheck_due or recheck
             # a duplicate for an overtaken packet, lost, most likely left no hole
-            self._unchecked_repair = self._unchecked_repair or not overtaken
+            self._recheck_due = self._recheck_due or not overtaken
 
     @property
     def holes_left(self) -> int:
@@ -427,7 +421,7 @@ class RtcpTap:
         last = self._last_repair_at
         recent = last is not None and self._clock.monotonic() - last < REPAIR_LOSS_WINDOW_S
         lost = self._rtx_lost is not None and rtx_lost > self._rtx_lost
-        if self.enforce and recent and lost and self._unchecked_repair:
+        if self.enforce and recent and lost and self._recheck_due:
             self.request_jump()
         self._rtx_lost = rtx_lost
 
@@ -438,8 +432,8 @@ class RtcpTap:
         self.pacer.padding_bps = self.estimator.padding_bps(self.wanted_bps())
 
     async def _send_rtp(self, data: bytes) -> None:
-        """RTP is paced, RTCP goes at once. After a repair on a flat delay, two media packets
-        of one frame swap places once: aiortc's receiver asks again for a lost packet only when it
+        """RTP is paced, RTCP goes at once. After a repair, two media packets of one frame
+        swap places once: aiortc's receiver asks again for a lost packet only when it
         sees a new gap, and a lost repair on a link that loses 5 % waited 0.2-0.5 s for
         one, the picture frozen (bench_link: most of the 5 % drop phase's frozen time).
         The overtaking packet is that gap, after the repair on the same path: the NACK it
@@ -459,7 +453,7 @@ class RtcpTap:
             return
         # the marker bit ends a frame: another packet of this one follows at once
         if new_media and self._recheck_due and not data[1] & 0x80:
-            self._recheck_due = self._unchecked_repair = False
+            self._recheck_due = False
             self.rechecks += 1
             self._overtaken = data
             if len(self._reordered) >= RECHECK_HISTORY:
