@@ -741,20 +741,6 @@ class BandwidthEstimator:
         arrived = self._arrived_between(now, remb)
         if arrived is not None and DELAY_BACKOFF * arrived < REMB_ARRIVED_IMPLAUSIBLE * remb:
             arrived = None
-        knock = (
-            self._capacity is not None
-            and abs(remb / REMB_THROUGHPUT_SHARE - self._capacity) <= NEAR_BAND * self._capacity
-        )
-        if knock:
-            # the REMB says the link has not moved: a probe knocked at it, the span a second
-            # before was at the link already with its queue building (less arrived than we
-            # sent), and the reading is too low (bench_link: 142 kbit/s on the 300 kbit/s
-            # link, the estimate cut to 121 and the encoder to 56 kbit/s). After a real step
-            # down the REMBs leave the band within a few tenths of a second. The knock still
-            # confirms where the link is: without that, growth after it was multiplicative
-            # and climbed to 1.16 x the 1 Mbit/s link (bench_link, 2.1 s frozen)
-            arrived = None
-            self._link_carried(remb / REMB_THROUGHPUT_SHARE)
         cut = remb
         if arrived is not None:
             # GCC's back-off from what arrives, as the REMB itself says a second later
