@@ -33,7 +33,6 @@ computed and reported, aiortc behaves as without the tap.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import struct
@@ -90,9 +89,6 @@ out at 90.3 s, the padding that revealed their loss from 91.0 s, no repair in be
 and the picture froze 5.1 s (a window of one report interval missed it)."""
 PADDING_BYTES = 255
 """RTP padding is counted in one octet: a padding-only packet carries at most 255."""
-RECHECK_HOLD_S = 0.2
-"""A packet held for a recheck that nothing overtook within this long goes as it is (a
-source that stalled): a single-packet frame waits for the next frame's first packet."""
 RECHECK_HISTORY = 64
 """Overtaken sequence numbers remembered until their NACK (see `_send_rtp`); a receiver
 that never NACKs them fills this, and it starts over."""
@@ -207,13 +203,9 @@ class RtcpTap:
         """A repair went out since the last recheck (see `_send_rtp`)."""
         self._overtaken: bytes | None = None
         """The media packet held back for the next one to overtake."""
-        self._frame_ended = True
-        """Whether the last new media packet ended its frame (its marker bit)."""
         self._reordered: set[int] = set()
         """Wire sequence numbers of packets sent after the one behind them."""
         self.rechecks = 0
-        self._last_recheck_at: float | None = None
-        self._release_tasks: set[asyncio.Task[None]] = set()
         self._clock = clock
         self._offset = 0
         self._jump_pending = False
@@ -422,16 +414,14 @@ class RtcpTap:
         arrived. A receiver that waits for every packet (aiortc) NACKs it again only at its
         next new gap; on a link that has stopped losing there is none, and it waits until
         its buffer's 512 packets have passed: 5-7 s frozen at 600-900 kbit/s, measured after
-        the 5 % drop phase. Where rechecks went out in that window (`_send_rtp`), they made
-        that gap and the receiver asked again. Without any, the next keyframe starts past a
-        sequence jump (no keyframe is asked for: the next one, at most a keyframe interval
-        away, costs nothing extra)."""
+        the 5 % drop phase. A recheck since the last repair (`_send_rtp`) made that gap: the
+        receiver asked again. Without one, the next keyframe starts past a sequence jump (no
+        keyframe is asked for: the next one, at most a keyframe interval away, costs
+        nothing extra)."""
         last = self._last_repair_at
         recent = last is not None and self._clock.monotonic() - last < REPAIR_LOSS_WINDOW_S
         lost = self._rtx_lost is not None and rtx_lost > self._rtx_lost
-        at = self._last_recheck_at
-        rechecking = at is not None and self._clock.monotonic() - at < REPAIR_LOSS_WINDOW_S
-        if self.enforce and recent and lost and not rechecking:
+        if self.enforce and recent and lost and self._recheck_due:
             self.request_jump()
         self._rtx_lost = rtx_lost
 
@@ -456,45 +446,21 @@ class RtcpTap:
         new_media = not self._retransmitting and struct.unpack_from("!I", data, 8)[0] == (
             self.sender._ssrc
         )
-        if not new_media:
-            await self.pacer.send(data)
-            return
-        ends_frame = bool(data[1] & 0x80)  # the marker bit
-        starts_frame, self._frame_ended = self._frame_ended, ends_frame
-        if self._overtaken is not None:
+        if new_media and self._overtaken is not None:
             overtaken, self._overtaken = self._overtaken, None
             await self.pacer.send(data)
             await self.pacer.send(overtaken)
             return
-        # another packet of this frame follows at once; a frame of one packet waits for the
-        # next frame's first (a frame interval, once a repair: 66 ms at 180p15, where a lost
-        # repair otherwise waited 1-2.6 s for the receiver's next gap)
-        if self._recheck_due and (not ends_frame or starts_frame):
+        # the marker bit ends a frame: another packet of this one follows at once
+        if new_media and self._recheck_due and not data[1] & 0x80:
             self._recheck_due = False
             self.rechecks += 1
-            self._last_recheck_at = self._clock.monotonic()
             self._overtaken = data
             if len(self._reordered) >= RECHECK_HISTORY:
                 self._reordered.clear()  # NACKs never came for these: nothing to wait for
             self._reordered.add(struct.unpack_from("!H", data, 2)[0])
-            if ends_frame:
-                asyncio.get_running_loop().call_later(RECHECK_HOLD_S, self._release_overtaken, data)
             return
         await self.pacer.send(data)
-
-    def _release_overtaken(self, data: bytes) -> None:
-        """Send a packet held for a recheck that nothing overtook (RECHECK_HOLD_S)."""
-        if self._overtaken is not data or not self._originals:
-            return
-        self._overtaken = None
-        self._recheck_due = True  # no gap was made: the next packet tries again
-        task = asyncio.get_running_loop().create_task(self._send_released(data))
-        self._release_tasks.add(task)
-        task.add_done_callback(self._release_tasks.discard)
-
-    async def _send_released(self, data: bytes) -> None:
-        with contextlib.suppress(ConnectionError):  # the transport closed meanwhile
-            await self.pacer.send(data)
 
     async def _transmit(self, data: bytes) -> None:
         if self.enforce:
