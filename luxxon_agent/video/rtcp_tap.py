@@ -452,7 +452,8 @@ class RtcpTap:
             await self.pacer.send(overtaken)
             return
         # the marker bit ends a frame: another packet of this one follows at once
-        if new_media and self._recheck_due and not data[1] & 0x80:
+        # (not across a sequence jump: the receiver would take the one behind it as stale)
+        if new_media and self._recheck_due and not data[1] & 0x80 and not self._jump_pending:
             self._recheck_due = False
             self.rechecks += 1
             self._overtaken = data
