@@ -443,9 +443,8 @@ class RtcpTap:
         if not self.enforce or len(data) < 12 or _is_rtcp(data):
             await self._transmit(data)
             return
-        new_media = not self._retransmitting and struct.unpack_from("!I", data, 8)[0] == (
-            self.sender._ssrc
-        )
+        sequence, ssrc = struct.unpack_from("!H4xI", data, 2)
+        new_media = not self._retransmitting and ssrc == self.sender._ssrc
         if new_media and self._overtaken is not None:
             overtaken, self._overtaken = self._overtaken, None
             await self.pacer.send(data)
@@ -459,7 +458,7 @@ class RtcpTap:
             self._overtaken = data
             if len(self._reordered) >= RECHECK_HISTORY:
                 self._reordered.clear()  # NACKs never came for these: nothing to wait for
-            self._reordered.add(struct.unpack_from("!H", data, 2)[0])
+            self._reordered.add(sequence)
             return
         await self.pacer.send(data)
 
