@@ -215,6 +215,7 @@ class Publisher:
                 retransmitted_bytes=link.retransmitted_bytes,
                 padding_bytes=link.padding_bytes,
                 receive_bps=link.receive_bps,
+                remb_bps=link.remb_bps,
                 link_reason=link.reason,
             )
         h264 = self._video.h264 if self._video is not None else None

@@ -56,11 +56,13 @@ class PublisherStats:
     rtt_ms: float | None = None
     retransmitted_bytes: int = 0
     padding_bytes: int = 0
+    """Padding-only probe bytes sent on the wire (pacer.py), in all."""
     receive_bps: float | None = None
     """What arrived at the receiver, from its reports (wire)."""
+    remb_bps: float | None = None
+    """The receiver's last REMB (payload), None when it sends none."""
     link_reason: str | None = None
     """Why the estimate last changed or held, e.g. `loss 14 %`, `link clear`."""
-    """Padding-only probe bytes sent on the wire (pacer.py), in all."""
     rung: str | None = None
     """The ladder's picture, e.g. `360p30`, for our encoder."""
     ladder_steps: int = 0

@@ -25,6 +25,8 @@ async def test_testsrc_reaches_ingest_and_frame_shows_pattern(
     try:
         await wait_for(lambda: len(clocks) >= 10, 20, "10 decoded frames")
         await wait_for(lambda: publisher.state is PublisherState.PUBLISHING, 5, "publishing")
+        # aiortc's receiver sends REMB: the stats carry the receiver's own estimate
+        await wait_for(lambda: publisher.stats().remb_bps is not None, 5, "a REMB in the stats")
     finally:
         await publisher.stop()
         await source.close()
