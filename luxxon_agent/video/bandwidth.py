@@ -8,9 +8,10 @@ controllers, cut to what a WHIP publisher hears back from any receiver:
   highest sequence number and cumulative loss against the sizes of the packets
   we sent, the rate that actually arrived, on the media stream and on its RTX
   stream (retransmissions and padding probes) together;
-- REMB (when the receiver sends it): a fall under what we send cuts the estimate
-  at once (the receiver's delay detector saw a queue), to the REMB or to what
-  arrived between two of its REMBs; no bound otherwise;
+- REMB (when the receiver sends it): the receiver's answer to a queue its delay
+  detector saw says what arrived; less than the link should have carried of what
+  we sent cuts the estimate at once, to 0.85 x that or to what arrived between two
+  such REMBs; no bound otherwise;
 - transport-wide feedback (when negotiated): one-way delays and arrival rate.
 
 Two controllers, the lower wins (GCC's A = min(As, Ad)):
@@ -120,23 +121,25 @@ later as loss: measured, 2 Mbit/s to 1.13 Mbit/s on +151 ms, then to 919 kbit/s 
 loss, neither step under 75 % of the one before, and the picture froze 2.7 s on holes.
 Without the loss (a refused padding probe: the padding stops and the queue drains by
 itself) there are no holes to flush."""
-REMB_FALL_SHARE = 0.97
-REMB_UNDER_SENT_SHARE = 0.9
-"""A REMB under 0.97 x the one before and under 0.9 x what we send is a fall: the
-receiver's delay detector saw a queue. aiortc's receiver (like libwebrtc's) then answers
-0.85 x what arrives at once and again with every packet while the queue grows, where
-receiver reports come a second apart: measured in bench_link, the first falling REMB came
-0.36 s after a step down from 2 Mbit/s to 1 Mbit/s and the back-off on the next receiver
-report 1.1 s after that. REMB counts payload and our rate is the wire's (hence 0.9), and a
-receiver clamps its REMB to 1.5 x what arrives, so a fall after we sent less says nothing of
-the link and stays above what we send."""
-REMB_FALL_EPISODE_S = 1.0
-"""For this long after a REMB fall was taken, a REMB under REMB_FALL_SHARE x the one taken
-is a further fall, however little each falls from the one before: aiortc's receiver sends
-0.85 x its arrival rate over the last second with every packet while it sees overuse, a
-fall of a fraction of a percent a packet that reaches the link's rate a second later.
-Measured in bench_link (2 Mbit/s to 1 Mbit/s): the first fall cut to 1.6 Mbit/s, and the
-estimate stayed there for 0.75 s, the link dropping packets, until a receiver report."""
+REMB_AIMD_STEP = 1.09
+"""aiortc's receiver (like libwebrtc's) lowers its REMB only when its delay detector sees
+a queue, and then answers 0.85 x what arrived over its last second, at once and again with
+every packet while the queue lasts, where receiver reports come a second apart (measured in
+bench_link: the first such REMB came 0.36 s after a step down from 2 Mbit/s to 1 Mbit/s,
+the back-off on the next receiver report 1.1 s after that). On its timer it grows 8 % a
+second at most, once per REMB at most 8 %. So a REMB under the one before, more than this
+over it, or one of a dense run (REMB_OVERUSE_SPACING_S) is an overuse answer: it says what
+arrived."""
+REMB_LAGGING_SHARE = 0.95
+"""An overuse answer is congestion only where what it says arrived (the loss up to the
+loss controller's bar counted as arrived) is under this share of what we sent those packets
+at: the receiver's detector also fires on a queue of our own making that the link drains
+at once (a keyframe, padding paced a little over the link), and answers with what we sent.
+Measured in bench_link: such a fall on the 1 Mbit/s link, 773 kbit/s sent, cut the estimate
+from 1024 to 592 kbit/s, and growth waited 3 s. And aiortc's own estimate, recovering 8 %/s
+after a fall, is often under its overuse answer, so its REMB rises when a queue starts: a
+climb after the 300 kbit/s phase passed the 1 Mbit/s link by 16-27 % with no REMB fall, and
+the next receiver report found 8-16 % lost."""
 REMB_THROUGHPUT_SHARE = 0.85
 REMB_WINDOW_S = 1.0
 """While its delay detector sees overuse, aiortc's receiver (like libwebrtc's AIMD rate
@@ -147,7 +150,7 @@ aiortc sends one every 200 ms to 1 s (its feedback interval), holding or growing
 one is no measure of what arrived. A REMB under the one before starts such a run."""
 REMB_SLOPE_MIN_S = 0.15
 REMB_SLOPE_MAX_S = 0.5
-"""Two falling REMBs this far apart tell what arrived between them (`_arrived_between`):
+"""Two REMBs of one overuse this far apart tell what arrived between them (`_arrived_between`):
 their difference is what arrived between them less what arrived over the same span a second
 before, and a second before, the link open, that was what we sent (a base round trip
 earlier). Measured in tests/video/test_bandwidth.py against aiortc's own estimator: the
@@ -165,8 +168,9 @@ REMB_ARRIVED_FLOOR = 0.3
 packets at a narrow link's rate, and a REMB is a second of them."""
 REMB_ARRIVED_IMPLAUSIBLE = 0.15
 """A reading whose cut would be under this share of the REMB is left out (the cut goes to
-the REMB): the REMBs fell by more than we had sent a second before, which no link does (a
-burst queued on its way, leaving the receiver's window later than we sent it). A step from
+what the REMB itself says arrived): the REMBs fell by more than we had sent a second
+before, which no link does (a burst queued on its way, leaving the receiver's window later
+than we sent it). A step from
 1 Mbit/s to 300 kbit/s cuts to about 0.3 x the first falling REMB. Measured in bench_link:
 such a reading cut a 1 Mbit/s link's estimate from 925 to 247 kbit/s (the floor) and took
 the ladder to 180p15."""
@@ -589,8 +593,8 @@ class BandwidthEstimator:
         self._send_bps: float | None = None
         """The rate we sent the packets `_receive_bps` was measured over at."""
         self._remb: float | None = None
-        self._remb_fall: tuple[float, float] | None = None
-        """When the last REMB fall was taken, and the REMB taken."""
+        self._remb_fall: float | None = None
+        """When the estimate was last cut on a REMB."""
         self._remb_at: float | None = None
         self._overuse_rembs: collections.deque[tuple[float, float]] = collections.deque()
         """The REMBs of the receiver's current overuse and when each came, over
@@ -713,11 +717,13 @@ class BandwidthEstimator:
         return collapsed
 
     def on_remb(self, bitrate_bps: float) -> None:
-        """The receiver's estimated maximum bitrate, obeyed only while it falls under what
-        we send (see REMB_FALL_SHARE): the estimate is cut to it at once, or to what arrived
-        since an earlier REMB of the fall where that is lower (REMB_SLOPE_MIN_S). It is no
-        bound otherwise: aiortc's grows 8 %/s at most after a fall, which would hold a
-        publisher far under a link that reopened; receiver reports decide growth."""
+        """The receiver's estimated maximum bitrate. Its overuse answers (see
+        REMB_AIMD_STEP) say what arrived over its last second; where that is less than the
+        link should have carried of what we sent (REMB_LAGGING_SHARE), the estimate is cut
+        at once to 0.85 x it, or to 0.85 x what arrived since an earlier REMB of the same
+        overuse where that is lower (REMB_SLOPE_MIN_S). It is no bound otherwise: aiortc's
+        grows 8 %/s at most after a fall, which would hold a publisher far under a link
+        that reopened; receiver reports decide growth."""
         remb = max(0.0, bitrate_bps)
         now = self._clock.monotonic()
         previous, self._remb = self._remb, remb
@@ -725,39 +731,52 @@ class BandwidthEstimator:
         if previous is None:
             return
         dense = previous_at is not None and now - previous_at < REMB_OVERUSE_SPACING_S
-        if remb < previous or dense:
-            self._overuse_rembs.append((now, remb))
-        else:
+        if not (dense or remb < previous or remb > REMB_AIMD_STEP * previous):
             self._overuse_rembs.clear()  # a REMB on the receiver's timer: overuse is over
+            return
+        self._overuse_rembs.append((now, remb))
         while self._overuse_rembs and self._overuse_rembs[0][0] < now - REMB_SLOPE_MAX_S:
             self._overuse_rembs.popleft()
-        reference = previous
-        if self._remb_fall is not None and now - self._remb_fall[0] < REMB_FALL_EPISODE_S:
-            reference = max(reference, self._remb_fall[1])
-        if remb >= REMB_FALL_SHARE * reference:
-            return
-        if remb >= REMB_UNDER_SENT_SHARE * self.sent_bps():
-            return
-        arrived = self._arrived_between(now, remb)
-        if arrived is not None and DELAY_BACKOFF * arrived < REMB_ARRIVED_IMPLAUSIBLE * remb:
-            arrived = None
-        cut = remb
-        if arrived is not None:
-            # GCC's back-off from what arrives, as the REMB itself says a second later
-            cut = max(REMB_ARRIVED_FLOOR * remb, min(remb, DELAY_BACKOFF * arrived))
-            if arrived < remb / REMB_THROUGHPUT_SHARE:
-                # what the link carries, where growth near it is to be careful next
-                self._link_carried(arrived)
+        reading = self._remb_reading(now, remb)
+        if reading is None or reading[1]:
+            return  # nothing sent to compare with, or the link carried what we sent
+        carried = reading[0]
+        cut = DELAY_BACKOFF * carried
+        reason = f"REMB overuse, {carried / 1000:.0f} kbit/s arriving"
+        between = self._arrived_between(now, remb)
+        if (
+            between is not None
+            and between < carried
+            and DELAY_BACKOFF * between >= REMB_ARRIVED_IMPLAUSIBLE * remb
+        ):
+            # GCC's back-off from what arrives now, as the REMB itself says a second later
+            carried = between
+            cut = max(REMB_ARRIVED_FLOOR * remb, DELAY_BACKOFF * between)
+            reason = f"REMB overuse, {between / 1000:.0f} kbit/s arriving now"
         if cut >= self._estimate:
             return
-        self._remb_fall = (now, remb)
+        # what the link carries, where growth near it is to be careful next
+        self._link_carried(carried)
+        self._remb_fall = now
         # a congestion episode for the collapse rule, but not a back-off of ours: the
         # receiver report that follows still backs off on what it measured
         self._note_collapse(now, cut)
-        reason = f"REMB falling, {remb / 1000:.0f} kbit/s"
-        if cut < remb:
-            reason += f", {cut / 1000:.0f} arriving"
         self._set(cut, RateState.DECREASE, reason)
+
+    def _remb_reading(self, now: float, remb: float) -> tuple[float, bool] | None:
+        """The wire rate that arrived over the receiver's last second by an overuse REMB
+        (0.85 x its payload), and whether the link kept up with what we sent those packets
+        at, a base round trip earlier (see REMB_LAGGING_SHARE); None: nothing sent then."""
+        base_s = (self._rtt_trend.base_ms() or 0.0) / 1000
+        start, end = now - REMB_WINDOW_S - base_s, now - base_s
+        window = [(p, w) for t, p, w in self._payload_sent if start < t <= end]
+        payload = sum(p for p, _ in window)
+        if payload <= 0:
+            return None
+        wire = sum(w for _, w in window)
+        arrived = remb / REMB_THROUGHPUT_SHARE * wire / payload
+        passed = arrived / (1 - min(self._loss, LOSS_BACKOFF_ABOVE))
+        return arrived, passed >= REMB_LAGGING_SHARE * wire * 8 / REMB_WINDOW_S
 
     def _arrived_between(self, now: float, remb: float) -> float | None:
         """The wire rate that arrived since an earlier REMB of this overuse, from REMBs that
@@ -993,9 +1012,9 @@ class BandwidthEstimator:
             else:
                 self._set(self._estimate, RateState.HOLD, "link full")
             return
-        if self._remb_fall is not None and now - self._remb_fall[0] < REMB_GROWTH_HOLD_S:
+        if self._remb_fall is not None and now - self._remb_fall < REMB_GROWTH_HOLD_S:
             # the receiver saw its queue grow a moment ago; this report measured before that
-            self._set(self._estimate, RateState.HOLD, "REMB falling")
+            self._set(self._estimate, RateState.HOLD, "REMB overuse")
             return
         self._set(self._grown(elapsed, rtt), RateState.INCREASE, LINK_CLEAR)
 
@@ -1059,7 +1078,8 @@ class BandwidthEstimator:
             # more got through than the link took at the last congestion (libwebrtc resets its
             # link capacity estimate the same way): it is not where it was, search fast
             self._capacity = None
-        near = self._capacity is not None and estimate >= self._capacity * (1 - NEAR_BAND)
+        # (less a bit/s: a back-off to 0.85 x the capacity is in the band, float or not)
+        near = self._capacity is not None and estimate >= self._capacity * (1 - NEAR_BAND) - 1
         if near:
             per_s = max(
                 MIN_ADDITIVE_BPS_PER_S,
