@@ -120,7 +120,12 @@ repairs. A step down often shows first as delay (a back-off with no loss yet) an
 later as loss: measured, 2 Mbit/s to 1.13 Mbit/s on +151 ms, then to 919 kbit/s on 37 %
 loss, neither step under 75 % of the one before, and the picture froze 2.7 s on holes.
 Without the loss (a refused padding probe: the padding stops and the queue drains by
-itself) there are no holes to flush."""
+itself) there are no holes to flush. A REMB that says the link carried less than
+COLLAPSE_SHARE of what we sent stands for the loss: a 200 ms queue that takes a quarter
+less than it is given overflows within the second, and the report saying so comes up to a
+second later. Measured in bench_link: REMB cuts from 1 Mbit/s to 300 kbit/s with no loss
+reported yet sent the ladder's 180p15 keyframe into the old queue, and the picture froze
+2.5 s."""
 REMB_AIMD_STEP = 1.09
 """aiortc's receiver (like libwebrtc's) lowers its REMB only when its delay detector sees
 a queue, and then answers 0.85 x what arrived over its last second, at once and again with
@@ -754,7 +759,7 @@ class BandwidthEstimator:
         while self._overuse_rembs and self._overuse_rembs[0][0] < now - REMB_SLOPE_MAX_S:
             self._overuse_rembs.popleft()
         reading = self._remb_reading(now, remb)
-        if reading is None or reading[1]:
+        if reading is None or reading[1] >= REMB_LAGGING_SHARE:
             return  # nothing sent to compare with, or the link carried what we sent
         carried = reading[0]
         cut = DELAY_BACKOFF * carried
@@ -776,13 +781,14 @@ class BandwidthEstimator:
         self._remb_fall = now
         # a congestion episode for the collapse rule, but not a back-off of ours: the
         # receiver report that follows still backs off on what it measured
-        self._note_collapse(now, cut)
+        self._note_collapse(now, cut, overflowing=reading[1] < COLLAPSE_SHARE)
         self._set(cut, RateState.DECREASE, reason)
 
-    def _remb_reading(self, now: float, remb: float) -> tuple[float, bool] | None:
+    def _remb_reading(self, now: float, remb: float) -> tuple[float, float] | None:
         """The wire rate that arrived over the receiver's last second by an overuse REMB
-        (0.85 x its payload), and whether the link kept up with what we sent those packets
-        at, a base round trip earlier (see REMB_LAGGING_SHARE); None: nothing sent then."""
+        (0.85 x its payload), and its share of what we sent those packets at, a base round
+        trip earlier, the loss up to the loss controller's bar counted as arrived (see
+        REMB_LAGGING_SHARE); None: nothing sent then."""
         base_s = (self._rtt_trend.base_ms() or 0.0) / 1000
         start, end = now - REMB_WINDOW_S - base_s, now - base_s
         window = [(p, w) for t, p, w in self._payload_sent if start < t <= end]
@@ -792,7 +798,7 @@ class BandwidthEstimator:
         wire = sum(w for _, w in window)
         arrived = remb / REMB_THROUGHPUT_SHARE * wire / payload
         passed = arrived / (1 - min(self._loss, LOSS_BACKOFF_ABOVE))
-        return arrived, passed >= REMB_LAGGING_SHARE * wire * 8 / REMB_WINDOW_S
+        return arrived, passed / (wire * 8 / REMB_WINDOW_S)
 
     def _arrived_between(self, now: float, remb: float) -> float | None:
         """The wire rate that arrived since an earlier REMB of this overuse, from REMBs that
@@ -1049,14 +1055,16 @@ class BandwidthEstimator:
         else:
             self._capacity = CAPACITY_SMOOTHING * measured + (1 - CAPACITY_SMOOTHING) * last
 
-    def _note_collapse(self, now: float, backed_off: float) -> None:
+    def _note_collapse(self, now: float, backed_off: float, *, overflowing: bool = False) -> None:
+        """A back-off to `backed_off`; `overflowing`: a REMB says the link carried less than
+        COLLAPSE_SHARE of what we sent, so the bottleneck's queue is dropping before any
+        report can say so."""
         if self._congested_at is None or now - self._congested_at > COLLAPSE_WINDOW_S:
             self._before_congestion = self._estimate
         self._congested_at = now
         if (
-            self._loss > LOSS_BACKOFF_ABOVE
-            and backed_off < COLLAPSE_SHARE * self._before_congestion
-        ):
+            self._loss > LOSS_BACKOFF_ABOVE or overflowing
+        ) and backed_off < COLLAPSE_SHARE * self._before_congestion:
             self._collapsed = True
             # measured from here on: a further collapse needs another fall as large
             self._before_congestion = backed_off

@@ -924,3 +924,23 @@ def test_random_loss_on_a_wide_link_is_never_read_as_a_full_link(seed: int) -> N
         link.run(0.25)
         reasons.add(est.snapshot().reason)
     assert "link full" not in reasons, reasons
+
+
+def test_a_remb_that_says_a_quarter_less_arrived_than_was_sent_is_a_collapse() -> None:
+    """A step from 2 Mbit/s to 300 kbit/s: aiortc's REMBs say the link carries a fraction of
+    what we send before any receiver report says how much was lost, and the collapse
+    (flush and drain before the keyframe) comes with the REMB's cut."""
+    clock, est, link = make(start_bps=CAP)
+    link.remb = RemoteBitrateEstimator()
+    link.run(6)
+    assert not est.take_collapse()
+    link.rate_bps = 300_000
+    step = clock.t
+    collapsed = None
+    while collapsed is None and clock.t - step < 1.5:
+        link.run(DT)
+        if est.take_collapse():
+            collapsed = est.snapshot()
+    assert collapsed is not None
+    assert collapsed.reason.startswith("REMB overuse") and collapsed.loss <= 0.1, collapsed
+    assert clock.t - step < 0.6
