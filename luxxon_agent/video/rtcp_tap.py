@@ -13,7 +13,8 @@ wraps three attributes on the *instances* it is given (never the classes):
   SRTP, shared by all senders of the transport; packets of our SSRC (media),
   `_rtx_ssrc` (retransmissions) and our sender reports (their NTP time makes
   the RTT) are counted, the rest passed through untouched. Enforcing, our RTP
-  is paced, and after a repair two media packets swap places once (a recheck).
+  is paced, and after a repair a media packet leaves one number ahead, its
+  filler behind it (a recheck).
 
 `_ssrc` and `_rtx_ssrc` are read too. `attach()` checks all of them first and
 raises `AiortcChangedError` naming the missing one; tests/video/test_rtcp_tap.py
@@ -89,9 +90,12 @@ out at 90.3 s, the padding that revealed their loss from 91.0 s, no repair in be
 and the picture froze 5.1 s (a window of one report interval missed it)."""
 PADDING_BYTES = 255
 """RTP padding is counted in one octet: a padding-only packet carries at most 255."""
-RECHECK_HISTORY = 64
-"""Overtaken sequence numbers remembered until their NACK (see `_send_rtp`); a receiver
-that never NACKs them fills this, and it starts over."""
+RECHECK_WAIT_S = 0.2
+"""A repair with no recheck after it for this long (no new media packet to make one) is
+flushed when the receiver reports RTX loss: the next media packet normally comes within a
+frame interval (67 ms at 15 fps)."""
+FILLER_HISTORY = 64
+"""Fillers (see `_send_rtp`) kept to send again when a receiver asks for one."""
 
 
 class AiortcChangedError(RuntimeError):
@@ -199,12 +203,10 @@ class RtcpTap:
         """The receiver's cumulative loss on our RTX stream at its last report."""
         self._last_repair_at: float | None = None
         """When the last retransmission went out (monotonic)."""
-        self._recheck_due = False
-        """A repair went out since the last recheck (see `_send_rtp`)."""
-        self._overtaken: bytes | None = None
-        """The media packet held back for the next one to overtake."""
-        self._reordered: set[int] = set()
-        """Wire sequence numbers of packets sent after the one behind them."""
+        self._recheck_due_at: float | None = None
+        """When the first repair since the last recheck went out (see `_send_rtp`)."""
+        self._fillers: dict[int, bytes] = {}
+        """Recheck fillers by wire sequence number, the last FILLER_HISTORY."""
         self.rechecks = 0
         self._clock = clock
         self._offset = 0
@@ -356,14 +358,16 @@ class RtcpTap:
 
     async def _retransmit(self, sequence_number: int) -> None:
         key = sequence_number & 0xFFFF
+        filler = self._fillers.get(key)
+        if filler is not None:
+            # asked for before it arrived, most of the time; a few bytes, and a lost one is
+            # a hole the receiver's jitter buffer waits at
+            await self.pacer.send(filler)
+            return
         # before any jump, a packet we did not see (sent before attach) kept its number
         original_number = self._in_of.get(key, None if self.sequence_jumps else key)
         if original_number is None:
             return  # from before a sequence jump: the receiver flushed it
-        # the receiver asks for an overtaken packet (see `_send_rtp`) before it arrives: the
-        # repair is a duplicate most of the time, and asks for no recheck of its own
-        overtaken = key in self._reordered
-        self._reordered.discard(key)
         if self.enforce:
             # a packet sent before attach() is not in our sizes: count a full one
             size = self._sizes.get(key, _FULL_PACKET)
@@ -377,8 +381,6 @@ class RtcpTap:
                 and snapshot.delay_signal is DelaySignal.NORMAL
             )
             if not self.budget.allow(size, basis, delay_flat=delay_flat):
-                if overtaken:
-                    return  # most likely no hole at all
                 self.retransmissions_dropped += 1
                 # the next keyframe flushes the hole (a ladder step's, often within the
                 # second: the publisher's loop, which also asks for one, runs once a second)
@@ -397,8 +399,8 @@ class RtcpTap:
             self.request_jump()
         else:
             self._last_repair_at = self._clock.monotonic()
-            # a duplicate for an overtaken packet, lost, most likely left no hole
-            self._recheck_due = self._recheck_due or not overtaken
+            if self._recheck_due_at is None:
+                self._recheck_due_at = self._last_repair_at
 
     @property
     def holes_left(self) -> int:
@@ -414,14 +416,17 @@ class RtcpTap:
         arrived. A receiver that waits for every packet (aiortc) NACKs it again only at its
         next new gap; on a link that has stopped losing there is none, and it waits until
         its buffer's 512 packets have passed: 5-7 s frozen at 600-900 kbit/s, measured after
-        the 5 % drop phase. A recheck since the last repair (`_send_rtp`) made that gap: the
-        receiver asked again. Without one, the next keyframe starts past a sequence jump (no
-        keyframe is asked for: the next one, at most a keyframe interval away, costs
+        the 5 % drop phase. A recheck after the repair (`_send_rtp`, the next media packet)
+        makes that gap: the receiver asks again. Where none has followed for RECHECK_WAIT_S
+        (no media since, or a jump pending), the next keyframe starts past a sequence jump
+        (no keyframe is asked for: the next one, at most a keyframe interval away, costs
         nothing extra)."""
+        now = self._clock.monotonic()
         last = self._last_repair_at
-        recent = last is not None and self._clock.monotonic() - last < REPAIR_LOSS_WINDOW_S
+        recent = last is not None and now - last < REPAIR_LOSS_WINDOW_S
         lost = self._rtx_lost is not None and rtx_lost > self._rtx_lost
-        if self.enforce and recent and lost and self._recheck_due:
+        due = self._recheck_due_at
+        if self.enforce and recent and lost and due is not None and now - due > RECHECK_WAIT_S:
             self.request_jump()
         self._rtx_lost = rtx_lost
 
@@ -432,35 +437,54 @@ class RtcpTap:
         self.pacer.padding_bps = self.estimator.padding_bps(self.wanted_bps())
 
     async def _send_rtp(self, data: bytes) -> None:
-        """RTP is paced, RTCP goes at once. After a repair, two media packets of one frame
-        swap places once: aiortc's receiver asks again for a lost packet only when it
-        sees a new gap, and a lost repair on a link that loses 5 % waited 0.2-0.5 s for
-        one, the picture frozen (bench_link: most of the 5 % drop phase's frozen time).
-        The overtaking packet is that gap, after the repair on the same path: the NACK it
-        brings names the repair again if the repair was lost, and the packet overtaken
-        (which arrives a moment later) in any case."""
+        """RTP is paced, RTCP goes at once. After a repair, the next new media packet leaves
+        one sequence number ahead, and a filler (a padding-only packet of the same frame)
+        with the number it skipped right behind it: aiortc's receiver asks again for a lost
+        packet only when it sees a new gap, and a lost repair on a link that loses 5 %
+        waited 0.2-0.5 s for one, the picture frozen (bench_link: most of the 5 % drop
+        phase's frozen time). The packet ahead is that gap, after the repair on the same
+        path: the NACK it brings names the repair again if the repair was lost, and the
+        filler, which arrives a moment later and adds nothing to the frame."""
+        filler = self._recheck_filler(data) if self.enforce else None
         data = self._renumber(data)
         if not self.enforce or len(data) < 12 or _is_rtcp(data):
             await self._transmit(data)
             return
-        sequence, ssrc = struct.unpack_from("!H4xI", data, 2)
-        new_media = not self._retransmitting and ssrc == self.sender._ssrc
-        if new_media and self._overtaken is not None:
-            overtaken, self._overtaken = self._overtaken, None
-            await self.pacer.send(data)
-            await self.pacer.send(overtaken)
-            return
-        # the marker bit ends a frame: another packet of this one follows at once
-        # (not across a sequence jump: the receiver would take the one behind it as stale)
-        if new_media and self._recheck_due and not data[1] & 0x80 and not self._jump_pending:
-            self._recheck_due = False
-            self.rechecks += 1
-            self._overtaken = data
-            if len(self._reordered) >= RECHECK_HISTORY:
-                self._reordered.clear()  # NACKs never came for these: nothing to wait for
-            self._reordered.add(sequence)
-            return
         await self.pacer.send(data)
+        if filler is not None:
+            await self.pacer.send(filler)
+
+    def _recheck_filler(self, data: bytes) -> bytes | None:
+        """The filler for a recheck before this packet, its number skipped (None: no
+        recheck due, or not a new media packet). Not across a pending sequence jump: the
+        filler would land behind it."""
+        if self._recheck_due_at is None or self._jump_pending or self._retransmitting:
+            return None
+        if len(data) < 12 or _is_rtcp(data):
+            return None
+        sequence, timestamp, ssrc = struct.unpack_from("!HII", data, 2)
+        if ssrc != self.sender._ssrc or sequence in self._out_of:
+            return None  # not ours, or ours again (a retransmission without RTX)
+        self._recheck_due_at = None
+        self.rechecks += 1
+        number = (sequence + self._offset) & 0xFFFF
+        self._offset = (self._offset + 1) & 0xFFFF
+        extension_id = abs_send_time_id(self.sender)
+        header = struct.pack(
+            "!BBHII",
+            0xA0 if extension_id is None else 0xB0,  # version 2, padding (, extension)
+            data[1] & 0x7F,  # the media's payload type, no marker
+            number,
+            timestamp,
+            ssrc,
+        )
+        if extension_id is not None:
+            header += struct.pack("!HHB3x", 0xBEDE, 1, extension_id << 4 | 2)
+        filler = header + bytes([1])  # one octet of padding: its own count
+        self._fillers[number] = filler
+        if len(self._fillers) > FILLER_HISTORY:
+            self._fillers.pop(next(iter(self._fillers)))
+        return filler
 
     async def _transmit(self, data: bytes) -> None:
         if self.enforce:
@@ -521,6 +545,7 @@ class RtcpTap:
                     # the receiver flushed what came before: repairing it would undo that
                     self._out_of.clear()
                     self._in_of.clear()
+                    self._fillers.clear()
                 out = (seq + self._offset) & 0xFFFF
                 self._out_of[seq], self._in_of[out] = out, seq
                 if len(self._out_of) > _HISTORY:
