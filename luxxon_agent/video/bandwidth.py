@@ -135,7 +135,7 @@ the back-off on the next receiver report 1.1 s after that). On its timer it grow
 second at most, once per REMB at most 8 %. So a REMB under the one before, more than this
 over it, or one of a dense run (REMB_OVERUSE_SPACING_S) is an overuse answer: it says what
 arrived."""
-REMB_LAGGING_SHARE = 0.9
+REMB_LAGGING_SHARE = 0.95
 """An overuse answer is congestion only where what it says arrived (the loss up to the
 loss controller's bar counted as arrived) is under this share of what we sent those packets
 at: the receiver's detector also fires on a queue of our own making that the link drains
