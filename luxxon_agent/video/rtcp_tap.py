@@ -469,18 +469,8 @@ class RtcpTap:
         self.rechecks += 1
         number = (sequence + self._offset) & 0xFFFF
         self._offset = (self._offset + 1) & 0xFFFF
-        extension_id = abs_send_time_id(self.sender)
-        header = struct.pack(
-            "!BBHII",
-            0xA0 if extension_id is None else 0xB0,  # version 2, padding (, extension)
-            data[1] & 0x7F,  # the media's payload type, no marker
-            number,
-            timestamp,
-            ssrc,
-        )
-        if extension_id is not None:
-            header += struct.pack("!HHB3x", 0xBEDE, 1, extension_id << 4 | 2)
-        filler = header + bytes([1])  # one octet of padding: its own count
+        # the media's payload type, no marker; one octet of padding, its own count
+        filler = self._padding_only(data[1] & 0x7F, number, timestamp, ssrc, 1)
         self._fillers[number] = filler
         if len(self._fillers) > FILLER_HISTORY:
             self._fillers.pop(next(iter(self._fillers)))
@@ -504,20 +494,32 @@ class RtcpTap:
         payload_type = getattr(self.sender, RTX_PAYLOAD_TYPE_SEAM, None)
         if not self._originals or not isinstance(payload_type, int):
             return None
+        return self._padding_only(
+            payload_type & 0x7F,
+            self._next_rtx_sequence(),
+            self._last_timestamp,
+            self.sender._rtx_ssrc,
+            PADDING_BYTES,
+        )
+
+    def _padding_only(
+        self, payload_type: int, sequence: int, timestamp: int, ssrc: int, padding: int
+    ) -> bytes:
+        """A padding-only RTP packet (RFC 3550 5.1: the last octet counts the padding,
+        itself included), with abs-send-time where negotiated (stamped as it leaves)."""
         extension_id = abs_send_time_id(self.sender)
-        sequence = self._next_rtx_sequence()
         header = struct.pack(
             "!BBHII",
             0xA0 if extension_id is None else 0xB0,  # version 2, padding (, extension)
-            payload_type & 0x7F,
+            payload_type,
             sequence,
-            self._last_timestamp,
-            self.sender._rtx_ssrc,
+            timestamp,
+            ssrc,
         )
         if extension_id is not None:
             # one-byte header extension (RFC 8285), one word: the id and 3 bytes of time
             header += struct.pack("!HHB3x", 0xBEDE, 1, extension_id << 4 | 2)
-        return header + bytes(PADDING_BYTES - 1) + bytes([PADDING_BYTES])
+        return header + bytes(padding - 1) + bytes([padding])
 
     def _next_rtx_sequence(self) -> int:
         sequence = self._rtx_sequence
