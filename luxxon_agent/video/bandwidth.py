@@ -121,11 +121,11 @@ later as loss: measured, 2 Mbit/s to 1.13 Mbit/s on +151 ms, then to 919 kbit/s 
 loss, neither step under 75 % of the one before, and the picture froze 2.7 s on holes.
 Without the loss (a refused padding probe: the padding stops and the queue drains by
 itself) there are no holes to flush. A REMB that says the link carried less than
-COLLAPSE_SHARE of what we sent stands for the loss: a 200 ms queue that takes a quarter
-less than it is given overflows within the second, and the report saying so comes up to a
-second later. Measured in bench_link: REMB cuts from 1 Mbit/s to 300 kbit/s with no loss
-reported yet sent the ladder's 180p15 keyframe into the old queue, and the picture froze
-2.5 s."""
+COLLAPSE_SHARE of what we sent (over its second, or between two answers where that is
+lower) stands for the loss: a 200 ms queue that takes a quarter less than it is given
+overflows within the second, and the report saying so comes up to a second later.
+Measured in bench_link: REMB cuts from 1 Mbit/s to 300 kbit/s with no loss reported yet
+sent the ladder's 180p15 keyframe into the old queue, and the picture froze 1.9-2.5 s."""
 REMB_AIMD_STEP = 1.09
 """aiortc's receiver (like libwebrtc's) lowers its REMB only when its delay detector sees
 a queue, and then answers 0.85 x what arrived over its last second, at once and again with
@@ -781,7 +781,9 @@ class BandwidthEstimator:
         self._remb_fall = now
         # a congestion episode for the collapse rule, but not a back-off of ours: the
         # receiver report that follows still backs off on what it measured
-        self._note_collapse(now, cut, overflowing=reading[1] < COLLAPSE_SHARE)
+        # what arrives now (between two answers, where that was lower) against what we sent
+        overflowing = reading[1] * carried / reading[0] < COLLAPSE_SHARE
+        self._note_collapse(now, cut, overflowing=overflowing)
         self._set(cut, RateState.DECREASE, reason)
 
     def _remb_reading(self, now: float, remb: float) -> tuple[float, float] | None:

@@ -926,12 +926,20 @@ def test_random_loss_on_a_wide_link_is_never_read_as_a_full_link(seed: int) -> N
     assert "link full" not in reasons, reasons
 
 
-def test_a_remb_that_says_a_quarter_less_arrived_than_was_sent_is_a_collapse() -> None:
-    """A step from 2 Mbit/s to 300 kbit/s: aiortc's REMBs say the link carries a fraction of
-    what we send before any receiver report says how much was lost, and the collapse
-    (flush and drain before the keyframe) comes with the REMB's cut."""
-    clock, est, link = make(start_bps=CAP)
+@pytest.mark.parametrize("before_bps", [2_000_000, 1_000_000])
+def test_a_remb_that_says_a_quarter_less_arrived_than_was_sent_is_a_collapse(
+    before_bps: float,
+) -> None:
+    """A step to 300 kbit/s: aiortc's REMBs say the link carries a fraction of what we send
+    before any receiver report says how much was lost, and the collapse (flush and drain
+    before the keyframe) comes with the REMB's cut. From 1 Mbit/s the second's average is
+    not under 0.75 x what we sent at the first cut, what arrived between two answers is
+    (bench_link: 0.78 x, and 274 kbit/s arriving against 850 sent; the collapse waited for
+    the report, the 180p15 keyframe went into the full queue, and the picture froze 1.9 s)."""
+    clock, est, link = make(start_bps=before_bps)
     link.remb = RemoteBitrateEstimator()
+    link.rate_bps = before_bps
+    link.fixed_bps = 0.9 * before_bps  # an encoder that fills the link and has not followed yet
     link.run(6)
     assert not est.take_collapse()
     link.rate_bps = 300_000
