@@ -532,33 +532,23 @@ class _Stream:
             return None
         return start, last
 
-    def receive_bps(self, now: float, since: float | None) -> float | None:
-        """What arrived over about the last RECEIVE_WINDOW_S: our sizes for the new sequence
-        numbers, scaled by the share that arrived."""
-        window = self._rate_window(now, since)
-        if window is None:
-            return None
-        start, last = window
-        expected = last.highest - start.highest
-        arrived = max(0.0, min(1.0, (expected - (last.lost - start.lost)) / expected))
-        return (last.sent_bytes - start.sent_bytes) * arrived * 8 / (now - start.at)
-
-    def passed_bps(self, now: float, since: float | None) -> float | None:
-        """`receive_bps` with the packets lost over the same window, up to
-        LOSS_BACKOFF_ABOVE of them, counted as arrived: what the link let through, random
-        loss apart. (The loss of another window, the 2 s one, put beside it read a link
-        with 5 % random loss at 360p15 as carrying 0.92 x what we sent.)"""
+    def arrived_bps(self, now: float, since: float | None) -> tuple[float, float] | None:
+        """What arrived over about the last RECEIVE_WINDOW_S (our sizes for the new sequence
+        numbers, scaled by the share that arrived), and what passed: the same with the
+        packets lost over that window, up to LOSS_BACKOFF_ABOVE of them, counted as arrived,
+        random loss apart. (The loss of another window, the 2 s one, put beside it read a
+        link with 5 % random loss at 360p15 as carrying 0.92 x what we sent.)"""
         window = self._rate_window(now, since)
         if window is None:
             return None
         start, last = window
         expected = last.highest - start.highest
         lost = max(0.0, min(1.0, (last.lost - start.lost) / expected))
-        passed = (1 - lost) / (1 - min(lost, LOSS_BACKOFF_ABOVE))
-        return (last.sent_bytes - start.sent_bytes) * passed * 8 / (now - start.at)
+        sent = (last.sent_bytes - start.sent_bytes) * 8 / (now - start.at)
+        return sent * (1 - lost), sent * (1 - lost) / (1 - min(lost, LOSS_BACKOFF_ABOVE))
 
     def send_bps(self, now: float, since: float | None) -> float | None:
-        """The rate we sent the packets of `receive_bps`'s window at (None: their send times
+        """The rate we sent the packets of `arrived_bps`'s window at (None: their send times
         are not known): the same packets, so the two compare like for like."""
         window = self._rate_window(now, since)
         if window is None:
@@ -614,7 +604,7 @@ class BandwidthEstimator:
         self._send_bps: float | None = None
         """The rate we sent the packets `_receive_bps` was measured over at."""
         self._remb: float | None = None
-        self._remb_fall: float | None = None
+        self._remb_cut_at: float | None = None
         """When the estimate was last cut on a REMB."""
         self._remb_at: float | None = None
         self._overuse_rembs: collections.deque[tuple[float, float]] = collections.deque()
@@ -650,7 +640,7 @@ class BandwidthEstimator:
         self._rtx.clear()
         self._sr_sent.clear()
         self._last_decrease = self._congested_at = None
-        self._remb = self._remb_at = self._remb_fall = None
+        self._remb = self._remb_at = self._remb_cut_at = None
         self._overuse_rembs.clear()
         self._probe = _ProbeState()
 
@@ -759,9 +749,11 @@ class BandwidthEstimator:
         while self._overuse_rembs and self._overuse_rembs[0][0] < now - REMB_SLOPE_MAX_S:
             self._overuse_rembs.popleft()
         reading = self._remb_reading(now, remb)
-        if reading is None or reading[1] >= REMB_LAGGING_SHARE:
-            return  # nothing sent to compare with, or the link carried what we sent
-        carried = reading[0]
+        if reading is None:
+            return  # nothing sent to compare with
+        carried, sent = reading
+        if self._loss_counted(carried) >= REMB_LAGGING_SHARE * sent:
+            return  # the link carried what we sent
         cut = DELAY_BACKOFF * carried
         reason = f"REMB overuse, {carried / 1000:.0f} kbit/s arriving"
         between = self._arrived_between(now, remb)
@@ -778,29 +770,36 @@ class BandwidthEstimator:
             return
         # what the link carries, where growth near it is to be careful next
         self._link_carried(carried)
-        self._remb_fall = now
+        self._remb_cut_at = now
         # a congestion episode for the collapse rule, but not a back-off of ours: the
         # receiver report that follows still backs off on what it measured
         # what arrives now (between two answers, where that was lower) against what we sent
-        overflowing = reading[1] * carried / reading[0] < COLLAPSE_SHARE
+        overflowing = self._loss_counted(carried) < COLLAPSE_SHARE * sent
         self._note_collapse(now, cut, overflowing=overflowing)
         self._set(cut, RateState.DECREASE, reason)
 
     def _remb_reading(self, now: float, remb: float) -> tuple[float, float] | None:
         """The wire rate that arrived over the receiver's last second by an overuse REMB
-        (0.85 x its payload), and its share of what we sent those packets at, a base round
-        trip earlier, the loss up to the loss controller's bar counted as arrived (see
-        REMB_LAGGING_SHARE); None: nothing sent then."""
-        base_s = (self._rtt_trend.base_ms() or 0.0) / 1000
-        start, end = now - REMB_WINDOW_S - base_s, now - base_s
-        window = [(p, w) for t, p, w in self._payload_sent if start < t <= end]
-        payload = sum(p for p, _ in window)
+        (0.85 x its payload), and the wire rate we sent those packets at, a base round trip
+        earlier (see REMB_LAGGING_SHARE); None: nothing sent then."""
+        base_s = self._base_delay_s()
+        payload, wire = self._sent_between(now - REMB_WINDOW_S - base_s, now - base_s)
         if payload <= 0:
             return None
-        wire = sum(w for _, w in window)
-        arrived = remb / REMB_THROUGHPUT_SHARE * wire / payload
-        passed = arrived / (1 - min(self._loss, LOSS_BACKOFF_ABOVE))
-        return arrived, passed / (wire * 8 / REMB_WINDOW_S)
+        return remb / REMB_THROUGHPUT_SHARE * wire / payload, wire * 8 / REMB_WINDOW_S
+
+    def _loss_counted(self, arrived_bps: float) -> float:
+        """`arrived_bps` with the loss up to the loss controller's bar counted as arrived."""
+        return arrived_bps / (1 - min(self._loss, LOSS_BACKOFF_ABOVE))
+
+    def _base_delay_s(self) -> float:
+        """The empty-queue round trip (0 before any RTT sample)."""
+        return (self._rtt_trend.base_ms() or 0.0) / 1000
+
+    def _sent_between(self, start: float, end: float) -> tuple[int, int]:
+        """(RTP payload and padding bytes, wire bytes) we sent after `start` until `end`."""
+        window = [(p, w) for t, p, w in self._payload_sent if start < t <= end]
+        return sum(p for p, _ in window), sum(w for _, w in window)
 
     def _arrived_between(self, now: float, remb: float) -> float | None:
         """The wire rate that arrived since an earlier REMB of this overuse, from REMBs that
@@ -814,15 +813,14 @@ class BandwidthEstimator:
         if earlier is None:
             return None
         at, earlier_remb = earlier
-        base_s = (self._rtt_trend.base_ms() or 0.0) / 1000
+        base_s = self._base_delay_s()
         start, end = at - REMB_WINDOW_S - base_s, now - REMB_WINDOW_S - base_s
         if any(start - REMB_QUIET_S <= cut <= end for cut in self._cuts):
             return None
-        window = [(p, w) for t, p, w in self._payload_sent if start < t <= end]
-        payload = sum(p for p, _ in window)
+        payload, wire = self._sent_between(start, end)
         if payload <= 0:
             return None
-        wire_share = sum(w for _, w in window) / payload
+        wire_share = wire / payload
         arrived_bits = (remb - earlier_remb) / REMB_THROUGHPUT_SHARE * REMB_WINDOW_S
         arrived_bits += payload * 8
         return max(0.0, arrived_bits) * wire_share / (now - at)
@@ -847,7 +845,7 @@ class BandwidthEstimator:
         if span >= 0.2:
             got = sum(size for _, size in list(self._twcc_arrivals)[1:])
             self._receive_bps = got * 8 / span
-            self._passed_bps = self._receive_bps / (1 - min(self._loss, LOSS_BACKOFF_ABOVE))
+            self._passed_bps = self._loss_counted(self._receive_bps)
         self._update(now)
 
     # -- reading --------------------------------------------------------------------------
@@ -955,13 +953,12 @@ class BandwidthEstimator:
         self._loss_expected = max(0, expected)
         if self._trend() is self._owd_trend:
             return  # transport-wide feedback measures arrivals better
-        media = self._media.receive_bps(now, since)
+        media = self._media.arrived_bps(now, since)
         if media is None:
             return
-        self._receive_bps = media + (self._rtx.receive_bps(now, since) or 0.0)
-        self._passed_bps = (self._media.passed_bps(now, since) or 0.0) + (
-            self._rtx.passed_bps(now, since) or 0.0
-        )
+        rtx = self._rtx.arrived_bps(now, since) or (0.0, 0.0)
+        self._receive_bps = media[0] + rtx[0]
+        self._passed_bps = media[1] + rtx[1]
         media_sent = self._media.send_bps(now, since)
         self._send_bps = (
             None if media_sent is None else media_sent + (self._rtx.send_bps(now, since) or 0.0)
@@ -1040,7 +1037,7 @@ class BandwidthEstimator:
             else:
                 self._set(self._estimate, RateState.HOLD, "link full")
             return
-        if self._remb_fall is not None and now - self._remb_fall < REMB_GROWTH_HOLD_S:
+        if self._remb_cut_at is not None and now - self._remb_cut_at < REMB_GROWTH_HOLD_S:
             # the receiver saw its queue grow a moment ago; this report measured before that
             self._set(self._estimate, RateState.HOLD, "REMB overuse")
             return
