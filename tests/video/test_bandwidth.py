@@ -505,6 +505,37 @@ def test_a_remb_fall_while_the_link_carries_what_we_send_cuts_nothing() -> None:
     assert est.estimate_bps == pytest.approx(0.8 * 850_000), est.snapshot()
 
 
+@pytest.mark.parametrize("burst_s", [0.25, 1.5])
+def test_remb_answers_to_a_burst_the_link_drains_cut_nothing(burst_s: float) -> None:
+    """A keyframe leaves at 1.5 x the estimate for up to 0.25 s; the receiver's delay
+    detector answers the queue it makes, and the receiver's second then ends with packets of
+    it still queued: less arrived than we sent over the second, though the link carries all
+    of it. Measured in bench_link: such an answer on the 1 Mbit/s link (820 kbit/s sent) cut
+    the estimate from 882 to 631 kbit/s. The same rate kept up for 1.5 s is congestion."""
+    _, est, link = make(start_bps=900_000)
+    link.remb = RemoteBitrateEstimator()
+    link.rate_bps = 1_000_000
+    link.media_cap_bps = 750_000
+    link.run(6.35)  # just after a sender report: its RTT sample sees no queue
+    before = est.snapshot()
+    assert before.state is not RateState.DECREASE, before
+    answered = len(link.rembs)
+    link.media_cap_bps = None
+    link.fixed_bps = 1.5 * 880_000
+    link.run(burst_s)
+    link.fixed_bps = None
+    link.media_cap_bps = 750_000
+    link.run(0.5)
+    rembs = [remb for _, remb in link.rembs[answered - 1 :]]
+    assert min(rembs) < rembs[0], rembs  # the receiver saw the queue
+    snap = est.snapshot()
+    if burst_s < 1:
+        assert snap.estimate_bps >= before.estimate_bps, snap
+    else:
+        assert snap.reason.startswith("REMB overuse") or snap.state is RateState.DECREASE, snap
+        assert snap.estimate_bps < link.rate_bps, snap
+
+
 def test_a_receiver_report_right_after_a_remb_fall_does_not_grow_the_estimate() -> None:
     """A receiver report measures the second before it: right after a REMB fall (the
     receiver's queue growing) its "everything arrived" is old news. Measured in bench_link:
