@@ -290,6 +290,9 @@ class BandwidthSnapshot:
     """Everything sent over the last second, retransmissions included, on the wire."""
     receive_bps: float | None
     """What arrived, from receiver reports (or transport-wide feedback)."""
+    passed_bps: float | None
+    """What the link passed of what we sent: what arrived, with the loss up to the loss
+    controller's bar counted in (random loss is no narrower link)."""
     remb_bps: float | None
     retransmitted_bytes: int
     padding_bytes: int
@@ -883,6 +886,7 @@ class BandwidthEstimator:
             queuing_delay_ms=self._trend().queuing_ms(),
             sent_bps=self.sent_bps(),
             receive_bps=self._receive_bps,
+            passed_bps=self._passed_bps,
             remb_bps=self._remb,
             retransmitted_bytes=self._retransmitted,
             padding_bytes=self._padding_sent,
