@@ -251,6 +251,13 @@ class H264Encoder:
             size = rung.size(frame.width, frame.height)
         # a keyframe asked for while the ladder waits to step down comes with the step
         deferred = self.ladder is not None and self.ladder.deferring
+        new_rung = self._codec is not None and self._opened_for != size
+        if new_rung:
+            # what the old context ran ahead is sent, queued or dropped by the bottleneck by
+            # now: owed at the new target whole it skipped every frame for 1.3 s after a
+            # step from 845 to 170 kbit/s (bench_link); the new rung's first frame goes,
+            # and the dropper holds its second to the target as for any keyframe
+            self._ahead_bits = min(self._ahead_bits, DROP_AHEAD_S * self.target_bps)
         if self._ahead_of_target(keyframe_due=self._force_keyframe and not deferred):
             self.frames_dropped += 1
             self._dropped.append(self._clock())
@@ -258,7 +265,7 @@ class H264Encoder:
         codec = self._codec
         reopen = (
             codec is None
-            or self._opened_for != size
+            or new_rung
             or self._not_following()
             or self._pinned_below_target()
             or (not deferred and self._keyframe_too_big())

@@ -408,3 +408,26 @@ def test_keyframe_asked_for_while_the_ladder_waits_to_step_down_comes_with_the_s
         if any(p.is_keyframe for p in packets):
             keyframes.append(run.encoder.rung_label or "")
     assert keyframes == ["270p30"], keyframes
+
+
+@pytest.mark.usefixtures("one_x264_thread")
+def test_a_step_down_sends_the_new_rungs_frames_whatever_the_old_context_ran_ahead() -> None:
+    """The frame dropper skips frames while the encoder has run ahead of its target; bits
+    the old context made at the old rate are sent, queued or dropped by the time the ladder
+    steps down, and skipping the new rung's frames for all of them froze the picture
+    (bench_link: no frame sent for 1.3 s after a step from 845 to 170 kbit/s, to 180p15).
+    The new rung's keyframe goes at once, and the dropper skips no more after it than
+    after any keyframe."""
+    run = EncoderRun(800_000)
+    for _ in range(90):
+        run.encode()
+    frames: list[tuple[str, bool]] = []  # (rung, skipped)
+    for counter in range(60):
+        if counter % 5 == 0:
+            run.set_target(500_000 if counter == 0 else 170_000)
+        dropped = run.encoder.frames_dropped
+        run.encode()
+        frames.append((run.encoder.rung_label or "", run.encoder.frames_dropped > dropped))
+    stepped = next(i for i, (rung, _) in enumerate(frames) if rung != "360p30")
+    assert not frames[stepped][1], frames
+    assert sum(skipped for _, skipped in frames[stepped : stepped + 30]) <= 3, frames
