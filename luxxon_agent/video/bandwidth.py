@@ -800,8 +800,8 @@ class BandwidthEstimator:
         (see REMB_BURST_S); None: nothing sent then."""
         end = now - self._base_delay_s()
         payload, wire = self._sent_between(end - REMB_WINDOW_S, end)
-        burst_bits = self._sent_between(end - REMB_BURST_S, end)[1] * 8
-        if burst_bits > REMB_BURST_SHARE * wire * 8 * REMB_BURST_S / REMB_WINDOW_S:
+        tail_bps = self._sent_between(end - REMB_BURST_S, end)[1] * 8 / REMB_BURST_S
+        if tail_bps > REMB_BURST_SHARE * wire * 8 / REMB_WINDOW_S:
             earlier = self._sent_between(end - REMB_WINDOW_S - REMB_BURST_S, end - REMB_BURST_S)
             payload, wire = min((payload, wire), earlier, key=lambda sent: sent[1])
         if payload <= 0:
