@@ -318,7 +318,10 @@ async def test_persistent_publisher_reports_blocked_and_retries_slowly_until_it_
         await publisher.start()
         try:
             await wait_for(lambda: front.log.count("POST 403") >= 2, 10, "two refused rounds")
-            assert publisher.state is PublisherState.BLOCKED
+            # the server logs its 403 before the publisher has read it: poll, within a round
+            await wait_for(
+                lambda: publisher.state is PublisherState.BLOCKED, 2, "blocked after the 403"
+            )
             # whoever held the endpoint let go: the next slow round gets through
             front.held = None
             await wait_frames(ingest, video_input.ref, 10, 20)
