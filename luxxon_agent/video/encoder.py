@@ -47,16 +47,21 @@ than 1 / PINNED_BELOW of today's target that uses PINNED_USING of what it was op
 (the picture wants more) for NOT_FOLLOWING_S is reopened at the target."""
 OUTPUT_HEADROOM = 1.5
 """libx264 is aimed at most this far above what it produced over OUTPUT_WINDOW_S."""
-ADAPTIVE_BUFFER_S = 0.25
+ADAPTIVE_BUFFER_S = 0.15
 """VBV buffer of an adaptive encoder, in seconds of its target when it opens (not of its
-VBV rate, the rung's ceiling, which is up to 4 x more on a narrow link). A keyframe
-bigger than the bottleneck's queue loses packets even paced (pacer.py), the receiver
-waits for another (PLIs are rate-limited) and the picture freezes. Measured on the
-1 Mbit/s phase of bench_link (tbf, 200 ms queue) with a 1 s buffer: each ladder step's
-IDR at 540p froze the picture for 2-6 s; at 300 kbit/s (a 7.5 kB queue) a 360p IDR of
-0.25 s of the rung's 910 kbit/s ceiling was 28 kB."""
-MIN_BUFFER_FRAMES = 3.0
-"""...but never under this many average frames: x264 needs room for a P-frame's swing."""
+VBV rate, the rung's ceiling, which is up to 4 x more on a narrow link): the most a
+keyframe may weigh. The frame before a keyframe stays on screen until the keyframe has
+crossed the link, one frame interval plus what it weighs over an average frame at the
+link's rate, and past 200 ms that is a freeze: at 0.15 s of a target 0.85 x the link,
+opened up to 1.3 x above today's target, that is 0.18 s at 15 fps. Measured in bench_link
+with 0.25 s: every periodic keyframe at 180p15 on the 300 kbit/s link from a context
+opened a little above the target left a 0.26-0.28 s gap (0.2-0.9 s frozen in that phase;
+none in three runs at 0.15 s). A keyframe bigger than the bottleneck's queue also loses
+packets even paced (pacer.py): with 1 s, each ladder step's IDR at 540p froze the
+1 Mbit/s phase 2-6 s."""
+MIN_BUFFER_FRAMES = 2.0
+"""...but never under this many average frames: x264 needs room for a P-frame's swing
+(at 15 fps two frames are 0.13 s, under ADAPTIVE_BUFFER_S)."""
 DROP_AHEAD_S = 0.4
 """An adaptive encoder that has produced more than this many seconds of its target ahead
 of the wall clock skips frames until it is back under (libwebrtc's frame dropper does the
