@@ -218,22 +218,23 @@ class H264Encoder:
         self._output: collections.deque[tuple[float, int]] = collections.deque()
         self._output_bytes = 0
         self.output_bps: float | None = None
+        """What the encoder produced over the last OUTPUT_WINDOW_S (None before that)."""
         self._qps: collections.deque[float] = collections.deque(maxlen=QP_FRAMES)
         self.mean_qp: float | None = None
+        """libx264's mean quantiser over the last QP_FRAMES frames (None: not reported)."""
         self._overshooting = Sustained()
         self._pinned = Sustained()
         self._opened_bps: float | None = None
         self._ahead_bits = 0.0
         self._ahead_at: float | None = None
         self._encoded_at: float | None = None
+        """When the dropper last let a frame through (MAX_UNSENT_S)."""
         self._dropped: collections.deque[float] = collections.deque()
         """When frames were skipped, over the last OUTPUT_WINDOW_S."""
         self.frames_dropped = 0
         """Frames skipped because the encoder was DROP_AHEAD_S ahead of its target."""
         self.reopens = 0
         """Contexts reopened because libx264 did not follow its target (down or up)."""
-        """libx264's mean quantiser over the last QP_FRAMES frames (None: not reported)."""
-        """What the encoder produced over the last OUTPUT_WINDOW_S (None before that)."""
 
     @property
     def rung_label(self) -> str | None:
