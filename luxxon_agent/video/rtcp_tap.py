@@ -42,10 +42,8 @@ from typing import Any
 
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
 from luxxon_agent.video.bandwidth import (
-    RANDOM_LOSS_QUEUE_MS,
     BandwidthEstimator,
     BandwidthSnapshot,
-    DelaySignal,
     KeyframeLimiter,
     RateState,
     RetransmissionBudget,
@@ -374,13 +372,7 @@ class RtcpTap:
             # what arrived bounds the budget too: right after a step down the estimate is stale
             snapshot = self.estimator.snapshot()
             basis = min(snapshot.estimate_bps, snapshot.receive_bps or snapshot.estimate_bps)
-            queuing = snapshot.queuing_delay_ms
-            delay_flat = (
-                queuing is not None
-                and queuing < RANDOM_LOSS_QUEUE_MS
-                and snapshot.delay_signal is DelaySignal.NORMAL
-            )
-            if not self.budget.allow(size, basis, delay_flat=delay_flat):
+            if not self.budget.allow(size, basis, delay_flat=snapshot.delay_flat):
                 self.retransmissions_dropped += 1
                 # the next keyframe flushes the hole (a ladder step's, often within the
                 # second: the publisher's loop, which also asks for one, runs once a second)
