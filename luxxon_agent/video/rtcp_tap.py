@@ -475,8 +475,11 @@ class RtcpTap:
             extension_id = abs_send_time_id(self.sender)
             if extension_id is not None:
                 data = restamp_abs_send_time(data, extension_id, self._clock.monotonic())
+        send = self._originals.get("_send_rtp")
+        if send is None:
+            return  # detached while the pacer held it: the connection is closing
         self._observe_outgoing(data)
-        await self._originals["_send_rtp"](data)
+        await send(data)
 
     def _padding_packet(self) -> bytes | None:
         """A padding-only RTP packet on our RTX stream (None without RTX): the receiver

@@ -214,6 +214,20 @@ async def test_enforcing_drops_retransmissions_over_budget_and_extra_keyframe_re
     assert len(keyframes) == tap.keyframe_requests - tap.keyframe_requests_dropped == 1
 
 
+async def test_a_packet_the_pacer_still_holds_at_detach_is_dropped_quietly() -> None:
+    """The publisher detaches the tap as a connection closes, and the pacer may still hold a
+    packet then: it went on to the transport's original `_send_rtp`, gone by then, and aiortc
+    logged a KeyError traceback for it (seen in bench_link at the end of a run)."""
+    async with peers() as (sender_pc, _):
+        sender = sender_pc.getSenders()[0]
+        tap = RtcpTap(sender, BandwidthEstimator(max_bps=2_000_000))
+        tap.attach()
+        await until_reports(tap, 1)
+        tap.detach()
+        # an RTP header with our SSRC, as the pacer hands it on (raised KeyError before)
+        await tap._transmit(b"\x80\x60\x00\x01" + bytes(4) + sender._ssrc.to_bytes(4, "big"))
+
+
 def test_the_aiortc_internals_the_tap_uses_are_there() -> None:
     """Fails when an aiortc upgrade renames what rtcp_tap wraps: fix the tap, then this."""
     from aiortc import RTCRtpSender
