@@ -41,10 +41,12 @@ NOT_FOLLOWING_S = 1.0
 """libx264 producing more than OVERSHOOT x its aim for this long is reopened."""
 PINNED_BELOW = 1.3
 PINNED_USING = 0.8
-"""libx264 does not raise its rate on an open context (measured at 640x360: opened at
-345 kbit/s and asked for 1 Mbit/s, it kept sending 340-350). A context opened at less
-than 1 / PINNED_BELOW of today's target that uses PINNED_USING of what it was opened at
-(the picture wants more) for NOT_FOLLOWING_S is reopened at the target."""
+"""libx264 follows a rising `bit_rate` only as far as the VBV buffer sized when the
+context opened lets it (measured at 640x360 30 fps, aimed at 850 kbit/s: 740-770 from a
+buffer of 60-78 kbit, the full rate from 150). A context opened at less than
+1 / PINNED_BELOW of today's target that uses PINNED_USING of what it was opened at, and
+less than PINNED_USING of what it was aimed at (the picture wants more), for
+NOT_FOLLOWING_S, is reopened at the target."""
 OUTPUT_HEADROOM = 1.5
 """libx264 is aimed at most this far above what it produced over OUTPUT_WINDOW_S."""
 ADAPTIVE_BUFFER_S = 0.15
@@ -182,13 +184,16 @@ def open_h264_encoder(
 class H264Encoder:
     """Raw frames in, H.264 packets out, at a target bitrate that may change while it runs.
 
-    A lower target reaches libx264 by `bit_rate` on the open context: FFmpeg's
-    libx264 wrapper compares it before each frame and calls
-    `x264_encoder_reconfig`, so the rate falls within about half a second with
-    no keyframe (where it does not, `_not_following` reopens). A higher one does
-    not: x264 keeps the rate it was opened at, so `_pinned_below_target`
-    reopens it (one IDR). PyAV cannot change the VBV rate of an open context;
-    it is set per ladder rung when the encoder opens. With `adaptive` the ladder
+    A target reaches libx264 by `bit_rate` on the open context: FFmpeg's libx264
+    wrapper compares it before each frame and calls `x264_encoder_reconfig`. x264
+    changes the rate of a CBR stream only (VBV rate = bitrate when it opened: "we
+    don't support changing the ABR bitrate", ratecontrol.c), and then not above the
+    rate it opened at. So an adaptive context opens as CBR at its rung's ceiling
+    and is aimed at the target from its first frame: it follows falls and rises
+    within a few frames, with no keyframe. Where it still runs over its aim,
+    `_not_following` reopens it; where its VBV buffer (sized for the target it
+    opened at) holds it under a rise, `_pinned_below_target` does (one IDR each).
+    PyAV cannot change the VBV rate or buffer of an open context. With `adaptive` the ladder
     scales and thins frames below its floors, and frames are skipped when the
     output runs DROP_AHEAD_S ahead of the target.
     `encode()` runs in a worker thread; `set_target()` and `request_keyframe()`
@@ -213,12 +218,16 @@ class H264Encoder:
         self._on_open = on_open
         self._codec: av.video.codeccontext.VideoCodecContext | None = None
         self._opened_for: tuple[int, int] | None = None
+        self._opened_fps = fps
         self._force_keyframe = False
         self._last_kept_s: float | None = None
-        self._output: collections.deque[tuple[float, int]] = collections.deque()
+        self._output: collections.deque[tuple[float, int, float]] = collections.deque()
         self._output_bytes = 0
+        self._asked_sum = 0.0
         self.output_bps: float | None = None
         """What the encoder produced over the last OUTPUT_WINDOW_S (None before that)."""
+        self.asked_bps: float | None = None
+        """What it was aimed at over the same frames, on average (None before that)."""
         self._qps: collections.deque[float] = collections.deque(maxlen=QP_FRAMES)
         self.mean_qp: float | None = None
         """libx264's mean quantiser over the last QP_FRAMES frames (None: not reported)."""
@@ -294,9 +303,12 @@ class H264Encoder:
         if reopen or codec is None:
             codec = self._open(size)
         elif self.adaptive:
-            aim = self._aim()
-            if abs((codec.bit_rate or 0) - aim) > 0.05 * aim:
-                codec.bit_rate = aim
+            # libx264 spends its rate per frame at the frame rate it was opened at: after a
+            # frame-rate step (no new context) it is told the rate that makes `aim` at this one
+            fps = self.fps * (self.ladder.rung.fps_share if self.ladder is not None else 1.0)
+            told = int(self._aim() * self._opened_fps / fps)
+            if abs((codec.bit_rate or 0) - told) > 0.05 * told:
+                codec.bit_rate = told
         forced = self._force_keyframe and not deferred
         frame.pict_type = (
             av.video.frame.PictureType.I if forced else av.video.frame.PictureType.NONE
@@ -306,7 +318,7 @@ class H264Encoder:
         packets = list(codec.encode(frame))
         produced = sum(p.size for p in packets)
         self._ahead_bits += produced * 8
-        self._count_output(produced)
+        self._count_output(produced, self._aim())
         for packet in packets:
             self._count_qp(packet)
         return packets
@@ -347,15 +359,19 @@ class H264Encoder:
             # written here only; readers take the float
             self.mean_qp = sum(self._qps) / len(self._qps)
 
-    def _count_output(self, size: int) -> None:
-        # only the encoding thread touches the window; readers see the float
+    def _count_output(self, size: int, aim_bps: float) -> None:
+        # only the encoding thread touches the window; readers see the floats
         now = self._clock()
-        self._output.append((now, size))
+        self._output.append((now, size, aim_bps))
         self._output_bytes += size
+        self._asked_sum += aim_bps
         if now - self._output[0][0] >= OUTPUT_WINDOW_S:
             self.output_bps = self._output_bytes * 8 / (now - self._output[0][0])
+            self.asked_bps = self._asked_sum / len(self._output)
         while self._output and self._output[0][0] < now - OUTPUT_WINDOW_S:
-            self._output_bytes -= self._output.popleft()[1]
+            _, old_size, old_aim = self._output.popleft()
+            self._output_bytes -= old_size
+            self._asked_sum -= old_aim
 
     def _aim(self) -> int:
         """What libx264 is told: the target, but no more than OUTPUT_HEADROOM x what it
@@ -371,13 +387,14 @@ class H264Encoder:
         """Whether libx264 has kept producing well over its aim for NOT_FOLLOWING_S, the
         frames the dropper skipped counted in: it is spending bits it banked under a higher
         target, or it kept the higher rate it was opened at, and only a new context forgets
-        that (one IDR: the least disruptive way PyAV leaves, measured in docs/video.md)."""
+        that (one IDR: the least disruptive way PyAV leaves, measured in docs/video.md).
+        Its aim over the same window counts too: a context that follows a fall within a
+        frame still shows the higher rate in a window that spans the fall."""
         demand = self._demand_bps()
         if not self.adaptive or demand is None:
             return False
-        if not self._overshooting.held(
-            demand > OVERSHOOT * self._aim(), self._clock(), NOT_FOLLOWING_S
-        ):
+        asked = max(self._aim(), self.asked_bps or 0.0)
+        if not self._overshooting.held(demand > OVERSHOOT * asked, self._clock(), NOT_FOLLOWING_S):
             return False
         logger.info(
             "libx264 kept to %.0f kbit/s for a %.0f kbit/s target: reopening it",
@@ -413,13 +430,17 @@ class H264Encoder:
         )
 
     def _pinned_below_target(self) -> bool:
-        """Whether libx264 is held at the rate it was opened at, well under its target now
-        (see PINNED_BELOW): only a new context (one IDR) takes the higher rate."""
+        """Whether libx264 is held near the rate it was opened at, well under its target now
+        (see PINNED_BELOW), and under what it was aimed at: the VBV buffer, sized when the
+        context opened, lets it follow only so far up; a new context (one IDR) takes more."""
         opened = self._opened_bps
-        if not self.adaptive or self.output_bps is None or opened is None:
+        output, asked = self.output_bps, self.asked_bps
+        if not self.adaptive or output is None or asked is None or opened is None:
             return False
         pinned = (
-            self.target_bps >= PINNED_BELOW * opened and self.output_bps >= PINNED_USING * opened
+            self.target_bps >= PINNED_BELOW * opened
+            and output >= PINNED_USING * opened
+            and output < PINNED_USING * asked
         )
         if not self._pinned.held(pinned, self._clock(), NOT_FOLLOWING_S):
             return False
@@ -445,34 +466,38 @@ class H264Encoder:
         return True
 
     def _open(self, size: tuple[int, int]) -> av.video.codeccontext.VideoCodecContext:
-        max_rate = None
+        # the highest target this rung sees before the ladder steps up
+        ceiling = self.options.bitrate
         if self.ladder is not None and self.ladder.index > 0:
-            # the highest target this rung sees before the ladder steps up
-            ceiling = self.ladder.floor(self.ladder.index - 1) * UP_MARGIN
-            max_rate = int(min(self.options.bitrate, ceiling))
+            ceiling = int(min(ceiling, self.ladder.floor(self.ladder.index - 1) * UP_MARGIN))
         fps = self.fps * (self.ladder.rung.fps_share if self.ladder is not None else 1.0)
-        # a new context has banked nothing (see _aim): it opens at the target, which it
-        # will not rise above (PINNED_BELOW)
         bitrate = int(self.target_bps) if self.adaptive else None
         buffer_bits = None
         if bitrate is not None:
             # the link's rate, not the rung's ceiling, decides what a keyframe may weigh
             buffer_bits = int(max(ADAPTIVE_BUFFER_S * bitrate, MIN_BUFFER_FRAMES * bitrate / fps))
+        # opened as CBR at the ceiling, then aimed at the target: x264 then follows
+        # `bit_rate` both ways, up to the ceiling, without a new context (see H264Encoder)
         self._codec, name = open_h264_encoder(
             size[0],
             size[1],
             fps,
             self.options,
-            bitrate=bitrate,
-            max_rate=max_rate,
+            bitrate=ceiling if self.adaptive else None,
+            max_rate=ceiling,
             buffer_bits=buffer_bits,
         )
+        if bitrate is not None:
+            self._codec.bit_rate = bitrate
         self._opened_for = size
+        self._opened_fps = fps
         self._opened_bps = float(bitrate) if bitrate is not None else None
         self._overshooting.reset()
         self._pinned.reset()
         self._output.clear()
         self._output_bytes = 0
+        self._asked_sum = 0.0
+        self.asked_bps = None
         self._dropped.clear()
         self.output_bps = None
         self._qps.clear()  # another picture size: its quantisers are another story

@@ -23,7 +23,7 @@ from luxxon_agent.video import (
     parse_ice_servers,
     read_burned_clock,
 )
-from luxxon_agent.video.encoder import DROP_AHEAD_S, DROP_ANYWAY_S, H264Encoder
+from luxxon_agent.video.encoder import DROP_AHEAD_S, DROP_ANYWAY_S, MAX_UNSENT_S, H264Encoder
 from luxxon_agent.video.h264 import find_profile, parameter_sets
 from luxxon_agent.video.testsrc import TestPattern
 
@@ -320,9 +320,10 @@ class EncoderRun:
 
 
 @pytest.mark.usefixtures("one_x264_thread")
-def test_encoder_opened_low_is_reopened_to_follow_a_higher_target() -> None:
-    """x264 keeps the rate a context was opened at when `bit_rate` goes up (340-350
-    kbit/s asked for 1 Mbit/s): after a rise the encoder is reopened at the new target."""
+def test_encoder_opened_low_follows_a_higher_target() -> None:
+    """An ABR context keeps the rate it was opened at when `bit_rate` goes up (340-350
+    kbit/s asked for 1 Mbit/s); a CBR one follows as far as its VBV buffer, sized for the
+    rate it opened at, lets it, and is reopened (one IDR) where that is not far enough."""
     run = EncoderRun(400_000)
     per_frame: list[int] = []
     for counter in range(240):
@@ -331,55 +332,89 @@ def test_encoder_opened_low_is_reopened_to_follow_a_higher_target() -> None:
         per_frame.append(sum(p.size for p in run.encode()) * 8)
     before, after = sum(per_frame[30:90]) / 2, sum(per_frame[180:240]) / 2
     assert before < 600_000 and after > 900_000, (before, after)
-    assert run.encoder.reopens == 1
+    assert run.encoder.reopens <= 1
 
 
 @pytest.mark.usefixtures("one_x264_thread")
-def test_encoder_that_only_the_frame_dropper_holds_to_its_target_is_reopened() -> None:
-    """x264 does not always take a lower `bit_rate` (opened at 1.2 Mbit/s under a 2 Mbit/s
-    VBV rate it stayed there); the dropper then holds the output to the target by skipping
-    frames, which must not hide the overshoot: the context is reopened and stops dropping."""
+def test_encoder_follows_a_lower_then_a_higher_target_on_the_same_context() -> None:
+    """An ABR context keeps the rate it was opened at whatever `bit_rate` says (opened at
+    1.2 Mbit/s under a 2 Mbit/s VBV rate it stayed there, held to a lower target only by the
+    frame dropper's skips); opened as CBR at the rung's ceiling it follows `bit_rate` both
+    ways up to that ceiling: no new context (an IDR each), no skipping to hold it."""
     run = EncoderRun(1_200_000)
+    per_frame: list[int] = []
     dropped: list[int] = []
-    for counter in range(420):
+    for counter in range(270):
         if counter == 90:
-            run.set_target(1_000_000)
+            run.set_target(600_000)
         if counter == 180:
-            run.set_target(850_000)
+            run.set_target(1_000_000)
         before = run.encoder.frames_dropped
-        run.encode()
+        per_frame.append(sum(p.size for p in run.encode()) * 8)
         dropped.append(run.encoder.frames_dropped - before)
-    assert sum(dropped[180:300]) > 0  # the dropper held it at first
-    assert run.encoder.reopens == 1
-    # held by the dropper alone it skipped 8-13 frames a second; reopened, one at most
-    assert sum(dropped[300:]) <= 1, dropped
+    lower, higher = sum(per_frame[120:180]) / 2, sum(per_frame[210:270]) / 2
+    assert 400_000 < lower < 700_000, lower
+    assert 800_000 < higher < 1_150_000, higher
+    assert run.encoder.reopens == 0
+    assert sum(dropped[120:]) <= 2, dropped
 
 
 @pytest.mark.usefixtures("one_x264_thread")
-def test_after_a_fall_the_dropper_spreads_its_skips_and_the_picture_keeps_moving() -> None:
-    """A falling target leaves libx264 over it for a while, and bits made for the higher
-    target are paid at the lower one: the dropper skips, but spread (a frame goes whenever
-    none has for MAX_UNSENT_S), not one after another for a fraction of a second, the
-    picture frozen (bench_link: no frame for 0.5 s after the estimate fell from 1087 to
-    319 kbit/s). What goes stays within the target, plus DROP_ANYWAY_S of it."""
+def test_a_frame_rate_step_up_keeps_the_rate_at_the_target() -> None:
+    """libx264 spends its rate per frame at the frame rate its context was opened at: fed
+    twice the frames after the ladder's step from 15 to 30 fps (no new context) it sent
+    twice the target (bench_link: 939 kbit/s for a 651 kbit/s target, until a reopen a
+    second later, into the 1 Mbit/s link). It is told half the rate instead."""
+    run = EncoderRun(90_000)  # 180p15 for this 640x360 source, 130 kbit/s ceiling
+    for _ in range(60):
+        run.encode()
+    assert run.encoder.rung_label == "180p15"
+    per_frame: list[tuple[str, int]] = []
+    told: list[int] = []  # the rate libx264 was told, frame by frame
+    for _ in range(150):
+        run.set_target(140_000)  # held over 1.3 x 180p30's floor: the ladder steps up
+        per_frame.append((run.encoder.rung_label or "", sum(p.size for p in run.encode()) * 8))
+        told.append(run.encoder._codec.bit_rate if run.encoder._codec is not None else 0)
+    stepped = next(i for i, (rung, _) in enumerate(per_frame) if rung == "180p30")
+    # the first second at 30 fps: a reopen (NOT_FOLLOWING_S) could not have mended it yet
+    after = per_frame[stepped : stepped + 30]
+    assert len(after) == 30
+    # the frame before the step was told the aim itself (the same context, at 15 fps)
+    assert told[stepped] == pytest.approx(told[stepped - 1] / 2, rel=0.1), told
+    sent_bps = sum(bits for _, bits in after)
+    assert 0.6 * 140_000 < sent_bps < 1.2 * 140_000, sent_bps
+
+
+@pytest.mark.usefixtures("one_x264_thread")
+def test_ahead_of_its_target_the_dropper_spreads_its_skips_and_the_picture_keeps_moving() -> None:
+    """An encoder ahead of its target when the target falls (frames handed over faster than
+    real time, a source catching up after a stall) owes those bits at the lower rate: the
+    dropper skips, but spread (a frame goes whenever none has for MAX_UNSENT_S), not one
+    after another for a fraction of a second, the picture frozen (bench_link: no frame for
+    0.5 s after the estimate fell from 1087 to 319 kbit/s, bits made for the higher target
+    paid at the lower one). What goes stays within the target, plus DROP_ANYWAY_S of it."""
     run = EncoderRun(800_000)
     for _ in range(90):
         run.encode()
-    falls = {0: 500_000, 8: 364_000, 15: 290_000, 23: 250_000}  # the REMB cuts of a step
-    skipped: list[bool] = []
-    bits = allowed = largest = 0.0
-    for counter in range(60):
-        if counter in falls:
-            run.set_target(falls[counter])
+    for _ in range(30):  # a second of video in a third of one: ahead up to the bar
+        run.encode()
+        run.now -= 1 / 30 - 1 / 90
+    run.set_target(450_000)
+    began = run.now
+    kept_at: list[float] = []
+    bits = largest = 0.0
+    for _ in range(45):
+        at = run.now
         dropped = run.encoder.frames_dropped
         produced = sum(p.size for p in run.encode()) * 8
-        skipped.append(run.encoder.frames_dropped > dropped)
+        if run.encoder.frames_dropped == dropped:
+            kept_at.append(at)
         bits, largest = bits + produced, max(largest, produced)
-        allowed += run.encoder.target_bps / 30
-    pattern = "".join("x" if s else "." for s in skipped)
-    assert "x" in pattern, pattern  # libx264 was over its falling target
-    assert "xxx" not in pattern, pattern  # at 30 fps: never 0.1 s without a frame
-    assert bits <= allowed + DROP_ANYWAY_S * 500_000 + largest, (bits, allowed)
+    assert len(kept_at) < 45  # it skipped
+    gaps = [b - a for a, b in zip([began, *kept_at], kept_at, strict=False)]
+    assert max(gaps) <= MAX_UNSENT_S + 1 / 30 + 1e-9, gaps
+    allowed = 450_000 * (run.now - began + DROP_ANYWAY_S)
+    assert bits <= allowed + largest, (bits, allowed)
 
 
 @pytest.mark.usefixtures("one_x264_thread")
