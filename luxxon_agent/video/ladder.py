@@ -52,7 +52,8 @@ link with 5 % loss, a step to 540p30 at a 1.19 Mbit/s target (1.1 a second befor
 927 kbit/s arriving sent 1.5 Mbit/s and froze the picture 2.3 s (bench_link). Counted
 without the random loss, the same link's 5 % held 360p15 at its 520 kbit/s ceiling for
 2-3.5 s with the estimate past 900 kbit/s: growing 6 %/s or more, what arrived never
-reached 0.9 x the target of a second before."""
+reached 0.9 x the target of a second before. Nor can the link show more than the rung's
+encoder sends, its ceiling: the bar is the lesser of that target and the ceiling."""
 PROBE_UP_HOLD_S = 4.0
 """A probe (a step up without the target, below) waits this long first: it is a guess."""
 APP_LIMITED_SHARE = 0.5
@@ -268,7 +269,9 @@ class Ladder:
                 (i for i in range(up, self.index) if then >= self.floor(i) * UP_MARGIN),
                 self.index - 1,
             )
-        if probing or carried_bps is None or carried_bps >= CARRIED_SHARE * then:
+        # this rung's encoder sends at most its ceiling, so the link can show no more
+        ceiling = self.floor(self.index - 1) * UP_MARGIN
+        if probing or carried_bps is None or carried_bps >= CARRIED_SHARE * min(then, ceiling):
             self._up.reset()
             self._probed_at = now if probing else None
             self._probed_target = target_bps

@@ -124,6 +124,20 @@ def test_ladder_steps_up_only_once_the_link_has_carried_the_target() -> None:
     assert ladder.label == "360p30"
 
 
+def test_ladder_steps_up_once_the_link_has_carried_what_this_rung_can_send() -> None:
+    """A rung's encoder sends at most its ceiling (180p15: 325 kbit/s), so what the link
+    carried can never show a target above it: measured in bench_link, 180p15 sent 200-310
+    kbit/s while the target climbed to 600, and 360p15 came only at a 745 kbit/s target."""
+    ladder = Ladder(1280, 720, 30)
+    ladder.choose(200_000, 0.0, qp=45)
+    assert ladder.label == "180p15"
+    for t in range(5):  # the link carried less than 0.9 x the ceiling: no step
+        ladder.choose(450_000, 1.0 + t, qp=45, carried_bps=280_000)
+    assert ladder.label == "180p15"
+    ladder.choose(450_000, 6.0, qp=45, carried_bps=300_000)
+    assert ladder.label == "360p15"
+
+
 def test_ladder_steps_up_as_far_as_the_target_of_a_second_ago_reaches() -> None:
     """A target that shot up in its last second (an estimate growing 50 % a second past a
     link it has not met yet) takes one rung, not two: 360p15 -> 360p30, not 540p30."""
