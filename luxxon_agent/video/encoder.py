@@ -127,13 +127,16 @@ def open_h264_encoder(
     bitrate: int | None = None,
     max_rate: int | None = None,
     buffer_bits: int | None = None,
+    follow: bool = False,
 ) -> tuple[av.video.codeccontext.VideoCodecContext, str]:
     """An opened H.264 encoder context and its name; hardware first when allowed.
 
     `bitrate` is the average target (default: the cap), `max_rate` the VBV
     rate (default: the cap), and `buffer_bits` the VBV buffer (default: one
     second of that rate): at most that much in flight, and the largest a
-    keyframe can be.
+    keyframe can be. With `follow`, libx264 opens as CBR at `max_rate` and is
+    aimed at `bitrate`, so that a later `bit_rate` moves it both ways up to
+    `max_rate` (see H264Encoder); other encoders open at `bitrate`.
     """
     import av
 
@@ -155,7 +158,8 @@ def open_h264_encoder(
             codec.pix_fmt = "yuv420p"
             codec.time_base = VIDEO_TIME_BASE
             codec.framerate = fractions.Fraction(round(fps * 1000), 1000)
-            codec.bit_rate = bitrate or options.bitrate
+            cbr = follow and name == "libx264"
+            codec.bit_rate = rate if cbr else bitrate or options.bitrate
             codec.gop_size = max(1, round(options.keyframe_interval * fps))
             codec.max_b_frames = 0
             opts: dict[str, str] = {"maxrate": str(rate), "bufsize": buffer}
@@ -170,6 +174,8 @@ def open_h264_encoder(
                 }
             codec.options = opts
             codec.open()
+            if cbr:
+                codec.bit_rate = bitrate or options.bitrate
         except (av.FFmpegError, ValueError, OSError) as exc:
             failures.append(f"{name}: {exc}")
             if options.encoder == "auto":
@@ -476,19 +482,18 @@ class H264Encoder:
         if bitrate is not None:
             # the link's rate, not the rung's ceiling, decides what a keyframe may weigh
             buffer_bits = int(max(ADAPTIVE_BUFFER_S * bitrate, MIN_BUFFER_FRAMES * bitrate / fps))
-        # opened as CBR at the ceiling, then aimed at the target: x264 then follows
+        # libx264 opens as CBR at the ceiling, aimed at the target: it then follows
         # `bit_rate` both ways, up to the ceiling, without a new context (see H264Encoder)
         self._codec, name = open_h264_encoder(
             size[0],
             size[1],
             fps,
             self.options,
-            bitrate=ceiling if self.adaptive else None,
+            bitrate=bitrate,
             max_rate=ceiling,
             buffer_bits=buffer_bits,
+            follow=self.adaptive,
         )
-        if bitrate is not None:
-            self._codec.bit_rate = bitrate
         self._opened_for = size
         self._opened_fps = fps
         self._opened_bps = float(bitrate) if bitrate is not None else None
