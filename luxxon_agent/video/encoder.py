@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from luxxon_agent.errors import MediaError
-from luxxon_agent.video.ladder import UP_MARGIN, Ladder
+from luxxon_agent.video.ladder import Ladder
 from luxxon_agent.video.sustained import Sustained
 
 if TYPE_CHECKING:
@@ -311,8 +311,7 @@ class H264Encoder:
         elif self.adaptive:
             # libx264 spends its rate per frame at the frame rate it was opened at: after a
             # frame-rate step (no new context) it is told the rate that makes `aim` at this one
-            fps = self.fps * (self.ladder.rung.fps_share if self.ladder is not None else 1.0)
-            told = int(self._aim() * self._opened_fps / fps)
+            told = int(self._aim() * self._opened_fps / self._rung_fps())
             if abs((codec.bit_rate or 0) - told) > 0.05 * told:
                 codec.bit_rate = told
         forced = self._force_keyframe and not deferred
@@ -471,12 +470,14 @@ class H264Encoder:
         self._last_kept_s = at
         return True
 
+    def _rung_fps(self) -> float:
+        return self.fps * (self.ladder.rung.fps_share if self.ladder is not None else 1.0)
+
     def _open(self, size: tuple[int, int]) -> av.video.codeccontext.VideoCodecContext:
-        # the highest target this rung sees before the ladder steps up
         ceiling = self.options.bitrate
-        if self.ladder is not None and self.ladder.index > 0:
-            ceiling = int(min(ceiling, self.ladder.floor(self.ladder.index - 1) * UP_MARGIN))
-        fps = self.fps * (self.ladder.rung.fps_share if self.ladder is not None else 1.0)
+        if self.ladder is not None:
+            ceiling = int(min(ceiling, self.ladder.ceiling_bps))
+        fps = self._rung_fps()
         bitrate = int(self.target_bps) if self.adaptive else None
         buffer_bits = None
         if bitrate is not None:

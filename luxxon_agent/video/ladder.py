@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import threading
 from dataclasses import dataclass
 
@@ -160,6 +161,11 @@ class Ladder:
     def floor(self, index: int) -> float:
         return self.rungs[index].floor_bps * self._scale
 
+    @property
+    def ceiling_bps(self) -> float:
+        """The highest target this rung sees before the ladder steps up (none at the top)."""
+        return self.floor(self.index - 1) * UP_MARGIN if self.index > 0 else math.inf
+
     def choose(
         self,
         target_bps: float,
@@ -270,8 +276,8 @@ class Ladder:
                 self.index - 1,
             )
         # this rung's encoder sends at most its ceiling, so the link can show no more
-        ceiling = self.floor(self.index - 1) * UP_MARGIN
-        if probing or carried_bps is None or carried_bps >= CARRIED_SHARE * min(then, ceiling):
+        shown = min(then, self.ceiling_bps)
+        if probing or carried_bps is None or carried_bps >= CARRIED_SHARE * shown:
             self._up.reset()
             self._probed_at = now if probing else None
             self._probed_target = target_bps
