@@ -14,7 +14,8 @@ target has settled, and takes one step to the rung that fits instead of a
 keyframe for each rung on the way down, each into a full queue (a step to
 the bottom rung, with nothing below it, does not wait). Up needs the
 target to stay `UP_MARGIN` above the higher rung's floor for `UP_HOLD_S`
-seconds, so an estimate wobbling around a floor does not flap between rungs.
+seconds (`FPS_UP_HOLD_S` for a step in frame rate only), so an estimate wobbling
+around a floor does not flap between rungs.
 A resolution step reopens the encoder (the receiver needs new parameter sets,
 so it costs one keyframe); a frame-rate step does not.
 """
@@ -55,6 +56,13 @@ without the random loss, the same link's 5 % held 360p15 at its 520 kbit/s ceili
 2-3.5 s with the estimate past 900 kbit/s: growing 6 %/s or more, what arrived never
 reached 0.9 x the target of a second before. Nor can the link show more than the rung's
 encoder sends, its ceiling: the bar is the lesser of that target and the ceiling."""
+FPS_UP_HOLD_S = 1.0
+"""A step up in frame rate only (360p15 -> 360p30) waits this long instead: one report
+after the one that crossed the bar, which could have backed off. It opens no new
+context and costs no keyframe, so a step taken too soon costs one step back, which is
+as free. Measured in bench_link's step up into the drop phase: the 2 s hold at 360p15
+was a fifth of the 10 s to 80 % of the link (360p15's encoder sends at most its 520
+kbit/s ceiling)."""
 PROBE_UP_HOLD_S = 4.0
 """A probe (a step up without the target, below) waits this long first: it is a guess."""
 APP_LIMITED_SHARE = 0.5
@@ -265,16 +273,20 @@ class Ladder:
         if up is None:
             self._up.reset()
             return self.rung
-        if not self._up.held(True, now, self._probe_hold if probing else UP_HOLD_S):
-            return self.rung
         # the target CARRIED_LAG_S ago (the oldest known if younger), or now's if lower
         then = min(target_bps, self._targets[0][1])
-        if not probing:
+        if probing:
+            hold = self._probe_hold
+        else:
             # as far as that target reaches, at least one rung: see UP_HOLD_S
             up = next(
                 (i for i in range(up, self.index) if then >= self.floor(i) * UP_MARGIN),
                 self.index - 1,
             )
+            same_size = self.rungs[up].scale == self.rung.scale
+            hold = FPS_UP_HOLD_S if same_size else UP_HOLD_S
+        if not self._up.held(True, now, hold):
+            return self.rung
         # this rung's encoder sends at most its ceiling, so the link can show no more
         shown = min(then, self.ceiling_bps)
         if probing or carried_bps is None or carried_bps >= CARRIED_SHARE * shown:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from luxxon_agent.video.ladder import (
     DOWN_MAX_WAIT_S,
     DOWN_SETTLE_S,
+    FPS_UP_HOLD_S,
     PROBE_FAILED_S,
     PROBE_UP_HOLD_S,
     UP_HOLD_S,
@@ -101,6 +102,35 @@ def test_ladder_steps_up_with_margin_and_hold_and_backs_off_failed_probes() -> N
     ladder.choose(300_000, 46.0 + 2 * PROBE_UP_HOLD_S, qp=20)
     assert ladder.label == "360p30"
     assert PROBE_FAILED_S > PROBE_UP_HOLD_S > UP_HOLD_S
+
+
+def test_a_step_up_in_frame_rate_only_waits_less_than_one_in_size() -> None:
+    """360p15 -> 360p30 opens no new context and costs no keyframe: it waits one report
+    (FPS_UP_HOLD_S), a step to a bigger picture UP_HOLD_S."""
+    assert FPS_UP_HOLD_S < UP_HOLD_S
+    ladder = Ladder(1280, 720, 30)
+    ladder.choose(300_000, 0.0, qp=45)
+    assert ladder.label == "360p15"
+    ladder.choose(600_000, 10.0, qp=30)
+    ladder.choose(600_000, 10.0 + FPS_UP_HOLD_S - 0.1, qp=30)
+    assert ladder.label == "360p15"
+    ladder.choose(600_000, 10.0 + FPS_UP_HOLD_S, qp=30)
+    assert ladder.label == "360p30" and ladder.steps == 2
+    # 360p30 -> 540p30 is a new picture size: the full hold
+    ladder.choose(1_000_000, 20.0, qp=30)
+    ladder.choose(1_000_000, 20.0 + FPS_UP_HOLD_S, qp=30)
+    ladder.choose(1_000_000, 20.0 + UP_HOLD_S - 0.1, qp=30)
+    assert ladder.label == "360p30"
+    ladder.choose(1_000_000, 20.0 + UP_HOLD_S, qp=30)
+    assert ladder.label == "540p30"
+    # from 180p15 a target that reaches 360p30 is a new size too
+    ladder = Ladder(1280, 720, 30)
+    ladder.choose(100_000, 0.0, qp=45)
+    ladder.choose(600_000, 10.0, qp=30)
+    ladder.choose(600_000, 10.0 + FPS_UP_HOLD_S, qp=30)
+    assert ladder.label == "180p15"
+    ladder.choose(600_000, 10.0 + UP_HOLD_S, qp=30)
+    assert ladder.label == "360p30"
 
 
 def test_ladder_steps_up_only_once_the_link_has_carried_the_target() -> None:
