@@ -1133,10 +1133,11 @@ class BandwidthEstimator:
     def _grown(self, elapsed: float, rtt: float) -> float:
         estimate = self._estimate
         # what arrived decides, not the estimate: an estimate past the band has proven
-        # nothing (it grew to 1.5 x a 300 kbit/s link that way, and the padding with it)
-        above = self._capacity is not None and (self._receive_bps or 0.0) > self._capacity * (
-            1 + NEAR_BAND
-        )
+        # nothing (it grew to 1.5 x a 300 kbit/s link that way, and the padding with it).
+        # Growing, any loss is the radio's (see `_update`), so it counts as passed: on a link
+        # that loses 5 % what arrives reaches the bar only at 1.21 x the capacity sent
+        passed = self._passed_bps if self._passed_bps is not None else self._receive_bps
+        above = self._capacity is not None and (passed or 0.0) > self._capacity * (1 + NEAR_BAND)
         if above:
             # more got through than the link took at the last congestion (libwebrtc resets its
             # link capacity estimate the same way): it is not where it was, search fast

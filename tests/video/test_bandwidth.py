@@ -1029,3 +1029,32 @@ def test_a_remb_that_says_a_quarter_less_arrived_than_was_sent_is_a_collapse(
     assert collapsed is not None
     assert collapsed.reason.startswith("REMB overuse") and collapsed.loss <= 0.1, collapsed
     assert clock.t - step < 0.6
+
+
+def test_random_loss_counts_toward_leaving_the_last_congestion_band() -> None:
+    """Near the last congestion point growth is additive until more than 1.15 x it gets
+    through. On a link that opened with 5 % random loss, what arrives is 0.95 x what was
+    sent: counted as it arrived, the estimate had to reach 1.21 x the old capacity, seconds
+    of +10 %/s (bench_link: 4-5 s after the step from 300 kbit/s into the drop phase)."""
+    link = ScriptedSeconds(start_bps=1_000_000, packets_per_s=70)
+    for _ in range(6):
+        link.second(0.010, 0)
+    for _ in range(2):
+        snap = link.second(0.010, 18)  # the link limits: 52 of 70 a second get through
+    assert snap.state is RateState.DECREASE
+    capacity = snap.receive_bps
+    assert capacity is not None
+    link.packets = 50  # under what the link took: all of it arrives, growth is additive
+    estimates = [link.second(0.010, 0).estimate_bps]
+    # the link opens, with 5 % random loss: 62 sent, 59 arrive (1.13 x the capacity),
+    # what passed is 1.19 x it
+    link.packets = 62
+    for _ in range(3):
+        snap = link.second(0.010, 3)
+        assert snap.reason == "link clear", snap
+        estimates.append(snap.estimate_bps)
+    assert snap.receive_bps is not None and snap.receive_bps < 1.15 * capacity
+    assert snap.passed_bps is not None and snap.passed_bps > 1.15 * capacity
+    growth = [after / before for before, after in zip(estimates, estimates[1:], strict=False)]
+    # out of the band: multiplicative growth (25 %/s), not +10 %/s
+    assert max(growth) > 1.2, estimates
