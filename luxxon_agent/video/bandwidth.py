@@ -289,6 +289,9 @@ class BandwidthSnapshot:
     delay_flat: bool
     """No standing queue (under RANDOM_LOSS_QUEUE_MS, no overuse) and no REMB fall taken
     for REMB_GROWTH_HOLD_S: loss now is the radio's, not a full link's."""
+    near_congestion: bool
+    """The estimate is within NEAR_BAND of (or above) the receive rate at the last
+    congestion: the link was full about here."""
     sent_bps: float
     """Everything sent over the last second, retransmissions included, on the wire."""
     receive_bps: float | None
@@ -889,6 +892,10 @@ class BandwidthEstimator:
             delay_signal=self._signal,
             queuing_delay_ms=queuing,
             delay_flat=self._delay_flat(queuing),
+            near_congestion=(
+                self._capacity is not None
+                and self._estimate >= self._capacity * (1 - NEAR_BAND) - 1
+            ),
             sent_bps=self.sent_bps(),
             receive_bps=self._receive_bps,
             passed_bps=self._passed_bps,

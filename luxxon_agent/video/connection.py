@@ -51,7 +51,12 @@ class RateControl(Protocol):
     """What follows the estimate: our encoder, or the passthrough switch's track."""
 
     def set_target(
-        self, bitrate_bps: float, now: float, carried_bps: float | None = None
+        self,
+        bitrate_bps: float,
+        now: float,
+        carried_bps: float | None = None,
+        *,
+        near_congestion: bool = False,
     ) -> None: ...
 
 

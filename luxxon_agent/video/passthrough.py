@@ -287,12 +287,17 @@ def make_switching_track(
                 self._transcoder.encoder.request_keyframe()
 
         def set_target(
-            self, bitrate_bps: float, at: float, carried_bps: float | None = None
+            self,
+            bitrate_bps: float,
+            at: float,
+            carried_bps: float | None = None,
+            *,
+            near_congestion: bool = False,
         ) -> None:
             encoder = self._transcoder.encoder if self._transcoder is not None else None
             switch.update(bitrate_bps, at, encoder.output_bps if encoder is not None else None)
             if encoder is not None:
-                encoder.set_target(bitrate_bps, at, carried_bps)
+                encoder.set_target(bitrate_bps, at, carried_bps, near_congestion=near_congestion)
 
         async def recv(self) -> Any:
             while not self._pending:

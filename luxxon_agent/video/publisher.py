@@ -622,7 +622,12 @@ class Publisher:
             self._switch.padding = self._estimator.padding_heard
         # what the link passed: the ladder's step up waits for it, and 5 % random loss
         # under what arrived held 360p15 at its ceiling while the estimate passed 900 kbit/s
-        control.set_target(target, self._options.clock.monotonic(), snapshot.passed_bps)
+        control.set_target(
+            target,
+            self._options.clock.monotonic(),
+            snapshot.passed_bps,
+            near_congestion=snapshot.near_congestion,
+        )
 
     def _hold(self, resource: WhipResource) -> None:
         assert self._whip is not None

@@ -1041,7 +1041,7 @@ def test_random_loss_counts_toward_leaving_the_last_congestion_band() -> None:
         link.second(0.010, 0)
     for _ in range(2):
         snap = link.second(0.010, 18)  # the link limits: 52 of 70 a second get through
-    assert snap.state is RateState.DECREASE
+    assert snap.state is RateState.DECREASE and snap.near_congestion
     capacity = snap.receive_bps
     assert capacity is not None
     link.packets = 50  # under what the link took: all of it arrives, growth is additive
@@ -1058,3 +1058,4 @@ def test_random_loss_counts_toward_leaving_the_last_congestion_band() -> None:
     growth = [after / before for before, after in zip(estimates, estimates[1:], strict=False)]
     # out of the band: multiplicative growth (25 %/s), not +10 %/s
     assert max(growth) > 1.2, estimates
+    assert not snap.near_congestion
