@@ -338,8 +338,7 @@ class H264Encoder:
         elif self.adaptive:
             # libx264 spends its rate per frame at the frame rate it was opened at: after a
             # frame-rate step (no new context) it is told the rate that makes `aim` at this one
-            trim = 1.0 if self._near_congestion else self.trim
-            told = int(self._aim() * trim * self._opened_fps / self._rung_fps())
+            told = int(self._aim() * self._applied_trim() * self._opened_fps / self._rung_fps())
             if abs((codec.bit_rate or 0) - told) > 0.05 * told:
                 codec.bit_rate = told
         forced = self._force_keyframe and not deferred
@@ -352,7 +351,7 @@ class H264Encoder:
         produced = sum(p.size for p in packets)
         self._ahead_bits += produced * 8
         aim = self._aim()
-        self._count_output(produced, aim, aim * (1.0 if self._near_congestion else self.trim))
+        self._count_output(produced, aim, aim * self._applied_trim())
         for packet in packets:
             self._count_qp(packet)
         return packets
@@ -409,6 +408,10 @@ class H264Encoder:
             self._output_bytes -= old_size
             self._asked_sum -= old_aim
             self._told_sum -= old_told
+
+    def _applied_trim(self) -> float:
+        """The trim libx264 is told now: none near the last congestion (see MAX_TRIM)."""
+        return 1.0 if self._near_congestion else self.trim
 
     def _retrim(self, told_bps: float) -> None:
         """libx264's shortfall over the output window, made up next time (see MAX_TRIM)."""
