@@ -892,10 +892,7 @@ class BandwidthEstimator:
             delay_signal=self._signal,
             queuing_delay_ms=queuing,
             delay_flat=self._delay_flat(queuing),
-            near_congestion=(
-                self._capacity is not None
-                and self._estimate >= self._capacity * (1 - NEAR_BAND) - 1
-            ),
+            near_congestion=self._near_congestion(),
             sent_bps=self.sent_bps(),
             receive_bps=self._receive_bps,
             passed_bps=self._passed_bps,
@@ -1137,6 +1134,11 @@ class BandwidthEstimator:
             return False
         return self._passed_bps >= KEEPING_UP * sent
 
+    def _near_congestion(self) -> bool:
+        """Whether the estimate is in (or above) the band around the last congestion point."""
+        # less a bit/s: a back-off to 0.85 x the capacity is in the band, float or not
+        return self._capacity is not None and self._estimate >= self._capacity * (1 - NEAR_BAND) - 1
+
     def _grown(self, elapsed: float, rtt: float) -> float:
         estimate = self._estimate
         # what arrived decides, not the estimate: an estimate past the band has proven
@@ -1149,9 +1151,7 @@ class BandwidthEstimator:
             # more got through than the link took at the last congestion (libwebrtc resets its
             # link capacity estimate the same way): it is not where it was, search fast
             self._capacity = None
-        # (less a bit/s: a back-off to 0.85 x the capacity is in the band, float or not)
-        near = self._capacity is not None and estimate >= self._capacity * (1 - NEAR_BAND) - 1
-        if near:
+        if self._near_congestion():
             per_s = max(
                 MIN_ADDITIVE_BPS_PER_S,
                 min(
