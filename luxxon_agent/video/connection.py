@@ -56,7 +56,7 @@ class RateControl(Protocol):
         now: float,
         carried_bps: float | None = None,
         *,
-        near_congestion: bool = False,
+        keep_headroom: bool = False,
     ) -> None: ...
 
 

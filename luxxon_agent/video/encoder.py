@@ -56,10 +56,11 @@ is told its aim x (what it was told / what it made) over OUTPUT_WINDOW_S, up to 
 while the picture wants more (mean QP >= the ladder's QP_LOW): an easy picture's shortfall
 is the picture's, and trimming it would only store up an overshoot for the next busy one.
 The frames the dropper skipped count as made. Not near the last congestion point (the
-estimator's `near_congestion`): there the link was full, and the shortfall is headroom
+estimator's `keep_headroom`): there the link was full, and the shortfall is headroom
 that a step down finds the link narrowed under. Trimmed there too, bench_link's step from
 1 Mbit/s to 300 kbit/s came with the media at 860 kbit/s, and froze the picture 1.2-2.3 s
-in two runs of three."""
+in two runs of three. Where the loss there is the radio's the shortfall is trimmed all the
+same (BandwidthSnapshot.keep_headroom)."""
 OUTPUT_HEADROOM = 1.5
 """libx264 is aimed at most this far above what it produced over OUTPUT_WINDOW_S."""
 ADAPTIVE_BUFFER_S = 0.15
@@ -246,7 +247,7 @@ class H264Encoder:
         self._told_sum = 0.0
         self.trim = 1.0
         """What libx264 is told over its aim (see MAX_TRIM); kept across contexts."""
-        self._near_congestion = False
+        self._keep_headroom = False
         self.output_bps: float | None = None
         """What the encoder produced over the last OUTPUT_WINDOW_S (None before that)."""
         self.asked_bps: float | None = None
@@ -281,14 +282,14 @@ class H264Encoder:
         now: float,
         carried_bps: float | None = None,
         *,
-        near_congestion: bool = False,
+        keep_headroom: bool = False,
     ) -> None:
         """Aim at `bitrate_bps` (bounded by the cap); picks the ladder rung with `adaptive`.
-        `carried_bps` is what the link carried lately (None: unknown); `near_congestion`,
-        whether the estimate is back where the link was last full (no trim there: see
-        MAX_TRIM)."""
+        `carried_bps` is what the link carried lately (None: unknown); `keep_headroom`,
+        whether the estimate is back where the link was last full, with no sign that the
+        loss there is the radio's (no trim then: see MAX_TRIM)."""
         self.target_bps = max(MIN_TARGET_BPS, min(float(self.options.bitrate), bitrate_bps))
-        self._near_congestion = near_congestion
+        self._keep_headroom = keep_headroom
         if self.ladder is not None:
             self.ladder.choose(
                 self.target_bps, now, self.output_bps, self.mean_qp, carried_bps=carried_bps
@@ -410,8 +411,8 @@ class H264Encoder:
             self._told_sum -= old_told
 
     def _applied_trim(self) -> float:
-        """The trim libx264 is told now: none near the last congestion (see MAX_TRIM)."""
-        return 1.0 if self._near_congestion else self.trim
+        """The trim libx264 is told now: none while it keeps headroom (see MAX_TRIM)."""
+        return 1.0 if self._keep_headroom else self.trim
 
     def _retrim(self, told_bps: float) -> None:
         """libx264's shortfall over the output window, made up next time (see MAX_TRIM)."""

@@ -292,12 +292,12 @@ def make_switching_track(
             at: float,
             carried_bps: float | None = None,
             *,
-            near_congestion: bool = False,
+            keep_headroom: bool = False,
         ) -> None:
             encoder = self._transcoder.encoder if self._transcoder is not None else None
             switch.update(bitrate_bps, at, encoder.output_bps if encoder is not None else None)
             if encoder is not None:
-                encoder.set_target(bitrate_bps, at, carried_bps, near_congestion=near_congestion)
+                encoder.set_target(bitrate_bps, at, carried_bps, keep_headroom=keep_headroom)
 
         async def recv(self) -> Any:
             while not self._pending:

@@ -626,7 +626,7 @@ class Publisher:
             target,
             self._options.clock.monotonic(),
             snapshot.passed_bps,
-            near_congestion=snapshot.near_congestion,
+            keep_headroom=snapshot.keep_headroom,
         )
 
     def _hold(self, resource: WhipResource) -> None:

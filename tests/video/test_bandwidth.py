@@ -1059,3 +1059,25 @@ def test_random_loss_counts_toward_leaving_the_last_congestion_band() -> None:
     # out of the band: multiplicative growth (25 %/s), not +10 %/s
     assert max(growth) > 1.2, estimates
     assert not snap.near_congestion
+
+
+def test_random_loss_near_the_last_congestion_point_keeps_no_headroom() -> None:
+    """Near the last congestion point the encoder leaves its shortfall as headroom, unless
+    the loss there is the radio's (between the thresholds, the delay flat): on bench_link's
+    1 Mbit/s link with 5 % drop the media then made 0.83 of its target, never 80 % of the
+    link. A loss over the back-off bar, or one with a queue behind it, keeps the headroom."""
+    link = ScriptedSeconds(start_bps=1_000_000, packets_per_s=70)
+    for _ in range(6):
+        link.second(0.010, 0)
+    for _ in range(2):
+        snap = link.second(0.010, 18)  # the link limits: 52 of 70 a second get through
+    assert snap.state is RateState.DECREASE and snap.near_congestion
+    assert snap.keep_headroom, snap  # 26 % lost is congestion, flat delay or not
+    link.packets = 50
+    for _ in range(4):
+        snap = link.second(0.010, 3)  # 6 %, no queue
+    assert snap.near_congestion and snap.delay_flat, snap
+    assert not snap.keep_headroom, snap
+    snap = link.second(0.035, 3)  # the same loss with a queue behind it: the link is full
+    assert snap.near_congestion and not snap.delay_flat, snap
+    assert snap.keep_headroom, snap

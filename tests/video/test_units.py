@@ -367,10 +367,10 @@ def test_encoder_follows_a_lower_then_a_higher_target_on_the_same_context() -> N
 
 @pytest.mark.usefixtures("one_x264_thread")
 @pytest.mark.parametrize(
-    ("detail", "near_congestion"), [("high", False), ("low", False), ("high", True)]
+    ("detail", "keep_headroom"), [("high", False), ("low", False), ("high", True)]
 )
 def test_encoder_makes_up_what_libx264_falls_short_of_its_target(
-    detail: str, near_congestion: bool
+    detail: str, keep_headroom: bool
 ) -> None:
     """Under a VBV buffer of a few frames libx264 spends 0.86-0.93 of what it is told (270p30
     here: 0.88); told its aim x its shortfall it spends the aim. An easy picture (the flat
@@ -382,13 +382,13 @@ def test_encoder_makes_up_what_libx264_falls_short_of_its_target(
     run.pattern = TestPattern(640, 360, detail=detail)
     produced: list[int] = []
     for _ in range(240):
-        run.encoder.set_target(target, run.now, near_congestion=near_congestion)
+        run.encoder.set_target(target, run.now, keep_headroom=keep_headroom)
         produced.append(sum(p.size for p in run.encode()) * 8)
     rate = sum(produced[90:]) / 5  # seconds 3-8
     assert run.encoder.frames_dropped == 0 and run.encoder.reopens == 0
     if detail == "low":
         assert run.encoder.trim == 1.0 and rate < 0.6 * target, rate
-    elif near_congestion:
+    elif keep_headroom:
         # the shortfall is still measured, for when the estimate leaves the band
         assert run.encoder.trim > 1.05 and rate < 0.93 * target, rate
     else:
