@@ -310,11 +310,10 @@ class BandwidthSnapshot:
     def keep_headroom(self) -> bool:
         """Whether an encoder is to leave its shortfall under the target unmade (see
         encoder.MAX_TRIM): near the last congestion point, unless the loss there is the
-        radio's (between the loss thresholds with the delay flat). On such a link the last
-        congestion point was a loss reading, not a full queue, and the shortfall is only
-        media lost: untrimmed at 360p30 it sent 0.83 of its target on bench_link's 1 Mbit/s
-        link with 5 % drop (608-691 kbit/s for 732-831), and never reached 80 % of the
-        link in one run of three."""
+        radio's (between the loss thresholds with the delay flat). With no queue the link
+        is not full now, and the shortfall only withholds media: untrimmed at 360p30 it
+        sent 0.83 of its target on bench_link's 1 Mbit/s link with 5 % drop (608-691
+        kbit/s for 732-831), and never reached 80 % of the link in two runs of five."""
         random_loss = self.delay_flat and LOSS_GROW_BELOW <= self.loss <= LOSS_BACKOFF_ABOVE
         return self.near_congestion and not random_loss
 
