@@ -1031,17 +1031,24 @@ def test_a_remb_that_says_a_quarter_less_arrived_than_was_sent_is_a_collapse(
     assert clock.t - step < 0.6
 
 
+def congested_at_52_of_70() -> tuple[ScriptedSeconds, BandwidthSnapshot]:
+    """Six clear seconds of 70 packets, then two in which the link passes 52 of them: the
+    estimator backs off, and the last congestion point is what arrived."""
+    link = ScriptedSeconds(start_bps=1_000_000, packets_per_s=70)
+    for _ in range(6):
+        link.second(0.010, 0)
+    for _ in range(2):
+        snap = link.second(0.010, 18)
+    assert snap.state is RateState.DECREASE and snap.near_congestion
+    return link, snap
+
+
 def test_random_loss_counts_toward_leaving_the_last_congestion_band() -> None:
     """Near the last congestion point growth is additive until more than 1.15 x it gets
     through. On a link that opened with 5 % random loss, what arrives is 0.95 x what was
     sent: counted as it arrived, the estimate had to reach 1.21 x the old capacity, seconds
     of +10 %/s (bench_link: 4-5 s after the step from 300 kbit/s into the drop phase)."""
-    link = ScriptedSeconds(start_bps=1_000_000, packets_per_s=70)
-    for _ in range(6):
-        link.second(0.010, 0)
-    for _ in range(2):
-        snap = link.second(0.010, 18)  # the link limits: 52 of 70 a second get through
-    assert snap.state is RateState.DECREASE and snap.near_congestion
+    link, snap = congested_at_52_of_70()
     capacity = snap.receive_bps
     assert capacity is not None
     link.packets = 50  # under what the link took: all of it arrives, growth is additive
@@ -1066,12 +1073,7 @@ def test_random_loss_near_the_last_congestion_point_keeps_no_headroom() -> None:
     the loss there is the radio's (between the thresholds, the delay flat): on bench_link's
     1 Mbit/s link with 5 % drop the media then made 0.83 of its target, never 80 % of the
     link. A loss over the back-off bar, or one with a queue behind it, keeps the headroom."""
-    link = ScriptedSeconds(start_bps=1_000_000, packets_per_s=70)
-    for _ in range(6):
-        link.second(0.010, 0)
-    for _ in range(2):
-        snap = link.second(0.010, 18)  # the link limits: 52 of 70 a second get through
-    assert snap.state is RateState.DECREASE and snap.near_congestion
+    link, snap = congested_at_52_of_70()
     assert snap.keep_headroom, snap  # 26 % lost is congestion, flat delay or not
     link.packets = 50
     for _ in range(4):
