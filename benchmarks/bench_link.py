@@ -2,6 +2,7 @@
 
 Run as root: .venv/bin/python benchmarks/bench_link.py [--only software|passthrough]
                                                         [--scale 0.2] [--repeat 3]
+                                                        [--step-ups 8]
 
 Two network namespaces on a veth pair (tests/netns.py): the stub's WHIP
 ingest in the server one (tests/link_ingest.py, which logs every decoded
@@ -27,6 +28,8 @@ benchmarks/_cbr_camera.py, run in the client namespace). `--scale` shortens
 every phase for a smoke run. `--repeat N` runs the adaptive profile N times and
 prints each cell's median, then each run's fps, frozen seconds, staleness p95
 and react side by side: one run's spread is as wide as most changes.
+`--step-ups N` runs, instead, N of the step up each path is slowest at in one
+adaptive publisher run (`step_up_profile`), and prints each step up's react.
 """
 
 from __future__ import annotations
@@ -105,6 +108,28 @@ PROFILE = (
 )
 
 
+def step_up_profile(path: str, cycles: int) -> tuple[Phase, ...]:
+    """`--step-ups N`: the step up each path is slowest at, N times in one publisher run.
+
+    One profile run gives one reading of a step up, and their spread (7-11 s, or none
+    within the phase) is wider than most changes: this gives eight in four minutes.
+    Software: 300 kbit/s 12 s then 1 Mbit/s + 5 % 13 s; passthrough: 1 Mbit/s + 5 % 17 s
+    then unshaped 16 s (back to passthrough), after a lead-in of 10 s."""
+    if path == "software":
+        lead = Phase("1 Mbit/s", 10, 1_000_000)
+        narrow, wide = (
+            Phase("300 kbit/s", 12, 300_000),
+            Phase("1 Mbit/s 5 % drop", 13, 1_000_000, 5),
+        )
+    else:
+        lead = Phase("unshaped", 10, None)
+        narrow, wide = (
+            Phase("1 Mbit/s 5 % drop", 17, 1_000_000, 5),
+            Phase("unshaped again", 16, None),
+        )
+    return (lead, *(narrow, wide) * cycles)
+
+
 @dataclass
 class PhaseResult:
     fps: float
@@ -154,7 +179,9 @@ def read_stats(proc: subprocess.Popen[str], run: Run, until: float) -> None:
             continue  # a log line
 
 
-def run_profile(source: str, adaptive: bool, scale: float, subnet: int) -> tuple[Run, Path]:
+def run_profile(
+    source: str, adaptive: bool, scale: float, subnet: int, profile: tuple[Phase, ...] = PROFILE
+) -> tuple[Run, Path]:
     work = Path(tempfile.mkdtemp(prefix="bench-link-"))
     frames = work / "frames"
     run = Run()
@@ -180,7 +207,7 @@ def run_profile(source: str, adaptive: bool, scale: float, subnet: int) -> tuple
             read_stats(publisher, run, time.time() + 0.2)
         if "F " not in frames.read_text():
             raise RuntimeError("no frame reached the ingest within 30 s")
-        for phase in PROFILE:
+        for phase in profile:
             link.shape(phase.rate_bps, phase.drop_percent)
             start = time.time()
             before = link.tbf_drops()
@@ -301,6 +328,17 @@ def report(title: str, adaptive: list[PhaseResult] | None, fixed: list[PhaseResu
         print("adaptive: not available (`luxxon-agent publish` has no --no-adapt yet)")
 
 
+def report_step_ups(title: str, results: list[PhaseResult], profile: tuple[Phase, ...]) -> None:
+    print(f"\n{title}; step ups")
+    print(f"{'phase':<20} | fps frozen    stale ms kbit/s rec  drops react")
+    for phase, result in zip(profile, results, strict=True):
+        print(f"{phase.name:<20} | {cell(result)}")
+    ups = [result.react_s for result in results[2::2]]  # lead-in, narrow, wide, narrow, ...
+    within = sum(1 for react in ups if react is not None and react <= 10)
+    readings = " ".join("-" if react is None else f"{react:.1f}" for react in ups)
+    print(f"react after each step up, s: {readings} ({within} of {len(ups)} within 10 s)")
+
+
 def median_results(runs: list[list[PhaseResult]]) -> list[PhaseResult]:
     """Per phase, the median of each figure over `runs` (reconnects: the most in any)."""
 
@@ -356,9 +394,17 @@ def main() -> int:
         metavar="N",
         help="run the adaptive profile N times and print medians, then each run",
     )
+    parser.add_argument(
+        "--step-ups",
+        type=int,
+        metavar="N",
+        help="instead of the profile: N of the step up each path is slowest at, adaptive only",
+    )
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.step_ups is not None and args.step_ups < 1:
+        parser.error("--step-ups must be at least 1")
     reason = netns_unavailable()
     if reason is not None:
         print(f"bench_link: {reason}", file=sys.stderr)
@@ -376,6 +422,11 @@ def main() -> int:
     adaptation = has_adaptation()
     for index, (name, (source, title)) in enumerate(paths.items()):
         if args.only and name != args.only:
+            continue
+        if args.step_ups is not None:
+            profile = step_up_profile(name, args.step_ups)
+            run, frames = run_profile(source, True, args.scale, 50 + 2 * index, profile)
+            report_step_ups(title, summarize(run, frames, name == "software"), profile)
             continue
         runs = []
         for _ in range(args.repeat if adaptation else 0):
