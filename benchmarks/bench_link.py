@@ -63,7 +63,8 @@ CAMERA_PORT = 8554
 FROZEN_GAP_S = 0.2
 CLOCK_SLACK_S = 0.05
 CAPACITY_SHARE = 0.8
-"""Issue 11: back to 80 % of capacity after a step up."""
+STEP_UP_WITHIN_S = 10.0
+"""Issue 11: back to 80 % of capacity within 10 s after a step up."""
 
 
 def readable_clocks(arrivals: list[tuple[float, float | None]]) -> tuple[list[float | None], int]:
@@ -308,14 +309,16 @@ def cell(result: PhaseResult | None) -> str:
     )
 
 
+CELL_HEAD = (
+    f"{'fps':>5} {'frozen':>6} {'stale ms':>11} {'kbit/s':>6} {'rec':>3} {'drops':>6} {'react':>5}"
+)
+"""The column heads over `cell`."""
+
+
 def report(title: str, adaptive: list[PhaseResult] | None, fixed: list[PhaseResult] | None) -> None:
     print(f"\n{title}")
-    head = (
-        f"{'fps':>5} {'frozen':>6} {'stale ms':>11} {'kbit/s':>6} {'rec':>3} {'drops':>6} "
-        f"{'react':>5}"
-    )
     print(f"{'phase':<20} | {'adaptive':<50} | non-adaptive (today's publisher)")
-    print(f"{'':<20} | {head:<50} | {head}")
+    print(f"{'':<20} | {CELL_HEAD:<50} | {CELL_HEAD}")
     for index, phase in enumerate(PROFILE):
         left = adaptive[index] if adaptive is not None else None
         right = fixed[index] if fixed is not None else None
@@ -330,13 +333,16 @@ def report(title: str, adaptive: list[PhaseResult] | None, fixed: list[PhaseResu
 
 def report_step_ups(title: str, results: list[PhaseResult], profile: tuple[Phase, ...]) -> None:
     print(f"\n{title}; step ups")
-    print(f"{'phase':<20} | fps frozen    stale ms kbit/s rec  drops react")
+    print(f"{'phase':<20} | {CELL_HEAD}")
     for phase, result in zip(profile, results, strict=True):
         print(f"{phase.name:<20} | {cell(result)}")
     ups = [result.react_s for result in results[2::2]]  # lead-in, narrow, wide, narrow, ...
-    within = sum(1 for react in ups if react is not None and react <= 10)
+    within = sum(1 for react in ups if react is not None and react <= STEP_UP_WITHIN_S)
     readings = " ".join("-" if react is None else f"{react:.1f}" for react in ups)
-    print(f"react after each step up, s: {readings} ({within} of {len(ups)} within 10 s)")
+    print(
+        f"react after each step up, s: {readings} "
+        f"({within} of {len(ups)} within {STEP_UP_WITHIN_S:.0f} s)"
+    )
 
 
 def median_results(runs: list[list[PhaseResult]]) -> list[PhaseResult]:
