@@ -67,7 +67,10 @@ PROBE_S = 15.0
 that needs far less than its target: the estimate stays within 1.5 x what is sent), or
 the link has shown no congestion for UP_HOLD_S, try passthrough after this, and twice as
 long after each try the link refused (back to PROBE_S once the estimate has grown
-REOPENED x past the rate at which a probe was refused: the link has changed since)."""
+REOPENED x past the rate at which a probe was refused: the link has changed since). A
+probe undone by congestion only after QUIET_S was no refusal: the link carried the
+camera as long as the quiet spell that started the probe, then narrowed (counted as a
+refusal, that made the next probe wait 30 s after the link had opened again)."""
 REOPENED = 2.0
 MAX_GOP_S = 10.0
 """Camera packets kept for a warm decoder start: a camera with a longer keyframe
@@ -154,9 +157,12 @@ class PassthroughSwitch:
                 self._probing = False  # the probe held: the link takes the camera again
                 self._probe_s = PROBE_S
             if self._switch.held(narrow, now, 0.0 if self.congested else DOWN_HOLD_S):
-                if in_grace:
+                if in_grace and now - self._entered_at < QUIET_S:
                     self._probe_s = min(MAX_PROBE_S, self._probe_s * 2)
                     self._refused_bps = target_bps
+                elif in_grace:
+                    # the link carried the camera for QUIET_S, then narrowed: no refusal
+                    self._probe_s = PROBE_S
                 self._probing = False
                 mode = (
                     PassthroughMode.TRANSCODE

@@ -15,6 +15,7 @@ from luxxon_agent.video.passthrough import (
     DOWN_HOLD_S,
     PROBE_GRACE_S,
     PROBE_S,
+    QUIET_S,
     PassthroughMode,
     PassthroughSwitch,
 )
@@ -250,3 +251,42 @@ def test_with_padding_a_stuck_estimate_is_no_reason_to_try_passthrough_blind() -
     _camera(switch, now, now + 3 * PROBE_S)
     # padding would have lifted the estimate if the link took the camera: it did not
     assert switch.update(500_000, now + 3 * PROBE_S) is PassthroughMode.KEYFRAMES
+
+
+def _until_switch(
+    switch: PassthroughSwitch, start: float, end: float, target_bps: float
+) -> float | None:
+    """Feed the camera and `target_bps` every 0.5 s from `start`; when the mode changed
+    (None: not before `end`)."""
+    mode, now = switch.mode, start
+    while now < end:
+        _camera(switch, now, now + 0.5)
+        now += 0.5
+        if switch.update(target_bps, now) is not mode:
+            return now
+    return None
+
+
+def test_only_a_probe_refused_at_once_doubles_the_wait_for_the_next() -> None:
+    # congestion 1 s into a probe: the link did not take the camera; after QUIET_S of
+    # carrying it, congestion is the link narrowing, which says nothing against the next
+    for congested_after, next_wait in ((1.0, 2 * PROBE_S), (QUIET_S + 1.0, PROBE_S)):
+        switch, now = _switch_with_camera()
+        transcode_at = _until_switch(switch, now, now + 5, 800_000)
+        assert transcode_at is not None and switch.mode is PassthroughMode.TRANSCODE
+        probe_at = _until_switch(switch, transcode_at, transcode_at + 2 * PROBE_S, 2_100_000)
+        assert probe_at is not None and "probing" in switch.reason, switch.reason
+        assert _until_switch(switch, probe_at, probe_at + congested_after, 2_600_000) is None
+        switch.congested = True
+        back_at = _until_switch(
+            switch, probe_at + congested_after, probe_at + congested_after + 3, 1_500_000
+        )
+        assert back_at is not None and switch.mode is PassthroughMode.TRANSCODE
+        switch.congested = False
+        again_at = _until_switch(switch, back_at, back_at + 3 * PROBE_S, 2_100_000)
+        assert again_at is not None and "probing" in switch.reason, switch.reason
+        assert next_wait <= again_at - back_at <= next_wait + 0.5, (
+            congested_after,
+            again_at - back_at,
+        )
+    assert QUIET_S + 1.0 < PROBE_GRACE_S

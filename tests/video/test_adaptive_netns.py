@@ -18,8 +18,8 @@ back. Root only (namespaces, tc, nft).
 
 from __future__ import annotations
 
+import itertools
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -56,13 +56,16 @@ class Run:
             "LUXXON_WHIP_URL": Path(str(self.frames) + ".url").read_text(),
             "XDG_STATE_HOME": str(work / "state"),
         }
-        self.publisher = link.popen(
-            link.client_ns,
-            [CLI, "publish", "--source", source, "--bitrate", "2000000", "--json"],
-            env=env,
-            cwd=str(ROOT),
-            stderr=subprocess.DEVNULL,
-        )
+        self.log = work / "publisher.log"
+        # the child keeps its own copy of the descriptor: ours can close at once
+        with self.log.open("w") as log:
+            self.publisher = link.popen(
+                link.client_ns,
+                [CLI, "publish", "--source", source, "--bitrate", "2000000", "--json"],
+                env=env,
+                cwd=str(ROOT),
+                stderr=log,
+            )
 
     def follow(self, seconds: float) -> list[dict[str, Any]]:
         """The publisher's stats lines over the next `seconds`, stamped with the wall clock."""
@@ -89,6 +92,10 @@ class Run:
         ]
         return [t for t in times if start <= t < end]
 
+    def switches(self) -> list[str]:
+        """The publisher's log lines about its mode and rung: why a run went as it did."""
+        return [line for line in self.log.read_text().splitlines() if "video: " in line]
+
     def publisher_connections(self) -> int:
         counters = [line for line in self.frames.read_text().splitlines() if line.startswith("S ")]
         return int(counters[-1].split()[2])
@@ -97,6 +104,12 @@ class Run:
 def _fps_and_longest_gap(arrivals: list[float], start: float, end: float) -> tuple[float, float]:
     edges = [start, *arrivals, end]
     return len(arrivals) / (end - start), max(b - a for a, b in zip(edges, edges[1:], strict=False))
+
+
+def _modes(lines: list[dict[str, Any]]) -> str:
+    """The modes the stats lines went through, in order: "transcode x40, passthrough x12"."""
+    runs = itertools.groupby(x["mode"] for x in lines)
+    return ", ".join(f"{mode} x{len(list(group))}" for mode, group in runs)
 
 
 def _assert_adapted(
@@ -159,7 +172,11 @@ def test_passthrough_switches_to_transcoding_and_back(tmp_path: Path) -> None:
         assert any(x["mode"] == "transcode" for x in narrowed), [x["mode"] for x in narrowed]
         _assert_adapted(run, narrowed, shaped_at, opened_at, narrow, min_fps=8)
         # back to the camera's stream untouched once the link took it again
-        assert opened[-1]["mode"] == "passthrough", [x["mode"] for x in opened]
+        opened_clock = time.strftime("%H:%M:%S", time.localtime(opened_at))
+        assert opened[-1]["mode"] == "passthrough", (
+            f"{_modes(opened)} after the link opened at {opened_clock}; the publisher said:\n"
+            + "\n".join(run.switches())
+        )
         assert opened[-1]["mode_switches"] >= 2
         assert run.stats[-1]["reconnects"] == 0
         assert run.publisher_connections() == 1
