@@ -80,6 +80,7 @@ def video_track(
     switch: PassthroughSwitch | None,
     now: Callable[[], float],
     on_encoder: Callable[[str], None],
+    on_ladder_step: Callable[[], None],
 ) -> VideoTrack:
     """The track for one connection: passthrough (switching with `switch`), our H.264, or
     aiortc's VP8 (which follows REMB by itself)."""
@@ -89,13 +90,21 @@ def video_track(
         if switch is None:
             return VideoTrack(source.video_track(), "h264", "passthrough")
         track = make_switching_track(
-            source.video_track(), source.fps, options, switch, now=now, on_encoder=on_encoder
+            source.video_track(),
+            source.fps,
+            options,
+            switch,
+            now=now,
+            on_encoder=on_encoder,
+            on_ladder_step=on_ladder_step,
         )
         control: RateControl = track  # type: ignore[assignment]
         return VideoTrack(track, "h264", "passthrough", control=control)
     if options.codec == "vp8":
         return VideoTrack(source.video_track(), "vp8", "aiortc-vp8")
-    encoder = H264Encoder(source.fps, options, adaptive=adaptive, on_open=on_encoder)
+    encoder = H264Encoder(
+        source.fps, options, adaptive=adaptive, on_open=on_encoder, on_ladder_step=on_ladder_step
+    )
     track = make_encoding_track(source.video_track(), encoder)
     return VideoTrack(track, "h264", None, control=encoder if adaptive else None, h264=encoder)
 

@@ -227,6 +227,7 @@ class H264Encoder:
         *,
         adaptive: bool = False,
         on_open: Callable[[str], None] | None = None,
+        on_ladder_step: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.fps = fps
@@ -236,6 +237,7 @@ class H264Encoder:
         self.target_bps = float(options.bitrate)
         self.ladder: Ladder | None = None
         self._on_open = on_open
+        self._on_ladder_step = on_ladder_step
         self._codec: av.video.codeccontext.VideoCodecContext | None = None
         self._opened_for: tuple[int, int] | None = None
         self._opened_fps = fps
@@ -299,7 +301,7 @@ class H264Encoder:
         import av
 
         if self.adaptive and self.ladder is None:
-            self.ladder = Ladder(frame.width, frame.height, self.fps)
+            self.ladder = Ladder(frame.width, frame.height, self.fps, on_step=self._on_ladder_step)
             self.ladder.choose(self.target_bps, 0.0)
         size = (frame.width, frame.height)
         if self.ladder is not None:

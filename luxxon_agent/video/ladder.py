@@ -26,6 +26,7 @@ import collections
 import logging
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from luxxon_agent.video.sustained import Sustained
@@ -140,11 +141,21 @@ class Ladder:
     within `PROBE_FAILED_S`.
     """
 
-    def __init__(self, width: int, height: int, fps: float, rungs: tuple[Rung, ...] = RUNGS):
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        fps: float,
+        rungs: tuple[Rung, ...] = RUNGS,
+        *,
+        on_step: Callable[[], None] | None = None,
+    ):
         self.width, self.height, self.fps = width, height, fps
         self.rungs = rungs
         self.index = 0
         self.steps = 0
+        self._on_step = on_step
+        """Called at each step: the publisher counts steps across its encoders."""
         self._scale = width * height * fps / REFERENCE_PIXELS_PER_S
         self._up = Sustained()
         self._probe_hold = PROBE_UP_HOLD_S
@@ -300,6 +311,8 @@ class Ladder:
         before = self.label
         self.index = index
         self.steps += 1
+        if self._on_step is not None:
+            self._on_step()
         logger.info(
             "video ladder: %s -> %s (%s, target %.0f kbit/s)",
             before,

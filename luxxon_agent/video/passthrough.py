@@ -273,6 +273,7 @@ def make_switching_track(
     *,
     now: Callable[[], float],
     on_encoder: Callable[[str], None] | None = None,
+    on_ladder_step: Callable[[], None] | None = None,
 ) -> MediaStreamTrack:
     """A track of the camera's H.264, or of its re-encoding, as `switch` decides."""
     from aiortc.mediastreams import MediaStreamTrack
@@ -287,6 +288,11 @@ def make_switching_track(
             self._cost_logged = False
             self._gop: list[Any] = []
             """The camera's packets since its last keyframe, for a warm decoder start."""
+
+        @property
+        def encoder(self) -> H264Encoder | None:
+            """Our encoder while the camera is re-encoded (None while it is forwarded)."""
+            return self._transcoder.encoder if self._transcoder is not None else None
 
         def request_keyframe(self) -> None:
             if self._transcoder is not None:
@@ -356,6 +362,7 @@ def make_switching_track(
                 replace(options, bitrate=max(100_000, int(camera_bps))),
                 adaptive=True,
                 on_open=on_encoder,
+                on_ladder_step=on_ladder_step,
             )
             encoder.set_target(switch.target_bps or camera_bps, now())
             logger.warning(

@@ -64,7 +64,7 @@ from luxxon_agent.video.connection import (
     open_connection,
     video_track,
 )
-from luxxon_agent.video.encoder import VideoOptions
+from luxxon_agent.video.encoder import H264Encoder, VideoOptions
 from luxxon_agent.video.mediasource import MediaSource
 from luxxon_agent.video.netwatch import NetWatch, NetworkChange
 from luxxon_agent.video.passthrough import UP_MARGIN as PASSTHROUGH_UP_MARGIN
@@ -220,13 +220,15 @@ class Publisher:
             )
         h264 = self._video.h264 if self._video is not None else None
         if h264 is not None:
-            ladder = h264.ladder
             stats = replace(
                 stats,
                 target_bps=h264.target_bps if self._options.adaptive else None,
                 rung=h264.rung_label,
-                ladder_steps=ladder.steps if ladder is not None else 0,
             )
+        # a camera being re-encoded: the rung of the transcoder's encoder
+        transcoder = getattr(self._video.track, "encoder", None) if self._video else None
+        if isinstance(transcoder, H264Encoder):
+            stats = replace(stats, rung=transcoder.rung_label)
         if self._switch is not None:
             stats = replace(
                 stats,
@@ -535,6 +537,7 @@ class Publisher:
             switch=self._switch,
             now=self._options.clock.monotonic,
             on_encoder=self._stats.encoder_opened,
+            on_ladder_step=self._stats.ladder_stepped,
         )
         if video.encoder is not None:
             self._stats.encoder = video.encoder

@@ -64,8 +64,10 @@ class PublisherStats:
     link_reason: str | None = None
     """Why the estimate last changed or held, e.g. `loss 14 %`, `link clear`."""
     rung: str | None = None
-    """The ladder's picture, e.g. `360p30`, for our encoder."""
+    """The ladder's picture, e.g. `360p30`, for our encoder: the software path's, or the
+    transcoder's while a camera is re-encoded."""
     ladder_steps: int = 0
+    """Ladder steps since the publisher started, over all its connections and encoders."""
     mode: str | None = None
     """`passthrough`, `transcode` or `keyframes` for an H.264 camera."""
     mode_switches: int = 0
@@ -153,6 +155,8 @@ class StatsBook:
         self.freezes = 0
         self.encoder: str | None = None
         self.encoders_opened = 0
+        self.ladder_steps = 0
+        """Across encoders: each connection's, each transcoding spell's (a counter)."""
         self.reconnects = 0
         self.frames = 0
         self.packets_lost = 0
@@ -172,6 +176,9 @@ class StatsBook:
     def encoder_opened(self, name: str) -> None:
         self.encoders_opened += 1
         self.encoder = name
+
+    def ladder_stepped(self) -> None:
+        self.ladder_steps += 1
 
     def new_connection(self) -> None:
         self._bytes_closed += self._bytes_current
@@ -203,4 +210,5 @@ class StatsBook:
             encoder=self.encoder,
             last_error=self.last_error,
             freezes=self.freezes,
+            ladder_steps=self.ladder_steps,
         )

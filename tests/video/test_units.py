@@ -305,9 +305,15 @@ class EncoderRun:
         self.now = 0.0
         self.counter = 0
         self.pattern = TestPattern(640, 360, detail="high")
-        self.encoder = H264Encoder(30, VideoOptions(), adaptive=True, clock=lambda: self.now)
+        self.steps_heard = 0
+        self.encoder = H264Encoder(
+            30, VideoOptions(), adaptive=True, on_ladder_step=self._heard, clock=lambda: self.now
+        )
         self.encoder.set_target(target_bps, 0.0)
         self.start = datetime(2026, 5, 13, 8, 42, tzinfo=UTC)
+
+    def _heard(self) -> None:
+        self.steps_heard += 1
 
     def set_target(self, target_bps: int) -> None:
         self.encoder.set_target(target_bps, self.now)
@@ -413,6 +419,9 @@ def test_a_frame_rate_step_up_keeps_the_rate_at_the_target() -> None:
         per_frame.append((run.encoder.rung_label or "", sum(p.size for p in run.encode()) * 8))
         told.append(run.encoder._codec.bit_rate if run.encoder._codec is not None else 0)
     stepped = next(i for i, (rung, _) in enumerate(per_frame) if rung == "180p30")
+    # each step told (the publisher's count across encoders): down to 180p15, up to 180p30
+    assert run.encoder.ladder is not None
+    assert run.steps_heard == run.encoder.ladder.steps >= 2, run.steps_heard
     # the first second at 30 fps: a reopen (NOT_FOLLOWING_S) could not have mended it yet
     after = per_frame[stepped : stepped + 30]
     assert len(after) == 30
