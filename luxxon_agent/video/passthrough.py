@@ -104,6 +104,11 @@ class PassthroughSwitch:
         self.target_bps: float | None = None
         self.congested = False
         """Set by the publisher: the estimator is backing off (loss or delay)."""
+        self.queue_or_loss = False
+        """Set by the publisher: the link shows loss, a queue or a REMB fall. Only that
+        undoes a probe: fewer bytes arriving than were sent over one report's span, with
+        nothing lost and nothing queued, is the span's edge at the probe's step up in
+        rate, not a full link (what a full link does not pass is lost or queued)."""
         self.padding = True
         """Set by the publisher: padding probes can prove the estimate here. Then an
         app-limited transcoder is no reason to try passthrough blind: padding lifts the
@@ -152,7 +157,7 @@ class PassthroughSwitch:
             narrow = target_bps < camera * DOWN_MARGIN
             in_grace = self._probing and now - self._entered_at < PROBE_GRACE_S
             if in_grace:
-                narrow = narrow and self.congested
+                narrow = narrow and self.congested and self.queue_or_loss
             elif self._probing:
                 self._probing = False  # the probe held: the link takes the camera again
                 self._probe_s = PROBE_S

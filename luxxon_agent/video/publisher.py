@@ -622,6 +622,7 @@ class Publisher:
         snapshot = self._estimator.snapshot()
         if self._switch is not None:
             self._switch.congested = snapshot.state is RateState.DECREASE
+            self._switch.queue_or_loss = snapshot.loss > 0 or not snapshot.delay_flat
             self._switch.padding = self._estimator.padding_heard
         # what the link passed: the ladder's step up waits for it, and 5 % random loss
         # under what arrived held 360p15 at its ceiling while the estimate passed 900 kbit/s

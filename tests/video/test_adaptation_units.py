@@ -237,7 +237,7 @@ def test_switch_without_transcoding_forwards_keyframes_and_probes() -> None:
     _camera(switch, probe_at, probe_at + 3 + DOWN_HOLD_S)
     switch.update(500_000, probe_at + 1)
     assert switch.update(500_000, probe_at + 1 + DOWN_HOLD_S) is PassthroughMode.PASSTHROUGH
-    switch.congested = True
+    switch.congested = switch.queue_or_loss = True  # lost, or queued
     switch.update(500_000, probe_at + 2.5)
     assert switch.update(500_000, probe_at + 2.5 + DOWN_HOLD_S) is PassthroughMode.KEYFRAMES
     assert PROBE_GRACE_S > 2.5 + DOWN_HOLD_S
@@ -277,12 +277,12 @@ def test_only_a_probe_refused_at_once_doubles_the_wait_for_the_next() -> None:
         probe_at = _until_switch(switch, transcode_at, transcode_at + 2 * PROBE_S, 2_100_000)
         assert probe_at is not None and "probing" in switch.reason, switch.reason
         assert _until_switch(switch, probe_at, probe_at + congested_after, 2_600_000) is None
-        switch.congested = True
+        switch.congested = switch.queue_or_loss = True
         back_at = _until_switch(
             switch, probe_at + congested_after, probe_at + congested_after + 3, 1_500_000
         )
         assert back_at is not None and switch.mode is PassthroughMode.TRANSCODE
-        switch.congested = False
+        switch.congested = switch.queue_or_loss = False
         again_at = _until_switch(switch, back_at, back_at + 3 * PROBE_S, 2_100_000)
         assert again_at is not None and "probing" in switch.reason, switch.reason
         assert next_wait <= again_at - back_at <= next_wait + 0.5, (
@@ -290,3 +290,21 @@ def test_only_a_probe_refused_at_once_doubles_the_wait_for_the_next() -> None:
             again_at - back_at,
         )
     assert QUIET_S + 1.0 < PROBE_GRACE_S
+
+
+def test_a_back_off_with_nothing_lost_and_no_queue_does_not_undo_a_probe() -> None:
+    """Fewer bytes arrived than were sent over one report's span, with nothing lost and no
+    queue: the span's edge at the probe's step up in rate, not a full link (bench_link: such
+    a back-off undid a probe on an unshaped link 0.5 s in). Loss or a queue then does."""
+    switch, now = _switch_with_camera()
+    transcode_at = _until_switch(switch, now, now + 5, 800_000)
+    assert transcode_at is not None
+    probe_at = _until_switch(switch, transcode_at, transcode_at + 2 * PROBE_S, 2_100_000)
+    assert probe_at is not None and "probing" in switch.reason, switch.reason
+    switch.congested, switch.queue_or_loss = True, False
+    assert _until_switch(switch, probe_at, probe_at + 2, 1_800_000) is None
+    switch.congested = switch.queue_or_loss = False
+    assert _until_switch(switch, probe_at + 2, probe_at + 3, 1_800_000) is None
+    switch.congested = switch.queue_or_loss = True
+    assert _until_switch(switch, probe_at + 3, probe_at + 4, 1_800_000) is not None
+    assert switch.mode is PassthroughMode.TRANSCODE
