@@ -68,9 +68,9 @@ that needs far less than its target: the estimate stays within 1.5 x what is sen
 the link has shown no congestion for UP_HOLD_S, try passthrough after this, and twice as
 long after each try the link refused (back to PROBE_S once the estimate has grown
 REOPENED x past the rate at which a probe was refused: the link has changed since). A
-probe undone by congestion only after QUIET_S was no refusal: the link carried the
-camera as long as the quiet spell that started the probe, then narrowed (counted as a
-refusal, that made the next probe wait 30 s after the link had opened again)."""
+probe is refused when undone within PROBE_GRACE_S (or still too narrow at its end)
+before the link has passed the camera's rate; once it has, congestion means the link
+narrowed, and the next probe waits PROBE_S (docs/video.md)."""
 REOPENED = 2.0
 MAX_GOP_S = 10.0
 """Camera packets kept for a warm decoder start: a camera with a longer keyframe
@@ -109,6 +109,10 @@ class PassthroughSwitch:
         undoes a probe: fewer bytes arriving than were sent over one report's span, with
         nothing lost and nothing queued, is the span's edge at the probe's step up in
         rate, not a full link (what a full link does not pass is lost or queued)."""
+        self.passed_bps: float | None = None
+        """Set by the publisher: what the link passed (wire) by the last report. A probe
+        during which it reached the camera's rate was carried: if congestion undoes it,
+        the link narrowed, and that is no refusal."""
         self.padding = True
         """Set by the publisher: padding probes can prove the estimate here. Then an
         app-limited transcoder is no reason to try passthrough blind: padding lifts the
@@ -120,6 +124,8 @@ class PassthroughSwitch:
         """How long the current mode's switch condition has held."""
         self._probe_s = PROBE_S
         self._probing = False
+        self._carried = False
+        """The link passed the camera's rate during the current probe."""
         self._refused_bps: float | None = None
         self._entered_at = 0.0
         self._listeners: list[Callable[[PassthroughMode], None]] = []
@@ -155,19 +161,22 @@ class PassthroughSwitch:
             return self.mode
         if self.mode is PassthroughMode.PASSTHROUGH:
             narrow = target_bps < camera * DOWN_MARGIN
+            # the payload's rate against the wire's: the link passed at least the camera
+            if self._probing and self.passed_bps is not None and self.passed_bps >= camera:
+                self._carried = True
             in_grace = self._probing and now - self._entered_at < PROBE_GRACE_S
             if in_grace:
                 narrow = narrow and self.congested and self.queue_or_loss
-            elif self._probing:
+            elif self._probing and not narrow:
                 self._probing = False  # the probe held: the link takes the camera again
                 self._probe_s = PROBE_S
             if self._switch.held(narrow, now, 0.0 if self.congested else DOWN_HOLD_S):
-                if in_grace and now - self._entered_at < QUIET_S:
+                if self._probing and self._carried:
+                    self._probe_s = PROBE_S  # the link took the camera, then narrowed
+                elif self._probing:
+                    # refused: undone in the grace, or still narrow at its end
                     self._probe_s = min(MAX_PROBE_S, self._probe_s * 2)
                     self._refused_bps = target_bps
-                elif in_grace:
-                    # the link carried the camera for QUIET_S, then narrowed: no refusal
-                    self._probe_s = PROBE_S
                 self._probing = False
                 mode = (
                     PassthroughMode.TRANSCODE
@@ -202,7 +211,7 @@ class PassthroughSwitch:
                 now,
             )
         elif quiet and (limited or carried) and now - self._entered_at >= self._probe_s:
-            self._probing = True
+            self._probing, self._carried = True, False
             why = (
                 "the estimate cannot grow past what is sent"
                 if limited

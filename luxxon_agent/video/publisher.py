@@ -225,10 +225,10 @@ class Publisher:
                 target_bps=h264.target_bps if self._options.adaptive else None,
                 rung=h264.rung_label,
             )
-        # a camera being re-encoded: the rung of the transcoder's encoder
-        transcoder = getattr(self._video.track, "encoder", None) if self._video else None
-        if isinstance(transcoder, H264Encoder):
-            stats = replace(stats, rung=transcoder.rung_label)
+        # a camera being re-encoded: the rung of the encoder re-encoding it
+        camera_encoder = getattr(self._video.track, "encoder", None) if self._video else None
+        if isinstance(camera_encoder, H264Encoder):
+            stats = replace(stats, rung=camera_encoder.rung_label)
         if self._switch is not None:
             stats = replace(
                 stats,
@@ -623,6 +623,7 @@ class Publisher:
         if self._switch is not None:
             self._switch.congested = snapshot.state is RateState.DECREASE
             self._switch.queue_or_loss = snapshot.loss > 0 or not snapshot.delay_flat
+            self._switch.passed_bps = snapshot.passed_bps
             self._switch.padding = self._estimator.padding_heard
         # what the link passed: the ladder's step up waits for it, and 5 % random loss
         # under what arrived held 360p15 at its ceiling while the estimate passed 900 kbit/s

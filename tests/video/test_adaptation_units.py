@@ -15,7 +15,6 @@ from luxxon_agent.video.passthrough import (
     DOWN_HOLD_S,
     PROBE_GRACE_S,
     PROBE_S,
-    QUIET_S,
     PassthroughMode,
     PassthroughSwitch,
 )
@@ -267,29 +266,58 @@ def _until_switch(
     return None
 
 
-def test_only_a_probe_refused_at_once_doubles_the_wait_for_the_next() -> None:
-    # congestion 1 s into a probe: the link did not take the camera; after QUIET_S of
-    # carrying it, congestion is the link narrowing, which says nothing against the next
-    for congested_after, next_wait in ((1.0, 2 * PROBE_S), (QUIET_S + 1.0, PROBE_S)):
+def _probing(switch: PassthroughSwitch, now: float) -> float:
+    """Take the switch to TRANSCODE and through its first probe; when the probe began."""
+    transcode_at = _until_switch(switch, now, now + 5, 800_000)
+    assert transcode_at is not None and switch.mode is PassthroughMode.TRANSCODE
+    probe_at = _until_switch(switch, transcode_at, transcode_at + 2 * PROBE_S, 2_100_000)
+    assert probe_at is not None and "probing" in switch.reason, switch.reason
+    return probe_at
+
+
+def _next_probe_after(switch: PassthroughSwitch, back_at: float) -> float:
+    """How long after `back_at` (back in TRANSCODE, the link quiet) the next probe came."""
+    assert switch.mode is PassthroughMode.TRANSCODE
+    switch.congested = switch.queue_or_loss = False
+    again_at = _until_switch(switch, back_at, back_at + 3 * PROBE_S, 2_100_000)
+    assert again_at is not None and "probing" in switch.reason, switch.reason
+    return again_at - back_at
+
+
+def test_only_a_probe_the_link_never_carried_doubles_the_wait_for_the_next() -> None:
+    # (what the link passed, congestion after): congestion before the link passed the
+    # camera's 2.5 Mbit/s is a refusal, however late (a deep buffer fills slowly); once it
+    # has, congestion is the link narrowing, which says nothing against the next probe
+    for passed_bps, congested_after, next_wait in (
+        (2_000_000, 1.0, 2 * PROBE_S),
+        (2_300_000, 6.0, 2 * PROBE_S),
+        (2_700_000, 3.0, PROBE_S),
+    ):
         switch, now = _switch_with_camera()
-        transcode_at = _until_switch(switch, now, now + 5, 800_000)
-        assert transcode_at is not None and switch.mode is PassthroughMode.TRANSCODE
-        probe_at = _until_switch(switch, transcode_at, transcode_at + 2 * PROBE_S, 2_100_000)
-        assert probe_at is not None and "probing" in switch.reason, switch.reason
+        probe_at = _probing(switch, now)
+        switch.passed_bps = passed_bps
         assert _until_switch(switch, probe_at, probe_at + congested_after, 2_600_000) is None
         switch.congested = switch.queue_or_loss = True
         back_at = _until_switch(
             switch, probe_at + congested_after, probe_at + congested_after + 3, 1_500_000
         )
-        assert back_at is not None and switch.mode is PassthroughMode.TRANSCODE
-        switch.congested = switch.queue_or_loss = False
-        again_at = _until_switch(switch, back_at, back_at + 3 * PROBE_S, 2_100_000)
-        assert again_at is not None and "probing" in switch.reason, switch.reason
-        assert next_wait <= again_at - back_at <= next_wait + 0.5, (
-            congested_after,
-            again_at - back_at,
-        )
-    assert QUIET_S + 1.0 < PROBE_GRACE_S
+        assert back_at is not None
+        waited = _next_probe_after(switch, back_at)
+        assert next_wait <= waited <= next_wait + 0.5, (passed_bps, congested_after, waited)
+    assert 6.0 < PROBE_GRACE_S
+
+
+def test_a_probe_still_narrow_when_its_grace_ends_was_refused() -> None:
+    """No congestion to undo it, but an estimate still under the camera's when the grace
+    ends, and the link never passed the camera's rate: a refusal too, not a probe that
+    held (which would have it back every PROBE_S)."""
+    switch, now = _switch_with_camera()
+    probe_at = _probing(switch, now)
+    switch.passed_bps = 2_000_000
+    back_at = _until_switch(switch, probe_at, probe_at + PROBE_GRACE_S + 3, 1_800_000)
+    assert back_at is not None and back_at >= probe_at + PROBE_GRACE_S + DOWN_HOLD_S
+    waited = _next_probe_after(switch, back_at)
+    assert 2 * PROBE_S <= waited <= 2 * PROBE_S + 0.5, waited
 
 
 def test_a_back_off_with_nothing_lost_and_no_queue_does_not_undo_a_probe() -> None:
@@ -297,14 +325,9 @@ def test_a_back_off_with_nothing_lost_and_no_queue_does_not_undo_a_probe() -> No
     queue: the span's edge at the probe's step up in rate, not a full link (bench_link: such
     a back-off undid a probe on an unshaped link 0.5 s in). Loss or a queue then does."""
     switch, now = _switch_with_camera()
-    transcode_at = _until_switch(switch, now, now + 5, 800_000)
-    assert transcode_at is not None
-    probe_at = _until_switch(switch, transcode_at, transcode_at + 2 * PROBE_S, 2_100_000)
-    assert probe_at is not None and "probing" in switch.reason, switch.reason
+    probe_at = _probing(switch, now)
     switch.congested, switch.queue_or_loss = True, False
     assert _until_switch(switch, probe_at, probe_at + 2, 1_800_000) is None
-    switch.congested = switch.queue_or_loss = False
-    assert _until_switch(switch, probe_at + 2, probe_at + 3, 1_800_000) is None
-    switch.congested = switch.queue_or_loss = True
-    assert _until_switch(switch, probe_at + 3, probe_at + 4, 1_800_000) is not None
+    switch.queue_or_loss = True
+    assert _until_switch(switch, probe_at + 2, probe_at + 3, 1_800_000) is not None
     assert switch.mode is PassthroughMode.TRANSCODE

@@ -170,10 +170,8 @@ def test_passthrough_switches_to_transcoding_and_back(tmp_path: Path) -> None:
         opened = run.follow(28)
         link.stop(run.publisher)
         assert any(x["mode"] == "transcode" for x in narrowed), [x["mode"] for x in narrowed]
-        # the transcoder's rung is shown while it runs, and the step count never falls back
+        # the transcoder's rung is shown while it runs
         assert any(x["rung"] for x in narrowed if x["mode"] == "transcode"), narrowed[-1]
-        steps = [x["ladder_steps"] for x in run.stats]
-        assert steps == sorted(steps), steps
         _assert_adapted(run, narrowed, shaped_at, opened_at, narrow, min_fps=8)
         # back to the camera's stream untouched once the link took it again
         opened_clock = time.strftime("%H:%M:%S", time.localtime(opened_at))
