@@ -94,7 +94,8 @@ class Run:
 
     def switches(self) -> list[str]:
         """The publisher's log lines about its mode and rung: why a run went as it did."""
-        return [line for line in self.log.read_text().splitlines() if "video: " in line]
+        lines = self.log.read_text().splitlines()
+        return [line for line in lines if "video: " in line or "video ladder: " in line]
 
     def publisher_connections(self) -> int:
         counters = [line for line in self.frames.read_text().splitlines() if line.startswith("S ")]
