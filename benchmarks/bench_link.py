@@ -63,8 +63,9 @@ CAMERA_PORT = 8554
 FROZEN_GAP_S = 0.2
 CLOCK_SLACK_S = 0.05
 CAPACITY_SHARE = 0.8
+"""Issue 11: back to 80 % of capacity after a step up..."""
 STEP_UP_WITHIN_S = 10.0
-"""Issue 11: back to 80 % of capacity within 10 s after a step up."""
+"""...within 10 s."""
 
 
 def readable_clocks(arrivals: list[tuple[float, float | None]]) -> tuple[list[float | None], int]:
