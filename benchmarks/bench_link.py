@@ -182,14 +182,20 @@ def read_stats(proc: subprocess.Popen[str], run: Run, until: float) -> None:
 
 
 def run_profile(
-    source: str, adaptive: bool, scale: float, subnet: int, profile: tuple[Phase, ...] = PROFILE
+    source: str,
+    adaptive: bool,
+    scale: float,
+    subnet: int,
+    profile: tuple[Phase, ...] = PROFILE,
+    *,
+    transport_cc: bool = False,
 ) -> tuple[Run, Path]:
     work = Path(tempfile.mkdtemp(prefix="bench-link-"))
     frames = work / "frames"
     run = Run()
     # the publisher's log (mode switches, ladder steps) next to the frames, to read a run after
     with NetnsLink(subnet=subnet, name="bl") as link, (work / "publisher.log").open("w") as log:
-        ingest = start_ingest(link, str(frames), PORT)
+        ingest = start_ingest(link, str(frames), PORT, transport_cc=transport_cc)
         if source.startswith("rtsp://"):
             start_cbr_camera(link, CAMERA_PORT)
         env = os.environ | {
@@ -407,6 +413,11 @@ def main() -> int:
         metavar="N",
         help="instead of the profile: N of the step up each path is slowest at, adaptive only",
     )
+    parser.add_argument(
+        "--transport-cc",
+        action="store_true",
+        help="the ingest sends transport-cc feedback (default: receiver reports and REMB)",
+    )
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -432,16 +443,22 @@ def main() -> int:
             continue
         if args.step_ups is not None:
             profile = step_up_profile(name, args.step_ups)
-            run, frames = run_profile(source, True, args.scale, 50 + 2 * index, profile)
+            run, frames = run_profile(
+                source, True, args.scale, 50 + 2 * index, profile, transport_cc=args.transport_cc
+            )
             report_step_ups(title, summarize(run, frames, name == "software"), profile)
             continue
         runs = []
         for _ in range(args.repeat if adaptation else 0):
-            run, frames = run_profile(source, True, args.scale, 50 + 2 * index)
+            run, frames = run_profile(
+                source, True, args.scale, 50 + 2 * index, transport_cc=args.transport_cc
+            )
             runs.append(summarize(run, frames, name == "software"))
         fixed = None
         if not args.adaptive_only:
-            run, frames = run_profile(source, False, args.scale, 51 + 2 * index)
+            run, frames = run_profile(
+                source, False, args.scale, 51 + 2 * index, transport_cc=args.transport_cc
+            )
             fixed = summarize(run, frames, name == "software")
         if len(runs) > 1:
             title += f"; adaptive: median of {len(runs)} runs"

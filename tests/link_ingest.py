@@ -17,6 +17,7 @@ until SIGTERM.
 while the input has a live publisher resource, a new POST is answered 403
 until that resource is DELETEd (the stub itself lets a new publisher replace
 the old one). The resource lives until its DELETE, whatever its media does.
+`--transport-cc` answers transport-cc feedback to a publisher that offers it.
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ from luxxon_agent.stub.ingest import WhipIngest
 from luxxon_agent.video.testsrc import read_burned_clock
 
 
-async def main(host: str, port: int, out: str, refuse_until_delete: bool) -> None:
+async def main(
+    host: str, port: int, out: str, refuse_until_delete: bool, transport_cc: bool
+) -> None:
     import uvicorn
 
-    ingest = WhipIngest(f"http://{host}:{port}")
+    ingest = WhipIngest(f"http://{host}:{port}", transport_cc=transport_cc)
     app = FastAPI()
     app.include_router(ingest.router)
     video = ingest.create_input("ses_link")
@@ -107,5 +110,6 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--refuse-until-delete", action="store_true")
+    parser.add_argument("--transport-cc", action="store_true")
     args = parser.parse_args()
-    asyncio.run(main(args.host, args.port, args.out, args.refuse_until_delete))
+    asyncio.run(main(args.host, args.port, args.out, args.refuse_until_delete, args.transport_cc))

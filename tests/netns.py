@@ -277,16 +277,24 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def start_ingest(
-    link: NetnsLink, out: str, port: int = 8080, *, refuse_until_delete: bool = False
+    link: NetnsLink,
+    out: str,
+    port: int = 8080,
+    *,
+    refuse_until_delete: bool = False,
+    transport_cc: bool = False,
 ) -> subprocess.Popen[Any]:
     """The stub's ingest (tests/link_ingest.py) in the server namespace, once ready;
-    `refuse_until_delete`: a POST is refused 403 while the last resource lives."""
+    `refuse_until_delete`: a POST is refused 403 while the last resource lives;
+    `transport_cc`: it sends transport-cc feedback."""
     import sys
 
     argv = [sys.executable, "-m", "tests.link_ingest", "--host", link.server_ip,
             "--port", str(port), "--out", out]  # fmt: skip
     if refuse_until_delete:
         argv.append("--refuse-until-delete")
+    if transport_cc:
+        argv.append("--transport-cc")
     ingest = link.popen(link.server_ns, argv, cwd=_ROOT)
     assert ingest.stdout is not None
     assert ingest.stdout.readline().strip() == "ready", "the ingest did not start"

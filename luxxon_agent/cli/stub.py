@@ -40,6 +40,12 @@ def serve(
     no_video: bool = typer.Option(
         False, "--no-video", help="Mint whip/whep URLs without serving the WHIP ingest."
     ),
+    transport_cc: bool = typer.Option(
+        False,
+        "--transport-cc/--no-transport-cc",
+        help="Answer a publisher's transport-wide sequence numbers with transport-cc"
+        " feedback (off: receiver reports and REMB only, as aiortc).",
+    ),
     operator_dispatch: bool = typer.Option(
         True,
         "--operator-dispatch/--no-operator-dispatch",
@@ -75,6 +81,7 @@ def serve(
             meter=meter_mode,
             fee_bps=fee_bps,
             with_video=not no_video,
+            transport_cc=transport_cc,
             operator_dispatch=operator_dispatch,
         )
     except ValueError as exc:

@@ -54,7 +54,9 @@ def _video_backend(config: StubConfig) -> VideoBackend:
         return MintOnlyVideoBackend(config.public_base_url)
     from luxxon_agent.stub.ingest import create_video_backend
 
-    return create_video_backend(config.public_base_url, config.clock)
+    return create_video_backend(
+        config.public_base_url, config.clock, transport_cc=config.transport_cc
+    )
 
 
 def create_app(config: StubConfig, *, video: VideoBackend | None = None) -> FastAPI:

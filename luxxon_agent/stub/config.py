@@ -60,6 +60,9 @@ class StubConfig:
     """Published in /config: how old a sample may be and still cover a second."""
     with_video: bool = False
     """Serve the real WHIP ingest (stub/ingest/); False mints URLs only."""
+    transport_cc: bool = False
+    """The ingest answers a publisher's offer of transport-wide sequence numbers and sends
+    transport-cc feedback (stub/ingest/feedback.py); False: receiver reports and REMB only."""
     operator_dispatch: bool = True
     """Per-operator dispatch (stub/fleet.py), advertised in /config `features`; False
     answers as production does today: workspace-level only."""

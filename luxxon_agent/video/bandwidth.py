@@ -207,6 +207,8 @@ link)."""
 RECEIVE_WINDOW_S = 1.0
 """Receive rate over the last report interval: after a step down the rate must be
 the new link's, not an average with the old."""
+MIN_FEEDBACK_SPAN_S = 0.2
+"""Transport-wide feedback measures rates once its packets span this long."""
 LOSS_WINDOW_S = 2.0
 """Loss from cumulative counts over this window (one report of 50 packets is noise),
 but never from before the last back-off."""
@@ -305,6 +307,9 @@ class BandwidthSnapshot:
     """Padding-only probe bytes sent (on the wire), in all."""
     reports: int
     """Receiver reports taken in."""
+    transport_cc: bool = False
+    """Delay and arrivals come from transport-wide feedback (heard within
+    STALE_FEEDBACK_S), not from receiver reports."""
 
     @property
     def keep_headroom(self) -> bool:
@@ -628,6 +633,8 @@ class BandwidthEstimator:
         self._loss = 0.0
         self._loss_expected = 0
         """Packets the loss fraction was counted over (0: from the report's fraction)."""
+        self._loss_fresh = False
+        """`_loss` is from a report not yet acted on (see `_update`)."""
         self._rtt: float | None = None
         self._jitter: float | None = None
         self._receive_bps: float | None = None
@@ -650,7 +657,8 @@ class BandwidthEstimator:
         self._rtt_trend = _DelayTrend()
         self._owd_trend = _DelayTrend()
         self._twcc_at: float | None = None
-        self._twcc_arrivals: collections.deque[tuple[float, int]] = collections.deque()
+        self._twcc_arrivals: collections.deque[tuple[float, float, int]] = collections.deque()
+        """(arrival on the receiver's clock, when it left on ours, wire bytes) per packet."""
         self._last_feedback: float | None = None
         self._last_update: float | None = None
         self._last_decrease: float | None = None
@@ -863,26 +871,30 @@ class BandwidthEstimator:
         return max(0.0, arrived_bits) * wire_share / (now - at)
 
     def on_transport_feedback(self, packets: Sequence[PacketResult]) -> None:
-        """A transport-wide congestion control feedback, matched to our send times."""
-        if not packets:
+        """A transport-wide congestion control feedback, matched to our send times: one
+        one-way delay sample (the mean of its packets'; the receiver's clock has its own
+        origin, only changes count), and what arrived against the rate the same packets
+        left at, over the last RECEIVE_WINDOW_S of arrivals."""
+        received = [packet for packet in packets if packet.received_at is not None]
+        if not received:
             return
         now = self._clock.monotonic()
         self._twcc_at = self._last_feedback = now
-        for packet in packets:
-            if packet.received_at is None:
-                continue
-            self._owd_trend.add(now, (packet.received_at - packet.sent_at) * 1000)
-            self._twcc_arrivals.append((packet.received_at, packet.size))
-        while (
-            len(self._twcc_arrivals) > 1
-            and self._twcc_arrivals[-1][0] - self._twcc_arrivals[0][0] > RECEIVE_WINDOW_S
-        ):
-            self._twcc_arrivals.popleft()
-        span = self._twcc_arrivals[-1][0] - self._twcc_arrivals[0][0] if self._twcc_arrivals else 0
-        if span >= 0.2:
-            got = sum(size for _, size in list(self._twcc_arrivals)[1:])
-            self._receive_bps = got * 8 / span
+        delays = [(packet.received_at or 0.0) - packet.sent_at for packet in received]
+        self._owd_trend.add(now, sum(delays) / len(delays) * 1000)
+        for packet in received:
+            self._twcc_arrivals.append((packet.received_at or 0.0, packet.sent_at, packet.size))
+        arrivals = self._twcc_arrivals
+        while len(arrivals) > 1 and arrivals[-1][0] - arrivals[0][0] > RECEIVE_WINDOW_S:
+            arrivals.popleft()
+        span = arrivals[-1][0] - arrivals[0][0]
+        sent_span = max(at for _, at, _ in arrivals) - min(at for _, at, _ in arrivals)
+        if span >= MIN_FEEDBACK_SPAN_S and sent_span > 0:
+            # the first packet's bytes start the span: the others arrived within it
+            bits = sum(size for _, _, size in list(arrivals)[1:]) * 8
+            self._receive_bps = bits / span
             self._passed_bps = self._loss_counted(self._receive_bps)
+            self._send_bps = bits / sent_span
         self._update(now)
 
     # -- reading --------------------------------------------------------------------------
@@ -911,6 +923,7 @@ class BandwidthEstimator:
             retransmitted_bytes=self._retransmitted,
             padding_bytes=self._padding_sent,
             reports=self._reports,
+            transport_cc=self._trend() is self._owd_trend,
         )
 
     def _delay_flat(self, queuing_ms: float | None) -> bool:
@@ -1003,6 +1016,7 @@ class BandwidthEstimator:
             else min(1.0, fraction_lost / 256)
         )
         self._loss_expected = max(0, expected)
+        self._loss_fresh = True
         if self._trend() is self._owd_trend:
             return  # transport-wide feedback measures arrivals better
         media = self._media.arrived_bps(now, since)
@@ -1033,7 +1047,11 @@ class BandwidthEstimator:
         keeping_up = self._keeping_up()
         # what arrived, where enough packets measured it to cut a back-off to
         measured = self._receive_bps if self._loss_expected >= MIN_RATE_PACKETS else None
-        if self._congestion_loss():
+        # a loss back-off once per report that measured it: transport-wide feedback
+        # updates ten times a second, and one report's 94 % cut 4 Mbit/s to the floor
+        # in six steps (measured, bench_link)
+        fresh, self._loss_fresh = self._loss_fresh, False
+        if fresh and self._congestion_loss():
             backed_off = self._estimate * (1 - 0.5 * self._loss)
             if measured is not None and not keeping_up:
                 # losing that much, the link carried what arrived and no more

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from luxxon_agent.clock import Clock
 from luxxon_agent.errors import MediaError
+from luxxon_agent.video import twcc
 from luxxon_agent.video.bandwidth import BandwidthEstimator
 from luxxon_agent.video.encoder import H264Encoder, VideoOptions, make_encoding_track
 from luxxon_agent.video.mediasource import MediaSource
@@ -229,12 +230,18 @@ async def open_connection(
             timings.gathered = clock.monotonic()
             if before_post is not None:
                 await before_post
-            resource = await whip.publish(pc.localDescription.sdp)
+            offer = pc.localDescription.sdp
+            if enforce:
+                # aiortc neither offers nor uses it: the tap numbers and reads (twcc.py)
+                offer = twcc.add_transport_cc(offer)
+            resource = await whip.publish(offer)
             timings.answered = clock.monotonic()
             on_resource(resource)
             await pc.setRemoteDescription(
                 RTCSessionDescription(sdp=resource.answer_sdp, type="answer")
             )
+            if enforce:
+                tap.use_transport_cc(twcc.negotiated_id(resource.answer_sdp))
         except errors as exc:
             raise MediaError(f"WebRTC negotiation failed: {exc}") from exc
     except BaseException:

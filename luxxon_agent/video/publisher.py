@@ -217,6 +217,7 @@ class Publisher:
                 receive_bps=link.receive_bps,
                 remb_bps=link.remb_bps,
                 link_reason=link.reason,
+                transport_cc=link.transport_cc,
             )
         h264 = self._video.h264 if self._video is not None else None
         if h264 is not None:

@@ -20,12 +20,16 @@ wraps three attributes on the *instances* it is given (never the classes):
 raises `AiortcChangedError` naming the missing one; tests/video/test_rtcp_tap.py
 pins them against the installed aiortc.
 
-Transport-wide congestion control: aiortc 1.16 parses the transport-wide
-sequence number header extension but does not offer it in its SDP, does not
-stamp it on outgoing packets, and does not parse transport-cc feedback
-(`RtcpRtpfbPacket` reads every FCI as a NACK). A far end can therefore never
-negotiate it with us; `transport_cc_offered()` says so, and the estimator's
-`on_transport_feedback` waits for an aiortc that does.
+- `RTCDtlsTransport._handle_rtcp_data(data)`: every decrypted RTCP compound
+  packet, before aiortc parses it: transport-wide feedback is read here, as
+  bytes (aiortc's `RtcpRtpfbPacket` reads every FCI as a NACK list).
+
+Transport-wide congestion control: aiortc 1.16 neither offers the transport-wide
+sequence number extension nor stamps it nor parses its feedback. Where the
+server's answer accepts our offer of it (`connection.py` adds it, `twcc.py`),
+`use_transport_cc(id)` makes the tap number every packet of ours as it leaves
+(after the pacer) and feed each feedback message, matched to our send times, to
+the estimator's `on_transport_feedback`.
 
 In observe-only mode (`enforce=False`) nothing is dropped: the estimate is
 computed and reported, aiortc behaves as without the tap.
@@ -41,10 +45,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
+from luxxon_agent.video import twcc
 from luxxon_agent.video.bandwidth import (
+    WIRE_OVERHEAD_BYTES,
     BandwidthEstimator,
     BandwidthSnapshot,
     KeyframeLimiter,
+    PacketResult,
     RateState,
     RetransmissionBudget,
 )
@@ -53,8 +60,7 @@ from luxxon_agent.video.pacer import Pacer
 logger = logging.getLogger(__name__)
 
 SENDER_SEAMS = ("_handle_rtcp_packet", "_retransmit", "_ssrc", "_rtx_ssrc", "transport")
-TRANSPORT_SEAMS = ("_send_rtp",)
-TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+TRANSPORT_SEAMS = ("_send_rtp", "_handle_rtcp_data")
 MIN_CHANGE = 0.05
 """Estimate changes smaller than this share are not announced (except back-offs)."""
 _RTCP_SR = 200
@@ -100,13 +106,6 @@ class AiortcChangedError(RuntimeError):
     """The installed aiortc lacks an internal attribute the tap relies on."""
 
 
-def transport_cc_offered() -> bool:
-    """Whether aiortc puts the transport-wide sequence number extension in its offers."""
-    from aiortc.codecs import HEADER_EXTENSIONS
-
-    return any(ext.uri == TRANSPORT_CC_URI for ext in HEADER_EXTENSIONS["video"])
-
-
 def abs_send_time_id(sender: Any) -> int | None:
     """The abs-send-time extension id negotiated for this sender (None: not negotiated)."""
     ids: Any = sender
@@ -120,28 +119,11 @@ def restamp_abs_send_time(data: bytes, extension_id: int, now_s: float) -> bytes
     """The RTP packet `data` with its abs-send-time (one-byte header extension
     `extension_id`, 6.18 fixed-point seconds) set to `now_s`; unchanged without one. As
     libwebrtc's pacer does: the stamp says when the packet left, not when it was made."""
-    if len(data) < 12 or not data[0] & 0x10:
+    found = twcc.find_extension(data, extension_id)
+    if found is None or found[1] != 3:
         return data
-    at = 12 + 4 * (data[0] & 0x0F)
-    if len(data) < at + 4:
-        return data
-    profile, words = struct.unpack_from("!HH", data, at)
-    if profile != 0xBEDE:
-        return data
-    index, end = at + 4, min(len(data), at + 4 + 4 * words)
-    while index < end:
-        element = data[index]
-        if element == 0:  # padding between elements
-            index += 1
-            continue
-        ident, length = element >> 4, (element & 0x0F) + 1
-        if ident == 15:
-            break
-        if ident == extension_id and length == 3 and index + 4 <= end:
-            stamp = (int(now_s * (1 << 18)) & 0xFFFFFF).to_bytes(3, "big")
-            return data[: index + 1] + stamp + data[index + 4 :]
-        index += 1 + length
-    return data
+    stamp = (int(now_s * (1 << 18)) & 0xFFFFFF).to_bytes(3, "big")
+    return data[: found[0]] + stamp + data[found[0] + 3 :]
 
 
 def media_local_address(sender: Any) -> str | None:
@@ -220,6 +202,13 @@ class RtcpTap:
         allowed, 0 when it is not held back; only then is the link probed with padding."""
         self.pacer = Pacer(self._transmit, make_padding=self._padding_packet, clock=clock)
         self._collapse_listeners: list[Callable[[BandwidthSnapshot], None]] = []
+        self._transport_cc_id: int | None = None
+        """The negotiated transport-wide sequence number extension id (None: not in use)."""
+        self._transport_sequence = 0
+        self._transport_sent: dict[int, tuple[float, int]] = {}
+        """Transport-wide sequence number -> (when it left, wire bytes), until reported."""
+        self.transport_feedbacks = 0
+        self.transport_feedback_errors = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -239,10 +228,12 @@ class RtcpTap:
             "_handle_rtcp_packet": self.sender._handle_rtcp_packet,
             "_retransmit": self.sender._retransmit,
             "_send_rtp": transport._send_rtp,
+            "_handle_rtcp_data": transport._handle_rtcp_data,
         }
         self.sender._handle_rtcp_packet = self._handle_rtcp_packet
         self.sender._retransmit = self._retransmit
         transport._send_rtp = self._send_rtp
+        transport._handle_rtcp_data = self._handle_rtcp_data
         if self.enforce:
             self.pacer.set_estimate(self.estimator.estimate_bps)
             self.pacer.start()
@@ -260,6 +251,8 @@ class RtcpTap:
             self.sender._retransmit = originals["_retransmit"]
         if self._transport._send_rtp == self._send_rtp:
             self._transport._send_rtp = originals["_send_rtp"]
+        if self._transport._handle_rtcp_data == self._handle_rtcp_data:
+            self._transport._handle_rtcp_data = originals["_handle_rtcp_data"]
         self._changed.set()
 
     def _close_pacer(self) -> None:
@@ -281,6 +274,16 @@ class RtcpTap:
     def snapshot(self) -> BandwidthSnapshot:
         return self.estimator.snapshot()
 
+    def use_transport_cc(self, extension_id: int | None) -> None:
+        """Number our packets with the transport-wide sequence number extension under
+        `extension_id` (what the answer accepted; None: it did not) and read its feedback."""
+        self._transport_cc_id = extension_id
+
+    @property
+    def transport_cc(self) -> bool:
+        """Whether transport-wide congestion control is in use on this connection."""
+        return self._transport_cc_id is not None
+
     def request_jump(self) -> None:
         """Skip SEQUENCE_JUMP sequence numbers at the next H.264 keyframe (see there)."""
         self._jump_pending = True
@@ -299,6 +302,33 @@ class RtcpTap:
                 yield self._announced
 
     # -- the seams -------------------------------------------------------------------------
+
+    async def _handle_rtcp_data(self, data: bytes) -> None:
+        if self._transport_cc_id is not None:
+            try:
+                feedbacks = twcc.parse_feedback(data)
+            except twcc.FeedbackError as exc:
+                self.transport_feedback_errors += 1
+                logger.debug("transport-wide feedback ignored: %s", exc)
+                feedbacks = []
+            for feedback in feedbacks:
+                self._take_transport_feedback(feedback)
+            if feedbacks:
+                self._announce_if_changed()
+                self._steer_pacer()
+        await self._originals["_handle_rtcp_data"](data)
+
+    def _take_transport_feedback(self, feedback: twcc.TransportFeedback) -> None:
+        """Match one feedback message to our send times and hand it to the estimator."""
+        results: list[PacketResult] = []
+        for sequence, arrival_us in feedback.received():
+            sent = self._transport_sent.pop(sequence, None)
+            if sent is None:
+                continue  # not ours, or reported already
+            received_at = None if arrival_us is None else arrival_us / 1_000_000
+            results.append(PacketResult(sent_at=sent[0], size=sent[1], received_at=received_at))
+        self.transport_feedbacks += 1
+        self.estimator.on_transport_feedback(results)
 
     async def _handle_rtcp_packet(self, packet: Any) -> None:
         forward = self._observe_rtcp(packet)
@@ -478,8 +508,28 @@ class RtcpTap:
         send = self._originals.get("_send_rtp")
         if send is None:
             return  # detached while the pacer held it: the connection is closing
+        if self._transport_cc_id is not None:
+            data = self._number(data, self._transport_cc_id)
         self._observe_outgoing(data)
         await send(data)
+
+    def _number(self, data: bytes, extension_id: int) -> bytes:
+        """Our RTP packet `data` with the next transport-wide sequence number, noted."""
+        if len(data) < 12 or _is_rtcp(data):
+            return data
+        (ssrc,) = struct.unpack_from("!I", data, 8)
+        if ssrc not in (self.sender._ssrc, self.sender._rtx_ssrc):
+            return data
+        sequence = self._transport_sequence
+        self._transport_sequence = (sequence + 1) & 0xFFFF
+        data = twcc.stamp_sequence(data, extension_id, sequence)
+        self._transport_sent[sequence] = (
+            self._clock.monotonic(),
+            len(data) + WIRE_OVERHEAD_BYTES,
+        )
+        if len(self._transport_sent) > _HISTORY:
+            self._transport_sent.pop(next(iter(self._transport_sent)))
+        return data
 
     def _padding_packet(self) -> bytes | None:
         """A padding-only RTP packet on our RTX stream (None without RTX): the receiver

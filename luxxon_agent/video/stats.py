@@ -72,6 +72,9 @@ class PublisherStats:
     """`passthrough`, `transcode` or `keyframes` for an H.264 camera."""
     mode_switches: int = 0
     mode_reason: str | None = None
+    transport_cc: bool = False
+    """The estimate follows transport-wide congestion feedback (twcc.py) now; False:
+    receiver reports (and REMB) only."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -92,11 +92,16 @@ class Link:
         self.remb: RemoteBitrateEstimator | None = None
         """aiortc's receive-side estimator: given one, the receiver sends its REMBs."""
         self.rembs: list[tuple[float, int]] = []
+        self.transport_cc = False
+        """The receiver also sends transport-wide feedback, every FEEDBACK_S."""
+        self.feedback: list[PacketResult] = []
+        self.next_feedback = 0.1
 
     def _enqueue(self, size: int, ntp: int | None, rtx: bool = False) -> None:
         if self.queue_bytes + size > self.rate_bps * self.queue_s / 8 and self.queue:
             return
         if ntp is None and self.rng.random() < self.drop:
+            self.feedback.append(PacketResult(sent_at=self.clock.t, size=size, received_at=None))
             return
         seq = self.rtx_seq if rtx else self.seq
         self.queue.append((seq, size, ntp, rtx, self.clock.t))
@@ -105,6 +110,7 @@ class Link:
     def _arrived(self, size: int, sent_at: float, now: float) -> None:
         """What aiortc's receiver does with a packet's arrival: its REMB, if it sends one,
         reaches the sender a base delay later (the model delivers it at once)."""
+        self.feedback.append(PacketResult(sent_at=sent_at, size=size, received_at=now))
         if self.remb is None:
             return
         remb = self.remb.add(
@@ -165,6 +171,11 @@ class Link:
                     self.received += 1
                     self.highest = max(self.highest, seq)
                     self.delivered_bits += size * 8
+            if now >= self.next_feedback:
+                self.next_feedback += 0.1
+                if self.transport_cc and self.feedback:
+                    self.est.on_transport_feedback(self.feedback)
+                self.feedback = []
             if now >= self.next_rr and self.highest >= 0:
                 self.next_rr += 1.0
                 self._report(now)
@@ -610,6 +621,32 @@ def test_transport_feedback_rising_one_way_delay_backs_off() -> None:
     assert any(s is RateState.DECREASE and r.startswith("delay") for s, r in reasons[20:])
     # 0.85 x the arrival rate measured from the feedback (about 1.9 Mbit/s)
     assert est.estimate_bps < 0.9 * CAP
+
+
+def test_a_lossy_report_backs_off_once_while_transport_feedback_comes_between() -> None:
+    """Loss is measured once per receiver report; feedback ten times a second in between
+    must not act on the same loss again (measured before: 4 Mbit/s to the floor in six
+    back-offs on one report of 94 % loss)."""
+    clock, est, link = make(start_bps=1_500_000)
+    link.transport_cc = True
+    link.run(5)
+    before = est.estimate_bps
+    assert est.snapshot().transport_cc
+    cuts: list[tuple[int, float]] = []
+    """(reports taken in, estimate) at each loss back-off."""
+    link.drop = 0.4
+    end, last = clock.t + 1.0, est.estimate_bps
+    while clock.t < end + 3.0:
+        link.run(0.01)
+        link.drop = 0.0 if clock.t >= end else link.drop
+        snapshot = est.snapshot()
+        if snapshot.reason.startswith("loss") and snapshot.estimate_bps < last:
+            cuts.append((snapshot.reports, snapshot.estimate_bps))
+        last = snapshot.estimate_bps
+    # at most one loss back-off per report, each by half the loss
+    reports = [count for count, _ in cuts]
+    assert cuts and len(reports) == len(set(reports)), cuts
+    assert est.estimate_bps > 0.5 * before, (est.estimate_bps, before, cuts)
 
 
 def test_no_feedback_no_growth() -> None:

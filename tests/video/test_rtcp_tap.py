@@ -31,7 +31,6 @@ from luxxon_agent.video.rtcp_tap import (
     abs_send_time_id,
     media_local_address,
     restamp_abs_send_time,
-    transport_cc_offered,
 )
 
 REPORTS = 3
@@ -244,6 +243,9 @@ def test_the_aiortc_internals_the_tap_uses_are_there() -> None:
     assert "recipient._handle_rtcp_packet(packet)" in inspect.getsource(
         RTCDtlsTransport._handle_rtcp_data
     )
+    # decrypted RTCP reaches the parser through the instance attribute (transport-wide
+    # feedback is read there)
+    assert "await self._handle_rtcp_data(data)" in inspect.getsource(RTCDtlsTransport)
     # retransmissions and media go out through the transport's instance attribute
     source = inspect.getsource(RTCRtpSender)
     assert source.count("self.transport._send_rtp(") >= 2
@@ -279,12 +281,6 @@ def test_abs_send_time_is_restamped_in_place_and_nothing_else_changes() -> None:
     assert restamp_abs_send_time(data, 2, 12.5) == data
     bare = RtpPacket(payload_type=96, sequence_number=8, ssrc=1234, payload=b"x").serialize()
     assert restamp_abs_send_time(bare, 3, 12.5) == bare
-
-
-def test_aiortc_does_not_offer_transport_cc() -> None:
-    """When this fails, aiortc offers transport-wide feedback: feed it to
-    BandwidthEstimator.on_transport_feedback in rtcp_tap."""
-    assert not transport_cc_offered()
 
 
 async def test_padding_probes_reach_the_receivers_reports_and_lift_a_pinned_estimate() -> None:

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from luxxon_agent.clock import SYSTEM_CLOCK, Clock
 from luxxon_agent.stub.ingest import frames
+from luxxon_agent.stub.ingest.feedback import FeedbackSender
 from luxxon_agent.stub.ingest.inputs import (
     FrameListener,
     IngestStats,
@@ -41,6 +42,7 @@ from luxxon_agent.stub.ingest.inputs import (
 from luxxon_agent.stub.ingest.sdp import PARSE_ERRORS, BadOffer, Role, check_offer, first_lines
 from luxxon_agent.stub.ingest.store import IngestStore, Window
 from luxxon_agent.stub.video import MediaStatus, OpenInput, VideoInput
+from luxxon_agent.video import twcc
 
 if TYPE_CHECKING:
     from aiortc import RTCPeerConnection
@@ -106,6 +108,7 @@ class WhipIngest:
         gap_threshold: float = 2.0,
         max_viewers: int = MAX_VIEWERS,
         viewer_connect_timeout: float = VIEWER_CONNECT_TIMEOUT_S,
+        transport_cc: bool = False,
     ) -> None:
         from luxxon_agent.stub.ingest.router import make_router
 
@@ -114,6 +117,8 @@ class WhipIngest:
         self._gap = gap_threshold
         self.max_viewers = max_viewers
         self.viewer_connect_timeout = viewer_connect_timeout
+        self.transport_cc = transport_cc
+        """Answer a publisher's transport-wide sequence numbers with feedback (feedback.py)."""
         self._store: IngestStore | None = None
         self._inputs: dict[str, InputState] = {}
         self._by_whip: dict[str, InputState] = {}
@@ -348,6 +353,13 @@ class WhipIngest:
         if entry.closed_at is not None:
             await conn.close()
             raise InputGone(entry.ref)
+        answer = pc.localDescription.sdp
+        extension_id = twcc.negotiated_id(offer) if self.transport_cc else None
+        if extension_id is not None:
+            feedback = FeedbackSender(pc.getTransceivers()[0].receiver.transport, extension_id)
+            feedback.attach()
+            conn.read(feedback.run(), entry.reading)
+            answer = twcc.add_transport_cc(answer, extension_id)
         entry.offers += 1
         if entry.publisher is None:
             await self._replace_publisher(entry, conn)
@@ -358,7 +370,7 @@ class WhipIngest:
             )
             if previous is not None:
                 await previous.close()
-        return pc.localDescription.sdp, conn.resource
+        return answer, conn.resource
 
     async def accept_viewer(self, entry: InputState, offer: str) -> tuple[str, str]:
         """Raises BadOffer, InputGone or ViewersFull."""
@@ -585,7 +597,9 @@ def _token(url: str, kind: str) -> str | None:
     return None
 
 
-def create_video_backend(public_base_url: str, clock: Clock) -> WhipIngest:
+def create_video_backend(
+    public_base_url: str, clock: Clock, *, transport_cc: bool = False
+) -> WhipIngest:
     """A WhipIngest at the stub's public base URL.
 
     A stub served on a loopback origin keeps media on loopback too
@@ -599,4 +613,4 @@ def create_video_backend(public_base_url: str, clock: Clock) -> WhipIngest:
     importlib.import_module("aiortc")
     if urlsplit(public_base_url).hostname in ("127.0.0.1", "localhost", "::1"):
         pin_ice_to_loopback()
-    return WhipIngest(public_base_url, clock=clock)
+    return WhipIngest(public_base_url, clock=clock, transport_cc=transport_cc)
