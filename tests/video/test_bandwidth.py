@@ -770,6 +770,55 @@ def test_two_sequence_jumps_before_a_report_are_not_loss() -> None:
     report(seq, 4096)
 
 
+def test_jumps_before_a_report_are_not_loss_after_a_back_off_between_reports() -> None:
+    """Transport-wide feedback backs off between two receiver reports; the report after
+    it, past two sequence jumps, is still read without them (not from its own fraction,
+    which counts them as lost)."""
+    clock = ManualClock()
+    est = BandwidthEstimator(max_bps=CAP, start_bps=1_000_000, clock=clock)
+    seq, sent_at = 0, 0.0
+
+    def send(count: int) -> None:
+        nonlocal seq
+        for _ in range(count):
+            seq += 1
+            est.on_packet_sent(seq, 1000)
+
+    def report(highest: int, lost: int, fraction: int) -> None:
+        clock.t += 0.5
+        est.on_receiver_report(
+            fraction_lost=fraction, packets_lost=lost, highest_sequence=highest, jitter=0,
+            lsr=0, dlsr=0,
+        )  # fmt: skip
+
+    def feedback(queue_s: float) -> None:
+        nonlocal sent_at
+        clock.t += 0.1
+        batch = []
+        for _ in range(20):
+            sent_at += 0.005
+            batch.append(PacketResult(sent_at=sent_at, size=1000, received_at=sent_at + queue_s))
+        est.on_transport_feedback(batch)
+
+    send(100)
+    report(seq, 0, 0)
+    for _ in range(5):
+        feedback(0.0)
+    reasons = []
+    for step in range(6):  # a queue builds: a delay back-off between the reports
+        feedback(0.02 * (step + 1))
+        reasons.append(est.snapshot().reason)
+    assert any(reason.startswith("delay") for reason in reasons), reasons
+    for _ in range(2):
+        seq += 2048
+        est.on_sequence_jump(seq + 1, 2048)
+        send(40)
+    # the receiver counts the 4096 numbers it never got as lost, 95 % of its interval
+    report(seq, 4096, 243)
+    assert est.snapshot().loss == 0.0
+    assert not est.snapshot().reason.startswith("loss")
+
+
 def test_loss_and_receive_rate_read_through_a_sequence_jump() -> None:
     """The report past a jump (a collapse flush) is the first about the new rate: its real
     loss and what arrived must count then, not one report later."""
