@@ -137,9 +137,10 @@ def stamp_sequence(data: bytes, extension_id: int, sequence: int) -> bytes:
     return header + padded + data[end:]
 
 
-def _elements_end(data: bytes, start: int, end: int) -> int:
-    """Where the elements of a one-byte extension block end (its padding after)."""
-    index = last = start
+def _elements(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(id, value offset, value length) of each element of a one-byte extension block
+    from `start` to `end`, padding skipped, up to an id of 15 (RFC 8285: stop)."""
+    index = start
     while index < end:
         element = data[index]
         if element == 0:
@@ -147,10 +148,15 @@ def _elements_end(data: bytes, start: int, end: int) -> int:
             continue
         ident, length = element >> 4, (element & 0x0F) + 1
         if ident == 15:
-            break
+            return
+        yield ident, index + 1, length
         index += 1 + length
-        last = index
-    return min(last, end)
+
+
+def _elements_end(data: bytes, start: int, end: int) -> int:
+    """Where the elements of a one-byte extension block end (its padding after)."""
+    ends = [offset + length for _, offset, length in _elements(data, start, end)]
+    return min(ends[-1] if ends else start, end)
 
 
 def find_extension(data: bytes, extension_id: int) -> tuple[int, int] | None:
@@ -164,18 +170,10 @@ def find_extension(data: bytes, extension_id: int) -> tuple[int, int] | None:
     profile, words = struct.unpack_from("!HH", data, at)
     if profile != 0xBEDE:
         return None
-    index, end = at + 4, min(len(data), at + 4 + 4 * words)
-    while index < end:
-        element = data[index]
-        if element == 0:
-            index += 1
-            continue
-        ident, length = element >> 4, (element & 0x0F) + 1
-        if ident == 15:
-            return None
+    end = min(len(data), at + 4 + 4 * words)
+    for ident, offset, length in _elements(data, at + 4, end):
         if ident == extension_id:
-            return (index + 1, length) if index + 1 + length <= end else None
-        index += 1 + length
+            return (offset, length) if offset + length <= end else None
     return None
 
 
