@@ -24,6 +24,8 @@ fleet (several agents, several operators each) is one query per panel
                                                    encoder's target (NaN when unknown / fixed),
                                                    all bits on the wire
     luxxon_agent_video_{loss_ratio,rtt_ms,adaptive} gauges (rtt NaN before a receiver report)
+    luxxon_agent_video_transport_cc                1 while the estimate follows transport-wide
+                                                   feedback, 0 on receiver reports alone
     luxxon_agent_video_info                        1 per operator; labels mode, rung ("" if none)
     luxxon_agent_telemetry_pending                 gauge, samples spooled not yet delivered
     luxxon_agent_session_live_seconds              gauge
@@ -92,6 +94,11 @@ GAUGES: tuple[tuple[str, str, OperatorValue], ...] = (
     ("video_loss_ratio", "Fraction of packets lost (receiver reports).", lambda o: o.video.loss),
     ("video_rtt_ms", "Round-trip time (NaN before a report).", lambda o: _or_nan(o.video.rtt_ms)),
     ("video_adaptive", "1 when the rate follows the estimate.", lambda o: float(o.video.adaptive)),
+    (
+        "video_transport_cc",
+        "1 when the estimate follows transport-wide congestion feedback (0: receiver reports).",
+        lambda o: float(o.video.transport_cc),
+    ),
     ("telemetry_pending", "Samples spooled, not yet delivered.", lambda o: o.telemetry.pending),
     ("session_live_seconds", "Seconds LIVE in the current session.", lambda o: o.live_seconds),
     (

@@ -484,6 +484,7 @@ class SessionRun:
             mode=stats.mode,
             mode_switches=stats.mode_switches,
             mode_reason=stats.mode_reason,
+            transport_cc=stats.transport_cc,
         )
 
     def snapshot(self) -> SessionSnapshot:

@@ -83,6 +83,9 @@ class VideoStatus:
     """`passthrough`, `transcode` or `keyframes` for an H.264 camera."""
     mode_switches: int = 0
     mode_reason: str | None = None
+    transport_cc: bool = False
+    """The estimate follows transport-wide congestion feedback; False: receiver reports
+    (and REMB) only, or no estimate."""
 
 
 @dataclass

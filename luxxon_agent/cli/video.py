@@ -82,6 +82,7 @@ def _render(stats: PublisherStats, as_json: bool) -> None:
             f" {stats.sent_bps / 1000:.0f} kbit/s loss {stats.loss * 100:.1f} % rtt {rtt} ms"
             f" rtx {stats.retransmitted_bytes // 1000} kB pad {stats.padding_bytes // 1000} kB"
             f" freezes {stats.freezes}"
+            f" feedback {'transport-cc' if stats.transport_cc else 'reports'}"
         )
     if stats.rung is not None:
         line += f" rung {stats.rung}"

@@ -34,6 +34,7 @@ def _status() -> AgentStatus:
     op.video.frames = 42
     op.video.estimate_kbps, op.video.target_kbps, op.video.sent_kbps = 1800.0, 1500.0, 1520.5
     op.video.mode, op.video.mode_switches = "transcode", 2
+    op.video.transport_cc = True
     op.gps.fix, op.gps.accuracy_m = True, 2.5
     idle = OperatorStatus(label="cam-2", device_kind="FIXED", availability=Availability.OFFLINE)
     return AgentStatus(
@@ -102,12 +103,15 @@ def test_metrics_parse_as_prometheus_text_with_the_operator_label() -> None:
     assert held.labels["operator"] == 'cam "1"' and held.value == 1
     by_op = {
         name: {s.labels["operator"]: s.value for s in families[f"luxxon_agent_{name}"].samples}
-        for name in ("video_estimate_kbps", "video_target_kbps", "video_sent_kbps")
-    }
+        for name in (
+            "video_estimate_kbps", "video_target_kbps", "video_sent_kbps", "video_transport_cc"
+        )
+    }  # fmt: skip
     assert by_op["video_estimate_kbps"]['cam "1"'] == 1800.0
     assert by_op["video_target_kbps"]['cam "1"'] == 1500.0
     assert by_op["video_sent_kbps"]['cam "1"'] == 1520.5
     assert math.isnan(by_op["video_estimate_kbps"]["cam-2"])  # no video, no estimate
+    assert by_op["video_transport_cc"] == {'cam "1"': 1.0, "cam-2": 0.0}
     modes = {
         s.labels["operator"]: s.labels["mode"] for s in families["luxxon_agent_video_info"].samples
     }
