@@ -23,8 +23,11 @@ the adaptive column says "not available": no number is made up.
 Paths: software (testsrc 720p30 with `detail=high`, libx264, 2 Mbit/s cap:
 the noise fills the cap, where the flat pattern needs about 300 kbit/s) and
 passthrough (the test RTSP camera, 720p30 Constrained Baseline H.264, made
-a 2.5 Mbit/s CBR camera by
-benchmarks/_cbr_camera.py, run in the client namespace). `--scale` shortens
+a 2.5 Mbit/s CBR camera of a moving zone plate by
+benchmarks/_cbr_camera.py --detail, run in the client namespace; a picture
+that needs its bits when transcoded, as a real scene does, where the test
+camera's ball needs 180-400 kbit/s and the rest of its 2.5 Mbit/s is filler:
+`--ball-camera` for that one). `--scale` shortens
 every phase for a smoke run. `--repeat N` runs the adaptive profile N times and
 prints each cell's median, then each run's fps, frozen seconds, staleness p95
 and react side by side: one run's spread is as wide as most changes.
@@ -189,6 +192,7 @@ def run_profile(
     profile: tuple[Phase, ...] = PROFILE,
     *,
     transport_cc: bool = False,
+    ball_camera: bool = False,
 ) -> tuple[Run, Path]:
     work = Path(tempfile.mkdtemp(prefix="bench-link-"))
     frames = work / "frames"
@@ -197,7 +201,7 @@ def run_profile(
     with NetnsLink(subnet=subnet, name="bl") as link, (work / "publisher.log").open("w") as log:
         ingest = start_ingest(link, str(frames), PORT, transport_cc=transport_cc)
         if source.startswith("rtsp://"):
-            start_cbr_camera(link, CAMERA_PORT)
+            start_cbr_camera(link, CAMERA_PORT, detail=not ball_camera)
         env = os.environ | {
             "LUXXON_WHIP_URL": Path(str(frames) + ".url").read_text(),
             "XDG_STATE_HOME": str(work / "state"),
@@ -418,6 +422,12 @@ def main() -> int:
         action="store_true",
         help="the ingest sends transport-cc feedback (default: receiver reports and REMB)",
     )
+    parser.add_argument(
+        "--ball-camera",
+        action="store_true",
+        help="the camera before stop 33: a ball padded to 2.5 Mbit/s with filler, which "
+        "transcoded needs 180-400 kbit/s (default: a zone plate that needs its bits)",
+    )
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -434,31 +444,28 @@ def main() -> int:
         ),
         "passthrough": (
             f"rtsp://127.0.0.1:{CAMERA_PORT}/cam",
-            "passthrough: RTSP camera 720p30 H.264, 2.5 Mbit/s CBR (no burned-in clock)",
+            "passthrough: RTSP camera 720p30 H.264, 2.5 Mbit/s CBR, "
+            + ("ball and filler" if args.ball_camera else "zone plate")
+            + " (no burned-in clock)",
         ),
     }
     adaptation = has_adaptation()
+    feeds = {"transport_cc": args.transport_cc, "ball_camera": args.ball_camera}
     for index, (name, (source, title)) in enumerate(paths.items()):
         if args.only and name != args.only:
             continue
         if args.step_ups is not None:
             profile = step_up_profile(name, args.step_ups)
-            run, frames = run_profile(
-                source, True, args.scale, 50 + 2 * index, profile, transport_cc=args.transport_cc
-            )
+            run, frames = run_profile(source, True, args.scale, 50 + 2 * index, profile, **feeds)
             report_step_ups(title, summarize(run, frames, name == "software"), profile)
             continue
         runs = []
         for _ in range(args.repeat if adaptation else 0):
-            run, frames = run_profile(
-                source, True, args.scale, 50 + 2 * index, transport_cc=args.transport_cc
-            )
+            run, frames = run_profile(source, True, args.scale, 50 + 2 * index, **feeds)
             runs.append(summarize(run, frames, name == "software"))
         fixed = None
         if not args.adaptive_only:
-            run, frames = run_profile(
-                source, False, args.scale, 51 + 2 * index, transport_cc=args.transport_cc
-            )
+            run, frames = run_profile(source, False, args.scale, 51 + 2 * index, **feeds)
             fixed = summarize(run, frames, name == "software")
         if len(runs) > 1:
             title += f"; adaptive: median of {len(runs)} runs"

@@ -301,12 +301,14 @@ def start_ingest(
     return ingest
 
 
-def start_cbr_camera(link: NetnsLink, port: int) -> subprocess.Popen[Any]:
-    """The 2.5 Mbit/s CBR test camera (benchmarks/_cbr_camera.py) in the client namespace."""
+def start_cbr_camera(link: NetnsLink, port: int, *, detail: bool = False) -> subprocess.Popen[Any]:
+    """The 2.5 Mbit/s CBR test camera (benchmarks/_cbr_camera.py) in the client namespace;
+    with `detail`, a picture that needs its bits when transcoded (not the ball)."""
+    flags = ["--detail"] if detail else []
     camera = link.popen(
         link.client_ns,
-        ["/usr/bin/python3", os.path.join(_ROOT, "benchmarks", "_cbr_camera.py"), str(port),
-         "constrained-baseline", "1280", "720"],
+        ["/usr/bin/python3", os.path.join(_ROOT, "benchmarks", "_cbr_camera.py"), *flags,
+         str(port), "constrained-baseline", "1280", "720"],
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
     assert camera.stdout is not None
