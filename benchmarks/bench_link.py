@@ -425,7 +425,7 @@ def main() -> int:
     parser.add_argument(
         "--ball-camera",
         action="store_true",
-        help="the camera before stop 33: a ball padded to 2.5 Mbit/s with filler, which "
+        help="the camera before stop 35: a ball padded to 2.5 Mbit/s with filler, which "
         "transcoded needs 180-400 kbit/s (default: a zone plate that needs its bits)",
     )
     args = parser.parse_args()
