@@ -402,7 +402,7 @@ class RtcpTap:
             # what arrived bounds the budget too: right after a step down the estimate is stale
             snapshot = self.estimator.snapshot()
             basis = min(snapshot.estimate_bps, snapshot.receive_bps or snapshot.estimate_bps)
-            if not self.budget.allow(size, basis, delay_flat=snapshot.delay_flat):
+            if not self.budget.allow(size, basis, delay_flat=snapshot.delay_flat, seq=key):
                 self.retransmissions_dropped += 1
                 # the next keyframe flushes the hole (a ladder step's, often within the
                 # second: the publisher's loop, which also asks for one, runs once a second)

@@ -16,6 +16,7 @@ import pytest
 from aiortc.rate import RemoteBitrateEstimator
 
 from luxxon_agent.video.bandwidth import (
+    BURST_MIN_PACKETS,
     COLLAPSE_SHARE,
     ENCODER_SHARE,
     PROBE_HOLD_S,
@@ -329,19 +330,49 @@ def test_loss_thresholds_grow_hold_and_back_off() -> None:
 def test_retransmission_budget_grows_while_the_delay_stays_flat_and_resets_on_a_queue() -> None:
     clock = ManualClock()
     budget = RetransmissionBudget(0.1, window_s=1.0, clock=clock)
+
+    def fills(budget_bytes: int, *, delay_flat: bool = True) -> bool:
+        """Whether requests short of a burst (BURST_MIN_PACKETS - 1) fill `budget_bytes`
+        and one more (packet 0 asked for again: still no burst) does not fit."""
+        few = BURST_MIN_PACKETS - 1
+        size = budget_bytes // few
+        allowed = [budget.allow(size, 800_000, delay_flat=delay_flat, seq=n) for n in range(few)]
+        return all(allowed) and not budget.allow(size, 800_000, delay_flat=delay_flat, seq=0)
+
     # 10 kB a second at 800 kbit/s; flat delay from now on
     assert budget.allow(1000, 800_000, delay_flat=True)
-    clock.t += 1.0  # flat for a second: twice the share
-    assert all(budget.allow(1000, 800_000, delay_flat=True) for _ in range(20))
-    assert not budget.allow(1000, 800_000, delay_flat=True)
+    clock.t += 1.01  # flat for a second: twice the share
+    assert fills(20_000)
     clock.t += 5.0  # capped at MAX_FLAT_DELAY_FACTOR x the share
-    assert all(budget.allow(1000, 800_000, delay_flat=True) for _ in range(30))
-    assert not budget.allow(1000, 800_000, delay_flat=True)
+    assert fills(30_000)
     clock.t += 1.0
     # a standing queue: back to the plain share at once
-    assert all(budget.allow(1000, 800_000) for _ in range(10))
-    assert not budget.allow(1000, 800_000)
+    assert fills(10_000, delay_flat=False)
     assert budget.denied == 3
+    assert budget.bursts == 0
+
+
+def test_retransmission_budget_answers_a_burst_of_requests_with_the_plain_share() -> None:
+    """A queue overflowing (the camera's 2.5 Mbit/s into a 1 Mbit/s link: 60 % lost) asks
+    for a burst of repairs with the delay still flat: the flat-delay allowance (3 x) is
+    not for it, and of the estimate only what was not lost counts."""
+    clock = ManualClock()
+    budget = RetransmissionBudget(0.15, window_s=1.0, clock=clock)
+    clock.t += 10.0
+    assert budget.allow(1200, 2_500_000, delay_flat=True, seq=0)
+    clock.t += 10.0  # flat for 10 s: 3 x 15 % of 2.5 Mbit/s, 140 kB a second
+    allowed = 0
+    for seq in range(1, 157):  # 60 % of 2.5 Mbit/s lost, in 1200-byte packets, for 1 s
+        clock.t += 1 / 156
+        allowed += budget.allow(1200, 2_500_000, delay_flat=True, seq=seq)
+    assert budget.bursts > 0
+    # under the plain share of 2.5 Mbit/s (47 kB) less what was lost: never 140 kB
+    assert BURST_MIN_PACKETS <= allowed <= 0.15 * 2_500_000 / 8 / 1200
+    # a receiver asking again for the same packets is one burst's worth, not more
+    clock.t += 2.0
+    budget = RetransmissionBudget(0.15, window_s=1.0, clock=clock)
+    assert all(budget.allow(1200, 2_500_000, delay_flat=True, seq=seq % 4) for seq in range(30))
+    assert budget.bursts == 0
 
 
 def test_bounds_hold_whatever_the_feedback() -> None:
@@ -663,12 +694,12 @@ def test_no_feedback_no_growth() -> None:
 def test_retransmission_budget_is_a_share_of_the_estimate_per_window() -> None:
     clock = ManualClock()
     budget = RetransmissionBudget(0.1, window_s=1.0, clock=clock)
-    # 10 % of 800 kbit/s over 1 s = 10,000 bytes
-    assert all(budget.allow(1000, 800_000) for _ in range(10))
-    assert not budget.allow(1000, 800_000)
+    # 10 % of 800 kbit/s over 1 s = 10,000 bytes, in fewer requests than a burst
+    assert all(budget.allow(1400, 800_000) for _ in range(BURST_MIN_PACKETS - 1))
+    assert not budget.allow(1400, 800_000)
     assert budget.denied == 1
     clock.t += 1.01
-    assert budget.allow(1000, 800_000)
+    assert budget.allow(1400, 800_000)
     with pytest.raises(ValueError):
         RetransmissionBudget(1.5)
 
