@@ -952,6 +952,14 @@ class BandwidthEstimator:
         self._trim_sent()
         return self._sent_window_bytes * 8 / SENT_WINDOW_S
 
+    def wire_sent_since(self, start: float) -> int | None:
+        """Wire bytes sent since monotonic `start`; None when `start` is further back than
+        the history kept (SENT_HISTORY_S)."""
+        now = self._clock.monotonic()
+        if start < now - SENT_HISTORY_S:
+            return None
+        return self._sent_between(start, now)[1]
+
     def padding_sent_bps(self) -> float:
         """Padding bit/s (on the wire) over the last second."""
         self._trim_sent()

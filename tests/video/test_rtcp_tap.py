@@ -25,10 +25,12 @@ from luxxon_agent.video.bandwidth import (
     RetransmissionBudget,
 )
 from luxxon_agent.video.rtcp_tap import (
+    MAX_DRAIN_S,
     SENDER_SEAMS,
     TRANSPORT_SEAMS,
     RtcpTap,
     abs_send_time_id,
+    collapse_hold_s,
     media_local_address,
     restamp_abs_send_time,
 )
@@ -225,6 +227,18 @@ async def test_a_packet_the_pacer_still_holds_at_detach_is_dropped_quietly() -> 
         tap.detach()
         # an RTP header with our SSRC, as the pacer hands it on (raised KeyError before)
         await tap._transmit(b"\x80\x60\x00\x01" + bytes(4) + sender._ssrc.to_bytes(4, "big"))
+
+
+def test_a_collapse_soon_after_another_holds_only_for_what_was_sent_since() -> None:
+    """The reports behind a second collapse describe the time before the first one's hold,
+    which drained the queue: holding the full time again only stops the picture."""
+    assert collapse_hold_s(1_000_000, None) == MAX_DRAIN_S
+    # a keyframe's 3 kB in the 0.3 s since: the new estimate carries it, no hold
+    assert collapse_hold_s(1_000_000, (0.3, 3_000)) == 0.0
+    # 60 kB (the camera's rate) in 0.25 s against 1 Mbit/s: what is over it, to drain
+    assert collapse_hold_s(1_000_000, (0.25, 60_000)) == pytest.approx(0.23)
+    # far over: never more than a first collapse's hold
+    assert collapse_hold_s(500_000, (0.25, 200_000)) == MAX_DRAIN_S
 
 
 def test_the_aiortc_internals_the_tap_uses_are_there() -> None:
