@@ -315,13 +315,24 @@ def summarize(run: Run, frames_path: Path, clocked: bool) -> list[PhaseResult]:
     return results
 
 
+def link_step(previous: Phase | None, phase: Phase) -> str | None:
+    """Which way the link's rate moved from `previous` to `phase`, "down" or "up" (an
+    unshaped phase's is unbounded); None: the first phase, or the same rate."""
+    if previous is None:
+        return None
+    before, now = previous.rate_bps or math.inf, phase.rate_bps or math.inf
+    if now == before:
+        return None
+    return "down" if now < before else "up"
+
+
 def step_up_capacity(
     previous: Phase | None, phase: Phase, earlier: list[PhaseResult]
 ) -> tuple[float | None, float | None]:
     """After a step up, the capacity to reach, for the payload and for the wire reading:
     the link less its drops (both), or unshaped, what the first (unshaped) phase sent,
     in each reading. None: not a step up."""
-    if previous is None or (phase.rate_bps or math.inf) <= (previous.rate_bps or math.inf):
+    if link_step(previous, phase) != "up":
         return None, None
     if phase.rate_bps is not None:
         link = phase.rate_bps * (1 - phase.drop_percent / 100)
@@ -348,10 +359,11 @@ def reaction(
     capacity: float | None,
 ) -> float | None:
     """PhaseResult.react_s from the publisher's per-second stats (1 s resolution)."""
-    if previous is None:
+    direction = link_step(previous, phase)
+    if direction is None:
         return None
-    if phase.rate_bps is not None and phase.rate_bps < (previous.rate_bps or math.inf):
-        # a step down: the wire rate, retransmissions and padding included
+    if direction == "down" and phase.rate_bps is not None:
+        # the wire rate, retransmissions and padding included
         times = [t for t, s in stats if float(str(s.get("sent_bps") or 0)) <= phase.rate_bps]
         return times[0] - start if times else math.inf
     payload = [(t, float(str(s.get("bitrate_bps") or 0))) for t, s in stats]
@@ -362,19 +374,17 @@ def cell(result: PhaseResult | None) -> str:
     if result is None:
         return f"{'not available':<{CELL_WIDTH}}"
 
-    def ms(value: float | None) -> str:
-        return "-" if value is None else f"{value:.0f}"
-
-    stale = f"{ms(result.stale_median_ms)}/{ms(result.stale_p95_ms)}"
+    stale = f"{optional(result.stale_median_ms, 0)}/{optional(result.stale_p95_ms, 0)}"
     return (
         f"{result.fps:5.1f} {result.frozen_s:6.1f} {stale:>11} {result.sent_kbps:6.0f} "
-        f"{result.reconnects:3d} {result.tbf_drops:6d} {seconds(result.react_s):>5} "
-        f"{seconds(result.react_wire_s):>5}"
+        f"{result.reconnects:3d} {result.tbf_drops:6d} {optional(result.react_s, 1):>5} "
+        f"{optional(result.react_wire_s, 1):>5}"
     )
 
 
-def seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+def optional(value: float | None, digits: int) -> str:
+    """`value` to `digits` decimals, or "-" where there is none."""
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 CELL_HEAD = (
@@ -419,7 +429,7 @@ def report_step_ups(title: str, results: list[PhaseResult], profile: tuple[Phase
     ):
         within = sum(1 for react in reacts if react is not None and react <= STEP_UP_WITHIN_S)
         print(
-            f"react after each step up ({reading}), s: {' '.join(map(seconds, reacts))} "
+            f"react after each step up ({reading}), s: {' '.join(optional(r, 1) for r in reacts)} "
             f"({within} of {len(reacts)} within {STEP_UP_WITHIN_S:.0f} s)"
         )
 
@@ -455,7 +465,7 @@ def report_spread(runs: list[list[PhaseResult]]) -> None:
     print(f"adaptive, each of {len(runs)} runs (fps | frozen s | stale p95 ms | react s | wire s):")
 
     def joined(values: list[float | None], digits: int) -> str:
-        return " ".join("-" if v is None else f"{v:.{digits}f}" for v in values)
+        return " ".join(optional(v, digits) for v in values)
 
     for index, phase in enumerate(PROFILE):
         results = [run[index] for run in runs]
