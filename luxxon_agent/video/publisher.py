@@ -181,7 +181,6 @@ class Publisher:
         self._path_back = asyncio.Event()
         self._deleted_in: float | None = None
         """How long the DELETE before the coming connection's POST took (None: there was none)."""
-        self._holes_seen = 0
 
     def __repr__(self) -> str:
         url = "no whipUrl yet" if self._whip is None else redact_url(self._whip.whip_url.reveal())
@@ -561,7 +560,6 @@ class Publisher:
         connection.tap.on_collapse(lambda _: self._request_keyframe())
         connection.tap.wanted_bps = self._wanted_bps
         self._connection = connection
-        self._holes_seen = 0
         return connection
 
     def _estimator_for(self, source: MediaSource) -> BandwidthEstimator:
@@ -583,13 +581,9 @@ class Publisher:
 
     def _repair_holes(self) -> None:
         """Retransmissions refused by the budget, or no longer possible, left holes, which
-        the tap flushes at the next keyframe: ask our encoder for one (within the PLI rate
-        limit)."""
-        connection = self._connection
-        if connection is None or connection.tap.holes_left == self._holes_seen:
-            return
-        self._holes_seen = connection.tap.holes_left
-        if connection.tap.keyframes.allow():
+        the tap flushes at the next keyframe: ask our encoder for one when the tap says
+        so (within the PLI rate limit, again later if it refused)."""
+        if self._connection is not None and self._connection.tap.keyframe_for_holes():
             self._request_keyframe()
 
     def _request_keyframe(self) -> None:

@@ -193,6 +193,9 @@ class RtcpTap:
         self._clock = clock
         self._offset = 0
         self._jump_pending = False
+        self._holes_asked = 0
+        """`holes_left` when a keyframe was last owed for them (see `keyframe_for_holes`)."""
+        self._keyframe_owed = False
         self._out_of: dict[int, int] = {}
         """Sequence number as aiortc numbered a packet -> as it went on the wire."""
         self._in_of: dict[int, int] = {}
@@ -434,6 +437,22 @@ class RtcpTap:
         link): only a sequence jump at a keyframe flushes it sooner. The jump is requested
         where the hole is left (`_retransmit`)."""
         return self.retransmissions_dropped + self.repairs_unavailable
+
+    def keyframe_for_holes(self) -> bool:
+        """Whether the publisher should ask its encoder for a keyframe now: holes were left
+        (`holes_left`) that no keyframe has flushed yet, and the PLI rate limit allows one.
+        Asked once a second: a request the limit refused is owed, and made on a later call,
+        until a keyframe (this one, or any other the encoder sends) has flushed them. Once
+        refused, the holes used to wait for the encoder's next periodic keyframe."""
+        if self.holes_left != self._holes_asked:
+            self._holes_asked = self.holes_left
+            self._keyframe_owed = True
+        if not self._jump_pending:
+            self._keyframe_owed = False  # a keyframe took the jump: the receiver flushed them
+        if self._keyframe_owed and self.keyframes.allow():
+            self._keyframe_owed = False
+            return True
+        return False
 
     def _check_repairs(self, rtx_lost: int) -> None:
         """Loss on the RTX stream soon after repairs went out may be a repair that never

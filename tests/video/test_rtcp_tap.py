@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from luxxon_agent.clock import FakeClock
 from luxxon_agent.video import open_media_source, pin_ice_to_loopback
 from luxxon_agent.video.bandwidth import (
     BandwidthEstimator,
@@ -404,3 +405,53 @@ async def test_a_lost_last_repair_is_asked_for_again_at_the_recheck(detail: str)
                     await asyncio.sleep(0.05)
             assert tap.sequence_jumps == 0 and not tap._jump_pending
             assert not missing
+
+
+async def test_a_keyframe_for_holes_that_the_pli_limit_refused_is_asked_for_later() -> None:
+    """Holes left (repairs the budget refused) are flushed at the next keyframe, which the
+    tap has the publisher ask its encoder for, within the PLI rate limit. One the limit
+    refused is owed and asked for on a later call, once; holes that a keyframe of the
+    encoder's own has flushed are owed nothing."""
+    from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket
+
+    clock = FakeClock()
+    async with peers(loss=Loss(media_every=None), h264=True) as (sender_pc, _):
+        sender = sender_pc.getSenders()[0]
+        limiter = KeyframeLimiter(2.0, clock=clock)
+        tap = RtcpTap(
+            sender,
+            BandwidthEstimator(max_bps=2_000_000),
+            retransmission_budget=RetransmissionBudget(0.0),
+            keyframe_limiter=limiter,
+        )
+        async with tap:
+            async with asyncio.timeout(8):
+                while not tap._sizes:
+                    await asyncio.sleep(0.05)
+
+            async def leave_a_hole() -> None:
+                newest = list(tap._sizes)[-1]
+                nack = RtcpRtpfbPacket(
+                    fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=sender._ssrc, lost=[newest]
+                )
+                holes = tap.holes_left
+                await sender._handle_rtcp_packet(nack)
+                assert tap.holes_left == holes + 1
+
+            assert not tap.keyframe_for_holes()  # no holes yet
+            assert limiter.allow()  # a keyframe a PLI asked for: the limit's for 2 s
+            await leave_a_hole()
+            assert not tap.keyframe_for_holes()
+            assert limiter.denied == 1
+            await clock.advance(2.5)
+            assert tap.keyframe_for_holes()  # owed, and the limit allows it now
+            await clock.advance(2.5)
+            assert not tap.keyframe_for_holes()  # asked for once
+            await leave_a_hole()
+            jumps = tap.sequence_jumps
+            sender._send_keyframe()  # the encoder's own, before the publisher's next call
+            async with asyncio.timeout(5):
+                while tap.sequence_jumps == jumps:
+                    await asyncio.sleep(0.02)
+            assert not tap.keyframe_for_holes()
+            assert limiter.denied == 1
