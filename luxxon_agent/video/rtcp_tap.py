@@ -193,9 +193,8 @@ class RtcpTap:
         self._clock = clock
         self._offset = 0
         self._jump_pending = False
-        self._holes_asked = 0
-        """`holes_left` when a keyframe was last owed for them (see `keyframe_for_holes`)."""
-        self._keyframe_owed = False
+        self._holes_dealt_with = 0
+        """`holes_left` when a keyframe was last asked for or seen (`keyframe_for_holes`)."""
         self._out_of: dict[int, int] = {}
         """Sequence number as aiortc numbered a packet -> as it went on the wire."""
         self._in_of: dict[int, int] = {}
@@ -444,15 +443,14 @@ class RtcpTap:
         Asked once a second: a request the limit refused is owed, and made on a later call,
         until a keyframe (this one, or any other the encoder sends) has flushed them. Once
         refused, the holes used to wait for the encoder's next periodic keyframe."""
-        if self.holes_left != self._holes_asked:
-            self._holes_asked = self.holes_left
-            self._keyframe_owed = True
         if not self._jump_pending:
-            self._keyframe_owed = False  # a keyframe took the jump: the receiver flushed them
-        if self._keyframe_owed and self.keyframes.allow():
-            self._keyframe_owed = False
-            return True
-        return False
+            # a keyframe took the jump (or none was needed): the receiver flushed them
+            self._holes_dealt_with = self.holes_left
+            return False
+        if self.holes_left == self._holes_dealt_with or not self.keyframes.allow():
+            return False
+        self._holes_dealt_with = self.holes_left
+        return True
 
     def _check_repairs(self, rtx_lost: int) -> None:
         """Loss on the RTX stream soon after repairs went out may be a repair that never
