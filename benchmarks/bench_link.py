@@ -49,6 +49,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -315,7 +316,7 @@ def summarize(run: Run, frames_path: Path, clocked: bool) -> list[PhaseResult]:
     return results
 
 
-def link_step(previous: Phase | None, phase: Phase) -> str | None:
+def link_step(previous: Phase | None, phase: Phase) -> Literal["down", "up"] | None:
     """Which way the link's rate moved from `previous` to `phase`, "down" or "up" (an
     unshaped phase's is unbounded); None: the first phase, or the same rate."""
     if previous is None:
