@@ -123,6 +123,26 @@ COUNTERS: tuple[tuple[str, str, OperatorValue], ...] = (
         "Padding bytes sent to probe the link.",
         lambda o: o.video.padding_bytes,
     ),
+    (
+        "video_keyframe_requests",
+        "PLIs and FIRs the receiver sent.",
+        lambda o: o.video.keyframe_requests,
+    ),
+    (
+        "video_keyframe_requests_refused",
+        "Keyframe requests the PLI rate limit kept from the encoder.",
+        lambda o: o.video.keyframe_requests_refused,
+    ),
+    (
+        "video_repairs_refused",
+        "NACKed packets not sent again: the retransmission budget was spent.",
+        lambda o: o.video.repairs_refused,
+    ),
+    (
+        "video_repairs_unavailable",
+        "NACKed packets too old to send again.",
+        lambda o: o.video.repairs_unavailable,
+    ),
     ("telemetry_delivered", "Samples delivered.", lambda o: o.telemetry.delivered),
     ("sessions_served", "Sessions served since start.", lambda o: o.sessions_served),
     (

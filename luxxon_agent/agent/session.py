@@ -461,6 +461,10 @@ class SessionRun:
                 padding_bytes=sent.padding_bytes,
                 ladder_steps=sent.ladder_steps,
                 mode_switches=sent.mode_switches,
+                keyframe_requests=sent.keyframe_requests,
+                keyframe_requests_refused=sent.keyframe_requests_refused,
+                repairs_refused=sent.repairs_refused,
+                repairs_unavailable=sent.repairs_unavailable,
             )
         stats = self.publisher.stats()
         return VideoStatus(
@@ -485,6 +489,10 @@ class SessionRun:
             mode_switches=stats.mode_switches,
             mode_reason=stats.mode_reason,
             transport_cc=stats.transport_cc,
+            keyframe_requests=stats.keyframe_requests,
+            keyframe_requests_refused=stats.keyframe_requests_refused,
+            repairs_refused=stats.repairs_refused,
+            repairs_unavailable=stats.repairs_unavailable,
         )
 
     def snapshot(self) -> SessionSnapshot:

@@ -86,6 +86,14 @@ class VideoStatus:
     transport_cc: bool = False
     """The estimate follows transport-wide congestion feedback; False: receiver reports
     (and REMB) only, or no estimate."""
+    keyframe_requests: int = 0
+    """PLIs and FIRs the receiver sent."""
+    keyframe_requests_refused: int = 0
+    """...of which the PLI rate limit kept from the encoder."""
+    repairs_refused: int = 0
+    """NACKed packets not sent again: the retransmission budget was spent."""
+    repairs_unavailable: int = 0
+    """NACKed packets too old to send again."""
 
 
 @dataclass

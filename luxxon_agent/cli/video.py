@@ -82,6 +82,8 @@ def _render(stats: PublisherStats, as_json: bool) -> None:
             f" {stats.sent_bps / 1000:.0f} kbit/s loss {stats.loss * 100:.1f} % rtt {rtt} ms"
             f" rtx {stats.retransmitted_bytes // 1000} kB pad {stats.padding_bytes // 1000} kB"
             f" freezes {stats.freezes}"
+            f" keyframe requests {stats.keyframe_requests} ({stats.keyframe_requests_refused}"
+            f" refused) holes {stats.repairs_refused + stats.repairs_unavailable}"
             f" feedback {'transport-cc' if stats.transport_cc else 'reports'}"
         )
     if stats.rung is not None:

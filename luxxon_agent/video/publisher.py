@@ -41,7 +41,7 @@ import random
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -70,7 +70,13 @@ from luxxon_agent.video.netwatch import NetWatch, NetworkChange
 from luxxon_agent.video.passthrough import UP_MARGIN as PASSTHROUGH_UP_MARGIN
 from luxxon_agent.video.passthrough import PassthroughMode, PassthroughSwitch
 from luxxon_agent.video.resource_file import ResourceFile
-from luxxon_agent.video.stats import PublisherState, PublisherStats, SenderReport, StatsBook
+from luxxon_agent.video.stats import (
+    PublisherState,
+    PublisherStats,
+    RepairCounts,
+    SenderReport,
+    StatsBook,
+)
 from luxxon_agent.video.whip import IceServer, WhipClient, WhipResource, WhipUnreachable
 
 logger = logging.getLogger(__name__)
@@ -218,6 +224,10 @@ class Publisher:
                 link_reason=link.reason,
                 transport_cc=link.transport_cc,
             )
+        repairs = self._stats.repairs_closed
+        if self._connection is not None:
+            repairs += self._connection.tap.repair_counts()
+        stats = replace(stats, **asdict(repairs))
         h264 = self._video.h264 if self._video is not None else None
         if h264 is not None:
             stats = replace(
@@ -711,7 +721,9 @@ class Publisher:
         last: SenderReport | None = None
         if connection is not None:
             last = await connection.report()
-        self._stats.connection_closed(last)
+        self._stats.connection_closed(
+            last, connection.tap.repair_counts() if connection is not None else RepairCounts()
+        )
         if delete:
             await self._delete_location()
         if connection is not None:

@@ -56,6 +56,7 @@ from luxxon_agent.video.bandwidth import (
     RetransmissionBudget,
 )
 from luxxon_agent.video.pacer import Pacer
+from luxxon_agent.video.stats import RepairCounts
 
 logger = logging.getLogger(__name__)
 
@@ -427,6 +428,16 @@ class RtcpTap:
             self._last_repair_at = self._clock.monotonic()
             if self._recheck_due_at is None:
                 self._recheck_due_at = self._last_repair_at
+
+    def repair_counts(self) -> RepairCounts:
+        """This connection's keyframe requests and repairs, as the publisher's stats count
+        them."""
+        return RepairCounts(
+            keyframe_requests=self.keyframe_requests,
+            keyframe_requests_refused=self.keyframe_requests_dropped,
+            repairs_refused=self.retransmissions_dropped,
+            repairs_unavailable=self.repairs_unavailable,
+        )
 
     @property
     def holes_left(self) -> int:

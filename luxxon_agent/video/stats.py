@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -75,9 +75,34 @@ class PublisherStats:
     transport_cc: bool = False
     """The estimate follows transport-wide congestion feedback (twcc.py) now; False:
     receiver reports (and REMB) only."""
+    keyframe_requests: int = 0
+    """PLIs and FIRs the receiver sent, over all connections."""
+    keyframe_requests_refused: int = 0
+    """...of which the PLI rate limit kept from the encoder."""
+    repairs_refused: int = 0
+    """NACKed packets not sent again because the retransmission budget was spent."""
+    repairs_unavailable: int = 0
+    """NACKed packets no longer in aiortc's history. Each refused or unavailable repair
+    is a hole the receiver waits at until the next keyframe."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class RepairCounts:
+    """What the RTCP tap did with the receiver's requests (PublisherStats says what each
+    count is); summed over connections with `+`."""
+
+    keyframe_requests: int = 0
+    keyframe_requests_refused: int = 0
+    repairs_refused: int = 0
+    repairs_unavailable: int = 0
+
+    def __add__(self, other: RepairCounts) -> RepairCounts:
+        return RepairCounts(
+            *(mine + theirs for mine, theirs in zip(astuple(self), astuple(other), strict=True))
+        )
 
 
 @dataclass(frozen=True)
@@ -167,6 +192,8 @@ class StatsBook:
         self._bytes_closed = 0
         """Bytes of the connections already closed."""
         self._bytes_current = 0
+        self.repairs_closed = RepairCounts()
+        """The RTCP tap's counts of the connections already closed."""
         self._meter = RateMeter()
 
     def count_frame(self) -> None:
@@ -190,7 +217,8 @@ class StatsBook:
         self._last_frame_at = None
         self._meter.reset()
 
-    def connection_closed(self, last: SenderReport | None) -> None:
+    def connection_closed(self, last: SenderReport | None, repairs: RepairCounts) -> None:
+        self.repairs_closed += repairs
         if last is not None:
             # the last second of bytes would otherwise be lost from the totals
             self._bytes_current = last.bytes_sent

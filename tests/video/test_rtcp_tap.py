@@ -214,6 +214,11 @@ async def test_enforcing_drops_retransmissions_over_budget_and_extra_keyframe_re
     assert estimator.snapshot().retransmitted_bytes == 0
     assert tap.keyframe_requests >= 3 and tap.keyframe_requests_dropped >= 2
     assert len(keyframes) == tap.keyframe_requests - tap.keyframe_requests_dropped == 1
+    # what the publisher's stats (and the agent's metrics) count for this connection
+    counts = tap.repair_counts()
+    assert counts.keyframe_requests == tap.keyframe_requests
+    assert counts.keyframe_requests_refused == counts.keyframe_requests - 1
+    assert counts.repairs_refused == tap.retransmissions_dropped > 0
 
 
 async def test_a_packet_the_pacer_still_holds_at_detach_is_dropped_quietly() -> None:

@@ -31,6 +31,7 @@ from luxxon_agent.video.encoder import (
     H264Encoder,
 )
 from luxxon_agent.video.h264 import find_profile, parameter_sets
+from luxxon_agent.video.stats import PublisherState, RepairCounts, SenderReport, StatsBook
 from luxxon_agent.video.testsrc import TestPattern
 
 ANSWER = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
@@ -514,6 +515,21 @@ def test_a_keyframe_reaches_the_receiver_before_the_picture_counts_as_frozen(
     average = sum(frames) / len(frames)
     waits = [interval + (size - average) / link_bps for size in keyframes]
     assert max(waits) <= 0.2, (waits, keyframes, average)
+
+
+def test_repair_counts_add_up_over_the_publishers_connections() -> None:
+    book = StatsBook(time.monotonic)
+    first = RepairCounts(keyframe_requests=5, keyframe_requests_refused=3, repairs_refused=7)
+    second = RepairCounts(keyframe_requests=2, repairs_unavailable=4)
+    book.new_connection()
+    book.connection_closed(SenderReport(1000, 0, None), first)
+    book.new_connection()
+    book.connection_closed(None, second)
+    assert book.repairs_closed == RepairCounts(
+        keyframe_requests=7, keyframe_requests_refused=3, repairs_refused=7, repairs_unavailable=4
+    )
+    # the snapshot's bytes come from the same book: the closed connection's are kept
+    assert book.snapshot(PublisherState.STOPPED).bytes_sent == 1000
 
 
 def test_public_surface_matches_all() -> None:
