@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,13 +22,20 @@ ADDRESS = Account.from_key(KEY).address
 
 
 @pytest.fixture
-def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("LUXXON_WALLET_PASSPHRASE", "test passphrase")
     for name in ("LUXXON_API_KEY", "LUXXON_BASE_URL", "LUXXON_PROFILE", "CREDENTIALS_DIRECTORY"):
         monkeypatch.delenv(name, raising=False)
-    return CliRunner()
+    # logging as a fresh `luxxon` process has it (it configures none): a `luxxon-agent`
+    # command run in-process by an earlier test leaves the root logger at INFO, and the
+    # client's retry lines then reach the one-line errors these tests read
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.WARNING)
+    yield CliRunner()
+    root.setLevel(level)
 
 
 def one_line_error(result, code: int | None = None) -> str:  # type: ignore[no-untyped-def]
