@@ -156,6 +156,11 @@ class PhaseResult:
     react_wire_s: float | None = None
     """After a step up, as `react_s` but with the media counted as the link counts it:
     on the wire (headers included), less padding and repairs (`media_wire_bps`)."""
+    holes: int = 0
+    """NACKed packets not sent again in the phase (refused by the retransmission budget,
+    or gone from aiortc's history): each one freezes aiortc's receiver until a keyframe."""
+    keyframes_refused: int = 0
+    """Keyframe requests (PLIs, and the publisher's own for holes) the rate limit refused."""
 
 
 @dataclass
@@ -269,6 +274,19 @@ def media_wire_bps(stats: list[tuple[float, dict[str, object]]]) -> list[float |
     return readings
 
 
+def counted(
+    stats: list[tuple[float, dict[str, object]]], start: float, end: float, *keys: str
+) -> int:
+    """How much the publisher's counters `keys` (summed) grew from `start` to `end`, read
+    from the last stats line before each."""
+
+    def at(moment: float) -> int:
+        before = [line for t, line in stats if t < moment]
+        return sum(int(str(before[-1].get(key) or 0)) for key in keys) if before else 0
+
+    return at(end) - at(start)
+
+
 def summarize(run: Run, frames_path: Path, clocked: bool) -> list[PhaseResult]:
     """Per-phase figures; staleness only when the source burns in a clock (`clocked`)."""
     arrivals: list[tuple[float, float | None]] = []
@@ -310,6 +328,8 @@ def summarize(run: Run, frames_path: Path, clocked: bool) -> list[PhaseResult]:
                     statistics.mean(bps for _, bps in media_wire) / 1000 if media_wire else 0.0
                 ),
                 react_wire_s=reached(start, media_wire, wire_capacity),
+                holes=counted(run.stats, start, end, "repairs_refused", "repairs_unavailable"),
+                keyframes_refused=counted(run.stats, start, end, "keyframe_requests_refused"),
             )
         )
         previous = phase
@@ -456,6 +476,8 @@ def median_results(runs: list[list[PhaseResult]]) -> list[PhaseResult]:
                 react_s=median([r.react_s for r in phase]),
                 media_wire_kbps=statistics.median(r.media_wire_kbps for r in phase),
                 react_wire_s=median([r.react_wire_s for r in phase]),
+                holes=round(statistics.median(r.holes for r in phase)),
+                keyframes_refused=round(statistics.median(r.keyframes_refused for r in phase)),
             )
         )
     return results
@@ -463,7 +485,10 @@ def median_results(runs: list[list[PhaseResult]]) -> list[PhaseResult]:
 
 def report_spread(runs: list[list[PhaseResult]]) -> None:
     """Each adaptive run's fps, frozen seconds, staleness p95 and react, phase by phase."""
-    print(f"adaptive, each of {len(runs)} runs (fps | frozen s | stale p95 ms | react s | wire s):")
+    print(
+        f"adaptive, each of {len(runs)} runs (fps | frozen s | stale p95 ms | react s | wire s"
+        " | holes | keyframe requests refused):"
+    )
 
     def joined(values: list[float | None], digits: int) -> str:
         return " ".join(optional(v, digits) for v in values)
@@ -475,7 +500,9 @@ def report_spread(runs: list[list[PhaseResult]]) -> None:
             f"{joined([r.frozen_s for r in results], 1)} | "
             f"{joined([r.stale_p95_ms for r in results], 0)} | "
             f"{joined([r.react_s for r in results], 1)} | "
-            f"{joined([r.react_wire_s for r in results], 1)}"
+            f"{joined([r.react_wire_s for r in results], 1)} | "
+            f"{' '.join(str(r.holes) for r in results)} | "
+            f"{' '.join(str(r.keyframes_refused) for r in results)}"
         )
 
 
