@@ -70,13 +70,7 @@ from luxxon_agent.video.netwatch import NetWatch, NetworkChange
 from luxxon_agent.video.passthrough import UP_MARGIN as PASSTHROUGH_UP_MARGIN
 from luxxon_agent.video.passthrough import PassthroughMode, PassthroughSwitch
 from luxxon_agent.video.resource_file import ResourceFile
-from luxxon_agent.video.stats import (
-    PublisherState,
-    PublisherStats,
-    RepairCounts,
-    SenderReport,
-    StatsBook,
-)
+from luxxon_agent.video.stats import PublisherState, PublisherStats, SenderReport, StatsBook
 from luxxon_agent.video.whip import IceServer, WhipClient, WhipResource, WhipUnreachable
 
 logger = logging.getLogger(__name__)
@@ -720,10 +714,11 @@ class Publisher:
         connection, self._connection = self._connection, None
         last: SenderReport | None = None
         if connection is not None:
+            # before the await: `stats()` no longer sees this connection, and its counters
+            # must not dip meanwhile (Prometheus reads a dip as a reset)
+            self._stats.add_repairs(connection.tap.repair_counts())
             last = await connection.report()
-        self._stats.connection_closed(
-            last, connection.tap.repair_counts() if connection is not None else RepairCounts()
-        )
+        self._stats.connection_closed(last)
         if delete:
             await self._delete_location()
         if connection is not None:

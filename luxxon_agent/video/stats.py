@@ -217,8 +217,11 @@ class StatsBook:
         self._last_frame_at = None
         self._meter.reset()
 
-    def connection_closed(self, last: SenderReport | None, repairs: RepairCounts) -> None:
+    def add_repairs(self, repairs: RepairCounts) -> None:
+        """A closing connection's tap counts, kept in the totals."""
         self.repairs_closed += repairs
+
+    def connection_closed(self, last: SenderReport | None) -> None:
         if last is not None:
             # the last second of bytes would otherwise be lost from the totals
             self._bytes_current = last.bytes_sent

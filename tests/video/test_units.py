@@ -522,9 +522,11 @@ def test_repair_counts_add_up_over_the_publishers_connections() -> None:
     first = RepairCounts(keyframe_requests=5, keyframe_requests_refused=3, repairs_refused=7)
     second = RepairCounts(keyframe_requests=2, repairs_unavailable=4)
     book.new_connection()
-    book.connection_closed(SenderReport(1000, 0, None), first)
+    book.add_repairs(first)
+    book.connection_closed(SenderReport(1000, 0, None))
     book.new_connection()
-    book.connection_closed(None, second)
+    book.add_repairs(second)
+    book.connection_closed(None)
     assert book.repairs_closed == RepairCounts(
         keyframe_requests=7, keyframe_requests_refused=3, repairs_refused=7, repairs_unavailable=4
     )
