@@ -23,7 +23,7 @@ Two controllers, the lower wins (GCC's A = min(As, Ad)):
   rate. Falling delay is a queue draining: hold. Otherwise grow, by 25 % a
   second below the rate of the last congestion, by about one packet per
   response time (RTT + 100 ms) near it, and by 50 % a second at three times
-  it while nothing is lost (the link has opened: find out how far, fast).
+  it (the link has opened: find out how far, fast).
 
 The estimate never leaves [min_bps, max_bps], never grows past 1.5 x what
 arrived (+10 kbit/s: an encoder that sends less than allowed proves nothing
@@ -82,10 +82,7 @@ FAR_GROW_PER_S = 1.5
 FAR_FROM_CONGESTION = 3.0
 """Growth with no congestion point to respect: before any, and at FAR_FROM_CONGESTION x
 the rate of the last one (the link opened; nearer, a sawtooth around a narrow link would
-overshoot by half). ACKED_HEADROOM bounds it per report anyway. Not while 2-10 % is lost:
-growth then rests on reading that loss as the radio's (`_update`), and at 50 %/s the climb
-into bench_link's 1 Mbit/s link with 5 % dropped, at 3 x the 300 kbit/s phase's point, went
-928 -> 1160 -> 1420 kbit/s in 1.3 s; the ladder's step to 540p30 and back froze 1.6 s."""
+overshoot by half). ACKED_HEADROOM bounds it per report anyway."""
 NEAR_BAND = 0.15
 """Within +-15 % of the last congestion rate growth is additive (libwebrtc uses 3 standard
 deviations of its link capacity estimate, typically about this)."""
@@ -1213,8 +1210,7 @@ class BandwidthEstimator:
             )
             grown = estimate + per_s * elapsed
         else:
-            # growing through random loss is a guess (`_update`): not at the far rate
-            far = self._loss < LOSS_GROW_BELOW and (
+            far = (
                 self._congested_bps is None or estimate >= self._congested_bps * FAR_FROM_CONGESTION
             )
             rate = FAR_GROW_PER_S if far or per_feedback else GROW_PER_S
