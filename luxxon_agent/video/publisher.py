@@ -41,7 +41,7 @@ import random
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -202,7 +202,8 @@ class Publisher:
         return self._estimator.snapshot() if self._estimator is not None else None
 
     def stats(self) -> PublisherStats:
-        stats = replace(self._stats.snapshot(self._state), adaptive=self._options.adaptive)
+        repairs = self._connection.tap.repair_counts() if self._connection is not None else None
+        stats = replace(self._stats.snapshot(self._state, repairs), adaptive=self._options.adaptive)
         if self._estimator is not None:
             link = self._estimator.snapshot()
             stats = replace(
@@ -218,10 +219,6 @@ class Publisher:
                 link_reason=link.reason,
                 transport_cc=link.transport_cc,
             )
-        repairs = self._stats.repairs_closed
-        if self._connection is not None:
-            repairs += self._connection.tap.repair_counts()
-        stats = replace(stats, **asdict(repairs))
         h264 = self._video.h264 if self._video is not None else None
         if h264 is not None:
             stats = replace(

@@ -192,7 +192,7 @@ class StatsBook:
         self._bytes_closed = 0
         """Bytes of the connections already closed."""
         self._bytes_current = 0
-        self.repairs_closed = RepairCounts()
+        self._repairs_closed = RepairCounts()
         """The RTCP tap's counts of the connections already closed."""
         self._meter = RateMeter()
 
@@ -219,7 +219,7 @@ class StatsBook:
 
     def add_repairs(self, repairs: RepairCounts) -> None:
         """A closing connection's tap counts, kept in the totals."""
-        self.repairs_closed += repairs
+        self._repairs_closed += repairs
 
     def connection_closed(self, last: SenderReport | None) -> None:
         if last is not None:
@@ -232,7 +232,11 @@ class StatsBook:
         self.packets_lost = report.packets_lost
         self._meter.add(now, report.bytes_sent, self.frames)
 
-    def snapshot(self, state: PublisherState) -> PublisherStats:
+    def snapshot(
+        self, state: PublisherState, repairs_now: RepairCounts | None = None
+    ) -> PublisherStats:
+        """The counters now; `repairs_now`: the open connection's tap counts, if any."""
+        repairs = self._repairs_closed + (repairs_now or RepairCounts())
         return PublisherStats(
             state=state,
             bitrate_bps=self._meter.bitrate_bps,
@@ -245,4 +249,5 @@ class StatsBook:
             last_error=self.last_error,
             freezes=self.freezes,
             ladder_steps=self.ladder_steps,
+            **asdict(repairs),
         )

@@ -527,11 +527,13 @@ def test_repair_counts_add_up_over_the_publishers_connections() -> None:
     book.new_connection()
     book.add_repairs(second)
     book.connection_closed(None)
-    assert book.repairs_closed == RepairCounts(
-        keyframe_requests=7, keyframe_requests_refused=3, repairs_refused=7, repairs_unavailable=4
-    )
-    # the snapshot's bytes come from the same book: the closed connection's are kept
-    assert book.snapshot(PublisherState.STOPPED).bytes_sent == 1000
+    book.new_connection()
+    # the open connection's counts on top of the closed ones', as `Publisher.stats()` shows
+    live = book.snapshot(PublisherState.PUBLISHING, RepairCounts(keyframe_requests=1))
+    assert (live.keyframe_requests, live.keyframe_requests_refused) == (8, 3)
+    assert (live.repairs_refused, live.repairs_unavailable) == (7, 4)
+    assert live.bytes_sent == 1000
+    assert book.snapshot(PublisherState.STOPPED).keyframe_requests == 7
 
 
 def test_public_surface_matches_all() -> None:
