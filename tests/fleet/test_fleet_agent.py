@@ -33,7 +33,7 @@ from luxxon_agent.models import AvailabilityState, Session, SessionState, Update
 from luxxon_agent.secret import Secret
 from luxxon_agent.telemetry import TelemetryPayload, sign_sample
 from tests.conftest import free_port
-from tests.support import serve
+from tests.support import serve, wait_for
 
 LIVE_TIMEOUT_S = 45.0
 LUXXON = [sys.executable, "-c", "from luxxon_agent.cli.luxxon import main; main()"]
@@ -303,14 +303,14 @@ async def test_four_operators_serve_four_sessions_at_once_each_paid_on_its_own_k
     assert {row["id"]: (row["state"], row["sessionId"]) for row in rows} == {
         s.operator_id: ("BUSY", s.id) for s in live
     }
+
     # each operator's own heartbeat: one a second from its first fix, which on a loaded
     # machine can come after all four went LIVE (lastSeenAt is left out until then)
-    for _ in range(20):
-        if all(row.get("lastSeenAt") for row in rows):
-            break
-        await asyncio.sleep(0.5)
-        rows = await _luxxon_json(four, home, "operators", "list", "--workspace", workspace)
-    assert all(row.get("lastSeenAt") for row in rows), rows
+    async def all_seen() -> bool:
+        listed = await _luxxon_json(four, home, "operators", "list", "--workspace", workspace)
+        return all(row.get("lastSeenAt") for row in listed)
+
+    await wait_for(all_seen, 15.0, "every operator's first heartbeat", interval=0.5)
     code, table, _ = await _luxxon(four, home, "operators", "list", "--workspace", workspace)
     assert code == 0 and all(s.id in table and "BUSY" in table for s in live)
     only = await _luxxon_json(
