@@ -1200,3 +1200,30 @@ def test_random_loss_near_the_last_congestion_point_keeps_no_headroom() -> None:
     snap = link.second(0.035, 3)  # the same loss with a queue behind it: the link is full
     assert snap.near_congestion and not snap.delay_flat, snap
     assert snap.keep_headroom, snap
+
+
+def test_a_remb_overuse_answering_our_padding_cuts_to_what_arrived_and_holds_nothing() -> None:
+    """An app-limited sender padding towards the cap finds the link by the receiver's
+    overuse REMB: padding was the queue, and it stops with the cut, so the estimate goes to
+    what arrived (not 0.85 x it) and the reports may grow it again at once. (Cut to 0.85 x
+    and held REMB_GROWTH_HOLD_S, bench_link's step ups from 300 kbit/s to 1 Mbit/s reached
+    80 % of the link within 10 s in 3 of 8.)"""
+    _, est, link = make(start_bps=300_000)
+    link.remb = RemoteBitrateEstimator()
+    link.rate_bps = 1_000_000
+    link.media_cap_bps = 300_000
+    link.wanted_bps = CAP
+    for _ in range(300):
+        link.run(0.05)
+        snap = est.snapshot()
+        if snap.reason.startswith("REMB overuse"):
+            break
+    else:
+        pytest.fail("no REMB overuse while padding past the link")
+    assert snap.reason.endswith("(probe)"), snap
+    # what arrived, not 0.85 x it; and no REMB_GROWTH_HOLD_S on the repair budget
+    assert 0.9 * link.rate_bps <= snap.estimate_bps <= 1.05 * link.rate_bps, snap
+    assert snap.delay_flat, snap
+    # the padding stopped with the cut: what goes out fits the link again
+    link.run(1.0)
+    assert est.sent_bps() <= link.rate_bps, est.snapshot()
