@@ -197,11 +197,12 @@ the ladder to 180p15."""
 SENT_HISTORY_S = REMB_WINDOW_S + max(REMB_SLOPE_MAX_S, REMB_BURST_S) + 1.0
 REMB_PROBE_SHARE = 0.25
 """An overuse REMB over a window where padding was at least this share of what we sent
-answered our probe: the estimate goes to what arrived (not 0.85 x it) and may grow again
-at once (no REMB_GROWTH_HOLD_S); the padding stops with the cut, so the queue it built
-drains without a back-off of the media. Measured in bench_link's software step ups from
-300 kbit/s to 1 Mbit/s: with 0.85 x and the hold such a cut right at the step began each
-miss, and 3 of 8 reached 80 % of the link within 10 s; taken whole, 6 of 8."""
+answered our probe: the estimate goes to what arrived (not 0.85 x it; a cut to what
+arrived between two answers stays 0.85 x that) and may grow again at once (no
+REMB_GROWTH_HOLD_S); the padding stops with the cut, so the queue it built drains without
+a back-off of the media. Measured in bench_link's software step ups from 300 kbit/s to
+1 Mbit/s: with 0.85 x and the hold such a cut right at the step began each miss, and 3 of
+8 reached 80 % of the link within 10 s; with this rule 6 of 8 and 5 of 8."""
 REMB_GROWTH_HOLD_S = 2.0
 """No growth for this long after a REMB fall was taken: the reports' loss window (2 s) and
 rate window still span the fall. Measured in bench_link: 1.25 s after a fall on the step to
@@ -816,8 +817,6 @@ class BandwidthEstimator:
         probed = self._padding_share(end - REMB_WINDOW_S, end) >= REMB_PROBE_SHARE
         cut = carried if probed else DELAY_BACKOFF * carried
         reason = f"REMB overuse, {carried / 1000:.0f} kbit/s arriving"
-        if probed:
-            reason += " (probe)"
         between = self._arrived_between(now, remb)
         if (
             between is not None
@@ -826,9 +825,10 @@ class BandwidthEstimator:
         ):
             # GCC's back-off from what arrives now, as the REMB itself says a second later
             carried = between
-            probed = False  # still falling: the link itself moved, not just our probe
             cut = max(REMB_ARRIVED_FLOOR * remb, DELAY_BACKOFF * between)
             reason = f"REMB overuse, {between / 1000:.0f} kbit/s arriving now"
+        if probed:
+            reason += " (probe)"
         if cut >= self._estimate:
             return
         # what the link carries, where growth near it is to be careful next
