@@ -791,9 +791,9 @@ class BandwidthEstimator:
         link should have carried of what we sent (REMB_LAGGING_SHARE), the estimate is cut
         at once to 0.85 x it (to it, where the REMB answered our padding: REMB_PROBE_SHARE),
         or to 0.85 x what arrived since an earlier REMB of the same overuse where that is
-        lower (REMB_SLOPE_MIN_S). It is no bound otherwise: aiortc's
-        grows 8 %/s at most after a fall, which would hold a publisher far under a link
-        that reopened; receiver reports decide growth."""
+        lower (REMB_SLOPE_MIN_S). It is no bound otherwise: aiortc's grows 8 %/s at most
+        after a fall, which would hold a publisher far under a link that reopened; receiver
+        reports decide growth."""
         remb = max(0.0, bitrate_bps)
         now = self._clock.monotonic()
         previous, self._remb = self._remb, remb
