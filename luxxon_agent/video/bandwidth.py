@@ -810,11 +810,10 @@ class BandwidthEstimator:
         reading = self._remb_reading(now, remb)
         if reading is None:
             return  # nothing sent to compare with
-        carried, sent = reading
+        carried, sent, padding_share = reading
         if self._loss_counted(carried) >= REMB_LAGGING_SHARE * sent:
             return  # the link carried what we sent
-        end = now - self._base_delay_s()
-        probed = self._padding_share(end - REMB_WINDOW_S, end) >= REMB_PROBE_SHARE
+        probed = padding_share >= REMB_PROBE_SHARE
         cut = carried if probed else DELAY_BACKOFF * carried
         reason = f"REMB overuse, {carried / 1000:.0f} kbit/s arriving"
         between = self._arrived_between(now, remb)
@@ -842,20 +841,24 @@ class BandwidthEstimator:
         self._note_collapse(now, cut, overflowing=overflowing)
         self._set(cut, RateState.DECREASE, reason)
 
-    def _remb_reading(self, now: float, remb: float) -> tuple[float, float] | None:
+    def _remb_reading(self, now: float, remb: float) -> tuple[float, float, float] | None:
         """The wire rate that arrived over the receiver's last second by an overuse REMB
         (0.85 x its payload), and the wire rate we sent those packets at, a base round trip
         earlier, or REMB_BURST_S before that where less and a burst of ours came between
-        (see REMB_BURST_S); None: nothing sent then."""
+        (see REMB_BURST_S); with the share of the wire bytes sent a base round trip earlier
+        that was padding (REMB_PROBE_SHARE). None: nothing sent then."""
         end = now - self._base_delay_s()
-        payload, wire = self._sent_between(end - REMB_WINDOW_S, end)
+        sent = self._sent_between(end - REMB_WINDOW_S, end)
+        padding_share = sent[2] / sent[1] if sent[1] else 0.0
         tail_bps = self._sent_between(end - REMB_BURST_S, end)[1] * 8 / REMB_BURST_S
-        if tail_bps > REMB_BURST_SHARE * wire * 8 / REMB_WINDOW_S:
+        if tail_bps > REMB_BURST_SHARE * sent[1] * 8 / REMB_WINDOW_S:
             earlier = self._sent_between(end - REMB_WINDOW_S - REMB_BURST_S, end - REMB_BURST_S)
-            payload, wire = min((payload, wire), earlier, key=lambda sent: sent[1])
+            sent = min(sent, earlier, key=lambda window: window[1])
+        payload, wire, _ = sent
         if payload <= 0:
             return None
-        return remb / REMB_THROUGHPUT_SHARE * wire / payload, wire * 8 / REMB_WINDOW_S
+        carried = remb / REMB_THROUGHPUT_SHARE * wire / payload
+        return carried, wire * 8 / REMB_WINDOW_S, padding_share
 
     def _loss_counted(self, arrived_bps: float) -> float:
         """`arrived_bps` with the loss up to the loss controller's bar counted as arrived."""
@@ -865,16 +868,15 @@ class BandwidthEstimator:
         """The empty-queue round trip (0 before any RTT sample)."""
         return (self._rtt_trend.base_ms() or 0.0) / 1000
 
-    def _sent_between(self, start: float, end: float) -> tuple[int, int]:
-        """(RTP payload and padding bytes, wire bytes) we sent after `start` until `end`."""
-        window = [(p, w) for t, p, w, _ in self._payload_sent if start < t <= end]
-        return sum(p for p, _ in window), sum(w for _, w in window)
-
-    def _padding_share(self, start: float, end: float) -> float:
-        """The share of the wire bytes we sent after `start` until `end` that was padding."""
-        window = [(w, padding) for t, _, w, padding in self._payload_sent if start < t <= end]
-        wire = sum(w for w, _ in window)
-        return sum(w for w, padding in window if padding) / wire if wire else 0.0
+    def _sent_between(self, start: float, end: float) -> tuple[int, int, int]:
+        """(RTP payload and padding bytes, wire bytes, wire bytes of padding-only packets)
+        we sent after `start` until `end`."""
+        window = [(p, w, pad) for t, p, w, pad in self._payload_sent if start < t <= end]
+        return (
+            sum(p for p, _, _ in window),
+            sum(w for _, w, _ in window),
+            sum(w for _, w, pad in window if pad),
+        )
 
     def _arrived_between(self, now: float, remb: float) -> float | None:
         """The wire rate that arrived since an earlier REMB of this overuse, from REMBs that
@@ -892,7 +894,7 @@ class BandwidthEstimator:
         start, end = at - REMB_WINDOW_S - base_s, now - REMB_WINDOW_S - base_s
         if any(start - REMB_QUIET_S <= cut <= end for cut in self._cuts):
             return None
-        payload, wire = self._sent_between(start, end)
+        payload, wire, _ = self._sent_between(start, end)
         if payload <= 0:
             return None
         wire_share = wire / payload
